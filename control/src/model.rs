@@ -1,0 +1,209 @@
+//! The configuration model as written in TOML. Every table rejects unknown fields.
+
+use crate::values::{duration_str, ListenAddr, PortRange, SipTarget};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub trunks: Vec<Trunk>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub queues: Vec<Queue>,
+    #[serde(default)]
+    pub agents: Vec<Agent>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// Listen addresses, `udp:IP:PORT` / `tcp:IP:PORT`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<ListenAddr>,
+    /// Calls up at once before new INVITEs get 503 with Retry-After.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: usize,
+    /// How long an agent's phone rings before the queue skips to the next agent.
+    #[serde(default = "default_ring_timeout", with = "duration_str")]
+    pub agent_ring_timeout: Duration,
+    /// Value of the User-Agent / Server header.
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+}
+
+fn default_listen() -> Vec<ListenAddr> {
+    vec![
+        "udp:127.0.0.1:5060".parse().unwrap(),
+        "tcp:127.0.0.1:5060".parse().unwrap(),
+    ]
+}
+fn default_max_calls() -> usize {
+    20_000
+}
+fn default_ring_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_user_agent() -> String {
+    "edge".to_string()
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: default_listen(),
+            max_calls: default_max_calls(),
+            agent_ring_timeout: default_ring_timeout(),
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address put in SDP `c=` lines and bound for RTP.
+    #[serde(default = "default_media_address")]
+    pub address: IpAddr,
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: PortRange,
+}
+
+fn default_media_address() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn default_rtp_ports() -> PortRange {
+    PortRange {
+        first: 20000,
+        last: 29999,
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            address: default_media_address(),
+            rtp_ports: default_rtp_ports(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_http_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().unwrap()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { dir: default_dir() }
+    }
+}
+
+/// A carrier or SIP trunk allowed to send INVITEs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    pub name: String,
+    /// Source networks; INVITEs from other sources get 403.
+    pub sources: Vec<ipnet::IpNet>,
+}
+
+/// A static route: request-URI user part (exact, or a prefix ending in `*`) → SIP URI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub number: String,
+    pub target: SipTarget,
+}
+
+/// A queue of agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    pub name: String,
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    pub agents: Vec<String>,
+    /// How long a caller waits for an agent before 480.
+    #[serde(default = "default_max_wait", with = "duration_str")]
+    pub max_wait: Duration,
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    pub contact: SipTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Agent,
+    Supervisor,
+    Admin,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+impl std::fmt::Debug for User {
+    // The token never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}

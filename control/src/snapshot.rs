@@ -1,0 +1,270 @@
+//! The immutable, validated configuration with the indexes hot paths use:
+//! number → destination (exact first, then longest prefix), token → user.
+
+use crate::model::{Config, Queue, Role, Route, User};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Where a dialled number goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    Route(&'a Route),
+    Queue(&'a Queue),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DestIdx {
+    Route(usize),
+    Queue(usize),
+}
+
+/// A validated configuration. Never mutated after construction; share it in an `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    exact: HashMap<String, DestIdx>,
+    /// Prefix routes, longest prefix first.
+    prefixes: Vec<(String, DestIdx)>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(config: Config) -> Self {
+        let mut exact = HashMap::new();
+        let mut prefixes = Vec::new();
+        for (i, r) in config.routes.iter().enumerate() {
+            match r.number.strip_suffix('*') {
+                Some(p) => prefixes.push((p.to_string(), DestIdx::Route(i))),
+                None => {
+                    exact.insert(r.number.clone(), DestIdx::Route(i));
+                }
+            }
+        }
+        for (i, q) in config.queues.iter().enumerate() {
+            for n in &q.numbers {
+                match n.strip_suffix('*') {
+                    Some(p) => prefixes.push((p.to_string(), DestIdx::Queue(i))),
+                    None => {
+                        exact.insert(n.clone(), DestIdx::Queue(i));
+                    }
+                }
+            }
+        }
+        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Snapshot {
+            config,
+            exact,
+            prefixes,
+        }
+    }
+
+    /// The destination for a request-URI user part: exact match first, then the
+    /// longest matching prefix.
+    pub fn destination(&self, number: &str) -> Option<Destination<'_>> {
+        let idx = self.exact.get(number).copied().or_else(|| {
+            self.prefixes
+                .iter()
+                .find(|(p, _)| number.starts_with(p.as_str()))
+                .map(|(_, d)| *d)
+        })?;
+        Some(match idx {
+            DestIdx::Route(i) => Destination::Route(&self.config.routes[i]),
+            DestIdx::Queue(i) => Destination::Queue(&self.config.queues[i]),
+        })
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&Queue> {
+        self.config.queues.iter().find(|q| q.name == name)
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&crate::model::Agent> {
+        self.config.agents.iter().find(|a| a.id == id)
+    }
+
+    /// Whether an INVITE from `ip` is allowed. With no trunks configured, any source is.
+    pub fn trunk_for(&self, ip: IpAddr) -> Option<&str> {
+        if self.config.trunks.is_empty() {
+            return Some("any");
+        }
+        self.config
+            .trunks
+            .iter()
+            .find(|t| t.sources.iter().any(|n| n.contains(&ip)))
+            .map(|t| t.name.as_str())
+    }
+
+    /// The user a bearer token belongs to. Compares every token in constant time
+    /// per byte so response timing does not reveal prefixes.
+    pub fn user_by_token(&self, token: &str) -> Option<&User> {
+        let mut found = None;
+        for u in &self.config.users {
+            if ct_eq(u.token.as_bytes(), token.as_bytes()) {
+                found = Some(u);
+            }
+        }
+        found
+    }
+}
+
+impl User {
+    pub fn has_role(&self, at_least: Role) -> bool {
+        self.role >= at_least
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{parse, ConfigError, Destination, DEFAULT_CONFIG};
+
+    /// The file from the foundation issue, verbatim.
+    const ISSUE_CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+
+[media]
+address = "127.0.0.1"          # address put in SDP
+rtp_ports = "20000-29999"
+
+[http]
+listen = "127.0.0.1:8080"
+
+[storage]
+dir = "./data"
+
+[[trunks]]
+name = "carrier-a"
+sources = ["127.0.0.1/32"]     # INVITEs from other sources get 403
+
+[[routes]]
+number = "service"             # request-URI user part, exact or prefix ("44*")
+target = "sip:service@127.0.0.1:5090"
+
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001", "1002"]
+max_wait = "60s"               # then 480 to the caller
+
+[[agents]]
+id = "1001"
+name = "Alice"
+contact = "sip:1001@127.0.0.1:5092"
+
+[[agents]]
+id = "1002"
+name = "Bob"
+contact = "sip:1002@127.0.0.1:5094"
+
+[[users]]
+name = "root"
+role = "admin"                 # admin | supervisor | agent
+token = "change-me"
+"#;
+
+    #[test]
+    fn accepts_the_issue_file_as_written() {
+        let s = parse("issue.toml", ISSUE_CONFIG).unwrap();
+        assert!(matches!(
+            s.destination("service"),
+            Some(Destination::Route(_))
+        ));
+        assert!(matches!(s.destination("1000"), Some(Destination::Queue(q)) if q.name == "sales"));
+        assert!(s.destination("999").is_none());
+        assert_eq!(s.trunk_for("127.0.0.1".parse().unwrap()), Some("carrier-a"));
+        assert_eq!(s.trunk_for("10.0.0.1".parse().unwrap()), None);
+        assert_eq!(s.user_by_token("change-me").unwrap().name, "root");
+        assert!(s.user_by_token("change-mf").is_none());
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        parse("default", DEFAULT_CONFIG).unwrap();
+    }
+
+    #[test]
+    fn prefix_routes_longest_first_and_exact_wins() {
+        let text = r#"
+[[routes]]
+number = "44*"
+target = "sip:uk@127.0.0.1:5070"
+[[routes]]
+number = "4420*"
+target = "sip:london@127.0.0.1:5071"
+[[routes]]
+number = "4420123"
+target = "sip:exact@127.0.0.1:5072"
+"#;
+        let s = parse("t", text).unwrap();
+        let target = |n: &str| match s.destination(n) {
+            Some(Destination::Route(r)) => r.target.user.clone().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(target("441234"), "uk");
+        assert_eq!(target("44201"), "london");
+        assert_eq!(target("4420123"), "exact");
+        assert!(s.destination("33").is_none());
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\nlistne = 3\n";
+        let e = parse("edge.toml", text).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("edge.toml:3:"), "{msg}");
+        assert!(msg.contains("listne"), "{msg}");
+        match e {
+            ConfigError::Syntax { line, .. } => assert_eq!(line, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_value_names_the_field() {
+        let text = "[[queues]]\nname = \"q\"\nagents = [\"a\"]\nmax_wait = \"soon\"\n";
+        let msg = parse("edge.toml", text).unwrap_err().to_string();
+        assert!(msg.starts_with("edge.toml:4:"), "{msg}");
+        assert!(msg.contains("max_wait"), "{msg}");
+    }
+
+    #[test]
+    fn dangling_agent_reference_is_located() {
+        let text = "[[agents]]\nid = \"1001\"\ncontact = \"sip:1001@127.0.0.1:5092\"\n\n[[queues]]\nname = \"q\"\nagents = [\"1001\",\n  \"1009\"]\n";
+        let e = parse("edge.toml", text).unwrap_err();
+        match &e {
+            ConfigError::Invalid { line, field, .. } => {
+                assert_eq!(field, "queues[0].agents[1]");
+                assert_eq!(*line, 8, "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("1009"));
+    }
+
+    #[test]
+    fn duplicate_numbers_and_tokens_are_rejected_without_echoing_tokens() {
+        let dup = "[[routes]]\nnumber = \"1\"\ntarget = \"sip:a@127.0.0.1\"\n[[routes]]\nnumber = \"1\"\ntarget = \"sip:b@127.0.0.1\"\n";
+        assert!(parse("t", dup)
+            .unwrap_err()
+            .to_string()
+            .contains("routes[1].number"));
+        let tok = "[[users]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"secret-123\"\n[[users]]\nname = \"b\"\nrole = \"agent\"\ntoken = \"secret-123\"\n";
+        let msg = parse("t", tok).unwrap_err().to_string();
+        assert!(msg.contains("users[1].token"), "{msg}");
+        assert!(!msg.contains("secret-123"), "{msg}");
+    }
+
+    #[test]
+    fn bad_role_and_target_are_rejected() {
+        let role = "[[users]]\nname = \"a\"\nrole = \"god\"\ntoken = \"12345678\"\n";
+        assert!(parse("t", role).unwrap_err().to_string().contains("role"));
+        let target = "[[routes]]\nnumber = \"1\"\ntarget = \"sip:a@pbx.example.com\"\n";
+        let msg = parse("t", target).unwrap_err().to_string();
+        assert!(msg.contains("must be an IP address"), "{msg}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Semantic validation of a parsed [`Config`]: references resolve, names are unique,
+//! numbers do not clash. The first problem is reported with its field path.
+
+use crate::error::{FieldPath, Issue};
+use crate::model::Config;
+use std::collections::HashMap;
+
+pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
+    let root = FieldPath::default;
+    if c.sip.listen.is_empty() {
+        return Err(Issue::new(
+            root().key("sip").key("listen"),
+            "at least one listen address is required",
+        ));
+    }
+    if c.sip.max_calls == 0 {
+        return Err(Issue::new(
+            root().key("sip").key("max_calls"),
+            "must be at least 1",
+        ));
+    }
+    if c.media.address.is_unspecified() {
+        return Err(Issue::new(
+            root().key("media").key("address"),
+            "must be a concrete address peers can send RTP to, not 0.0.0.0 / ::",
+        ));
+    }
+
+    for (i, t) in c.trunks.iter().enumerate() {
+        if t.sources.is_empty() {
+            return Err(Issue::new(
+                root().key("trunks").index(i).key("sources"),
+                format!("trunk `{}` has no sources", t.name),
+            ));
+        }
+    }
+
+    // Numbers: each dialled number maps to exactly one destination.
+    let mut numbers: HashMap<&str, FieldPath> = HashMap::new();
+    for (i, r) in c.routes.iter().enumerate() {
+        let path = root().key("routes").index(i).key("number");
+        check_number(&r.number, &path)?;
+        if let Some(prev) = numbers.insert(&r.number, path.clone()) {
+            return Err(Issue::new(
+                path,
+                format!("number `{}` is already used by {prev}", r.number),
+            ));
+        }
+    }
+
+    let mut agent_ids: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in c.agents.iter().enumerate() {
+        let path = root().key("agents").index(i).key("id");
+        if a.id.is_empty() {
+            return Err(Issue::new(path, "agent id must not be empty"));
+        }
+        if agent_ids.insert(&a.id, i).is_some() {
+            return Err(Issue::new(
+                path,
+                format!("agent id `{}` appears twice", a.id),
+            ));
+        }
+    }
+
+    let mut queue_names: HashMap<&str, usize> = HashMap::new();
+    for (i, q) in c.queues.iter().enumerate() {
+        let qpath = || root().key("queues").index(i);
+        if q.name.is_empty() {
+            return Err(Issue::new(
+                qpath().key("name"),
+                "queue name must not be empty",
+            ));
+        }
+        if queue_names.insert(&q.name, i).is_some() {
+            return Err(Issue::new(
+                qpath().key("name"),
+                format!("queue `{}` appears twice", q.name),
+            ));
+        }
+        for (j, n) in q.numbers.iter().enumerate() {
+            let path = qpath().key("numbers").index(j);
+            check_number(n, &path)?;
+            if let Some(prev) = numbers.insert(n, path.clone()) {
+                return Err(Issue::new(
+                    path,
+                    format!("number `{n}` is already used by {prev}"),
+                ));
+            }
+        }
+        if q.agents.is_empty() {
+            return Err(Issue::new(
+                qpath().key("agents"),
+                format!("queue `{}` has no agents", q.name),
+            ));
+        }
+        for (j, a) in q.agents.iter().enumerate() {
+            if !agent_ids.contains_key(a.as_str()) {
+                return Err(Issue::new(
+                    qpath().key("agents").index(j),
+                    format!("agent `{a}` is not defined in [[agents]]"),
+                ));
+            }
+        }
+        if q.max_wait.is_zero() {
+            return Err(Issue::new(
+                qpath().key("max_wait"),
+                "must be longer than 0s",
+            ));
+        }
+    }
+
+    let mut user_names: HashMap<&str, usize> = HashMap::new();
+    let mut tokens: HashMap<&str, usize> = HashMap::new();
+    for (i, u) in c.users.iter().enumerate() {
+        let upath = || root().key("users").index(i);
+        if user_names.insert(&u.name, i).is_some() {
+            return Err(Issue::new(
+                upath().key("name"),
+                format!("user `{}` appears twice", u.name),
+            ));
+        }
+        if u.token.len() < 8 {
+            return Err(Issue::new(
+                upath().key("token"),
+                "token must be at least 8 characters",
+            ));
+        }
+        if tokens.insert(&u.token, i).is_some() {
+            // Do not echo the token itself.
+            return Err(Issue::new(
+                upath().key("token"),
+                "token is shared with another user",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_number(n: &str, path: &FieldPath) -> Result<(), Issue> {
+    let body = n.strip_suffix('*').unwrap_or(n);
+    if n.is_empty() || (n != "*" && body.is_empty()) {
+        return Err(Issue::new(path.clone(), "number must not be empty"));
+    }
+    if body.contains('*') {
+        return Err(Issue::new(
+            path.clone(),
+            format!("`{n}`: `*` is only allowed at the end (prefix)"),
+        ));
+    }
+    if body
+        .chars()
+        .any(|c| c.is_whitespace() || c == '@' || c == ':' || c == ';')
+    {
+        return Err(Issue::new(
+            path.clone(),
+            format!("`{n}` is not a valid user part"),
+        ));
+    }
+    Ok(())
+}

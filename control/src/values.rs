@@ -1,0 +1,218 @@
+//! Parsers for the string-typed values of the configuration: listen addresses
+//! (`udp:127.0.0.1:5060`), port ranges (`20000-29999`), durations (`60s`, `2m`) and
+//! SIP targets (`sip:user@127.0.0.1:5090;transport=tcp`).
+
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// SIP transport protocols the edge speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SIP listen address: transport plus socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (proto, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected `udp:IP:PORT` or `tcp:IP:PORT`"))?;
+        let transport = match proto.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => return Err(format!("`{s}`: unknown transport `{other}` (udp or tcp)")),
+        };
+        let addr = rest
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("`{s}`: `{rest}` is not IP:PORT (IPv6 as [::1]:5060)"))?;
+        Ok(ListenAddr { transport, addr })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}",
+            self.transport.as_str().to_ascii_lowercase(),
+            self.addr
+        )
+    }
+}
+
+/// An inclusive UDP port range for RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("`{s}`: expected FIRST-LAST, e.g. 20000-29999"))?;
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{a}` is not a port"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{b}` is not a port"))?;
+        if first == 0 || last < first.saturating_add(3) {
+            return Err(format!(
+                "`{s}`: the range must hold at least 4 ports (two RTP/RTCP pairs), first > 0"
+            ));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+/// A SIP URI the edge sends requests to. The host must be an IP address: the edge
+/// does no DNS (RFC 3263) lookups yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipTarget {
+    /// The URI as written (used as Request-URI).
+    pub uri: String,
+    pub user: Option<String>,
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl FromStr for SipTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let uri = rsip::Uri::try_from(s).map_err(|e| format!("`{s}` is not a SIP URI: {e}"))?;
+        match &uri.scheme {
+            Some(rsip::Scheme::Sip) => {}
+            _ => return Err(format!("`{s}`: only sip: URIs are supported")),
+        }
+        let ip: IpAddr = match &uri.host_with_port.host {
+            rsip::Host::IpAddr(ip) => *ip,
+            rsip::Host::Domain(d) => d.to_string().parse().map_err(|_| {
+                format!("`{s}`: host `{d}` must be an IP address (no DNS lookups yet)")
+            })?,
+        };
+        let port = uri.port().map(|p| *p.value()).unwrap_or(5060);
+        let transport = match uri.transport() {
+            None | Some(rsip::Transport::Udp) => Transport::Udp,
+            Some(rsip::Transport::Tcp) => Transport::Tcp,
+            Some(other) => return Err(format!("`{s}`: transport `{other}` is not supported")),
+        };
+        Ok(SipTarget {
+            uri: s.to_string(),
+            user: uri.user().map(str::to_string),
+            addr: SocketAddr::new(ip, port),
+            transport,
+        })
+    }
+}
+
+/// Parse a duration such as `60s`, `500ms`, `2m`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 500ms, 20s, 2m, 7d: {e}"))
+}
+
+macro_rules! deserialize_from_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_from_str!(ListenAddr, PortRange, SipTarget);
+
+/// serde adapter for durations written as strings.
+pub mod duration_str {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let l: ListenAddr = "udp:127.0.0.1:5060".parse().unwrap();
+        assert_eq!(l.transport, Transport::Udp);
+        assert_eq!(l.addr, "127.0.0.1:5060".parse().unwrap());
+        let l: ListenAddr = "tcp:[::1]:5070".parse().unwrap();
+        assert_eq!(l.transport, Transport::Tcp);
+        assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
+        assert!("udp:localhost".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        let r: PortRange = "20000-29999".parse().unwrap();
+        assert_eq!((r.first, r.last), (20000, 29999));
+        assert!("20000-20001".parse::<PortRange>().is_err());
+        assert!("x-y".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn targets() {
+        let t: SipTarget = "sip:service@127.0.0.1:5090".parse().unwrap();
+        assert_eq!(t.addr, "127.0.0.1:5090".parse().unwrap());
+        assert_eq!(t.user.as_deref(), Some("service"));
+        assert_eq!(t.transport, Transport::Udp);
+        let t: SipTarget = "sip:1001@127.0.0.1;transport=tcp".parse().unwrap();
+        assert_eq!(t.addr.port(), 5060);
+        assert_eq!(t.transport, Transport::Tcp);
+        assert!("sip:a@pbx.example.com".parse::<SipTarget>().is_err());
+        assert!("http://x".parse::<SipTarget>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(parse_duration("soon").is_err());
+    }
+}
