@@ -37,10 +37,22 @@ pub struct Socket {
 
 impl Socket {
     pub const ALL: [Socket; 4] = [
-        Socket { side: Side::A, rtcp: false },
-        Socket { side: Side::A, rtcp: true },
-        Socket { side: Side::B, rtcp: false },
-        Socket { side: Side::B, rtcp: true },
+        Socket {
+            side: Side::A,
+            rtcp: false,
+        },
+        Socket {
+            side: Side::A,
+            rtcp: true,
+        },
+        Socket {
+            side: Side::B,
+            rtcp: false,
+        },
+        Socket {
+            side: Side::B,
+            rtcp: true,
+        },
     ];
 
     pub fn index(self) -> usize {
@@ -49,7 +61,10 @@ impl Socket {
 
     /// The socket on the other side that forwards what this one receives.
     pub fn peer(self) -> Socket {
-        Socket { side: self.side.other(), rtcp: self.rtcp }
+        Socket {
+            side: self.side.other(),
+            rtcp: self.rtcp,
+        }
     }
 }
 
@@ -101,8 +116,14 @@ impl Relay {
             a.set_port(a.port().wrapping_add(1));
             a
         });
-        self.peers[Socket { side, rtcp: false }.index()] = Peer { announced: rtp, latched: None };
-        self.peers[Socket { side, rtcp: true }.index()] = Peer { announced: rtcp, latched: None };
+        self.peers[Socket { side, rtcp: false }.index()] = Peer {
+            announced: rtp,
+            latched: None,
+        };
+        self.peers[Socket { side, rtcp: true }.index()] = Peer {
+            announced: rtcp,
+            latched: None,
+        };
     }
 
     /// A datagram of `len` bytes arrived on `on` from `src`. Returns where to send
@@ -148,9 +169,18 @@ mod tests {
         s.parse().unwrap()
     }
     const RTP: [u8; 12] = [0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
-    const A_RTP: Socket = Socket { side: Side::A, rtcp: false };
-    const B_RTP: Socket = Socket { side: Side::B, rtcp: false };
-    const A_RTCP: Socket = Socket { side: Side::A, rtcp: true };
+    const A_RTP: Socket = Socket {
+        side: Side::A,
+        rtcp: false,
+    };
+    const B_RTP: Socket = Socket {
+        side: Side::B,
+        rtcp: false,
+    };
+    const A_RTCP: Socket = Socket {
+        side: Side::A,
+        rtcp: true,
+    };
 
     #[test]
     fn forwards_to_announced_then_latched_address() {
@@ -158,12 +188,27 @@ mod tests {
         r.set_remote(Side::A, Some(a("10.0.0.1:4000")));
         r.set_remote(Side::B, Some(a("10.0.0.2:6000")));
         // Caller sends: goes to B's announced address.
-        assert_eq!(r.on_datagram(A_RTP, a("10.0.0.1:4000"), &RTP), Some(a("10.0.0.2:6000")));
+        assert_eq!(
+            r.on_datagram(A_RTP, a("10.0.0.1:4000"), &RTP),
+            Some(a("10.0.0.2:6000"))
+        );
         // B actually sends from a NATed port: latched, and A's traffic now goes there.
-        assert_eq!(r.on_datagram(B_RTP, a("192.0.2.9:7777"), &RTP), Some(a("10.0.0.1:4000")));
-        assert_eq!(r.on_datagram(A_RTP, a("10.0.0.1:4000"), &RTP), Some(a("192.0.2.9:7777")));
+        assert_eq!(
+            r.on_datagram(B_RTP, a("192.0.2.9:7777"), &RTP),
+            Some(a("10.0.0.1:4000"))
+        );
+        assert_eq!(
+            r.on_datagram(A_RTP, a("10.0.0.1:4000"), &RTP),
+            Some(a("192.0.2.9:7777"))
+        );
         // RTCP goes to announced RTP port + 1 until latched.
-        assert_eq!(r.destination(Socket { side: Side::B, rtcp: true }), Some(a("10.0.0.2:6001")));
+        assert_eq!(
+            r.destination(Socket {
+                side: Side::B,
+                rtcp: true
+            }),
+            Some(a("10.0.0.2:6001"))
+        );
         assert_eq!(r.stats.forwarded_packets, 3);
     }
 
@@ -191,7 +236,10 @@ mod tests {
         // B moves (re-INVITE with a new address): the first packet from there latches.
         r.set_remote(Side::B, Some(a("10.0.0.3:6100")));
         assert_eq!(r.destination(B_RTP), Some(a("10.0.0.3:6100")));
-        assert_eq!(r.on_datagram(B_RTP, a("10.0.0.3:6100"), &RTP), Some(a("10.0.0.1:4000")));
+        assert_eq!(
+            r.on_datagram(B_RTP, a("10.0.0.3:6100"), &RTP),
+            Some(a("10.0.0.1:4000"))
+        );
         // A goes on hold with c=0.0.0.0: nothing is sent to A.
         r.set_remote(Side::A, None);
         assert_eq!(r.on_datagram(B_RTP, a("10.0.0.3:6100"), &RTP), None);

@@ -1,1 +1,26 @@
-//! placeholder
+//! SIP for the edge: message framing on `rsip` ([`message`]), the RFC 3261 §17
+//! transaction layer ([`transaction`]) behind a sans-IO [`Endpoint`], dialogs
+//! ([`dialog`]), SDP offer/answer rewriting ([`sdp`]) and the B2BUA call model
+//! ([`b2bua`]) with queue distribution ([`acd`]).
+
+pub mod endpoint;
+pub mod message;
+pub mod transaction;
+
+pub use control::Transport;
+pub use endpoint::{Endpoint, Event, Transmit};
+pub use transaction::TxId;
+
+use std::net::SocketAddr;
+
+/// A transport path: how bytes reach a peer. For UDP, `local` names the socket to
+/// send from; for TCP, the connection to `remote` (opened if needed), with `local`
+/// the listen address we advertise in Via/Contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub transport: Transport,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+#[cfg(test)]
+mod endpoint_tests;

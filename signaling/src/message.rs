@@ -1,0 +1,710 @@
+//! SIP message framing and the header facts every layer needs, on top of `rsip`.
+//!
+//! `rsip` parses a whole buffer and treats everything after the blank line as the
+//! body, and does not know compact header names. This module frames first
+//! (Content-Length, TCP stream splitting, CRLF keep-alives), normalises compact and
+//! folded headers, then parses with `rsip` and extracts a [`Head`] once per message.
+//! When a request is too broken for `rsip`, [`raw_reply`] still answers it with 400
+//! (or 501 for an unknown method) from the raw text when its Via/From/To/Call-ID/CSeq
+//! can be found, so the sender is not left retransmitting.
+
+use bytes::Bytes;
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Method, Request, Response, SipMessage};
+use std::fmt::Write as _;
+
+/// Largest message accepted on any transport.
+pub const MAX_MESSAGE_SIZE: usize = 65_535;
+
+/// Why an incoming message was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    #[error("message larger than {MAX_MESSAGE_SIZE} bytes")]
+    TooLarge,
+    #[error("no blank line ends the headers")]
+    NoHeaderEnd,
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    #[error("body shorter than Content-Length ({have} < {want})")]
+    Truncated { have: usize, want: usize },
+    #[error("unparseable: {0}")]
+    Syntax(String),
+    #[error("missing or invalid mandatory header {0}")]
+    MissingHeader(&'static str),
+    #[error("unknown method")]
+    UnknownMethod,
+    #[error("not SIP/2.0")]
+    Version,
+}
+
+/// The facts of a message that transactions and dialogs are matched on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub call_id: String,
+    pub cseq: u32,
+    pub cseq_method: Method,
+    pub from_tag: Option<String>,
+    pub to_tag: Option<String>,
+    pub via: Via,
+    /// Max-Forwards of a request (70 assumed when absent).
+    pub max_forwards: u32,
+}
+
+/// The top Via header, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub branch: Option<String>,
+    pub rport: bool,
+}
+
+impl Via {
+    /// `host:port` as written (the sent-by), used in server transaction keys.
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{}", self.host, p),
+            None => self.host.clone(),
+        }
+    }
+
+    /// Parse the first value of a Via header.
+    pub fn parse_value(value: &str) -> Option<Via> {
+        // Only the first value of a comma-separated Via list is the top one.
+        let value = value.split(',').next()?.trim();
+        let mut parts = value.splitn(2, |c: char| c.is_ascii_whitespace());
+        let proto = parts.next()?;
+        let rest = parts.next()?.trim_start();
+        let transport = proto.rsplit('/').next()?.to_ascii_uppercase();
+        let mut params = rest.split(';');
+        let sent_by = params.next()?.trim();
+        let (host, port) = split_host_port(sent_by)?;
+        let mut branch = None;
+        let mut rport = false;
+        for p in params {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.trim().to_ascii_lowercase().as_str() {
+                "branch" => branch = Some(v.trim().to_string()),
+                "rport" => rport = true,
+                _ => {}
+            }
+        }
+        Some(Via {
+            transport,
+            host,
+            port,
+            branch,
+            rport,
+        })
+    }
+}
+
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        };
+        return Some((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), Some(p.parse().ok()?))),
+        None if !s.is_empty() => Some((s.to_string(), None)),
+        None => None,
+    }
+}
+
+/// Value of the `tag` parameter of a From/To header value.
+pub fn tag_of(value: &str) -> Option<&str> {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value.split_once(';').map(|(_, p)| p).unwrap_or(""),
+    };
+    params.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("tag").then(|| v.trim())
+    })
+}
+
+/// The `<uri>` (or bare URI) of a From/To/Contact/Route value.
+pub fn uri_of(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+/// Where the headers end (index just past the blank line), if they do.
+fn header_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Content-Length from raw header bytes (also the compact `l:`).
+fn raw_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
+    let text = std::str::from_utf8(head)
+        .map_err(|_| ParseError::Syntax("headers are not UTF-8".into()))?;
+    for line in text.split("\r\n").skip(1) {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+                return value
+                    .trim()
+                    .parse::<usize>()
+                    .map(Some)
+                    .map_err(|_| ParseError::BadContentLength);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Outcome of looking for one message at the front of a TCP stream buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Need more bytes.
+    Incomplete,
+    /// Leading CRLFs (keep-alive, RFC 5626 §3.5.1) of this length; a double CRLF
+    /// ping should be answered with a single CRLF pong.
+    KeepAlive { len: usize, ping: bool },
+    /// A whole message of this length.
+    Message(usize),
+}
+
+/// Split a stream: find the next message in `buf`. On TCP, Content-Length is mandatory
+/// (RFC 3261 §18.3); its absence frames an empty body.
+pub fn frame_stream(buf: &[u8]) -> Result<Frame, ParseError> {
+    let crlfs = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if crlfs > 0 {
+        return Ok(Frame::KeepAlive {
+            len: crlfs,
+            ping: crlfs >= 4,
+        });
+    }
+    let Some(end) = header_end(buf) else {
+        if buf.len() > MAX_MESSAGE_SIZE {
+            return Err(ParseError::TooLarge);
+        }
+        return Ok(Frame::Incomplete);
+    };
+    let body = raw_content_length(&buf[..end])?.unwrap_or(0);
+    let total = end + body;
+    if total > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge);
+    }
+    if buf.len() < total {
+        return Ok(Frame::Incomplete);
+    }
+    Ok(Frame::Message(total))
+}
+
+/// Compact header names (RFC 3261 §7.3.3 and common extensions).
+fn expand_compact(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "i" => "Call-ID",
+        "m" => "Contact",
+        "e" => "Content-Encoding",
+        "l" => "Content-Length",
+        "c" => "Content-Type",
+        "f" => "From",
+        "s" => "Subject",
+        "k" => "Supported",
+        "t" => "To",
+        "v" => "Via",
+        _ => return None,
+    })
+}
+
+/// Rewrite compact names and unfold continuation lines, if there are any.
+fn normalise_headers(head: &str) -> Option<String> {
+    let needs = head.split("\r\n").skip(1).any(|l| {
+        l.starts_with([' ', '\t'])
+            || l.split_once(':')
+                .is_some_and(|(n, _)| expand_compact(n.trim()).is_some())
+    });
+    if !needs {
+        return None;
+    }
+    let mut out = String::with_capacity(head.len() + 64);
+    for (i, line) in head.split("\r\n").enumerate() {
+        if i > 0 && line.starts_with([' ', '\t']) {
+            out.push(' ');
+            out.push_str(line.trim_start());
+            continue;
+        }
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        match line.split_once(':') {
+            Some((n, v)) if i > 0 => match expand_compact(n.trim()) {
+                Some(full) => {
+                    out.push_str(full);
+                    out.push(':');
+                    out.push_str(v);
+                }
+                None => out.push_str(line),
+            },
+            _ => out.push_str(line),
+        }
+    }
+    Some(out)
+}
+
+/// Parse one message (a UDP datagram or a framed TCP message).
+pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
+    if data.len() > MAX_MESSAGE_SIZE {
+        return Err(ParseError::TooLarge);
+    }
+    let end = header_end(data).ok_or(ParseError::NoHeaderEnd)?;
+    let head_bytes = &data[..end];
+    let body = &data[end..];
+    let body = match raw_content_length(head_bytes)? {
+        Some(n) if n > body.len() => {
+            return Err(ParseError::Truncated {
+                have: body.len(),
+                want: n,
+            })
+        }
+        Some(n) => &body[..n],
+        None => body,
+    };
+    let head_text = std::str::from_utf8(head_bytes)
+        .map_err(|_| ParseError::Syntax("headers are not UTF-8".into()))?;
+    let first = head_text.split("\r\n").next().unwrap_or("");
+    if !first.starts_with("SIP/2.0 ") && !first.ends_with(" SIP/2.0") {
+        return Err(ParseError::Version);
+    }
+    let mut buf;
+    let bytes: &[u8] = match normalise_headers(&head_text[..end - 4]) {
+        Some(h) => {
+            buf = Vec::with_capacity(h.len() + 4 + body.len());
+            buf.extend_from_slice(h.as_bytes());
+            buf.extend_from_slice(b"\r\n\r\n");
+            buf.extend_from_slice(body);
+            &buf
+        }
+        None if body.len() == data.len() - end => data,
+        None => {
+            buf = data[..end + body.len()].to_vec();
+            &buf
+        }
+    };
+    let msg = SipMessage::try_from(bytes).map_err(|e| {
+        if !first.starts_with("SIP/2.0") {
+            let method = first.split(' ').next().unwrap_or("");
+            if method.parse::<Method>().is_err() {
+                return ParseError::UnknownMethod;
+            }
+        }
+        ParseError::Syntax(first_line(&e.to_string()))
+    })?;
+    let head = extract_head(&msg)?;
+    Ok((msg, head))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(120).collect()
+}
+
+fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
+    use rsip::message::HasHeaders;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut from_tag = None;
+    let mut from_seen = false;
+    let mut to_tag = None;
+    let mut to_seen = false;
+    let mut via = None;
+    let mut max_forwards = 70;
+    for h in msg.headers().iter() {
+        match h {
+            Header::CallId(v) => {
+                if call_id.is_none() {
+                    call_id = Some(v.value().trim().to_string())
+                }
+            }
+            Header::CSeq(v) => {
+                let mut it = v.value().split_ascii_whitespace();
+                let n = it.next().and_then(|n| n.parse::<u32>().ok());
+                let m = it.next().and_then(|m| m.parse::<Method>().ok());
+                match (n, m) {
+                    (Some(n), Some(m)) => cseq = Some((n, m)),
+                    _ => return Err(ParseError::MissingHeader("CSeq")),
+                }
+            }
+            Header::From(v) => {
+                from_seen = true;
+                from_tag = tag_of(v.value()).map(str::to_string);
+            }
+            Header::To(v) => {
+                to_seen = true;
+                to_tag = tag_of(v.value()).map(str::to_string);
+            }
+            Header::Via(v) => {
+                if via.is_none() {
+                    via =
+                        Some(Via::parse_value(v.value()).ok_or(ParseError::MissingHeader("Via"))?);
+                }
+            }
+            Header::MaxForwards(v) => {
+                max_forwards = v
+                    .value()
+                    .trim()
+                    .parse()
+                    .map_err(|_| ParseError::MissingHeader("Max-Forwards"))?;
+            }
+            _ => {}
+        }
+    }
+    let call_id = call_id
+        .filter(|c| !c.is_empty())
+        .ok_or(ParseError::MissingHeader("Call-ID"))?;
+    let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
+    if !from_seen {
+        return Err(ParseError::MissingHeader("From"));
+    }
+    if !to_seen {
+        return Err(ParseError::MissingHeader("To"));
+    }
+    let via = via.ok_or(ParseError::MissingHeader("Via"))?;
+    if let SipMessage::Request(r) = msg {
+        if r.method != cseq_method && r.method != Method::Ack && r.method != Method::Cancel {
+            return Err(ParseError::Syntax(
+                "CSeq method differs from request method".into(),
+            ));
+        }
+    }
+    Ok(Head {
+        call_id,
+        cseq,
+        cseq_method,
+        from_tag,
+        to_tag,
+        via,
+        max_forwards,
+    })
+}
+
+/// The reason phrase of a status code.
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            1 => "Session Progress",
+            2 => "OK",
+            3 => "Redirection",
+            4 => "Request Failure",
+            5 => "Server Failure",
+            _ => "Global Failure",
+        },
+    }
+}
+
+/// A status code with its proper reason phrase.
+pub fn status(code: u16) -> rsip::StatusCode {
+    rsip::StatusCode::Other(code, reason(code).to_string())
+}
+
+/// The methods the edge implements, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// Build a response to `req` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
+/// To copied with `to_tag` added when it has none.
+pub fn response(req: &Request, code: u16, to_tag: Option<&str>, server: &str) -> Response {
+    use rsip::message::HasHeaders;
+    let mut headers: Vec<Header> = Vec::with_capacity(8);
+    for h in req.headers().iter() {
+        match h {
+            Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                headers.push(h.clone())
+            }
+            Header::To(t) => match to_tag {
+                Some(tag) if tag_of(t.value()).is_none() && code != 100 => headers.push(
+                    rsip::headers::To::new(format!("{};tag={tag}", t.value().trim_end())).into(),
+                ),
+                _ => headers.push(h.clone()),
+            },
+            Header::RecordRoute(_) if (101..300).contains(&code) => headers.push(h.clone()),
+            Header::Timestamp(_) if code == 100 => headers.push(h.clone()),
+            _ => {}
+        }
+    }
+    headers.push(rsip::headers::Server::new(server).into());
+    headers.push(rsip::headers::ContentLength::new("0").into());
+    Response {
+        status_code: status(code),
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body: vec![],
+    }
+}
+
+/// Replace the body and set Content-Length / Content-Type accordingly.
+pub fn set_body(headers: &mut rsip::Headers, body: &[u8], content_type: Option<&str>) -> Vec<u8> {
+    headers.retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
+    if let Some(ct) = content_type.filter(|_| !body.is_empty()) {
+        headers.push(rsip::headers::ContentType::new(ct).into());
+    }
+    headers.push(rsip::headers::ContentLength::new(body.len().to_string()).into());
+    body.to_vec()
+}
+
+/// Serialise a message for the wire.
+pub fn to_bytes(msg: &SipMessage) -> Bytes {
+    Bytes::from(msg.to_string())
+}
+
+/// Build a 400 (or 501 for an unknown method) from the raw text of a request that
+/// could not be parsed, when its Via, From, To, Call-ID and CSeq lines can be found.
+/// Responses and ACKs never get a reply.
+pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next()?;
+    let method = first.split(' ').next()?;
+    if first.starts_with("SIP/") || method.eq_ignore_ascii_case("ACK") || method.is_empty() {
+        return None;
+    }
+    let code = if matches!(err, ParseError::UnknownMethod) {
+        501
+    } else {
+        400
+    };
+    let mut vias = Vec::new();
+    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let name = expand_compact(name).unwrap_or(name);
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            "via" => vias.push(value),
+            "from" => from = Some(value),
+            "to" => to = Some(value),
+            "call-id" => call_id = Some(value),
+            "cseq" => cseq = Some(value),
+            _ => {}
+        }
+    }
+    if vias.is_empty() {
+        return None;
+    }
+    let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
+    let mut out = String::with_capacity(512);
+    let phrase = match err {
+        ParseError::UnknownMethod => reason(code).to_string(),
+        e => format!("Bad Request ({e})").replace(['\r', '\n'], " "),
+    };
+    let _ = write!(out, "SIP/2.0 {code} {phrase}\r\n");
+    for v in vias {
+        let _ = write!(out, "Via: {v}\r\n");
+    }
+    let _ = write!(
+        out,
+        "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
+    );
+    if code == 501 {
+        let _ = write!(out, "Allow: {ALLOW}\r\n");
+    }
+    let _ = write!(out, "Server: {server}\r\nContent-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const INVITE: &str = "INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n\
+From: sipp <sip:sipp@127.0.0.1:5061>;tag=abc\r\n\
+To: <sip:service@127.0.0.1:5060>\r\n\
+Call-ID: 1-abc@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:sipp@127.0.0.1:5061>\r\n\
+Max-Forwards: 70\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn parses_head() {
+        let (msg, head) = parse(INVITE.as_bytes()).unwrap();
+        assert!(msg.is_request());
+        assert_eq!(head.call_id, "1-abc@127.0.0.1");
+        assert_eq!((head.cseq, head.cseq_method), (1, Method::Invite));
+        assert_eq!(head.from_tag.as_deref(), Some("abc"));
+        assert_eq!(head.to_tag, None);
+        assert_eq!(head.via.branch.as_deref(), Some("z9hG4bK-1"));
+        assert_eq!(head.via.sent_by(), "127.0.0.1:5061");
+        assert!(head.via.rport);
+        assert_eq!(msg.body(), b"v=0\n");
+    }
+
+    #[test]
+    fn content_length_truncates_and_short_body_is_an_error() {
+        let extra = format!("{INVITE}garbage");
+        let (msg, _) = parse(extra.as_bytes()).unwrap();
+        assert_eq!(msg.body(), b"v=0\n");
+        let short = INVITE.replace("Content-Length: 4", "Content-Length: 40");
+        assert_eq!(
+            parse(short.as_bytes()).unwrap_err(),
+            ParseError::Truncated { have: 4, want: 40 }
+        );
+        let bad = INVITE.replace("Content-Length: 4", "Content-Length: x");
+        assert_eq!(
+            parse(bad.as_bytes()).unwrap_err(),
+            ParseError::BadContentLength
+        );
+    }
+
+    #[test]
+    fn compact_and_folded_headers() {
+        let compact = INVITE
+            .replace("Via:", "v:")
+            .replace("Call-ID:", "i:")
+            .replace("From: sipp", "f: sipp")
+            .replace("Content-Length:", "l:")
+            .replace(
+                "To: <sip:service@127.0.0.1:5060>",
+                "t:\r\n <sip:service@127.0.0.1:5060>",
+            );
+        let (_, head) = parse(compact.as_bytes()).unwrap();
+        assert_eq!(head.call_id, "1-abc@127.0.0.1");
+        assert_eq!(head.from_tag.as_deref(), Some("abc"));
+        assert_eq!(head.via.branch.as_deref(), Some("z9hG4bK-1"));
+    }
+
+    #[test]
+    fn missing_mandatory_headers() {
+        for (name, line) in [
+            ("Call-ID", "Call-ID: 1-abc@127.0.0.1\r\n"),
+            ("CSeq", "CSeq: 1 INVITE\r\n"),
+            (
+                "Via",
+                "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n",
+            ),
+        ] {
+            let m = INVITE.replace(line, "");
+            assert_eq!(
+                parse(m.as_bytes()).unwrap_err(),
+                ParseError::MissingHeader(name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_gets_400_when_answerable() {
+        for g in [
+            &b""[..],
+            b"\x00\xff\xfe",
+            b"INVITE",
+            b"\r\n\r\n",
+            b"SIP/2.0 200\r\n\r\n",
+        ] {
+            assert!(parse(g).is_err());
+        }
+        let unknown = INVITE
+            .replace("INVITE sip:", "FROB sip:")
+            .replace("1 INVITE", "1 FROB");
+        let e = parse(unknown.as_bytes()).unwrap_err();
+        assert_eq!(e, ParseError::UnknownMethod);
+        let reply = raw_reply(unknown.as_bytes(), &e, "edge").unwrap();
+        let reply = std::str::from_utf8(&reply).unwrap();
+        assert!(reply.starts_with("SIP/2.0 501 "), "{reply}");
+        assert!(reply.contains("Call-ID: 1-abc@127.0.0.1"));
+        assert!(reply.contains("CSeq: 1 FROB\r\n") && reply.ends_with("\r\n\r\n"));
+        // A malformed INVITE (bad Max-Forwards) gets a 400 that parses.
+        let bad = INVITE.replace("Max-Forwards: 70", "Max-Forwards: many");
+        let e = parse(bad.as_bytes()).unwrap_err();
+        let reply = raw_reply(bad.as_bytes(), &e, "edge").unwrap();
+        let (msg, _) = parse(&reply).unwrap();
+        assert!(matches!(msg, SipMessage::Response(r) if r.status_code.code() == 400));
+    }
+
+    #[test]
+    fn stream_framing() {
+        let two = format!("\r\n\r\n{INVITE}{INVITE}");
+        assert_eq!(
+            frame_stream(two.as_bytes()).unwrap(),
+            Frame::KeepAlive { len: 4, ping: true }
+        );
+        let rest = &two.as_bytes()[4..];
+        assert_eq!(frame_stream(rest).unwrap(), Frame::Message(INVITE.len()));
+        assert_eq!(frame_stream(&rest[..10]).unwrap(), Frame::Incomplete);
+        assert_eq!(
+            frame_stream(&rest[..INVITE.len() - 1]).unwrap(),
+            Frame::Incomplete
+        );
+        let huge = vec![b'a'; MAX_MESSAGE_SIZE + 1];
+        assert_eq!(frame_stream(&huge).unwrap_err(), ParseError::TooLarge);
+    }
+
+    #[test]
+    fn response_copies_dialog_headers_and_adds_tag() {
+        let (msg, _) = parse(INVITE.as_bytes()).unwrap();
+        let SipMessage::Request(req) = msg else {
+            panic!()
+        };
+        let resp = response(&req, 486, Some("xyz"), "edge");
+        let text = resp.to_string();
+        assert!(text.starts_with("SIP/2.0 486 Busy Here\r\n"), "{text}");
+        let (_, head) = parse(text.as_bytes()).unwrap();
+        assert_eq!(head.to_tag.as_deref(), Some("xyz"));
+        assert_eq!(head.call_id, "1-abc@127.0.0.1");
+    }
+
+    #[test]
+    fn tags_and_uris() {
+        assert_eq!(tag_of("\"A;b\" <sip:a@b;x=y>;tag=123;foo"), Some("123"));
+        assert_eq!(tag_of("sip:a@b;tag=9"), Some("9"));
+        assert_eq!(tag_of("<sip:a@b;tag=in-uri>"), None);
+        assert_eq!(uri_of("\"A\" <sip:a@b:5060;lr>;x"), "sip:a@b:5060;lr");
+    }
+}
