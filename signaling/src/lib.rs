@@ -22,5 +22,8 @@ pub struct Flow {
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
+pub mod acd;
+pub mod dialog;
 #[cfg(test)]
 mod endpoint_tests;
+pub mod sdp;

@@ -1,0 +1,114 @@
+//! Automatic call distribution: which agent gets the next call. An agent takes one
+//! call at a time; a queue offers a call to the free agent idle the longest.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+struct AgentState {
+    busy: bool,
+    idle_since: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Acd {
+    agents: HashMap<String, AgentState>,
+}
+
+impl Acd {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Make the agent set match the configuration: new agents start idle now,
+    /// removed idle agents are forgotten (busy ones stay until released).
+    pub fn sync<'a>(&mut self, ids: impl Iterator<Item = &'a str>, now: Instant) {
+        let ids: HashSet<&str> = ids.collect();
+        self.agents
+            .retain(|id, s| s.busy || ids.contains(id.as_str()));
+        for id in ids {
+            self.agents.entry(id.to_string()).or_insert(AgentState {
+                busy: false,
+                idle_since: now,
+            });
+        }
+    }
+
+    /// The free agent among `candidates`, not in `exclude`, idle the longest.
+    pub fn pick<'a>(&self, candidates: &'a [String], exclude: &HashSet<String>) -> Option<&'a str> {
+        candidates
+            .iter()
+            .filter(|c| !exclude.contains(*c))
+            .filter_map(|c| {
+                self.agents
+                    .get(c)
+                    .filter(|s| !s.busy)
+                    .map(|s| (c, s.idle_since))
+            })
+            .min_by_key(|(_, t)| *t)
+            .map(|(c, _)| c.as_str())
+    }
+
+    pub fn is_free(&self, id: &str) -> bool {
+        self.agents.get(id).is_some_and(|s| !s.busy)
+    }
+
+    /// The agent is offered a call (ringing) or talking.
+    pub fn seize(&mut self, id: &str) {
+        if let Some(s) = self.agents.get_mut(id) {
+            s.busy = true;
+        }
+    }
+
+    /// The agent is free again. `answered`: it took a call, so it goes to the back of
+    /// the idle order; a skipped (unanswered) offer keeps its place.
+    pub fn release(&mut self, id: &str, now: Instant, answered: bool) {
+        if let Some(s) = self.agents.get_mut(id) {
+            s.busy = false;
+            if answered {
+                s.idle_since = now;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn longest_idle_free_agent_first() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new();
+        let ids = ["a".to_string(), "b".to_string(), "c".to_string()];
+        acd.sync(ids.iter().map(String::as_str), t0);
+        let none = HashSet::new();
+        // All idle since t0: ties broken by order → "a".
+        let first = acd.pick(&ids, &none).unwrap().to_string();
+        acd.seize(&first);
+        let second = acd.pick(&ids, &none).unwrap().to_string();
+        assert_ne!(first, second);
+        acd.seize(&second);
+        // The first finishes a call: now idle since t0+10s, so the third (idle since t0) comes first.
+        acd.release(&first, t0 + Duration::from_secs(10), true);
+        let third = acd.pick(&ids, &none).unwrap();
+        assert!(third != first && third != second);
+        let mut skip = HashSet::new();
+        skip.insert(third.to_string());
+        assert_eq!(acd.pick(&ids, &skip), Some(first.as_str()));
+    }
+
+    #[test]
+    fn sync_keeps_busy_agents_until_released() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new();
+        acd.sync(["a", "b"].into_iter(), t0);
+        acd.seize("a");
+        acd.sync(["b"].into_iter(), t0);
+        assert!(!acd.is_free("a"));
+        acd.release("a", t0, true);
+        acd.sync(["b"].into_iter(), t0);
+        assert!(!acd.is_free("a") && acd.agents.get("a").is_none());
+    }
+}
