@@ -23,7 +23,9 @@ pub struct Flow {
     pub remote: SocketAddr,
 }
 pub mod acd;
+pub mod b2bua;
 pub mod dialog;
 #[cfg(test)]
 mod endpoint_tests;
 pub mod sdp;
+pub use b2bua::B2bua;

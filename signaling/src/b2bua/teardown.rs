@@ -1,0 +1,301 @@
+//! Ending calls: BYE/CANCEL towards the legs still up, waiting for those
+//! transactions, then releasing ports, the agent and every index entry. Also the
+//! B2BUA's own timers (queue wait, agent ring, no answer) and transaction timeouts.
+
+use super::*;
+
+impl B2bua {
+    /// Record a side's RTP address and tell the driver.
+    pub(super) fn set_remote(&mut self, id: u64, side: Side, addr: Option<SocketAddr>) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.remote[side as usize] = addr;
+            self.outputs.push_back(Output::MediaRemote {
+                call: id,
+                side,
+                addr,
+            });
+        }
+    }
+
+    /// End a call from the edge's side: `code` for a caller not yet answered.
+    pub(super) fn end_call(&mut self, now: Instant, id: u64, code: u16, reason: &'static str) {
+        self.end_call_inner(now, id, None, code, reason);
+    }
+
+    /// `side` sent BYE (already answered 200): end the rest of the call.
+    pub(super) fn end_call_from(
+        &mut self,
+        now: Instant,
+        id: u64,
+        side: Side,
+        reason: &'static str,
+    ) {
+        self.end_call_inner(now, id, Some(side), 487, reason);
+    }
+
+    fn end_call_inner(
+        &mut self,
+        now: Instant,
+        id: u64,
+        from: Option<Side>,
+        code: u16,
+        reason: &'static str,
+    ) {
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(c) = self.calls.get(&id) else { return };
+        if c.state == CallState::Ending {
+            return;
+        }
+        let established = c.is_established();
+        if c.a_tx.is_some() {
+            self.send_a_final(now, id, code, None);
+        }
+        let c = self.calls.get_mut(&id).expect("present");
+        c.end_reason = reason;
+        c.state = CallState::Ending;
+        if let Some(p) = self.waiting.iter().position(|w| *w == id) {
+            self.waiting.remove(p);
+        }
+        // B leg: CANCEL a pending INVITE, BYE a confirmed dialog.
+        let mut byes: Vec<(Request, Flow)> = Vec::new();
+        if let Some(b) = c.b.as_mut() {
+            match b.tx {
+                Some(t) if b.provisional => {
+                    if let Some(ct) = self.ep.cancel(now, t) {
+                        self.client_tx.insert(ct, (id, ClientRole::Ending));
+                        c.client_txs.push(ct);
+                        c.open_ending += 1;
+                    }
+                }
+                Some(_) => b.cancel_pending = true,
+                None if established && from != Some(Side::B) => {
+                    byes.push((
+                        b.dialog.request(Method::Bye, None, &user_agent),
+                        b.dialog.flow,
+                    ));
+                }
+                None => {}
+            }
+        }
+        if established && from != Some(Side::A) {
+            byes.push((c.a.request(Method::Bye, None, &user_agent), c.a.flow));
+        }
+        for (bye, flow) in byes {
+            let t = self.ep.send_request(now, bye, flow);
+            self.client_tx.insert(t, (id, ClientRole::Ending));
+            c.client_txs.push(t);
+            c.open_ending += 1;
+        }
+        // The caller's answer is no longer awaited by anyone.
+        self.maybe_finish(now, id);
+    }
+
+    /// After a failed final to A: finish now unless legs are still open.
+    pub(super) fn finish_or_wait(&mut self, now: Instant, id: u64, reason: &'static str) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.state != CallState::Ending {
+                c.state = CallState::Ending;
+                c.end_reason = reason;
+                if let Some(b) = c.b.as_mut() {
+                    if b.tx.is_some() && !b.provisional {
+                        b.cancel_pending = true;
+                    }
+                }
+            }
+        }
+        self.maybe_finish(now, id);
+    }
+
+    pub(super) fn ending_done(&mut self, now: Instant, id: u64) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.open_ending = c.open_ending.saturating_sub(1);
+        }
+        self.maybe_finish(now, id);
+    }
+
+    pub(super) fn maybe_finish(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let legs_open =
+            c.b.as_ref().is_some_and(|b| b.tx.is_some()) || c.stale.iter().any(|b| b.tx.is_some());
+        if c.state == CallState::Ending && c.open_ending == 0 && !legs_open && c.a_tx.is_none() {
+            self.finish(now, id);
+        }
+    }
+
+    fn finish(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.remove(&id) else {
+            return;
+        };
+        self.by_public.remove(&c.public_id);
+        self.dialogs
+            .remove(&(c.a.call_id.clone(), c.a.local_tag.clone()));
+        for b in c.b.iter().chain(c.stale.iter()) {
+            self.dialogs
+                .remove(&(b.dialog.call_id.clone(), b.dialog.local_tag.clone()));
+        }
+        for t in &c.client_txs {
+            self.client_tx.remove(t);
+        }
+        for t in &c.server_txs {
+            self.server_tx.remove(t);
+            // A request relayed to a leg that is gone: answer it.
+            if let Some(req) = self.pending_relay.remove(t) {
+                self.reply(now, *t, &req, 481, None);
+            }
+        }
+        self.ports.release(c.a_port);
+        self.ports.release(c.b_port);
+        self.outputs.push_back(Output::MediaClose { call: id });
+        if let Some(agent) = &c.agent {
+            self.acd.release(agent, now, c.answered.is_some());
+        }
+        let outcome = c
+            .outcome
+            .unwrap_or(if c.answered.is_some() { 200 } else { 487 });
+        *self.stats.ended_by_status.entry(outcome).or_default() += 1;
+        let secs = c
+            .answered
+            .map(|a| now.saturating_duration_since(a).as_secs_f64())
+            .unwrap_or(0.0);
+        info!(call = %c.public_id, outcome, reason = c.end_reason, talk_secs = secs, "call ended");
+        self.outputs.push_back(Output::CallEnded {
+            call: id,
+            public_id: c.public_id,
+            outcome,
+            answered: c.answered.is_some(),
+            reason: c.end_reason,
+        });
+        self.dispatch_queues(now);
+    }
+
+    // ---- timers ------------------------------------------------------------------
+
+    pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::MaxWait(id) => {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.a_tx.is_some() && c.state != CallState::Ending)
+                {
+                    info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
+                    self.end_call(now, id, 480, "max_wait");
+                }
+            }
+            Timer::Ring(id, attempt) => {
+                let current = self.calls.get(&id).is_some_and(|c| {
+                    matches!(c.state, CallState::Calling | CallState::Early)
+                        && c.b
+                            .as_ref()
+                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
+                });
+                if current {
+                    info!(call = %self.calls[&id].public_id, "agent did not answer: skipping");
+                    self.cancel_attempt(now, id);
+                    self.fail_attempt(now, id, 480);
+                }
+            }
+            Timer::NoAnswer(id, attempt) => {
+                let current = self.calls.get(&id).is_some_and(|c| {
+                    c.a_tx.is_some()
+                        && c.b
+                            .as_ref()
+                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
+                });
+                if current {
+                    self.end_call(now, id, 480, "no answer");
+                }
+            }
+            Timer::QueueRetry => {
+                let snap = self.snap.clone();
+                for id in self.waiting.iter() {
+                    if let Some(c) = self.calls.get_mut(id) {
+                        if let Route::Queue { name } = &c.route {
+                            if let Some(q) = snap.queue(name) {
+                                if q.agents.iter().all(|a| c.tried.contains(a)) {
+                                    c.tried.clear();
+                                }
+                            }
+                        }
+                    }
+                }
+                self.dispatch_queues(now);
+            }
+        }
+    }
+
+    /// CANCEL the current B attempt (it stays tracked as stale until its final).
+    fn cancel_attempt(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = c.b.as_mut() else { return };
+        match b.tx {
+            Some(t) if b.provisional => {
+                if let Some(ct) = self.ep.cancel(now, t) {
+                    self.client_tx.insert(ct, (id, ClientRole::Ending));
+                    c.client_txs.push(ct);
+                    c.open_ending += 1;
+                }
+            }
+            Some(_) => b.cancel_pending = true,
+            None => {}
+        }
+    }
+
+    pub(super) fn on_tx_timeout(&mut self, now: Instant, tx: TxId) {
+        if let Some((id, role)) = self.client_tx.remove(&tx) {
+            match role {
+                ClientRole::Initial(attempt) => {
+                    let current = self.calls.get(&id).is_some_and(|c| {
+                        c.state != CallState::Ending
+                            && c.b.as_ref().is_some_and(|b| b.attempt == attempt)
+                    });
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        for b in c.b.iter_mut().chain(c.stale.iter_mut()) {
+                            if b.attempt == attempt {
+                                b.tx = None;
+                            }
+                        }
+                        c.stale.retain(|b| b.attempt != attempt);
+                    }
+                    if current {
+                        info!(call = %self.calls[&id].public_id, "callee did not respond: 408");
+                        self.fail_attempt(now, id, 408);
+                    } else {
+                        self.maybe_finish(now, id);
+                    }
+                }
+                ClientRole::Reinvite => self.reinvite_failed(now, id, 408),
+                ClientRole::Relay(server) => {
+                    self.server_tx.remove(&server);
+                    if let Some(req) = self.pending_relay.remove(&server) {
+                        self.reply(now, server, &req, 408, None);
+                    }
+                }
+                ClientRole::Ending => self.ending_done(now, id),
+            }
+        }
+    }
+
+    /// A 2xx for an INVITE whose transaction is gone: our ACK was lost; ACK again.
+    pub(super) fn on_stray(&mut self, _now: Instant, _resp: Response, head: Head, _flow: Flow) {
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(tag) = head.from_tag.clone() else {
+            return;
+        };
+        let Some((id, side)) = self.dialogs.get(&(head.call_id.clone(), tag)).copied() else {
+            return;
+        };
+        let Some(c) = self.calls.get(&id) else { return };
+        if c.b_ack_waits_for_a.is_some() {
+            return;
+        }
+        if let Some(d) = c.dialog(side) {
+            let flow = d.flow;
+            let via = self.ep.new_via(flow);
+            let ack = d.ack(head.cseq, via, None, &user_agent);
+            self.ep.send_ack(&ack, flow);
+        }
+    }
+}
