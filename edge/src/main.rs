@@ -1,1 +1,220 @@
-fn main() {}
+//! `edge`: the media and session edge server. Loads the configuration (embedded
+//! default or `--config FILE`), binds SIP, RTP and HTTP, and wires the sans-IO cores
+//! to sockets. `edge check-config FILE` validates a file and exits.
+
+mod api;
+mod media;
+mod metrics;
+mod sip;
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use signaling::B2bua;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "edge",
+    version,
+    about = "Media and session edge server for contact centres"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it, the embedded demo configuration is used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Log filter (RUST_LOG syntax), e.g. `info`, `edge=debug,signaling=debug`.
+    #[arg(long, default_value = "info", env = "EDGE_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file; exit non-zero with the error.
+    CheckConfig { file: PathBuf },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            return match control::load(&file) {
+                Ok(s) => {
+                    println!(
+                        "{}: ok ({} routes, {} queues, {} agents, {} users)",
+                        file.display(),
+                        s.config.routes.len(),
+                        s.config.queues.len(),
+                        s.config.agents.len(),
+                        s.config.users.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::DefaultConfig) => {
+            print!("{}", control::DEFAULT_CONFIG);
+            return ExitCode::SUCCESS;
+        }
+        None => {}
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let snap = match &cli.config {
+        Some(path) => match control::load(path) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            info!("no --config given: running the embedded default configuration");
+            control::embedded_default()
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(snap, cli.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("edge: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<(), String> {
+    let snap = Arc::new(snap);
+    let c = &snap.config;
+    if c.trunks.is_empty() {
+        warn!("no [[trunks]] configured: INVITEs from any source are accepted");
+    }
+    std::fs::create_dir_all(&c.storage.dir)
+        .map_err(|e| format!("cannot create storage.dir {}: {e}", c.storage.dir.display()))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (udp, tcp) = sip::bind_all(&snap).await?;
+    let http = tokio::net::TcpListener::bind(c.http.listen)
+        .await
+        .map_err(|e| format!("cannot listen on http {}: {e}", c.http.listen))?;
+    let (core_tx, core_rx) = tokio::sync::mpsc::channel(65_536);
+    for (addr, s) in &udp {
+        sip::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
+    }
+    for (addr, l) in tcp {
+        sip::spawn_tcp_listener(addr, l, core_tx.clone(), metrics.clone());
+    }
+    let b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
+    let core = sip::Core::new(b2bua, udp, metrics.clone(), core_tx.clone());
+    let core_task = tokio::spawn(core.run(core_rx));
+    let shared = Arc::new(ArcSwap::from(snap.clone()));
+    spawn_reloader(
+        config_path,
+        shared.clone(),
+        core_tx.clone(),
+        metrics.clone(),
+    );
+    let state = api::AppState {
+        core: core_tx.clone(),
+        snapshot: shared,
+        metrics,
+    };
+    let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
+    info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
+    let server = axum::serve(http, api::router(state)).with_graceful_shutdown(shutdown());
+    tokio::select! {
+        r = server => r.map_err(|e| format!("http server: {e}"))?,
+        _ = core_task => return Err("SIP core stopped".into()),
+    }
+    info!("shutting down");
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// SIGHUP: re-read the config file; swap it in only when valid.
+fn spawn_reloader(
+    path: Option<PathBuf>,
+    shared: Arc<ArcSwap<control::Snapshot>>,
+    core: sip::CoreTx,
+    metrics: Arc<metrics::Metrics>,
+) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = &path else {
+                warn!("SIGHUP: running the embedded default configuration; nothing to reload");
+                continue;
+            };
+            match control::load(path) {
+                Ok(new) => {
+                    let old = shared.load();
+                    if new.config.sip.listen != old.config.sip.listen
+                        || new.config.http.listen != old.config.http.listen
+                        || new.config.media.rtp_ports != old.config.media.rtp_ports
+                        || new.config.media.address != old.config.media.address
+                    {
+                        warn!("config reload: listen addresses and media settings apply only after a restart");
+                    }
+                    let new = Arc::new(new);
+                    shared.store(new.clone());
+                    let _ = core.send(sip::CoreMsg::Reload(new)).await;
+                    metrics.config_reloads.fetch_add(1, Relaxed);
+                    info!(file = %path.display(), "configuration reloaded");
+                }
+                Err(e) => {
+                    metrics.config_reload_failures.fetch_add(1, Relaxed);
+                    error!("configuration reload rejected, keeping the running configuration: {e}");
+                }
+            }
+        }
+    });
+}

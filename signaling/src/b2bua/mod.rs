@@ -1131,3 +1131,16 @@ fn strip_from(value: &str) -> String {
     }
     out
 }
+
+impl B2bua {
+    /// The transport to `flow` failed (TCP connect refused or connection lost).
+    pub fn transport_failed(&mut self, now: Instant, flow: Flow) {
+        self.ep.transport_failed(now, flow);
+        self.process(now);
+    }
+
+    /// Snapshot of the configuration in use.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+}

@@ -1,0 +1,184 @@
+//! The HTTP API: health, Prometheus metrics, the OpenAPI document and `/api/v1`
+//! (bearer tokens from config; roles agent < supervisor < admin; JSON errors).
+
+use crate::metrics::{self, Metrics};
+use crate::sip::{CoreMsg, CoreTx};
+use arc_swap::ArcSwap;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use control::{Role, Snapshot};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: CoreTx,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/calls", get(list_calls))
+        .route("/api/v1/calls/{id}", get(get_call).delete(delete_call))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// A JSON error body: `{"error": "...", "status": N}`.
+pub fn error(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": msg, "status": status.as_u16() })),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Check the bearer token and the role; the token itself is never logged.
+fn authorize(state: &AppState, headers: &HeaderMap, at_least: Role) -> Result<String, Response> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(error(StatusCode::UNAUTHORIZED, "missing bearer token"));
+    };
+    let Some(token) = value.strip_prefix("Bearer ").map(str::trim) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Authorization must be 'Bearer <token>'",
+        ));
+    };
+    let snap = state.snapshot.load();
+    let Some(user) = snap.user_by_token(token) else {
+        return Err(error(StatusCode::UNAUTHORIZED, "invalid token"));
+    };
+    if !user.has_role(at_least) {
+        tracing::info!(user = %user.name, "forbidden: role too low");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "your role does not allow this",
+        ));
+    }
+    Ok(user.name.clone())
+}
+
+async fn ask<T>(
+    core: &CoreTx,
+    make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    if core.send(make(tx)).await.is_err() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SIP core is not running",
+        ));
+    }
+    match tokio::time::timeout(Duration::from_secs(5), rx).await {
+        Ok(Ok(v)) => Ok(v),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SIP core did not answer",
+        )),
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match ask(&s.core, CoreMsg::Stats).await {
+        Ok(st) => Json(json!({ "status": "ok", "active_calls": st.active_calls })).into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn prometheus(State(s): State<AppState>) -> Response {
+    match ask(&s.core, CoreMsg::Stats).await {
+        Ok(st) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            metrics::render(&s.metrics, &st),
+        )
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn call_json(c: &signaling::b2bua::CallInfo) -> serde_json::Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    json!({
+        "id": c.id,
+        "state": c.state,
+        "caller": c.caller,
+        "callee": c.callee,
+        "route": c.route,
+        "queue": c.queue,
+        "agent": c.agent,
+        "start_time": (now - c.age_secs),
+        "duration_secs": c.age_secs,
+    })
+}
+
+async fn list_calls(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Agent) {
+        return e;
+    }
+    match ask(&s.core, CoreMsg::ListCalls).await {
+        Ok(calls) => Json(json!({ "calls": calls.iter().map(call_json).collect::<Vec<_>>() }))
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn get_call(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Agent) {
+        return e;
+    }
+    match ask(&s.core, CoreMsg::ListCalls).await {
+        Ok(calls) => match calls.iter().find(|c| c.id == id) {
+            Some(c) => Json(call_json(c)).into_response(),
+            None => error(StatusCode::NOT_FOUND, "no such call"),
+        },
+        Err(e) => e,
+    }
+}
+
+async fn delete_call(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let user = match authorize(&s, &headers, Role::Admin) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    match ask(&s.core, |tx| CoreMsg::Hangup(id.clone(), tx)).await {
+        Ok(true) => {
+            tracing::info!(call = %id, %user, "call ended by admin");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => e,
+    }
+}

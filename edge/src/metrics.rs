@@ -1,0 +1,260 @@
+//! Process-wide counters that the RTP relay tasks update (batched), and the
+//! Prometheus text rendering of those plus the SIP core's counters.
+
+use signaling::b2bua::CallStats;
+use signaling::endpoint::{Stats, METHOD_NAMES};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub rtp_packets: AtomicU64,
+    pub rtp_bytes: AtomicU64,
+    pub rtp_dropped: AtomicU64,
+    pub relays_active: AtomicU64,
+    pub media_bind_failures: AtomicU64,
+    pub sip_send_failures: AtomicU64,
+    pub sip_inbound_dropped: AtomicU64,
+    pub tcp_connections: AtomicU64,
+    pub config_reloads: AtomicU64,
+    pub config_reload_failures: AtomicU64,
+}
+
+/// What the SIP core reports when asked.
+#[derive(Debug, Clone, Default)]
+pub struct CoreStats {
+    pub sip: Stats,
+    pub calls: CallStats,
+    pub active_calls: usize,
+    pub ports_in_use: usize,
+    pub ports_capacity: usize,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub fn render(m: &Metrics, core: &CoreStats) -> String {
+    let mut o = String::with_capacity(4096);
+    counter(&mut o, "edge_calls_active", "Calls in progress.", "gauge");
+    let _ = writeln!(o, "edge_calls_active {}", core.active_calls);
+    counter(
+        &mut o,
+        "edge_calls_started_total",
+        "Calls accepted for routing.",
+        "counter",
+    );
+    let _ = writeln!(o, "edge_calls_started_total {}", core.calls.started);
+    counter(
+        &mut o,
+        "edge_calls_answered_total",
+        "Calls answered by the callee.",
+        "counter",
+    );
+    let _ = writeln!(o, "edge_calls_answered_total {}", core.calls.answered);
+    counter(
+        &mut o,
+        "edge_calls_ended_total",
+        "Ended calls by final status sent to the caller (200 = answered).",
+        "counter",
+    );
+    let mut by: Vec<_> = core.calls.ended_by_status.iter().collect();
+    by.sort();
+    for (code, n) in by {
+        let _ = writeln!(o, "edge_calls_ended_total{{status=\"{code}\"}} {n}");
+    }
+    counter(
+        &mut o,
+        "edge_calls_rejected_overload_total",
+        "INVITEs refused with 503 (max_calls or no RTP ports).",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_calls_rejected_overload_total {}",
+        core.calls.rejected_overload
+    );
+
+    counter(
+        &mut o,
+        "edge_sip_requests_total",
+        "SIP requests by direction and method.",
+        "counter",
+    );
+    for (i, name) in METHOD_NAMES.iter().enumerate() {
+        for (dir, v) in [
+            ("in", core.sip.requests_in[i]),
+            ("out", core.sip.requests_out[i]),
+        ] {
+            if v > 0 {
+                let _ = writeln!(
+                    o,
+                    "edge_sip_requests_total{{direction=\"{dir}\",method=\"{name}\"}} {v}"
+                );
+            }
+        }
+    }
+    counter(
+        &mut o,
+        "edge_sip_responses_total",
+        "SIP responses by direction and class.",
+        "counter",
+    );
+    for c in 0..6 {
+        for (dir, v) in [
+            ("in", core.sip.responses_in[c]),
+            ("out", core.sip.responses_out[c]),
+        ] {
+            let _ = writeln!(
+                o,
+                "edge_sip_responses_total{{direction=\"{dir}\",class=\"{}xx\"}} {v}",
+                c + 1
+            );
+        }
+    }
+    counter(
+        &mut o,
+        "edge_sip_retransmissions_total",
+        "Retransmissions absorbed or answered.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_sip_retransmissions_total {}",
+        core.sip.retransmissions
+    );
+    counter(
+        &mut o,
+        "edge_sip_malformed_total",
+        "SIP messages that could not be parsed.",
+        "counter",
+    );
+    let _ = writeln!(o, "edge_sip_malformed_total {}", core.sip.malformed);
+    counter(
+        &mut o,
+        "edge_sip_transactions",
+        "Live SIP transactions.",
+        "gauge",
+    );
+    let _ = writeln!(o, "edge_sip_transactions {}", core.sip.transactions);
+    counter(
+        &mut o,
+        "edge_sip_send_failures_total",
+        "SIP messages that could not be sent.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_sip_send_failures_total {}",
+        m.sip_send_failures.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_sip_inbound_dropped_total",
+        "SIP messages dropped because the core queue was full.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_sip_inbound_dropped_total {}",
+        m.sip_inbound_dropped.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_sip_tcp_connections",
+        "Open SIP TCP connections.",
+        "gauge",
+    );
+    let _ = writeln!(
+        o,
+        "edge_sip_tcp_connections {}",
+        m.tcp_connections.load(Relaxed)
+    );
+
+    counter(
+        &mut o,
+        "edge_rtp_relayed_packets_total",
+        "RTP/RTCP packets relayed.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_rtp_relayed_packets_total {}",
+        m.rtp_packets.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_rtp_relayed_bytes_total",
+        "RTP/RTCP bytes relayed.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_rtp_relayed_bytes_total {}",
+        m.rtp_bytes.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_rtp_dropped_packets_total",
+        "RTP datagrams dropped (foreign source, malformed, no destination, send failure).",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_rtp_dropped_packets_total {}",
+        m.rtp_dropped.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_rtp_relays_active",
+        "Calls with an open RTP relay.",
+        "gauge",
+    );
+    let _ = writeln!(
+        o,
+        "edge_rtp_relays_active {}",
+        m.relays_active.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_rtp_ports_in_use",
+        "RTP/RTCP port pairs in use.",
+        "gauge",
+    );
+    let _ = writeln!(o, "edge_rtp_ports_in_use {}", core.ports_in_use);
+    counter(
+        &mut o,
+        "edge_rtp_ports_capacity",
+        "RTP/RTCP port pairs in the pool.",
+        "gauge",
+    );
+    let _ = writeln!(o, "edge_rtp_ports_capacity {}", core.ports_capacity);
+    counter(
+        &mut o,
+        "edge_media_bind_failures_total",
+        "RTP sockets that could not be bound.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_media_bind_failures_total {}",
+        m.media_bind_failures.load(Relaxed)
+    );
+    counter(
+        &mut o,
+        "edge_config_reloads_total",
+        "Configuration reloads by result.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_config_reloads_total{{result=\"ok\"}} {}",
+        m.config_reloads.load(Relaxed)
+    );
+    let _ = writeln!(
+        o,
+        "edge_config_reloads_total{{result=\"rejected\"}} {}",
+        m.config_reload_failures.load(Relaxed)
+    );
+    o
+}
