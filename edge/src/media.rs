@@ -91,6 +91,7 @@ async fn run(
         bytes: 0,
         dropped: 0,
     };
+    let mut last_flush = std::time::Instant::now();
     loop {
         let ready = tokio::select! {
             biased;
@@ -124,8 +125,13 @@ async fn run(
                 Err(_) => break,
             }
         }
-        if c.packets >= 256 || c.dropped >= 256 {
+        // Publish in batches: at most once a second or every 256 packets.
+        if c.packets >= 256
+            || c.dropped >= 256
+            || (c.packets + c.dropped > 0 && last_flush.elapsed().as_millis() >= 1000)
+        {
             c.flush(&metrics);
+            last_flush = std::time::Instant::now();
         }
     }
     c.flush(&metrics);

@@ -1,1 +1,389 @@
-//! placeholder
+//! Test harness for cross-crate integration and interop tests: starts the real
+//! `edge` binary on loopback with ephemeral ports, talks HTTP to it, runs SIPp, and
+//! provides a tiny SIP user agent with RTP for end-to-end media checks.
+
+pub mod http;
+pub mod ua;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A free loopback port, usable for both UDP and TCP.
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A block of `n` RTP ports not shared with other tests of this process.
+pub fn rtp_block(n: u16) -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // 25 blocks of up to 200 ports per process, processes spread by pid.
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 25;
+    // Below the kernel's ephemeral range (32768+), so sockets of other tests never collide.
+    let base = 10_000 + (std::process::id() % 4) as u16 * 5_000;
+    let first = base + slot * 200;
+    (first, first + n.min(200) - 1)
+}
+
+/// Path of the `edge` binary built next to this test binary.
+pub fn edge_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("edge");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p edge` (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether an external tool exists. Under `CI`, a missing tool fails the test;
+/// elsewhere the caller prints a SKIP line and returns.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{name} is required under CI (install it: see .ci/run)");
+        }
+        eprintln!("SKIP: {name} not installed");
+    }
+    found
+}
+
+pub struct Edge {
+    pub child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: tempdir::Dir,
+    pub config_path: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub route_port: u16,
+    pub agent_ports: [u16; 2],
+}
+
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+    /// A temporary directory removed on drop.
+    pub struct Dir(PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!(
+                "edge-test-{tag}-{}-{}",
+                std::process::id(),
+                super::free_port()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "admin-token-1";
+pub const AGENT_TOKEN: &str = "agent-token-1";
+
+impl Edge {
+    /// The standard test configuration: route `service` → `route_port`, queue
+    /// `sales` on number 1000 with two agents, an admin and an agent user.
+    pub fn config(
+        sip: u16,
+        http: u16,
+        rtp: (u16, u16),
+        dir: &Path,
+        route_port: u16,
+        agents: [u16; 2],
+        extra: &str,
+    ) -> String {
+        format!(
+            r#"[sip]
+listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
+agent_ring_timeout = "5s"
+
+[media]
+address = "127.0.0.1"
+rtp_ports = "{}-{}"
+
+[http]
+listen = "127.0.0.1:{http}"
+
+[storage]
+dir = "{}"
+
+[[trunks]]
+name = "loopback"
+sources = ["127.0.0.1/32"]
+
+[[routes]]
+number = "service"
+target = "sip:service@127.0.0.1:{route_port}"
+
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001", "1002"]
+max_wait = "10s"
+
+[[agents]]
+id = "1001"
+name = "Alice"
+contact = "sip:1001@127.0.0.1:{}"
+
+[[agents]]
+id = "1002"
+name = "Bob"
+contact = "sip:1002@127.0.0.1:{}"
+
+[[users]]
+name = "root"
+role = "admin"
+token = "{ADMIN_TOKEN}"
+
+[[users]]
+name = "ann"
+role = "agent"
+token = "{AGENT_TOKEN}"
+{extra}
+"#,
+            rtp.0,
+            rtp.1,
+            dir.join("data").display(),
+            agents[0],
+            agents[1],
+        )
+    }
+
+    pub fn start() -> Edge {
+        Edge::start_with("")
+    }
+
+    /// Start the edge with the standard config plus `extra` TOML; waits for /healthz.
+    pub fn start_with(extra: &str) -> Edge {
+        let dir = tempdir::Dir::new("edge");
+        let sip = free_port();
+        let http = free_port();
+        let route_port = free_port();
+        let agents = [free_port(), free_port()];
+        let rtp = rtp_block(200);
+        let config = Edge::config(sip, http, rtp, dir.path(), route_port, agents, extra);
+        let config_path = dir.path().join("edge.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(edge_binary())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--log")
+            .arg("info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start edge");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let edge = Edge {
+            child,
+            sip: SocketAddr::from(([127, 0, 0, 1], sip)),
+            http: SocketAddr::from(([127, 0, 0, 1], http)),
+            dir,
+            config_path,
+            log,
+            route_port,
+            agent_ports: agents,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = http::get(edge.http, "/healthz", None) {
+                if r.status == 200 {
+                    return edge;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("edge did not become healthy; log:\n{}", edge.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// A Prometheus sample value (first line that starts with `name`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = http::get(self.http, "/metrics", None).unwrap();
+        r.body
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until no call is active (or panic after `secs`).
+    pub fn wait_idle(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.metric("edge_calls_active") == 0.0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "calls still active after {secs}s; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp process.
+pub struct Sipp {
+    pub child: Child,
+    pub dir: tempdir::Dir,
+}
+
+impl Sipp {
+    /// Start SIPp with `args` in a scratch directory that has `pcap/` (SIPp's own
+    /// sample captures) for `uac_pcap`.
+    pub fn spawn(args: &[&str]) -> Sipp {
+        let dir = tempdir::Dir::new("sipp");
+        let _ = std::os::unix::fs::symlink("/usr/share/sip-tester", dir.path().join("pcap"));
+        let child = Command::new("sipp")
+            .args(args)
+            .args(["-nostdin", "-trace_err", "-trace_stat", "-stf", "stats.csv"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sipp");
+        Sipp { child, dir }
+    }
+
+    /// Wait for exit; returns (exit code, error log).
+    pub fn wait(mut self, secs: u64) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code().unwrap_or(-1), self.errors());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sipp did not finish in {secs}s; errors:\n{}", self.errors());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for exit; returns (exit code, error log, successful calls from the
+    /// statistics file).
+    pub fn finish(self, secs: u64) -> (i32, String, Option<u64>) {
+        let mut me = self;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let code = loop {
+            if let Some(st) = me.child.try_wait().unwrap() {
+                break st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = me.child.kill();
+                panic!("sipp did not finish in {secs}s; errors:\n{}", me.errors());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (code, me.errors(), me.stat("SuccessfulCall(C)"))
+    }
+
+    /// The scenario's counters from the last line of the statistics file.
+    pub fn stat(&self, column: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(self.dir.path().join("stats.csv")).ok()?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next()?.split(';').collect();
+        let last: Vec<&str> = lines
+            .filter(|l| !l.trim().is_empty())
+            .last()?
+            .split(';')
+            .collect();
+        let i = header.iter().position(|h| *h == column)?;
+        last.get(i)?.trim().parse().ok()
+    }
+
+    pub fn errors(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().ends_with("_errors.log") {
+                    out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of a scenario file in `tests/sipp/`.
+pub fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sipp")
+        .join(name)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,288 @@
+//! A tiny SIP user agent over UDP for end-to-end tests: a caller ([`Uac`]) and a
+//! callee ([`Uas`], on its own thread), each with an RTP socket that sends marked
+//! packets and counts what it receives.
+
+use rsip::headers::UntypedHeader;
+use rsip::{Header, SipMessage};
+use signaling::message::{parse, tag_of, uri_of};
+use signaling::sdp::Sdp;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn sdp(port: u16) -> String {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+}
+
+fn recv_msg(sock: &UdpSocket, timeout: Duration) -> Option<(SipMessage, String)> {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        sock.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ))
+        .ok()?;
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                if let Ok((m, _)) = parse(&buf[..n]) {
+                    return Some((m, String::from_utf8_lossy(&buf[..n]).to_string()));
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return None
+            }
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    None
+}
+
+fn header_line<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l[name.len() + 1..].trim())
+        .unwrap_or("")
+}
+
+/// RTP packet with a one-byte marker payload identifying the sender.
+fn rtp_packet(seq: u16, marker: u8) -> [u8; 172] {
+    let mut p = [marker; 172];
+    p[0] = 0x80;
+    p[1] = 0;
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
+    p[8..12].copy_from_slice(&[1, 2, 3, marker]);
+    p
+}
+
+/// Counts RTP packets carrying `marker` arriving on `sock` until `stop`.
+pub fn spawn_rtp_counter(sock: UdpSocket, marker: u8, stop: Arc<AtomicBool>) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if n == 172 && buf[12] == marker && buf[0] == 0x80 {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    count
+}
+
+pub fn send_rtp(sock: &UdpSocket, to: SocketAddr, n: u16, marker: u8) {
+    for seq in 0..n {
+        sock.send_to(&rtp_packet(seq, marker), to).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+pub struct Uac {
+    pub sock: UdpSocket,
+    pub rtp: UdpSocket,
+    edge: SocketAddr,
+    call_id: String,
+    to: String,
+    cseq: u32,
+    pub remote_rtp: Option<SocketAddr>,
+    pub last_status: u16,
+}
+
+impl Uac {
+    pub fn new(edge: SocketAddr) -> Uac {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let call_id = format!(
+            "uac-{}-{}",
+            std::process::id(),
+            sock.local_addr().unwrap().port()
+        );
+        Uac {
+            sock,
+            rtp,
+            edge,
+            call_id,
+            to: String::new(),
+            cseq: 1,
+            remote_rtp: None,
+            last_status: 0,
+        }
+    }
+
+    fn local(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// INVITE `number`; wait for the final response (ACKing a 2xx). Returns its code.
+    pub fn call(&mut self, number: &str) -> u16 {
+        let body = sdp(self.rtp.local_addr().unwrap().port());
+        let local = self.local();
+        let inv = format!(
+            "INVITE sip:{number}@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-inv-{cid};rport\r\nFrom: <sip:caller@{local}>;tag=uac1\r\n\
+To: <sip:{number}@{edge}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{local}>\r\nMax-Forwards: 70\r\n\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            edge = self.edge,
+            cid = self.call_id
+        );
+        self.sock.send_to(inv.as_bytes(), self.edge).unwrap();
+        loop {
+            let Some((m, text)) = recv_msg(&self.sock, Duration::from_secs(15)) else {
+                return 0;
+            };
+            let SipMessage::Response(r) = m else { continue };
+            let code = r.status_code.code();
+            if code < 200 {
+                continue;
+            }
+            self.last_status = code;
+            self.to = header_line(&text, "To").to_string();
+            if (200..300).contains(&code) {
+                self.remote_rtp = Sdp::parse(&r.body)
+                    .ok()
+                    .and_then(|s| s.audio_target().ok().flatten());
+                let contact = r
+                    .headers
+                    .iter()
+                    .find_map(|h| match h {
+                        Header::Contact(c) => Some(uri_of(c.value()).to_string()),
+                        _ => None,
+                    })
+                    .unwrap();
+                let ack = format!(
+                    "ACK {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ack-{cid}\r\nFrom: <sip:caller@{local}>;tag=uac1\r\nTo: {to}\r\n\
+Call-ID: {cid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                    cid = self.call_id,
+                    to = self.to
+                );
+                self.sock.send_to(ack.as_bytes(), self.edge).unwrap();
+            }
+            return code;
+        }
+    }
+
+    /// BYE the established call; returns the response code.
+    pub fn bye(&mut self) -> u16 {
+        self.cseq += 1;
+        let local = self.local();
+        let bye = format!(
+            "BYE sip:edge@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-{cid}\r\nFrom: <sip:caller@{local}>;tag=uac1\r\nTo: {to}\r\n\
+Call-ID: {cid}\r\nCSeq: {cseq} BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            edge = self.edge,
+            cid = self.call_id,
+            to = self.to,
+            cseq = self.cseq
+        );
+        self.sock.send_to(bye.as_bytes(), self.edge).unwrap();
+        loop {
+            let Some((m, _)) = recv_msg(&self.sock, Duration::from_secs(10)) else {
+                return 0;
+            };
+            if let SipMessage::Response(r) = m {
+                if r.status_code.code() >= 200 {
+                    return r.status_code.code();
+                }
+            }
+        }
+    }
+}
+
+/// A callee answering every INVITE with 180 + 200 (SDP of its RTP socket) and every
+/// BYE with 200. Reports where the edge wants its RTP.
+pub struct Uas {
+    pub rtp: UdpSocket,
+    pub edge_rtp: Arc<std::sync::Mutex<Option<SocketAddr>>>,
+    pub byes: Arc<AtomicU64>,
+    pub invites: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Uas {
+    pub fn spawn(port: u16) -> Uas {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp_port = rtp.local_addr().unwrap().port();
+        let edge_rtp = Arc::new(std::sync::Mutex::new(None));
+        let byes = Arc::new(AtomicU64::new(0));
+        let invites = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, b, i, s) = (
+            edge_rtp.clone(),
+            byes.clone(),
+            invites.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok((SipMessage::Request(req), head)) = parse(&buf[..n]) else {
+                    continue;
+                };
+                let reply = |code: u16, body: Option<String>| {
+                    let mut r = signaling::message::response(&req, code, Some("uas1"), "uas");
+                    r.headers.push(
+                        rsip::headers::Contact::new(format!("<sip:uas@127.0.0.1:{port}>")).into(),
+                    );
+                    if let Some(b) = body {
+                        r.body = signaling::message::set_body(
+                            &mut r.headers,
+                            b.as_bytes(),
+                            Some("application/sdp"),
+                        );
+                    }
+                    sock.send_to(r.to_string().as_bytes(), from).unwrap();
+                };
+                match req.method {
+                    rsip::Method::Invite => {
+                        if head.to_tag.is_none() {
+                            i.fetch_add(1, Ordering::Relaxed);
+                        }
+                        *e.lock().unwrap() = Sdp::parse(&req.body)
+                            .ok()
+                            .and_then(|s| s.audio_target().ok().flatten());
+                        reply(180, None);
+                        reply(200, Some(sdp(rtp_port)));
+                    }
+                    rsip::Method::Bye => {
+                        b.fetch_add(1, Ordering::Relaxed);
+                        reply(200, None);
+                    }
+                    rsip::Method::Ack => {}
+                    _ => reply(200, None),
+                }
+                let _ = tag_of("");
+            }
+        });
+        Uas {
+            rtp,
+            edge_rtp,
+            byes,
+            invites,
+            stop,
+        }
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

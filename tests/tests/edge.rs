@@ -1,0 +1,354 @@
+//! The real `edge` binary on loopback: calls with RTP both ways, queue routing, the
+//! HTTP API and its auth, metrics, config check and reload, and bad input.
+
+use edge_tests::ua::{send_rtp, spawn_rtp_counter, Uac, Uas};
+use edge_tests::{http, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn call_through_the_edge_relays_rtp_both_ways() {
+    let edge = Edge::start();
+    let uas = Uas::spawn(edge.route_port);
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("service"), 200, "log:\n{}", edge.log_text());
+    let to_caller = uac.remote_rtp.expect("200 has SDP");
+    assert_eq!(to_caller.ip().to_string(), "127.0.0.1");
+    let to_callee = uas.edge_rtp.lock().unwrap().expect("INVITE had SDP");
+    assert_ne!(to_caller, to_callee, "two edge ports, one per leg");
+
+    // The ACK and this query race through the core's queue: wait for it.
+    assert!(wait_until(5, || http::get(
+        edge.http,
+        "/api/v1/calls",
+        Some(AGENT_TOKEN)
+    )
+    .unwrap()
+    .json()["calls"][0]["state"]
+        == "connected"));
+    let calls = http::get(edge.http, "/api/v1/calls", Some(AGENT_TOKEN))
+        .unwrap()
+        .json();
+    let c = &calls["calls"][0];
+    assert_eq!(c["route"], "service");
+    assert_eq!(c["callee"], "service");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let at_callee = spawn_rtp_counter(uas.rtp.try_clone().unwrap(), 0xAA, stop.clone());
+    let at_caller = spawn_rtp_counter(uac.rtp.try_clone().unwrap(), 0x55, stop.clone());
+    let callee_rtp = uas.rtp.try_clone().unwrap();
+    let t = std::thread::spawn(move || send_rtp(&callee_rtp, to_callee, 100, 0x55));
+    send_rtp(&uac.rtp, to_caller, 100, 0xAA);
+    t.join().unwrap();
+    assert!(wait_until(5, || at_callee.load(Ordering::Relaxed) == 100
+        && at_caller.load(Ordering::Relaxed) == 100));
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(at_callee.load(Ordering::Relaxed), 100, "caller → callee");
+    assert_eq!(at_caller.load(Ordering::Relaxed), 100, "callee → caller");
+    // Relay counters are published at least once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    send_rtp(&uac.rtp, to_caller, 1, 0xAA);
+    assert!(wait_until(3, || edge
+        .metric("edge_rtp_relayed_packets_total")
+        >= 200.0));
+
+    assert_eq!(uac.bye(), 200);
+    assert!(
+        wait_until(5, || uas.byes.load(Ordering::Relaxed) == 1),
+        "BYE reached the callee"
+    );
+    edge.wait_idle(5);
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    assert_eq!(edge.metric("edge_calls_answered_total"), 1.0);
+    assert!(
+        edge.log_text().contains("call ended"),
+        "structured log line with the call id"
+    );
+}
+
+#[test]
+fn queue_call_reaches_a_free_agent_and_unknown_numbers_get_404() {
+    let edge = Edge::start();
+    let alice = Uas::spawn(edge.agent_ports[0]);
+    let bob = Uas::spawn(edge.agent_ports[1]);
+    let mut first = Uac::new(edge.sip);
+    assert_eq!(first.call("1000"), 200);
+    let mut second = Uac::new(edge.sip);
+    assert_eq!(second.call("1000"), 200);
+    assert_eq!(
+        alice.invites.load(Ordering::Relaxed) + bob.invites.load(Ordering::Relaxed),
+        2
+    );
+    assert_eq!(
+        alice.invites.load(Ordering::Relaxed),
+        1,
+        "one call per agent at a time"
+    );
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let mut agents: Vec<String> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["agent"].as_str().unwrap().to_string())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, vec!["1001", "1002"]);
+    assert_eq!(calls["calls"][0]["queue"], "sales");
+    // Both agents busy: a third caller waits (ringback) until max_wait (10 s) → 480.
+    let mut third = Uac::new(edge.sip);
+    assert_eq!(third.call("1000"), 480);
+    let mut lost = Uac::new(edge.sip);
+    assert_eq!(lost.call("5555"), 404);
+    assert_eq!(first.bye(), 200);
+    assert_eq!(second.bye(), 200);
+    edge.wait_idle(5);
+}
+
+#[test]
+fn api_requires_tokens_and_roles_with_json_errors() {
+    let edge = Edge::start();
+    let r = http::get(edge.http, "/api/v1/calls", None).unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "missing bearer token");
+    let r = http::get(edge.http, "/api/v1/calls", Some("wrong-token")).unwrap();
+    assert_eq!(r.status, 401);
+    let r = http::get(edge.http, "/api/v1/calls", Some(AGENT_TOKEN)).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.json()["calls"].as_array().unwrap().is_empty());
+    let r = http::request(edge.http, "DELETE", "/api/v1/calls/abc", Some(AGENT_TOKEN)).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["status"], 403);
+    let r = http::request(edge.http, "DELETE", "/api/v1/calls/abc", Some(ADMIN_TOKEN)).unwrap();
+    assert_eq!(r.status, 404);
+    let r = http::get(edge.http, "/api/v1/openapi.json", None).unwrap();
+    assert_eq!(r.json()["openapi"], "3.0.3");
+    assert_eq!(http::get(edge.http, "/nope", None).unwrap().status, 404);
+    assert!(
+        !edge.log_text().contains(ADMIN_TOKEN) && !edge.log_text().contains("wrong-token"),
+        "tokens never logged"
+    );
+}
+
+#[test]
+fn admin_ends_a_stuck_call_with_bye_to_both_legs() {
+    let edge = Edge::start();
+    let uas = Uas::spawn(edge.route_port);
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("service"), 200);
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    let r = http::request(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id}"),
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert!(
+        wait_until(5, || uas.byes.load(Ordering::Relaxed) == 1),
+        "callee got BYE"
+    );
+    // The caller gets a BYE too (our UA answers nothing, so the edge retransmits; it
+    // still ends the call after the transaction times out).
+    let mut buf = [0u8; 4096];
+    uac.sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let (n, _) = uac.sock.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("BYE "));
+}
+
+#[test]
+fn metrics_expose_sip_calls_and_media() {
+    let edge = Edge::start();
+    let body = http::get(edge.http, "/metrics", None).unwrap().body;
+    for name in [
+        "edge_calls_active",
+        "edge_calls_started_total",
+        "edge_sip_requests_total",
+        "edge_sip_responses_total",
+        "edge_rtp_relayed_packets_total",
+        "edge_rtp_relayed_bytes_total",
+        "edge_rtp_ports_in_use",
+        "edge_rtp_ports_capacity",
+    ] {
+        assert!(
+            body.contains(&format!("# TYPE {name} ")),
+            "{name} missing:\n{body}"
+        );
+    }
+    assert_eq!(edge.metric("edge_rtp_ports_capacity"), 100.0);
+}
+
+#[test]
+fn bad_input_is_answered_or_dropped_and_the_edge_keeps_serving() {
+    let edge = Edge::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let good = |method: &str, branch: &str| {
+        format!(
+            "{method} sip:service@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\nFrom: <sip:x@{local}>;tag=1\r\n\
+To: <sip:service@{edge}>\r\nCall-ID: bad-{branch}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            edge = edge.sip
+        )
+    };
+    let junk: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        vec![0xff; 1400],
+        b"INVITE sip:x SIP/2.0\r\n".to_vec(), // truncated
+        good("OPTIONS", "a")
+            .replace("Call-ID: bad-a\r\n", "")
+            .into_bytes(), // no Call-ID
+        good("OPTIONS", "b")
+            .replace("Content-Length: 0", "Content-Length: 500")
+            .into_bytes(), // wrong length
+        good("OPTIONS", "c")
+            .replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS")
+            .into_bytes(),
+        vec![b'A'; 65_000], // oversized garbage
+    ];
+    for j in &junk {
+        sock.send_to(j, edge.sip).unwrap();
+    }
+    // Answerable ones get 400.
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        let t = String::from_utf8_lossy(&buf[..n]).to_string();
+        codes.push(t.split_whitespace().nth(1).unwrap_or("").to_string());
+        if codes.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        codes,
+        vec!["400", "400"],
+        "wrong Content-Length and bad CSeq answered 400"
+    );
+    // TCP: garbage then a stream that never ends its headers.
+    let mut t = TcpStream::connect(edge.sip).unwrap();
+    t.write_all(&vec![b'x'; 70_000]).unwrap();
+    drop(t);
+    // Still serving: OPTIONS → 200 on UDP and TCP.
+    sock.send_to(good("OPTIONS", "ok").as_bytes(), edge.sip)
+        .unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+    let mut t = TcpStream::connect(edge.sip).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    t.write_all(
+        good("OPTIONS", "tcp")
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = std::io::Read::read(&mut t, &mut chunk).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("SIP/2.0 200 OK"));
+    assert!(edge.metric("edge_sip_malformed_total") >= 5.0);
+    let uas = Uas::spawn(edge.route_port);
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("service"), 200, "calls still work");
+    assert_eq!(uac.bye(), 200);
+    drop(uas);
+}
+
+#[test]
+fn sighup_reload_swaps_valid_config_and_keeps_old_on_error() {
+    let edge = Edge::start();
+    let uas = Uas::spawn(edge.route_port);
+    // Invalid file: rejected, old config stays.
+    std::fs::write(&edge.config_path, "[sip]\nlisten = 5\n").unwrap();
+    edge.signal("HUP");
+    assert!(
+        wait_until(5, || edge.log_text().contains("reload rejected")),
+        "{}",
+        edge.log_text()
+    );
+    let mut a = Uac::new(edge.sip);
+    assert_eq!(a.call("service"), 200, "old config still routes");
+    // Valid file with a new number for the same target: swapped in, call not dropped.
+    let text = Edge::config(
+        edge.sip.port(),
+        edge.http.port(),
+        (1, 1),
+        edge.dir.path(),
+        edge.route_port,
+        edge.agent_ports,
+        "",
+    )
+    .replace("number = \"service\"", "number = \"svc2\"");
+    // Keep the running RTP range (media settings apply after restart anyway).
+    let current = std::fs::read_to_string(edge.dir.path().join("edge.toml")).unwrap_or_default();
+    let _ = current;
+    let text = text.replace("rtp_ports = \"1-1\"", "rtp_ports = \"40000-40099\"");
+    std::fs::write(&edge.config_path, text).unwrap();
+    edge.signal("HUP");
+    assert!(
+        wait_until(5, || edge.log_text().contains("configuration reloaded")),
+        "{}",
+        edge.log_text()
+    );
+    let mut b = Uac::new(edge.sip);
+    assert_eq!(b.call("svc2"), 200);
+    let mut c = Uac::new(edge.sip);
+    assert_eq!(c.call("service"), 404, "old number gone");
+    assert_eq!(a.bye(), 200, "the call from before the reload is still up");
+    assert_eq!(b.bye(), 200);
+    drop(uas);
+}
+
+#[test]
+fn check_config_reports_file_line_and_field() {
+    let dir = edge_tests::tempdir::Dir::new("check");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n\n[[queues]]\nname = \"q\"\nagents = [\"ghost\"]\n").unwrap();
+    let out = std::process::Command::new(edge_tests::edge_binary())
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:6") && err.contains("queues[0].agents[0]") && err.contains("ghost"),
+        "{err}"
+    );
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, control::DEFAULT_CONFIG).unwrap();
+    let out = std::process::Command::new(edge_tests::edge_binary())
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
