@@ -109,6 +109,6 @@ mod tests {
         assert!(!acd.is_free("a"));
         acd.release("a", t0, true);
         acd.sync(["b"].into_iter(), t0);
-        assert!(!acd.is_free("a") && acd.agents.get("a").is_none());
+        assert!(!acd.is_free("a") && !acd.agents.contains_key("a"));
     }
 }

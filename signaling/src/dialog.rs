@@ -241,7 +241,7 @@ impl Dialog {
         }
     }
 
-    fn from_to(&self) -> (Header, Header) {
+    fn tag_headers(&self) -> (Header, Header) {
         let from = format!("{};tag={}", self.local_uri, self.local_tag);
         let to = match &self.remote_tag {
             Some(t) => format!("{};tag={t}", self.remote_uri),
@@ -287,7 +287,7 @@ impl Dialog {
         body: Option<(&[u8], &str)>,
         user_agent: &str,
     ) -> Request {
-        let (from, to) = self.from_to();
+        let (from, to) = self.tag_headers();
         let mut headers: Vec<Header> = Vec::with_capacity(10);
         for r in &self.route_set {
             headers.push(rsip::headers::Route::new(r.clone()).into());

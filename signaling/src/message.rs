@@ -323,11 +323,7 @@ fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
     let mut max_forwards = 70;
     for h in msg.headers().iter() {
         match h {
-            Header::CallId(v) => {
-                if call_id.is_none() {
-                    call_id = Some(v.value().trim().to_string())
-                }
-            }
+            Header::CallId(v) if call_id.is_none() => call_id = Some(v.value().trim().to_string()),
             Header::CSeq(v) => {
                 let mut it = v.value().split_ascii_whitespace();
                 let n = it.next().and_then(|n| n.parse::<u32>().ok());
@@ -345,11 +341,8 @@ fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
                 to_seen = true;
                 to_tag = tag_of(v.value()).map(str::to_string);
             }
-            Header::Via(v) => {
-                if via.is_none() {
-                    via =
-                        Some(Via::parse_value(v.value()).ok_or(ParseError::MissingHeader("Via"))?);
-                }
+            Header::Via(v) if via.is_none() => {
+                via = Some(Via::parse_value(v.value()).ok_or(ParseError::MissingHeader("Via"))?);
             }
             Header::MaxForwards(v) => {
                 max_forwards = v

@@ -350,11 +350,7 @@ impl Sipp {
         let text = std::fs::read_to_string(self.dir.path().join("stats.csv")).ok()?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next()?.split(';').collect();
-        let last: Vec<&str> = lines
-            .filter(|l| !l.trim().is_empty())
-            .last()?
-            .split(';')
-            .collect();
+        let last: Vec<&str> = lines.rfind(|l| !l.trim().is_empty())?.split(';').collect();
         let i = header.iter().position(|h| *h == column)?;
         last.get(i)?.trim().parse().ok()
     }

@@ -212,6 +212,18 @@ impl B2bua {
         self.calls.len()
     }
 
+    /// Entries in the call indexes (dialogs, server/client transactions, relayed
+    /// requests, waiting calls): all zero when no call is up. For leak checks.
+    pub fn index_sizes(&self) -> [usize; 5] {
+        [
+            self.dialogs.len(),
+            self.server_tx.len(),
+            self.client_tx.len(),
+            self.pending_relay.len(),
+            self.waiting.len(),
+        ]
+    }
+
     pub fn ports_in_use(&self) -> usize {
         self.ports.in_use()
     }
@@ -847,8 +859,14 @@ impl B2bua {
                 if let Some(b) = c.b.as_mut().filter(|b| b.attempt == attempt) {
                     b.tx = None;
                 }
-                c.stale
-                    .retain(|b| b.attempt != attempt || (200..300).contains(&code));
+                let dialogs = &mut self.dialogs;
+                c.stale.retain(|b| {
+                    let keep = b.attempt != attempt || (200..300).contains(&code);
+                    if !keep {
+                        dialogs.remove(&(b.dialog.call_id.clone(), b.dialog.local_tag.clone()));
+                    }
+                    keep
+                });
                 self.maybe_finish(now, id);
             }
             return;
@@ -961,6 +979,9 @@ impl B2bua {
         if let Some(old) = c.b.take() {
             if old.tx.is_some() {
                 c.stale.push(old);
+            } else {
+                self.dialogs
+                    .remove(&(old.dialog.call_id, old.dialog.local_tag));
             }
         }
         match (&c.route, agent) {

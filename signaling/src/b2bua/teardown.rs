@@ -257,7 +257,16 @@ impl B2bua {
                                 b.tx = None;
                             }
                         }
-                        c.stale.retain(|b| b.attempt != attempt);
+                        let dialogs = &mut self.dialogs;
+                        c.stale.retain(|b| {
+                            if b.attempt == attempt {
+                                dialogs.remove(&(
+                                    b.dialog.call_id.clone(),
+                                    b.dialog.local_tag.clone(),
+                                ));
+                            }
+                            b.attempt != attempt
+                        });
                     }
                     if current {
                         info!(call = %self.calls[&id].public_id, "callee did not respond: 408");

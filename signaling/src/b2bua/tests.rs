@@ -161,6 +161,7 @@ fn answer(req: &Request, code: u16, tag: &str, body: Option<&str>, contact: &str
 
 /// An in-dialog request from a peer, given the request that created its dialog (as
 /// received by the peer) and whether the peer is the UAS of it.
+#[allow(clippy::too_many_arguments)]
 fn in_dialog(
     method: Method,
     created: &Request,
@@ -327,6 +328,7 @@ To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwa
     assert_eq!(n.b.active_calls(), 0);
     assert!(n.outputs.contains(&Output::MediaClose { call: 1 }));
     assert_eq!(n.b.ports_in_use(), 0, "ports returned");
+    assert_eq!(n.b.index_sizes(), [0; 5], "no index entry left behind");
     assert_eq!(n.b.stats.ended_by_status.get(&200), Some(&1));
 }
 
@@ -393,6 +395,7 @@ fn cancel_crossing_the_callees_200() {
     n.send(SERVICE, &answer(&bye, 200, "callee", None, SERVICE));
     assert_eq!(n.b.active_calls(), 0);
     assert_eq!(n.b.stats.ended_by_status.get(&487), Some(&1));
+    assert_eq!(n.b.index_sizes(), [0; 5]);
 }
 
 #[test]
@@ -414,6 +417,7 @@ fn failures_are_mapped_back() {
         n.expect_response(CALLER, caller);
         assert_eq!(n.b.active_calls(), 0, "{callee}");
         assert_eq!(n.b.ports_in_use(), 0);
+        assert_eq!(n.b.index_sizes(), [0; 5], "{callee}");
     }
 }
 
@@ -532,6 +536,8 @@ fn queue_rings_longest_idle_agent_skips_no_answer_and_connects_next() {
     }
     assert!(got480, "max_wait ends the wait with 480");
     assert_eq!(n.b.active_calls(), 1);
+    // The failed attempts' dialogs are gone; only the connected call's two remain.
+    assert_eq!(n.b.index_sizes()[0], 2);
 }
 
 #[test]
@@ -672,4 +678,5 @@ fn admin_hangup_byes_both_legs() {
     n.send(CALLER, &answer(&b2, 200, "x", None, CALLER));
     assert_eq!(n.b.active_calls(), 0);
     assert!(!n.b.hangup(n.now, &id));
+    assert_eq!(n.b.index_sizes(), [0; 5]);
 }
