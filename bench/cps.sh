@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:-10}
 shift || true
-RATES=${*:-"500 1000 1500 2000 2500 3000 4000"}
+RATES=${*:-"500 1000 1500 2000 3000 4000 5000 6000 8000"}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 EDGE_BIN="$TARGET_DIR/release/edge"
 [ -x "$EDGE_BIN" ] || cargo build --release -p edge
@@ -59,7 +59,8 @@ stop_sut() {
 # run_step SUT RATE -> prints "failed successful cpu_seconds"
 run_step() {
   local sut=$1 rate=$2 calls=$(( $2 * STEP ))
-  ( cd "$WORK" && sipp -sn uas -i 127.0.0.1 -p $UAS_PORT -bg -nostdin > /dev/null 2>&1 )
+  # (sipp -bg exits 99 after forking)
+  ( cd "$WORK" && sipp -sn uas -i 127.0.0.1 -p $UAS_PORT -bg -nostdin > /dev/null 2>&1 ) || true
   sleep 0.3
   local pid; pid=$(cat "$WORK/sut.pid")
   local pids; pids=$( [ "$sut" = kamailio ] && pgrep -d, -f "kamailio -f bench/kamailio.cfg" || echo "$pid")
@@ -69,6 +70,8 @@ run_step() {
       -trace_stat -stf "$WORK/uac.csv" > /dev/null 2>&1 ) || true
   local after; after=$(for p in ${pids//,/ }; do awk '{print $14+$15}' /proc/$p/stat 2>/dev/null; done | awk '{s+=$1} END {print s+0}')
   pkill -f "sipp -sn uas -i 127.0.0.1 -p $UAS_PORT" || true
+  # The next step's UAS needs the port: wait for this one to be gone.
+  while pgrep -f "sipp -sn uas -i 127.0.0.1 -p $UAS_PORT" > /dev/null; do sleep 0.2; done
   local hz; hz=$(getconf CLK_TCK)
   local last; last=$(tail -n 1 "$WORK/uac.csv")
   local head; head=$(head -n 1 "$WORK/uac.csv")
@@ -84,10 +87,14 @@ declare -A BEST
 for sut in edge kamailio; do
   start_sut $sut
   BEST[$sut]=0
+  misses=0
   for rate in $RATES; do
     read -r fail ok cpu < <(run_step $sut "$rate")
     echo "$sut rate=$rate calls=$(( rate * STEP )) successful=$ok failed=$fail sut_cpu_s=$cpu"
-    if [ "$fail" = 0 ] && [ "$ok" = $(( rate * STEP )) ]; then BEST[$sut]=$rate; else break; fi
+    # The clean rate is the highest rate without a single failed call; stepping
+    # stops after two failing steps in a row (one failure can be noise).
+    if [ "$fail" = 0 ] && [ "$ok" = $(( rate * STEP )) ]; then BEST[$sut]=$rate; misses=0; else misses=$(( ${misses:-0} + 1 )); fi
+    [ "${misses:-0}" -ge 2 ] && break
   done
   stop_sut $sut
 done
