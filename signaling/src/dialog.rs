@@ -27,8 +27,8 @@ pub struct Dialog {
     pub local_contact: String,
 }
 
-fn strip_tag(value: &str) -> String {
-    // Remove ;tag=... from a From/To value, keep everything else.
+/// A From/To value without its `tag` parameter (everything else kept).
+pub fn strip_tag(value: &str) -> String {
     let (addr, params) = match value.rfind('>') {
         Some(i) => (&value[..=i], &value[i + 1..]),
         None => match value.find(';') {

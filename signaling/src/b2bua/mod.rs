@@ -599,7 +599,7 @@ impl B2bua {
         c.attempts += 1;
         let attempt = c.attempts;
         let from = c.a_invite.headers.iter().find_map(|h| match h {
-            Header::From(f) => Some(strip_from(f.value())),
+            Header::From(f) => Some(crate::dialog::strip_tag(f.value())),
             _ => None,
         });
         let local_uri = from.unwrap_or_else(|| "<sip:anonymous@anonymous.invalid>".into());
@@ -827,11 +827,7 @@ impl B2bua {
                 if let Some(leg) = leg.filter(|l| l.cancel_pending) {
                     leg.cancel_pending = false;
                     leg.provisional = true;
-                    if let Some(t) = self.ep.cancel(now, tx) {
-                        self.client_tx.insert(t, (id, ClientRole::Ending));
-                        c.client_txs.push(t);
-                        c.open_ending += 1;
-                    }
+                    send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
                 }
                 return;
             }
@@ -843,11 +839,9 @@ impl B2bua {
                     .find(|b| b.attempt == attempt);
                 if let Some(leg) = leg {
                     leg.dialog.on_response(&resp, &head);
-                    let via = self.ep.new_via(leg.dialog.flow);
-                    let ack = leg.dialog.ack(head.cseq, via, None, &user_agent);
+                    ack_2xx(&mut self.ep, &leg.dialog, head.cseq, None, &user_agent);
                     let flow = leg.dialog.flow;
                     let bye = leg.dialog.request(Method::Bye, None, &user_agent);
-                    self.ep.send_ack(&ack, flow);
                     let t = self.ep.send_request(now, bye, flow);
                     c.open_ending += 1;
                     c.client_txs.push(t);
@@ -882,11 +876,7 @@ impl B2bua {
             }
             if b.cancel_pending {
                 b.cancel_pending = false;
-                if let Some(t) = self.ep.cancel(now, tx) {
-                    self.client_tx.insert(t, (id, ClientRole::Ending));
-                    c.client_txs.push(t);
-                    c.open_ending += 1;
-                }
+                send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
                 return;
             }
             c.state = CallState::Early;
@@ -916,9 +906,7 @@ impl B2bua {
         if code < 300 && b.tx.is_none() {
             // A retransmitted 2xx: our ACK was lost. ACK again (unless it waits for A).
             if c.b_ack_waits_for_a.is_none() {
-                let via = self.ep.new_via(b.dialog.flow);
-                let ack = b.dialog.ack(head.cseq, via, None, &user_agent);
-                self.ep.send_ack(&ack, b.dialog.flow);
+                ack_2xx(&mut self.ep, &b.dialog, head.cseq, None, &user_agent);
             }
             return;
         }
@@ -930,13 +918,10 @@ impl B2bua {
             } else {
                 None
             };
-            let flow = b.dialog.flow;
             let agent = b.agent.clone();
             if c.a_sdp.is_some() {
                 // Normal offer/answer: ACK B at once.
-                let via = self.ep.new_via(flow);
-                let ack = b.dialog.ack(head.cseq, via, None, &user_agent);
-                self.ep.send_ack(&ack, flow);
+                ack_2xx(&mut self.ep, &b.dialog, head.cseq, None, &user_agent);
             } else {
                 // Late offer: B's 2xx holds the offer, A's ACK will hold the answer.
                 c.b_ack_waits_for_a = Some((head.cseq, Side::B));
@@ -1047,15 +1032,7 @@ impl B2bua {
                 let port = c.port(other);
                 let body = sdp.map(|s| s.rewrite(media_addr, port));
                 if let Some(d) = c.dialog(other) {
-                    let flow = d.flow;
-                    let via = self.ep.new_via(flow);
-                    let ack = d.ack(
-                        cseq,
-                        via,
-                        body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
-                        &user_agent,
-                    );
-                    self.ep.send_ack(&ack, flow);
+                    ack_2xx(&mut self.ep, d, cseq, body.as_deref(), &user_agent);
                 }
             }
         }
@@ -1131,26 +1108,37 @@ impl B2bua {
     }
 }
 
-fn role_is_invite(role: ClientRole) -> bool {
-    matches!(role, ClientRole::Initial(_) | ClientRole::Reinvite)
+/// Send the ACK for a 2xx with CSeq `cseq` on `dialog` (again for each
+/// retransmitted 2xx).
+fn ack_2xx(ep: &mut Endpoint, dialog: &Dialog, cseq: u32, body: Option<&str>, user_agent: &str) {
+    let flow = dialog.flow;
+    let via = ep.new_via(flow);
+    let ack = dialog.ack(
+        cseq,
+        via,
+        body.map(|b| (b.as_bytes(), "application/sdp")),
+        user_agent,
+    );
+    ep.send_ack(&ack, flow);
 }
 
-fn strip_from(value: &str) -> String {
-    // From value without its tag parameter.
-    let mut out = String::new();
-    let (addr, params) = match value.rfind('>') {
-        Some(i) => (&value[..=i], &value[i + 1..]),
-        None => (value, ""),
-    };
-    out.push_str(addr.trim());
-    for p in params
-        .split(';')
-        .filter(|p| !p.is_empty() && !p.trim().to_ascii_lowercase().starts_with("tag="))
-    {
-        out.push(';');
-        out.push_str(p.trim());
+/// CANCEL the client INVITE `tx` of call `c`; the CANCEL is an ending transaction.
+fn send_cancel(
+    ep: &mut Endpoint,
+    index: &mut HashMap<TxId, (u64, ClientRole)>,
+    c: &mut Call,
+    tx: TxId,
+    now: Instant,
+) {
+    if let Some(t) = ep.cancel(now, tx) {
+        index.insert(t, (c.id, ClientRole::Ending));
+        c.client_txs.push(t);
+        c.open_ending += 1;
     }
-    out
+}
+
+fn role_is_invite(role: ClientRole) -> bool {
+    matches!(role, ClientRole::Initial(_) | ClientRole::Reinvite)
 }
 
 impl B2bua {

@@ -99,10 +99,7 @@ impl B2bua {
                     Side::B
                 };
                 if let Some(d) = c.dialog(side) {
-                    let flow = d.flow;
-                    let via = self.ep.new_via(flow);
-                    let ack = d.ack(head.cseq, via, None, &user_agent);
-                    self.ep.send_ack(&ack, flow);
+                    ack_2xx(&mut self.ep, d, head.cseq, None, &user_agent);
                 }
             }
             return;
@@ -131,10 +128,7 @@ impl B2bua {
         if rv.offerless {
             c.b_ack_waits_for_a = Some((head.cseq, other));
         } else if let Some(d) = c.dialog(other) {
-            let flow = d.flow;
-            let via = self.ep.new_via(flow);
-            let ack = d.ack(head.cseq, via, None, &user_agent);
-            self.ep.send_ack(&ack, flow);
+            ack_2xx(&mut self.ep, d, head.cseq, None, &user_agent);
         }
         let contact = c
             .dialog(rv.from)

@@ -61,11 +61,7 @@ impl B2bua {
         if let Some(b) = c.b.as_mut() {
             match b.tx {
                 Some(t) if b.provisional => {
-                    if let Some(ct) = self.ep.cancel(now, t) {
-                        self.client_tx.insert(ct, (id, ClientRole::Ending));
-                        c.client_txs.push(ct);
-                        c.open_ending += 1;
-                    }
+                    send_cancel(&mut self.ep, &mut self.client_tx, c, t, now);
                 }
                 Some(_) => b.cancel_pending = true,
                 None if established && from != Some(Side::B) => {
@@ -232,11 +228,7 @@ impl B2bua {
         let Some(b) = c.b.as_mut() else { return };
         match b.tx {
             Some(t) if b.provisional => {
-                if let Some(ct) = self.ep.cancel(now, t) {
-                    self.client_tx.insert(ct, (id, ClientRole::Ending));
-                    c.client_txs.push(ct);
-                    c.open_ending += 1;
-                }
+                send_cancel(&mut self.ep, &mut self.client_tx, c, t, now);
             }
             Some(_) => b.cancel_pending = true,
             None => {}
@@ -301,10 +293,7 @@ impl B2bua {
             return;
         }
         if let Some(d) = c.dialog(side) {
-            let flow = d.flow;
-            let via = self.ep.new_via(flow);
-            let ack = d.ack(head.cseq, via, None, &user_agent);
-            self.ep.send_ack(&ack, flow);
+            ack_2xx(&mut self.ep, d, head.cseq, None, &user_agent);
         }
     }
 }
