@@ -132,3 +132,23 @@ fn sipp_caller_cancels_while_ringing() {
     edge.wait_idle(10);
     assert_eq!(edge.metric("edge_calls_ended_total{status=\"487\"}"), 20.0);
 }
+
+#[test]
+fn sipp_uac_over_tcp_to_udp_callee() {
+    if !have_tool("sipp") {
+        return;
+    }
+    let edge = Edge::start();
+    let callee = uas(edge.route_port, &["-sn", "uas"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let caller = uac(
+        &edge,
+        &[
+            "-sn", "uac", "-t", "t1", "-s", "service", "-r", "20", "-m", "100",
+        ],
+    );
+    assert_clean("uac over TCP", caller, 100, &edge);
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 100.0);
+    drop(callee);
+}
