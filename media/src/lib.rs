@@ -8,3 +8,8 @@ pub mod relay;
 
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
+pub mod dtmf;
+pub mod g711;
+pub mod rtp;
+pub mod stats;
+pub mod tone;
