@@ -169,7 +169,7 @@ impl Dialog {
             remote_tag: None,
             local_uri,
             remote_uri,
-            local_seq: 1,
+            local_seq: 0,
             remote_seq: None,
             route_set: Vec::new(),
             remote_target: target,

@@ -622,7 +622,6 @@ impl B2bua {
             body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
             &user_agent,
         );
-        dialog.local_seq = 1;
         // Max-Forwards carries on from the caller's request (loop protection).
         let mf = c.a_invite.headers.iter().find_map(|h| match h {
             Header::MaxForwards(m) => m.value().trim().parse::<u32>().ok(),

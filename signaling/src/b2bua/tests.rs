@@ -234,8 +234,9 @@ fn sdp_port(body: &[u8]) -> u16 {
 fn connect(n: &mut Net, call_id: &str) -> (Request, Response) {
     n.send(CALLER, &invite("service", call_id, &sdp(4000)));
     n.expect_response(CALLER, 100);
-    let (inv, _) = n.expect_request(SERVICE, Method::Invite);
+    let (inv, inv_head) = n.expect_request(SERVICE, Method::Invite);
     assert_eq!(inv.uri.to_string(), "sip:service@127.0.0.1:5090");
+    assert_eq!(inv_head.cseq, 1, "a new dialog starts at CSeq 1");
     let b_port = sdp_port(&inv.body);
     assert!(
         (20000..20100).contains(&b_port),
@@ -313,7 +314,8 @@ To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwa
     );
     n.send(CALLER, &bye);
     n.expect_response(CALLER, 200);
-    let (b_bye, _) = n.expect_request(SERVICE, Method::Bye);
+    let (b_bye, bye_head) = n.expect_request(SERVICE, Method::Bye);
+    assert_eq!(bye_head.cseq, 2, "BYE's CSeq follows the INVITE's");
     assert_eq!(
         b_bye.uri.to_string(),
         "sip:x@127.0.0.1:5090",
