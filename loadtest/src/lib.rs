@@ -4,3 +4,8 @@
 
 pub mod auth;
 pub mod quality;
+pub mod answerer;
+pub mod caller;
+pub mod sdp;
+#[cfg(test)]
+mod flow_tests;
