@@ -39,8 +39,14 @@ pub struct AnswerRecord {
 #[derive(Debug)]
 pub enum Output {
     /// Answered: RTP on local `port`, to `remote` (from the offer).
-    MediaStart { call: u64, port: u16, remote: Option<SocketAddr> },
-    MediaStop { call: u64 },
+    MediaStart {
+        call: u64,
+        port: u16,
+        remote: Option<SocketAddr>,
+    },
+    MediaStop {
+        call: u64,
+    },
     Finished(AnswerRecord),
 }
 
@@ -68,7 +74,15 @@ pub struct Answerer {
 impl Answerer {
     pub fn new(cfg: AnswerConfig, seed: u64) -> Self {
         let ep = Endpoint::new(cfg.user_agent.clone(), seed);
-        Answerer { cfg, ep, calls: HashMap::new(), by_tx: HashMap::new(), timers: BinaryHeap::new(), outputs: VecDeque::new(), seen: 0 }
+        Answerer {
+            cfg,
+            ep,
+            calls: HashMap::new(),
+            by_tx: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            seen: 0,
+        }
     }
 
     pub fn active(&self) -> usize {
@@ -91,7 +105,13 @@ impl Answerer {
         }
     }
 
-    pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8], ports: &mut dyn PortSource) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        data: &[u8],
+        ports: &mut dyn PortSource,
+    ) {
         self.ep.handle_datagram(now, flow, data);
         self.process(now, ports);
     }
@@ -119,20 +139,38 @@ impl Answerer {
     fn process(&mut self, now: Instant, ports: &mut dyn PortSource) {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
-                Event::Request { tx, request, head, flow } => self.on_request(now, tx, request, head, flow, ports),
+                Event::Request {
+                    tx,
+                    request,
+                    head,
+                    flow,
+                } => self.on_request(now, tx, request, head, flow, ports),
                 Event::Cancelled { invite } => {
                     if let Some(call_id) = self.by_tx.remove(&invite) {
                         if let Some(c) = self.calls.remove(&call_id) {
-                            let r = message::response(&c.invite, 487, Some(&c.tag), self.ep.server_name());
+                            let r = message::response(
+                                &c.invite,
+                                487,
+                                Some(&c.tag),
+                                self.ep.server_name(),
+                            );
                             self.ep.respond(now, invite, r);
-                            self.outputs.push_back(Output::Finished(AnswerRecord { call: c.id, status: 487, ended_by_bye: false }));
+                            self.outputs.push_back(Output::Finished(AnswerRecord {
+                                call: c.id,
+                                status: 487,
+                                ended_by_bye: false,
+                            }));
                         }
                     }
                 }
                 Event::AckTimeout { call_id, .. } => {
                     if let Some(c) = self.calls.remove(&call_id) {
                         self.outputs.push_back(Output::MediaStop { call: c.id });
-                        self.outputs.push_back(Output::Finished(AnswerRecord { call: c.id, status: 200, ended_by_bye: false }));
+                        self.outputs.push_back(Output::Finished(AnswerRecord {
+                            call: c.id,
+                            status: 200,
+                            ended_by_bye: false,
+                        }));
                     }
                 }
                 _ => {}
@@ -140,7 +178,15 @@ impl Answerer {
         }
     }
 
-    fn on_request(&mut self, now: Instant, tx: TxId, req: Request, head: Head, flow: Flow, ports: &mut dyn PortSource) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        head: Head,
+        flow: Flow,
+        ports: &mut dyn PortSource,
+    ) {
         let server = self.ep.server_name().to_string();
         match (req.method, head.to_tag.is_some()) {
             (Method::Invite, false) => {
@@ -151,24 +197,44 @@ impl Answerer {
                     let tag = self.ep.ids().token();
                     let r = message::response(&req, code, Some(&tag), &server);
                     self.ep.respond(now, tx, r);
-                    self.outputs.push_back(Output::Finished(AnswerRecord { call: id, status: code, ended_by_bye: false }));
+                    self.outputs.push_back(Output::Finished(AnswerRecord {
+                        call: id,
+                        status: code,
+                        ended_by_bye: false,
+                    }));
                     return;
                 }
                 let tag = self.ep.ids().token();
-                let remote = Sdp::parse(&req.body).ok().and_then(|s| s.audio_target().ok().flatten());
+                let remote = Sdp::parse(&req.body)
+                    .ok()
+                    .and_then(|s| s.audio_target().ok().flatten());
                 let local_contact = match flow.transport {
                     control::Transport::Udp => format!("<sip:answer@{}>", flow.local),
                     control::Transport::Tcp => format!("<sip:answer@{};transport=tcp>", flow.local),
                 };
                 let mut ringing = message::response(&req, 180, Some(&tag), &server);
-                ringing.headers.push(rsip::headers::Contact::new(local_contact.clone()).into());
+                ringing
+                    .headers
+                    .push(rsip::headers::Contact::new(local_contact.clone()).into());
                 self.ep.respond(now, tx, ringing);
                 self.by_tx.insert(tx, head.call_id.clone());
-                self.calls.insert(head.call_id.clone(), Call { id, tx: Some(tx), invite: req, tag, port: None, remote, local_contact });
+                self.calls.insert(
+                    head.call_id.clone(),
+                    Call {
+                        id,
+                        tx: Some(tx),
+                        invite: req,
+                        tag,
+                        port: None,
+                        remote,
+                        local_contact,
+                    },
+                );
                 if self.cfg.ring.is_zero() {
                     self.answer(now, &head.call_id, ports);
                 } else {
-                    self.timers.push(Reverse((now + self.cfg.ring, head.call_id)));
+                    self.timers
+                        .push(Reverse((now + self.cfg.ring, head.call_id)));
                 }
             }
             (Method::Bye, true) => {
@@ -176,17 +242,29 @@ impl Answerer {
                 self.ep.respond(now, tx, r);
                 if let Some(c) = self.calls.remove(&head.call_id) {
                     self.outputs.push_back(Output::MediaStop { call: c.id });
-                    self.outputs.push_back(Output::Finished(AnswerRecord { call: c.id, status: 200, ended_by_bye: true }));
+                    self.outputs.push_back(Output::Finished(AnswerRecord {
+                        call: c.id,
+                        status: 200,
+                        ended_by_bye: true,
+                    }));
                 }
             }
             (Method::Invite, true) => {
                 // re-INVITE: answer with our current SDP.
-                let body = self.calls.get(&head.call_id).and_then(|c| c.port.map(|p| (c.local_contact.clone(), crate::sdp::offer(self.cfg.media_ip, p, c.id))));
+                let body = self.calls.get(&head.call_id).and_then(|c| {
+                    c.port.map(|p| {
+                        (
+                            c.local_contact.clone(),
+                            crate::sdp::offer(self.cfg.media_ip, p, c.id),
+                        )
+                    })
+                });
                 let code = if body.is_some() { 200 } else { 481 };
                 let mut r = message::response(&req, code, None, &server);
                 if let Some((contact, b)) = body {
                     r.headers.push(rsip::headers::Contact::new(contact).into());
-                    r.body = message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
+                    r.body =
+                        message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
                 }
                 self.ep.respond(now, tx, r);
             }
@@ -200,7 +278,9 @@ impl Answerer {
             }
             _ => {
                 let mut r = message::response(&req, 405, None, &server);
-                r.headers.push(rsip::headers::Allow::new("INVITE, ACK, CANCEL, BYE, OPTIONS, INFO").into());
+                r.headers.push(
+                    rsip::headers::Allow::new("INVITE, ACK, CANCEL, BYE, OPTIONS, INFO").into(),
+                );
                 self.ep.respond(now, tx, r);
             }
         }
@@ -208,7 +288,9 @@ impl Answerer {
 
     fn answer(&mut self, now: Instant, call_id: &str, ports: &mut dyn PortSource) {
         let server = self.ep.server_name().to_string();
-        let Some(c) = self.calls.get_mut(call_id) else { return };
+        let Some(c) = self.calls.get_mut(call_id) else {
+            return;
+        };
         let Some(tx) = c.tx.take() else { return };
         self.by_tx.remove(&tx);
         let Some(port) = ports.take() else {
@@ -216,15 +298,24 @@ impl Answerer {
             self.ep.respond(now, tx, r);
             let id = c.id;
             self.calls.remove(call_id);
-            self.outputs.push_back(Output::Finished(AnswerRecord { call: id, status: 503, ended_by_bye: false }));
+            self.outputs.push_back(Output::Finished(AnswerRecord {
+                call: id,
+                status: 503,
+                ended_by_bye: false,
+            }));
             return;
         };
         c.port = Some(port);
         let mut r = message::response(&c.invite, 200, Some(&c.tag), &server);
-        r.headers.push(rsip::headers::Contact::new(c.local_contact.clone()).into());
+        r.headers
+            .push(rsip::headers::Contact::new(c.local_contact.clone()).into());
         let body = crate::sdp::offer(self.cfg.media_ip, port, c.id);
         r.body = message::set_body(&mut r.headers, body.as_bytes(), Some("application/sdp"));
         self.ep.respond(now, tx, r);
-        self.outputs.push_back(Output::MediaStart { call: c.id, port, remote: c.remote });
+        self.outputs.push_back(Output::MediaStart {
+            call: c.id,
+            port,
+            remote: c.remote,
+        });
     }
 }

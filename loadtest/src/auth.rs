@@ -37,7 +37,11 @@ pub fn parse_challenge(value: &str) -> Option<Challenge> {
             _ => {}
         }
     }
-    if c.nonce.is_empty() || c.algorithm.as_deref().is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
+    if c.nonce.is_empty()
+        || c.algorithm
+            .as_deref()
+            .is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
+    {
         return None;
     }
     Some(c)
@@ -61,7 +65,14 @@ fn split_params(s: &str) -> Vec<&str> {
 }
 
 /// The credentials value for `method uri`.
-pub fn authorization(c: &Challenge, user: &str, pass: &str, method: &str, uri: &str, cnonce: &str) -> String {
+pub fn authorization(
+    c: &Challenge,
+    user: &str,
+    pass: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> String {
     let ha1 = md5(&format!("{user}:{}:{pass}", c.realm));
     let ha2 = md5(&format!("{method}:{uri}"));
     let mut v = if c.qop_auth {
@@ -89,8 +100,18 @@ mod tests {
     fn rfc2617_example_response() {
         // RFC 2617 §3.5 (HTTP), same computation.
         let c = parse_challenge("Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"").unwrap();
-        let v = authorization(&c, "Mufasa", "Circle Of Life", "GET", "/dir/index.html", "0a4f113b");
-        assert!(v.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{v}");
+        let v = authorization(
+            &c,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+        );
+        assert!(
+            v.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{v}"
+        );
         assert!(v.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
     }
 

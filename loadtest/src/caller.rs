@@ -55,8 +55,13 @@ pub struct CallRecord {
 #[derive(Debug)]
 pub enum Output {
     /// The call is answered: send RTP from the call's port to `remote`.
-    MediaStart { call: u64, remote: Option<SocketAddr> },
-    MediaStop { call: u64 },
+    MediaStart {
+        call: u64,
+        remote: Option<SocketAddr>,
+    },
+    MediaStop {
+        call: u64,
+    },
     Finished(CallRecord),
 }
 
@@ -95,7 +100,16 @@ pub struct Caller {
 impl Caller {
     pub fn new(cfg: CallerConfig, seed: u64) -> Self {
         let ep = Endpoint::new(cfg.user_agent.clone(), seed);
-        Caller { cfg, ep, calls: HashMap::new(), by_tx: HashMap::new(), by_call_id: HashMap::new(), timers: BinaryHeap::new(), outputs: VecDeque::new(), next: 1 }
+        Caller {
+            cfg,
+            ep,
+            calls: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_call_id: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            next: 1,
+        }
     }
 
     pub fn active(&self) -> usize {
@@ -126,7 +140,9 @@ impl Caller {
         let f = self.cfg.flow;
         match f.transport {
             control::Transport::Udp => format!("<sip:{}@{}>", self.cfg.from_user, f.local),
-            control::Transport::Tcp => format!("<sip:{}@{};transport=tcp>", self.cfg.from_user, f.local),
+            control::Transport::Tcp => {
+                format!("<sip:{}@{};transport=tcp>", self.cfg.from_user, f.local)
+            }
         }
     }
 
@@ -148,12 +164,31 @@ impl Caller {
             self.contact(),
         );
         let body = rtp_port.map(|p| crate::sdp::offer(self.cfg.media_ip, p, id));
-        let invite = dialog.request(Method::Invite, body.as_deref().map(|b| (b.as_bytes(), "application/sdp")), &self.cfg.user_agent);
+        let invite = dialog.request(
+            Method::Invite,
+            body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
+            &self.cfg.user_agent,
+        );
         let tx = self.ep.send_request(now, invite.clone(), f);
         self.by_tx.insert(tx, id);
         self.by_call_id.insert(call_id, id);
-        self.calls.insert(id, Call { phase: Phase::Inviting, dialog, invite, invite_tx: tx, bye_tx: None, started: now, first_18x: None, answered: None, auth_tried: false, cancelled: false });
-        self.timers.push(Reverse((now + self.cfg.answer_timeout, id, false)));
+        self.calls.insert(
+            id,
+            Call {
+                phase: Phase::Inviting,
+                dialog,
+                invite,
+                invite_tx: tx,
+                bye_tx: None,
+                started: now,
+                first_18x: None,
+                answered: None,
+                auth_tried: false,
+                cancelled: false,
+            },
+        );
+        self.timers
+            .push(Reverse((now + self.cfg.answer_timeout, id, false)));
         id
     }
 
@@ -179,7 +214,9 @@ impl Caller {
     }
 
     fn hang_up(&mut self, now: Instant, id: u64) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.phase != Phase::Up {
             return;
         }
@@ -195,7 +232,9 @@ impl Caller {
     /// Not answered within answer_timeout: CANCEL (after a provisional) or wait
     /// for the transaction to time out.
     fn give_up(&mut self, now: Instant, id: u64) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Inviting && !c.cancelled && c.first_18x.is_some() {
             c.cancelled = true;
             if let Some(t) = self.ep.cancel(now, c.invite_tx) {
@@ -210,29 +249,46 @@ impl Caller {
                 Event::Response { tx, response, head } => self.on_response(now, tx, response, head),
                 Event::StrayResponse { head, .. } => {
                     // Our ACK was lost and the 2xx came again: ACK again.
-                    if let Some(c) = self.by_call_id.get(&head.call_id).and_then(|id| self.calls.get(id)) {
+                    if let Some(c) = self
+                        .by_call_id
+                        .get(&head.call_id)
+                        .and_then(|id| self.calls.get(id))
+                    {
                         ack(&mut self.ep, &c.dialog, head.cseq, &self.cfg.user_agent);
                     }
                 }
-                Event::Request { tx, request, head, .. } => self.on_request(now, tx, request, head),
+                Event::Request {
+                    tx, request, head, ..
+                } => self.on_request(now, tx, request, head),
                 Event::Timeout { tx } => {
-                    let Some(id) = self.by_tx.remove(&tx) else { continue };
-                    let Some(c) = self.calls.get(&id) else { continue };
+                    let Some(id) = self.by_tx.remove(&tx) else {
+                        continue;
+                    };
+                    let Some(c) = self.calls.get(&id) else {
+                        continue;
+                    };
                     if c.invite_tx == tx && c.phase == Phase::Inviting {
                         self.finish(id, 408, true, None, false);
                     } else if c.bye_tx == Some(tx) {
                         self.finish(id, 200, false, None, false);
                     }
                 }
-                Event::Cancelled { .. } | Event::Ack { .. } | Event::AckTimeout { .. } | Event::Malformed { .. } => {}
+                Event::Cancelled { .. }
+                | Event::Ack { .. }
+                | Event::AckTimeout { .. }
+                | Event::Malformed { .. } => {}
             }
         }
     }
 
     fn on_response(&mut self, now: Instant, tx: TxId, resp: Response, head: Head) {
         let code = resp.status_code.code();
-        let Some(&id) = self.by_tx.get(&tx) else { return };
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(&id) = self.by_tx.get(&tx) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if Some(tx) == c.bye_tx {
             if code >= 200 {
                 self.by_tx.remove(&tx);
@@ -264,8 +320,11 @@ impl Caller {
                 return;
             }
             c.phase = Phase::Up;
-            let remote = Sdp::parse(&resp.body).ok().and_then(|s| s.audio_target().ok().flatten());
-            self.outputs.push_back(Output::MediaStart { call: id, remote });
+            let remote = Sdp::parse(&resp.body)
+                .ok()
+                .and_then(|s| s.audio_target().ok().flatten());
+            self.outputs
+                .push_back(Output::MediaStart { call: id, remote });
             self.timers.push(Reverse((now + self.cfg.hold, id, true)));
             return;
         }
@@ -287,7 +346,14 @@ impl Caller {
     }
 
     /// The INVITE again with credentials for the challenge in `resp` (CSeq + 1).
-    fn with_credentials(&mut self, id: u64, resp: &Response, code: u16, user: &str, pass: &str) -> Option<Request> {
+    fn with_credentials(
+        &mut self,
+        id: u64,
+        resp: &Response,
+        code: u16,
+        user: &str,
+        pass: &str,
+    ) -> Option<Request> {
         let challenge = resp.headers.iter().find_map(|h| match (h, code) {
             (Header::WwwAuthenticate(v), 401) => Some(v.value().to_string()),
             (Header::ProxyAuthenticate(v), 407) => Some(v.value().to_string()),
@@ -305,7 +371,9 @@ impl Caller {
         for h in req.headers.iter() {
             match h {
                 Header::Via(_) => {} // the endpoint adds a new one
-                Header::CSeq(_) => headers.push(rsip::headers::CSeq::new(format!("{seq} INVITE")).into()),
+                Header::CSeq(_) => {
+                    headers.push(rsip::headers::CSeq::new(format!("{seq} INVITE")).into())
+                }
                 _ => headers.push(h.clone()),
             }
         }
@@ -334,9 +402,12 @@ impl Caller {
             Method::Invite => {
                 // A re-INVITE: keep the session as it is.
                 let c = &self.calls[&id];
-                let body = Sdp::parse(&c.invite.body).ok().map(|_| c.invite.body.clone());
+                let body = Sdp::parse(&c.invite.body)
+                    .ok()
+                    .map(|_| c.invite.body.clone());
                 let mut r = message::response(&req, 200, None, self.ep.server_name());
-                r.headers.push(rsip::headers::Contact::new(self.contact()).into());
+                r.headers
+                    .push(rsip::headers::Contact::new(self.contact()).into());
                 if let Some(b) = body {
                     r.body = message::set_body(&mut r.headers, &b, Some("application/sdp"));
                 }
@@ -349,8 +420,17 @@ impl Caller {
         }
     }
 
-    fn finish(&mut self, id: u64, status: u16, timed_out: bool, bye_status: Option<u16>, by_callee: bool) {
-        let Some(c) = self.calls.remove(&id) else { return };
+    fn finish(
+        &mut self,
+        id: u64,
+        status: u16,
+        timed_out: bool,
+        bye_status: Option<u16>,
+        by_callee: bool,
+    ) {
+        let Some(c) = self.calls.remove(&id) else {
+            return;
+        };
         self.by_call_id.remove(&c.dialog.call_id);
         self.by_tx.remove(&c.invite_tx);
         if let Some(t) = c.bye_tx {

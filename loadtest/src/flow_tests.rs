@@ -16,8 +16,16 @@ impl PortSource for Ports {
 fn setup(reject: Option<(u16, f64)>, ring: Duration) -> (Caller, Answerer, Flow, Flow) {
     let a: std::net::SocketAddr = "127.0.0.1:5070".parse().unwrap();
     let b: std::net::SocketAddr = "127.0.0.1:5080".parse().unwrap();
-    let to_b = Flow { transport: Transport::Udp, local: a, remote: b };
-    let to_a = Flow { transport: Transport::Udp, local: b, remote: a };
+    let to_b = Flow {
+        transport: Transport::Udp,
+        local: a,
+        remote: b,
+    };
+    let to_a = Flow {
+        transport: Transport::Udp,
+        local: b,
+        remote: a,
+    };
     let caller = Caller::new(
         CallerConfig {
             flow: to_b,
@@ -31,12 +39,28 @@ fn setup(reject: Option<(u16, f64)>, ring: Duration) -> (Caller, Answerer, Flow,
         },
         1,
     );
-    let answerer = Answerer::new(AnswerConfig { ring, reject, media_ip: "127.0.0.1".parse().unwrap(), user_agent: "answer".into() }, 2);
+    let answerer = Answerer::new(
+        AnswerConfig {
+            ring,
+            reject,
+            media_ip: "127.0.0.1".parse().unwrap(),
+            user_agent: "answer".into(),
+        },
+        2,
+    );
     (caller, answerer, to_b, to_a)
 }
 
 /// Run both sides until `end`, dropping every `drop_nth` SIP datagram (0: none).
-fn run(c: &mut Caller, a: &mut Answerer, to_b: Flow, to_a: Flow, t0: Instant, end: Duration, drop_nth: usize) -> (Vec<caller::CallRecord>, Vec<answerer::AnswerRecord>) {
+fn run(
+    c: &mut Caller,
+    a: &mut Answerer,
+    to_b: Flow,
+    to_a: Flow,
+    t0: Instant,
+    end: Duration,
+    drop_nth: usize,
+) -> (Vec<caller::CallRecord>, Vec<answerer::AnswerRecord>) {
     let mut ports = Ports(30000);
     let (mut cr, mut ar) = (Vec::new(), Vec::new());
     let mut now = t0;
@@ -48,14 +72,14 @@ fn run(c: &mut Caller, a: &mut Answerer, to_b: Flow, to_a: Flow, t0: Instant, en
             while let Some(t) = c.poll_transmit() {
                 n += 1;
                 moved = true;
-                if drop_nth == 0 || n % drop_nth != 0 {
+                if drop_nth == 0 || !n.is_multiple_of(drop_nth) {
                     a.handle_datagram(now, to_a, &t.data, &mut ports);
                 }
             }
             while let Some(t) = a.poll_transmit() {
                 n += 1;
                 moved = true;
-                if drop_nth == 0 || n % drop_nth != 0 {
+                if drop_nth == 0 || !n.is_multiple_of(drop_nth) {
                     c.handle_datagram(now, to_b, &t.data);
                 }
             }
@@ -89,9 +113,14 @@ fn calls_complete_with_setup_time_and_pdd() {
     }
     let (cr, ar) = run(&mut c, &mut a, to_b, to_a, t0, Duration::from_secs(5), 0);
     assert_eq!(cr.len(), 10);
-    assert!(cr.iter().all(|r| r.status == 200 && r.bye_status == Some(200)));
+    assert!(cr
+        .iter()
+        .all(|r| r.status == 200 && r.bye_status == Some(200)));
     let setup = cr[0].setup.unwrap();
-    assert!(setup >= Duration::from_millis(300) && setup < Duration::from_millis(330), "{setup:?}");
+    assert!(
+        setup >= Duration::from_millis(300) && setup < Duration::from_millis(330),
+        "{setup:?}"
+    );
     assert!(cr[0].pdd.unwrap() < Duration::from_millis(20));
     assert_eq!(ar.len(), 10);
     assert!(ar.iter().all(|r| r.ended_by_bye));
@@ -120,7 +149,12 @@ fn retransmissions_carry_calls_over_a_lossy_network() {
     // Every 7th SIP datagram is lost; RFC 3261 retransmissions recover.
     let (cr, _) = run(&mut c, &mut a, to_b, to_a, t0, Duration::from_secs(40), 7);
     assert_eq!(cr.len(), 20);
-    assert_eq!(cr.iter().filter(|r| r.status == 200).count(), 20, "{:?}", cr.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        cr.iter().filter(|r| r.status == 200).count(),
+        20,
+        "{:?}",
+        cr.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
 }
 
 #[test]

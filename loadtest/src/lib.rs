@@ -2,10 +2,16 @@
 //! built on the edge's own sans-IO SIP endpoint and media code, with call-quality
 //! measurement ([`quality`]) and JSON/HTML reports ([`summary`], [`report`]).
 
-pub mod auth;
-pub mod quality;
 pub mod answerer;
+pub mod auth;
 pub mod caller;
-pub mod sdp;
+pub mod collector;
 #[cfg(test)]
 mod flow_tests;
+pub mod net;
+pub mod quality;
+pub mod report;
+pub mod rtp;
+pub mod run;
+pub mod sdp;
+pub mod summary;

@@ -32,7 +32,10 @@ pub fn mos(r: f64) -> f64 {
 
 /// Estimated MOS of a received stream.
 pub fn stream_mos(one_way_ms: f64, jitter_ms: f64, loss_pct: f64) -> f64 {
-    mos(r_factor(effective_delay_ms(one_way_ms, jitter_ms), loss_pct))
+    mos(r_factor(
+        effective_delay_ms(one_way_ms, jitter_ms),
+        loss_pct,
+    ))
 }
 
 #[cfg(test)]
@@ -51,7 +54,10 @@ mod tests {
         let lossy = stream_mos(1.0, 0.0, 5.0);
         let delayed = stream_mos(300.0, 0.0, 0.0);
         let both = stream_mos(300.0, 20.0, 5.0);
-        assert!(clean > lossy && clean > delayed, "{clean} {lossy} {delayed}");
+        assert!(
+            clean > lossy && clean > delayed,
+            "{clean} {lossy} {delayed}"
+        );
         assert!(both < lossy && both < delayed);
         assert!(mos(0.0) == 1.0 && mos(120.0) == 4.5);
     }

@@ -43,6 +43,16 @@ impl RecvStats {
 
     /// A packet arrived. `arrival_us` is in microseconds on any monotonic clock.
     pub fn on_packet(&mut self, seq: u16, rtp_ts: u32, arrival_us: u64) {
+        self.account(seq, rtp_ts, arrival_us, true);
+    }
+
+    /// A telephone-event packet: counted in the sequence space, but its timestamp
+    /// (the event's start, repeated) says nothing about jitter.
+    pub fn on_event_packet(&mut self, seq: u16) {
+        self.account(seq, 0, 0, false);
+    }
+
+    fn account(&mut self, seq: u16, rtp_ts: u32, arrival_us: u64, timing: bool) {
         let ext = match self.base_seq {
             None => {
                 self.base_seq = Some(seq as u32);
@@ -83,7 +93,9 @@ impl RecvStats {
             self.reordered += 1;
         }
         self.received += 1;
-        self.update_jitter(rtp_ts, arrival_us);
+        if timing {
+            self.update_jitter(rtp_ts, arrival_us);
+        }
     }
 
     fn update_jitter(&mut self, rtp_ts: u32, arrival_us: u64) {

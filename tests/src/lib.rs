@@ -3,6 +3,7 @@
 //! provides a tiny SIP user agent with RTP for end-to-end media checks.
 
 pub mod http;
+pub mod lossy;
 pub mod ua;
 
 use std::io::{BufRead, BufReader};
@@ -382,4 +383,43 @@ pub fn scenario(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
+}
+
+/// Path of the `loadtest` binary built next to this test binary.
+pub fn loadtest_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("loadtest");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p loadtest`",
+        bin.display()
+    );
+    bin
+}
+
+/// Run a command with a deadline; returns (exit code, stdout, stderr).
+pub fn run_with_timeout(cmd: &mut Command, secs: u64) -> (i32, String, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = killer.join();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }

@@ -1,0 +1,299 @@
+//! `loadtest`: drive SIP calls with RTP against any SIP server (`call`), or answer
+//! them (`answer`), and report what callers would have heard.
+
+use clap::{Parser, Subcommand};
+use loadtest::rtp::Mode;
+use loadtest::run::{self, AnswerArgs, CallArgs};
+use signaling::Transport;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "SIP + RTP load generator and answerer with call-quality figures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Place calls at a steady rate against a SIP server and measure them.
+    Call {
+        /// SIP server to call, HOST:PORT.
+        #[arg(long, value_parser = parse_addr)]
+        target: SocketAddr,
+        /// New calls per second.
+        #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
+        rate: f64,
+        /// Ramp up linearly to --rate over this time (e.g. 10s).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        ramp: Duration,
+        /// Total calls to place.
+        #[arg(long, default_value_t = 100)]
+        calls: u64,
+        /// Most calls up at once.
+        #[arg(long, default_value_t = 10_000)]
+        concurrency: usize,
+        /// How long each answered call is held before BYE (e.g. 20s, 500ms, 2m).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, value_enum, default_value = "udp")]
+        transport: TransportArg,
+        /// Send and measure RTP both ways (G.711 µ-law tone, 20 ms packets).
+        #[arg(long)]
+        rtp: bool,
+        /// Frequency of the caller's tone.
+        #[arg(long, default_value_t = 440.0)]
+        tone: f64,
+        /// RFC 4733 digits to send 0.5 s into each call (0-9, *, #, A-D).
+        #[arg(long, value_parser = parse_digits)]
+        dtmf: Option<String>,
+        /// Caller user part.
+        #[arg(long, default_value = "loadtest")]
+        from: String,
+        /// Called user part (Request-URI).
+        #[arg(long, default_value = "service")]
+        to: String,
+        /// Digest credentials USER:PASS, used when challenged (401/407).
+        #[arg(long, value_parser = parse_auth)]
+        auth: Option<(String, String)>,
+        /// Local SIP address (UDP) to bind.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
+        local: SocketAddr,
+        /// Address to put in SDP and bind RTP on (default: the --local IP).
+        #[arg(long)]
+        media_ip: Option<IpAddr>,
+        /// CANCEL a call not answered within this time.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        answer_timeout: Duration,
+        /// Exit non-zero when more calls than this fail.
+        #[arg(long, default_value_t = 0)]
+        max_failed: u64,
+        /// Write a self-contained HTML report with plots.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// No progress line on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Answer any number of calls (the agents' side of a test, or a stand-in SIP server).
+    Answer {
+        /// Address to listen on, HOST:PORT.
+        #[arg(long, value_parser = parse_addr)]
+        listen: SocketAddr,
+        #[arg(long, value_enum, default_value = "udp")]
+        transport: TransportArg,
+        /// RTP: `echo` (send back what arrives) or `tone:HZ`; none when absent.
+        #[arg(long, value_parser = parse_mode)]
+        rtp: Option<Mode>,
+        /// Ring (180) this long before answering.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        ring: Duration,
+        /// Reject a share of calls: STATUS%PERCENT, e.g. 486%5.
+        #[arg(long, value_parser = parse_reject)]
+        reject: Option<(u16, f64)>,
+        /// Exit after this many calls finished (default: run until Ctrl-C).
+        #[arg(long)]
+        calls: Option<u64>,
+        #[arg(long)]
+        media_ip: Option<IpAddr>,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Udp,
+    Tcp,
+}
+
+impl From<TransportArg> for Transport {
+    fn from(t: TransportArg) -> Self {
+        match t {
+            TransportArg::Udp => Transport::Udp,
+            TransportArg::Tcp => Transport::Tcp,
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    control::values::parse_duration(s)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .trim_end_matches("/s")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a rate (calls per second)"))?;
+    if r > 0.0 && r.is_finite() {
+        Ok(r)
+    } else {
+        Err("rate must be above 0".into())
+    }
+}
+
+fn parse_digits(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.chars().all(|c| media::dtmf::event_code(c).is_some()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}`: DTMF digits are 0-9, *, #, A-D"))
+    }
+}
+
+fn parse_auth(s: &str) -> Result<(String, String), String> {
+    let (u, p) = s.split_once(':').ok_or("expected USER:PASS")?;
+    Ok((u.to_string(), p.to_string()))
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    if s == "echo" {
+        return Ok(Mode::Echo);
+    }
+    match s.strip_prefix("tone:").map(str::parse::<f64>) {
+        Some(Ok(hz)) if hz > 0.0 && hz < 4000.0 => Ok(Mode::Tone(hz)),
+        _ => Err(format!(
+            "`{s}`: expected `echo` or `tone:HZ` (0 < HZ < 4000)"
+        )),
+    }
+}
+
+fn parse_reject(s: &str) -> Result<(u16, f64), String> {
+    let (c, p) = s
+        .split_once('%')
+        .ok_or_else(|| format!("`{s}`: expected STATUS%PERCENT, e.g. 486%5"))?;
+    let code: u16 = c
+        .parse()
+        .map_err(|_| format!("`{c}` is not a status code"))?;
+    let pct: f64 = p
+        .parse()
+        .map_err(|_| format!("`{p}` is not a percentage"))?;
+    if !(300..700).contains(&code) || !(0.0..=100.0).contains(&pct) {
+        return Err("status must be 300-699 and percentage 0-100".into());
+    }
+    Ok((code, pct))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let (result, report, max_failed) = match cli.command {
+        Command::Call {
+            target,
+            rate,
+            ramp,
+            calls,
+            concurrency,
+            duration,
+            transport,
+            rtp,
+            tone,
+            dtmf,
+            from,
+            to,
+            auth,
+            local,
+            media_ip,
+            answer_timeout,
+            max_failed,
+            report,
+            quiet,
+        } => {
+            let args = CallArgs {
+                target,
+                transport: transport.into(),
+                rate,
+                ramp,
+                calls,
+                concurrency: concurrency.max(1),
+                hold: duration,
+                rtp,
+                tone_hz: tone,
+                dtmf,
+                from,
+                to,
+                auth,
+                local,
+                media_ip: media_ip.unwrap_or(local.ip()),
+                answer_timeout,
+                progress: !quiet,
+            };
+            (rt.block_on(run::run_call(args)), report, Some(max_failed))
+        }
+        Command::Answer {
+            listen,
+            transport,
+            rtp,
+            ring,
+            reject,
+            calls,
+            media_ip,
+            report,
+            quiet,
+        } => {
+            let args = AnswerArgs {
+                listen,
+                transport: transport.into(),
+                mode: rtp,
+                ring,
+                reject,
+                media_ip: media_ip.unwrap_or(listen.ip()),
+                calls,
+                progress: !quiet,
+            };
+            (rt.block_on(run::run_answer(args)), report, None)
+        }
+    };
+    let (summary, collector) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadtest: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = report {
+        match loadtest::report::render(&summary, &collector) {
+            Ok(html) => {
+                if let Err(e) = std::fs::write(&path, html) {
+                    eprintln!(
+                        "loadtest: error: cannot write the report {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+                eprintln!("loadtest: report written to {}", path.display());
+            }
+            Err(e) => {
+                eprintln!("loadtest: error: cannot draw the report: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&summary).expect("JSON"));
+    if let Some(max) = max_failed {
+        let failed = summary["calls"]["failed"].as_u64().unwrap_or(0);
+        if failed > max {
+            eprintln!("loadtest: {failed} calls failed (more than --max-failed {max})");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
