@@ -1,0 +1,91 @@
+//! criterion micro-benchmarks: SIP parse/serialise, transaction processing, SDP
+//! rewrite, the RTP relay decision per packet, receiver statistics per packet.
+//!
+//!     cargo bench -p bench
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use media::{Relay, Side, Socket};
+use signaling::endpoint::Endpoint;
+use signaling::sdp::Sdp;
+use signaling::{Flow, Transport};
+use std::hint::black_box;
+use std::time::Instant;
+
+const SDP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+
+fn invite(branch: u64) -> String {
+    format!(
+        "INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-{branch};rport\r\n\
+From: sipp <sip:sipp@127.0.0.1:5061>;tag={branch}SIPpTag00\r\nTo: service <sip:service@127.0.0.1:5060>\r\nCall-ID: {branch}-1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\nContact: sip:sipp@127.0.0.1:5061\r\nMax-Forwards: 70\r\nSubject: Performance Test\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+        SDP.len()
+    )
+}
+
+fn sip(c: &mut Criterion) {
+    let msg = invite(1);
+    let mut g = c.benchmark_group("sip");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_invite", |b| b.iter(|| signaling::message::parse(black_box(msg.as_bytes())).unwrap()));
+    let (parsed, _) = signaling::message::parse(msg.as_bytes()).unwrap();
+    g.bench_function("serialize_invite", |b| b.iter(|| signaling::message::to_bytes(black_box(&parsed))));
+    let flow = Flow { transport: Transport::Udp, local: "127.0.0.1:5060".parse().unwrap(), remote: "127.0.0.1:5061".parse().unwrap() };
+    // A new INVITE server transaction: parse, match, create, 100 Trying out.
+    g.bench_function("invite_server_transaction", |b| {
+        let mut ep = Endpoint::new("edge", 1);
+        let mut n = 0u64;
+        let now = Instant::now();
+        b.iter_batched(
+            || {
+                n += 1;
+                invite(n)
+            },
+            |m| {
+                ep.handle_datagram(now, flow, m.as_bytes());
+                while ep.poll_transmit().is_some() {}
+                while ep.poll_event().is_some() {}
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn sdp(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sdp");
+    g.bench_function("parse_and_rewrite", |b| {
+        b.iter(|| {
+            let s = Sdp::parse(black_box(SDP.as_bytes())).unwrap();
+            s.rewrite("127.0.0.1".parse().unwrap(), 20000)
+        })
+    });
+    g.finish();
+}
+
+fn rtp(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rtp");
+    g.throughput(Throughput::Elements(1));
+    let mut relay = Relay::new();
+    relay.set_remote(Side::A, Some("127.0.0.1:4000".parse().unwrap()));
+    relay.set_remote(Side::B, Some("127.0.0.1:6000".parse().unwrap()));
+    let mut pkt = [0u8; 172];
+    pkt[0] = 0x80;
+    let src = "127.0.0.1:4000".parse().unwrap();
+    let on = Socket { side: Side::A, rtcp: false };
+    g.bench_function("relay_decision", |b| b.iter(|| relay.on_datagram(on, black_box(src), black_box(&pkt))));
+    let mut stats = media::stats::RecvStats::new(8000);
+    let mut seq = 0u16;
+    g.bench_function("receiver_stats", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            stats.on_packet(seq, seq as u32 * 160, seq as u64 * 20_000);
+        })
+    });
+    let mut tone = media::tone::Tone::new(440.0, 8000);
+    let mut payload = [0u8; 160];
+    g.bench_function("tone_160_samples_ulaw", |b| b.iter(|| tone.fill_g711(black_box(&mut payload), false)));
+    g.finish();
+}
+
+criterion_group!(benches, sip, sdp, rtp);
+criterion_main!(benches);
