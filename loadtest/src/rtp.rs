@@ -6,7 +6,9 @@ use crate::collector::{Collector, StreamResult};
 use hdrhistogram::Histogram;
 use media::rtp::{self, RtpHeader};
 use media::stats::RecvStats;
-use media::tone::Tone;
+use media::tone::ToneTable;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +32,13 @@ pub struct StreamConfig {
     pub dtmf: Option<String>,
     /// When the DTMF digits start after the stream starts.
     pub dtmf_after: Duration,
+}
+
+/// One shared pre-encoded second per tone frequency (streams only copy slices).
+fn table(hz: f64) -> Arc<ToneTable> {
+    static TABLES: OnceLock<Mutex<HashMap<u64, Arc<ToneTable>>>> = OnceLock::new();
+    let mut m = TABLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(hz.to_bits()).or_insert_with(|| Arc::new(ToneTable::new(hz, 8000, false))).clone()
 }
 
 fn wall_us() -> u64 {
@@ -75,10 +84,11 @@ pub async fn run(
     collector: Arc<Collector>,
     ssrc: u32,
 ) {
-    let mut tone = match cfg.mode {
-        Mode::Tone(hz) => Some(Tone::new(hz, 8000)),
+    let tone = match cfg.mode {
+        Mode::Tone(hz) => Some(table(hz)),
         Mode::Echo => None,
     };
+    let mut tone_pos = 0usize;
     let mut stats = RecvStats::new(8000);
     let mut delays = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut delay_sum = 0u128;
@@ -114,7 +124,7 @@ pub async fn run(
                     Slot::Audio => {
                         let h = RtpHeader { marker: false, payload_type: 0, sequence: seq, timestamp: ts, ssrc };
                         let hl = rtp::write_header(&mut out, &h, Some(wall_us()));
-                        tone.as_mut().expect("tone mode").fill_g711(&mut out[hl..hl + 160], false);
+                        tone_pos = tone.as_ref().expect("tone mode").fill(&mut out[hl..hl + 160], tone_pos);
                         hl + 160
                     }
                     Slot::Dtmf { event, start_ts, duration, end, first, record } => {
