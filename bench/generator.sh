@@ -53,7 +53,7 @@ for rate in $RATES; do
       failed=$(( calls - ok ))
       rm -f "$WORK/uac.csv"
     fi
-    cpu=$(awk '{printf "%.2f", $1+$2}' "$WORK/time")
+    cpu=$(tail -n1 "$WORK/time" | awk '{printf "%.2f", $1+$2}')
     stop_uas
     echo "$gen rate=$rate calls=$calls successful=$ok failed=$failed generator_cpu_s=$cpu"
     if [ "$failed" = 0 ]; then BEST[$gen]=$rate; MISSES[$gen]=0; else MISSES[$gen]=$(( ${MISSES[$gen]} + 1 )); fi

@@ -17,7 +17,7 @@ RATE=${RATE:-250}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 LT="$TARGET_DIR/release/loadtest"; EDGE="$TARGET_DIR/release/edge"
 [ -x "$LT" ] && [ -x "$EDGE" ] || cargo build --release -p loadtest -p edge
-ulimit -n 65536 || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d)
 cleanup() {
   pkill -f "$WORK" 2>/dev/null || true

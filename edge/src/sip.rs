@@ -2,7 +2,7 @@
 //! address, and the core task that owns the sans-IO [`B2bua`], its timers, the RTP
 //! relays it opens, and the commands of the HTTP API.
 
-use crate::media::{self, RelayHandle};
+use crate::media::{RelayHandle, Relays};
 use crate::metrics::{CoreStats, Metrics};
 use bytes::{Bytes, BytesMut};
 use control::{Snapshot, Transport};
@@ -226,6 +226,7 @@ pub struct Core {
     /// Messages waiting for an outbound TCP connection.
     connecting: HashMap<SocketAddr, (SocketAddr, Vec<Bytes>)>,
     relays: HashMap<u64, RelayHandle>,
+    media: Arc<Relays>,
     metrics: Arc<Metrics>,
     self_tx: CoreTx,
 }
@@ -234,6 +235,7 @@ impl Core {
     pub fn new(
         b2bua: B2bua,
         udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        media: Arc<Relays>,
         metrics: Arc<Metrics>,
         self_tx: CoreTx,
     ) -> Self {
@@ -243,6 +245,7 @@ impl Core {
             tcp: HashMap::new(),
             connecting: HashMap::new(),
             relays: HashMap::new(),
+            media,
             metrics,
             self_tx,
         }
@@ -352,7 +355,7 @@ impl Core {
                     call,
                     a_port,
                     b_port,
-                } => match media::start(media_ip, a_port, b_port, self.metrics.clone()) {
+                } => match self.media.open(media_ip, a_port, b_port) {
                     Ok(h) => {
                         self.relays.insert(call, h);
                     }

@@ -27,6 +27,8 @@ pub struct Net {
     pub local: SocketAddr,
     udp: Option<Arc<UdpSocket>>,
     tcp: Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>>,
+    /// Keeps the inbound channel open when the UDP socket is read directly.
+    _inbound: Option<mpsc::Sender<Inbound>>,
 }
 
 impl Net {
@@ -43,7 +45,15 @@ impl Net {
         }
     }
 
-    pub async fn udp(bind: SocketAddr) -> io::Result<(Net, mpsc::Receiver<Inbound>)> {
+    /// The UDP socket, for callers that read it directly (no reader task, no
+    /// channel hop per datagram).
+    pub fn udp_socket(&self) -> Option<&Arc<UdpSocket>> {
+        self.udp.as_ref()
+    }
+
+    /// A UDP socket. With `reader`, a task forwards datagrams to the channel;
+    /// without, the caller reads [`Net::udp_socket`] itself.
+    pub async fn udp(bind: SocketAddr, reader: bool) -> io::Result<(Net, mpsc::Receiver<Inbound>)> {
         let s = UdpSocket::bind(bind).await?;
         let sr = socket2::SockRef::from(&s);
         let _ = sr.set_recv_buffer_size(8 << 20);
@@ -51,6 +61,9 @@ impl Net {
         let local = s.local_addr()?;
         let s = Arc::new(s);
         let (tx, rx) = mpsc::channel(65_536);
+        if !reader {
+            return Ok((Net { transport: Transport::Udp, local, udp: Some(s), tcp: Default::default(), _inbound: Some(tx) }, rx));
+        }
         let r = s.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
@@ -83,6 +96,7 @@ impl Net {
                 local,
                 udp: Some(s),
                 tcp: Default::default(),
+                _inbound: None,
             },
             rx,
         ))
@@ -108,6 +122,7 @@ impl Net {
             local,
             udp: None,
             tcp: Default::default(),
+            _inbound: None,
         };
         spawn_conn(stream, local, target, net.tcp.clone(), tx);
         Ok((net, rx))
@@ -123,6 +138,7 @@ impl Net {
             local,
             udp: None,
             tcp: Default::default(),
+            _inbound: None,
         };
         let conns = net.tcp.clone();
         tokio::spawn(async move {

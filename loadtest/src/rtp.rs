@@ -76,14 +76,17 @@ fn dtmf_plan(digits: &str) -> Vec<Option<(u8, usize)>> {
     plan
 }
 
+/// Run one stream until `stop`. The socket is registered with the runtime that
+/// runs this future (the media runtime), not the SIP loop's.
 pub async fn run(
-    sock: UdpSocket,
+    sock: std::net::UdpSocket,
     remote: Option<SocketAddr>,
     cfg: StreamConfig,
     mut stop: oneshot::Receiver<()>,
     collector: Arc<Collector>,
     ssrc: u32,
 ) {
+    let Ok(sock) = UdpSocket::from_std(sock) else { return };
     let tone = match cfg.mode {
         Mode::Tone(hz) => Some(table(hz)),
         Mode::Echo => None,

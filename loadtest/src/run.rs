@@ -13,7 +13,6 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
@@ -63,6 +62,8 @@ pub struct CallArgs {
     pub media_ip: IpAddr,
     pub answer_timeout: Duration,
     pub progress: bool,
+    /// Runtime for the RTP streams (the SIP loop runs on its own thread).
+    pub media: tokio::runtime::Handle,
 }
 
 fn seed() -> u64 {
@@ -158,7 +159,7 @@ impl Progress {
 /// Run `loadtest call`; returns the JSON summary and the collector (for the report).
 pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> {
     let (net, mut inbound) = match a.transport {
-        Transport::Udp => Net::udp(a.local).await.map_err(|source| RunError::Bind {
+        Transport::Udp => Net::udp(a.local, false).await.map_err(|source| RunError::Bind {
             what: "the SIP socket",
             addr: a.local,
             source,
@@ -175,6 +176,8 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         local: net.local,
         remote: a.target,
     };
+    let direct = net.udp_socket().cloned();
+    let mut rbuf = vec![0u8; signaling::message::MAX_MESSAGE_SIZE + 1];
     let mut caller = Caller::new(
         CallerConfig {
             flow,
@@ -191,7 +194,7 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
     let start = Instant::now();
     let collector = Arc::new(Collector::new(start));
     let mut progress = Progress::new(a.progress, start);
-    let mut sockets: HashMap<u64, UdpSocket> = HashMap::new();
+    let mut sockets: HashMap<u64, std::net::UdpSocket> = HashMap::new();
     let mut stops: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
     let mut tasks = JoinSet::new();
     let mut started = 0u64;
@@ -209,8 +212,8 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         while started < a.calls && started < want && caller.active() < a.concurrency {
             let port = if a.rtp {
                 let addr = SocketAddr::new(a.media_ip, 0);
-                let s = UdpSocket::bind(addr)
-                    .await
+                let s = std::net::UdpSocket::bind(addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|_| s))
                     .map_err(|source| RunError::Bind {
                         what: "an RTP socket",
                         addr,
@@ -235,14 +238,17 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                     if let Some(sock) = sockets.remove(&call) {
                         let (tx, rx) = oneshot::channel();
                         stops.insert(call, tx);
-                        tasks.spawn(rtp::run(
-                            sock,
-                            remote,
-                            stream_cfg.clone(),
-                            rx,
-                            collector.clone(),
-                            (seed() as u32) | 1,
-                        ));
+                        tasks.spawn_on(
+                            rtp::run(
+                                sock,
+                                remote,
+                                stream_cfg.clone(),
+                                rx,
+                                collector.clone(),
+                                (seed() as u32) | 1,
+                            ),
+                            &a.media,
+                        );
                     }
                 }
                 caller::Output::MediaStop { call } => {
@@ -283,6 +289,22 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         }
         wake = wake.min(now + Duration::from_millis(250)).max(now);
         tokio::select! {
+            r = async { match &direct { Some(s) => s.readable().await, None => std::future::pending().await } } => {
+                if r.is_ok() {
+                    let s = direct.as_ref().expect("direct UDP");
+                    let now = Instant::now();
+                    for _ in 0..1024 {
+                        match s.try_recv_from(&mut rbuf) {
+                            Ok((n, from)) => {
+                                let flow = Flow { transport: Transport::Udp, local: net.local, remote: from };
+                                caller.handle_datagram(now, flow, &rbuf[..n]);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
             m = inbound.recv() => {
                 let mut next = m;
                 let now = Instant::now();
@@ -336,6 +358,7 @@ pub struct AnswerArgs {
     /// Exit after this many calls have finished (None: run until interrupted).
     pub calls: Option<u64>,
     pub progress: bool,
+    pub media: tokio::runtime::Handle,
 }
 
 struct BoundPorts {
@@ -356,7 +379,7 @@ impl PortSource for BoundPorts {
 /// Run `loadtest answer` until `calls` finished or Ctrl-C / SIGTERM.
 pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunError> {
     let (net, mut inbound) = match a.transport {
-        Transport::Udp => Net::udp(a.listen).await,
+        Transport::Udp => Net::udp(a.listen, true).await,
         Transport::Tcp => Net::tcp_listen(a.listen).await,
     }
     .map_err(|source| RunError::Bind {
@@ -394,9 +417,7 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
                         continue;
                     };
                     let Some(mode) = a.mode else { continue };
-                    let Ok(sock) = UdpSocket::from_std(std_sock) else {
-                        continue;
-                    };
+                    let sock = std_sock;
                     let (tx, rx) = oneshot::channel();
                     stops.insert(call, tx);
                     let cfg = StreamConfig {
@@ -405,14 +426,10 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
                         dtmf_after: Duration::ZERO,
                     };
                     let remote = if mode == Mode::Echo { None } else { remote };
-                    tasks.spawn(rtp::run(
-                        sock,
-                        remote,
-                        cfg,
-                        rx,
-                        collector.clone(),
-                        (seed() as u32) | 1,
-                    ));
+                    tasks.spawn_on(
+                        rtp::run(sock, remote, cfg, rx, collector.clone(), (seed() as u32) | 1),
+                        &a.media,
+                    );
                 }
                 answerer::Output::MediaStop { call } => {
                     if let Some(s) = stops.remove(&call) {
