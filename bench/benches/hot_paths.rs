@@ -26,10 +26,18 @@ fn sip(c: &mut Criterion) {
     let msg = invite(1);
     let mut g = c.benchmark_group("sip");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("parse_invite", |b| b.iter(|| signaling::message::parse(black_box(msg.as_bytes())).unwrap()));
+    g.bench_function("parse_invite", |b| {
+        b.iter(|| signaling::message::parse(black_box(msg.as_bytes())).unwrap())
+    });
     let (parsed, _) = signaling::message::parse(msg.as_bytes()).unwrap();
-    g.bench_function("serialize_invite", |b| b.iter(|| signaling::message::to_bytes(black_box(&parsed))));
-    let flow = Flow { transport: Transport::Udp, local: "127.0.0.1:5060".parse().unwrap(), remote: "127.0.0.1:5061".parse().unwrap() };
+    g.bench_function("serialize_invite", |b| {
+        b.iter(|| signaling::message::to_bytes(black_box(&parsed)))
+    });
+    let flow = Flow {
+        transport: Transport::Udp,
+        local: "127.0.0.1:5060".parse().unwrap(),
+        remote: "127.0.0.1:5061".parse().unwrap(),
+    };
     // A new INVITE server transaction: parse, match, create, 100 Trying out.
     g.bench_function("invite_server_transaction", |b| {
         let mut ep = Endpoint::new("edge", 1);
@@ -71,8 +79,13 @@ fn rtp(c: &mut Criterion) {
     let mut pkt = [0u8; 172];
     pkt[0] = 0x80;
     let src = "127.0.0.1:4000".parse().unwrap();
-    let on = Socket { side: Side::A, rtcp: false };
-    g.bench_function("relay_decision", |b| b.iter(|| relay.on_datagram(on, black_box(src), black_box(&pkt))));
+    let on = Socket {
+        side: Side::A,
+        rtcp: false,
+    };
+    g.bench_function("relay_decision", |b| {
+        b.iter(|| relay.on_datagram(on, black_box(src), black_box(&pkt)))
+    });
     let mut stats = media::stats::RecvStats::new(8000);
     let mut seq = 0u16;
     g.bench_function("receiver_stats", |b| {
@@ -83,7 +96,9 @@ fn rtp(c: &mut Criterion) {
     });
     let mut tone = media::tone::Tone::new(440.0, 8000);
     let mut payload = [0u8; 160];
-    g.bench_function("tone_160_samples_ulaw", |b| b.iter(|| tone.fill_g711(black_box(&mut payload), false)));
+    g.bench_function("tone_160_samples_ulaw", |b| {
+        b.iter(|| tone.fill_g711(black_box(&mut payload), false))
+    });
     g.finish();
 }
 

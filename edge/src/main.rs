@@ -143,8 +143,11 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         sip::spawn_tcp_listener(addr, l, core_tx.clone(), metrics.clone());
     }
     let b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let relays = media::Relays::start(threads, metrics.clone()).map_err(|e| format!("cannot start RTP relay workers: {e}"))?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let relays = media::Relays::start(threads, metrics.clone())
+        .map_err(|e| format!("cannot start RTP relay workers: {e}"))?;
     let core = sip::Core::new(b2bua, udp, relays, metrics.clone(), core_tx.clone());
     let core_task = tokio::spawn(core.run(core_rx));
     let shared = Arc::new(ArcSwap::from(snap.clone()));

@@ -20,9 +20,18 @@ use std::time::{Duration, Instant};
 const WAKER: u64 = u64::MAX;
 
 enum Cmd {
-    Open { slot: usize, sockets: [UdpSocket; 4] },
-    Remote { slot: usize, side: Side, addr: Option<SocketAddr> },
-    Close { slot: usize },
+    Open {
+        slot: usize,
+        sockets: [UdpSocket; 4],
+    },
+    Remote {
+        slot: usize,
+        side: Side,
+        addr: Option<SocketAddr>,
+    },
+    Close {
+        slot: usize,
+    },
 }
 
 struct Worker {
@@ -47,18 +56,30 @@ pub struct RelayHandle {
 
 impl RelayHandle {
     pub fn set_remote(&self, side: Side, addr: Option<SocketAddr>) {
-        self.relays.send(self.worker, Cmd::Remote { slot: self.slot, side, addr });
+        self.relays.send(
+            self.worker,
+            Cmd::Remote {
+                slot: self.slot,
+                side,
+                addr,
+            },
+        );
     }
 }
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        self.relays.send(self.worker, Cmd::Close { slot: self.slot });
+        self.relays
+            .send(self.worker, Cmd::Close { slot: self.slot });
     }
 }
 
 fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
-    let domain = if ip.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     s.set_nonblocking(true)?;
     // Room for bursts: packets of thousands of calls arrive together.
@@ -73,14 +94,24 @@ impl Relays {
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
             let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-            let waker = Arc::new(EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
+            let waker = Arc::new(EventFd::from_value_and_flags(
+                0,
+                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+            )?);
             poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
             let (tx, rx) = mpsc::channel();
             let (m, w) = (metrics.clone(), waker.clone());
-            std::thread::Builder::new().name(format!("rtp-relay-{i}")).spawn(move || run(poll, w, rx, m))?;
+            std::thread::Builder::new()
+                .name(format!("rtp-relay-{i}"))
+                .spawn(move || run(poll, w, rx, m))?;
             workers.push(Worker { tx, waker });
         }
-        Ok(Arc::new(Relays { workers, next: AtomicUsize::new(0), slots: AtomicUsize::new(0), metrics }))
+        Ok(Arc::new(Relays {
+            workers,
+            next: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            metrics,
+        }))
     }
 
     fn send(&self, worker: usize, cmd: Cmd) {
@@ -92,12 +123,21 @@ impl Relays {
 
     /// Bind the four sockets (A RTP/RTCP at `a_port`, B at `b_port`) and relay them.
     pub fn open(self: &Arc<Self>, ip: IpAddr, a_port: u16, b_port: u16) -> io::Result<RelayHandle> {
-        let sockets = [bind(ip, a_port)?, bind(ip, a_port + 1)?, bind(ip, b_port)?, bind(ip, b_port + 1)?];
+        let sockets = [
+            bind(ip, a_port)?,
+            bind(ip, a_port + 1)?,
+            bind(ip, b_port)?,
+            bind(ip, b_port + 1)?,
+        ];
         let worker = self.next.fetch_add(1, Relaxed) % self.workers.len();
         let slot = self.slots.fetch_add(1, Relaxed);
         self.metrics.relays_active.fetch_add(1, Relaxed);
         self.send(worker, Cmd::Open { slot, sockets });
-        Ok(RelayHandle { worker, slot, relays: self.clone() })
+        Ok(RelayHandle {
+            worker,
+            slot,
+            relays: self.clone(),
+        })
     }
 }
 
@@ -148,7 +188,9 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
                 continue;
             }
             let (slot, i) = ((data / 4) as usize, (data % 4) as usize);
-            let Some(call) = calls.get_mut(&slot) else { continue };
+            let Some(call) = calls.get_mut(&slot) else {
+                continue;
+            };
             let on = Socket::ALL[i];
             // Level-triggered: one datagram per event; if more are queued, the next
             // wait reports the socket again.
@@ -179,15 +221,29 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
     }
 }
 
-fn apply(poll: &Epoll, calls: &mut std::collections::HashMap<usize, Call>, cmd: Cmd, metrics: &Metrics) {
+fn apply(
+    poll: &Epoll,
+    calls: &mut std::collections::HashMap<usize, Call>,
+    cmd: Cmd,
+    metrics: &Metrics,
+) {
     match cmd {
         Cmd::Open { slot, sockets } => {
-            let ok = sockets
-                .iter()
-                .enumerate()
-                .all(|(i, s)| poll.add(s, EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64)).is_ok());
+            let ok = sockets.iter().enumerate().all(|(i, s)| {
+                poll.add(
+                    s,
+                    EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64),
+                )
+                .is_ok()
+            });
             if ok {
-                calls.insert(slot, Call { sockets, relay: Relay::new() });
+                calls.insert(
+                    slot,
+                    Call {
+                        sockets,
+                        relay: Relay::new(),
+                    },
+                );
             } else {
                 tracing::error!(slot, "cannot register RTP sockets");
                 for s in &sockets {

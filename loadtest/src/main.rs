@@ -191,14 +191,21 @@ fn parse_reject(s: &str) -> Result<(u16, f64), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // SIP runs on one thread (no cross-thread wakeups per message); RTP streams on a
-    // runtime with one worker per core (LOADTEST_MEDIA_THREADS to change).
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let mut media = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("LOADTEST_MEDIA_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        media.worker_threads(n.max(1));
-    }
-    let media = media.thread_name("rtp").enable_all().build().expect("tokio runtime");
+    // SIP runs on one thread (no cross-thread wakeups per message); RTP streams on
+    // one worker thread per core (LOADTEST_MEDIA_THREADS to change).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let media_threads = std::env::var("LOADTEST_MEDIA_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .max(1);
     let (result, report, max_failed) = match cli.command {
         Command::Call {
             target,
@@ -239,7 +246,7 @@ fn main() -> ExitCode {
                 media_ip: media_ip.unwrap_or(local.ip()),
                 answer_timeout,
                 progress: !quiet,
-                media: media.handle().clone(),
+                media_threads,
             };
             (rt.block_on(run::run_call(args)), report, Some(max_failed))
         }
@@ -263,7 +270,7 @@ fn main() -> ExitCode {
                 media_ip: media_ip.unwrap_or(listen.ip()),
                 calls,
                 progress: !quiet,
-                media: media.handle().clone(),
+                media_threads,
             };
             (rt.block_on(run::run_answer(args)), report, None)
         }

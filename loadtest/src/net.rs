@@ -62,7 +62,16 @@ impl Net {
         let s = Arc::new(s);
         let (tx, rx) = mpsc::channel(65_536);
         if !reader {
-            return Ok((Net { transport: Transport::Udp, local, udp: Some(s), tcp: Default::default(), _inbound: Some(tx) }, rx));
+            return Ok((
+                Net {
+                    transport: Transport::Udp,
+                    local,
+                    udp: Some(s),
+                    tcp: Default::default(),
+                    _inbound: Some(tx),
+                },
+                rx,
+            ));
         }
         let r = s.clone();
         tokio::spawn(async move {

@@ -1,22 +1,28 @@
-//! One RTP stream of a call: sends G.711 µ-law packets of a tone every 20 ms (with
-//! the send-time header extension for one-way delay), or echoes what it receives,
-//! sends RFC 4733 DTMF when asked, and measures what arrives.
+//! RTP streams: per-core worker threads, each polling (level-triggered epoll) the
+//! sockets of its streams and sending every due packet from a timer heap, so
+//! thousands of streams cost no task wakeup per packet. A stream sends G.711 µ-law
+//! packets of a tone every 20 ms (with the send-time header extension for one-way
+//! delay) or echoes what it receives, sends RFC 4733 DTMF when asked, and measures
+//! what arrives; at its end the figures go to the [`Collector`].
 
 use crate::collector::{Collector, StreamResult};
 use hdrhistogram::Histogram;
 use media::rtp::{self, RtpHeader};
 use media::stats::RecvStats;
 use media::tone::ToneTable;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
 
 /// Telephone-event payload type offered in our SDP.
 pub const DTMF_PT: u8 = 101;
+const PTIME: Duration = Duration::from_millis(20);
+const WAKER: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -37,8 +43,13 @@ pub struct StreamConfig {
 /// One shared pre-encoded second per tone frequency (streams only copy slices).
 fn table(hz: f64) -> Arc<ToneTable> {
     static TABLES: OnceLock<Mutex<HashMap<u64, Arc<ToneTable>>>> = OnceLock::new();
-    let mut m = TABLES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    m.entry(hz.to_bits()).or_insert_with(|| Arc::new(ToneTable::new(hz, 8000, false))).clone()
+    let mut m = TABLES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    m.entry(hz.to_bits())
+        .or_insert_with(|| Arc::new(ToneTable::new(hz, 8000, false)))
+        .clone()
 }
 
 fn wall_us() -> u64 {
@@ -48,159 +59,398 @@ fn wall_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// What to send in the next 20 ms slot.
-enum Slot {
-    Audio,
-    Dtmf {
-        event: u8,
-        start_ts: u32,
-        duration: u16,
-        end: bool,
-        first: bool,
-        record: bool,
-    },
-}
-
 /// Plans DTMF: each digit is 5 packets of 20 ms (100 ms), then 3 end packets, then
-/// 60 ms of audio before the next digit.
+/// 60 ms of audio before the next digit. Entries: (event, packet index in the digit).
 fn dtmf_plan(digits: &str) -> Vec<Option<(u8, usize)>> {
     let mut plan = Vec::new();
     for c in digits.chars() {
         if let Some(e) = media::dtmf::event_code(c) {
-            for k in 0..8 {
-                plan.push(Some((e, k)));
-            }
+            plan.extend((0..8).map(|k| Some((e, k))));
             plan.extend([None, None, None]);
         }
     }
     plan
 }
 
-/// Run one stream until `stop`. The socket is registered with the runtime that
-/// runs this future (the media runtime), not the SIP loop's.
-pub async fn run(
-    sock: std::net::UdpSocket,
-    remote: Option<SocketAddr>,
-    cfg: StreamConfig,
-    mut stop: oneshot::Receiver<()>,
-    collector: Arc<Collector>,
+enum Cmd {
+    Start {
+        id: u64,
+        sock: UdpSocket,
+        remote: Option<SocketAddr>,
+        cfg: StreamConfig,
+        ssrc: u32,
+    },
+    Stop {
+        id: u64,
+    },
+    Shutdown,
+}
+
+struct Stream {
+    sock: UdpSocket,
+    peer: Option<SocketAddr>,
+    tone: Option<Arc<ToneTable>>,
+    tone_pos: usize,
+    plan: Vec<Option<(u8, usize)>>,
+    dtmf_from: usize,
+    slot: usize,
+    event_ts: u32,
     ssrc: u32,
-) {
-    let Ok(sock) = UdpSocket::from_std(sock) else { return };
-    let tone = match cfg.mode {
-        Mode::Tone(hz) => Some(table(hz)),
-        Mode::Echo => None,
-    };
-    let mut tone_pos = 0usize;
-    let mut stats = RecvStats::new(8000);
-    let mut delays = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-    let mut delay_sum = 0u128;
-    let mut delay_n = 0u64;
-    let mut dtmf_rx = media::dtmf::Receiver::default();
-    let mut dtmf_received = String::new();
-    let mut dtmf_sent = String::new();
-    let plan = cfg.dtmf.as_deref().map(dtmf_plan).unwrap_or_default();
-    let dtmf_from = (cfg.dtmf_after.as_millis() / 20) as usize;
-    let (mut seq, mut ts, mut sent) = ((ssrc >> 16) as u16, ssrc.rotate_left(7), 0u64);
-    let mut slot_n = 0usize;
-    let mut event_ts = 0u32;
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    seq: u16,
+    ts: u32,
+    sent: u64,
+    started: Instant,
+    stats: RecvStats,
+    delays: Histogram<u64>,
+    delay_sum: u128,
+    delay_n: u64,
+    dtmf_rx: media::dtmf::Receiver,
+    dtmf_received: String,
+    dtmf_sent: String,
+    sec_expected: u64,
+    sec_lost: u64,
+    next_second: Instant,
+}
+
+impl Stream {
+    fn new(
+        sock: UdpSocket,
+        remote: Option<SocketAddr>,
+        cfg: StreamConfig,
+        ssrc: u32,
+        now: Instant,
+    ) -> Stream {
+        let tone = match cfg.mode {
+            Mode::Tone(hz) => Some(table(hz)),
+            Mode::Echo => None,
+        };
+        Stream {
+            sock,
+            peer: remote,
+            tone,
+            tone_pos: 0,
+            plan: cfg.dtmf.as_deref().map(dtmf_plan).unwrap_or_default(),
+            dtmf_from: (cfg.dtmf_after.as_millis() / 20) as usize,
+            slot: 0,
+            event_ts: 0,
+            ssrc,
+            seq: (ssrc >> 16) as u16,
+            ts: ssrc.rotate_left(7),
+            sent: 0,
+            started: now,
+            stats: RecvStats::new(8000),
+            delays: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            delay_sum: 0,
+            delay_n: 0,
+            dtmf_rx: Default::default(),
+            dtmf_received: String::new(),
+            dtmf_sent: String::new(),
+            sec_expected: 0,
+            sec_lost: 0,
+            next_second: now + Duration::from_secs(1),
+        }
+    }
+
+    /// Send the packet of the next 20 ms slot (audio or a DTMF event packet).
+    fn send_slot(&mut self, out: &mut [u8; 256]) {
+        let (Some(tone), Some(peer)) = (&self.tone, self.peer) else {
+            return;
+        };
+        let step = self
+            .slot
+            .checked_sub(self.dtmf_from)
+            .and_then(|i| self.plan.get(i))
+            .copied()
+            .flatten();
+        self.slot += 1;
+        let n = match step {
+            None => {
+                let h = RtpHeader {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: self.seq,
+                    timestamp: self.ts,
+                    ssrc: self.ssrc,
+                };
+                let hl = rtp::write_header(out, &h, Some(wall_us()));
+                self.tone_pos = tone.fill(&mut out[hl..hl + 160], self.tone_pos);
+                hl + 160
+            }
+            Some((event, k)) => {
+                if k == 0 {
+                    self.event_ts = self.ts;
+                }
+                let duration = ((k.min(4) as u16) + 1) * 160;
+                let h = RtpHeader {
+                    marker: k == 0,
+                    payload_type: DTMF_PT,
+                    sequence: self.seq,
+                    timestamp: self.event_ts,
+                    ssrc: self.ssrc,
+                };
+                let hl = rtp::write_header(out, &h, Some(wall_us()));
+                out[hl..hl + 4].copy_from_slice(&media::dtmf::payload(event, k >= 5, 10, duration));
+                if k == 5 {
+                    self.dtmf_sent.extend(media::dtmf::event_char(event));
+                }
+                hl + 4
+            }
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        if self.sock.send_to(&out[..n], peer).is_ok() {
+            self.sent += 1;
+        }
+    }
+
+    /// Read one datagram and account for it.
+    fn receive(&mut self, buf: &mut [u8], now: Instant, collector: &Collector) {
+        let Ok((n, src)) = self.sock.recv_from(buf) else {
+            return;
+        };
+        let Some(p) = rtp::parse(&buf[..n]) else {
+            return;
+        };
+        let arrival = now.duration_since(self.started).as_micros() as u64;
+        if p.header.payload_type == DTMF_PT {
+            self.stats.on_event_packet(p.header.sequence);
+            if let Some(c) = self.dtmf_rx.on_payload(
+                p.header.timestamp,
+                &buf[p.payload_offset..p.payload_offset + p.payload_len],
+            ) {
+                self.dtmf_received.push(c);
+            }
+        } else {
+            self.stats
+                .on_packet(p.header.sequence, p.header.timestamp, arrival);
+        }
+        if let Some(t) = p.send_time_us {
+            let d = wall_us().saturating_sub(t).max(1);
+            let _ = self.delays.record(d);
+            self.delay_sum += d as u128;
+            self.delay_n += 1;
+        }
+        if self.tone.is_none() {
+            self.peer.get_or_insert(src);
+            if self.sock.send_to(&buf[..n], src).is_ok() {
+                self.sent += 1;
+            }
+        }
+        if now >= self.next_second {
+            self.publish_second(now, collector);
+            self.next_second += Duration::from_secs(1);
+        }
+    }
+
+    fn publish_second(&mut self, now: Instant, collector: &Collector) {
+        let (e, l) = (self.stats.expected(), self.stats.lost());
+        if e > self.sec_expected {
+            collector.rtp_second(
+                now,
+                e - self.sec_expected,
+                l.saturating_sub(self.sec_lost),
+                self.stats.jitter_ms(),
+            );
+        }
+        self.sec_expected = e;
+        self.sec_lost = l;
+    }
+
+    fn finish(mut self, now: Instant, collector: &Collector) {
+        self.publish_second(now, collector);
+        let result = StreamResult {
+            sent: self.sent,
+            received: self.stats.received,
+            expected: self.stats.expected(),
+            lost: self.stats.lost(),
+            duplicates: self.stats.duplicates,
+            reordered: self.stats.reordered,
+            jitter_ms: self.stats.jitter_ms(),
+            delay_ms: (self.delay_n > 0)
+                .then(|| self.delay_sum as f64 / self.delay_n as f64 / 1000.0),
+            dtmf_sent: self.dtmf_sent,
+            dtmf_received: self.dtmf_received,
+        };
+        collector.stream_finished(result, &self.delays);
+    }
+}
+
+struct Worker {
+    tx: mpsc::Sender<Cmd>,
+    waker: Arc<EventFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The RTP workers of a run.
+pub struct Engine {
+    workers: Mutex<Vec<Worker>>,
+    count: usize,
+    next: AtomicUsize,
+}
+
+impl Engine {
+    /// Start `threads` workers (at least one).
+    pub fn start(threads: usize, collector: Arc<Collector>) -> std::io::Result<Engine> {
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let waker = Arc::new(EventFd::from_value_and_flags(
+                0,
+                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+            )?);
+            poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+            let (tx, rx) = mpsc::channel();
+            let (w, c) = (waker.clone(), collector.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("rtp-{i}"))
+                .spawn(move || run(poll, w, rx, c))?;
+            workers.push(Worker {
+                tx,
+                waker,
+                thread: Some(thread),
+            });
+        }
+        let count = workers.len();
+        Ok(Engine {
+            workers: Mutex::new(workers),
+            count,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn send(&self, worker: usize, cmd: Cmd) {
+        let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = w.get(worker) {
+            if w.tx.send(cmd).is_ok() {
+                let _ = w.waker.write(1);
+            }
+        }
+    }
+
+    fn worker_of(&self, id: u64) -> usize {
+        (id % self.count as u64) as usize
+    }
+
+    /// Start stream `id` on `sock` (non-blocking), towards `remote` (None: learn it
+    /// from the first packet, for echo).
+    pub fn start_stream(
+        &self,
+        id: u64,
+        sock: UdpSocket,
+        remote: Option<SocketAddr>,
+        cfg: StreamConfig,
+        ssrc: u32,
+    ) {
+        let _ = self.next.fetch_add(1, Ordering::Relaxed);
+        self.send(
+            self.worker_of(id),
+            Cmd::Start {
+                id,
+                sock,
+                remote,
+                cfg,
+                ssrc,
+            },
+        );
+    }
+
+    /// Stop stream `id`; its figures go to the collector.
+    pub fn stop_stream(&self, id: u64) {
+        self.send(self.worker_of(id), Cmd::Stop { id });
+    }
+
+    /// Stop every stream and wait for the workers to report them.
+    pub fn shutdown(&self) {
+        for i in 0..self.count {
+            self.send(i, Cmd::Shutdown);
+        }
+        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for worker in w.iter_mut() {
+            if let Some(t) = worker.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, collector: Arc<Collector>) {
+    let mut streams: HashMap<u64, Stream> = HashMap::new();
+    let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut events = vec![EpollEvent::empty(); 1024];
     let mut buf = [0u8; 2048];
     let mut out = [0u8; 256];
-    let (mut sec_expected, mut sec_lost, mut next_second) =
-        (0u64, 0u64, started + Duration::from_secs(1));
-    let mut peer = remote;
     loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tick.tick(), if tone.is_some() && peer.is_some() => {
-                let slot = match slot_n.checked_sub(dtmf_from).and_then(|i| plan.get(i)) {
-                    Some(Some((event, k))) => {
-                        if *k == 0 { event_ts = ts; }
-                        Slot::Dtmf { event: *event, start_ts: event_ts, duration: (((*k).min(4) as u16) + 1) * 160, end: *k >= 5, first: *k == 0, record: *k == 5 }
-                    }
-                    _ => Slot::Audio,
-                };
-                slot_n += 1;
-                let n = match slot {
-                    Slot::Audio => {
-                        let h = RtpHeader { marker: false, payload_type: 0, sequence: seq, timestamp: ts, ssrc };
-                        let hl = rtp::write_header(&mut out, &h, Some(wall_us()));
-                        tone_pos = tone.as_ref().expect("tone mode").fill(&mut out[hl..hl + 160], tone_pos);
-                        hl + 160
-                    }
-                    Slot::Dtmf { event, start_ts, duration, end, first, record } => {
-                        let h = RtpHeader { marker: first, payload_type: DTMF_PT, sequence: seq, timestamp: start_ts, ssrc };
-                        let hl = rtp::write_header(&mut out, &h, Some(wall_us()));
-                        out[hl..hl + 4].copy_from_slice(&media::dtmf::payload(event, end, 10, duration));
-                        if record {
-                            dtmf_sent.extend(media::dtmf::event_char(event));
-                        }
-                        hl + 4
-                    }
-                };
-                seq = seq.wrapping_add(1);
-                ts = ts.wrapping_add(160);
-                if let Some(p) = peer {
-                    if sock.send_to(&out[..n], p).await.is_ok() { sent += 1; }
-                }
+        let now = Instant::now();
+        let wait_ms = due
+            .peek()
+            .map(|Reverse((t, _))| {
+                t.saturating_duration_since(now)
+                    .as_micros()
+                    .div_ceil(1000)
+                    .min(100) as u16
+            })
+            .unwrap_or(100);
+        let n = poll
+            .wait(&mut events, EpollTimeout::from(wait_ms))
+            .unwrap_or(0);
+        let now = Instant::now();
+        let mut commands = false;
+        for ev in &events[..n] {
+            let id = ev.data();
+            if id == WAKER {
+                let _ = waker.read();
+                commands = true;
+            } else if let Some(s) = streams.get_mut(&id) {
+                s.receive(&mut buf, now, &collector);
             }
-            r = sock.recv_from(&mut buf) => {
-                let Ok((n, src)) = r else { continue };
-                let Some(p) = rtp::parse(&buf[..n]) else { continue };
-                let now = Instant::now();
-                let arrival = now.duration_since(started).as_micros() as u64;
-                if p.header.payload_type == DTMF_PT {
-                    stats.on_event_packet(p.header.sequence);
-                    if let Some(c) = dtmf_rx.on_payload(p.header.timestamp, &buf[p.payload_offset..p.payload_offset + p.payload_len]) {
-                        dtmf_received.push(c);
+        }
+        // Send every packet that is due, keeping each stream on its 20 ms grid.
+        while let Some(Reverse((t, id))) = due.peek().copied() {
+            if t > now {
+                break;
+            }
+            due.pop();
+            if let Some(s) = streams.get_mut(&id) {
+                s.send_slot(&mut out);
+                due.push(Reverse((t + PTIME, id)));
+            }
+        }
+        if commands {
+            while let Ok(cmd) = rx.try_recv() {
+                match cmd {
+                    Cmd::Start {
+                        id,
+                        sock,
+                        remote,
+                        cfg,
+                        ssrc,
+                    } => {
+                        if poll
+                            .add(&sock, EpollEvent::new(EpollFlags::EPOLLIN, id))
+                            .is_ok()
+                        {
+                            let s = Stream::new(sock, remote, cfg, ssrc, now);
+                            if s.tone.is_some() {
+                                due.push(Reverse((now, id)));
+                            }
+                            streams.insert(id, s);
+                        }
                     }
-                } else {
-                    stats.on_packet(p.header.sequence, p.header.timestamp, arrival);
-                }
-                if let Some(t) = p.send_time_us {
-                    let d = wall_us().saturating_sub(t).max(1);
-                    let _ = delays.record(d);
-                    delay_sum += d as u128;
-                    delay_n += 1;
-                }
-                if tone.is_none() {
-                    // Echo (symmetric: to where it came from).
-                    peer.get_or_insert(src);
-                    if sock.send_to(&buf[..n], src).await.is_ok() { sent += 1; }
-                }
-                if now >= next_second {
-                    let (e, l) = (stats.expected(), stats.lost());
-                    collector.rtp_second(now, e - sec_expected, l.saturating_sub(sec_lost), stats.jitter_ms());
-                    sec_expected = e;
-                    sec_lost = l;
-                    next_second += Duration::from_secs(1);
+                    Cmd::Stop { id } => {
+                        if let Some(s) = streams.remove(&id) {
+                            let _ = poll.delete(&s.sock);
+                            s.finish(now, &collector);
+                        }
+                    }
+                    Cmd::Shutdown => {
+                        for (_, s) in streams.drain() {
+                            let _ = poll.delete(&s.sock);
+                            s.finish(now, &collector);
+                        }
+                        return;
+                    }
                 }
             }
         }
     }
-    let now = Instant::now();
-    let (e, l) = (stats.expected(), stats.lost());
-    if e > sec_expected {
-        collector.rtp_second(
-            now,
-            e - sec_expected,
-            l.saturating_sub(sec_lost),
-            stats.jitter_ms(),
-        );
-    }
-    let result = StreamResult {
-        sent,
-        received: stats.received,
-        expected: e,
-        lost: l,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        jitter_ms: stats.jitter_ms(),
-        delay_ms: (delay_n > 0).then(|| delay_sum as f64 / delay_n as f64 / 1000.0),
-        dtmf_sent,
-        dtmf_received,
-    };
-    collector.stream_finished(result, &delays);
 }

@@ -1,5 +1,5 @@
 //! The drivers of `loadtest call` and `loadtest answer`: sockets, the rate
-//! scheduler, RTP tasks, the live progress line and the final summary.
+//! scheduler, the RTP engine, the live progress line and the final summary.
 
 use crate::answerer::{self, AnswerConfig, Answerer, PortSource};
 use crate::caller::{self, Caller, CallerConfig};
@@ -13,8 +13,6 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,8 +60,8 @@ pub struct CallArgs {
     pub media_ip: IpAddr,
     pub answer_timeout: Duration,
     pub progress: bool,
-    /// Runtime for the RTP streams (the SIP loop runs on its own thread).
-    pub media: tokio::runtime::Handle,
+    /// RTP worker threads (the SIP loop runs on its own thread).
+    pub media_threads: usize,
 }
 
 fn seed() -> u64 {
@@ -159,11 +157,13 @@ impl Progress {
 /// Run `loadtest call`; returns the JSON summary and the collector (for the report).
 pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> {
     let (net, mut inbound) = match a.transport {
-        Transport::Udp => Net::udp(a.local, false).await.map_err(|source| RunError::Bind {
-            what: "the SIP socket",
-            addr: a.local,
-            source,
-        })?,
+        Transport::Udp => Net::udp(a.local, false)
+            .await
+            .map_err(|source| RunError::Bind {
+                what: "the SIP socket",
+                addr: a.local,
+                source,
+            })?,
         Transport::Tcp => Net::tcp_connect(a.target)
             .await
             .map_err(|source| RunError::Connect {
@@ -195,8 +195,14 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
     let collector = Arc::new(Collector::new(start));
     let mut progress = Progress::new(a.progress, start);
     let mut sockets: HashMap<u64, std::net::UdpSocket> = HashMap::new();
-    let mut stops: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
-    let mut tasks = JoinSet::new();
+    let engine = rtp::Engine::start(a.media_threads, collector.clone()).map_err(|source| {
+        RunError::Bind {
+            what: "the RTP workers",
+            addr: SocketAddr::new(a.media_ip, 0),
+            source,
+        }
+    })?;
+    let mut streaming: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut started = 0u64;
     let mut any_response = false;
     let mut refused = false;
@@ -236,24 +242,19 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
             match o {
                 caller::Output::MediaStart { call, remote } => {
                     if let Some(sock) = sockets.remove(&call) {
-                        let (tx, rx) = oneshot::channel();
-                        stops.insert(call, tx);
-                        tasks.spawn_on(
-                            rtp::run(
-                                sock,
-                                remote,
-                                stream_cfg.clone(),
-                                rx,
-                                collector.clone(),
-                                (seed() as u32) | 1,
-                            ),
-                            &a.media,
+                        engine.start_stream(
+                            call,
+                            sock,
+                            remote,
+                            stream_cfg.clone(),
+                            (seed() as u32) | 1,
                         );
+                        streaming.insert(call);
                     }
                 }
                 caller::Output::MediaStop { call } => {
-                    if let Some(s) = stops.remove(&call) {
-                        let _ = s.send(());
+                    if streaming.remove(&call) {
+                        engine.stop_stream(call);
                     }
                 }
                 caller::Output::Finished(r) => {
@@ -261,8 +262,8 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                         any_response = true;
                     }
                     sockets.remove(&r.call);
-                    if let Some(s) = stops.remove(&r.call) {
-                        let _ = s.send(());
+                    if streaming.remove(&r.call) {
+                        engine.stop_stream(r.call);
                     }
                     collector.call_finished(now, r.status, r.timed_out, r.setup, r.pdd);
                 }
@@ -273,7 +274,6 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         }
         collector.concurrency(now, caller.active() as u64);
         progress.maybe(now, &collector, caller.active());
-        while tasks.try_join_next().is_some() {}
         if started >= a.calls && caller.active() == 0 {
             break;
         }
@@ -324,10 +324,7 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         }
     }
     progress.done();
-    for (_, s) in stops.drain() {
-        let _ = s.send(());
-    }
-    while tasks.join_next().await.is_some() {}
+    engine.shutdown();
     let elapsed = start.elapsed();
     {
         let g = collector.inner.lock();
@@ -358,7 +355,7 @@ pub struct AnswerArgs {
     /// Exit after this many calls have finished (None: run until interrupted).
     pub calls: Option<u64>,
     pub progress: bool,
-    pub media: tokio::runtime::Handle,
+    pub media_threads: usize,
 }
 
 struct BoundPorts {
@@ -403,8 +400,14 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
         ip: a.media_ip,
         sockets: HashMap::new(),
     };
-    let mut stops: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
-    let mut tasks = JoinSet::new();
+    let engine = rtp::Engine::start(a.media_threads, collector.clone()).map_err(|source| {
+        RunError::Bind {
+            what: "the RTP workers",
+            addr: SocketAddr::new(a.media_ip, 0),
+            source,
+        }
+    })?;
+    let mut streaming: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut finished = 0u64;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -417,31 +420,26 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
                         continue;
                     };
                     let Some(mode) = a.mode else { continue };
-                    let sock = std_sock;
-                    let (tx, rx) = oneshot::channel();
-                    stops.insert(call, tx);
                     let cfg = StreamConfig {
                         mode,
                         dtmf: None,
                         dtmf_after: Duration::ZERO,
                     };
                     let remote = if mode == Mode::Echo { None } else { remote };
-                    tasks.spawn_on(
-                        rtp::run(sock, remote, cfg, rx, collector.clone(), (seed() as u32) | 1),
-                        &a.media,
-                    );
+                    engine.start_stream(call, std_sock, remote, cfg, (seed() as u32) | 1);
+                    streaming.insert(call);
                 }
                 answerer::Output::MediaStop { call } => {
-                    if let Some(s) = stops.remove(&call) {
-                        let _ = s.send(());
+                    if streaming.remove(&call) {
+                        engine.stop_stream(call);
                     }
                 }
                 answerer::Output::Finished(r) => {
                     if r.status != 200 {
                         collector.call_started(now, answerer.active() as u64);
                     }
-                    if let Some(s) = stops.remove(&r.call) {
-                        let _ = s.send(());
+                    if streaming.remove(&r.call) {
+                        engine.stop_stream(r.call);
                     }
                     collector.call_finished(now, r.status, false, None, None);
                     finished += 1;
@@ -452,7 +450,6 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
             net.send(t.flow, t.data);
         }
         progress.maybe(now, &collector, answerer.active());
-        while tasks.try_join_next().is_some() {}
         if a.calls.is_some_and(|n| finished >= n) {
             break;
         }
@@ -485,10 +482,7 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
     while let Some(t) = answerer.poll_transmit() {
         net.send(t.flow, t.data);
     }
-    for (_, s) in stops.drain() {
-        let _ = s.send(());
-    }
-    while tasks.join_next().await.is_some() {}
+    engine.shutdown();
     let config = json!({
         "listen": a.listen.to_string(), "transport": a.transport.as_str().to_ascii_lowercase(),
         "rtp": match a.mode { Some(Mode::Echo) => json!("echo"), Some(Mode::Tone(hz)) => json!(format!("tone:{hz}")), None => Value::Null },
