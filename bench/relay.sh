@@ -3,7 +3,8 @@
 #   direct   loadtest call -> loadtest answer (baseline: what the generator adds)
 #   edge     loadtest call -> edge (B2BUA + relay) -> loadtest answer
 #   rtpengine loadtest call -> Kamailio + rtpengine (userspace) -> loadtest answer
-# stepping N up in one run. Per step: loss each way, jitter p99, the media
+# stepping N up in one run. RTP port ranges sit below the kernel's ephemeral range
+# (32768+), where loadtest's own sockets are. Per step: loss each way, jitter p99, the media
 # process's CPU (cores) in the steady window, per call, and the edge's RSS per call.
 #
 #   bench/relay.sh [HOLD_SECONDS] [CONCURRENCY...]
@@ -38,7 +39,7 @@ listen = ["udp:127.0.0.1:$SUT"]
 max_calls = 100000
 [media]
 address = "127.0.0.1"
-rtp_ports = "20000-59999"
+rtp_ports = "10000-30999"
 [http]
 listen = "127.0.0.1:18081"
 [storage]
@@ -56,7 +57,7 @@ start_system() {
       PIDS=$!; TARGET=127.0.0.1:$SUT ;;
     rtpengine)
       command -v rtpengine > /dev/null || { echo "missing rtpengine (apt-get install rtpengine-daemon)"; return 1; }
-      rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:22223 --port-min=20000 --port-max=59999 \
+      rtpengine --config-file=none --interface=127.0.0.1 --listen-ng=127.0.0.1:22223 --port-min=10000 --port-max=30999 \
         --table=-1 --foreground --log-level=3 --num-threads=2 --pidfile="$WORK/rtpengine.pid" > "$WORK/rtpengine.log" 2>&1 &
       PIDS=$!
       kamailio -f bench/kamailio-rtpengine.cfg -P "$WORK/kam.pid" -Y "$WORK" -w "$WORK" \
@@ -90,6 +91,10 @@ for sys in $SYSTEMS; do
     sleep $(( HOLD / 2 ))
     t1=$(ticks $PIDS); w1=$(date +%s.%N)
     wait $CPID || true
+    # Calls whose BYE was lost never finish at the answerer: stop it (it prints its
+    # summary on SIGTERM) if it has not exited 10 s after the caller.
+    for _ in $(seq 50); do kill -0 $APID 2>/dev/null || break; sleep 0.2; done
+    kill -TERM $APID 2>/dev/null || true
     wait $APID || true
     cores=$(awk -v a="$t1" -v b="$t0" -v hz="$HZ" -v w1="$w1" -v w0="$w0" 'BEGIN {printf "%.3f", (a-b)/hz/(w1-w0)}')
     per_call=$(awk -v c="$cores" -v n="$n" 'BEGIN {printf "%.2f", c*1e6/n}')

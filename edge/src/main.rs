@@ -128,6 +128,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     if c.trunks.is_empty() {
         warn!("no [[trunks]] configured: INVITEs from any source are accepted");
     }
+    warn_ephemeral_overlap(c.media.rtp_ports.first, c.media.rtp_ports.last);
     std::fs::create_dir_all(&c.storage.dir)
         .map_err(|e| format!("cannot create storage.dir {}: {e}", c.storage.dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
@@ -171,6 +172,26 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     info!("shutting down");
     Ok(())
+}
+
+/// RTP ports inside the kernel's ephemeral range can be taken by any program's
+/// outgoing sockets; a call that gets such a port fails with 503. Say so at start.
+fn warn_ephemeral_overlap(first: u16, last: u16) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
+        if first <= hi && last >= lo {
+            warn!(
+                rtp_ports = %format!("{first}-{last}"),
+                ephemeral = %format!("{lo}-{hi}"),
+                "media.rtp_ports overlaps the kernel's ephemeral port range: other programs' sockets may take RTP ports, and calls that get one fail with 503"
+            );
+        }
+    }
 }
 
 async fn shutdown() {

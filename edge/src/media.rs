@@ -194,8 +194,9 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
             let on = Socket::ALL[i];
             // Level-triggered: one datagram per event; if more are queued, the next
             // wait reports the socket again.
-            match call.sockets[i].recv_from(&mut buf) {
-                Ok((len, src)) => match call.relay.on_datagram(on, src, &buf[..len]) {
+            // WouldBlock (spurious) or ICMP errors reported on the socket: nothing to do.
+            if let Ok((len, src)) = call.sockets[i].recv_from(&mut buf) {
+                match call.relay.on_datagram(on, src, &buf[..len]) {
                     Some(dst) => match call.sockets[on.peer().index()].send_to(&buf[..len], dst) {
                         Ok(_) => {
                             c.packets += 1;
@@ -204,9 +205,7 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
                         Err(_) => c.dropped += 1,
                     },
                     None => c.dropped += 1,
-                },
-                // WouldBlock (spurious) or ICMP errors reported on the socket.
-                Err(_) => {}
+                }
             }
         }
         if commands {
