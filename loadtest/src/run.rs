@@ -191,17 +191,8 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         },
         seed(),
     );
-    let start = Instant::now();
-    let collector = Arc::new(Collector::new(start));
-    let mut progress = Progress::new(a.progress, start);
+    let (start, collector, mut progress, engine) = begin(a.progress, a.media_threads, a.media_ip)?;
     let mut sockets: HashMap<u64, std::net::UdpSocket> = HashMap::new();
-    let engine = rtp::Engine::start(a.media_threads, collector.clone()).map_err(|source| {
-        RunError::Bind {
-            what: "the RTP workers",
-            addr: SocketAddr::new(a.media_ip, 0),
-            source,
-        }
-    })?;
     let mut streaming: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut started = 0u64;
     let mut any_response = false;
@@ -358,6 +349,23 @@ pub struct AnswerArgs {
     pub media_threads: usize,
 }
 
+/// The clock, collector, progress line and RTP engine of a run.
+fn begin(
+    progress: bool,
+    threads: usize,
+    media_ip: IpAddr,
+) -> Result<(Instant, Arc<Collector>, Progress, rtp::Engine), RunError> {
+    let start = Instant::now();
+    let collector = Arc::new(Collector::new(start));
+    let engine =
+        rtp::Engine::start(threads, collector.clone()).map_err(|source| RunError::Bind {
+            what: "the RTP workers",
+            addr: SocketAddr::new(media_ip, 0),
+            source,
+        })?;
+    Ok((start, collector, Progress::new(progress, start), engine))
+}
+
 struct BoundPorts {
     ip: IpAddr,
     sockets: HashMap<u16, std::net::UdpSocket>,
@@ -393,20 +401,11 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
         },
         seed(),
     );
-    let start = Instant::now();
-    let collector = Arc::new(Collector::new(start));
-    let mut progress = Progress::new(a.progress, start);
+    let (start, collector, mut progress, engine) = begin(a.progress, a.media_threads, a.media_ip)?;
     let mut ports = BoundPorts {
         ip: a.media_ip,
         sockets: HashMap::new(),
     };
-    let engine = rtp::Engine::start(a.media_threads, collector.clone()).map_err(|source| {
-        RunError::Bind {
-            what: "the RTP workers",
-            addr: SocketAddr::new(a.media_ip, 0),
-            source,
-        }
-    })?;
     let mut streaming: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut finished = 0u64;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
