@@ -126,15 +126,119 @@ impl Default for HttpConfig {
 pub struct StorageConfig {
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
+    /// Hard bound on how long a recording stays on local disk, uploaded or not.
+    #[serde(default = "default_retention", with = "duration_str")]
+    pub retention: Duration,
+    /// Largest upload chunk (`50MB`; B, KB, MB, GB, KiB, MiB, GiB).
+    #[serde(default = "default_chunk_size", with = "crate::values::size_str")]
+    pub chunk_size: u64,
+    #[serde(default)]
+    pub upload: UploadConfig,
 }
 
 fn default_dir() -> PathBuf {
     PathBuf::from("./data")
 }
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_chunk_size() -> u64 {
+    50_000_000
+}
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { dir: default_dir() }
+        StorageConfig {
+            dir: default_dir(),
+            retention: default_retention(),
+            chunk_size: default_chunk_size(),
+            upload: UploadConfig::default(),
+        }
+    }
+}
+
+/// Where finished recordings are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadTarget {
+    /// Copy into a directory (`dir`, default `{storage.dir}/archive`).
+    Fs,
+    /// PUT chunks to a CRM webhook (`url`).
+    Http,
+    /// S3-compatible multipart upload (not available yet: rejected by validation).
+    S3,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    #[serde(default = "default_target")]
+    pub target: UploadTarget,
+    /// Base URL of the http target.
+    pub url: Option<String>,
+    /// Bearer token for the http target; never logged.
+    pub token: Option<String>,
+    /// Directory of the fs target (default `{storage.dir}/archive`).
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_backoff_base", with = "duration_str")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_backoff_max", with = "duration_str")]
+    pub backoff_max: Duration,
+    /// Attempts per upload before it is marked failed (default: unlimited within
+    /// retention).
+    pub max_attempts: Option<u32>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Per-request timeout.
+    #[serde(default = "default_request_timeout", with = "duration_str")]
+    pub request_timeout: Duration,
+}
+
+fn default_target() -> UploadTarget {
+    UploadTarget::Fs
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            target: default_target(),
+            url: None,
+            token: None,
+            dir: None,
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+            max_attempts: None,
+            concurrency: default_concurrency(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UploadConfig {
+    // The token never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadConfig")
+            .field("target", &self.target)
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("dir", &self.dir)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("max_attempts", &self.max_attempts)
+            .field("concurrency", &self.concurrency)
+            .finish()
     }
 }
 

@@ -26,6 +26,48 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         ));
     }
 
+    let up = &c.storage.upload;
+    let upath = || root().key("storage").key("upload");
+    match up.target {
+        crate::model::UploadTarget::Http => match up.url.as_deref() {
+            None => {
+                return Err(Issue::new(
+                    upath().key("url"),
+                    "the http target needs a url",
+                ))
+            }
+            Some(u) if !u.starts_with("http://") => {
+                return Err(Issue::new(
+                    upath().key("url"),
+                    format!("`{u}`: only http:// URLs are supported yet (no TLS)"),
+                ))
+            }
+            Some(_) => {}
+        },
+        crate::model::UploadTarget::S3 => {
+            return Err(Issue::new(
+                upath().key("target"),
+                "the s3 target is not available yet (fs or http)",
+            ));
+        }
+        crate::model::UploadTarget::Fs => {}
+    }
+    if up.concurrency == 0 {
+        return Err(Issue::new(upath().key("concurrency"), "must be at least 1"));
+    }
+    if up.backoff_base.is_zero() || up.backoff_max < up.backoff_base {
+        return Err(Issue::new(
+            upath().key("backoff_max"),
+            "backoff_base must be > 0 and backoff_max >= backoff_base",
+        ));
+    }
+    if c.storage.retention.is_zero() {
+        return Err(Issue::new(
+            root().key("storage").key("retention"),
+            "must be longer than 0s",
+        ));
+    }
+
     for (i, t) in c.trunks.iter().enumerate() {
         if t.sources.is_empty() {
             return Err(Issue::new(

@@ -146,6 +146,47 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 500ms, 20s, 2m, 7d: {e}"))
 }
 
+/// Parse a size: `50MB` (10^6), `64KiB` (2^10), `1GB`, `512B`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 50MB, 64KiB, 1GB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let v = n * mult as f64;
+    if !(1.0..=1e15).contains(&v) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// serde adapter for sizes written as strings.
+pub mod size_str {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_size(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 macro_rules! deserialize_from_str {
     ($($t:ty),*) => {$(
         impl<'de> Deserialize<'de> for $t {
@@ -203,6 +244,16 @@ mod tests {
         assert_eq!(t.transport, Transport::Tcp);
         assert!("sip:a@pbx.example.com".parse::<SipTarget>().is_err());
         assert!("http://x".parse::<SipTarget>().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50MB").unwrap(), 50_000_000);
+        assert_eq!(parse_size("64KiB").unwrap(), 65_536);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("5XB").is_err());
+        assert!(parse_size("0MB").is_err());
     }
 
     #[test]
