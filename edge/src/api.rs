@@ -25,6 +25,7 @@ pub struct AppState {
     pub core: CoreTx,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
+    pub uploader: Arc<storage::uploader::Uploader>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -34,6 +35,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/calls", get(list_calls))
         .route("/api/v1/calls/{id}", get(get_call).delete(delete_call))
+        .route("/api/v1/recordings", get(list_recordings))
+        .route("/api/v1/recordings/{id}", get(get_recording))
+        .route("/api/v1/recordings/{id}/audio", get(recording_audio))
+        .route(
+            "/api/v1/recordings/{id}/retry",
+            axum::routing::post(retry_recording),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -108,11 +116,11 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn prometheus(State(s): State<AppState>) -> Response {
     match ask(&s.core, CoreMsg::Stats).await {
-        Ok(st) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            metrics::render(&s.metrics, &st),
-        )
-            .into_response(),
+        Ok(st) => {
+            let mut text = metrics::render(&s.metrics, &st);
+            metrics::render_uploads(&mut text, &s.uploader);
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Err(e) => e,
     }
 }
@@ -183,5 +191,126 @@ async fn delete_call(
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => e,
+    }
+}
+
+fn recording_json(j: &storage::Journal) -> serde_json::Value {
+    json!({
+        "id": j.id,
+        "call_id": j.call_id,
+        "size": j.size,
+        "sha256": j.sha256,
+        "state": j.state.as_str(),
+        "target": j.target,
+        "chunks": j.chunks.len(),
+        "chunks_acknowledged": j.acked_chunks(),
+        "attempts": j.attempts,
+        "last_error": j.last_error,
+        "next_attempt": j.next_attempt_ms.map(|t| t as f64 / 1000.0),
+        "created": j.created_ms as f64 / 1000.0,
+    })
+}
+
+async fn list_recordings(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Admin) {
+        return e;
+    }
+    let list: Vec<_> = s.uploader.list().iter().map(recording_json).collect();
+    Json(json!({ "recordings": list })).into_response()
+}
+
+async fn get_recording(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Admin) {
+        return e;
+    }
+    let Some(j) = s.uploader.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such recording");
+    };
+    let mut v = recording_json(&j);
+    v["metadata"] = s
+        .uploader
+        .spool
+        .read_meta(&id)
+        .unwrap_or(serde_json::Value::Null);
+    Json(v).into_response()
+}
+
+async fn recording_audio(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Admin) {
+        return e;
+    }
+    let Some(j) = s.uploader.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such recording");
+    };
+    if !storage::spool::safe_id(&id) {
+        return error(StatusCode::NOT_FOUND, "no such recording");
+    }
+    let path = s.uploader.spool.file_path(&j);
+    match tokio::fs::File::open(&path).await {
+        Ok(file) => {
+            use tokio::io::AsyncReadExt;
+            // Stream in 64 KiB blocks: recordings can be hundreds of MB.
+            let stream = futures_util::stream::unfold(file, |mut f| async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                match f.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            });
+            let ct = if j.file.ends_with(".wav") {
+                "audio/wav"
+            } else {
+                "application/octet-stream"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, ct),
+                    (header::CONTENT_LENGTH, &j.size.to_string()),
+                ],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        Err(_) => error(
+            StatusCode::GONE,
+            &format!("recording is {}: no local copy", j.state.as_str()),
+        ),
+    }
+}
+
+async fn retry_recording(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let user = match authorize(&s, &headers, Role::Admin) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    match s.uploader.retry(&id) {
+        Ok(()) => {
+            tracing::info!(recording = %id, %user, "upload retry requested");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "state": "pending" })),
+            )
+                .into_response()
+        }
+        Err(storage::uploader::RetryError::NotFound) => {
+            error(StatusCode::NOT_FOUND, "no such recording")
+        }
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
     }
 }

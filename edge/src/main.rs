@@ -5,6 +5,7 @@
 mod api;
 mod media;
 mod metrics;
+mod recordings;
 mod sip;
 
 use arc_swap::ArcSwap;
@@ -132,6 +133,24 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     std::fs::create_dir_all(&c.storage.dir)
         .map_err(|e| format!("cannot create storage.dir {}: {e}", c.storage.dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::default());
+    let spool = storage::Spool::open(
+        &c.storage.dir,
+        c.storage.chunk_size,
+        &format!("{:?}", c.storage.upload.target).to_lowercase(),
+    )
+    .map_err(|e| format!("cannot open the recording spool: {e}"))?;
+    let target = storage::target::Target::from_config(&c.storage)?;
+    let uploader = storage::uploader::Uploader::new(
+        spool,
+        target,
+        storage::uploader::Settings::from_config(&c.storage),
+        seed(),
+    );
+    tokio::spawn(uploader.clone().run());
+    let inbox = recordings::inbox_dir(&c.storage.dir);
+    std::fs::create_dir_all(&inbox)
+        .map_err(|e| format!("cannot create {}: {e}", inbox.display()))?;
+    recordings::spawn_inbox(uploader.clone(), inbox);
     let (udp, tcp) = sip::bind_all(&snap).await?;
     let http = tokio::net::TcpListener::bind(c.http.listen)
         .await
@@ -162,6 +181,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         core: core_tx.clone(),
         snapshot: shared,
         metrics,
+        uploader,
     };
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");

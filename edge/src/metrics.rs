@@ -258,3 +258,90 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     o
 }
+
+/// Append the recording upload metrics.
+pub fn render_uploads(o: &mut String, up: &storage::uploader::Uploader) {
+    let m = &up.metrics;
+    let (depth, oldest) = up.queue();
+    counter(
+        o,
+        "edge_recordings_queue_depth",
+        "Recordings waiting for or in upload.",
+        "gauge",
+    );
+    let _ = writeln!(o, "edge_recordings_queue_depth {depth}");
+    counter(
+        o,
+        "edge_recordings_oldest_pending_seconds",
+        "Age of the oldest recording not yet uploaded.",
+        "gauge",
+    );
+    let _ = writeln!(o, "edge_recordings_oldest_pending_seconds {oldest:.3}");
+    counter(
+        o,
+        "edge_recordings_uploaded_total",
+        "Recordings uploaded and deleted locally.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_recordings_uploaded_total {}",
+        m.uploaded.load(Relaxed)
+    );
+    counter(
+        o,
+        "edge_recordings_upload_bytes_total",
+        "Chunk bytes acknowledged by the target.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_recordings_upload_bytes_total {}",
+        m.bytes_uploaded.load(Relaxed)
+    );
+    counter(
+        o,
+        "edge_recordings_upload_attempts_total",
+        "Upload requests made.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_recordings_upload_attempts_total {}",
+        m.attempts.load(Relaxed)
+    );
+    counter(
+        o,
+        "edge_recordings_upload_failures_total",
+        "Failed upload requests by reason.",
+        "counter",
+    );
+    for (reason, n) in m.failures.lock().iter() {
+        let _ = writeln!(
+            o,
+            "edge_recordings_upload_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    counter(
+        o,
+        "edge_recordings_expired_total",
+        "Local recordings deleted by the retention bound.",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_recordings_expired_total {}",
+        m.expired.load(Relaxed)
+    );
+    counter(
+        o,
+        "edge_recordings_spool_errors_total",
+        "Spool write/delete errors (disk full, unwritable).",
+        "counter",
+    );
+    let _ = writeln!(
+        o,
+        "edge_recordings_spool_errors_total {}",
+        m.spool_errors.load(Relaxed)
+    );
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// The body as bytes (not de-chunked).
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -29,6 +31,11 @@ pub fn request(
     write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Length: 0\r\n\r\n")?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
+    let raw = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| buf[i + 4..].to_vec())
+        .unwrap_or_default();
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text
         .split_whitespace()
@@ -44,7 +51,11 @@ pub fn request(
     } else {
         body.to_string()
     };
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        body,
+        bytes: raw,
+    })
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -2,6 +2,8 @@
 //! `edge` binary on loopback with ephemeral ports, talks HTTP to it, runs SIPp, and
 //! provides a tiny SIP user agent with RTP for end-to-end media checks.
 
+pub mod crm;
+pub use sha2;
 pub mod http;
 pub mod lossy;
 pub mod ua;
@@ -118,6 +120,21 @@ impl Edge {
         agents: [u16; 2],
         extra: &str,
     ) -> String {
+        Edge::config_full(sip, http, rtp, dir, route_port, agents, "", extra)
+    }
+
+    /// As [`Edge::config`], with `storage` lines inside the `[storage]` table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn config_full(
+        sip: u16,
+        http: u16,
+        rtp: (u16, u16),
+        dir: &Path,
+        route_port: u16,
+        agents: [u16; 2],
+        storage: &str,
+        extra: &str,
+    ) -> String {
         format!(
             r#"[sip]
 listen = ["udp:127.0.0.1:{sip}", "tcp:127.0.0.1:{sip}"]
@@ -132,6 +149,7 @@ listen = "127.0.0.1:{http}"
 
 [storage]
 dir = "{}"
+{storage}
 
 [[trunks]]
 name = "loopback"
@@ -182,46 +200,31 @@ token = "{AGENT_TOKEN}"
 
     /// Start the edge with the standard config plus `extra` TOML; waits for /healthz.
     pub fn start_with(extra: &str) -> Edge {
+        Edge::start_full("", extra)
+    }
+
+    /// Start with `storage` lines in `[storage]` and `extra` TOML at the end.
+    pub fn start_full(storage: &str, extra: &str) -> Edge {
         let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
         let route_port = free_port();
         let agents = [free_port(), free_port()];
         let rtp = rtp_block(200);
-        let config = Edge::config(sip, http, rtp, dir.path(), route_port, agents, extra);
+        let config = Edge::config_full(
+            sip,
+            http,
+            rtp,
+            dir.path(),
+            route_port,
+            agents,
+            storage,
+            extra,
+        );
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(edge_binary())
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--log")
-            .arg("info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start edge");
         let log = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
+        let child = spawn_edge(&config_path, &log);
         let edge = Edge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip)),
@@ -232,16 +235,34 @@ token = "{AGENT_TOKEN}"
             route_port,
             agent_ports: agents,
         };
+        edge.wait_healthy();
+        edge
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = http::get(edge.http, "/healthz", None) {
+            if let Ok(r) = http::get(self.http, "/healthz", None) {
                 if r.status == 200 {
-                    return edge;
+                    return;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("edge did not become healthy; log:\n{}", edge.log_text());
+        panic!("edge did not become healthy; log:\n{}", self.log_text());
+    }
+
+    /// `kill -9` the edge (no chance to clean up), then start it again on the same
+    /// configuration and data directory.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+        self.log
+            .lock()
+            .unwrap()
+            .push("---- killed with SIGKILL, restarting ----".into());
+        self.child = spawn_edge(&self.config_path, &self.log);
+        self.wait_healthy();
     }
 
     pub fn log_text(&self) -> String {
@@ -281,6 +302,40 @@ token = "{AGENT_TOKEN}"
             .status()
             .unwrap();
     }
+}
+
+fn spawn_edge(config_path: &Path, log: &Arc<Mutex<Vec<String>>>) -> Child {
+    let mut child = Command::new(edge_binary())
+        .arg("--config")
+        .arg(config_path)
+        .arg("--log")
+        .arg("info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start edge");
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    child
 }
 
 impl Drop for Edge {

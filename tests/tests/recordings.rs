@@ -1,0 +1,333 @@
+//! Recording upload through the real edge: a faulty CRM webhook, a `kill -9` in
+//! the middle of uploads, a permanent refusal with an admin retry, and the API.
+
+use edge_tests::crm::{Crm, Faults};
+use edge_tests::sha2::{Digest, Sha256};
+use edge_tests::{http, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "crm-secret-token";
+
+fn storage_lines(crm: &Crm) -> String {
+    format!(
+        "chunk_size = \"16KiB\"\nretention = \"7d\"\n\n[storage.upload]\ntarget = \"http\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
+backoff_base = \"50ms\"\nbackoff_max = \"500ms\"\nrequest_timeout = \"1s\"\nconcurrency = 2\n",
+        crm.url()
+    )
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    let mut x = seed as u32 + 1;
+    (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 16) as u8
+        })
+        .collect()
+}
+
+/// Hand a recording to the edge the way any producer does: data first, metadata last.
+fn drop_in(edge: &Edge, id: &str, data: &[u8]) {
+    let inbox = edge.dir.path().join("data/inbox");
+    std::fs::write(inbox.join(format!("{id}.wav")), data).unwrap();
+    let meta = serde_json::json!({"recording_id": id, "call_id": format!("call-{id}"), "caller": "sip:a@x"});
+    let tmp = inbox.join(format!(".{id}.json.tmp"));
+    std::fs::write(&tmp, meta.to_string()).unwrap();
+    std::fs::rename(tmp, inbox.join(format!("{id}.json"))).unwrap();
+}
+
+fn wait(secs: u64, what: &str, mut f: impl FnMut() -> bool, edge: &Edge) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "timed out waiting for {what}; edge log:\n{}",
+        edge.log_text()
+    );
+}
+
+fn recordings(edge: &Edge) -> Vec<serde_json::Value> {
+    http::get(edge.http, "/api/v1/recordings", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json()["recordings"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn check_intact(crm: &Crm, id: &str, data: &[u8]) {
+    assert_eq!(
+        crm.assembled(id).as_deref(),
+        Some(data),
+        "{id} arrives byte-identical and in order"
+    );
+    let r = crm.received.lock().unwrap();
+    let (_, meta) = r.completed.iter().find(|(c, _)| c == id).unwrap();
+    let sha: String = Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(meta["sha256"], sha);
+    assert_eq!(meta["size"], data.len());
+    assert_eq!(meta["call_id"], format!("call-{id}"));
+}
+
+#[test]
+fn every_recording_arrives_whole_through_503s_dropped_connections_429s_and_stalls() {
+    let crm = Crm::start(
+        Faults {
+            fail_every: 3,
+            drop_every: 7,
+            throttle_first: 2,
+            stall_every: 11,
+            stall: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        TOKEN,
+    );
+    let edge = Edge::start_full(&storage_lines(&crm), "");
+    let sizes = [
+        (1_000usize, "small"),
+        (70_000, "five-chunks"),
+        (16_384, "exact-chunk"),
+        (0, "empty"),
+        (200_000, "thirteen"),
+    ];
+    let data: Vec<(&str, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, (n, id))| (*id, bytes(*n, i as u8)))
+        .collect();
+    for (id, d) in &data {
+        drop_in(&edge, id, d);
+    }
+    wait(
+        120,
+        "all recordings uploaded",
+        || crm.completed_ids().len() == data.len() && recordings(&edge).is_empty(),
+        &edge,
+    );
+    for (id, d) in &data {
+        check_intact(&crm, id, d);
+    }
+    let r = crm.received.lock().unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.resent_after_ack.is_empty(),
+        "acknowledged chunks sent again: {:?}",
+        r.resent_after_ack
+    );
+    drop(r);
+    // Faults happened and were counted.
+    let m = http::get(edge.http, "/metrics", None).unwrap().body;
+    for reason in ["http_503", "http_429", "connection", "timeout"] {
+        assert!(
+            m.contains(&format!(
+                "edge_recordings_upload_failures_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} counted:\n{m}"
+        );
+    }
+    assert_eq!(edge.metric("edge_recordings_uploaded_total"), 5.0);
+    assert_eq!(
+        edge.metric("edge_recordings_upload_bytes_total"),
+        data.iter().map(|(_, d)| d.len()).sum::<usize>() as f64
+    );
+    assert_eq!(edge.metric("edge_recordings_queue_depth"), 0.0);
+    assert!(
+        std::fs::read_dir(edge.dir.path().join("data/spool"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "expired"),
+        "spool empty"
+    );
+    assert!(
+        !edge.log_text().contains(TOKEN),
+        "the CRM token is never logged"
+    );
+}
+
+#[test]
+fn uploads_resume_after_kill_9_without_resending_acknowledged_chunks() {
+    let crm = Crm::start(
+        Faults {
+            slow: Duration::from_millis(60),
+            ..Default::default()
+        },
+        TOKEN,
+    );
+    let mut edge = Edge::start_full(&storage_lines(&crm), "");
+    let data: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("rec{i}"), bytes(300_000, 10 + i as u8)))
+        .collect();
+    for (id, d) in &data {
+        drop_in(&edge, id, d);
+    }
+    // 3 × 19 chunks at ~60 ms each, two at a time: kill mid-way.
+    wait(
+        30,
+        "some chunks acknowledged",
+        || crm.received.lock().unwrap().acks.len() >= 12,
+        &edge,
+    );
+    let acked_before = crm.received.lock().unwrap().acks.len();
+    edge.crash_and_restart();
+    assert!(
+        edge.log_text().contains("resuming spooled uploads"),
+        "{}",
+        edge.log_text()
+    );
+    wait(
+        120,
+        "all recordings uploaded after the restart",
+        || crm.completed_ids().len() == 3 && recordings(&edge).is_empty(),
+        &edge,
+    );
+    for (id, d) in &data {
+        check_intact(&crm, id, d);
+    }
+    let r = crm.received.lock().unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // A chunk the CRM acknowledged in the instant before the kill, before the edge
+    // journaled the ack, is sent once more (the receiver is idempotent): at most one
+    // per concurrent upload. Everything journaled is never sent again.
+    assert!(
+        r.resent_after_ack.len() <= 2,
+        "re-sent after restart: {:?} (of {acked_before} acknowledged before the kill)",
+        r.resent_after_ack
+    );
+    assert_eq!(r.acks.len(), 3 * 19 + r.resent_after_ack.len());
+}
+
+#[test]
+fn refused_upload_stays_local_visible_and_retryable_by_an_admin() {
+    let crm = Crm::start(
+        Faults {
+            forbid: true,
+            ..Default::default()
+        },
+        TOKEN,
+    );
+    let edge = Edge::start_full(&storage_lines(&crm), "");
+    let d = bytes(40_000, 3);
+    drop_in(&edge, "refused", &d);
+    wait(
+        20,
+        "the upload to fail",
+        || {
+            recordings(&edge)
+                .first()
+                .is_some_and(|r| r["state"] == "failed")
+        },
+        &edge,
+    );
+    let list = recordings(&edge);
+    assert_eq!(list[0]["id"], "refused");
+    assert_eq!(list[0]["call_id"], "call-refused");
+    assert_eq!(list[0]["size"], 40_000);
+    assert!(
+        list[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 403"),
+        "{}",
+        list[0]
+    );
+    // Permissions.
+    assert_eq!(
+        http::get(edge.http, "/api/v1/recordings", Some(AGENT_TOKEN))
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(
+        http::get(edge.http, "/api/v1/recordings", None)
+            .unwrap()
+            .status,
+        401
+    );
+    // Metadata and audio while local.
+    let one = http::get(edge.http, "/api/v1/recordings/refused", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    assert_eq!(one["metadata"]["caller"], "sip:a@x");
+    let audio = http::get(
+        edge.http,
+        "/api/v1/recordings/refused/audio",
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(audio.status, 200);
+    assert_eq!(audio.bytes, d, "whole file served");
+    assert_eq!(
+        http::get(edge.http, "/api/v1/recordings/nope", Some(ADMIN_TOKEN))
+            .unwrap()
+            .status,
+        404
+    );
+    // The CRM is fixed; the admin retries.
+    crm.faults.lock().unwrap().forbid = false;
+    let r = http::request(
+        edge.http,
+        "POST",
+        "/api/v1/recordings/refused/retry",
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202);
+    wait(
+        20,
+        "the retried upload",
+        || recordings(&edge).is_empty(),
+        &edge,
+    );
+    check_intact(&crm, "refused", &d);
+    assert_eq!(
+        http::request(
+            edge.http,
+            "POST",
+            "/api/v1/recordings/refused/retry",
+            Some(ADMIN_TOKEN)
+        )
+        .unwrap()
+        .status,
+        404
+    );
+}
+
+#[test]
+fn bad_inbox_entries_are_set_aside_with_a_reason() {
+    let crm = Crm::start(Faults::default(), TOKEN);
+    let edge = Edge::start_full(&storage_lines(&crm), "");
+    let inbox = edge.dir.path().join("data/inbox");
+    std::fs::write(inbox.join("broken.json"), "{not json").unwrap();
+    std::fs::write(inbox.join("orphan.json"), "{}").unwrap();
+    std::fs::write(inbox.join("evil.wav"), b"x").unwrap();
+    std::fs::write(inbox.join("evil.json"), r#"{"recording_id": "../../etc"}"#).unwrap();
+    wait(
+        10,
+        "bad entries moved aside",
+        || {
+            std::fs::read_dir(&inbox)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().is_file())
+                .count()
+                == 0
+        },
+        &edge,
+    );
+    let failed = inbox.join("failed");
+    assert!(std::fs::read_to_string(failed.join("broken.error.txt"))
+        .unwrap()
+        .contains("unreadable metadata"));
+    assert!(std::fs::read_to_string(failed.join("orphan.error.txt"))
+        .unwrap()
+        .contains("no recording file"));
+    assert!(std::fs::read_to_string(failed.join("evil.error.txt"))
+        .unwrap()
+        .contains("not a safe name"));
+    assert!(recordings(&edge).is_empty());
+}
