@@ -183,6 +183,44 @@ token = "change-me"
     }
 
     #[test]
+    fn accepts_the_recording_upload_block_as_written() {
+        let text = r#"
+[storage]
+dir = "./data"
+retention = "7d"
+chunk_size = "50MB"              # sizes: B, KB, MB, GB (and KiB, MiB, GiB)
+
+[storage.upload]
+target = "http"                 # fs | http | s3
+url = "http://127.0.0.1:9000/recordings"
+token = "optional bearer token"
+backoff_base = "1s"
+backoff_max = "5m"
+concurrency = 4
+"#;
+        let s = parse("t", text).unwrap();
+        let st = &s.config.storage;
+        assert_eq!(st.chunk_size, 50_000_000);
+        assert_eq!(st.retention, std::time::Duration::from_secs(7 * 86_400));
+        assert_eq!(st.upload.target, crate::UploadTarget::Http);
+        assert_eq!(st.upload.concurrency, 4);
+        assert!(
+            !format!("{:?}", st.upload).contains("optional bearer token"),
+            "token redacted"
+        );
+        let bad = text.replace("chunk_size = \"50MB\"", "chunk_size = \"50XB\"");
+        assert!(parse("t", &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("chunk_size"));
+        let s3 = text.replace("target = \"http\"", "target = \"s3\"");
+        assert!(parse("t", &s3)
+            .unwrap_err()
+            .to_string()
+            .contains("not available yet"));
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         parse("default", DEFAULT_CONFIG).unwrap();
     }
