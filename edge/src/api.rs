@@ -219,16 +219,26 @@ async fn list_recordings(State(s): State<AppState>, headers: HeaderMap) -> Respo
     Json(json!({ "recordings": list })).into_response()
 }
 
+/// An admin's view of one recording: 401/403 for others, 404 for unknown ids.
+fn admin_recording(
+    s: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<storage::Journal, Response> {
+    authorize(s, headers, Role::Admin)?;
+    s.uploader
+        .get(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "no such recording"))
+}
+
 async fn get_recording(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorize(&s, &headers, Role::Admin) {
-        return e;
-    }
-    let Some(j) = s.uploader.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "no such recording");
+    let j = match admin_recording(&s, &headers, &id) {
+        Ok(j) => j,
+        Err(e) => return e,
     };
     let mut v = recording_json(&j);
     v["metadata"] = s
@@ -244,15 +254,10 @@ async fn recording_audio(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorize(&s, &headers, Role::Admin) {
-        return e;
-    }
-    let Some(j) = s.uploader.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "no such recording");
+    let j = match admin_recording(&s, &headers, &id) {
+        Ok(j) => j,
+        Err(e) => return e,
     };
-    if !storage::spool::safe_id(&id) {
-        return error(StatusCode::NOT_FOUND, "no such recording");
-    }
     let path = s.uploader.spool.file_path(&j);
     match tokio::fs::File::open(&path).await {
         Ok(file) => {
