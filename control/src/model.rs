@@ -165,8 +165,19 @@ pub enum UploadTarget {
     Fs,
     /// PUT chunks to a CRM webhook (`url`).
     Http,
-    /// S3-compatible multipart upload (not available yet: rejected by validation).
+    /// S3-compatible object storage (`bucket`, `endpoint`, credentials).
     S3,
+}
+
+/// How the s3 target stores a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Mode {
+    /// One object, one multipart part per chunk.
+    #[default]
+    Multipart,
+    /// One object per chunk (`{prefix}{id}/00000`, …), for CRMs that attach files separately.
+    Split,
 }
 
 #[derive(Clone, Deserialize)]
@@ -192,6 +203,25 @@ pub struct UploadConfig {
     /// Per-request timeout.
     #[serde(default = "default_request_timeout", with = "duration_str")]
     pub request_timeout: Duration,
+    /// s3 target: bucket, endpoint (S3-compatible servers), region, credentials
+    /// (the secret is never logged), key prefix and mode.
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub mode: S3Mode,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_prefix() -> String {
+    "recordings/".into()
 }
 
 fn default_target() -> UploadTarget {
@@ -222,6 +252,13 @@ impl Default for UploadConfig {
             max_attempts: None,
             concurrency: default_concurrency(),
             request_timeout: default_request_timeout(),
+            bucket: None,
+            endpoint: None,
+            region: default_region(),
+            access_key_id: None,
+            secret_access_key: None,
+            prefix: default_prefix(),
+            mode: S3Mode::default(),
         }
     }
 }
@@ -238,6 +275,16 @@ impl std::fmt::Debug for UploadConfig {
             .field("backoff_max", &self.backoff_max)
             .field("max_attempts", &self.max_attempts)
             .field("concurrency", &self.concurrency)
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("prefix", &self.prefix)
+            .field("mode", &self.mode)
             .finish()
     }
 }

@@ -217,7 +217,21 @@ concurrency = 4
         assert!(parse("t", &s3)
             .unwrap_err()
             .to_string()
-            .contains("not available yet"));
+            .contains("needs a bucket"));
+        let s3 = s3.replace(
+            "concurrency = 4",
+            "concurrency = 4\nbucket = \"rec\"\nsecret_access_key = \"s3cr3t\"",
+        );
+        let snap = parse("t", &s3).unwrap();
+        assert!(
+            !format!("{:?}", snap.config.storage.upload).contains("s3cr3t"),
+            "secret redacted"
+        );
+        let small = s3.replace("chunk_size = \"50MB\"", "chunk_size = \"1MB\"");
+        assert!(parse("t", &small)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 5MiB"));
     }
 
     #[test]

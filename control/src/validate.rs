@@ -45,10 +45,29 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             Some(_) => {}
         },
         crate::model::UploadTarget::S3 => {
-            return Err(Issue::new(
-                upath().key("target"),
-                "the s3 target is not available yet (fs or http)",
-            ));
+            if up.bucket.as_deref().is_none_or(str::is_empty) {
+                return Err(Issue::new(
+                    upath().key("bucket"),
+                    "the s3 target needs a bucket",
+                ));
+            }
+            if let Some(e) = up
+                .endpoint
+                .as_deref()
+                .filter(|e| !e.starts_with("http://") && !e.starts_with("https://"))
+            {
+                return Err(Issue::new(
+                    upath().key("endpoint"),
+                    format!("`{e}` is not an http(s) URL"),
+                ));
+            }
+            if up.mode == crate::model::S3Mode::Multipart && c.storage.chunk_size < 5 * 1024 * 1024
+            {
+                return Err(Issue::new(
+                    root().key("storage").key("chunk_size"),
+                    "S3 multipart parts must be at least 5MiB",
+                ));
+            }
         }
         crate::model::UploadTarget::Fs => {}
     }

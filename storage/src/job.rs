@@ -118,6 +118,7 @@ mod tests {
                     len: 50,
                     sha256: String::new(),
                     acked: false,
+                    etag: None,
                 })
                 .collect(),
             completed: false,

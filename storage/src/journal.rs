@@ -34,6 +34,9 @@ pub struct Chunk {
     pub len: u64,
     pub sha256: String,
     pub acked: bool,
+    /// S3 multipart: the part's ETag, needed to complete the same upload.
+    #[serde(default)]
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,6 +109,7 @@ impl Spool {
                     len,
                     sha256: crate::hex(&h.finalize()),
                     acked: false,
+                    etag: None,
                 });
             }
             std::fs::File::open(&dst)

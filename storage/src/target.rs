@@ -11,6 +11,29 @@ use std::time::Duration;
 pub enum Target {
     Fs(FsTarget),
     Http(HttpTarget),
+    S3(S3Target),
+}
+
+/// S3-compatible object storage through `object_store`.
+pub struct S3Target {
+    store: object_store::aws::AmazonS3,
+    prefix: String,
+    split: bool,
+}
+
+/// What a chunk upload returned: the outcome and, for S3 multipart, the part's ETag.
+pub struct ChunkResult {
+    pub outcome: Outcome,
+    pub etag: Option<String>,
+}
+
+impl From<Outcome> for ChunkResult {
+    fn from(outcome: Outcome) -> Self {
+        ChunkResult {
+            outcome,
+            etag: None,
+        }
+    }
 }
 
 pub struct FsTarget {
@@ -50,7 +73,34 @@ impl Target {
                     token: u.token.clone(),
                 }))
             }
-            control::UploadTarget::S3 => Err("the s3 target is not available yet".into()),
+            control::UploadTarget::S3 => {
+                let mut b = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(u.bucket.clone().ok_or("s3 target without bucket")?)
+                    .with_region(u.region.clone())
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: 0,
+                        ..Default::default()
+                    })
+                    .with_client_options(
+                        object_store::ClientOptions::new().with_timeout(u.request_timeout),
+                    );
+                if let Some(e) = &u.endpoint {
+                    b = b
+                        .with_endpoint(e.clone())
+                        .with_allow_http(e.starts_with("http://"));
+                }
+                if let (Some(k), Some(s)) = (&u.access_key_id, &u.secret_access_key) {
+                    b = b
+                        .with_access_key_id(k.clone())
+                        .with_secret_access_key(s.clone());
+                }
+                let store = b.build().map_err(|e| format!("s3 target: {e}"))?;
+                Ok(Target::S3(S3Target {
+                    store,
+                    prefix: u.prefix.clone(),
+                    split: u.mode == control::S3Mode::Split,
+                }))
+            }
         }
     }
 
@@ -58,11 +108,72 @@ impl Target {
         match self {
             Target::Fs(_) => "fs",
             Target::Http(_) => "http",
+            Target::S3(_) => "s3",
         }
     }
 
-    pub async fn put_chunk(&self, j: &Journal, index: usize, data: Vec<u8>) -> Outcome {
+    /// S3 multipart needs an upload id before the first part.
+    pub fn needs_upload_id(&self) -> bool {
+        matches!(self, Target::S3(t) if !t.split)
+    }
+
+    /// Start the remote multipart upload; its id goes into the journal before any part.
+    pub async fn begin(&self, j: &Journal) -> Result<String, Outcome> {
         match self {
+            Target::S3(t) => {
+                use object_store::multipart::MultipartStore;
+                t.store
+                    .create_multipart(&t.object(j))
+                    .await
+                    .map_err(s3_outcome)
+            }
+            _ => Err(Outcome::Fatal {
+                reason: "no multipart upload on this target".into(),
+            }),
+        }
+    }
+
+    /// Abort a multipart upload that cannot finish (its parts would cost storage).
+    pub async fn abort(&self, j: &Journal) {
+        if let (Target::S3(t), Some(id)) = (self, &j.remote_upload_id) {
+            use object_store::multipart::MultipartStore;
+            match t.store.abort_multipart(&t.object(j), id).await {
+                Ok(()) => tracing::info!(recording = %j.id, "s3 multipart upload aborted"),
+                Err(e) => {
+                    tracing::warn!(recording = %j.id, error = %e, "cannot abort s3 multipart upload")
+                }
+            }
+        }
+    }
+
+    pub async fn put_chunk(&self, j: &Journal, index: usize, data: Vec<u8>) -> ChunkResult {
+        match self {
+            Target::S3(t) => {
+                use object_store::multipart::MultipartStore;
+                use object_store::ObjectStoreExt;
+                if t.split {
+                    let path =
+                        object_store::path::Path::from(format!("{}{}/{index:05}", t.prefix, j.id));
+                    return match t.store.put(&path, data.into()).await {
+                        Ok(_) => Outcome::Ok.into(),
+                        Err(e) => s3_outcome(e).into(),
+                    };
+                }
+                let Some(id) = &j.remote_upload_id else {
+                    return Outcome::Retry {
+                        reason: "s3: no upload id yet".into(),
+                        retry_after: None,
+                    }
+                    .into();
+                };
+                match t.store.put_part(&t.object(j), id, index, data.into()).await {
+                    Ok(part) => ChunkResult {
+                        outcome: Outcome::Ok,
+                        etag: Some(part.content_id),
+                    },
+                    Err(e) => s3_outcome(e).into(),
+                }
+            }
             Target::Fs(t) => {
                 let path = t.dir.join(format!(".partial-{}", j.id));
                 let offset = j.chunks[index].offset;
@@ -70,7 +181,7 @@ impl Target {
                     crate::spool::write_at(&path, offset, &data)
                 })
                 .await;
-                fs_outcome(r)
+                fs_outcome(r).into()
             }
             Target::Http(t) => {
                 let c = &j.chunks[index];
@@ -86,7 +197,7 @@ impl Target {
                 if let Some(tok) = &t.token {
                     req = req.bearer_auth(tok);
                 }
-                classify(req.send().await).await
+                classify(req.send().await).await.into()
             }
         }
     }
@@ -106,6 +217,58 @@ impl Target {
         meta.insert("chunks".into(), j.chunks.len().into());
         let meta = serde_json::Value::Object(meta);
         match self {
+            Target::S3(t) => {
+                use object_store::multipart::{MultipartStore, PartId};
+                use object_store::ObjectStoreExt;
+                let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+                if t.split {
+                    let path = object_store::path::Path::from(format!(
+                        "{}{}/metadata.json",
+                        t.prefix, j.id
+                    ));
+                    return match t.store.put(&path, meta_bytes.into()).await {
+                        Ok(_) => Outcome::Ok,
+                        Err(e) => s3_outcome(e),
+                    };
+                }
+                let path = t.object(j);
+                let Some(id) = &j.remote_upload_id else {
+                    return Outcome::Fatal {
+                        reason: "s3: completing without an upload id".into(),
+                    };
+                };
+                let parts: Option<Vec<PartId>> = j
+                    .chunks
+                    .iter()
+                    .map(|c| c.etag.clone().map(|content_id| PartId { content_id }))
+                    .collect();
+                let Some(parts) = parts else {
+                    return Outcome::Fatal {
+                        reason: "s3: a part has no ETag in the journal".into(),
+                    };
+                };
+                // Completing twice (a retry after a lost answer) fails once the upload
+                // is gone: then the object's size decides.
+                let completed = t.store.complete_multipart(&path, id, parts).await;
+                match t.store.head(&path).await {
+                    Ok(m) if m.size == j.size => {
+                        tracing::info!(recording = %j.id, upload_id = %id, size = m.size, "s3 multipart upload completed");
+                        let meta_path =
+                            object_store::path::Path::from(format!("{}{}.json", t.prefix, j.id));
+                        match t.store.put(&meta_path, meta_bytes.into()).await {
+                            Ok(_) => Outcome::Ok,
+                            Err(e) => s3_outcome(e),
+                        }
+                    }
+                    Ok(m) => Outcome::Fatal {
+                        reason: format!("s3: object has {} bytes, expected {}", m.size, j.size),
+                    },
+                    Err(e) => match completed {
+                        Err(ce) => s3_outcome(ce),
+                        Ok(_) => s3_outcome(e),
+                    },
+                }
+            }
             Target::Fs(t) => {
                 let (dir, id, size) = (t.dir.clone(), j.id.clone(), j.size);
                 let ext = std::path::Path::new(&j.file)
@@ -227,4 +390,35 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+impl S3Target {
+    /// The object of a recording: `{prefix}{id}{.ext}`.
+    fn object(&self, j: &Journal) -> object_store::path::Path {
+        let ext = std::path::Path::new(&j.file)
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        object_store::path::Path::from(format!("{}{}{}", self.prefix, j.id, ext))
+    }
+}
+
+/// Object-store errors: missing objects/uploads, permissions and preconditions are
+/// final; everything else (connection, timeouts, 5xx) is retried.
+fn s3_outcome(e: object_store::Error) -> Outcome {
+    let reason = format!(
+        "s3: {}",
+        e.to_string().chars().take(300).collect::<String>()
+    );
+    match e {
+        object_store::Error::NotFound { .. }
+        | object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. }
+        | object_store::Error::Precondition { .. }
+        | object_store::Error::NotSupported { .. } => Outcome::Fatal { reason },
+        _ => Outcome::Retry {
+            reason,
+            retry_after: None,
+        },
+    }
 }

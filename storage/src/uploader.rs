@@ -292,6 +292,33 @@ impl Uploader {
                 }
                 return;
             }
+            // S3 multipart: create the remote upload and journal its id first.
+            if self.target.needs_upload_id()
+                && j.remote_upload_id.is_none()
+                && matches!(step, Step::PutChunk(_))
+            {
+                match self.target.begin(&j).await {
+                    Ok(upload_id) => {
+                        tracing::info!(recording = %id, upload_id = %upload_id, "s3 multipart upload started");
+                        j.remote_upload_id = Some(upload_id);
+                        for c in j.chunks.iter_mut() {
+                            c.acked = false;
+                            c.etag = None;
+                        }
+                        if let Err(e) = self.spool.save(&j) {
+                            self.metrics.spool_errors.fetch_add(1, Relaxed);
+                            tracing::error!(recording = %id, error = %e, "cannot journal the upload id; will retry");
+                            return;
+                        }
+                        self.jobs.lock().insert(id.to_string(), j.clone());
+                    }
+                    Err(outcome) => {
+                        job::begin(&mut j);
+                        self.finish_step(id, j, step, outcome).await;
+                        return;
+                    }
+                }
+            }
             job::begin(&mut j);
             if let Err(e) = self.spool.save(&j) {
                 // Without a durable journal we do not take the step.
@@ -308,7 +335,13 @@ impl Uploader {
             self.metrics.attempts.fetch_add(1, Relaxed);
             let outcome = match step {
                 Step::PutChunk(i) => match self.read_chunk(&j, i).await {
-                    Ok(data) => self.target.put_chunk(&j, i, data).await,
+                    Ok(data) => {
+                        let r = self.target.put_chunk(&j, i, data).await;
+                        if r.etag.is_some() {
+                            j.chunks[i].etag = r.etag;
+                        }
+                        r.outcome
+                    }
                     Err(e) => Outcome::Retry {
                         reason: format!("spool: {e}"),
                         retry_after: None,
@@ -323,48 +356,57 @@ impl Uploader {
                 },
                 Step::Done => unreachable!("handled above"),
             };
-            if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &outcome {
-                *self
-                    .metrics
-                    .failures
-                    .lock()
-                    .entry(failure_class(reason))
-                    .or_default() += 1;
-            }
-            if let (Outcome::Ok, Step::PutChunk(i)) = (&outcome, step) {
-                self.metrics
-                    .bytes_uploaded
-                    .fetch_add(j.chunks[i].len, Relaxed);
-            }
-            let unit = self.jitter.lock().unit();
-            let delay = job::apply(
-                &mut j,
-                step,
-                outcome,
-                now_ms(),
-                &self.settings.backoff,
-                self.settings.max_attempts,
-                unit,
-            );
-            if let Err(e) = self.spool.save(&j) {
-                self.metrics.spool_errors.fetch_add(1, Relaxed);
-                tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
-            }
-            match (j.state, delay) {
-                (State::Failed, _) => {
-                    tracing::warn!(recording = %id, error = ?j.last_error, "upload failed; admin can retry")
-                }
-                (_, Some(d)) => {
-                    tracing::info!(recording = %id, error = ?j.last_error, retry_in_ms = d.as_millis() as u64, "upload step failed; will retry")
-                }
-                _ => {}
-            }
-            let stop = j.state == State::Failed || delay.is_some();
-            self.jobs.lock().insert(id.to_string(), j);
-            if stop {
+            if !self.finish_step(id, j, step, outcome).await {
                 return;
             }
         }
+    }
+
+    /// Count, apply and journal a step's outcome. Returns whether to go on at once.
+    async fn finish_step(&self, id: &str, mut j: Journal, step: Step, outcome: Outcome) -> bool {
+        if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &outcome {
+            *self
+                .metrics
+                .failures
+                .lock()
+                .entry(failure_class(reason))
+                .or_default() += 1;
+        }
+        if let (Outcome::Ok, Step::PutChunk(i)) = (&outcome, step) {
+            self.metrics
+                .bytes_uploaded
+                .fetch_add(j.chunks[i].len, Relaxed);
+        }
+        let unit = self.jitter.lock().unit();
+        let delay = job::apply(
+            &mut j,
+            step,
+            outcome,
+            now_ms(),
+            &self.settings.backoff,
+            self.settings.max_attempts,
+            unit,
+        );
+        if j.state == State::Failed {
+            // An upload that cannot finish must not leave parts behind.
+            self.target.abort(&j).await;
+        }
+        if let Err(e) = self.spool.save(&j) {
+            self.metrics.spool_errors.fetch_add(1, Relaxed);
+            tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
+        }
+        match (j.state, delay) {
+            (State::Failed, _) => {
+                tracing::warn!(recording = %id, error = ?j.last_error, "upload failed; admin can retry")
+            }
+            (_, Some(d)) => {
+                tracing::info!(recording = %id, error = ?j.last_error, retry_in_ms = d.as_millis() as u64, "upload step failed; will retry")
+            }
+            _ => {}
+        }
+        let go_on = j.state != State::Failed && delay.is_none();
+        self.jobs.lock().insert(id.to_string(), j);
+        go_on
     }
 
     async fn read_chunk(&self, j: &Journal, i: usize) -> Result<Vec<u8>, SpoolError> {

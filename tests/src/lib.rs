@@ -3,6 +3,7 @@
 //! provides a tiny SIP user agent with RTP for end-to-end media checks.
 
 pub mod crm;
+pub use md5;
 pub use sha2;
 pub mod http;
 pub mod lossy;
