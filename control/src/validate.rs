@@ -36,11 +36,8 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
                     "the http target needs a url",
                 ))
             }
-            Some(u) if !u.starts_with("http://") => {
-                return Err(Issue::new(
-                    upath().key("url"),
-                    format!("`{u}`: only http:// URLs are supported yet (no TLS)"),
-                ))
+            Some(u) if !u.starts_with("http://") && !u.starts_with("https://") => {
+                return Err(Issue::new(upath().key("url"), format!("`{u}` is not an http(s) URL")))
             }
             Some(_) => {}
         },
