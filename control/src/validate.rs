@@ -37,7 +37,10 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
                 ))
             }
             Some(u) if !u.starts_with("http://") && !u.starts_with("https://") => {
-                return Err(Issue::new(upath().key("url"), format!("`{u}` is not an http(s) URL")))
+                return Err(Issue::new(
+                    upath().key("url"),
+                    format!("`{u}` is not an http(s) URL"),
+                ))
             }
             Some(_) => {}
         },

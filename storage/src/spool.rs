@@ -59,9 +59,10 @@ impl Spool {
         self.root.join(id)
     }
 
-    /// Accept a finished recording: copy `src` in, hash it, plan its chunks, write
-    /// its metadata and journal, and publish the job with one rename. `src` is left
-    /// as it was (the caller removes it once this returns Ok).
+    /// Accept a finished recording: move `src` in (copy when it is on another
+    /// filesystem), hash it, plan its chunks, write its metadata and journal, and
+    /// publish the job with one rename. On error `src` is where it was; on success
+    /// it is gone (moved) or still there (copied: the caller removes it).
     pub fn accept(
         &self,
         src: &Path,
@@ -84,8 +85,14 @@ impl Spool {
             .map(|f| f.to_string_lossy().to_string())
             .unwrap_or_else(|| "recording".into());
         let dst = tmp.join(&file);
+        // Same filesystem (the inbox lives under storage.dir): move, no copy.
+        let moved = std::fs::rename(src, &dst).is_ok();
         let result = (|| {
-            let size = std::fs::copy(src, &dst).map_err(io(&dst))?;
+            let size = if moved {
+                std::fs::metadata(&dst).map_err(io(&dst))?.len()
+            } else {
+                std::fs::copy(src, &dst).map_err(io(&dst))?
+            };
             let mut f = std::fs::File::open(&dst).map_err(io(&dst))?;
             let mut whole = Sha256::new();
             let mut chunks = Vec::new();
@@ -147,6 +154,10 @@ impl Spool {
             Ok(j)
         })();
         if result.is_err() {
+            if moved {
+                // Give the producer its file back.
+                let _ = std::fs::rename(&dst, src);
+            }
             let _ = std::fs::remove_dir_all(&tmp);
         }
         result

@@ -160,6 +160,7 @@ fn retention_deletes_old_recordings_whatever_their_state_and_keeps_new_ones() {
         .unwrap();
     old.state = State::Failed;
     spool.save(&old).unwrap();
+    std::fs::write(&src, b"x").unwrap(); // accept moved the first one in
     spool
         .accept(&src, "new", &serde_json::json!({}), now - 6 * day)
         .unwrap();
@@ -210,7 +211,10 @@ fn bad_ids_and_duplicates_are_refused_and_nothing_spooled_is_touched() {
         );
     }
     let j: Journal = spool.accept(&src, "ok", &serde_json::json!({}), 0).unwrap();
+    assert!(!src.exists(), "moved into the spool (same filesystem)");
+    std::fs::write(&src, b"abc").unwrap();
     assert!(spool.accept(&src, "ok", &serde_json::json!({}), 0).is_err());
+    assert!(src.exists(), "a refused recording stays where it was");
     assert_eq!(Journal::load(&spool.job_dir("ok")).unwrap(), j);
     // A missing source file fails cleanly and leaves no half job behind.
     assert!(spool
