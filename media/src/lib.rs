@@ -10,6 +10,9 @@ pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
 pub mod dtmf;
 pub mod g711;
+pub mod mixer;
+#[cfg(test)]
+mod mixer_tests;
 pub mod rtp;
 pub mod stats;
 pub mod tone;
