@@ -102,5 +102,38 @@ fn rtp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sip, sdp, rtp);
+fn mixer(c: &mut Criterion) {
+    use media::mixer::{MonitorMode, Mixer, Role, FRAME};
+    let mut g = c.benchmark_group("mixer");
+    // A monitored, recorded call: customer, agent, one whispering supervisor.
+    let mut m = Mixer::new();
+    let ids = [m.add(Role::Customer), m.add(Role::Agent), m.add(Role::Supervisor(MonitorMode::Whisper))];
+    let frames: Vec<[i16; FRAME]> = (0..3).map(|k| std::array::from_fn(|i| ((i * (k + 3)) % 2000) as i16 - 1000)).collect();
+    g.throughput(Throughput::Elements(3));
+    g.bench_function("three_party_tick_with_recording", |b| {
+        b.iter(|| {
+            for (id, f) in ids.iter().zip(&frames) {
+                m.put(*id, f);
+            }
+            let mut sum = 0i64;
+            m.mix(|_, f| sum += f[0] as i64);
+            let (l, r) = m.record();
+            m.end_tick();
+            black_box((sum, l[0], r[0]))
+        })
+    });
+    let mut enc = [0u8; FRAME];
+    let frame = frames[0];
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ulaw_encode_frame", |b| {
+        b.iter(|| {
+            for (o, s) in enc.iter_mut().zip(black_box(&frame)) {
+                *o = media::g711::linear_to_ulaw(*s);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sip, sdp, rtp, mixer);
 criterion_main!(benches);

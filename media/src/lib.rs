@@ -8,11 +8,14 @@ pub mod relay;
 
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
+pub mod continuity;
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod mixer;
 #[cfg(test)]
 mod mixer_tests;
 pub mod rtp;
 pub mod stats;
 pub mod tone;
+pub mod wav;
