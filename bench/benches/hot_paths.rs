@@ -103,12 +103,18 @@ fn rtp(c: &mut Criterion) {
 }
 
 fn mixer(c: &mut Criterion) {
-    use media::mixer::{MonitorMode, Mixer, Role, FRAME};
+    use media::mixer::{Mixer, MonitorMode, Role, FRAME};
     let mut g = c.benchmark_group("mixer");
     // A monitored, recorded call: customer, agent, one whispering supervisor.
     let mut m = Mixer::new();
-    let ids = [m.add(Role::Customer), m.add(Role::Agent), m.add(Role::Supervisor(MonitorMode::Whisper))];
-    let frames: Vec<[i16; FRAME]> = (0..3).map(|k| std::array::from_fn(|i| ((i * (k + 3)) % 2000) as i16 - 1000)).collect();
+    let ids = [
+        m.add(Role::Customer),
+        m.add(Role::Agent),
+        m.add(Role::Supervisor(MonitorMode::Whisper)),
+    ];
+    let frames: Vec<[i16; FRAME]> = (0..3)
+        .map(|k| std::array::from_fn(|i| ((i * (k + 3)) % 2000) as i16 - 1000))
+        .collect();
     g.throughput(Throughput::Elements(3));
     g.bench_function("three_party_tick_with_recording", |b| {
         b.iter(|| {
