@@ -30,29 +30,41 @@ pub struct CoreStats {
     pub ports_capacity: usize,
 }
 
-fn counter(out: &mut String, name: &str, help: &str, kind: &str) {
+/// One metric without labels: HELP, TYPE and its value.
+fn metric(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    header(out, name, help, kind);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// The HELP and TYPE lines of a metric.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 pub fn render(m: &Metrics, core: &CoreStats) -> String {
     let mut o = String::with_capacity(4096);
-    counter(&mut o, "edge_calls_active", "Calls in progress.", "gauge");
-    let _ = writeln!(o, "edge_calls_active {}", core.active_calls);
-    counter(
+    metric(
+        &mut o,
+        "edge_calls_active",
+        "Calls in progress.",
+        "gauge",
+        core.active_calls,
+    );
+    metric(
         &mut o,
         "edge_calls_started_total",
         "Calls accepted for routing.",
         "counter",
+        core.calls.started,
     );
-    let _ = writeln!(o, "edge_calls_started_total {}", core.calls.started);
-    counter(
+    metric(
         &mut o,
         "edge_calls_answered_total",
         "Calls answered by the callee.",
         "counter",
+        core.calls.answered,
     );
-    let _ = writeln!(o, "edge_calls_answered_total {}", core.calls.answered);
-    counter(
+    header(
         &mut o,
         "edge_calls_ended_total",
         "Ended calls by final status sent to the caller (200 = answered).",
@@ -63,19 +75,15 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     for (code, n) in by {
         let _ = writeln!(o, "edge_calls_ended_total{{status=\"{code}\"}} {n}");
     }
-    counter(
+    metric(
         &mut o,
         "edge_calls_rejected_overload_total",
         "INVITEs refused with 503 (max_calls or no RTP ports).",
         "counter",
-    );
-    let _ = writeln!(
-        o,
-        "edge_calls_rejected_overload_total {}",
-        core.calls.rejected_overload
+        core.calls.rejected_overload,
     );
 
-    counter(
+    header(
         &mut o,
         "edge_sip_requests_total",
         "SIP requests by direction and method.",
@@ -94,7 +102,7 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
             }
         }
     }
-    counter(
+    header(
         &mut o,
         "edge_sip_responses_total",
         "SIP responses by direction and class.",
@@ -112,135 +120,99 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
             );
         }
     }
-    counter(
+    metric(
         &mut o,
         "edge_sip_retransmissions_total",
         "Retransmissions absorbed or answered.",
         "counter",
+        core.sip.retransmissions,
     );
-    let _ = writeln!(
-        o,
-        "edge_sip_retransmissions_total {}",
-        core.sip.retransmissions
-    );
-    counter(
+    metric(
         &mut o,
         "edge_sip_malformed_total",
         "SIP messages that could not be parsed.",
         "counter",
+        core.sip.malformed,
     );
-    let _ = writeln!(o, "edge_sip_malformed_total {}", core.sip.malformed);
-    counter(
+    metric(
         &mut o,
         "edge_sip_transactions",
         "Live SIP transactions.",
         "gauge",
+        core.sip.transactions,
     );
-    let _ = writeln!(o, "edge_sip_transactions {}", core.sip.transactions);
-    counter(
+    metric(
         &mut o,
         "edge_sip_send_failures_total",
         "SIP messages that could not be sent.",
         "counter",
+        m.sip_send_failures.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_sip_send_failures_total {}",
-        m.sip_send_failures.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_sip_inbound_dropped_total",
         "SIP messages dropped because the core queue was full.",
         "counter",
+        m.sip_inbound_dropped.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_sip_inbound_dropped_total {}",
-        m.sip_inbound_dropped.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_sip_tcp_connections",
         "Open SIP TCP connections.",
         "gauge",
-    );
-    let _ = writeln!(
-        o,
-        "edge_sip_tcp_connections {}",
-        m.tcp_connections.load(Relaxed)
+        m.tcp_connections.load(Relaxed),
     );
 
-    counter(
+    metric(
         &mut o,
         "edge_rtp_relayed_packets_total",
         "RTP/RTCP packets relayed.",
         "counter",
+        m.rtp_packets.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_rtp_relayed_packets_total {}",
-        m.rtp_packets.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_rtp_relayed_bytes_total",
         "RTP/RTCP bytes relayed.",
         "counter",
+        m.rtp_bytes.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_rtp_relayed_bytes_total {}",
-        m.rtp_bytes.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_rtp_dropped_packets_total",
         "RTP datagrams dropped (foreign source, malformed, no destination, send failure).",
         "counter",
+        m.rtp_dropped.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_rtp_dropped_packets_total {}",
-        m.rtp_dropped.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_rtp_relays_active",
         "Calls with an open RTP relay.",
         "gauge",
+        m.relays_active.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_rtp_relays_active {}",
-        m.relays_active.load(Relaxed)
-    );
-    counter(
+    metric(
         &mut o,
         "edge_rtp_ports_in_use",
         "RTP/RTCP port pairs in use.",
         "gauge",
+        core.ports_in_use,
     );
-    let _ = writeln!(o, "edge_rtp_ports_in_use {}", core.ports_in_use);
-    counter(
+    metric(
         &mut o,
         "edge_rtp_ports_capacity",
         "RTP/RTCP port pairs in the pool.",
         "gauge",
+        core.ports_capacity,
     );
-    let _ = writeln!(o, "edge_rtp_ports_capacity {}", core.ports_capacity);
-    counter(
+    metric(
         &mut o,
         "edge_media_bind_failures_total",
         "RTP sockets that could not be bound.",
         "counter",
+        m.media_bind_failures.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_media_bind_failures_total {}",
-        m.media_bind_failures.load(Relaxed)
-    );
-    counter(
+    header(
         &mut o,
         "edge_config_reloads_total",
         "Configuration reloads by result.",
@@ -263,54 +235,42 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
 pub fn render_uploads(o: &mut String, up: &storage::uploader::Uploader) {
     let m = &up.metrics;
     let (depth, oldest) = up.queue();
-    counter(
+    metric(
         o,
         "edge_recordings_queue_depth",
         "Recordings waiting for or in upload.",
         "gauge",
+        depth,
     );
-    let _ = writeln!(o, "edge_recordings_queue_depth {depth}");
-    counter(
+    metric(
         o,
         "edge_recordings_oldest_pending_seconds",
         "Age of the oldest recording not yet uploaded.",
         "gauge",
+        format_args!("{:.3}", oldest),
     );
-    let _ = writeln!(o, "edge_recordings_oldest_pending_seconds {oldest:.3}");
-    counter(
+    metric(
         o,
         "edge_recordings_uploaded_total",
         "Recordings uploaded and deleted locally.",
         "counter",
+        m.uploaded.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_recordings_uploaded_total {}",
-        m.uploaded.load(Relaxed)
-    );
-    counter(
+    metric(
         o,
         "edge_recordings_upload_bytes_total",
         "Chunk bytes acknowledged by the target.",
         "counter",
+        m.bytes_uploaded.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_recordings_upload_bytes_total {}",
-        m.bytes_uploaded.load(Relaxed)
-    );
-    counter(
+    metric(
         o,
         "edge_recordings_upload_attempts_total",
         "Upload requests made.",
         "counter",
+        m.attempts.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_recordings_upload_attempts_total {}",
-        m.attempts.load(Relaxed)
-    );
-    counter(
+    header(
         o,
         "edge_recordings_upload_failures_total",
         "Failed upload requests by reason.",
@@ -322,26 +282,18 @@ pub fn render_uploads(o: &mut String, up: &storage::uploader::Uploader) {
             "edge_recordings_upload_failures_total{{reason=\"{reason}\"}} {n}"
         );
     }
-    counter(
+    metric(
         o,
         "edge_recordings_expired_total",
         "Local recordings deleted by the retention bound.",
         "counter",
+        m.expired.load(Relaxed),
     );
-    let _ = writeln!(
-        o,
-        "edge_recordings_expired_total {}",
-        m.expired.load(Relaxed)
-    );
-    counter(
+    metric(
         o,
         "edge_recordings_spool_errors_total",
         "Spool write/delete errors (disk full, unwritable).",
         "counter",
-    );
-    let _ = writeln!(
-        o,
-        "edge_recordings_spool_errors_total {}",
-        m.spool_errors.load(Relaxed)
+        m.spool_errors.load(Relaxed),
     );
 }

@@ -284,7 +284,7 @@ impl Core {
             CoreMsg::Inbound { flow, data } => {
                 if data.as_ref() == b"\r\n" && flow.transport == Transport::Tcp {
                     // RFC 5626 pong.
-                    self.send(Flow { ..flow }, Bytes::from_static(b"\r\n"));
+                    self.send(flow, Bytes::from_static(b"\r\n"));
                     return;
                 }
                 self.b2bua.handle_datagram(now, flow, &data);

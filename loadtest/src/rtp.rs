@@ -15,7 +15,6 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -285,7 +284,6 @@ struct Worker {
 pub struct Engine {
     workers: Mutex<Vec<Worker>>,
     count: usize,
-    next: AtomicUsize,
 }
 
 impl Engine {
@@ -314,7 +312,6 @@ impl Engine {
         Ok(Engine {
             workers: Mutex::new(workers),
             count,
-            next: AtomicUsize::new(0),
         })
     }
 
@@ -341,7 +338,6 @@ impl Engine {
         cfg: StreamConfig,
         ssrc: u32,
     ) {
-        let _ = self.next.fetch_add(1, Ordering::Relaxed);
         self.send(
             self.worker_of(id),
             Cmd::Start {
