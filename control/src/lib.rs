@@ -12,7 +12,7 @@ pub mod values;
 
 pub use error::ConfigError;
 pub use model::*;
-pub use snapshot::{Destination, Snapshot};
+pub use snapshot::{CallSettings, Destination, Snapshot};
 pub use values::{ListenAddr, PortRange, SipTarget, Transport};
 
 /// The embedded default configuration (a loopback demo), as TOML text.

@@ -304,6 +304,18 @@ pub struct Trunk {
 pub struct Route {
     pub number: String,
     pub target: SipTarget,
+    /// Record every call of this route (stereo WAV handed to the upload spool).
+    #[serde(default)]
+    pub record: bool,
+    /// Played to the callee only after it answers, before the caller is connected.
+    #[serde(default)]
+    pub announcement: Option<PathBuf>,
+    /// Played (looped) to a held party; silence when unset.
+    #[serde(default)]
+    pub hold_audio: Option<PathBuf>,
+    /// A short beep tells the parties that a supervisor joined.
+    #[serde(default)]
+    pub beep_on_monitor: bool,
 }
 
 /// A queue of agents.
@@ -317,6 +329,19 @@ pub struct Queue {
     /// How long a caller waits for an agent before 480.
     #[serde(default = "default_max_wait", with = "duration_str")]
     pub max_wait: Duration,
+    /// Record every call of this queue (stereo WAV handed to the upload spool).
+    #[serde(default)]
+    pub record: bool,
+    /// Whisper announcement: played to the agent only after it answers, before the
+    /// customer is connected.
+    #[serde(default)]
+    pub announcement: Option<PathBuf>,
+    /// Played (looped) to a held party; silence when unset.
+    #[serde(default)]
+    pub hold_audio: Option<PathBuf>,
+    /// A short beep tells the parties that a supervisor joined.
+    #[serde(default)]
+    pub beep_on_monitor: bool,
 }
 
 fn default_max_wait() -> Duration {
@@ -346,6 +371,9 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub token: String,
+    /// Where the edge calls this user's phone (supervisor monitoring).
+    #[serde(default)]
+    pub contact: Option<SipTarget>,
 }
 
 impl std::fmt::Debug for User {
@@ -355,6 +383,7 @@ impl std::fmt::Debug for User {
             .field("name", &self.name)
             .field("role", &self.role)
             .field("token", &"<redacted>")
+            .field("contact", &self.contact)
             .finish()
     }
 }

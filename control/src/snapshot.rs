@@ -12,6 +12,15 @@ pub enum Destination<'a> {
     Queue(&'a Queue),
 }
 
+/// What a queue or route asks of each of its calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallSettings<'a> {
+    pub record: bool,
+    pub announcement: Option<&'a std::path::Path>,
+    pub hold_audio: Option<&'a std::path::Path>,
+    pub beep_on_monitor: bool,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum DestIdx {
     Route(usize),
@@ -74,6 +83,32 @@ impl Snapshot {
 
     pub fn queue(&self, name: &str) -> Option<&Queue> {
         self.config.queues.iter().find(|q| q.name == name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.config.users.iter().find(|u| u.name == name)
+    }
+
+    /// The per-call settings (recording, announcement, hold audio, monitor beep) of a
+    /// queue (by name) or a static route (by its configured number).
+    pub fn call_settings(&self, queue: Option<&str>, route: Option<&str>) -> CallSettings<'_> {
+        if let Some(q) = queue.and_then(|n| self.queue(n)) {
+            return CallSettings {
+                record: q.record,
+                announcement: q.announcement.as_deref(),
+                hold_audio: q.hold_audio.as_deref(),
+                beep_on_monitor: q.beep_on_monitor,
+            };
+        }
+        if let Some(r) = route.and_then(|n| self.config.routes.iter().find(|r| r.number == n)) {
+            return CallSettings {
+                record: r.record,
+                announcement: r.announcement.as_deref(),
+                hold_audio: r.hold_audio.as_deref(),
+                beep_on_monitor: r.beep_on_monitor,
+            };
+        }
+        CallSettings::default()
     }
 
     pub fn agent(&self, id: &str) -> Option<&crate::model::Agent> {
@@ -309,6 +344,35 @@ target = "sip:exact@127.0.0.1:5072"
         let msg = parse("t", tok).unwrap_err().to_string();
         assert!(msg.contains("users[1].token"), "{msg}");
         assert!(!msg.contains("secret-123"), "{msg}");
+    }
+
+    #[test]
+    fn supervision_settings_and_user_contacts() {
+        let wav = std::env::temp_dir().join(format!("edge-ctl-{}.wav", std::process::id()));
+        std::fs::write(&wav, b"RIFF").unwrap();
+        let text = format!(
+            "[[agents]]\nid = \"1001\"\ncontact = \"sip:1001@127.0.0.1:5092\"\n\n\
+             [[queues]]\nname = \"sales\"\nnumbers = [\"1000\"]\nagents = [\"1001\"]\n\
+             record = true\nbeep_on_monitor = true\nannouncement = {:?}\n\n\
+             [[routes]]\nnumber = \"2000\"\ntarget = \"sip:a@127.0.0.1\"\n\n\
+             [[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"sam-token-1\"\n\
+             contact = \"sip:sam@127.0.0.1:5070\"\n",
+            wav.display().to_string()
+        );
+        let s = parse("t", &text).unwrap();
+        let q = s.call_settings(Some("sales"), None);
+        assert!(q.record && q.beep_on_monitor);
+        assert_eq!(q.announcement, Some(wav.as_path()));
+        assert_eq!(q.hold_audio, None);
+        let r = s.call_settings(None, Some("2000"));
+        assert!(!r.record && !r.beep_on_monitor);
+        let c = s.user("sam").unwrap().contact.as_ref().unwrap();
+        assert_eq!(c.addr, "127.0.0.1:5070".parse().unwrap());
+        assert!(s.user("nobody").is_none());
+        let _ = std::fs::remove_file(&wav);
+        let msg = parse("t", &text).unwrap_err().to_string();
+        assert!(msg.contains("queues[0].announcement"), "{msg}");
+        assert!(msg.contains("cannot read"), "{msg}");
     }
 
     #[test]

@@ -168,6 +168,13 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
                 "must be longer than 0s",
             ));
         }
+        check_audio(&q.announcement, qpath().key("announcement"))?;
+        check_audio(&q.hold_audio, qpath().key("hold_audio"))?;
+    }
+    for (i, r) in c.routes.iter().enumerate() {
+        let rpath = || root().key("routes").index(i);
+        check_audio(&r.announcement, rpath().key("announcement"))?;
+        check_audio(&r.hold_audio, rpath().key("hold_audio"))?;
     }
 
     let mut user_names: HashMap<&str, usize> = HashMap::new();
@@ -195,6 +202,19 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         }
     }
     Ok(())
+}
+
+/// An audio file named in config must be a readable file (it is decoded at load).
+fn check_audio(file: &Option<std::path::PathBuf>, path: FieldPath) -> Result<(), Issue> {
+    let Some(f) = file else { return Ok(()) };
+    match std::fs::metadata(f) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(Issue::new(path, format!("`{}` is not a file", f.display()))),
+        Err(e) => Err(Issue::new(
+            path,
+            format!("cannot read `{}`: {e}", f.display()),
+        )),
+    }
 }
 
 fn check_number(n: &str, path: &FieldPath) -> Result<(), Issue> {
