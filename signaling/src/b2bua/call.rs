@@ -113,6 +113,10 @@ pub struct Call {
     /// Every client / server transaction registered for this call, unindexed at the end.
     pub client_txs: Vec<TxId>,
     pub server_txs: Vec<TxId>,
+    /// `Some(paused)` while the call is recorded.
+    pub recording: Option<bool>,
+    /// DTMF digits received in the media (capped).
+    pub digits: Vec<super::DigitEvent>,
 }
 
 impl Call {

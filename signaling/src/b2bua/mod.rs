@@ -13,12 +13,18 @@
 //! 4. sleep until [`B2bua::poll_timeout`].
 
 mod call;
+mod monitor;
 mod reinvite;
 mod teardown;
 #[cfg(test)]
 mod tests;
 
 pub use call::{Call, CallState, Route, Side};
+use monitor::Monitor;
+pub use monitor::{
+    mode_for_digit, mode_str, parse_mode, CommandError, DigitEvent, DigitFrom, MonitorInfo,
+    MonitorMode,
+};
 
 use crate::acd::Acd;
 use crate::dialog::Dialog;
@@ -51,7 +57,11 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 pub enum Output {
     /// Open the call's RTP relay: bind `a_port`/`a_port+1` (caller side) and
     /// `b_port`/`b_port+1` (callee side).
-    MediaOpen { call: u64, a_port: u16, b_port: u16 },
+    MediaOpen {
+        call: u64,
+        a_port: u16,
+        b_port: u16,
+    },
     /// A side announced (or withdrew, `None`) its RTP address.
     MediaRemote {
         call: u64,
@@ -59,7 +69,41 @@ pub enum Output {
         addr: Option<SocketAddr>,
     },
     /// Close the relay; its ports are back in the pool.
-    MediaClose { call: u64 },
+    MediaClose {
+        call: u64,
+    },
+    /// Bind `port`/`port+1` for a supervisor of `call` and mix for it in `mode`.
+    MonitorOpen {
+        call: u64,
+        monitor: u64,
+        port: u16,
+        mode: MonitorMode,
+    },
+    /// The supervisor's phone answered: its RTP address.
+    MonitorRemote {
+        call: u64,
+        monitor: u64,
+        addr: SocketAddr,
+    },
+    MonitorMode {
+        call: u64,
+        monitor: u64,
+        mode: MonitorMode,
+    },
+    /// Stop mixing for this supervisor and close its sockets.
+    MonitorClose {
+        call: u64,
+        monitor: u64,
+    },
+    /// The call is answered and its queue/route records: start the stereo recording.
+    RecordStart {
+        call: u64,
+        meta: RecordingMeta,
+    },
+    RecordPause {
+        call: u64,
+        paused: bool,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: u64,
@@ -68,6 +112,18 @@ pub enum Output {
         answered: bool,
         reason: &'static str,
     },
+}
+
+/// What a recording's metadata says about its call (the driver adds wall-clock times,
+/// paused spans and the checksum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingMeta {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    pub queue: Option<String>,
+    pub route: Option<String>,
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +143,10 @@ enum ClientRole {
     Relay(TxId),
     /// BYE or CANCEL while ending.
     Ending,
+    /// The INVITE to a supervisor's phone (the id is the monitor's).
+    Monitor,
+    /// BYE or CANCEL towards a supervisor's phone.
+    MonitorEnd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +183,10 @@ pub struct CallInfo {
     pub agent: Option<String>,
     /// Seconds since the call started.
     pub age_secs: f64,
+    pub monitors: Vec<MonitorInfo>,
+    /// `None`: not recorded; `Some(true)`: paused.
+    pub recording_paused: Option<bool>,
+    pub digits: Vec<DigitEvent>,
 }
 
 pub struct B2bua {
@@ -141,6 +205,8 @@ pub struct B2bua {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     outputs: VecDeque<Output>,
     next_call: u64,
+    monitors: HashMap<u64, Monitor>,
+    monitor_dialogs: HashMap<(String, String), u64>,
     pub stats: CallStats,
 }
 
@@ -200,6 +266,8 @@ impl B2bua {
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
+            monitors: HashMap::new(),
+            monitor_dialogs: HashMap::new(),
             stats: CallStats::default(),
         }
     }
@@ -293,6 +361,9 @@ impl B2bua {
                 },
                 agent: c.agent.clone(),
                 age_secs: now.saturating_duration_since(c.started).as_secs_f64(),
+                monitors: self.monitor_infos(c.id),
+                recording_paused: c.recording,
+                digits: c.digits.clone(),
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));
@@ -375,6 +446,13 @@ impl B2bua {
 
     fn on_request(&mut self, now: Instant, tx: TxId, req: Request, head: Head, flow: Flow) {
         if let Some(to_tag) = head.to_tag.clone() {
+            if let Some(mid) = self
+                .monitor_dialogs
+                .get(&(head.call_id.clone(), to_tag.clone()))
+                .copied()
+            {
+                return self.on_monitor_request(now, mid, tx, req);
+            }
             return self.on_in_dialog(now, tx, req, head, to_tag);
         }
         match req.method {
@@ -499,6 +577,8 @@ impl B2bua {
             remote: [None, None],
             client_txs: Vec::new(),
             server_txs: vec![tx],
+            recording: None,
+            digits: Vec::new(),
         };
         self.stats.started += 1;
         self.dialogs
@@ -795,6 +875,12 @@ impl B2bua {
                     self.ending_done(now, id);
                 }
             }
+            ClientRole::Monitor => self.on_monitor_response(now, id, tx, resp, head),
+            ClientRole::MonitorEnd => {
+                if code >= 200 {
+                    self.on_monitor_end_done(id);
+                }
+            }
         }
     }
 
@@ -945,6 +1031,28 @@ impl B2bua {
             }
             self.stats.answered += 1;
             info!(call = %c.public_id, agent = ?c.agent, "answered");
+            let (queue, route) = match &c.route {
+                Route::Queue { name } => (Some(name.clone()), None),
+                Route::Static { number, .. } => (None, Some(number.clone())),
+            };
+            if self
+                .snap
+                .call_settings(queue.as_deref(), route.as_deref())
+                .record
+            {
+                c.recording = Some(false);
+                self.outputs.push_back(Output::RecordStart {
+                    call: id,
+                    meta: RecordingMeta {
+                        call_id: c.public_id.clone(),
+                        caller: c.caller.clone(),
+                        callee: c.callee.clone(),
+                        queue,
+                        route,
+                        agent: c.agent.clone(),
+                    },
+                });
+            }
             self.send_a_final(now, id, 200, Some(rewritten));
             return;
         }
@@ -1137,7 +1245,10 @@ fn send_cancel(
 }
 
 fn role_is_invite(role: ClientRole) -> bool {
-    matches!(role, ClientRole::Initial(_) | ClientRole::Reinvite)
+    matches!(
+        role,
+        ClientRole::Initial(_) | ClientRole::Reinvite | ClientRole::Monitor
+    )
 }
 
 impl B2bua {

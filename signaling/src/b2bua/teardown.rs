@@ -50,6 +50,7 @@ impl B2bua {
         if c.a_tx.is_some() {
             self.send_a_final(now, id, code, None);
         }
+        self.end_monitors_of(now, id);
         let c = self.calls.get_mut(&id).expect("present");
         c.end_reason = reason;
         c.state = CallState::Ending;
@@ -275,6 +276,8 @@ impl B2bua {
                     }
                 }
                 ClientRole::Ending => self.ending_done(now, id),
+                ClientRole::Monitor => self.on_monitor_tx_timeout(now, id, true),
+                ClientRole::MonitorEnd => self.on_monitor_tx_timeout(now, id, false),
             }
         }
     }

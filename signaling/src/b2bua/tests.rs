@@ -4,6 +4,9 @@ use super::*;
 use crate::message::parse;
 use rsip::SipMessage;
 
+#[path = "monitor_tests.rs"]
+mod monitor_tests;
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]

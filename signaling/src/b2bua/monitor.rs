@@ -1,0 +1,559 @@
+//! Supervisor legs: a supervisor asks (API) to monitor a live call, and the edge calls
+//! the supervisor's phone (the user's `contact`) with its own SDP offer on a fresh
+//! RTP port. The call's two legs are never touched — no re-INVITE, nothing the agent
+//! or customer could notice; the media driver feeds the supervisor from the call's
+//! mixer. A monitor lives on its own: it ends when the supervisor hangs up, when the
+//! API removes it, or when the call ends (BYE, or CANCEL while still ringing), and
+//! its index entries go when its last transaction does.
+//!
+//! Modes switch by API or by DTMF from the supervisor's phone (RFC 4733 events
+//! reported by the media driver, or SIP INFO `application/dtmf-relay`): 4 listen,
+//! 5 whisper, 6 barge, as Asterisk ChanSpy users know.
+
+use super::*;
+pub use media::mixer::MonitorMode;
+
+/// Why a supervision or recording command was refused (the API maps these to HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("no such call")]
+    NoCall,
+    #[error("no such monitor on this call")]
+    NoMonitor,
+    #[error("no such user")]
+    NoUser,
+    #[error("user `{0}` has no contact configured")]
+    NoContact(String),
+    #[error("the call is not answered yet")]
+    NotAnswered,
+    #[error("the call is not being recorded")]
+    NotRecording,
+    #[error("no RTP ports left")]
+    NoPorts,
+    #[error("no SIP listen address can reach {0}")]
+    Unreachable(SocketAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorState {
+    /// INVITE sent, no final response yet.
+    Calling,
+    Active,
+    Ending,
+}
+
+impl MonitorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorState::Calling => "calling",
+            MonitorState::Active => "active",
+            MonitorState::Ending => "ending",
+        }
+    }
+}
+
+pub fn mode_str(m: MonitorMode) -> &'static str {
+    match m {
+        MonitorMode::Listen => "listen",
+        MonitorMode::Whisper => "whisper",
+        MonitorMode::Barge => "barge",
+    }
+}
+
+pub fn parse_mode(s: &str) -> Option<MonitorMode> {
+    match s {
+        "listen" => Some(MonitorMode::Listen),
+        "whisper" => Some(MonitorMode::Whisper),
+        "barge" => Some(MonitorMode::Barge),
+        _ => None,
+    }
+}
+
+/// The ChanSpy digits: 4 listen, 5 whisper, 6 barge.
+pub fn mode_for_digit(d: char) -> Option<MonitorMode> {
+    match d {
+        '4' => Some(MonitorMode::Listen),
+        '5' => Some(MonitorMode::Whisper),
+        '6' => Some(MonitorMode::Barge),
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+pub struct Monitor {
+    pub id: u64,
+    pub public_id: String,
+    pub call: u64,
+    pub user: String,
+    pub mode: MonitorMode,
+    pub state: MonitorState,
+    pub dialog: Dialog,
+    /// The INVITE client transaction until its final response.
+    pub tx: Option<TxId>,
+    /// The INVITE client transaction, indexed until the monitor is gone (2xx
+    /// retransmissions arrive on it).
+    pub invite_tx: TxId,
+    pub provisional: bool,
+    pub cancel_pending: bool,
+    /// BYE/CANCEL transactions still open while ending.
+    pub open: u32,
+    pub port: u16,
+}
+
+/// A monitor as listed by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorInfo {
+    pub id: String,
+    pub user: String,
+    pub mode: &'static str,
+    pub state: &'static str,
+}
+
+/// Who sent a DTMF digit seen in the media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitFrom {
+    Party(Side),
+    Monitor(u64),
+}
+
+/// A digit received in a call's media (RFC 4733), for the call's events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigitEvent {
+    /// "customer", "agent" or "monitor:<id>".
+    pub from: String,
+    pub digit: char,
+    /// Seconds since the call started.
+    pub at_secs: f64,
+}
+
+/// At most this many digits are kept per call (a stuck key must not grow memory).
+pub const MAX_DIGITS: usize = 256;
+
+/// The SDP the edge offers a supervisor's phone: G.711 both laws and RFC 4733 events.
+pub fn monitor_offer(addr: std::net::IpAddr, port: u16, session: u64) -> String {
+    let fam = if addr.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=edge {session} 1 IN {fam} {addr}\r\ns=edge\r\nc=IN {fam} {addr}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+}
+
+impl B2bua {
+    /// Call `user`'s phone to monitor the answered call `call_public` in `mode`.
+    /// Returns the monitor's id; the monitor is `calling` until the phone answers.
+    pub fn add_monitor(
+        &mut self,
+        now: Instant,
+        call_public: &str,
+        user: &str,
+        mode: MonitorMode,
+    ) -> Result<String, CommandError> {
+        let id = *self
+            .by_public
+            .get(call_public)
+            .ok_or(CommandError::NoCall)?;
+        let c = &self.calls[&id];
+        if !c.is_established() {
+            return Err(CommandError::NotAnswered);
+        }
+        let u = self.snap.user(user).ok_or(CommandError::NoUser)?;
+        let target = u
+            .contact
+            .clone()
+            .ok_or_else(|| CommandError::NoContact(user.to_string()))?;
+        let flow = self
+            .local_flow(target.transport, target.addr)
+            .ok_or(CommandError::Unreachable(target.addr))?;
+        let port = self.ports.allocate().ok_or(CommandError::NoPorts)?;
+        let mid = self.next_call;
+        self.next_call += 1;
+        let public_id = format!("m{mid}");
+        let call_id = format!("{}@edge", self.ep.ids().token());
+        let tag = self.ep.ids().token();
+        let session = self.ep.ids().next_u64() >> 1;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let media_addr = self.snap.config.media.address;
+        let mut dialog = Dialog::uac(
+            call_id.clone(),
+            tag.clone(),
+            "<sip:monitor@edge.invalid>".into(),
+            format!("<{}>", target.uri),
+            target.uri.clone(),
+            flow,
+            contact_for(flow),
+        );
+        let offer = monitor_offer(media_addr, port, session);
+        let mut req = dialog.request(
+            Method::Invite,
+            Some((offer.as_bytes(), "application/sdp")),
+            &user_agent,
+        );
+        req.headers
+            .push(rsip::headers::Allow::new(message::ALLOW).into());
+        let tx = self.ep.send_request(now, req, flow);
+        self.client_tx.insert(tx, (mid, ClientRole::Monitor));
+        self.monitor_dialogs.insert((call_id, tag), mid);
+        self.monitors.insert(
+            mid,
+            Monitor {
+                id: mid,
+                public_id: public_id.clone(),
+                call: id,
+                user: user.to_string(),
+                mode,
+                state: MonitorState::Calling,
+                dialog,
+                tx: Some(tx),
+                invite_tx: tx,
+                provisional: false,
+                cancel_pending: false,
+                open: 0,
+                port,
+            },
+        );
+        self.outputs.push_back(Output::MonitorOpen {
+            call: id,
+            monitor: mid,
+            port,
+            mode,
+        });
+        info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
+        Ok(public_id)
+    }
+
+    fn find_monitor(&self, call_public: &str, mid: &str) -> Result<u64, CommandError> {
+        let id = *self
+            .by_public
+            .get(call_public)
+            .ok_or(CommandError::NoCall)?;
+        self.monitors
+            .values()
+            .find(|m| m.call == id && m.public_id == mid && m.state != MonitorState::Ending)
+            .map(|m| m.id)
+            .ok_or(CommandError::NoMonitor)
+    }
+
+    pub fn set_monitor_mode(
+        &mut self,
+        call_public: &str,
+        mid: &str,
+        mode: MonitorMode,
+    ) -> Result<(), CommandError> {
+        let m = self.find_monitor(call_public, mid)?;
+        self.apply_mode(m, mode);
+        Ok(())
+    }
+
+    fn apply_mode(&mut self, mid: u64, mode: MonitorMode) {
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return;
+        };
+        if m.mode == mode || m.state == MonitorState::Ending {
+            return;
+        }
+        m.mode = mode;
+        info!(monitor = %m.public_id, mode = mode_str(mode), "monitor mode");
+        self.outputs.push_back(Output::MonitorMode {
+            call: m.call,
+            monitor: mid,
+            mode,
+        });
+    }
+
+    /// Stop monitoring: BYE the supervisor's phone (CANCEL while it rings).
+    pub fn remove_monitor(
+        &mut self,
+        now: Instant,
+        call_public: &str,
+        mid: &str,
+    ) -> Result<(), CommandError> {
+        let m = self.find_monitor(call_public, mid)?;
+        self.end_monitor(now, m, true, "removed");
+        self.process(now);
+        Ok(())
+    }
+
+    /// End a monitor; `hang_up` sends BYE/CANCEL (false: the supervisor sent BYE).
+    pub(super) fn end_monitor(&mut self, now: Instant, mid: u64, hang_up: bool, why: &str) {
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return;
+        };
+        if m.state == MonitorState::Ending {
+            return;
+        }
+        let answered = m.state == MonitorState::Active;
+        m.state = MonitorState::Ending;
+        info!(monitor = %m.public_id, reason = why, "monitor ended");
+        self.outputs.push_back(Output::MonitorClose {
+            call: m.call,
+            monitor: mid,
+        });
+        if hang_up {
+            match m.tx {
+                Some(t) if m.provisional => {
+                    if let Some(ct) = self.ep.cancel(now, t) {
+                        self.client_tx.insert(ct, (mid, ClientRole::MonitorEnd));
+                        m.open += 1;
+                    }
+                }
+                Some(_) => m.cancel_pending = true,
+                None if answered => {
+                    let bye = m.dialog.request(Method::Bye, None, &user_agent);
+                    let t = self.ep.send_request(now, bye, m.dialog.flow);
+                    self.client_tx.insert(t, (mid, ClientRole::MonitorEnd));
+                    m.open += 1;
+                }
+                None => {}
+            }
+        }
+        self.monitor_maybe_gone(mid);
+    }
+
+    fn monitor_maybe_gone(&mut self, mid: u64) {
+        let Some(m) = self.monitors.get(&mid) else {
+            return;
+        };
+        if m.state == MonitorState::Ending && m.open == 0 && m.tx.is_none() {
+            let m = self.monitors.remove(&mid).expect("present");
+            self.client_tx.remove(&m.invite_tx);
+            self.monitor_dialogs
+                .remove(&(m.dialog.call_id, m.dialog.local_tag));
+            self.ports.release(m.port);
+        }
+    }
+
+    /// End every monitor of call `id` (the call is ending).
+    pub(super) fn end_monitors_of(&mut self, now: Instant, id: u64) {
+        let mids: Vec<u64> = self
+            .monitors
+            .values()
+            .filter(|m| m.call == id)
+            .map(|m| m.id)
+            .collect();
+        for mid in mids {
+            self.end_monitor(now, mid, true, "call ended");
+        }
+    }
+
+    pub(super) fn on_monitor_response(
+        &mut self,
+        now: Instant,
+        mid: u64,
+        tx: TxId,
+        resp: Response,
+        head: Head,
+    ) {
+        let code = resp.status_code.code();
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return;
+        };
+        if code < 200 {
+            if code > 100 {
+                m.provisional = true;
+                if m.cancel_pending {
+                    m.cancel_pending = false;
+                    if let Some(ct) = self.ep.cancel(now, tx) {
+                        self.client_tx.insert(ct, (mid, ClientRole::MonitorEnd));
+                        m.open += 1;
+                    }
+                }
+            }
+            return;
+        }
+        if code < 300 {
+            if m.tx.is_none() {
+                // A retransmitted 2xx: our ACK was lost.
+                ack_2xx(&mut self.ep, &m.dialog, head.cseq, None, &user_agent);
+                return;
+            }
+            m.tx = None;
+            m.dialog.on_response(&resp, &head);
+            ack_2xx(&mut self.ep, &m.dialog, head.cseq, None, &user_agent);
+            if m.state == MonitorState::Ending {
+                // Answered after we gave up (CANCEL crossed the 200): hang up.
+                let bye = m.dialog.request(Method::Bye, None, &user_agent);
+                let t = self.ep.send_request(now, bye, m.dialog.flow);
+                self.client_tx.insert(t, (mid, ClientRole::MonitorEnd));
+                m.open += 1;
+                return;
+            }
+            let sdp = is_sdp(&resp.headers, &resp.body)
+                .then(|| Sdp::parse(&resp.body).ok())
+                .flatten();
+            let Some(addr) = sdp.and_then(|s| s.audio_target().ok().flatten()) else {
+                warn!(monitor = %m.public_id, "supervisor answered without usable SDP: hanging up");
+                m.state = MonitorState::Active;
+                return self.end_monitor(now, mid, true, "answer without SDP");
+            };
+            m.state = MonitorState::Active;
+            info!(monitor = %m.public_id, user = %m.user, "supervisor answered");
+            self.outputs.push_back(Output::MonitorRemote {
+                call: m.call,
+                monitor: mid,
+                addr,
+            });
+            return;
+        }
+        m.tx = None;
+        info!(monitor = %m.public_id, code, "supervisor's phone refused the call");
+        if m.state != MonitorState::Ending {
+            self.end_monitor(now, mid, false, "refused");
+        }
+        self.monitor_maybe_gone(mid);
+    }
+
+    pub(super) fn on_monitor_end_done(&mut self, mid: u64) {
+        if let Some(m) = self.monitors.get_mut(&mid) {
+            m.open = m.open.saturating_sub(1);
+        }
+        self.monitor_maybe_gone(mid);
+    }
+
+    pub(super) fn on_monitor_tx_timeout(&mut self, now: Instant, mid: u64, invite: bool) {
+        if invite {
+            if let Some(m) = self.monitors.get_mut(&mid) {
+                m.tx = None;
+            }
+            self.end_monitor(now, mid, false, "supervisor's phone did not respond");
+            self.monitor_maybe_gone(mid);
+        } else {
+            self.on_monitor_end_done(mid);
+        }
+    }
+
+    /// A request inside a monitor's dialog (BYE, INFO digits, re-INVITE, OPTIONS).
+    pub(super) fn on_monitor_request(&mut self, now: Instant, mid: u64, tx: TxId, req: Request) {
+        let media_addr = self.snap.config.media.address;
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return self.reply(now, tx, &req, 481, None);
+        };
+        match req.method {
+            Method::Bye => {
+                self.reply(now, tx, &req, 200, None);
+                self.end_monitor(now, mid, false, "supervisor hung up");
+            }
+            Method::Info => {
+                let digit = std::str::from_utf8(&req.body).ok().and_then(|b| {
+                    b.lines().find_map(|l| {
+                        let (k, v) = l.split_once('=')?;
+                        (k.trim().eq_ignore_ascii_case("signal"))
+                            .then(|| v.trim().chars().next())
+                            .flatten()
+                    })
+                });
+                self.reply(now, tx, &req, 200, None);
+                if let Some(mode) = digit.and_then(mode_for_digit) {
+                    self.apply_mode(mid, mode);
+                }
+            }
+            Method::Invite => {
+                // Hold or a new address from the phone: same offer back, follow its SDP.
+                let addr = is_sdp(&req.headers, &req.body)
+                    .then(|| Sdp::parse(&req.body).ok())
+                    .flatten()
+                    .and_then(|s| s.audio_target().ok().flatten());
+                let body = monitor_offer(media_addr, m.port, 1);
+                let call = m.call;
+                let mut r =
+                    message::response(&req, 200, Some(&m.dialog.local_tag), self.ep.server_name());
+                r.headers
+                    .push(rsip::headers::Contact::new(m.dialog.local_contact.clone()).into());
+                r.body =
+                    message::set_body(&mut r.headers, body.as_bytes(), Some("application/sdp"));
+                self.ep.respond(now, tx, r);
+                if let Some(addr) = addr {
+                    self.outputs.push_back(Output::MonitorRemote {
+                        call,
+                        monitor: mid,
+                        addr,
+                    });
+                }
+            }
+            Method::Options => self.reply(now, tx, &req, 200, None),
+            _ => {
+                let allow = rsip::headers::Allow::new(message::ALLOW).into();
+                self.reply_with(now, tx, &req, 405, vec![allow]);
+            }
+        }
+    }
+
+    /// A DTMF digit the media driver decoded (RFC 4733) in call `call`'s media.
+    pub fn media_digit(&mut self, now: Instant, call: u64, from: DigitFrom, digit: char) {
+        match from {
+            DigitFrom::Monitor(mid) => {
+                if let Some(mode) = mode_for_digit(digit) {
+                    self.apply_mode(mid, mode);
+                }
+            }
+            DigitFrom::Party(side) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if c.digits.len() < MAX_DIGITS {
+                        c.digits.push(DigitEvent {
+                            from: match side {
+                                Side::A => "customer".into(),
+                                Side::B => "agent".into(),
+                            },
+                            digit,
+                            at_secs: now.saturating_duration_since(c.started).as_secs_f64(),
+                        });
+                    }
+                    debug!(call = %c.public_id, ?side, %digit, "DTMF");
+                }
+            }
+        }
+    }
+
+    /// Pause (`true`) or resume recording of a call.
+    pub fn set_recording_paused(
+        &mut self,
+        call_public: &str,
+        paused: bool,
+    ) -> Result<(), CommandError> {
+        let id = *self
+            .by_public
+            .get(call_public)
+            .ok_or(CommandError::NoCall)?;
+        let c = self.calls.get_mut(&id).expect("indexed");
+        let Some(state) = c.recording.as_mut() else {
+            return Err(CommandError::NotRecording);
+        };
+        if *state != paused {
+            *state = paused;
+            info!(call = %c.public_id, paused, "recording");
+            self.outputs
+                .push_back(Output::RecordPause { call: id, paused });
+        }
+        Ok(())
+    }
+
+    /// The monitors of call `id`, for the API.
+    pub(super) fn monitor_infos(&self, id: u64) -> Vec<MonitorInfo> {
+        let mut v: Vec<(u64, MonitorInfo)> = self
+            .monitors
+            .values()
+            .filter(|m| m.call == id && m.state != MonitorState::Ending)
+            .map(|m| {
+                (
+                    m.id,
+                    MonitorInfo {
+                        id: m.public_id.clone(),
+                        user: m.user.clone(),
+                        mode: mode_str(m.mode),
+                        state: m.state.as_str(),
+                    },
+                )
+            })
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Monitors still indexed (leak checks).
+    pub fn monitor_count(&self) -> usize {
+        self.monitors.len() + self.monitor_dialogs.len()
+    }
+}
