@@ -26,6 +26,9 @@ pub struct OutStream {
     last_at_us: u64,
     started: bool,
     source: Source,
+    /// The RFC 4733 event being passed through while generating: (input timestamp,
+    /// output timestamp), so every packet of one event keeps one timestamp.
+    event: Option<(u32, u32)>,
 }
 
 impl OutStream {
@@ -37,6 +40,7 @@ impl OutStream {
             last_at_us: 0,
             started: false,
             source: Source::None,
+            event: None,
         }
     }
 
@@ -92,6 +96,28 @@ impl OutStream {
         }
         self.last_at_us = now_us;
         self.started = true;
+        true
+    }
+
+    /// Pass an RFC 4733 event packet into a stream that is generating audio: it gets
+    /// the next sequence number and, per event, one timestamp on this stream's clock.
+    pub fn event(&mut self, pkt: &mut [u8]) -> bool {
+        let Some(p) = crate::rtp::parse(pkt) else {
+            return false;
+        };
+        let in_ts = p.header.timestamp;
+        let ts = match self.event {
+            Some((i, o)) if i == in_ts => o,
+            _ => {
+                let o = self.last_ts.wrapping_add(160);
+                self.event = Some((in_ts, o));
+                o
+            }
+        };
+        self.last_seq = self.last_seq.wrapping_add(1);
+        pkt[2..4].copy_from_slice(&self.last_seq.to_be_bytes());
+        pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+        pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         true
     }
 

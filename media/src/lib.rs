@@ -16,6 +16,9 @@ pub mod mixer;
 #[cfg(test)]
 mod mixer_tests;
 pub mod rtp;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod stats;
 pub mod tone;
 pub mod wav;

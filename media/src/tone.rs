@@ -51,6 +51,16 @@ pub fn goertzel(samples: &[i16], hz: f64, rate: u32) -> f64 {
     (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len().max(1) as f64).powi(2)
 }
 
+/// Whether `hz` is present in `samples`: its Goertzel power is a real share of the
+/// signal's energy (a present tone gives about half the mean square per tone in the
+/// mix; spectral leakage from gaps and concealment stays far below 5 %), and above
+/// a floor for near-silence.
+pub fn detect(samples: &[i16], hz: f64, rate: u32) -> bool {
+    let p = goertzel(samples, hz, rate);
+    let ms = samples.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / samples.len().max(1) as f64;
+    p > 1000.0 && p > 0.05 * ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

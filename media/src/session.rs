@@ -1,0 +1,341 @@
+//! A call's media session once it needs more than relaying: supervisors, recording.
+//! Sans-IO: the driver hands in each RTP packet of the call's two parties (before it
+//! relays it), each packet from a supervisor's phone, and calls [`Session::tick`]
+//! every 20 ms; the session says what to send where and gives the recording's
+//! stereo frames.
+//!
+//! Design (DESIGN.md "media fast path first"):
+//! - While nobody needs to hear something new, customer ↔ agent packets are still
+//!   relayed as they are; the session only decodes copies into jitter buffers for the
+//!   supervisors and the recording. In listen mode the parties receive exactly the
+//!   packets they would without a supervisor.
+//! - A party whose ear needs the mix (the agent while a supervisor whispers or
+//!   barges; the customer while one barges) is sent generated frames instead: the
+//!   mixer output encoded in the codec that party sends. Its outgoing stream keeps
+//!   SSRC, sequence and timestamp continuous across relay → mix → relay
+//!   ([`OutStream`]); the other direction keeps being relayed.
+//! - Only G.711 (PT 0, 8) is decoded; other payloads are relayed but not mixed.
+//!
+//! Order per tick: [`Session::tick`] pops one frame per input, mixes, calls `send` for
+//! each generated packet and `record` with the stereo frame when recording.
+
+use crate::continuity::OutStream;
+use crate::jitter::{decode_g711, JitterBuffer};
+use crate::mixer::{Frame, Mixer, MonitorMode, ParticipantId, Role, FRAME, SILENCE};
+use crate::{dtmf, g711, rtp, Side};
+
+/// Where a generated packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    Party(Side),
+    Monitor(u64),
+}
+
+#[derive(Debug)]
+struct Input {
+    pid: ParticipantId,
+    jb: JitterBuffer,
+    ssrc: Option<u32>,
+    /// The audio payload type this sender uses (what it is sent back in).
+    pt: u8,
+}
+
+impl Input {
+    fn new(pid: ParticipantId) -> Self {
+        Input {
+            pid,
+            jb: JitterBuffer::new(),
+            ssrc: None,
+            pt: 0,
+        }
+    }
+
+    /// Decode a G.711 packet into the jitter buffer. Returns false for other payloads.
+    fn push(&mut self, p: &rtp::RtpPacket, pkt: &[u8]) -> bool {
+        let pt = p.header.payload_type;
+        if pt != 0 && pt != 8 {
+            return false;
+        }
+        let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
+        let mut f = SILENCE;
+        if !decode_g711(payload, pt == 8, &mut f) {
+            return false;
+        }
+        if self.ssrc != Some(p.header.ssrc) {
+            // A new sender (or a restarted one): its numbering starts afresh.
+            self.jb = JitterBuffer::new();
+            self.ssrc = Some(p.header.ssrc);
+        }
+        self.pt = pt;
+        self.jb.push(p.header.sequence, &f);
+        true
+    }
+}
+
+#[derive(Debug)]
+struct MonitorLeg {
+    id: u64,
+    mode: MonitorMode,
+    input: Input,
+    out: OutStream,
+    dtmf: dtmf::Receiver,
+}
+
+/// What the driver does with a party's packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Relay it (its header may have been rewritten onto the outgoing stream).
+    Relay,
+    /// Do not relay: the receiver gets generated frames now.
+    Drop,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    mixer: Mixer,
+    parties: [Input; 2],
+    monitors: Vec<MonitorLeg>,
+    /// The outgoing stream towards each party, created at the first packet the session
+    /// sees for it (with that packet's own numbering, so relaying stays transparent).
+    out: [Option<OutStream>; 2],
+    generating: [bool; 2],
+    /// Ticks a party has waited for a packet to continue its stream from.
+    waited: [u8; 2],
+    recording: bool,
+    /// Seeds for streams the session starts itself (SSRC, sequence, timestamp).
+    seed: u64,
+    buf: [u8; 12 + FRAME],
+}
+
+fn next_seed(seed: &mut u64) -> u64 {
+    // splitmix64: distinct SSRCs / initial numbers per stream from one seed.
+    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn new_stream(seed: &mut u64) -> OutStream {
+    let r = next_seed(seed);
+    OutStream::new(r as u32, (r >> 32) as u16, (r >> 16) as u32)
+}
+
+impl Session {
+    /// `seed` comes from the driver's entropy; it picks SSRCs and initial numbers.
+    pub fn new(seed: u64) -> Self {
+        let mut mixer = Mixer::new();
+        let customer = mixer.add(Role::Customer);
+        let agent = mixer.add(Role::Agent);
+        Session {
+            mixer,
+            parties: [Input::new(customer), Input::new(agent)],
+            monitors: Vec::new(),
+            out: [None, None],
+            generating: [false, false],
+            waited: [0, 0],
+            recording: false,
+            seed,
+            buf: [0; 12 + FRAME],
+        }
+    }
+
+    /// Whether the session mixes at all (a supervisor or a recording needs it).
+    pub fn active(&self) -> bool {
+        self.recording || !self.monitors.is_empty()
+    }
+
+    pub fn generating(&self, to: Side) -> bool {
+        self.generating[to as usize]
+    }
+
+    pub fn monitor_count(&self) -> usize {
+        self.monitors.len()
+    }
+
+    fn activating(&mut self) {
+        if !self.active() {
+            // Stale frames from an earlier active span must not play.
+            for p in &mut self.parties {
+                p.jb = JitterBuffer::new();
+                p.ssrc = None;
+            }
+        }
+    }
+
+    pub fn set_recording(&mut self, on: bool) {
+        if on {
+            self.activating();
+        }
+        self.recording = on;
+    }
+
+    /// Recording paused: both channels are silence until resumed.
+    pub fn set_recording_paused(&mut self, paused: bool) {
+        self.mixer.recording_paused = paused;
+    }
+
+    pub fn add_monitor(&mut self, id: u64, mode: MonitorMode) {
+        if self.monitors.iter().any(|m| m.id == id) {
+            return self.set_mode(id, mode);
+        }
+        self.activating();
+        let pid = self.mixer.add(Role::Supervisor(mode));
+        let out = new_stream(&mut self.seed);
+        self.monitors.push(MonitorLeg {
+            id,
+            mode,
+            input: Input::new(pid),
+            out,
+            dtmf: dtmf::Receiver::default(),
+        });
+        self.update_generating();
+    }
+
+    pub fn set_mode(&mut self, id: u64, mode: MonitorMode) {
+        if let Some(m) = self.monitors.iter_mut().find(|m| m.id == id) {
+            m.mode = mode;
+            self.mixer.set_mode(m.input.pid, mode);
+        }
+        self.update_generating();
+    }
+
+    pub fn remove_monitor(&mut self, id: u64) {
+        if let Some(i) = self.monitors.iter().position(|m| m.id == id) {
+            let m = self.monitors.remove(i);
+            self.mixer.remove(m.input.pid);
+        }
+        self.update_generating();
+    }
+
+    fn update_generating(&mut self) {
+        let any = |f: fn(MonitorMode) -> bool| self.monitors.iter().any(|m| f(m.mode));
+        let agent = any(|m| m != MonitorMode::Listen);
+        let customer = any(|m| m == MonitorMode::Barge);
+        self.generating = [customer, agent];
+        // A party without an outgoing stream yet continues the one it is relayed
+        // (the next packet seeds it); see `on_party_rtp` and `tick`.
+        self.waited = [0, 0];
+    }
+
+    /// A packet from party `from` on its way to the other party. The session keeps a
+    /// decoded copy (when active) and may rewrite the header in place.
+    pub fn on_party_rtp(&mut self, from: Side, pkt: &mut [u8], now_us: u64) -> Verdict {
+        let Some(p) = rtp::parse(pkt) else {
+            return Verdict::Relay;
+        };
+        if self.active() {
+            self.parties[from as usize].push(&p, pkt);
+        }
+        let to = from.other() as usize;
+        let h = p.header;
+        match self.out[to].as_mut() {
+            Some(out) if self.generating[to] => {
+                // Audio comes from the mix now; RFC 4733 events still go through.
+                let pt = h.payload_type;
+                if pt >= 96 && p.payload_len >= 4 && out.event(pkt) {
+                    Verdict::Relay
+                } else {
+                    Verdict::Drop
+                }
+            }
+            Some(out) => {
+                out.relay(pkt, now_us);
+                Verdict::Relay
+            }
+            None => {
+                // The first packet the session sees for this party: the stream goes on
+                // with the sender's own numbering (transparent), mixing or not.
+                let mut out = OutStream::new(h.ssrc, h.sequence, h.timestamp);
+                out.relay(pkt, now_us);
+                self.out[to] = Some(out);
+                Verdict::Relay
+            }
+        }
+    }
+
+    /// A packet from supervisor `id`'s phone. Returns a DTMF digit it completes.
+    pub fn on_monitor_rtp(&mut self, id: u64, pkt: &[u8]) -> Option<char> {
+        let p = rtp::parse(pkt)?;
+        let m = self.monitors.iter_mut().find(|m| m.id == id)?;
+        if m.input.push(&p, pkt) {
+            return None;
+        }
+        if p.header.payload_type >= 96 {
+            let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
+            return m.dtmf.on_payload(p.header.timestamp, payload);
+        }
+        None
+    }
+
+    /// One 20 ms tick: `send(dest, packet)` for each generated packet, `record(left,
+    /// right)` when recording.
+    pub fn tick(
+        &mut self,
+        now_us: u64,
+        mut send: impl FnMut(Dest, &[u8]),
+        mut record: impl FnMut(&Frame, &Frame),
+    ) {
+        if !self.active() {
+            return;
+        }
+        for p in &mut self.parties {
+            let f = p.jb.pop();
+            self.mixer.put(p.pid, &f);
+        }
+        for m in &mut self.monitors {
+            let f = m.input.jb.pop();
+            self.mixer.put(m.input.pid, &f);
+        }
+        let (parties, monitors, out, generating, buf, waited, seed) = (
+            &self.parties,
+            &mut self.monitors,
+            &mut self.out,
+            &self.generating,
+            &mut self.buf,
+            &mut self.waited,
+            &mut self.seed,
+        );
+        self.mixer.mix(|pid, frame| {
+            let (dest, pt, stream) = if let Some(s) = [Side::A, Side::B]
+                .into_iter()
+                .find(|s| parties[*s as usize].pid == pid)
+            {
+                let i = s as usize;
+                if !generating[i] {
+                    return;
+                }
+                if out[i].is_none() {
+                    // Wait up to 100 ms for a relayed packet to continue from; a silent
+                    // sender gets a stream of its own.
+                    waited[i] = waited[i].saturating_add(1);
+                    if waited[i] < 5 {
+                        return;
+                    }
+                    out[i] = Some(new_stream(seed));
+                }
+                let o = out[i].as_mut().expect("set above");
+                (Dest::Party(s), parties[s as usize].pt, o)
+            } else if let Some(m) = monitors.iter_mut().find(|m| m.input.pid == pid) {
+                (Dest::Monitor(m.id), m.input.pt, &mut m.out)
+            } else {
+                return;
+            };
+            let h = stream.generate(pt, now_us);
+            let n = rtp::write_header(buf, &h, None);
+            for (b, s) in buf[n..n + FRAME].iter_mut().zip(frame.iter()) {
+                *b = if pt == 8 {
+                    g711::linear_to_alaw(*s)
+                } else {
+                    g711::linear_to_ulaw(*s)
+                };
+            }
+            send(dest, &buf[..n + FRAME]);
+        });
+        if self.recording {
+            let (l, r) = self.mixer.record();
+            record(&l, &r);
+        }
+        self.mixer.end_tick();
+    }
+}

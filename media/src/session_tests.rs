@@ -1,0 +1,303 @@
+//! The mix session driven like the edge drives it: RTP packets in (G.711, tones:
+//! customer 440 Hz, agent 1100 Hz, supervisor 1700 Hz), packets out, a Goertzel
+//! detector on what each party receives and on the recording; continuity of each
+//! party's incoming stream across relay → mix → relay.
+
+use crate::g711;
+use crate::mixer::{MonitorMode, FRAME};
+use crate::rtp::{self, RtpHeader};
+use crate::session::{Dest, Session, Verdict};
+use crate::tone::{goertzel, Tone};
+use crate::Side;
+use std::collections::HashMap;
+
+struct Sender {
+    tone: Tone,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
+impl Sender {
+    fn new(hz: f64, ssrc: u32) -> Sender {
+        Sender {
+            tone: Tone::new(hz, 8000),
+            ssrc,
+            seq: 1000,
+            ts: 5000,
+        }
+    }
+    fn packet(&mut self) -> Vec<u8> {
+        let mut b = vec![0u8; 12 + FRAME];
+        let h = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+        };
+        rtp::write_header(&mut b, &h, None);
+        self.tone.fill_g711(&mut b[12..], false);
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        b
+    }
+}
+
+#[derive(Default)]
+struct Heard {
+    samples: HashMap<&'static str, Vec<i16>>,
+    /// (ssrc, seq) of every packet each party received, in order.
+    headers: HashMap<&'static str, Vec<(u32, u16, u32)>>,
+}
+
+impl Heard {
+    fn take(&mut self, who: &'static str, pkt: &[u8]) {
+        let p = rtp::parse(pkt).unwrap();
+        self.headers.entry(who).or_default().push((
+            p.header.ssrc,
+            p.header.sequence,
+            p.header.timestamp,
+        ));
+        let s = self.samples.entry(who).or_default();
+        s.extend(
+            pkt[p.payload_offset..]
+                .iter()
+                .map(|b| g711::ulaw_to_linear(*b)),
+        );
+    }
+    fn has(&self, who: &'static str, hz: f64) -> bool {
+        let s = &self.samples[who];
+        // Skip the jitter buffer's start-up; look at the last 40 ms... of what arrived.
+        let tail = &s[s.len().saturating_sub(8 * FRAME)..];
+        goertzel(tail, hz, 8000) > 1000.0
+    }
+}
+
+struct Scene {
+    s: Session,
+    c: Sender,
+    a: Sender,
+    sup: Sender,
+    now: u64,
+    heard: Heard,
+    left: Vec<i16>,
+    right: Vec<i16>,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        Scene {
+            s: Session::new(42),
+            c: Sender::new(440.0, 0xC),
+            a: Sender::new(1100.0, 0xA),
+            sup: Sender::new(1700.0, 0x5),
+            now: 0,
+            heard: Heard::default(),
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+
+    /// Run `ticks` 20 ms ticks; a fresh `Heard` for each phase.
+    fn run(&mut self, ticks: usize) {
+        self.heard.samples.clear();
+        self.left.clear();
+        self.right.clear();
+        for _ in 0..ticks {
+            self.now += 20_000;
+            for (from, to) in [(Side::A, "agent"), (Side::B, "customer")] {
+                let mut p = match from {
+                    Side::A => self.c.packet(),
+                    Side::B => self.a.packet(),
+                };
+                if self.s.on_party_rtp(from, &mut p, self.now) == Verdict::Relay {
+                    self.heard.take(to, &p);
+                }
+            }
+            let p = self.sup.packet();
+            assert_eq!(self.s.on_monitor_rtp(1, &p), None);
+            let (heard, left, right) = (&mut self.heard, &mut self.left, &mut self.right);
+            self.s.tick(
+                self.now,
+                |d, pkt| {
+                    let who = match d {
+                        Dest::Party(Side::A) => "customer",
+                        Dest::Party(Side::B) => "agent",
+                        Dest::Monitor(_) => "supervisor",
+                    };
+                    heard.take(who, pkt);
+                },
+                |l, r| {
+                    left.extend_from_slice(l);
+                    right.extend_from_slice(r);
+                },
+            );
+        }
+    }
+}
+
+fn tone_in(s: &[i16], hz: f64) -> bool {
+    goertzel(&s[s.len().saturating_sub(8 * FRAME)..], hz, 8000) > 1000.0
+}
+
+#[test]
+fn listen_whisper_barge_by_tone_with_recording() {
+    let mut sc = Scene::new();
+    sc.run(10);
+    assert!(!sc.s.active(), "relay only: no decoding");
+    assert!(sc.heard.has("agent", 440.0) && sc.heard.has("customer", 1100.0));
+    sc.s.set_recording(true);
+    sc.s.add_monitor(1, MonitorMode::Listen);
+
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(h.has("supervisor", 440.0) && h.has("supervisor", 1100.0));
+    assert!(!h.has("supervisor", 1700.0), "never yourself");
+    assert!(!h.has("agent", 1700.0) && !h.has("customer", 1700.0));
+    assert!(!sc.s.generating(Side::A) && !sc.s.generating(Side::B));
+    assert!(tone_in(&sc.left, 440.0) && !tone_in(&sc.left, 1100.0));
+    assert!(tone_in(&sc.right, 1100.0) && !tone_in(&sc.right, 440.0));
+    assert!(!tone_in(&sc.left, 1700.0) && !tone_in(&sc.right, 1700.0));
+
+    sc.s.set_mode(1, MonitorMode::Whisper);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(
+        h.has("agent", 440.0) && h.has("agent", 1700.0),
+        "agent hears customer + whisper"
+    );
+    assert!(
+        h.has("customer", 1100.0) && !h.has("customer", 1700.0),
+        "customer never hears a whisper"
+    );
+    assert!(
+        !tone_in(&sc.left, 1700.0) && !tone_in(&sc.right, 1700.0),
+        "whisper never recorded"
+    );
+
+    sc.s.set_mode(1, MonitorMode::Barge);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(h.has("agent", 440.0) && h.has("agent", 1700.0));
+    assert!(h.has("customer", 1100.0) && h.has("customer", 1700.0));
+    assert!(h.has("supervisor", 440.0) && h.has("supervisor", 1100.0));
+    assert!(
+        tone_in(&sc.right, 1700.0) && !tone_in(&sc.left, 1700.0),
+        "barge on the agent channel"
+    );
+
+    sc.s.set_recording_paused(true);
+    sc.run(10);
+    assert!(
+        sc.left.iter().chain(sc.right.iter()).all(|x| *x == 0),
+        "paused = silence"
+    );
+    sc.s.set_recording_paused(false);
+
+    sc.s.remove_monitor(1);
+    sc.run(10);
+    assert!(sc.heard.has("agent", 440.0) && !sc.heard.has("agent", 1700.0));
+    assert!(!sc.heard.samples.contains_key("supervisor"));
+}
+
+#[test]
+fn each_partys_stream_is_continuous_across_relay_mix_relay() {
+    let mut sc = Scene::new();
+    sc.run(5);
+    sc.s.add_monitor(1, MonitorMode::Listen);
+    sc.run(5);
+    sc.s.set_mode(1, MonitorMode::Barge);
+    sc.run(10);
+    sc.s.set_mode(1, MonitorMode::Listen);
+    sc.run(5);
+    sc.s.remove_monitor(1);
+    sc.run(5);
+    for who in ["agent", "customer"] {
+        let hs = &sc.heard.headers[who];
+        assert!(hs.len() >= 25, "{who}: {}", hs.len());
+        let ssrc = hs[0].0;
+        // Relayed packets before any switch keep the sender's own numbering.
+        let original = if who == "agent" { 0xC } else { 0xA };
+        assert_eq!(ssrc, original, "{who}: transparent before mixing");
+        for w in hs.windows(2) {
+            assert_eq!(w[1].0, ssrc, "{who}: SSRC constant");
+            assert_eq!(
+                w[1].1,
+                w[0].1.wrapping_add(1),
+                "{who}: sequence without jumps"
+            );
+            assert_eq!(
+                w[1].2,
+                w[0].2.wrapping_add(160),
+                "{who}: timestamps follow 20 ms"
+            );
+        }
+    }
+}
+
+#[test]
+fn two_supervisors_and_dtmf_from_a_phone() {
+    let mut s = Session::new(7);
+    s.add_monitor(1, MonitorMode::Whisper);
+    s.add_monitor(2, MonitorMode::Listen);
+    assert!(s.generating(Side::B) && !s.generating(Side::A));
+    s.remove_monitor(1);
+    assert!(
+        !s.generating(Side::B),
+        "a listener alone changes nothing for the agent"
+    );
+    // RFC 4733 end packet for '6' from supervisor 2.
+    let mut b = vec![0u8; 16];
+    let h = RtpHeader {
+        marker: true,
+        payload_type: 101,
+        sequence: 1,
+        timestamp: 800,
+        ssrc: 9,
+    };
+    rtp::write_header(&mut b, &h, None);
+    b[12..16].copy_from_slice(&crate::dtmf::payload(6, true, 10, 800));
+    assert_eq!(s.on_monitor_rtp(2, &b), Some('6'));
+    assert_eq!(
+        s.on_monitor_rtp(2, &b),
+        None,
+        "end retransmissions count once"
+    );
+    assert_eq!(s.on_monitor_rtp(9, &b), None, "unknown monitor");
+    assert_eq!(s.monitor_count(), 1);
+}
+
+#[test]
+fn whisper_from_the_first_tick_continues_the_relayed_stream_and_passes_events() {
+    let mut sc = Scene::new();
+    sc.s.add_monitor(1, MonitorMode::Whisper);
+    sc.run(10);
+    // An RFC 4733 event from the customer while the agent is sent the mix.
+    let mut ev = vec![0u8; 16];
+    let h = RtpHeader {
+        marker: true,
+        payload_type: 101,
+        sequence: sc.c.seq,
+        timestamp: sc.c.ts,
+        ssrc: 0xC,
+    };
+    rtp::write_header(&mut ev, &h, None);
+    ev[12..16].copy_from_slice(&crate::dtmf::payload(11, true, 10, 800));
+    assert_eq!(sc.s.on_party_rtp(Side::A, &mut ev, sc.now), Verdict::Relay);
+    let e = rtp::parse(&ev).unwrap().header;
+    sc.c.seq = sc.c.seq.wrapping_add(1);
+    sc.run(5);
+    let hs = &sc.heard.headers["agent"];
+    assert!(
+        hs.iter().all(|h| h.0 == 0xC),
+        "the customer's SSRC throughout"
+    );
+    assert_eq!(e.ssrc, 0xC);
+    assert!(
+        hs.iter().any(|h| h.1 == e.sequence.wrapping_sub(1))
+            && hs.iter().any(|h| h.1 == e.sequence.wrapping_add(1)),
+        "the event takes its place in the sequence"
+    );
+    assert!(sc.heard.has("agent", 1700.0));
+}
