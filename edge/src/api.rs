@@ -6,6 +6,7 @@
 
 use crate::metrics::{self, Metrics};
 use crate::sip::{CoreMsg, CoreTx};
+use crate::supervision;
 use arc_swap::ArcSwap;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -35,6 +36,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/calls", get(list_calls))
         .route("/api/v1/calls/{id}", get(get_call).delete(delete_call))
+        .route(
+            "/api/v1/calls/{id}/monitors",
+            axum::routing::post(supervision::add_monitor),
+        )
+        .route(
+            "/api/v1/calls/{id}/monitors/{mid}",
+            axum::routing::patch(supervision::patch_monitor).delete(supervision::delete_monitor),
+        )
+        .route(
+            "/api/v1/calls/{id}/recording",
+            axum::routing::post(supervision::set_recording),
+        )
         .route("/api/v1/recordings", get(list_recordings))
         .route("/api/v1/recordings/{id}", get(get_recording))
         .route("/api/v1/recordings/{id}/audio", get(recording_audio))
@@ -61,6 +74,15 @@ async fn not_found() -> Response {
 
 /// Check the bearer token and the role; the token itself is never logged.
 fn authorize(state: &AppState, headers: &HeaderMap, at_least: Role) -> Result<String, Response> {
+    authorize_user(state, headers, at_least).map(|u| u.name)
+}
+
+/// The signed-in user (name and role) when the token allows `at_least`.
+pub fn authorize_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    at_least: Role,
+) -> Result<control::User, Response> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -84,10 +106,10 @@ fn authorize(state: &AppState, headers: &HeaderMap, at_least: Role) -> Result<St
             "your role does not allow this",
         ));
     }
-    Ok(user.name.clone())
+    Ok(user.clone())
 }
 
-async fn ask<T>(
+pub async fn ask<T>(
     core: &CoreTx,
     make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg,
 ) -> Result<T, Response> {
@@ -144,6 +166,17 @@ fn call_json(c: &signaling::b2bua::CallInfo) -> serde_json::Value {
         "agent": c.agent,
         "start_time": (now - c.age_secs),
         "duration_secs": c.age_secs,
+        "monitors": c.monitors.iter().map(|m| json!({
+            "id": m.id, "user": m.user, "mode": m.mode, "state": m.state,
+        })).collect::<Vec<_>>(),
+        "recording": match c.recording_paused {
+            None => "off",
+            Some(true) => "paused",
+            Some(false) => "recording",
+        },
+        "events": c.digits.iter().map(|d| json!({
+            "type": "dtmf", "digit": d.digit.to_string(), "from": d.from, "at_secs": d.at_secs,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -5,8 +5,10 @@
 mod api;
 mod media;
 mod metrics;
+mod recorder;
 mod recordings;
 mod sip;
+mod supervision;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
@@ -110,7 +112,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -166,9 +168,18 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let relays = media::Relays::start(threads, metrics.clone())
+    let finisher = recorder::Finisher::start()
+        .map_err(|e| format!("cannot start the recording finisher: {e}"))?;
+    let relays = media::Relays::start(threads, metrics.clone(), core_tx.clone(), finisher)
         .map_err(|e| format!("cannot start RTP relay workers: {e}"))?;
-    let core = sip::Core::new(b2bua, udp, relays, metrics.clone(), core_tx.clone());
+    let core = sip::Core::new(
+        b2bua,
+        udp,
+        relays,
+        metrics.clone(),
+        core_tx.clone(),
+        c.storage.dir.clone(),
+    );
     let core_task = tokio::spawn(core.run(core_rx));
     let shared = Arc::new(ArcSwap::from(snap.clone()));
     spawn_reloader(

@@ -1,13 +1,26 @@
 //! RTP relay workers: one thread per core, each polling (epoll, level-triggered) the
 //! sockets of the calls assigned to it. Each readiness event reads one datagram (no
-//! extra read to find the queue empty) into the worker's one buffer, the call's [`media::Relay`] core decides where it goes, and it is sent from
-//! the peer socket; nothing is decoded or allocated per packet. Calls are spread
-//! round-robin; a [`RelayHandle`] updates a call's peers and closes it when dropped.
+//! extra read to find the queue empty) into the worker's one buffer, the call's
+//! [`media::Relay`] core decides where it goes, and it is sent from the peer socket;
+//! nothing is decoded or allocated per packet. Calls are spread round-robin; a
+//! [`RelayHandle`] updates a call's peers and closes it when dropped.
+//!
+//! A call that gets a supervisor or a recording also gets a [`media::session::Session`]
+//! (in the same worker, with the supervisor's sockets): the worker hands it each
+//! party packet before relaying, and ticks every mixing call of the worker together
+//! every 20 ms (the epoll timeout is the time to the next tick). RFC 4733 digits seen
+//! in any call are reported to the SIP core.
 
 use crate::metrics::Metrics;
-use media::{Relay, Side, Socket};
+use crate::recorder::{Finisher, Recorder};
+use crate::sip::{CoreMsg, CoreTx};
+use media::mixer::MonitorMode;
+use media::session::{Dest, Session, Verdict};
+use media::{dtmf, Relay, Side, Socket};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use signaling::b2bua::DigitFrom;
+use std::collections::HashMap;
 use std::io;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +35,38 @@ const WAKER: u64 = u64::MAX;
 enum Cmd {
     Open {
         slot: usize,
+        call: u64,
         sockets: [UdpSocket; 4],
+    },
+    MonitorOpen {
+        slot: usize,
+        /// The monitor's own event slot.
+        mslot: usize,
+        id: u64,
+        mode: MonitorMode,
+        sockets: [UdpSocket; 2],
+    },
+    MonitorRemote {
+        slot: usize,
+        id: u64,
+        addr: SocketAddr,
+    },
+    MonitorMode {
+        slot: usize,
+        id: u64,
+        mode: MonitorMode,
+    },
+    MonitorClose {
+        slot: usize,
+        id: u64,
+    },
+    Record {
+        slot: usize,
+        recorder: Box<Recorder>,
+    },
+    RecordPause {
+        slot: usize,
+        paused: bool,
     },
     Remote {
         slot: usize,
@@ -65,6 +109,64 @@ impl RelayHandle {
             },
         );
     }
+
+    /// Bind a supervisor's RTP/RTCP pair at `port` and mix for it.
+    pub fn monitor_open(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        id: u64,
+        mode: MonitorMode,
+    ) -> io::Result<()> {
+        let sockets = [bind(ip, port)?, bind(ip, port + 1)?];
+        let mslot = self.relays.slots.fetch_add(1, Relaxed);
+        self.relays.send(
+            self.worker,
+            Cmd::MonitorOpen {
+                slot: self.slot,
+                mslot,
+                id,
+                mode,
+                sockets,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn monitor_remote(&self, id: u64, addr: SocketAddr) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorRemote { slot, id, addr });
+    }
+
+    pub fn monitor_mode(&self, id: u64, mode: MonitorMode) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorMode { slot, id, mode });
+    }
+
+    pub fn monitor_close(&self, id: u64) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorClose { slot, id });
+    }
+
+    pub fn record(&self, recorder: Recorder) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::Record {
+                slot,
+                recorder: Box::new(recorder),
+            },
+        );
+    }
+
+    pub fn record_pause(&self, paused: bool) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::RecordPause { slot, paused });
+    }
 }
 
 impl Drop for RelayHandle {
@@ -90,7 +192,13 @@ fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
 
 impl Relays {
     /// Start `threads` workers (at least one).
-    pub fn start(threads: usize, metrics: Arc<Metrics>) -> io::Result<Arc<Relays>> {
+    /// Digits go to `core`; finished recordings to `finisher`.
+    pub fn start(
+        threads: usize,
+        metrics: Arc<Metrics>,
+        core: CoreTx,
+        finisher: Finisher,
+    ) -> io::Result<Arc<Relays>> {
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
             let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -100,10 +208,16 @@ impl Relays {
             )?);
             poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
             let (tx, rx) = mpsc::channel();
-            let (m, w) = (metrics.clone(), waker.clone());
+            let ctx = Ctx {
+                metrics: metrics.clone(),
+                core: core.clone(),
+                finisher: finisher.clone(),
+                seed: crate::seed() ^ (i as u64) << 56,
+            };
+            let w = waker.clone();
             std::thread::Builder::new()
                 .name(format!("rtp-relay-{i}"))
-                .spawn(move || run(poll, w, rx, m))?;
+                .spawn(move || run(poll, w, rx, ctx))?;
             workers.push(Worker { tx, waker });
         }
         Ok(Arc::new(Relays {
@@ -122,7 +236,13 @@ impl Relays {
     }
 
     /// Bind the four sockets (A RTP/RTCP at `a_port`, B at `b_port`) and relay them.
-    pub fn open(self: &Arc<Self>, ip: IpAddr, a_port: u16, b_port: u16) -> io::Result<RelayHandle> {
+    pub fn open(
+        self: &Arc<Self>,
+        call: u64,
+        ip: IpAddr,
+        a_port: u16,
+        b_port: u16,
+    ) -> io::Result<RelayHandle> {
         let sockets = [
             bind(ip, a_port)?,
             bind(ip, a_port + 1)?,
@@ -132,7 +252,14 @@ impl Relays {
         let worker = self.next.fetch_add(1, Relaxed) % self.workers.len();
         let slot = self.slots.fetch_add(1, Relaxed);
         self.metrics.relays_active.fetch_add(1, Relaxed);
-        self.send(worker, Cmd::Open { slot, sockets });
+        self.send(
+            worker,
+            Cmd::Open {
+                slot,
+                call,
+                sockets,
+            },
+        );
         Ok(RelayHandle {
             worker,
             slot,
@@ -141,9 +268,30 @@ impl Relays {
     }
 }
 
+struct Monitor {
+    id: u64,
+    mslot: usize,
+    sockets: [UdpSocket; 2],
+    announced: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+}
+
 struct Call {
+    call: u64,
     sockets: [UdpSocket; 4],
     relay: Relay,
+    dtmf: [dtmf::Receiver; 2],
+    session: Option<Box<Session>>,
+    monitors: Vec<Monitor>,
+    recorder: Option<Box<Recorder>>,
+}
+
+/// What a worker shares with the rest of the process.
+struct Ctx {
+    metrics: Arc<Metrics>,
+    core: CoreTx,
+    finisher: Finisher,
+    seed: u64,
 }
 
 #[derive(Default)]
@@ -162,16 +310,33 @@ impl Counters {
     }
 }
 
-/// Event data: call slot × 4 + socket index. Slots are process-unique; calls live in
-/// a map keyed by slot (a closed slot's late events find nothing).
-fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<Metrics>) {
-    let mut calls: std::collections::HashMap<usize, Call> = std::collections::HashMap::new();
+const TICK: Duration = Duration::from_millis(20);
+
+/// Event data: slot × 4 + socket index. Slots are process-unique (calls and monitors
+/// share the counter); calls live in a map keyed by slot, monitors in a map from
+/// their slot to the call's (a closed slot's late events find nothing).
+fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, mut ctx: Ctx) {
+    let mut calls: HashMap<usize, Call> = HashMap::new();
+    let mut monitor_slots: HashMap<usize, (usize, u64)> = HashMap::new();
     let mut events = vec![EpollEvent::empty(); 1024];
     let mut buf = [0u8; 2048];
     let mut c = Counters::default();
     let mut last_flush = Instant::now();
+    let epoch = Instant::now();
+    let mut next_tick: Option<Instant> = None;
     loop {
-        let n = match poll.wait(&mut events, EpollTimeout::from(500u16)) {
+        let timeout = match next_tick {
+            // Round up: waking early would only wait again.
+            Some(t) => {
+                let ms = t
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000);
+                EpollTimeout::from(ms.min(500) as u16)
+            }
+            None => EpollTimeout::from(500u16),
+        };
+        let n = match poll.wait(&mut events, timeout) {
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => 0,
             Err(e) => {
@@ -179,6 +344,7 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
                 return;
             }
         };
+        let now_us = epoch.elapsed().as_micros() as u64;
         let mut commands = false;
         for ev in &events[..n] {
             let data = ev.data();
@@ -188,6 +354,12 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
                 continue;
             }
             let (slot, i) = ((data / 4) as usize, (data % 4) as usize);
+            if let Some(&(call_slot, id)) = monitor_slots.get(&slot) {
+                if let Some(call) = calls.get_mut(&call_slot) {
+                    on_monitor_datagram(call, id, i, &mut buf, &ctx);
+                }
+                continue;
+            }
             let Some(call) = calls.get_mut(&slot) else {
                 continue;
             };
@@ -196,38 +368,175 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, metrics: Arc<M
             // wait reports the socket again.
             // WouldBlock (spurious) or ICMP errors reported on the socket: nothing to do.
             if let Ok((len, src)) = call.sockets[i].recv_from(&mut buf) {
-                match call.relay.on_datagram(on, src, &buf[..len]) {
-                    Some(dst) => match call.sockets[on.peer().index()].send_to(&buf[..len], dst) {
-                        Ok(_) => {
-                            c.packets += 1;
-                            c.bytes += len as u64;
+                let Some(dst) = call.relay.on_datagram(on, src, &buf[..len]) else {
+                    c.dropped += 1;
+                    continue;
+                };
+                let pkt = &mut buf[..len];
+                if !on.rtcp {
+                    if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
+                        party_digit(call, on.side, pkt, &ctx);
+                    }
+                    if let Some(s) = call.session.as_mut() {
+                        if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
+                            continue;
                         }
-                        Err(_) => c.dropped += 1,
-                    },
-                    None => c.dropped += 1,
+                    }
+                }
+                match call.sockets[on.peer().index()].send_to(pkt, dst) {
+                    Ok(_) => {
+                        c.packets += 1;
+                        c.bytes += len as u64;
+                    }
+                    Err(_) => c.dropped += 1,
                 }
             }
         }
         if commands {
             while let Ok(cmd) = rx.try_recv() {
-                apply(&poll, &mut calls, cmd, &metrics);
+                apply(&poll, &mut calls, &mut monitor_slots, cmd, &mut ctx);
+            }
+            let mixing = calls
+                .values()
+                .any(|c| c.session.as_ref().is_some_and(|s| s.active()));
+            next_tick = match (mixing, next_tick) {
+                (false, _) => None,
+                (true, Some(t)) => Some(t),
+                (true, None) => Some(Instant::now() + TICK),
+            };
+        }
+        if let Some(t) = next_tick {
+            let now = Instant::now();
+            if now >= t {
+                let now_us = epoch.elapsed().as_micros() as u64;
+                for call in calls.values_mut() {
+                    tick(call, now_us, &mut c);
+                }
+                // Keep the 20 ms grid; after a stall, restart it rather than burst.
+                let next = t + TICK;
+                next_tick = Some(if next + 5 * TICK < now {
+                    now + TICK
+                } else {
+                    next
+                });
             }
         }
         if last_flush.elapsed() >= Duration::from_secs(1) || c.packets >= 1 << 16 {
-            c.flush(&metrics);
+            c.flush(&ctx.metrics);
             last_flush = Instant::now();
         }
     }
 }
 
+/// An RFC 4733 event packet from a party: report a completed digit to the core.
+fn party_digit(call: &mut Call, side: Side, pkt: &[u8], ctx: &Ctx) {
+    let Some(p) = media::rtp::parse(pkt) else {
+        return;
+    };
+    let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
+    if payload.len() != 4 {
+        return;
+    }
+    if let Some(d) = call.dtmf[side as usize].on_payload(p.header.timestamp, payload) {
+        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+            call: call.call,
+            from: DigitFrom::Party(side),
+            digit: d,
+        });
+    }
+}
+
+fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: &Ctx) {
+    let Some(m) = call.monitors.iter_mut().find(|m| m.id == id) else {
+        return;
+    };
+    let Ok((len, src)) = m.sockets[i.min(1)].recv_from(buf) else {
+        return;
+    };
+    if i != 0 {
+        return; // the supervisor's RTCP: read and dropped
+    }
+    // Symmetric RTP: the first source is the phone; others are ignored.
+    match m.latched {
+        None => m.latched = Some(src),
+        Some(l) if l != src => return,
+        Some(_) => {}
+    }
+    let Some(s) = call.session.as_mut() else {
+        return;
+    };
+    if let Some(d) = s.on_monitor_rtp(id, &buf[..len]) {
+        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+            call: call.call,
+            from: DigitFrom::Monitor(id),
+            digit: d,
+        });
+    }
+}
+
+fn tick(call: &mut Call, now_us: u64, c: &mut Counters) {
+    let Some(s) = call.session.as_mut().filter(|s| s.active()) else {
+        return;
+    };
+    let (relay, sockets, monitors, recorder) = (
+        &call.relay,
+        &call.sockets,
+        &call.monitors,
+        &mut call.recorder,
+    );
+    s.tick(
+        now_us,
+        |dest, pkt| {
+            let sent = match dest {
+                Dest::Party(side) => {
+                    let sock = Socket { side, rtcp: false };
+                    relay
+                        .destination(sock)
+                        .map(|to| sockets[sock.index()].send_to(pkt, to))
+                }
+                Dest::Monitor(id) => monitors.iter().find(|m| m.id == id).and_then(|m| {
+                    m.latched
+                        .or(m.announced)
+                        .map(|to| m.sockets[0].send_to(pkt, to))
+                }),
+            };
+            match sent {
+                Some(Ok(_)) => {
+                    c.packets += 1;
+                    c.bytes += pkt.len() as u64;
+                }
+                _ => c.dropped += 1,
+            }
+        },
+        |l, r| {
+            if let Some(rec) = recorder.as_mut() {
+                rec.write(l, r);
+            }
+        },
+    );
+}
+
+fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
+    call.session.get_or_insert_with(|| {
+        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        Box::new(Session::new(*seed))
+    })
+}
+
 fn apply(
     poll: &Epoll,
-    calls: &mut std::collections::HashMap<usize, Call>,
+    calls: &mut HashMap<usize, Call>,
+    monitor_slots: &mut HashMap<usize, (usize, u64)>,
     cmd: Cmd,
-    metrics: &Metrics,
+    ctx: &mut Ctx,
 ) {
+    let metrics = &ctx.metrics;
     match cmd {
-        Cmd::Open { slot, sockets } => {
+        Cmd::Open {
+            slot,
+            call,
+            sockets,
+        } => {
             let ok = sockets.iter().enumerate().all(|(i, s)| {
                 poll.add(
                     s,
@@ -239,8 +548,13 @@ fn apply(
                 calls.insert(
                     slot,
                     Call {
+                        call,
                         sockets,
                         relay: Relay::new(),
+                        dtmf: Default::default(),
+                        session: None,
+                        monitors: Vec::new(),
+                        recorder: None,
                     },
                 );
             } else {
@@ -256,13 +570,114 @@ fn apply(
                 call.relay.set_remote(side, addr);
             }
         }
+        Cmd::MonitorOpen {
+            slot,
+            mslot,
+            id,
+            mode,
+            sockets,
+        } => {
+            let Some(call) = calls.get_mut(&slot) else {
+                return; // the call ended meanwhile: the sockets close here
+            };
+            let ok = sockets.iter().enumerate().all(|(i, s)| {
+                poll.add(
+                    s,
+                    EpollEvent::new(EpollFlags::EPOLLIN, (mslot * 4 + i) as u64),
+                )
+                .is_ok()
+            });
+            if !ok {
+                tracing::error!(slot, "cannot register a supervisor's RTP sockets");
+                for s in &sockets {
+                    let _ = poll.delete(s);
+                }
+                return;
+            }
+            monitor_slots.insert(mslot, (slot, id));
+            session(call, &mut ctx.seed).add_monitor(id, mode);
+            call.monitors.push(Monitor {
+                id,
+                mslot,
+                sockets,
+                announced: None,
+                latched: None,
+            });
+            metrics.monitors_active.fetch_add(1, Relaxed);
+        }
+        Cmd::MonitorRemote { slot, id, addr } => {
+            if let Some(m) = calls
+                .get_mut(&slot)
+                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == id))
+            {
+                m.announced = Some(addr);
+                m.latched = None;
+            }
+        }
+        Cmd::MonitorMode { slot, id, mode } => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.set_mode(id, mode);
+            }
+        }
+        Cmd::MonitorClose { slot, id } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                close_monitor(poll, call, monitor_slots, id, metrics);
+            }
+        }
+        Cmd::Record { slot, recorder } => match calls.get_mut(&slot) {
+            Some(call) => {
+                session(call, &mut ctx.seed).set_recording(true);
+                call.recorder = Some(recorder);
+                metrics.recordings_active.fetch_add(1, Relaxed);
+            }
+            None => ctx.finisher.finish(*recorder),
+        },
+        Cmd::RecordPause { slot, paused } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                if let Some(s) = call.session.as_mut() {
+                    s.set_recording_paused(paused);
+                }
+                if let Some(r) = call.recorder.as_mut() {
+                    r.set_paused(paused);
+                }
+            }
+        }
         Cmd::Close { slot } => {
-            if let Some(call) = calls.remove(&slot) {
+            if let Some(mut call) = calls.remove(&slot) {
                 for s in &call.sockets {
                     let _ = poll.delete(s);
+                }
+                let ids: Vec<u64> = call.monitors.iter().map(|m| m.id).collect();
+                for id in ids {
+                    close_monitor(poll, &mut call, monitor_slots, id, metrics);
+                }
+                if let Some(r) = call.recorder.take() {
+                    metrics.recordings_active.fetch_sub(1, Relaxed);
+                    ctx.finisher.finish(*r);
                 }
                 metrics.relays_active.fetch_sub(1, Relaxed);
             }
         }
     }
+}
+
+fn close_monitor(
+    poll: &Epoll,
+    call: &mut Call,
+    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    id: u64,
+    metrics: &Metrics,
+) {
+    let Some(i) = call.monitors.iter().position(|m| m.id == id) else {
+        return;
+    };
+    let m = call.monitors.remove(i);
+    for s in &m.sockets {
+        let _ = poll.delete(s);
+    }
+    monitor_slots.remove(&m.mslot);
+    if let Some(s) = call.session.as_mut() {
+        s.remove_monitor(id);
+    }
+    metrics.monitors_active.fetch_sub(1, Relaxed);
 }

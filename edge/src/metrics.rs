@@ -12,6 +12,9 @@ pub struct Metrics {
     pub rtp_bytes: AtomicU64,
     pub rtp_dropped: AtomicU64,
     pub relays_active: AtomicU64,
+    pub monitors_active: AtomicU64,
+    pub recordings_active: AtomicU64,
+    pub recording_failures: AtomicU64,
     pub media_bind_failures: AtomicU64,
     pub sip_send_failures: AtomicU64,
     pub sip_inbound_dropped: AtomicU64,
@@ -190,6 +193,27 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "Calls with an open RTP relay.",
         "gauge",
         m.relays_active.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_monitors_active",
+        "Supervisor legs being mixed for (listen, whisper or barge).",
+        "gauge",
+        m.monitors_active.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_recordings_active",
+        "Calls being recorded now.",
+        "gauge",
+        m.recordings_active.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_recording_failures_total",
+        "Calls that should have been recorded but whose file could not be created.",
+        "counter",
+        m.recording_failures.load(Relaxed),
     );
     metric(
         &mut o,

@@ -6,7 +6,7 @@ use crate::media::{RelayHandle, Relays};
 use crate::metrics::{CoreStats, Metrics};
 use bytes::{Bytes, BytesMut};
 use control::{Snapshot, Transport};
-use signaling::b2bua::{CallInfo, Output};
+use signaling::b2bua::{CallInfo, CommandError, DigitFrom, MonitorMode, Output};
 use signaling::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
 use signaling::{B2bua, Flow};
 use std::collections::HashMap;
@@ -40,6 +40,39 @@ pub enum CoreMsg {
     Hangup(String, oneshot::Sender<bool>),
     Stats(oneshot::Sender<CoreStats>),
     Reload(Arc<Snapshot>),
+    /// Supervision / recording command from the API.
+    Command(
+        CallCommand,
+        oneshot::Sender<Result<Option<String>, CommandError>>,
+    ),
+    /// A DTMF digit a relay worker decoded in a call's media.
+    MediaDigit {
+        call: u64,
+        from: DigitFrom,
+        digit: char,
+    },
+}
+
+/// API commands on a live call (public call id, monitor id).
+pub enum CallCommand {
+    AddMonitor {
+        call: String,
+        user: String,
+        mode: MonitorMode,
+    },
+    SetMode {
+        call: String,
+        monitor: String,
+        mode: MonitorMode,
+    },
+    RemoveMonitor {
+        call: String,
+        monitor: String,
+    },
+    Recording {
+        call: String,
+        paused: bool,
+    },
 }
 
 pub type CoreTx = mpsc::Sender<CoreMsg>;
@@ -229,6 +262,7 @@ pub struct Core {
     media: Arc<Relays>,
     metrics: Arc<Metrics>,
     self_tx: CoreTx,
+    storage_dir: std::path::PathBuf,
 }
 
 impl Core {
@@ -238,6 +272,7 @@ impl Core {
         media: Arc<Relays>,
         metrics: Arc<Metrics>,
         self_tx: CoreTx,
+        storage_dir: std::path::PathBuf,
     ) -> Self {
         Core {
             b2bua,
@@ -248,6 +283,7 @@ impl Core {
             media,
             metrics,
             self_tx,
+            storage_dir,
         }
     }
 
@@ -342,6 +378,29 @@ impl Core {
             CoreMsg::Reload(snap) => {
                 self.b2bua.reload(snap, now);
             }
+            CoreMsg::Command(cmd, reply) => {
+                let b = &mut self.b2bua;
+                let r = match cmd {
+                    CallCommand::AddMonitor { call, user, mode } => {
+                        b.add_monitor(now, &call, &user, mode).map(Some)
+                    }
+                    CallCommand::SetMode {
+                        call,
+                        monitor,
+                        mode,
+                    } => b.set_monitor_mode(&call, &monitor, mode).map(|_| None),
+                    CallCommand::RemoveMonitor { call, monitor } => {
+                        b.remove_monitor(now, &call, &monitor).map(|_| None)
+                    }
+                    CallCommand::Recording { call, paused } => {
+                        b.set_recording_paused(&call, paused).map(|_| None)
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            CoreMsg::MediaDigit { call, from, digit } => {
+                self.b2bua.media_digit(now, call, from, digit);
+            }
         }
     }
 
@@ -355,7 +414,7 @@ impl Core {
                     call,
                     a_port,
                     b_port,
-                } => match self.media.open(media_ip, a_port, b_port) {
+                } => match self.media.open(call, media_ip, a_port, b_port) {
                     Ok(h) => {
                         self.relays.insert(call, h);
                     }
@@ -374,6 +433,62 @@ impl Core {
                     self.relays.remove(&call);
                 }
                 Output::CallEnded { .. } => {}
+                Output::MonitorOpen {
+                    call,
+                    monitor,
+                    port,
+                    mode,
+                } => {
+                    let r = self
+                        .relays
+                        .get(&call)
+                        .map(|r| r.monitor_open(media_ip, port, monitor, mode));
+                    if let Some(Err(e)) = r {
+                        error!(call, port, error = %e, "cannot bind a supervisor's RTP ports");
+                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
+                    }
+                }
+                Output::MonitorRemote {
+                    call,
+                    monitor,
+                    addr,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_remote(monitor, addr);
+                    }
+                }
+                Output::MonitorMode {
+                    call,
+                    monitor,
+                    mode,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_mode(monitor, mode);
+                    }
+                }
+                Output::MonitorClose { call, monitor } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_close(monitor);
+                    }
+                }
+                Output::RecordStart { call, meta } => {
+                    let Some(r) = self.relays.get(&call) else {
+                        continue;
+                    };
+                    match crate::recorder::Recorder::create(&self.storage_dir, meta) {
+                        Ok(rec) => r.record(rec),
+                        Err(e) => {
+                            // The call goes on unrecorded; say so loudly.
+                            error!(call, error = %e, "cannot create the recording file: call not recorded");
+                            self.metrics.recording_failures.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                Output::RecordPause { call, paused } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.record_pause(paused);
+                    }
+                }
             }
         }
         let now = Instant::now();

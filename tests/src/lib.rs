@@ -7,6 +7,7 @@ pub use md5;
 pub use sha2;
 pub mod http;
 pub mod lossy;
+pub mod tone_peer;
 pub mod ua;
 
 use std::io::{BufRead, BufReader};
@@ -220,7 +221,7 @@ token = "{AGENT_TOKEN}"
             route_port,
             agents,
             storage,
-            extra,
+            &extra.replace("{route_port}", &route_port.to_string()),
         );
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
