@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(supervision::patch_monitor).delete(supervision::delete_monitor),
         )
         .route(
+            "/api/v1/calls/{id}/dtmf",
+            axum::routing::post(supervision::send_dtmf),
+        )
+        .route(
             "/api/v1/calls/{id}/recording",
             axum::routing::post(supervision::set_recording),
         )

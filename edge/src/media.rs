@@ -68,6 +68,12 @@ enum Cmd {
         slot: usize,
         paused: bool,
     },
+    SendDtmf {
+        slot: usize,
+        side: Side,
+        events: Vec<u8>,
+        pt: u8,
+    },
     Remote {
         slot: usize,
         side: Side,
@@ -158,6 +164,19 @@ impl RelayHandle {
             Cmd::Record {
                 slot,
                 recorder: Box::new(recorder),
+            },
+        );
+    }
+
+    pub fn send_dtmf(&self, side: Side, events: Vec<u8>, pt: u8) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::SendDtmf {
+                slot,
+                side,
+                events,
+                pt,
             },
         );
     }
@@ -474,9 +493,10 @@ fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: 
     }
 }
 
-fn tick(call: &mut Call, now_us: u64, c: &mut Counters) {
+/// Tick one call's session; whether it still needs ticks.
+fn tick(call: &mut Call, now_us: u64, c: &mut Counters) -> bool {
     let Some(s) = call.session.as_mut().filter(|s| s.active()) else {
-        return;
+        return false;
     };
     let (relay, sockets, monitors, recorder) = (
         &call.relay,
@@ -514,6 +534,7 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters) {
             }
         },
     );
+    s.active()
 }
 
 fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
@@ -632,6 +653,16 @@ fn apply(
             }
             None => ctx.finisher.finish(*recorder),
         },
+        Cmd::SendDtmf {
+            slot,
+            side,
+            events,
+            pt,
+        } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).send_digits(side, &events, pt);
+            }
+        }
         Cmd::RecordPause { slot, paused } => {
             if let Some(call) = calls.get_mut(&slot) {
                 if let Some(s) = call.session.as_mut() {

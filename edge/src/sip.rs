@@ -73,6 +73,11 @@ pub enum CallCommand {
         call: String,
         paused: bool,
     },
+    Dtmf {
+        call: String,
+        digits: String,
+        to: media::Side,
+    },
 }
 
 pub type CoreTx = mpsc::Sender<CoreMsg>;
@@ -395,6 +400,9 @@ impl Core {
                     CallCommand::Recording { call, paused } => {
                         b.set_recording_paused(&call, paused).map(|_| None)
                     }
+                    CallCommand::Dtmf { call, digits, to } => {
+                        b.send_dtmf(&call, &digits, to).map(|_| None)
+                    }
                 };
                 let _ = reply.send(r);
             }
@@ -482,6 +490,16 @@ impl Core {
                             error!(call, error = %e, "cannot create the recording file: call not recorded");
                             self.metrics.recording_failures.fetch_add(1, Relaxed);
                         }
+                    }
+                }
+                Output::SendDtmf {
+                    call,
+                    side,
+                    events,
+                    pt,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.send_dtmf(side, events, pt);
                     }
                 }
                 Output::RecordPause { call, paused } => {

@@ -2,7 +2,8 @@
 //! the recording. Supervisors and admins may monitor; a supervisor monitors from their
 //! own phone (`user` defaults to, and must be, themselves), an admin may name any
 //! supervisor. Any signed-in user (agents included) may pause and resume a call's
-//! recording, so an agent can keep a card number out of it.
+//! recording, so an agent can keep a card number out of it, and send DTMF into a
+//! call (digits are never logged: they may be card numbers).
 
 // Handlers return an axum `Response` as their error: it goes straight to the client.
 #![allow(clippy::result_large_err)]
@@ -200,6 +201,53 @@ pub async fn set_recording(
         Ok(_) => {
             tracing::info!(%call, by = %me.name, paused, "recording state");
             Json(json!({ "state": req.state })).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dtmf {
+    digits: String,
+    /// "customer" (default) or "agent".
+    to: Option<String>,
+}
+
+pub async fn send_dtmf(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let me = match authorize_user(&s, &headers, Role::Agent) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    let req: Dtmf = match body(&b) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let to = match req.to.as_deref().unwrap_or("customer") {
+        "customer" => media::Side::A,
+        "agent" => media::Side::B,
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "to must be customer or agent",
+            )
+        }
+    };
+    let n = req.digits.chars().count();
+    let cmd = CallCommand::Dtmf {
+        call: call.clone(),
+        digits: req.digits,
+        to,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, digits = n, "DTMF sent");
+            (StatusCode::ACCEPTED, Json(json!({ "queued": n }))).into_response()
         }
         Err(e) => e,
     }

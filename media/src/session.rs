@@ -101,6 +101,11 @@ pub struct Session {
     generating: [bool; 2],
     /// Ticks a party has waited for a packet to continue its stream from.
     waited: [u8; 2],
+    /// RFC 4733 events queued towards each party (API), with its payload type.
+    dtmf_out: [std::collections::VecDeque<u8>; 2],
+    dtmf_pt: [u8; 2],
+    /// The event being sent: (code, tick within the event, event timestamp).
+    dtmf_now: [Option<(u8, u8, u32)>; 2],
     recording: bool,
     /// Seeds for streams the session starts itself (SSRC, sequence, timestamp).
     seed: u64,
@@ -134,15 +139,44 @@ impl Session {
             out: [None, None],
             generating: [false, false],
             waited: [0, 0],
+            dtmf_out: Default::default(),
+            dtmf_pt: [101, 101],
+            dtmf_now: [None, None],
             recording: false,
             seed,
             buf: [0; 12 + FRAME],
         }
     }
 
-    /// Whether the session mixes at all (a supervisor or a recording needs it).
+    /// Whether the session ticks at all (a supervisor, a recording or digits to send).
     pub fn active(&self) -> bool {
-        self.recording || !self.monitors.is_empty()
+        self.recording
+            || !self.monitors.is_empty()
+            || self.sending_dtmf(Side::A)
+            || self.sending_dtmf(Side::B)
+    }
+
+    fn sending_dtmf(&self, to: Side) -> bool {
+        self.dtmf_now[to as usize].is_some() || !self.dtmf_out[to as usize].is_empty()
+    }
+
+    /// Whether `to` is sent from the session (mix or digits) instead of relayed audio.
+    fn feeding(&self, to: usize) -> bool {
+        self.generating[to] || self.dtmf_now[to].is_some() || !self.dtmf_out[to].is_empty()
+    }
+
+    /// Queue RFC 4733 events (codes 0–15) towards `to` in payload type `pt`: each is
+    /// 100 ms of event packets, three end packets, then 40 ms of pause. Relayed audio
+    /// to that party pauses meanwhile; its stream stays continuous.
+    pub fn send_digits(&mut self, to: Side, events: &[u8], pt: u8) {
+        if !self.active() {
+            for p in &mut self.parties {
+                p.jb = JitterBuffer::new();
+                p.ssrc = None;
+            }
+        }
+        self.dtmf_pt[to as usize] = pt;
+        self.dtmf_out[to as usize].extend(events.iter().copied().filter(|e| *e <= 15));
     }
 
     pub fn generating(&self, to: Side) -> bool {
@@ -229,8 +263,9 @@ impl Session {
         }
         let to = from.other() as usize;
         let h = p.header;
+        let feeding = self.feeding(to);
         match self.out[to].as_mut() {
-            Some(out) if self.generating[to] => {
+            Some(out) if feeding => {
                 // Audio comes from the mix now; RFC 4733 events still go through.
                 let pt = h.payload_type;
                 if pt >= 96 && p.payload_len >= 4 && out.event(pkt) {
@@ -251,6 +286,49 @@ impl Session {
                 self.out[to] = Some(out);
                 Verdict::Relay
             }
+        }
+    }
+
+    /// One tick of an RFC 4733 event towards `to`, if one is being sent.
+    fn dtmf_tick(&mut self, to: Side, now_us: u64, send: &mut impl FnMut(Dest, &[u8])) {
+        const PACKETS: u8 = 5; // 100 ms
+        const ENDS: u8 = 3;
+        const GAP: u8 = 2; // 40 ms between digits
+        let i = to as usize;
+        if self.dtmf_now[i].is_none() {
+            let Some(code) = self.dtmf_out[i].pop_front() else {
+                return;
+            };
+            self.dtmf_now[i] = Some((code, 0, 0));
+        }
+        let out = self.out[i].get_or_insert_with(|| new_stream(&mut self.seed));
+        let (code, k, ts) = self.dtmf_now[i].expect("set above");
+        if k >= PACKETS + ENDS + GAP {
+            self.dtmf_now[i] = None;
+            return;
+        }
+        if k < PACKETS + ENDS {
+            // Each packet takes a sequence number and moves the stream's clock on;
+            // every packet of the event carries the event's start timestamp.
+            let mut h = out.generate(self.dtmf_pt[i], now_us);
+            let start = if k == 0 { h.timestamp } else { ts };
+            h.timestamp = start;
+            h.marker = k == 0;
+            let end = k >= PACKETS;
+            let dur = 160 * (k.min(PACKETS - 1) as u16 + 1);
+            let n = rtp::write_header(&mut self.buf, &h, None);
+            self.buf[n..n + 4].copy_from_slice(&dtmf::payload(code, end, 10, dur));
+            send(Dest::Party(to), &self.buf[..n + 4]);
+            self.dtmf_now[i] = Some((code, k + 1, start));
+        } else {
+            // The pause between digits: silence keeps the stream's clock with time.
+            let pt = self.parties[i].pt;
+            let h = out.generate(pt, now_us);
+            let n = rtp::write_header(&mut self.buf, &h, None);
+            let silence = if pt == 8 { 0xD5 } else { 0xFF };
+            self.buf[n..n + FRAME].fill(silence);
+            send(Dest::Party(to), &self.buf[..n + FRAME]);
+            self.dtmf_now[i] = Some((code, k + 1, ts));
         }
     }
 
@@ -287,6 +365,10 @@ impl Session {
             let f = m.input.jb.pop();
             self.mixer.put(m.input.pid, &f);
         }
+        for side in [Side::A, Side::B] {
+            self.dtmf_tick(side, now_us, &mut send);
+        }
+        let busy = [self.dtmf_now[0].is_some(), self.dtmf_now[1].is_some()];
         let (parties, monitors, out, generating, buf, waited, seed) = (
             &self.parties,
             &mut self.monitors,
@@ -302,7 +384,7 @@ impl Session {
                 .find(|s| parties[*s as usize].pid == pid)
             {
                 let i = s as usize;
-                if !generating[i] {
+                if !generating[i] || busy[i] {
                     return;
                 }
                 if out[i].is_none() {

@@ -49,11 +49,21 @@ struct Heard {
     samples: HashMap<&'static str, Vec<i16>>,
     /// (ssrc, seq) of every packet each party received, in order.
     headers: HashMap<&'static str, Vec<(u32, u16, u32)>>,
+    raw: HashMap<&'static str, Vec<Vec<u8>>>,
 }
 
 impl Heard {
     fn take(&mut self, who: &'static str, pkt: &[u8]) {
         let p = rtp::parse(pkt).unwrap();
+        self.raw.entry(who).or_default().push(pkt.to_vec());
+        if p.header.payload_type > 8 {
+            self.headers.entry(who).or_default().push((
+                p.header.ssrc,
+                p.header.sequence,
+                p.header.timestamp,
+            ));
+            return;
+        }
         self.headers.entry(who).or_default().push((
             p.header.ssrc,
             p.header.sequence,
@@ -300,4 +310,31 @@ fn whisper_from_the_first_tick_continues_the_relayed_stream_and_passes_events() 
         "the event takes its place in the sequence"
     );
     assert!(sc.heard.has("agent", 1700.0));
+}
+
+#[test]
+fn digits_sent_into_a_relayed_call_keep_the_stream_continuous() {
+    let mut sc = Scene::new();
+    sc.run(5);
+    assert!(!sc.s.active());
+    sc.s.send_digits(Side::A, &[1, 11], 101);
+    assert!(sc.s.active());
+    sc.run(25);
+    assert!(!sc.s.active(), "back to relaying once the digits are out");
+    sc.run(5);
+    let hs = &sc.heard.headers["customer"];
+    assert!(hs.iter().all(|h| h.0 == 0xA), "the agent's SSRC throughout");
+    for w in hs.windows(2) {
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "sequence without jumps");
+    }
+    // Decode what the customer got: two events, each with 3 end packets, one timestamp each.
+    let mut rx = crate::dtmf::Receiver::default();
+    let events: Vec<char> = sc.heard.raw["customer"]
+        .iter()
+        .filter_map(|p| {
+            let h = rtp::parse(p).unwrap();
+            (h.header.payload_type == 101).then(|| rx.on_payload(h.header.timestamp, &p[12..16]))?
+        })
+        .collect();
+    assert_eq!(events, ['1', '#']);
 }

@@ -148,6 +148,19 @@ impl Sdp {
         Ok(Some(SocketAddr::new(ip, m.port)))
     }
 
+    /// The RTP payload type of RFC 4733 `telephone-event/8000` in the audio stream.
+    pub fn telephone_event_pt(&self) -> Option<u8> {
+        let m = &self.media[self.audio_index()?];
+        m.lines.iter().find_map(|l| {
+            let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+            enc.to_ascii_lowercase()
+                .starts_with("telephone-event/8000")
+                .then(|| pt.trim().parse().ok())
+                .flatten()
+                .filter(|p: &u8| m.formats.iter().any(|f| f == &p.to_string()))
+        })
+    }
+
     /// Direction of the first audio stream (media level, else session level).
     pub fn audio_direction(&self) -> Direction {
         let find = |lines: &[String]| {
@@ -250,6 +263,12 @@ m=video 6002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
     #[test]
     fn reads_audio_target_and_direction() {
         let s = Sdp::parse(OFFER.as_bytes()).unwrap();
+        assert_eq!(s.telephone_event_pt(), Some(101));
+        let none = OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 0 8");
+        assert_eq!(
+            Sdp::parse(none.as_bytes()).unwrap().telephone_event_pt(),
+            None
+        );
         assert_eq!(
             s.audio_target().unwrap(),
             Some("10.0.0.1:6000".parse().unwrap())

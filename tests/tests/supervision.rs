@@ -441,6 +441,27 @@ fn two_supervisors_and_the_call_ending_while_monitored() {
     let calls = call_json(&edge, &call);
     assert_eq!(calls["monitors"].as_array().unwrap().len(), 2, "{calls}");
 
+    // An agent sends digits to the customer (RFC 4733 in the customer's stream).
+    let dtmf = format!("/api/v1/calls/{call}/dtmf");
+    assert_eq!(
+        post(&edge, &dtmf, AGENT_TOKEN, r#"{"digits":"12#"}"#).status,
+        202
+    );
+    assert_eq!(
+        post(&edge, &dtmf, AGENT_TOKEN, r#"{"digits":"1x"}"#).status,
+        422
+    );
+    assert_eq!(
+        post(&edge, &dtmf, AGENT_TOKEN, r#"{"digits":"1","to":"boss"}"#).status,
+        422
+    );
+    wait_for("three digits at the customer", 5, || {
+        let g = c.received.lock().unwrap();
+        let mut ends: Vec<u8> = g.events.iter().filter(|e| e.1).map(|e| e.0).collect();
+        ends.dedup();
+        ends == [1, 2, 11]
+    });
+
     // The customer hangs up: both supervisors' phones get BYE, nothing is left.
     assert_eq!(cust.bye(), 200);
     edge.wait_idle(10);

@@ -110,6 +110,8 @@ pub struct Call {
     pub end_reason: &'static str,
     /// RTP address each side announced (index: `Side as usize`).
     pub remote: [Option<SocketAddr>; 2],
+    /// RFC 4733 payload type each side announced (index: `Side as usize`).
+    pub te_pt: [Option<u8>; 2],
     /// Every client / server transaction registered for this call, unindexed at the end.
     pub client_txs: Vec<TxId>,
     pub server_txs: Vec<TxId>,

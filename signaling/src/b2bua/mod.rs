@@ -104,6 +104,13 @@ pub enum Output {
         call: u64,
         paused: bool,
     },
+    /// Send RFC 4733 events (codes 0–15) to `side` with its payload type `pt`.
+    SendDtmf {
+        call: u64,
+        side: Side,
+        events: Vec<u8>,
+        pt: u8,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: u64,
@@ -530,6 +537,7 @@ impl B2bua {
         } else {
             None
         };
+        let a_te = a_sdp.as_ref().and_then(|s| s.telephone_event_pt());
         let Some((a_port, b_port)) = self.allocate_ports() else {
             warn!(call_id = %head.call_id, "RTP port pool exhausted: 503");
             self.stats.rejected_overload += 1;
@@ -575,6 +583,7 @@ impl B2bua {
             outcome: None,
             end_reason: "",
             remote: [None, None],
+            te_pt: [a_te, None],
             client_txs: Vec::new(),
             server_txs: vec![tx],
             recording: None,
@@ -1017,6 +1026,7 @@ impl B2bua {
             };
             let addr = sdp.audio_target().ok().flatten();
             c.remote[1] = addr;
+            c.te_pt[1] = sdp.telephone_event_pt();
             self.outputs.push_back(Output::MediaRemote {
                 call: id,
                 side: Side::B,

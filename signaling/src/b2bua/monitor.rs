@@ -33,6 +33,12 @@ pub enum CommandError {
     NoPorts,
     #[error("no SIP listen address can reach {0}")]
     Unreachable(SocketAddr),
+    #[error("`{0}` is not a DTMF digit (0-9, *, #, A-D)")]
+    BadDigit(char),
+    #[error("give 1 to 32 digits")]
+    DigitCount,
+    #[error("the {0} did not offer RFC 4733 telephone-event")]
+    NoTelephoneEvent(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -505,6 +511,44 @@ impl B2bua {
                 }
             }
         }
+    }
+
+    /// Send `digits` as RFC 4733 events into the call towards `to` (A: the customer).
+    pub fn send_dtmf(
+        &mut self,
+        call_public: &str,
+        digits: &str,
+        to: Side,
+    ) -> Result<(), CommandError> {
+        let id = *self
+            .by_public
+            .get(call_public)
+            .ok_or(CommandError::NoCall)?;
+        let c = &self.calls[&id];
+        if !c.is_established() {
+            return Err(CommandError::NotAnswered);
+        }
+        let n = digits.chars().count();
+        if n == 0 || n > 32 {
+            return Err(CommandError::DigitCount);
+        }
+        let events = digits
+            .chars()
+            .map(|d| media::dtmf::event_code(d).ok_or(CommandError::BadDigit(d)))
+            .collect::<Result<Vec<u8>, _>>()?;
+        let who = match to {
+            Side::A => "customer",
+            Side::B => "agent",
+        };
+        let pt = c.te_pt[to as usize].ok_or(CommandError::NoTelephoneEvent(who))?;
+        info!(call = %c.public_id, to = who, digits = n, "sending DTMF");
+        self.outputs.push_back(Output::SendDtmf {
+            call: id,
+            side: to,
+            events,
+            pt,
+        });
+        Ok(())
     }
 
     /// Pause (`true`) or resume recording of a call.

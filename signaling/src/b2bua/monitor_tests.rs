@@ -129,6 +129,24 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     }));
     assert_eq!(n.b.calls(n.now)[0].recording_paused, Some(true));
 
+    // DTMF into the call: the caller's offer named telephone-event 101.
+    n.b.send_dtmf(&call, "12#", Side::A).unwrap();
+    n.pump();
+    assert!(n.outputs.contains(&Output::SendDtmf {
+        call: 1,
+        side: Side::A,
+        events: vec![1, 2, 11],
+        pt: 101
+    }));
+    assert_eq!(
+        n.b.send_dtmf(&call, "1x", Side::A),
+        Err(CommandError::BadDigit('x'))
+    );
+    assert_eq!(
+        n.b.send_dtmf(&call, "", Side::A),
+        Err(CommandError::DigitCount)
+    );
+
     // Errors.
     assert_eq!(
         n.b.add_monitor(n.now, "nope", "sam", MonitorMode::Listen),
