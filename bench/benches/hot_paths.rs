@@ -138,6 +138,51 @@ fn mixer(c: &mut Criterion) {
             }
         })
     });
+    // The whole media path of one monitored (whisper) + recorded call per 20 ms tick,
+    // as the edge runs it: two party packets in (decode into jitter buffers, one
+    // relayed), one supervisor packet in, then mix, encode and send two generated
+    // packets (agent, supervisor), and the recording's stereo frame.
+    let mut s = media::session::Session::new(1);
+    s.set_recording(true);
+    s.add_monitor(1, MonitorMode::Whisper);
+    let pkt = |ssrc: u32, seq: u16| {
+        let mut p = vec![0u8; 12 + FRAME];
+        let h = media::rtp::RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: seq as u32 * 160,
+            ssrc,
+        };
+        media::rtp::write_header(&mut p, &h, None);
+        media::tone::Tone::new(440.0 + ssrc as f64, 8000).fill_g711(&mut p[12..], false);
+        p
+    };
+    let (mut a, mut bb, mut sup) = (pkt(1, 0), pkt(2, 0), pkt(3, 0));
+    let mut seq = 0u16;
+    let mut now = 0u64;
+    g.throughput(Throughput::Elements(3));
+    g.bench_function("session_tick_whisper_recorded_3_party", |b| {
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            now += 20_000;
+            for p in [&mut a, &mut bb, &mut sup] {
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
+            }
+            s.on_party_rtp(media::Side::A, &mut a, now);
+            s.on_party_rtp(media::Side::B, &mut bb, now);
+            s.on_monitor_rtp(1, &sup);
+            let mut sent = 0usize;
+            let mut rec = 0i64;
+            s.tick(
+                now,
+                |_, p| sent += p.len(),
+                |l, r| rec += (l[0] as i64) + (r[0] as i64),
+            );
+            black_box((sent, rec))
+        })
+    });
     g.finish();
 }
 
