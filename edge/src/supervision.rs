@@ -25,6 +25,17 @@ fn body<T: for<'de> Deserialize<'de>>(b: &Bytes) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
 }
 
+/// The signed-in user (at least `role`) and the parsed JSON body.
+fn user_and_body<T: for<'de> Deserialize<'de>>(
+    s: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    b: &Bytes,
+) -> Result<(control::User, T), Response> {
+    let user = authorize_user(s, headers, role)?;
+    Ok((user, body(b)?))
+}
+
 fn mode(s: &str) -> Result<MonitorMode, Response> {
     parse_mode(s).ok_or_else(|| {
         error(
@@ -63,12 +74,8 @@ pub async fn add_monitor(
     Path(call): Path<String>,
     b: Bytes,
 ) -> Response {
-    let me = match authorize_user(&s, &headers, Role::Supervisor) {
-        Ok(u) => u,
-        Err(e) => return e,
-    };
-    let req: NewMonitor = match body(&b) {
-        Ok(r) => r,
+    let (me, req): (_, NewMonitor) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let m = match mode(req.mode.as_deref().unwrap_or("listen")) {
@@ -123,11 +130,8 @@ pub async fn patch_monitor(
     Path((call, monitor)): Path<(String, String)>,
     b: Bytes,
 ) -> Response {
-    if let Err(e) = authorize_user(&s, &headers, Role::Supervisor) {
-        return e;
-    }
-    let req: ModeChange = match body(&b) {
-        Ok(r) => r,
+    let (_, req): (_, ModeChange) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let m = match mode(&req.mode) {
@@ -171,12 +175,8 @@ pub async fn set_recording(
     Path(call): Path<String>,
     b: Bytes,
 ) -> Response {
-    let me = match authorize_user(&s, &headers, Role::Agent) {
-        Ok(u) => u,
-        Err(e) => return e,
-    };
-    let req: RecordingState = match body(&b) {
-        Ok(r) => r,
+    let (me, req): (_, RecordingState) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let paused = match req.state.as_str() {
@@ -220,12 +220,8 @@ pub async fn send_dtmf(
     Path(call): Path<String>,
     b: Bytes,
 ) -> Response {
-    let me = match authorize_user(&s, &headers, Role::Agent) {
-        Ok(u) => u,
-        Err(e) => return e,
-    };
-    let req: Dtmf = match body(&b) {
-        Ok(r) => r,
+    let (me, req): (_, Dtmf) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
         Err(e) => return e,
     };
     let to = match req.to.as_deref().unwrap_or("customer") {
