@@ -28,9 +28,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-HZ=$(getconf CLK_TCK)
-ticks() { local s=0; for p in "$@"; do s=$(( s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $s; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+source bench/common.sh
 ANS=17090; SUT=17060
 
 cat > "$WORK/edge.toml" <<TOML
@@ -72,7 +70,6 @@ stop_system() {
   sleep 1
 }
 
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print(eval('d'+sys.argv[1]))" "$2" 2>/dev/null || echo "?"; }
 
 for sys in $SYSTEMS; do
   start_system "$sys" || continue
@@ -96,7 +93,7 @@ for sys in $SYSTEMS; do
     for _ in $(seq 50); do kill -0 $APID 2>/dev/null || break; sleep 0.2; done
     kill -TERM $APID 2>/dev/null || true
     wait $APID || true
-    cores=$(awk -v a="$t1" -v b="$t0" -v hz="$HZ" -v w1="$w1" -v w0="$w0" 'BEGIN {printf "%.3f", (a-b)/hz/(w1-w0)}')
+    cores=$(cores "$t1" "$t0" "$w1" "$w0")
     per_call=$(awk -v c="$cores" -v n="$n" 'BEGIN {printf "%.2f", c*1e6/n}')
     rss=$(awk -v a="$rss1" -v b="$rss0" -v n="$n" 'BEGIN {printf "%.1f", (a-b)/n}')
     echo "$sys concurrent=$n answered=$(json "$WORK/call.json" "['calls']['answered']")" \

@@ -22,9 +22,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d)
 cleanup() { pkill -f "$WORK" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-HZ=$(getconf CLK_TCK)
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+source bench/common.sh
 ANS=17190; SUP=17192; SUT=17160; HTTP=18181; TOKEN=bench-admin-token
 
 cat > "$WORK/edge.toml" <<TOML
@@ -53,7 +51,6 @@ token = "bench-sam-token"
 contact = "sip:sam@127.0.0.1:$SUP"
 TOML
 
-json() { python3 -c "import json,sys; d=json.load(open('$1')); print(eval('d'+sys.argv[1]))" "$2" 2>/dev/null || echo "?"; }
 metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
 # POST a listen monitor on every live call, 32 requests in flight.
@@ -107,7 +104,7 @@ for n in $STEPS; do
     a=$(ls "$WORK/data/archive" 2>/dev/null | grep -c '\.wav$' || true)
     [ "$a" -ge $(( archived0 + n )) ] && break; sleep 1
   done
-  cores=$(awk -v a="$t1" -v b="$t0" -v hz="$HZ" -v w1="$w1" -v w0="$w0" 'BEGIN {printf "%.3f", (a-b)/hz/(w1-w0)}')
+  cores=$(cores "$t1" "$t0" "$w1" "$w0")
   rss=$(awk -v a="$rss1" -v b="$rss0" -v n="$n" 'BEGIN {printf "%.1f", (a-b)/n}')
   echo "edge supervised+recorded concurrent=$n answered=$(json "$WORK/call.json" "['calls']['answered']") monitors_active=$mons recordings_active=$recs" \
     "loss_to_caller_pct=$(json "$WORK/call.json" "['rtp']['loss_pct']") loss_to_agent_pct=$(json "$WORK/ans.json" "['rtp']['loss_pct']")" \

@@ -14,7 +14,8 @@ EDGE="$TARGET_DIR/release/edge"
 for t in curl moto_server python3; do command -v $t > /dev/null || { echo "missing $t"; exit 1; }; done
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SINK=18190; S3=18191; HTTP=18192; HZ=$(getconf CLK_TCK)
+SINK=18190; S3=18191; HTTP=18192
+source bench/common.sh
 python3 bench/sink.py $SINK & 
 moto_server -H 127.0.0.1 -p $S3 > /dev/null 2>&1 &
 head -c $(( MB * 1000000 )) /dev/urandom > "$WORK/rec.wav"
@@ -25,7 +26,6 @@ req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/bench", method="PU
 urllib.request.urlopen(req)
 PY
 now() { date +%s.%N; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 run_edge() { # $1 = target lines; prints "seconds cpu_seconds"
   local name=$1; shift
