@@ -558,14 +558,7 @@ fn apply(
             call,
             sockets,
         } => {
-            let ok = sockets.iter().enumerate().all(|(i, s)| {
-                poll.add(
-                    s,
-                    EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64),
-                )
-                .is_ok()
-            });
-            if ok {
+            if register(poll, &sockets, slot) {
                 calls.insert(
                     slot,
                     Call {
@@ -580,9 +573,6 @@ fn apply(
                 );
             } else {
                 tracing::error!(slot, "cannot register RTP sockets");
-                for s in &sockets {
-                    let _ = poll.delete(s);
-                }
                 metrics.relays_active.fetch_sub(1, Relaxed);
             }
         }
@@ -601,18 +591,8 @@ fn apply(
             let Some(call) = calls.get_mut(&slot) else {
                 return; // the call ended meanwhile: the sockets close here
             };
-            let ok = sockets.iter().enumerate().all(|(i, s)| {
-                poll.add(
-                    s,
-                    EpollEvent::new(EpollFlags::EPOLLIN, (mslot * 4 + i) as u64),
-                )
-                .is_ok()
-            });
-            if !ok {
+            if !register(poll, &sockets, mslot) {
                 tracing::error!(slot, "cannot register a supervisor's RTP sockets");
-                for s in &sockets {
-                    let _ = poll.delete(s);
-                }
                 return;
             }
             monitor_slots.insert(mslot, (slot, id));
@@ -690,6 +670,23 @@ fn apply(
             }
         }
     }
+}
+
+/// Add `sockets` to the poll set as `slot × 4 + index`; on failure none stays added.
+fn register(poll: &Epoll, sockets: &[UdpSocket], slot: usize) -> bool {
+    let ok = sockets.iter().enumerate().all(|(i, s)| {
+        poll.add(
+            s,
+            EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64),
+        )
+        .is_ok()
+    });
+    if !ok {
+        for s in sockets {
+            let _ = poll.delete(s);
+        }
+    }
+    ok
 }
 
 fn close_monitor(

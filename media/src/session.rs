@@ -169,12 +169,7 @@ impl Session {
     /// 100 ms of event packets, three end packets, then 40 ms of pause. Relayed audio
     /// to that party pauses meanwhile; its stream stays continuous.
     pub fn send_digits(&mut self, to: Side, events: &[u8], pt: u8) {
-        if !self.active() {
-            for p in &mut self.parties {
-                p.jb = JitterBuffer::new();
-                p.ssrc = None;
-            }
-        }
+        self.activating();
         self.dtmf_pt[to as usize] = pt;
         self.dtmf_out[to as usize].extend(events.iter().copied().filter(|e| *e <= 15));
     }

@@ -146,6 +146,34 @@ pub fn monitor_offer(addr: std::net::IpAddr, port: u16, session: u64) -> String 
     )
 }
 
+/// CANCEL monitor `m`'s INVITE `tx`; the CANCEL is one of its ending transactions.
+fn cancel_monitor(
+    ep: &mut Endpoint,
+    index: &mut HashMap<TxId, (u64, ClientRole)>,
+    m: &mut Monitor,
+    tx: TxId,
+    now: Instant,
+) {
+    if let Some(ct) = ep.cancel(now, tx) {
+        index.insert(ct, (m.id, ClientRole::MonitorEnd));
+        m.open += 1;
+    }
+}
+
+/// BYE monitor `m`'s dialog; the BYE is one of its ending transactions.
+fn bye_monitor(
+    ep: &mut Endpoint,
+    index: &mut HashMap<TxId, (u64, ClientRole)>,
+    m: &mut Monitor,
+    now: Instant,
+    user_agent: &str,
+) {
+    let bye = m.dialog.request(Method::Bye, None, user_agent);
+    let t = ep.send_request(now, bye, m.dialog.flow);
+    index.insert(t, (m.id, ClientRole::MonitorEnd));
+    m.open += 1;
+}
+
 impl B2bua {
     /// Call `user`'s phone to monitor the answered call `call_public` in `mode`.
     /// Returns the monitor's id; the monitor is `calling` until the phone answers.
@@ -156,14 +184,7 @@ impl B2bua {
         user: &str,
         mode: MonitorMode,
     ) -> Result<String, CommandError> {
-        let id = *self
-            .by_public
-            .get(call_public)
-            .ok_or(CommandError::NoCall)?;
-        let c = &self.calls[&id];
-        if !c.is_established() {
-            return Err(CommandError::NotAnswered);
-        }
+        let id = self.answered_call(call_public)?;
         let u = self.snap.user(user).ok_or(CommandError::NoUser)?;
         let target = u
             .contact
@@ -229,11 +250,25 @@ impl B2bua {
         Ok(public_id)
     }
 
-    fn find_monitor(&self, call_public: &str, mid: &str) -> Result<u64, CommandError> {
-        let id = *self
-            .by_public
+    /// The internal id of the call the API names.
+    fn call_index(&self, call_public: &str) -> Result<u64, CommandError> {
+        self.by_public
             .get(call_public)
-            .ok_or(CommandError::NoCall)?;
+            .copied()
+            .ok_or(CommandError::NoCall)
+    }
+
+    /// The internal id of an answered call the API names.
+    fn answered_call(&self, call_public: &str) -> Result<u64, CommandError> {
+        let id = self.call_index(call_public)?;
+        if !self.calls[&id].is_established() {
+            return Err(CommandError::NotAnswered);
+        }
+        Ok(id)
+    }
+
+    fn find_monitor(&self, call_public: &str, mid: &str) -> Result<u64, CommandError> {
+        let id = self.call_index(call_public)?;
         self.monitors
             .values()
             .find(|m| m.call == id && m.public_id == mid && m.state != MonitorState::Ending)
@@ -300,17 +335,11 @@ impl B2bua {
         if hang_up {
             match m.tx {
                 Some(t) if m.provisional => {
-                    if let Some(ct) = self.ep.cancel(now, t) {
-                        self.client_tx.insert(ct, (mid, ClientRole::MonitorEnd));
-                        m.open += 1;
-                    }
+                    cancel_monitor(&mut self.ep, &mut self.client_tx, m, t, now)
                 }
                 Some(_) => m.cancel_pending = true,
                 None if answered => {
-                    let bye = m.dialog.request(Method::Bye, None, &user_agent);
-                    let t = self.ep.send_request(now, bye, m.dialog.flow);
-                    self.client_tx.insert(t, (mid, ClientRole::MonitorEnd));
-                    m.open += 1;
+                    bye_monitor(&mut self.ep, &mut self.client_tx, m, now, &user_agent)
                 }
                 None => {}
             }
@@ -362,10 +391,7 @@ impl B2bua {
                 m.provisional = true;
                 if m.cancel_pending {
                     m.cancel_pending = false;
-                    if let Some(ct) = self.ep.cancel(now, tx) {
-                        self.client_tx.insert(ct, (mid, ClientRole::MonitorEnd));
-                        m.open += 1;
-                    }
+                    cancel_monitor(&mut self.ep, &mut self.client_tx, m, tx, now);
                 }
             }
             return;
@@ -381,10 +407,7 @@ impl B2bua {
             ack_2xx(&mut self.ep, &m.dialog, head.cseq, None, &user_agent);
             if m.state == MonitorState::Ending {
                 // Answered after we gave up (CANCEL crossed the 200): hang up.
-                let bye = m.dialog.request(Method::Bye, None, &user_agent);
-                let t = self.ep.send_request(now, bye, m.dialog.flow);
-                self.client_tx.insert(t, (mid, ClientRole::MonitorEnd));
-                m.open += 1;
+                bye_monitor(&mut self.ep, &mut self.client_tx, m, now, &user_agent);
                 return;
             }
             let sdp = is_sdp(&resp.headers, &resp.body)
@@ -520,14 +543,8 @@ impl B2bua {
         digits: &str,
         to: Side,
     ) -> Result<(), CommandError> {
-        let id = *self
-            .by_public
-            .get(call_public)
-            .ok_or(CommandError::NoCall)?;
+        let id = self.answered_call(call_public)?;
         let c = &self.calls[&id];
-        if !c.is_established() {
-            return Err(CommandError::NotAnswered);
-        }
         let n = digits.chars().count();
         if n == 0 || n > 32 {
             return Err(CommandError::DigitCount);
@@ -557,10 +574,7 @@ impl B2bua {
         call_public: &str,
         paused: bool,
     ) -> Result<(), CommandError> {
-        let id = *self
-            .by_public
-            .get(call_public)
-            .ok_or(CommandError::NoCall)?;
+        let id = self.call_index(call_public)?;
         let c = self.calls.get_mut(&id).expect("indexed");
         let Some(state) = c.recording.as_mut() else {
             return Err(CommandError::NotRecording);
