@@ -105,6 +105,8 @@ pub struct Monitor {
     /// BYE/CANCEL transactions still open while ending.
     pub open: u32,
     pub port: u16,
+    /// The `o=` session id of our SDP: the same in every answer of this dialog.
+    pub sdp_session: u64,
 }
 
 /// A monitor as listed by the API.
@@ -238,6 +240,7 @@ impl B2bua {
                 cancel_pending: false,
                 open: 0,
                 port,
+                sdp_session: session,
             },
         );
         self.outputs.push_back(Output::MonitorOpen {
@@ -485,7 +488,7 @@ impl B2bua {
                     .then(|| Sdp::parse(&req.body).ok())
                     .flatten()
                     .and_then(|s| s.audio_target().ok().flatten());
-                let body = monitor_offer(media_addr, m.port, 1);
+                let body = monitor_offer(media_addr, m.port, m.sdp_session);
                 let call = m.call;
                 let mut r =
                     message::response(&req, 200, Some(&m.dialog.local_tag), self.ep.server_name());

@@ -93,6 +93,32 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
             }
         ]
     );
+    // Sam's phone re-INVITEs (e.g. hold): answered with the same session (o= line).
+    let re = in_dialog(
+        Method::Invite,
+        &inv,
+        true,
+        "sam",
+        2,
+        "s-re",
+        SAM,
+        &sdp(7002),
+    );
+    n.send(SAM, &re);
+    let (ok, _) = n.expect_response(SAM, 200);
+    let o_line = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(o_line(&ok.body), o_line(&inv.body));
+    assert!(n.outputs.contains(&Output::MonitorRemote {
+        call: 1,
+        monitor: 2,
+        addr: "127.0.0.1:7002".parse().unwrap()
+    }));
     let info = &n.b.calls(n.now)[0].monitors;
     assert_eq!(info.len(), 1);
     assert_eq!(
