@@ -412,17 +412,15 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, mut ctx: Ctx) 
             }
         }
         if commands {
+            let mut mixes = false;
             while let Ok(cmd) = rx.try_recv() {
-                apply(&poll, &mut calls, &mut monitor_slots, cmd, &mut ctx);
+                mixes |= apply(&poll, &mut calls, &mut monitor_slots, cmd, &mut ctx);
             }
-            let mixing = calls
-                .values()
-                .any(|c| c.session.as_ref().is_some_and(|s| s.active()));
-            next_tick = match (mixing, next_tick) {
-                (false, _) => None,
-                (true, Some(t)) => Some(t),
-                (true, None) => Some(Instant::now() + TICK),
-            };
+            // Start the tick grid when a command made a call mix; the ticks stop it
+            // once no call mixes (no scan of every call per command batch).
+            if mixes && next_tick.is_none() {
+                next_tick = Some(Instant::now() + TICK);
+            }
         }
         if let Some(t) = next_tick {
             let now = Instant::now();
@@ -544,14 +542,16 @@ fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
     })
 }
 
+/// Apply a command; whether it made a call's session mix (so ticks must run).
 fn apply(
     poll: &Epoll,
     calls: &mut HashMap<usize, Call>,
     monitor_slots: &mut HashMap<usize, (usize, u64)>,
     cmd: Cmd,
     ctx: &mut Ctx,
-) {
+) -> bool {
     let metrics = &ctx.metrics;
+    let mut mixes = false;
     match cmd {
         Cmd::Open {
             slot,
@@ -589,14 +589,15 @@ fn apply(
             sockets,
         } => {
             let Some(call) = calls.get_mut(&slot) else {
-                return; // the call ended meanwhile: the sockets close here
+                return false; // the call ended meanwhile: the sockets close here
             };
             if !register(poll, &sockets, mslot) {
                 tracing::error!(slot, "cannot register a supervisor's RTP sockets");
-                return;
+                return false;
             }
             monitor_slots.insert(mslot, (slot, id));
             session(call, &mut ctx.seed).add_monitor(id, mode);
+            mixes = true;
             call.monitors.push(Monitor {
                 id,
                 mslot,
@@ -628,6 +629,7 @@ fn apply(
         Cmd::Record { slot, recorder } => match calls.get_mut(&slot) {
             Some(call) => {
                 session(call, &mut ctx.seed).set_recording(true);
+                mixes = true;
                 call.recorder = Some(recorder);
                 metrics.recordings_active.fetch_add(1, Relaxed);
             }
@@ -641,6 +643,7 @@ fn apply(
         } => {
             if let Some(call) = calls.get_mut(&slot) {
                 session(call, &mut ctx.seed).send_digits(side, &events, pt);
+                mixes = true;
             }
         }
         Cmd::RecordPause { slot, paused } => {
@@ -670,6 +673,7 @@ fn apply(
             }
         }
     }
+    mixes
 }
 
 /// Add `sockets` to the poll set as `slot × 4 + index`; on failure none stays added.
