@@ -8,6 +8,7 @@ pub mod relay;
 
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
+pub mod audio;
 pub mod continuity;
 pub mod dtmf;
 pub mod g711;
