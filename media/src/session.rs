@@ -19,10 +19,16 @@
 //! Order per tick: [`Session::tick`] pops one frame per input, mixes, calls `send` for
 //! each generated packet and `record` with the stereo frame when recording.
 
+use crate::audio::Player;
 use crate::continuity::OutStream;
 use crate::jitter::{decode_g711, JitterBuffer};
 use crate::mixer::{Frame, Mixer, MonitorMode, ParticipantId, Role, FRAME, SILENCE};
-use crate::{dtmf, g711, rtp, Side};
+use crate::{dtmf, g711, rtp, tone, Side};
+use std::sync::Arc;
+
+/// The beep parties hear when a supervisor joins (`beep_on_monitor`).
+pub const BEEP_HZ: f64 = 1400.0;
+const BEEP_TICKS: u8 = 10; // 200 ms
 
 /// Where a generated packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,17 @@ pub struct Session {
     /// The event being sent: (code, tick within the event, event timestamp).
     dtmf_now: [Option<(u8, u8, u32)>; 2],
     recording: bool,
+    /// The announcement the agent hears before the customer is connected.
+    announce: Option<Player>,
+    /// Payload type the announcement is sent in.
+    announce_pt: u8,
+    announce_done: bool,
+    /// Parties on hold (index: `Side as usize`) and what they hear.
+    held: [bool; 2],
+    hold_audio: Option<Player>,
+    /// Ticks of beep left, and the tone it is cut from.
+    beep: u8,
+    beep_tone: tone::Tone,
     /// Seeds for streams the session starts itself (SSRC, sequence, timestamp).
     seed: u64,
     buf: [u8; 12 + FRAME],
@@ -143,15 +160,26 @@ impl Session {
             dtmf_pt: [101, 101],
             dtmf_now: [None, None],
             recording: false,
+            announce: None,
+            announce_pt: 0,
+            announce_done: false,
+            held: [false, false],
+            hold_audio: None,
+            beep: 0,
+            beep_tone: tone::Tone::new(BEEP_HZ, 8000),
             seed,
             buf: [0; 12 + FRAME],
         }
     }
 
-    /// Whether the session ticks at all (a supervisor, a recording or digits to send).
+    /// Whether the session ticks at all (a supervisor, a recording, an announcement,
+    /// hold, a beep or digits to send).
     pub fn active(&self) -> bool {
         self.recording
             || !self.monitors.is_empty()
+            || self.announce.is_some()
+            || self.held != [false, false]
+            || self.beep > 0
             || self.sending_dtmf(Side::A)
             || self.sending_dtmf(Side::B)
     }
@@ -162,7 +190,66 @@ impl Session {
 
     /// Whether `to` is sent from the session (mix or digits) instead of relayed audio.
     fn feeding(&self, to: usize) -> bool {
-        self.generating[to] || self.dtmf_now[to].is_some() || !self.dtmf_out[to].is_empty()
+        self.generating[to]
+            || self.dtmf_now[to].is_some()
+            || !self.dtmf_out[to].is_empty()
+            || (to == Side::B as usize && self.announce.is_some())
+    }
+
+    /// Play `samples` (8 kHz) to the agent only, in payload type `pt` (0 or 8). Until it
+    /// ends the parties do not hear each other (the customer is not connected yet);
+    /// then [`Session::take_announcement_done`] says so once.
+    pub fn announce(&mut self, samples: Arc<[i16]>, pt: u8) {
+        self.activating();
+        self.announce = Some(Player::new(samples, false));
+        // Nothing of the customer reaches the agent meanwhile, not even a first packet.
+        if self.out[Side::B as usize].is_none() {
+            self.out[Side::B as usize] = Some(new_stream(&mut self.seed));
+        }
+        self.announce_pt = if pt == 8 { 8 } else { 0 };
+        self.announce_done = false;
+    }
+
+    /// Stop an announcement (the agent left); not reported as done.
+    pub fn stop_announcement(&mut self) {
+        self.announce = None;
+    }
+
+    pub fn announcing(&self) -> bool {
+        self.announce.is_some()
+    }
+
+    /// True once after an announcement played to its end.
+    pub fn take_announcement_done(&mut self) -> bool {
+        std::mem::take(&mut self.announce_done)
+    }
+
+    /// Put `side` on hold or take it off: a held party hears the hold audio (or
+    /// silence), nobody hears it and it is not recorded; the other party hears
+    /// silence (and any barging supervisor).
+    pub fn set_held(&mut self, side: Side, on: bool) {
+        if on {
+            self.activating();
+        }
+        self.held[side as usize] = on;
+        self.mixer.set_held(self.parties[side as usize].pid, on);
+        self.update_generating();
+    }
+
+    pub fn held(&self, side: Side) -> bool {
+        self.held[side as usize]
+    }
+
+    /// The audio held parties hear, looped (`None`: silence).
+    pub fn set_hold_audio(&mut self, samples: Option<Arc<[i16]>>) {
+        self.hold_audio = samples.map(|s| Player::new(s, true));
+    }
+
+    /// Both parties hear a short beep (a supervisor joined and the queue says so).
+    pub fn beep(&mut self) {
+        self.activating();
+        self.beep = BEEP_TICKS;
+        self.update_generating();
     }
 
     /// Queue RFC 4733 events (codes 0–15) towards `to` in payload type `pt`: each is
@@ -239,8 +326,10 @@ impl Session {
 
     fn update_generating(&mut self) {
         let any = |f: fn(MonitorMode) -> bool| self.monitors.iter().any(|m| f(m.mode));
-        let agent = any(|m| m != MonitorMode::Listen);
-        let customer = any(|m| m == MonitorMode::Barge);
+        // Hold and beep need both ears fed from the session.
+        let both = self.held != [false, false] || self.beep > 0;
+        let agent = both || any(|m| m != MonitorMode::Listen);
+        let customer = both || any(|m| m == MonitorMode::Barge);
         self.generating = [customer, agent];
         // A party without an outgoing stream yet continues the one it is relayed
         // (the next packet seeds it); see `on_party_rtp` and `tick`.
@@ -257,6 +346,10 @@ impl Session {
             self.parties[from as usize].push(&p, pkt);
         }
         let to = from.other() as usize;
+        if from == Side::B && self.announce.is_some() {
+            // The customer is not connected until the announcement is over.
+            return Verdict::Drop;
+        }
         let h = p.header;
         let feeding = self.feeding(to);
         match self.out[to].as_mut() {
@@ -327,6 +420,23 @@ impl Session {
         }
     }
 
+    /// One frame of the announcement to the agent; its end is noted for the driver.
+    fn announce_tick(&mut self, now_us: u64, send: &mut impl FnMut(Dest, &[u8])) {
+        let Some(p) = self.announce.as_mut() else {
+            return;
+        };
+        let Some(f) = p.next_frame() else {
+            self.announce = None;
+            self.announce_done = true;
+            return;
+        };
+        let i = Side::B as usize;
+        let out = self.out[i].get_or_insert_with(|| new_stream(&mut self.seed));
+        let h = out.generate(self.announce_pt, now_us);
+        let n = write_frame(&mut self.buf, &h, &f);
+        send(Dest::Party(Side::B), &self.buf[..n]);
+    }
+
     /// A packet from supervisor `id`'s phone. Returns a DTMF digit it completes.
     pub fn on_monitor_rtp(&mut self, id: u64, pkt: &[u8]) -> Option<char> {
         let p = rtp::parse(pkt)?;
@@ -363,7 +473,22 @@ impl Session {
         for side in [Side::A, Side::B] {
             self.dtmf_tick(side, now_us, &mut send);
         }
-        let busy = [self.dtmf_now[0].is_some(), self.dtmf_now[1].is_some()];
+        if self.held != [false, false] {
+            let f = self.hold_audio.as_mut().and_then(Player::next_frame);
+            self.mixer.set_hold_audio(f);
+        }
+        self.announce_tick(now_us, &mut send);
+        let beep = (self.beep > 0).then(|| {
+            let mut f = SILENCE;
+            f.iter_mut()
+                .for_each(|s| *s = self.beep_tone.next_sample() / 3);
+            f
+        });
+        let announcing = self.announce.is_some();
+        let busy = [
+            self.dtmf_now[0].is_some(),
+            self.dtmf_now[1].is_some() || announcing,
+        ];
         let (parties, monitors, out, generating, buf, waited, seed) = (
             &self.parties,
             &mut self.monitors,
@@ -392,6 +517,15 @@ impl Session {
                     out[i] = Some(new_stream(seed));
                 }
                 let o = out[i].as_mut().expect("set above");
+                if let Some(b) = &beep {
+                    let mut mixed = *frame;
+                    for (m, x) in mixed.iter_mut().zip(b.iter()) {
+                        *m = m.saturating_add(*x);
+                    }
+                    let h = o.generate(parties[i].pt, now_us);
+                    let n = write_frame(buf, &h, &mixed);
+                    return send(Dest::Party(s), &buf[..n]);
+                }
                 (Dest::Party(s), parties[s as usize].pt, o)
             } else if let Some(m) = monitors.iter_mut().find(|m| m.input.pid == pid) {
                 (Dest::Monitor(m.id), m.input.pt, &mut m.out)
@@ -399,20 +533,33 @@ impl Session {
                 return;
             };
             let h = stream.generate(pt, now_us);
-            let n = rtp::write_header(buf, &h, None);
-            for (b, s) in buf[n..n + FRAME].iter_mut().zip(frame.iter()) {
-                *b = if pt == 8 {
-                    g711::linear_to_alaw(*s)
-                } else {
-                    g711::linear_to_ulaw(*s)
-                };
-            }
-            send(dest, &buf[..n + FRAME]);
+            let n = write_frame(buf, &h, frame);
+            send(dest, &buf[..n]);
         });
+        if self.beep > 0 {
+            self.beep -= 1;
+            if self.beep == 0 {
+                self.update_generating();
+            }
+        }
         if self.recording {
             let (l, r) = self.mixer.record();
             record(&l, &r);
         }
         self.mixer.end_tick();
     }
+}
+
+/// Write an RTP packet of one G.711 frame (the codec of the header's payload type).
+fn write_frame(buf: &mut [u8; 12 + FRAME], h: &rtp::RtpHeader, frame: &Frame) -> usize {
+    let n = rtp::write_header(buf, h, None);
+    let alaw = h.payload_type == 8;
+    for (b, s) in buf[n..n + FRAME].iter_mut().zip(frame.iter()) {
+        *b = if alaw {
+            g711::linear_to_alaw(*s)
+        } else {
+            g711::linear_to_ulaw(*s)
+        };
+    }
+    n + FRAME
 }

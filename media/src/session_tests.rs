@@ -338,3 +338,127 @@ fn digits_sent_into_a_relayed_call_keep_the_stream_continuous() {
         .collect();
     assert_eq!(events, ['1', '#']);
 }
+
+fn tone_samples(hz: f64, secs: f64) -> std::sync::Arc<[i16]> {
+    let mut t = Tone::new(hz, 8000);
+    (0..(8000.0 * secs) as usize)
+        .map(|_| t.next_sample())
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn assert_continuous(hs: &[(u32, u16, u32)], who: &str) {
+    let ssrc = hs[0].0;
+    for w in hs.windows(2) {
+        assert_eq!(w[1].0, ssrc, "{who}: SSRC constant");
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "{who}: sequence without jumps"
+        );
+    }
+}
+
+#[test]
+fn announcement_reaches_the_agent_only_then_the_call_connects() {
+    let mut sc = Scene::new();
+    // 2300 Hz announcement of 0.5 s (25 frames), in PCMU.
+    sc.s.announce(tone_samples(2300.0, 0.5), 0);
+    assert!(sc.s.active() && sc.s.announcing());
+    sc.run(10);
+    let h = &sc.heard;
+    assert!(h.has("agent", 2300.0), "the agent hears the announcement");
+    assert!(!h.has("agent", 440.0), "not the customer yet");
+    assert!(
+        !h.samples.contains_key("customer"),
+        "the customer hears nothing from the agent's side"
+    );
+    assert!(!sc.s.take_announcement_done());
+    sc.run(20);
+    assert!(!sc.s.announcing());
+    assert!(sc.s.take_announcement_done(), "reported once");
+    assert!(!sc.s.take_announcement_done());
+    assert!(!sc.s.active(), "back to relaying");
+    sc.run(10);
+    assert!(sc.heard.has("agent", 440.0) && !sc.heard.has("agent", 2300.0));
+    assert!(sc.heard.has("customer", 1100.0));
+    // The agent's stream: generated, then the customer's packets continue it.
+    let hs = &sc.heard.headers["agent"];
+    assert!(hs.len() >= 30, "{}", hs.len());
+    assert_continuous(hs, "agent");
+}
+
+#[test]
+fn stopped_announcement_is_not_reported_done() {
+    let mut sc = Scene::new();
+    sc.s.announce(tone_samples(2300.0, 0.2), 8);
+    sc.run(3);
+    let raw = &sc.heard.raw["agent"];
+    assert_eq!(
+        rtp::parse(&raw[0]).unwrap().header.payload_type,
+        8,
+        "PCMA as asked"
+    );
+    sc.s.stop_announcement();
+    sc.run(20);
+    assert!(!sc.s.take_announcement_done());
+}
+
+#[test]
+fn hold_plays_hold_audio_to_the_held_party_and_silence_to_the_other() {
+    let mut sc = Scene::new();
+    sc.run(5);
+    sc.s.set_recording(true);
+    sc.s.set_hold_audio(Some(tone_samples(2300.0, 0.3)));
+    sc.s.set_held(Side::A, true);
+    // 2 s: the 0.3 s hold audio loops several times.
+    sc.run(100);
+    let h = &sc.heard;
+    assert!(h.has("customer", 2300.0), "held customer hears hold audio");
+    assert!(!h.has("customer", 1100.0), "not the agent");
+    assert!(
+        h.samples["agent"][800..].iter().all(|s| s.abs() < 64),
+        "the agent hears silence, not the held customer"
+    );
+    assert!(
+        sc.left.iter().all(|s| *s == 0),
+        "a held party is not recorded"
+    );
+    assert!(!tone_in(&sc.right, 2300.0), "hold audio is never recorded");
+    sc.s.set_held(Side::A, false);
+    sc.s.set_recording(false);
+    sc.run(10);
+    assert!(!sc.s.active());
+    assert!(sc.heard.has("customer", 1100.0) && sc.heard.has("agent", 440.0));
+    for who in ["agent", "customer"] {
+        assert_continuous(&sc.heard.headers[who], who);
+    }
+
+    // Without hold audio: silence.
+    let mut sc = Scene::new();
+    sc.s.set_held(Side::B, true);
+    sc.run(20);
+    assert!(sc.heard.samples["agent"][800..]
+        .iter()
+        .all(|s| s.abs() < 64));
+    assert!(!sc.heard.has("customer", 1100.0));
+}
+
+#[test]
+fn beep_reaches_both_parties_then_relay_resumes() {
+    let mut sc = Scene::new();
+    sc.run(5);
+    sc.s.add_monitor(1, MonitorMode::Listen);
+    sc.s.beep();
+    assert!(sc.s.generating(Side::A) && sc.s.generating(Side::B));
+    sc.run(10);
+    assert!(sc.heard.has("agent", crate::session::BEEP_HZ));
+    assert!(sc.heard.has("customer", crate::session::BEEP_HZ));
+    assert!(!sc.heard.has("supervisor", crate::session::BEEP_HZ));
+    assert!(!sc.s.generating(Side::A) && !sc.s.generating(Side::B));
+    sc.run(10);
+    assert!(!sc.heard.has("agent", crate::session::BEEP_HZ));
+    for who in ["agent", "customer"] {
+        assert_continuous(&sc.heard.headers[who], who);
+    }
+}
