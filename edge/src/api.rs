@@ -52,6 +52,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/calls/{id}/recording",
             axum::routing::post(supervision::set_recording),
         )
+        .route(
+            "/api/v1/calls/{id}/hold",
+            axum::routing::post(supervision::set_hold),
+        )
         .route("/api/v1/recordings", get(list_recordings))
         .route("/api/v1/recordings/{id}", get(get_recording))
         .route("/api/v1/recordings/{id}/audio", get(recording_audio))
@@ -160,6 +164,11 @@ fn call_json(c: &signaling::b2bua::CallInfo) -> serde_json::Value {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
+    let held: Vec<&str> = ["customer", "agent"]
+        .into_iter()
+        .zip(c.held)
+        .filter_map(|(who, h)| h.then_some(who))
+        .collect();
     json!({
         "id": c.id,
         "state": c.state,
@@ -178,6 +187,7 @@ fn call_json(c: &signaling::b2bua::CallInfo) -> serde_json::Value {
             Some(true) => "paused",
             Some(false) => "recording",
         },
+        "held": held,
         "events": c.digits.iter().map(|d| json!({
             "type": "dtmf", "digit": d.digit.to_string(), "from": d.from, "at_secs": d.at_secs,
         })).collect::<Vec<_>>(),

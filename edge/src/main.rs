@@ -3,6 +3,7 @@
 //! to sockets. `edge check-config FILE` validates a file and exits.
 
 mod api;
+mod audio;
 mod media;
 mod metrics;
 mod recorder;
@@ -49,7 +50,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => {
-            return match control::load(&file) {
+            // Audio files are decoded too: a file that would fail the start fails here.
+            let checked = control::load(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    audio::AudioCache::load(&s).map_err(|e| format!("audio file {e}"))?;
+                    Ok(s)
+                });
+            return match checked {
                 Ok(s) => {
                     println!(
                         "{}: ok ({} routes, {} queues, {} agents, {} users)",
@@ -153,6 +161,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     std::fs::create_dir_all(&inbox)
         .map_err(|e| format!("cannot create {}: {e}", inbox.display()))?;
     recordings::spawn_inbox(uploader.clone(), inbox);
+    let audio = Arc::new(audio::AudioCache::load(&snap).map_err(|e| format!("audio file {e}"))?);
     let (udp, tcp) = sip::bind_all(&snap).await?;
     let http = tokio::net::TcpListener::bind(c.http.listen)
         .await
@@ -179,6 +188,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         metrics.clone(),
         core_tx.clone(),
         c.storage.dir.clone(),
+        audio,
     );
     let core_task = tokio::spawn(core.run(core_rx));
     let shared = Arc::new(ArcSwap::from(snap.clone()));
@@ -251,8 +261,17 @@ fn spawn_reloader(
                 warn!("SIGHUP: running the embedded default configuration; nothing to reload");
                 continue;
             };
-            match control::load(path) {
-                Ok(new) => {
+            // Parsing and decoding audio files read disk: off the async workers.
+            let p = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let new = control::load(&p).map_err(|e| e.to_string())?;
+                let audio = audio::AudioCache::load(&new).map_err(|e| format!("audio file {e}"))?;
+                Ok::<_, String>((new, audio))
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            match loaded {
+                Ok((new, audio)) => {
                     let old = shared.load();
                     if new.config.sip.listen != old.config.sip.listen
                         || new.config.http.listen != old.config.http.listen
@@ -263,7 +282,7 @@ fn spawn_reloader(
                     }
                     let new = Arc::new(new);
                     shared.store(new.clone());
-                    let _ = core.send(sip::CoreMsg::Reload(new)).await;
+                    let _ = core.send(sip::CoreMsg::Reload(new, Arc::new(audio))).await;
                     metrics.config_reloads.fetch_add(1, Relaxed);
                     info!(file = %path.display(), "configuration reloaded");
                 }

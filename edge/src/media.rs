@@ -79,6 +79,23 @@ enum Cmd {
         side: Side,
         addr: Option<SocketAddr>,
     },
+    Announce {
+        slot: usize,
+        samples: Arc<[i16]>,
+        pt: u8,
+    },
+    AnnounceStop {
+        slot: usize,
+    },
+    Hold {
+        slot: usize,
+        side: Side,
+        held: bool,
+        audio: Option<Arc<[i16]>>,
+    },
+    Beep {
+        slot: usize,
+    },
     Close {
         slot: usize,
     },
@@ -185,6 +202,36 @@ impl RelayHandle {
         let slot = self.slot;
         self.relays
             .send(self.worker, Cmd::RecordPause { slot, paused });
+    }
+
+    /// Play an announcement to the agent; the worker tells the core when it is over.
+    pub fn announce(&self, samples: Arc<[i16]>, pt: u8) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::Announce { slot, samples, pt });
+    }
+
+    pub fn announce_stop(&self) {
+        let slot = self.slot;
+        self.relays.send(self.worker, Cmd::AnnounceStop { slot });
+    }
+
+    pub fn hold(&self, side: Side, held: bool, audio: Option<Arc<[i16]>>) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::Hold {
+                slot,
+                side,
+                held,
+                audio,
+            },
+        );
+    }
+
+    pub fn beep(&self) {
+        let slot = self.slot;
+        self.relays.send(self.worker, Cmd::Beep { slot });
     }
 }
 
@@ -426,12 +473,15 @@ fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, mut ctx: Ctx) 
             let now = Instant::now();
             if now >= t {
                 let now_us = epoch.elapsed().as_micros() as u64;
+                let mut any = false;
                 for call in calls.values_mut() {
-                    tick(call, now_us, &mut c);
+                    any |= tick(call, now_us, &mut c, &ctx);
                 }
-                // Keep the 20 ms grid; after a stall, restart it rather than burst.
+                // Keep the 20 ms grid while a call mixes; after a stall, restart it
+                // rather than burst. No call mixing: the grid stops until a command
+                // starts one again.
                 let next = t + TICK;
-                next_tick = Some(if next + 5 * TICK < now {
+                next_tick = any.then_some(if next + 5 * TICK < now {
                     now + TICK
                 } else {
                     next
@@ -492,7 +542,7 @@ fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: 
 }
 
 /// Tick one call's session; whether it still needs ticks.
-fn tick(call: &mut Call, now_us: u64, c: &mut Counters) -> bool {
+fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
     let Some(s) = call.session.as_mut().filter(|s| s.active()) else {
         return false;
     };
@@ -532,6 +582,16 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters) -> bool {
             }
         },
     );
+    if s.take_announcement_done() {
+        // If the core's queue is full, its safety timer connects the caller.
+        if ctx
+            .core
+            .try_send(CoreMsg::AnnouncementDone { call: call.call })
+            .is_err()
+        {
+            tracing::warn!(call = call.call, "core busy: announcement end not reported");
+        }
+    }
     s.active()
 }
 
@@ -654,6 +714,38 @@ fn apply(
                 if let Some(r) = call.recorder.as_mut() {
                     r.set_paused(paused);
                 }
+            }
+        }
+        Cmd::Announce { slot, samples, pt } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).announce(samples, pt);
+                mixes = true;
+            }
+        }
+        Cmd::AnnounceStop { slot } => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.stop_announcement();
+            }
+        }
+        Cmd::Hold {
+            slot,
+            side,
+            held,
+            audio,
+        } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                let s = session(call, &mut ctx.seed);
+                if held {
+                    s.set_hold_audio(audio);
+                }
+                s.set_held(side, held);
+                mixes = held;
+            }
+        }
+        Cmd::Beep { slot } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).beep();
+                mixes = true;
             }
         }
         Cmd::Close { slot } => {

@@ -2,6 +2,7 @@
 //! address, and the core task that owns the sans-IO [`B2bua`], its timers, the RTP
 //! relays it opens, and the commands of the HTTP API.
 
+use crate::audio::AudioCache;
 use crate::media::{RelayHandle, Relays};
 use crate::metrics::{CoreStats, Metrics};
 use bytes::{Bytes, BytesMut};
@@ -39,12 +40,17 @@ pub enum CoreMsg {
     ListCalls(oneshot::Sender<Vec<CallInfo>>),
     Hangup(String, oneshot::Sender<bool>),
     Stats(oneshot::Sender<CoreStats>),
-    Reload(Arc<Snapshot>),
+    /// A new configuration with its decoded audio files.
+    Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// Supervision / recording command from the API.
     Command(
         CallCommand,
         oneshot::Sender<Result<Option<String>, CommandError>>,
     ),
+    /// A relay worker played a call's announcement to its end.
+    AnnouncementDone {
+        call: u64,
+    },
     /// A DTMF digit a relay worker decoded in a call's media.
     MediaDigit {
         call: u64,
@@ -77,6 +83,11 @@ pub enum CallCommand {
         call: String,
         digits: String,
         to: media::Side,
+    },
+    Hold {
+        call: String,
+        side: media::Side,
+        held: bool,
     },
 }
 
@@ -268,6 +279,7 @@ pub struct Core {
     metrics: Arc<Metrics>,
     self_tx: CoreTx,
     storage_dir: std::path::PathBuf,
+    audio: Arc<AudioCache>,
 }
 
 impl Core {
@@ -278,6 +290,7 @@ impl Core {
         metrics: Arc<Metrics>,
         self_tx: CoreTx,
         storage_dir: std::path::PathBuf,
+        audio: Arc<AudioCache>,
     ) -> Self {
         Core {
             b2bua,
@@ -289,6 +302,7 @@ impl Core {
             metrics,
             self_tx,
             storage_dir,
+            audio,
         }
     }
 
@@ -380,8 +394,12 @@ impl Core {
                     ports_capacity: self.b2bua.ports_capacity(),
                 });
             }
-            CoreMsg::Reload(snap) => {
+            CoreMsg::Reload(snap, audio) => {
                 self.b2bua.reload(snap, now);
+                self.audio = audio;
+            }
+            CoreMsg::AnnouncementDone { call } => {
+                self.b2bua.announcement_done(now, call);
             }
             CoreMsg::Command(cmd, reply) => {
                 let b = &mut self.b2bua;
@@ -403,6 +421,9 @@ impl Core {
                     CallCommand::Dtmf { call, digits, to } => {
                         b.send_dtmf(&call, &digits, to).map(|_| None)
                     }
+                    CallCommand::Hold { call, side, held } => {
+                        b.hold(&call, side, held).map(|_| None)
+                    }
                 };
                 let _ = reply.send(r);
             }
@@ -416,6 +437,7 @@ impl Core {
     fn drain(&mut self) {
         let media_ip = self.b2bua.snapshot().config.media.address;
         let mut failed = Vec::new();
+        let mut announced = Vec::new();
         while let Some(o) = self.b2bua.poll_output() {
             match o {
                 Output::MediaOpen {
@@ -507,11 +529,45 @@ impl Core {
                         r.record_pause(paused);
                     }
                 }
+                Output::Announce { call, file, pt } => {
+                    match (self.relays.get(&call), self.audio.get(&file)) {
+                        (Some(r), Some(samples)) => r.announce(samples, pt),
+                        _ => {
+                            // Not loaded (a reload removed it) or no relay: connect now.
+                            warn!(call, file = %file.display(), "announcement not available: connecting the caller");
+                            announced.push(call);
+                        }
+                    }
+                }
+                Output::AnnounceStop { call } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.announce_stop();
+                    }
+                }
+                Output::Hold {
+                    call,
+                    side,
+                    held,
+                    audio,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        let samples = audio.and_then(|f| self.audio.get(&f));
+                        r.hold(side, held, samples);
+                    }
+                }
+                Output::Beep { call } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.beep();
+                    }
+                }
             }
         }
         let now = Instant::now();
         for call in failed {
             self.b2bua.media_failed(now, call);
+        }
+        for call in announced {
+            self.b2bua.announcement_done(now, call);
         }
         while let Some(t) = self.b2bua.poll_transmit() {
             self.send(t.flow, t.data);

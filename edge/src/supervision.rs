@@ -45,6 +45,18 @@ fn mode(s: &str) -> Result<MonitorMode, Response> {
     })
 }
 
+/// "customer" → A, "agent" → B; `field` names the JSON field in the error.
+fn party(s: &str, field: &str) -> Result<media::Side, Response> {
+    match s {
+        "customer" => Ok(media::Side::A),
+        "agent" => Ok(media::Side::B),
+        _ => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("{field} must be customer or agent"),
+        )),
+    }
+}
+
 fn status(e: &CommandError) -> StatusCode {
     match e {
         CommandError::NoCall | CommandError::NoMonitor => StatusCode::NOT_FOUND,
@@ -224,15 +236,9 @@ pub async fn send_dtmf(
         Ok(v) => v,
         Err(e) => return e,
     };
-    let to = match req.to.as_deref().unwrap_or("customer") {
-        "customer" => media::Side::A,
-        "agent" => media::Side::B,
-        _ => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "to must be customer or agent",
-            )
-        }
+    let to = match party(req.to.as_deref().unwrap_or("customer"), "to") {
+        Ok(p) => p,
+        Err(e) => return e,
     };
     let n = req.digits.chars().count();
     let cmd = CallCommand::Dtmf {
@@ -244,6 +250,45 @@ pub async fn send_dtmf(
         Ok(_) => {
             tracing::info!(%call, by = %me.name, digits = n, "DTMF sent");
             (StatusCode::ACCEPTED, Json(json!({ "queued": n }))).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hold {
+    /// "customer" or "agent": who is put on hold.
+    party: String,
+    held: bool,
+}
+
+/// `POST /api/v1/calls/{id}/hold {"party":"customer","held":true}`: the held party
+/// hears the queue's hold audio (or silence), the other party hears silence. Any
+/// signed-in user (the agent holds their customer).
+pub async fn set_hold(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let (me, req): (_, Hold) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let side = match party(&req.party, "party") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let cmd = CallCommand::Hold {
+        call: call.clone(),
+        side,
+        held: req.held,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, party = %req.party, held = req.held, "hold");
+            Json(json!({ "party": req.party, "held": req.held })).into_response()
         }
         Err(e) => e,
     }

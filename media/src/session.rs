@@ -481,7 +481,7 @@ impl Session {
         let beep = (self.beep > 0).then(|| {
             let mut f = SILENCE;
             f.iter_mut()
-                .for_each(|s| *s = self.beep_tone.next_sample() / 3);
+                .for_each(|s| *s = (self.beep_tone.next_sample() as i32 * 7 / 10) as i16);
             f
         });
         let announcing = self.announce.is_some();

@@ -161,6 +161,30 @@ impl Sdp {
         })
     }
 
+    /// The first G.711 payload type (0 PCMU, 8 PCMA) of the audio stream's formats:
+    /// the codec an answer chose.
+    pub fn first_g711_pt(&self) -> Option<u8> {
+        let m = &self.media[self.audio_index()?];
+        m.formats.iter().find_map(|f| match f.as_str() {
+            "0" => Some(0),
+            "8" => Some(8),
+            _ => None,
+        })
+    }
+
+    /// Whether the offer puts the other side on hold: the audio stream is `sendonly`
+    /// or `inactive`, or its connection address is 0.0.0.0 (RFC 2543 style).
+    pub fn is_hold(&self) -> bool {
+        if matches!(
+            self.audio_direction(),
+            Direction::SendOnly | Direction::Inactive
+        ) {
+            return true;
+        }
+        let port = self.audio_index().map(|i| self.media[i].port).unwrap_or(0);
+        port != 0 && matches!(self.audio_target(), Ok(None))
+    }
+
     /// Direction of the first audio stream (media level, else session level).
     pub fn audio_direction(&self) -> Direction {
         let find = |lines: &[String]| {

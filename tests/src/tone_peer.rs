@@ -141,6 +141,16 @@ impl TonePeer {
         detect(&g.samples[g.samples.len() - n..], hz, 8000)
     }
 
+    /// Whether any `ms` window (stepping by half of it) of everything received since
+    /// the last `clear` carries `hz`: for short sounds such as a beep.
+    pub fn heard_anywhere(&self, hz: f64, ms: usize) -> bool {
+        let g = self.received.lock().unwrap();
+        let n = ms * 8;
+        (0..g.samples.len().saturating_sub(n))
+            .step_by((n / 2).max(1))
+            .any(|i| detect(&g.samples[i..i + n], hz, 8000))
+    }
+
     pub fn packets(&self) -> usize {
         self.received.lock().unwrap().headers.len()
     }

@@ -323,29 +323,49 @@ fn sighup_reload_swaps_valid_config_and_keeps_old_on_error() {
     drop(uas);
 }
 
+fn check_config(file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(edge_tests::edge_binary())
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_reports_file_line_and_field() {
     let dir = edge_tests::tempdir::Dir::new("check");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n\n[[queues]]\nname = \"q\"\nagents = [\"ghost\"]\n").unwrap();
-    let out = std::process::Command::new(edge_tests::edge_binary())
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad.toml:6") && err.contains("queues[0].agents[0]") && err.contains("ghost"),
         "{err}"
     );
+    // An announcement that is not audio: named with the decoder's reason.
+    let junk = dir.path().join("hello.mp3");
+    std::fs::write(&junk, "not audio at all").unwrap();
+    let cfg = dir.path().join("audio.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[[routes]]\nnumber = \"x\"\ntarget = \"sip:x@127.0.0.1:5090\"\nannouncement = \"{}\"\n",
+            control::DEFAULT_CONFIG,
+            junk.display()
+        ),
+    )
+    .unwrap();
+    let out = check_config(&cfg);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hello.mp3") && err.contains("not a supported audio file"),
+        "{err}"
+    );
     let good = dir.path().join("good.toml");
     std::fs::write(&good, control::DEFAULT_CONFIG).unwrap();
-    let out = std::process::Command::new(edge_tests::edge_binary())
-        .arg("check-config")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check_config(&good);
     assert!(
         out.status.success(),
         "{}",

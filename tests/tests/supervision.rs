@@ -494,3 +494,200 @@ fn two_supervisors_and_the_call_ending_while_monitored() {
         .count();
     assert_eq!(jumps, 0);
 }
+
+/// A mono 8 kHz 16-bit WAV of `hz` lasting `secs`.
+fn tone_wav(path: &std::path::Path, hz: f64, secs: f64) {
+    let mut t = media::tone::Tone::new(hz, 8000);
+    let samples: Vec<i16> = (0..(8000.0 * secs) as usize)
+        .map(|_| t.next_sample())
+        .collect();
+    let mut w = media::wav::StereoWav::new(std::io::Cursor::new(Vec::new()), 8000).unwrap();
+    // The writer is stereo; the decoder mixes channels down (same tone on both).
+    w.write(&samples, &samples).unwrap();
+    std::fs::write(path, w.finish().unwrap().into_inner()).unwrap();
+}
+
+#[test]
+fn announcement_to_the_agent_only_api_hold_with_hold_audio_and_the_monitor_beep() {
+    let dir = std::env::temp_dir().join(format!("edge-ann-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ann, hold) = (dir.join("sales.wav"), dir.join("hold.wav"));
+    tone_wav(&ann, 2300.0, 1.5);
+    tone_wav(&hold, 700.0, 0.5);
+    let sam_port = free_port();
+    let extra = users(sam_port, free_port())
+        + &format!(
+            r#"
+[[routes]]
+number = "ann"
+target = "sip:ann@127.0.0.1:{{route_port}}"
+record = true
+announcement = "{}"
+hold_audio = "{}"
+beep_on_monitor = true
+"#,
+            ann.display(),
+            hold.display()
+        );
+    let edge = Edge::start_with(&extra);
+    let agent = Uas::spawn(edge.route_port);
+    let sam = Uas::spawn(sam_port);
+    // The customer's INVITE is answered only after the announcement: call in a thread.
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || {
+        let mut cust = Uac::new(sip);
+        let code = cust.call("ann");
+        (cust, code, Instant::now())
+    });
+    wait_for("the agent to be called", 10, || {
+        agent.edge_rtp.lock().unwrap().is_some()
+    });
+    let answered_agent = Instant::now();
+    let a = TonePeer::start(
+        agent.rtp.try_clone().unwrap(),
+        agent.edge_rtp.lock().unwrap().unwrap(),
+        1100.0,
+        0xA6E47,
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let call = only_call(&edge);
+    assert_eq!(call_json(&edge, &call)["state"], "announcing");
+    assert!(a.hears(2300.0, WIN), "the agent hears the announcement");
+    let (mut cust, code, answered_customer) = caller.join().unwrap();
+    assert_eq!(code, 200);
+    let waited = answered_customer - answered_agent;
+    assert!(
+        waited >= Duration::from_millis(1300),
+        "the customer is connected after the 1.5 s announcement ({waited:?})"
+    );
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC0FFEE,
+    );
+    let connected = Instant::now();
+    settle();
+    assert!(
+        a.hears(440.0, WIN) && !a.hears(2300.0, WIN),
+        "then the customer"
+    );
+    assert!(c.hears(1100.0, WIN));
+    assert!(
+        !c.received.lock().unwrap().samples.is_empty() && {
+            let g = c.received.lock().unwrap();
+            !media::tone::detect(&g.samples, 2300.0, 8000)
+        },
+        "the customer never hears the announcement"
+    );
+
+    // API hold of the customer: hold audio (700 Hz) to the customer, silence to the agent.
+    let hold_path = format!("/api/v1/calls/{call}/hold");
+    assert_eq!(
+        post(
+            &edge,
+            &hold_path,
+            AGENT_TOKEN,
+            r#"{"party":"boss","held":true}"#
+        )
+        .status,
+        422
+    );
+    assert_eq!(
+        post(
+            &edge,
+            "/api/v1/calls/nope/hold",
+            AGENT_TOKEN,
+            r#"{"party":"customer","held":true}"#
+        )
+        .status,
+        404
+    );
+    let r = post(
+        &edge,
+        &hold_path,
+        AGENT_TOKEN,
+        r#"{"party":"customer","held":true}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hold_from = connected.elapsed();
+    settle();
+    let hold_to = connected.elapsed();
+    assert_eq!(
+        call_json(&edge, &call)["held"],
+        serde_json::json!(["customer"])
+    );
+    assert!(
+        c.hears(700.0, WIN) && !c.hears(1100.0, WIN),
+        "held: hold audio only"
+    );
+    assert!(
+        !a.hears(440.0, WIN),
+        "the agent does not hear the held customer"
+    );
+    let r = post(
+        &edge,
+        &hold_path,
+        AGENT_TOKEN,
+        r#"{"party":"customer","held":false}"#,
+    );
+    assert_eq!(r.status, 200);
+    settle();
+    assert!(c.hears(1100.0, WIN) && !c.hears(700.0, WIN), "resumed");
+    assert!(a.hears(440.0, WIN));
+
+    // A supervisor joins: both parties hear a short beep; the supervisor does not.
+    a.clear();
+    c.clear();
+    let (_mid, sam_rtp) = monitor(&edge, &call, SAM, r#"{"mode":"listen"}"#, &sam);
+    let s = TonePeer::start(sam.rtp.try_clone().unwrap(), sam_rtp, 1700.0, 0x5A);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        a.heard_anywhere(media::session::BEEP_HZ, 100),
+        "agent hears the beep"
+    );
+    assert!(
+        c.heard_anywhere(media::session::BEEP_HZ, 100),
+        "customer hears the beep"
+    );
+    assert!(!s.heard_anywhere(media::session::BEEP_HZ, 100));
+    assert!(
+        a.hears(440.0, WIN) && !a.hears(media::session::BEEP_HZ, 200),
+        "beep is short"
+    );
+    // Streams stayed continuous at both parties across announcement, hold and beep.
+    for (who, p) in [("agent", &a), ("customer", &c)] {
+        let g = p.received.lock().unwrap();
+        for w in g.headers.windows(2) {
+            assert_eq!(w[1].0, w[0].0, "{who}: SSRC constant");
+            assert_eq!(w[1].1, w[0].1.wrapping_add(1), "{who}: no sequence jump");
+        }
+    }
+    drop(s);
+    assert_eq!(cust.bye(), 200);
+
+    // The recording: starts when the customer is connected (no announcement in it);
+    // during hold the customer channel is silent and hold audio is never recorded.
+    let archive = edge.dir.path().join("data").join("archive");
+    let wav = archive.join(format!("{call}.wav"));
+    wait_for("the recording in the archive", 20, || wav.exists());
+    std::thread::sleep(Duration::from_millis(200));
+    let (l, r) = wav_channels(&std::fs::read(&wav).unwrap());
+    assert!(
+        !has(&l, 2300.0) && !has(&r, 2300.0),
+        "no announcement recorded"
+    );
+    assert!(!has(&l, 700.0) && !has(&r, 700.0), "no hold audio recorded");
+    let at = |d: Duration| (d.as_secs_f64() * 8000.0) as usize;
+    // 300 ms margins: the API round trips and the jitter buffer blur the edges.
+    let (h0, h1) = (at(hold_from) + 2400, at(hold_to).min(l.len()) - 2400);
+    assert!(h1 > h0 + 1200, "hold span inside the recording");
+    assert!(
+        l[h0..h1].iter().all(|s| s.abs() < 64),
+        "held customer not recorded"
+    );
+    assert!(
+        has(&l[h1 + 8000..], 440.0),
+        "customer recorded after resume"
+    );
+}

@@ -29,6 +29,9 @@ pub enum CallState {
     Calling,
     /// B sent a provisional response.
     Early,
+    /// B (the agent) answered and hears the queue's announcement; A is not answered
+    /// yet (it hears ringback).
+    Announcing,
     /// B answered, 200 sent to A, A's ACK not yet in.
     Answered,
     Connected,
@@ -42,6 +45,7 @@ impl CallState {
             CallState::Queued => "queued",
             CallState::Calling => "calling",
             CallState::Early => "ringing",
+            CallState::Announcing => "announcing",
             CallState::Answered => "answered",
             CallState::Connected => "connected",
             CallState::Ending => "ending",
@@ -70,6 +74,11 @@ pub struct Reinvite {
     pub server_tx: TxId,
     /// The offer came in the 2xx (re-INVITE without SDP): the ACK carries the answer.
     pub offerless: bool,
+    /// The offer holds (`Some(true)`) or resumes (`Some(false)`) the other side.
+    pub hold: Option<bool>,
+    /// The offer was `inactive` and went on as `sendonly` (the edge plays hold audio):
+    /// the answer back must say `inactive`.
+    pub answer_inactive: bool,
     /// The previous media target of `from`, restored when the other side refuses.
     pub previous: Option<SocketAddr>,
 }
@@ -119,6 +128,10 @@ pub struct Call {
     pub recording: Option<bool>,
     /// DTMF digits received in the media (capped).
     pub digits: Vec<super::DigitEvent>,
+    /// Sides on hold (index: `Side as usize`), by re-INVITE or API.
+    pub held: [bool; 2],
+    /// Our 200 to A while the agent hears the announcement (its SDP).
+    pub pending_answer: Option<String>,
 }
 
 impl Call {
@@ -142,6 +155,19 @@ impl Call {
             Side::A => self.a_port,
             Side::B => self.b_port,
         }
+    }
+
+    /// The queue or the static route (number) the call took, for per-call settings.
+    pub fn route_names(&self) -> (Option<String>, Option<String>) {
+        match &self.route {
+            Route::Queue { name } => (Some(name.clone()), None),
+            Route::Static { number, .. } => (None, Some(number.clone())),
+        }
+    }
+
+    /// B's dialog is confirmed (answered and ACKed) though A may not be answered yet.
+    pub fn b_confirmed(&self) -> bool {
+        self.is_established() || self.state == CallState::Announcing
     }
 
     pub fn is_established(&self) -> bool {

@@ -49,6 +49,8 @@ use tracing::{debug, info, warn};
 pub const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 /// How often waiting queue calls are re-offered when every agent was tried.
 pub const QUEUE_RETRY: Duration = Duration::from_secs(1);
+/// Longest the customer waits for an announcement the media never reports as played.
+pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -111,6 +113,29 @@ pub enum Output {
         events: Vec<u8>,
         pt: u8,
     },
+    /// Play the queue's announcement `file` to the agent (side B) in payload type
+    /// `pt`; the driver calls [`B2bua::announcement_done`] when it has played.
+    Announce {
+        call: u64,
+        file: std::path::PathBuf,
+        pt: u8,
+    },
+    /// The agent left during the announcement: stop it (not reported as done).
+    AnnounceStop {
+        call: u64,
+    },
+    /// `side` is held (or resumed): it hears `audio` looped (None: silence), nobody
+    /// hears it, it is not recorded.
+    Hold {
+        call: u64,
+        side: Side,
+        held: bool,
+        audio: Option<std::path::PathBuf>,
+    },
+    /// A supervisor joined a call whose queue/route beeps on monitor.
+    Beep {
+        call: u64,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: u64,
@@ -166,6 +191,8 @@ enum Timer {
     NoAnswer(u64, u32),
     /// Re-offer waiting queue calls.
     QueueRetry,
+    /// The announcement of call `.0` should have ended by now.
+    Announcement(u64),
 }
 
 /// Counters for metrics.
@@ -194,6 +221,8 @@ pub struct CallInfo {
     /// `None`: not recorded; `Some(true)`: paused.
     pub recording_paused: Option<bool>,
     pub digits: Vec<DigitEvent>,
+    /// Sides on hold (index: `Side as usize`).
+    pub held: [bool; 2],
 }
 
 pub struct B2bua {
@@ -371,6 +400,7 @@ impl B2bua {
                 monitors: self.monitor_infos(c.id),
                 recording_paused: c.recording,
                 digits: c.digits.clone(),
+                held: c.held,
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));
@@ -588,6 +618,8 @@ impl B2bua {
             server_txs: vec![tx],
             recording: None,
             digits: Vec::new(),
+            held: [false, false],
+            pending_answer: None,
         };
         self.stats.started += 1;
         self.dialogs
@@ -1033,43 +1065,85 @@ impl B2bua {
                 addr,
             });
             let rewritten = sdp.rewrite(media_addr, c.a_port);
-            c.state = CallState::Answered;
-            c.answered = Some(now);
             c.agent = agent.or(c.agent.take());
             if let Some(p) = self.waiting.iter().position(|w| *w == id) {
                 self.waiting.remove(p);
             }
-            self.stats.answered += 1;
-            info!(call = %c.public_id, agent = ?c.agent, "answered");
-            let (queue, route) = match &c.route {
-                Route::Queue { name } => (Some(name.clone()), None),
-                Route::Static { number, .. } => (None, Some(number.clone())),
-            };
-            if self
-                .snap
-                .call_settings(queue.as_deref(), route.as_deref())
-                .record
-            {
-                c.recording = Some(false);
-                self.outputs.push_back(Output::RecordStart {
-                    call: id,
-                    meta: RecordingMeta {
-                        call_id: c.public_id.clone(),
-                        caller: c.caller.clone(),
-                        callee: c.callee.clone(),
-                        queue,
-                        route,
-                        agent: c.agent.clone(),
-                    },
-                });
+            let (queue, route) = c.route_names();
+            let settings = self.snap.call_settings(queue.as_deref(), route.as_deref());
+            if let Some(file) = settings.announcement {
+                if c.b_ack_waits_for_a.is_none() {
+                    // The agent hears the announcement first; A keeps hearing ringback.
+                    c.state = CallState::Announcing;
+                    c.pending_answer = Some(rewritten);
+                    let pt = sdp.first_g711_pt().unwrap_or(0);
+                    info!(call = %c.public_id, agent = ?c.agent, "agent answered: announcement");
+                    self.outputs.push_back(Output::Announce {
+                        call: id,
+                        file: file.to_path_buf(),
+                        pt,
+                    });
+                    self.timers
+                        .push(Reverse((now + ANNOUNCEMENT_LIMIT, Timer::Announcement(id))));
+                    return;
+                }
+                // A late offer: B's ACK needs A's answer, so A must be answered now.
+                warn!(call = %c.public_id, "late-offer call: announcement skipped");
             }
-            self.send_a_final(now, id, 200, Some(rewritten));
+            self.connect_a(now, id, rewritten);
             return;
         }
         // Failure of the current attempt.
         b.tx = None;
         debug!(call = %c.public_id, code, "callee failed");
         self.fail_attempt(now, id, code);
+    }
+
+    /// The agent answered (and heard any announcement): answer the caller.
+    fn connect_a(&mut self, now: Instant, id: u64, answer: String) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.state = CallState::Answered;
+        c.answered = Some(now);
+        self.stats.answered += 1;
+        info!(call = %c.public_id, agent = ?c.agent, "answered");
+        let (queue, route) = c.route_names();
+        if self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .record
+        {
+            c.recording = Some(false);
+            self.outputs.push_back(Output::RecordStart {
+                call: id,
+                meta: RecordingMeta {
+                    call_id: c.public_id.clone(),
+                    caller: c.caller.clone(),
+                    callee: c.callee.clone(),
+                    queue,
+                    route,
+                    agent: c.agent.clone(),
+                },
+            });
+        }
+        self.send_a_final(now, id, 200, Some(answer));
+    }
+
+    /// The media driver played call `call`'s announcement to its end (or the safety
+    /// timer fired): connect the caller.
+    pub fn announcement_done(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Announcing {
+            return;
+        }
+        let Some(answer) = c.pending_answer.take() else {
+            return;
+        };
+        debug!(call = %c.public_id, "announcement over");
+        self.connect_a(now, call, answer);
     }
 
     /// The current B attempt failed with `code`: try the next agent, or fail the call.
@@ -1171,7 +1245,15 @@ impl B2bua {
         match req.method {
             Method::Bye => {
                 self.reply(now, tx, &req, 200, None);
-                info!(call = %self.calls[&id].public_id, from = ?side, "BYE");
+                let c = &self.calls[&id];
+                info!(call = %c.public_id, from = ?side, "BYE");
+                if c.state == CallState::Announcing && side == Side::B {
+                    // The agent left before the customer was connected: next agent.
+                    let c = self.calls.get_mut(&id).expect("present");
+                    c.pending_answer = None;
+                    self.outputs.push_back(Output::AnnounceStop { call: id });
+                    return self.fail_attempt(now, id, 480);
+                }
                 self.end_call_from(now, id, side, "BYE");
             }
             Method::Invite => self.on_reinvite(now, id, side, tx, req),

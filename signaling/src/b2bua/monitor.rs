@@ -423,11 +423,21 @@ impl B2bua {
             };
             m.state = MonitorState::Active;
             info!(monitor = %m.public_id, user = %m.user, "supervisor answered");
+            let call = m.call;
             self.outputs.push_back(Output::MonitorRemote {
-                call: m.call,
+                call,
                 monitor: mid,
                 addr,
             });
+            let beep = self.calls.get(&call).is_some_and(|c| {
+                let (queue, route) = c.route_names();
+                self.snap
+                    .call_settings(queue.as_deref(), route.as_deref())
+                    .beep_on_monitor
+            });
+            if beep {
+                self.outputs.push_back(Output::Beep { call });
+            }
             return;
         }
         m.tx = None;
@@ -568,6 +578,15 @@ impl B2bua {
             events,
             pt,
         });
+        Ok(())
+    }
+
+    /// Hold (`true`) or resume `side` of a call from the API. The edge anchors the
+    /// media, so no re-INVITE is needed: the held party hears hold audio, the other
+    /// hears silence.
+    pub fn hold(&mut self, call_public: &str, side: Side, on: bool) -> Result<(), CommandError> {
+        let id = self.answered_call(call_public)?;
+        self.set_held(id, side, on);
         Ok(())
     }
 

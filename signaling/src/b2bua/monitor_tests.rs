@@ -300,3 +300,29 @@ fn monitor_needs_an_answered_call() {
         Err(CommandError::NotRecording)
     );
 }
+
+#[test]
+fn beep_on_monitor_beeps_when_the_supervisor_answers_only_if_configured() {
+    for beep in [false, true] {
+        let cfg = config().replace(
+            "record = true",
+            if beep {
+                "record = true\nbeep_on_monitor = true"
+            } else {
+                "record = true"
+            },
+        );
+        let mut n = Net::new(&cfg);
+        connect(&mut n, "bp");
+        let call = n.b.calls(n.now)[0].id.clone();
+        n.b.add_monitor(n.now, &call, "sam", MonitorMode::Listen)
+            .unwrap();
+        n.pump();
+        assert!(
+            !n.outputs.contains(&Output::Beep { call: 1 }),
+            "not while ringing"
+        );
+        sam_answers(&mut n, SAM, "sam", 7000);
+        assert_eq!(n.outputs.contains(&Output::Beep { call: 1 }), beep);
+    }
+}

@@ -4,6 +4,7 @@
 //! answer in the ACK, which we forward in our ACK.
 
 use super::*;
+use crate::sdp::Direction;
 
 impl B2bua {
     pub(super) fn on_reinvite(
@@ -39,7 +40,22 @@ impl B2bua {
         }
         let previous = c.remote[side as usize];
         let other = side.other();
-        let body = sdp.as_ref().map(|s| s.rewrite(media_addr, c.port(other)));
+        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, c.port(other)));
+        let hold = sdp.as_ref().map(Sdp::is_hold);
+        let (queue, route) = c.route_names();
+        let hold_audio = self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .hold_audio
+            .is_some();
+        // Held with `inactive` while the edge plays hold audio: the held party is told
+        // `sendonly` (it receives), and the holder gets `inactive` back.
+        let answer_inactive = hold == Some(true)
+            && hold_audio
+            && sdp.as_ref().map(Sdp::audio_direction) == Some(Direction::Inactive);
+        if answer_inactive {
+            body = body.map(|b| b.replace("a=inactive\r\n", "a=sendonly\r\n"));
+        }
         let Some(d) = c.dialog_mut(other) else {
             return self.reply(now, tx, &req, 500, None);
         };
@@ -53,6 +69,8 @@ impl B2bua {
             from: side,
             server_tx: tx,
             offerless: sdp.is_none(),
+            hold,
+            answer_inactive,
             previous,
         });
         if side == Side::A {
@@ -134,10 +152,16 @@ impl B2bua {
             .dialog(rv.from)
             .map(|d| d.local_contact.clone())
             .unwrap_or_default();
-        let body = sdp.as_ref().map(|s| s.rewrite(media_addr, from_port));
+        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, from_port));
+        if rv.answer_inactive {
+            body = body.map(|b| b.replace("a=recvonly\r\n", "a=inactive\r\n"));
+        }
         if let Some(s) = &sdp {
             let addr = s.audio_target().ok().flatten();
             self.set_remote(id, other, addr);
+        }
+        if let Some(h) = rv.hold {
+            self.set_held(id, other, h);
         }
         let mut r = message::response(&req, 200, None, self.ep.server_name());
         r.headers.push(rsip::headers::Contact::new(contact).into());
@@ -145,6 +169,31 @@ impl B2bua {
             r.body = message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
         }
         self.ep.respond(now, rv.server_tx, r);
+    }
+
+    /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
+    /// queue's hold audio to it.
+    pub(super) fn set_held(&mut self, id: u64, side: Side, on: bool) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.held[side as usize] == on {
+            return;
+        }
+        c.held[side as usize] = on;
+        let (queue, route) = c.route_names();
+        let audio = self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .hold_audio
+            .map(|p| p.to_path_buf());
+        info!(call = %c.public_id, side = ?side, held = on, "hold");
+        self.outputs.push_back(Output::Hold {
+            call: id,
+            side,
+            held: on,
+            audio,
+        });
     }
 
     /// The re-INVITE to the other side got no answer at all.

@@ -47,6 +47,7 @@ impl B2bua {
             return;
         }
         let established = c.is_established();
+        let b_confirmed = c.b_confirmed();
         if c.a_tx.is_some() {
             self.send_a_final(now, id, code, None);
         }
@@ -65,7 +66,7 @@ impl B2bua {
                     send_cancel(&mut self.ep, &mut self.client_tx, c, t, now);
                 }
                 Some(_) => b.cancel_pending = true,
-                None if established && from != Some(Side::B) => {
+                None if b_confirmed && from != Some(Side::B) => {
                     byes.push((
                         b.dialog.request(Method::Bye, None, &user_agent),
                         b.dialog.flow,
@@ -170,13 +171,22 @@ impl B2bua {
     pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::MaxWait(id) => {
+                if self.calls.get(&id).is_some_and(|c| {
+                    c.a_tx.is_some()
+                        && !matches!(c.state, CallState::Ending | CallState::Announcing)
+                }) {
+                    info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
+                    self.end_call(now, id, 480, "max_wait");
+                }
+            }
+            Timer::Announcement(id) => {
                 if self
                     .calls
                     .get(&id)
-                    .is_some_and(|c| c.a_tx.is_some() && c.state != CallState::Ending)
+                    .is_some_and(|c| c.state == CallState::Announcing)
                 {
-                    info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
-                    self.end_call(now, id, 480, "max_wait");
+                    warn!(call = %self.calls[&id].public_id, "announcement not reported as played: connecting");
+                    self.announcement_done(now, id);
                 }
             }
             Timer::Ring(id, attempt) => {

@@ -7,6 +7,9 @@ use rsip::SipMessage;
 #[path = "monitor_tests.rs"]
 mod monitor_tests;
 
+#[path = "announce_tests.rs"]
+mod announce_tests;
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
