@@ -2,7 +2,7 @@
 //! scenarios through the real edge. Zero failed calls expected. Without `sipp` the
 //! tests print SKIP; under `CI` they fail instead.
 
-use edge_tests::{free_port, have_tool, scenario, Edge, Sipp};
+use edge_tests::{free_port, have_tool, scenario, Edge, Sipp, ADMIN_TOKEN};
 
 fn uas(port: u16, args: &[&str]) -> Sipp {
     let p = port.to_string();
@@ -60,7 +60,36 @@ fn sipp_uac_pcap_with_rtp_and_rfc2833_dtmf_to_uas_rtp_echo() {
     let callee = uas(edge.route_port, &["-sn", "uas", "-rtp_echo", "-m", "1"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let caller = uac(&edge, &["-sn", "uac_pcap", "-s", "service", "-m", "1"]);
+    // SIPp plays dtmf_2833_1.pcap (RFC 2833 event 1, PT 101) after 8 s of audio: the
+    // digit must show in the live call's events, as received from the customer.
+    let http = edge.http;
+    let watcher = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(r) = edge_tests::http::get(http, "/api/v1/calls", Some(ADMIN_TOKEN)) {
+                let v = r.json();
+                let events: Vec<serde_json::Value> = v["calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| c["events"].as_array().cloned().unwrap_or_default())
+                    .collect();
+                if !events.is_empty() {
+                    return events;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Vec::new()
+    });
     assert_clean("uac_pcap", caller, 1, &edge);
+    let events = watcher.join().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "dtmf" && e["digit"] == "1" && e["from"] == "customer"),
+        "SIPp's RFC 2833 digit in the call's events: {events:?}"
+    );
     let _ = callee.wait(30);
     edge.wait_idle(10);
     // g711a.pcap is ~240 packets one way; with the callee echoing them back the edge
