@@ -160,6 +160,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     let inbox = recordings::inbox_dir(&c.storage.dir);
     std::fs::create_dir_all(&inbox)
         .map_err(|e| format!("cannot create {}: {e}", inbox.display()))?;
+    let recovered = recorder::recover(&c.storage.dir);
+    if recovered > 0 {
+        warn!(recovered, "recordings left by a crash handed to storage");
+    }
     recordings::spawn_inbox(uploader.clone(), inbox);
     let audio = Arc::new(audio::AudioCache::load(&snap).map_err(|e| format!("audio file {e}"))?);
     let (udp, tcp) = sip::bind_all(&snap).await?;

@@ -3,7 +3,11 @@
 //! a finisher thread that, when the call ends, patches the WAV header, syncs it,
 //! computes its SHA-256 and hands the file plus its metadata JSON to the recordings
 //! inbox (`{storage.dir}/inbox`: the WAV first, then the JSON), from where the
-//! uploader spools it. Files being written live in `{storage.dir}/recording/`.
+//! uploader spools it. Files being written live in `{storage.dir}/recording/`, each
+//! with a `{call}.meta.json` sidecar written at the start; after a crash,
+//! [`recover`] (run at start) repairs the WAV header of each file left there and hands
+//! it over with `"recovered": true` (its paused spans are not known; the audio in them
+//! is silence, as the mixer wrote it).
 
 use media::wav::StereoWav;
 use signaling::b2bua::RecordingMeta;
@@ -40,14 +44,18 @@ impl Recorder {
         let dir = storage_dir.join("recording");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.wav", meta.call_id));
+        let started = SystemTime::now();
+        // The sidecar first: a WAV found after a crash always has its call's metadata.
+        let sidecar = sidecar_of(&path);
+        write_atomic(&sidecar, &base_meta(&meta, started))?;
         let f = File::create(&path)?;
-        let wav = StereoWav::new(BufWriter::with_capacity(64 * 1024, f), RATE)?;
+        let wav = StereoWav::new(BufWriter::with_capacity(16 * 1024, f), RATE)?;
         Ok(Recorder {
             wav: Some(wav),
             path,
             inbox: crate::recordings::inbox_dir(storage_dir),
             meta,
-            started: SystemTime::now(),
+            started,
             frames: 0,
             paused_at: None,
             spans: Vec::new(),
@@ -95,40 +103,124 @@ impl Recorder {
         f.sync_all().map_err(|e| e.to_string())?;
         drop(f);
         let sha256 = storage::sha256_file(&self.path).map_err(|e| e.to_string())?;
-        let m = &self.meta;
         let secs = |f: u64| f as f64 / FRAMES_PER_SEC;
-        let meta = serde_json::json!({
-            "recording_id": m.call_id,
-            "call_id": m.call_id,
-            "caller": m.caller,
-            "callee": m.callee,
-            "queue": m.queue,
-            "route": m.route,
-            "agent": m.agent,
-            "start": rfc3339(self.started),
-            "end": rfc3339(ended),
-            "duration_secs": secs(self.frames),
-            "format": "wav",
-            "channels": {"left": "customer", "right": "agent"},
-            "sample_rate": RATE,
-            "paused": self.spans.iter().map(|(a, b)| serde_json::json!({
-                "from_secs": secs(*a), "to_secs": secs(*b)
-            })).collect::<Vec<_>>(),
-            "sha256": sha256,
-            "file": format!("{}.wav", m.call_id),
-        });
-        std::fs::create_dir_all(&self.inbox).map_err(|e| e.to_string())?;
-        let wav_in = self.inbox.join(format!("{}.wav", m.call_id));
-        std::fs::rename(&self.path, &wav_in).map_err(|e| e.to_string())?;
-        // The metadata file comes last and appears whole (temp + rename): the inbox
-        // scanner takes a pair only once its JSON exists.
-        let tmp = self.inbox.join(format!(".{}.json.tmp", m.call_id));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).unwrap_or_default())
-            .map_err(|e| e.to_string())?;
-        let json = self.inbox.join(format!("{}.json", m.call_id));
-        std::fs::rename(&tmp, &json).map_err(|e| e.to_string())?;
-        Ok(json)
+        let mut meta = base_meta(&self.meta, self.started);
+        meta["end"] = rfc3339(ended).into();
+        meta["duration_secs"] = secs(self.frames).into();
+        meta["paused"] = self
+            .spans
+            .iter()
+            .map(|(a, b)| serde_json::json!({"from_secs": secs(*a), "to_secs": secs(*b)}))
+            .collect::<Vec<_>>()
+            .into();
+        meta["sha256"] = sha256.into();
+        hand_over(&self.path, &self.inbox, &self.meta.call_id, &meta)
     }
+}
+
+fn sidecar_of(wav: &Path) -> PathBuf {
+    wav.with_extension("meta.json")
+}
+
+/// What is known of a recording when it starts.
+fn base_meta(m: &RecordingMeta, started: SystemTime) -> serde_json::Value {
+    serde_json::json!({
+        "recording_id": m.call_id,
+        "call_id": m.call_id,
+        "caller": m.caller,
+        "callee": m.callee,
+        "queue": m.queue,
+        "route": m.route,
+        "agent": m.agent,
+        "start": rfc3339(started),
+        "format": "wav",
+        "channels": {"left": "customer", "right": "agent"},
+        "sample_rate": RATE,
+        "file": format!("{}.wav", m.call_id),
+    })
+}
+
+fn write_atomic(path: &Path, v: &serde_json::Value) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap_or_default())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Move a finished WAV into the inbox, then its metadata JSON (which appears whole:
+/// the inbox scanner takes a pair only once its JSON exists); drop the sidecar.
+fn hand_over(
+    wav: &Path,
+    inbox: &Path,
+    call_id: &str,
+    meta: &serde_json::Value,
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(inbox).map_err(|e| e.to_string())?;
+    let wav_in = inbox.join(format!("{call_id}.wav"));
+    std::fs::rename(wav, &wav_in).map_err(|e| e.to_string())?;
+    let tmp = inbox.join(format!(".{call_id}.json.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let json = inbox.join(format!("{call_id}.json"));
+    std::fs::rename(&tmp, &json).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(sidecar_of(wav));
+    Ok(json)
+}
+
+/// At start: hand over every recording a crash left under `{storage.dir}/recording/`
+/// (header repaired, torn last frame dropped, `"recovered": true`). Returns how many.
+/// A file that cannot be recovered is logged and left for an operator.
+pub fn recover(storage_dir: &Path) -> usize {
+    let dir = storage_dir.join("recording");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let inbox = crate::recordings::inbox_dir(storage_dir);
+    let mut n = 0;
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|e| e != "wav") {
+            continue;
+        }
+        match recover_one(&path, &inbox) {
+            Ok(json) => {
+                n += 1;
+                tracing::warn!(file = %json.display(), "recording left by a crash recovered and handed to storage");
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "recording left by a crash could not be recovered");
+            }
+        }
+    }
+    n
+}
+
+fn recover_one(path: &Path, inbox: &Path) -> Result<PathBuf, String> {
+    let call_id = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or("bad file name")?
+        .to_string();
+    let mut meta: serde_json::Value = std::fs::read(sidecar_of(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({"recording_id": call_id, "call_id": call_id}));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let md = f.metadata().map_err(|e| e.to_string())?;
+    let frames = media::wav::repair(&mut f, RATE, md.len()).map_err(|e| e.to_string())?;
+    f.set_len(44 + frames * 4).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    drop(f);
+    meta["end"] = md.modified().map(rfc3339).unwrap_or_default().into();
+    meta["duration_secs"] = (frames as f64 / RATE as f64).into();
+    meta["paused"] = serde_json::json!([]);
+    meta["recovered"] = true.into();
+    meta["sha256"] = storage::sha256_file(path)
+        .map_err(|e| e.to_string())?
+        .into();
+    hand_over(path, inbox, &call_id, &meta)
 }
 
 /// The finisher thread's handle: finished recorders go here.
@@ -162,5 +254,70 @@ impl Finisher {
         if let Err(mpsc::SendError(r)) = self.0.send(r) {
             tracing::error!(call = %r.meta.call_id, "recording finisher is gone: recording left in place");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str) -> RecordingMeta {
+        RecordingMeta {
+            call_id: id.into(),
+            caller: "alice".into(),
+            callee: "rec".into(),
+            queue: Some("sales".into()),
+            route: None,
+            agent: Some("1001".into()),
+        }
+    }
+
+    #[test]
+    fn a_recording_left_by_a_crash_is_repaired_and_handed_over() {
+        let dir = std::env::temp_dir().join(format!("edge-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut r = Recorder::create(&dir, meta("c-crash")).unwrap();
+        let frame = [1000i16; 160];
+        for _ in 0..50 {
+            r.write(&frame, &frame);
+        }
+        // The process dies with the header's sizes still zero (dropping the writer
+        // flushes its buffer but patches nothing).
+        drop(r.wav.take());
+        // And an unreadable leftover that must stay in place.
+        std::fs::write(dir.join("recording/bad.wav"), b"RIFF").unwrap();
+        assert_eq!(recover(&dir), 1);
+        let inbox = crate::recordings::inbox_dir(&dir);
+        let bytes = std::fs::read(inbox.join("c-crash.wav")).unwrap();
+        assert_eq!(bytes.len(), 44 + 50 * 160 * 4);
+        assert_eq!(
+            u32::from_le_bytes(bytes[40..44].try_into().unwrap()),
+            50 * 160 * 4
+        );
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(inbox.join("c-crash.json")).unwrap()).unwrap();
+        assert_eq!(m["recovered"], true);
+        assert_eq!(m["caller"], "alice");
+        assert_eq!(m["queue"], "sales");
+        assert_eq!(m["duration_secs"], 1.0);
+        assert_eq!(
+            m["sha256"],
+            storage::sha256_file(&inbox.join("c-crash.wav")).unwrap()
+        );
+        assert!(
+            !dir.join("recording/c-crash.meta.json").exists(),
+            "sidecar gone"
+        );
+        assert!(
+            dir.join("recording/bad.wav").exists(),
+            "left for an operator"
+        );
+        // A normal finish removes the sidecar too.
+        let mut r = Recorder::create(&dir, meta("c-ok")).unwrap();
+        r.write(&frame, &frame);
+        r.finish().unwrap();
+        assert!(!dir.join("recording/c-ok.meta.json").exists());
+        assert_eq!(recover(&dir), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

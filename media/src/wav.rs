@@ -46,6 +46,21 @@ impl<W: Write + Seek> StereoWav<W> {
     }
 }
 
+/// Rewrite the header of a stereo 16-bit WAV that [`StereoWav`] was writing when the
+/// process died (`file_len` bytes on disk, header sizes still zero). Returns the
+/// whole stereo frames the file holds; the caller truncates the file to
+/// `44 + frames * 4` bytes (a torn last frame is dropped).
+pub fn repair<W: Write + Seek>(w: &mut W, rate: u32, file_len: u64) -> io::Result<u64> {
+    if file_len < 44 {
+        return Err(io::Error::other("shorter than a WAV header"));
+    }
+    let frames = ((file_len - 44) / 4).min((u32::MAX as u64 - 36) / 4);
+    w.seek(SeekFrom::Start(0))?;
+    w.write_all(&header(rate, (frames * 4) as u32))?;
+    w.flush()?;
+    Ok(frames)
+}
+
 fn header(rate: u32, data: u32) -> [u8; 44] {
     let mut h = [0u8; 44];
     h[0..4].copy_from_slice(b"RIFF");
@@ -84,5 +99,24 @@ mod tests {
             .map(|c| i16::from_le_bytes([c[0], c[1]]))
             .collect();
         assert_eq!(samples, vec![1, -1, 2, -2, 3, -3, 4, -4]);
+    }
+
+    #[test]
+    fn repair_patches_sizes_of_an_unfinished_file() {
+        let mut w = StereoWav::new(io::Cursor::new(Vec::new()), 8000).unwrap();
+        w.write(&[1, 2, 3], &[-1, -2, -3]).unwrap();
+        // Killed: header sizes still zero; a torn half frame at the end.
+        let mut c = w.w;
+        c.write_all(&[9, 9]).unwrap();
+        let len = c.get_ref().len() as u64;
+        assert_eq!(
+            u32::from_le_bytes(c.get_ref()[40..44].try_into().unwrap()),
+            0
+        );
+        assert_eq!(repair(&mut c, 8000, len).unwrap(), 3);
+        let bytes = c.into_inner();
+        assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 36 + 12);
+        assert_eq!(u32::from_le_bytes(bytes[40..44].try_into().unwrap()), 12);
+        assert!(repair(&mut io::Cursor::new(vec![0u8; 10]), 8000, 10).is_err());
     }
 }

@@ -691,3 +691,40 @@ beep_on_monitor = true
         "customer recorded after resume"
     );
 }
+
+#[test]
+fn a_recording_interrupted_by_a_crash_is_recovered_at_start() {
+    let mut edge = Edge::start_with(&users(free_port(), free_port()));
+    let agent = Uas::spawn(edge.route_port);
+    let mut cust = Uac::new(edge.sip);
+    assert_eq!(cust.call("rec"), 200);
+    let call = only_call(&edge);
+    let _c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC0FFEE,
+    );
+    let _a = TonePeer::start(
+        agent.rtp.try_clone().unwrap(),
+        agent.edge_rtp.lock().unwrap().unwrap(),
+        1100.0,
+        0xA6E47,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    edge.crash_and_restart();
+    let archive = edge.dir.path().join("data").join("archive");
+    let wav = archive.join(format!("{call}.wav"));
+    let json = archive.join(format!("{call}.json"));
+    wait_for("the recovered recording in the archive", 20, || {
+        json.exists()
+    });
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(meta["recovered"], true);
+    assert_eq!(meta["route"], "rec");
+    let (l, r) = wav_channels(&std::fs::read(&wav).unwrap());
+    // At most the writer's 16 KiB buffer (0.5 s) is lost with the process.
+    assert!(l.len() >= 2 * 8000, "{} samples recovered", l.len());
+    assert!(has(&l[4000..], 440.0) && has(&r[4000..], 1100.0));
+    assert!(edge.log_text().contains("recovered"));
+}
