@@ -24,6 +24,7 @@ pub struct Flow {
 }
 pub mod acd;
 pub mod b2bua;
+pub mod chat;
 pub mod dialog;
 #[cfg(test)]
 mod endpoint_tests;
