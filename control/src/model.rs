@@ -342,6 +342,53 @@ pub struct Queue {
     /// A short beep tells the parties that a supervisor joined.
     #[serde(default)]
     pub beep_on_monitor: bool,
+    /// `voice` (calls, default) or `chat` (web chats; `agents` are user names).
+    #[serde(default)]
+    pub channel: Channel,
+    /// Chat: a customer gone this long (closed page, lost network) ends the chat.
+    #[serde(default = "default_abandon_after", with = "duration_str")]
+    pub abandon_after: Duration,
+    /// Chat: what a returning customer (chat token from the page) gets.
+    #[serde(default)]
+    pub restore: RestoreMode,
+    /// Chat: system message when the customer or the agent leaves.
+    #[serde(default = "default_left_message")]
+    pub left_message: String,
+    /// Chat: system message when an agent joins (`{agent}` is replaced).
+    #[serde(default = "default_joined_message")]
+    pub joined_message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Voice,
+    Chat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreMode {
+    /// Always continue the chat.
+    #[default]
+    Restore,
+    /// Continue, unless the new start differs (queue or fields): then ask.
+    Prompt,
+    /// End the old chat and start a new one.
+    New,
+}
+
+fn default_abandon_after() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_left_message() -> String {
+    "The other participant has left the conversation".into()
+}
+
+fn default_joined_message() -> String {
+    "{agent} joined the conversation".into()
 }
 
 fn default_max_wait() -> Duration {
@@ -374,6 +421,13 @@ pub struct User {
     /// Where the edge calls this user's phone (supervisor monitoring).
     #[serde(default)]
     pub contact: Option<SipTarget>,
+    /// Chats an agent handles at once (chat queues).
+    #[serde(default = "default_max_chats")]
+    pub max_chats: u32,
+}
+
+fn default_max_chats() -> u32 {
+    3
 }
 
 impl std::fmt::Debug for User {

@@ -155,12 +155,32 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             ));
         }
         for (j, a) in q.agents.iter().enumerate() {
-            if !agent_ids.contains_key(a.as_str()) {
+            let known = match q.channel {
+                crate::model::Channel::Voice => agent_ids.contains_key(a.as_str()),
+                crate::model::Channel::Chat => c.users.iter().any(|u| &u.name == a),
+            };
+            if !known {
+                let table = match q.channel {
+                    crate::model::Channel::Voice => "[[agents]]",
+                    crate::model::Channel::Chat => "[[users]] (chat queues list user names)",
+                };
                 return Err(Issue::new(
                     qpath().key("agents").index(j),
-                    format!("agent `{a}` is not defined in [[agents]]"),
+                    format!("agent `{a}` is not defined in {table}"),
                 ));
             }
+        }
+        if q.channel == crate::model::Channel::Chat && !q.numbers.is_empty() {
+            return Err(Issue::new(
+                qpath().key("numbers"),
+                "a chat queue takes no phone numbers",
+            ));
+        }
+        if q.abandon_after.is_zero() {
+            return Err(Issue::new(
+                qpath().key("abandon_after"),
+                "must be longer than 0s",
+            ));
         }
         if q.max_wait.is_zero() {
             return Err(Issue::new(

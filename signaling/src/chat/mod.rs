@@ -1,5 +1,9 @@
-//! Web chat: the lock-sharded fan-out hub ([`hub`]).
+//! Web chat: the lock-sharded fan-out hub ([`hub`]) and the contact-centre logic on
+//! top of it ([`service`]: chat queues, offers to agents, restore, abandon).
 
 pub mod hub;
 #[cfg(test)]
 mod hub_tests;
+pub mod service;
+#[cfg(test)]
+mod service_tests;

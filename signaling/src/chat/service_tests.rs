@@ -1,0 +1,221 @@
+//! The chat service on a virtual clock: queueing, offers, accept/release, multi-chat
+//! agents, restore modes, abandon, end.
+
+use super::hub::{Frame, Inbox, Limits};
+use super::service::*;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const CONFIG: &str = r#"
+[[queues]]
+name = "web"
+channel = "chat"
+agents = ["ann", "bob"]
+abandon_after = "2m"
+[[queues]]
+name = "vip"
+channel = "chat"
+agents = ["ann"]
+restore = "prompt"
+[[queues]]
+name = "fresh"
+channel = "chat"
+agents = ["ann"]
+restore = "new"
+[[users]]
+name = "ann"
+role = "agent"
+token = "ann-token-1"
+max_chats = 2
+[[users]]
+name = "bob"
+role = "agent"
+token = "bob-token-1"
+"#;
+
+fn snap() -> Arc<control::Snapshot> {
+    Arc::new(control::parse("t", CONFIG).unwrap())
+}
+
+fn fields(name: &str) -> Map<String, Value> {
+    json!({"name": name}).as_object().unwrap().clone()
+}
+
+fn frames(rx: &mut mpsc::Receiver<Frame>) -> Vec<Value> {
+    let mut v = Vec::new();
+    while let Ok(f) = rx.try_recv() {
+        v.push(serde_json::from_str(&f).unwrap());
+    }
+    v
+}
+
+fn inbox(i: &mut Inbox) -> Vec<Value> {
+    frames(&mut i.rx)
+}
+
+fn agent(
+    chats: &Chats,
+    s: &control::Snapshot,
+    name: &str,
+    conn: u64,
+    now: Instant,
+) -> mpsc::Receiver<Frame> {
+    let (tx, rx) = mpsc::channel(64);
+    let max = s.user(name).unwrap().max_chats;
+    chats.agent_connect(s, name, conn, tx, max, now);
+    rx
+}
+
+#[test]
+fn queued_offered_accepted_then_messages_both_ways_then_end() {
+    let s = snap();
+    let c = Chats::new(Limits::default(), 1);
+    let t0 = Instant::now();
+    assert_eq!(
+        c.start(&s, "nope", fields("x"), t0),
+        Err(ChatError::NoQueue)
+    );
+    let (id, _token) = c.start(&s, "web", fields("Cy"), t0).unwrap();
+    let mut cust = c.customer_attach(&id, 100, 0).unwrap();
+    assert_eq!(c.list(t0)[0].state, "queued");
+    // Ann connects 5 s later: offered (fewest chats), accepts.
+    let t1 = t0 + Duration::from_secs(5);
+    let mut ann = agent(&c, &s, "ann", 1, t1);
+    let offer = frames(&mut ann);
+    assert_eq!(offer[0]["type"], "offer");
+    assert_eq!(offer[0]["fields"]["name"], "Cy");
+    assert_eq!(offer[0]["waited_secs"], 5.0);
+    assert_eq!(c.accept(&s, "bob", &id, t1), Err(ChatError::NotOffered));
+    c.accept(&s, "ann", &id, t1).unwrap();
+    let mut ann_room = c.hub.subscribe(&id, 1, 0, true).unwrap();
+    assert_eq!(c.list(t1)[0].state, "active");
+    assert_eq!(c.list(t1)[0].agent.as_deref(), Some("ann"));
+    c.message(&id, "customer", "Cy", Some("k1"), "hello")
+        .unwrap();
+    c.message(&id, "customer", "Cy", Some("k1"), "hello")
+        .unwrap();
+    c.message(&id, "agent", "ann", Some("k1"), "hi Cy").unwrap();
+    assert_eq!(
+        c.message(&id, "agent", "ann", None, ""),
+        Err(ChatError::BadText)
+    );
+    let got = inbox(&mut cust.inbox);
+    let texts: Vec<&str> = got.iter().map(|f| f["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        ["ann joined the conversation", "hello", "hi Cy"],
+        "dedup by client id"
+    );
+    assert_eq!(ann_room.replay.len(), 1, "the join message");
+    assert_eq!(inbox(&mut ann_room.inbox).len(), 2);
+    // The agent ends: the leave message, `ended`, and the room is closed.
+    c.end(&s, &id, "agent", "agent ended the chat");
+    let got = inbox(&mut cust.inbox);
+    assert_eq!(
+        got[0]["text"],
+        "The other participant has left the conversation"
+    );
+    assert_eq!(got[1]["type"], "ended");
+    assert!(c.list(t1).is_empty());
+    assert_eq!(
+        c.message(&id, "customer", "Cy", None, "x"),
+        Err(ChatError::Ended)
+    );
+}
+
+#[test]
+fn max_chats_release_and_offer_timeout_move_chats_between_agents() {
+    let s = snap();
+    let c = Chats::new(Limits::default(), 2);
+    let t = Instant::now();
+    let mut ann = agent(&c, &s, "ann", 1, t);
+    let ids: Vec<String> = (0..3)
+        .map(|i| c.start(&s, "web", fields(&format!("c{i}")), t).unwrap().0)
+        .collect();
+    // One offer at a time per agent; Ann (max 2) takes two.
+    for id in &ids[..2] {
+        let o = frames(&mut ann);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0]["chat"], id.as_str());
+        c.accept(&s, "ann", id, t).unwrap();
+    }
+    assert!(frames(&mut ann).is_empty(), "full: the third waits");
+    assert_eq!(c.list(t)[2].state, "queued");
+    // Bob arrives: gets the third; does not accept in time → back to the queue, and
+    // not re-offered to him in this round.
+    let mut bob = agent(&c, &s, "bob", 2, t);
+    assert_eq!(frames(&mut bob)[0]["chat"], ids[2].as_str());
+    c.sweep(&s, t + OFFER_TIMEOUT);
+    assert_eq!(frames(&mut bob)[0]["type"], "offer_withdrawn");
+    assert_eq!(c.list(t + OFFER_TIMEOUT)[2].state, "queued");
+    // Ann releases one: it goes back to the queue head, to Bob (not Ann again).
+    c.release(&s, "ann", &ids[0], t + OFFER_TIMEOUT).unwrap();
+    let o = frames(&mut bob);
+    assert_eq!(o[0]["chat"], ids[0].as_str());
+    assert_eq!(c.release(&s, "bob", &ids[1], t), Err(ChatError::NotYours));
+    // Ann has room again: the third chat comes to her.
+    assert_eq!(frames(&mut ann)[0]["chat"], ids[2].as_str());
+}
+
+#[test]
+fn restore_modes_and_abandon() {
+    let s = snap();
+    let c = Chats::new(Limits::default(), 3);
+    let t = Instant::now();
+    // restore: always continue.
+    let (id, tok) = c.start(&s, "web", fields("a"), t).unwrap();
+    assert_eq!(
+        c.resume(&s, &tok, Some("web"), Some(&fields("other")), None),
+        Ok(Resume::Continue(id.clone()))
+    );
+    assert_eq!(
+        c.resume(&s, "bad", None, None, None),
+        Err(ChatError::BadToken)
+    );
+    // prompt: same start → continue; different → ask; the answer decides.
+    let (vid, vtok) = c.start(&s, "vip", fields("v"), t).unwrap();
+    assert_eq!(
+        c.resume(&s, &vtok, Some("vip"), Some(&fields("v")), None),
+        Ok(Resume::Continue(vid.clone()))
+    );
+    assert_eq!(
+        c.resume(&s, &vtok, Some("vip"), Some(&fields("w")), None),
+        Ok(Resume::Prompt(vid.clone()))
+    );
+    assert_eq!(
+        c.resume(&s, &vtok, Some("vip"), Some(&fields("w")), Some(true)),
+        Ok(Resume::Continue(vid.clone()))
+    );
+    assert_eq!(
+        c.resume(&s, &vtok, Some("vip"), Some(&fields("w")), Some(false)),
+        Ok(Resume::StartNew)
+    );
+    assert!(c.list(t).iter().all(|x| x.id != vid), "ended for good");
+    assert_eq!(c.resume(&s, &vtok, None, None, None), Ok(Resume::StartNew));
+    // new: the old chat ends.
+    let (_, ftok) = c.start(&s, "fresh", fields("f"), t).unwrap();
+    assert_eq!(c.resume(&s, &ftok, None, None, None), Ok(Resume::StartNew));
+    // abandon: the customer leaves; at 2 min the chat ends and the agent is told.
+    let mut ann = agent(&c, &s, "ann", 1, t);
+    let _ = frames(&mut ann);
+    c.accept(&s, "ann", &id, t).unwrap();
+    let sub = c.customer_attach(&id, 50, 0).unwrap();
+    c.customer_detach(&id, 50, t);
+    drop(sub);
+    c.sweep(&s, t + Duration::from_secs(119));
+    assert!(c.list(t).iter().any(|x| x.id == id), "not yet");
+    // Coming back in time resets the clock.
+    let sub = c.customer_attach(&id, 51, 0).unwrap();
+    c.sweep(&s, t + Duration::from_secs(300));
+    assert!(c.list(t).iter().any(|x| x.id == id));
+    c.customer_detach(&id, 51, t + Duration::from_secs(300));
+    drop(sub);
+    c.sweep(&s, t + Duration::from_secs(420));
+    assert!(c.list(t).iter().all(|x| x.id != id), "abandoned");
+    let f = frames(&mut ann);
+    assert!(f
+        .iter()
+        .any(|x| x["type"] == "chat_ended" && x["chat"] == id.as_str()));
+}
