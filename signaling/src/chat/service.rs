@@ -573,10 +573,7 @@ impl Chats {
             let Some(q) = snap.queue(&qname) else {
                 continue;
             };
-            loop {
-                let Some(id) = g.waiting.get(&qname).and_then(|w| w.front()).cloned() else {
-                    break;
-                };
+            while let Some(id) = g.waiting.get(&qname).and_then(|w| w.front()).cloned() {
                 let declined = g
                     .chats
                     .get(&id)
