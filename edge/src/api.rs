@@ -27,6 +27,7 @@ pub struct AppState {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub metrics: Arc<Metrics>,
     pub uploader: Arc<storage::uploader::Uploader>,
+    pub chats: Arc<signaling::chat::service::Chats>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +57,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/calls/{id}/hold",
             axum::routing::post(supervision::set_hold),
         )
+        .route("/api/v1/chats", get(crate::chat::list))
+        .route(
+            "/api/v1/chats/{id}",
+            axum::routing::delete(crate::chat::end),
+        )
+        .route("/ws/chat", get(crate::chat::ws_customer))
+        .route("/ws/agent", get(crate::chat::ws_agent))
         .route("/api/v1/recordings", get(list_recordings))
         .route("/api/v1/recordings/{id}", get(get_recording))
         .route("/api/v1/recordings/{id}/audio", get(recording_audio))
@@ -81,7 +89,11 @@ async fn not_found() -> Response {
 }
 
 /// Check the bearer token and the role; the token itself is never logged.
-fn authorize(state: &AppState, headers: &HeaderMap, at_least: Role) -> Result<String, Response> {
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    at_least: Role,
+) -> Result<String, Response> {
     authorize_user(state, headers, at_least).map(|u| u.name)
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod audio;
+mod chat;
 mod media;
 mod metrics;
 mod recorder;
@@ -207,7 +208,12 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         snapshot: shared,
         metrics,
         uploader,
+        chats: Arc::new(signaling::chat::service::Chats::new(
+            signaling::chat::hub::Limits::default(),
+            seed(),
+        )),
     };
+    chat::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
     let server = axum::serve(http, api::router(state)).with_graceful_shutdown(shutdown());

@@ -9,6 +9,7 @@ pub mod http;
 pub mod lossy;
 pub mod tone_peer;
 pub mod ua;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -284,6 +284,24 @@ impl Chats {
         if n == 0 || n > MAX_TEXT {
             return Err(ChatError::BadText);
         }
+        // A customer who gave a name in the start form is shown with it.
+        let field_name;
+        let name = if from == "customer" && name.is_empty() {
+            field_name = self
+                .lock()
+                .chats
+                .get(id)
+                .and_then(|c| {
+                    c.fields
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .unwrap_or_default();
+            field_name.as_str()
+        } else {
+            name
+        };
         let key = format!("{from}:{name}");
         Ok(self
             .hub
@@ -322,6 +340,14 @@ impl Chats {
             State::Offered { agent, .. } => Some(agent),
             _ => None,
         };
+        // The room hears it first (leave message, `ended`), then the agents' consoles.
+        if !left.is_empty() && by != "admin" {
+            self.system(id, &left);
+        }
+        let _ = self.hub.publish(id, None, false, |o| {
+            json!({"type":"ended","chat":id,"offset":o,"by":by,"reason":reason}).to_string()
+        });
+        self.hub.end(id);
         for a in agent.iter().chain(offered.iter()) {
             if let Some(ac) = g.agents.get_mut(a) {
                 ac.chats.remove(id);
@@ -332,13 +358,6 @@ impl Chats {
                 );
             }
         }
-        if !left.is_empty() && by != "admin" {
-            self.system(id, &left);
-        }
-        let _ = self.hub.publish(id, None, false, |o| {
-            json!({"type":"ended","chat":id,"offset":o,"by":by,"reason":reason}).to_string()
-        });
-        self.hub.end(id);
         info!(chat = %id, by, reason, "chat ended");
     }
 

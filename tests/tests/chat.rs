@@ -1,0 +1,258 @@
+//! Web chat through the real edge with real WebSocket clients on loopback: customer ↔
+//! agent ↔ two silent supervisors, refresh/restore, dedup of resends, end, abandon,
+//! the chat list and admin end, and protocol errors.
+
+use edge_tests::http;
+use edge_tests::ws::Ws;
+use edge_tests::{Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use serde_json::{json, Value};
+
+const SAM: &str = "sam-token-1";
+const KIM: &str = "kim-token-1";
+
+const EXTRA: &str = r#"
+[[queues]]
+name = "web"
+channel = "chat"
+agents = ["ann"]
+[[queues]]
+name = "quick"
+channel = "chat"
+agents = ["ann"]
+abandon_after = "1s"
+left_message = "Your customer left"
+[[users]]
+name = "sam"
+role = "supervisor"
+token = "sam-token-1"
+[[users]]
+name = "kim"
+role = "supervisor"
+token = "kim-token-1"
+"#;
+
+fn is(t: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == t
+}
+
+fn text_is(t: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == "message" && v["text"] == t
+}
+
+/// A customer starts in `queue`; the agent gets the offer and accepts.
+fn start_and_accept(edge: &Edge, agent: &mut Ws, queue: &str) -> (Ws, String, String) {
+    let mut cust = Ws::connect(edge.http, "/ws/chat", None);
+    cust.send(json!({"type":"start","queue":queue,"fields":{"name":"Cy","order":"A-17"}}));
+    let started = cust.until("started", 5.0, is("started"));
+    let chat = started["chat"].as_str().unwrap().to_string();
+    let token = started["token"].as_str().unwrap().to_string();
+    let offer = agent.until("offer", 5.0, is("offer"));
+    assert_eq!(offer["chat"], chat.as_str());
+    assert_eq!(offer["fields"]["order"], "A-17");
+    agent.send(json!({"type":"accept","chat":chat}));
+    agent.until("accepted", 5.0, is("accepted"));
+    cust.until("join message", 5.0, text_is("ann joined the conversation"));
+    (cust, chat, token)
+}
+
+#[test]
+fn customer_agent_and_two_silent_supervisors_with_refresh_and_end() {
+    let edge = Edge::start_with(EXTRA);
+    let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    let hello = agent.until("hello", 5.0, is("hello"));
+    assert_eq!(hello["user"], "ann");
+    let (mut cust, chat, token) = start_and_accept(&edge, &mut agent, "web");
+
+    // Supervisors: one by header, one by a first `auth` frame (as a browser does).
+    let mut sam = Ws::connect(edge.http, "/ws/agent", Some(SAM));
+    sam.until("hello", 5.0, is("hello"));
+    let mut kim = Ws::connect(edge.http, "/ws/agent", None);
+    kim.send(json!({"type":"auth","token":KIM}));
+    kim.until("hello", 5.0, is("hello"));
+    cust.send(json!({"type":"message","client_id":"c1","text":"my order is late"}));
+    agent.until("customer message", 5.0, text_is("my order is late"));
+    for s in [&mut sam, &mut kim] {
+        s.send(json!({"type":"watch","chat":chat,"offset":0}));
+        s.until("watching", 5.0, is("watching"));
+        // The whole history so far, in order.
+        s.until("history", 5.0, text_is("my order is late"));
+    }
+    agent.send(json!({"type":"message","chat":chat,"client_id":"a1","text":"let me check"}));
+    agent.send(json!({"type":"typing","chat":chat,"on":true}));
+    let m = cust.until("agent reply", 5.0, text_is("let me check"));
+    cust.until("typing", 5.0, is("typing"));
+    let last = m["offset"].as_u64().unwrap();
+    for s in [&mut sam, &mut kim] {
+        s.until("live reply", 5.0, text_is("let me check"));
+    }
+    // Supervisors are read-only; the customer and the agent are never told about them.
+    sam.send(json!({"type":"message","chat":chat,"text":"psst"}));
+    let e = sam.until("read-only error", 5.0, is("error"));
+    assert!(e["error"].as_str().unwrap().contains("read-only"), "{e}");
+    let everything: Vec<&Value> = cust.seen.iter().chain(agent.seen.iter()).collect();
+    assert!(
+        !everything
+            .iter()
+            .any(|v| v.to_string().contains("sam") || v.to_string().contains("kim")),
+        "nobody is told about supervisors"
+    );
+
+    // Supervisor list: the chat, its queue, agent and customer fields.
+    let r = http::get(edge.http, "/api/v1/chats", Some(SAM)).unwrap();
+    assert_eq!(r.status, 200);
+    let list = r.json();
+    assert_eq!(list["chats"][0]["id"], chat.as_str());
+    assert_eq!(list["chats"][0]["state"], "active");
+    assert_eq!(list["chats"][0]["agent"], "ann");
+    assert_eq!(list["chats"][0]["fields"]["name"], "Cy");
+    assert_eq!(
+        http::get(edge.http, "/api/v1/chats", Some(AGENT_TOKEN))
+            .unwrap()
+            .status,
+        403
+    );
+
+    // The customer refreshes: the socket drops, two messages arrive meanwhile.
+    drop(cust);
+    agent.send(json!({"type":"message","chat":chat,"client_id":"a2","text":"found it"}));
+    agent.send(json!({"type":"message","chat":chat,"client_id":"a3","text":"ships today"}));
+    sam.until("second", 5.0, text_is("ships today"));
+    let mut cust = Ws::connect(edge.http, "/ws/chat", None);
+    cust.send(json!({"type":"resume","token":token,"offset":last + 1}));
+    cust.until("resumed", 5.0, is("resumed"));
+    let missed: Vec<Value> = cust
+        .drain(0.8)
+        .into_iter()
+        .filter(|v| v["type"] == "message")
+        .collect();
+    let texts: Vec<&str> = missed.iter().map(|v| v["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        ["found it", "ships today"],
+        "exactly the missed messages"
+    );
+    // A resend of an already delivered client id (the page retries) is not doubled.
+    cust.send(json!({"type":"message","client_id":"c1","text":"my order is late"}));
+    cust.send(json!({"type":"message","client_id":"c2","text":"thanks"}));
+    agent.until("thanks", 5.0, text_is("thanks"));
+    let late = agent
+        .seen
+        .iter()
+        .filter(|v| v["text"] == "my order is late")
+        .count();
+    assert_eq!(late, 1, "resend not delivered twice");
+    // Offsets strictly increase for every party, with no gap on the agent's side.
+    let offs: Vec<u64> = agent
+        .seen
+        .iter()
+        .filter(|v| v["chat"] == chat.as_str() && v["type"] == "message")
+        .map(|v| v["offset"].as_u64().unwrap())
+        .collect();
+    assert!(offs.windows(2).all(|w| w[1] == w[0] + 1), "{offs:?}");
+
+    // The customer ends: the agent sees the leave message, `ended`, and chat_ended.
+    cust.send(json!({"type":"end"}));
+    // Room frames and console frames travel separately: look for both.
+    agent.drain(1.0);
+    assert!(agent
+        .seen
+        .iter()
+        .any(text_is("The other participant has left the conversation")));
+    assert!(agent.seen.iter().any(is("chat_ended")));
+    assert!(agent
+        .seen
+        .iter()
+        .any(|v| v["type"] == "message" && v["from"] == "customer" && v["name"] == "Cy"));
+    kim.until("ended", 5.0, is("ended"));
+    assert_eq!(cust.closed(5.0), Some(1000));
+    // Ended for good: resuming with the token says so.
+    let mut again = Ws::connect(edge.http, "/ws/chat", None);
+    again.send(json!({"type":"resume","token":token}));
+    let e = again.until("ended", 5.0, is("ended"));
+    assert!(e["reason"].as_str().unwrap().contains("start a new one"));
+    let r = http::get(edge.http, "/api/v1/chats", Some(SAM)).unwrap();
+    assert_eq!(r.json()["chats"], json!([]));
+}
+
+#[test]
+fn abandon_admin_end_and_protocol_errors() {
+    let edge = Edge::start_with(EXTRA);
+    let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    agent.until("hello", 5.0, is("hello"));
+    // Abandon: the customer goes away and does not come back within 1 s.
+    let (cust, chat, _) = start_and_accept(&edge, &mut agent, "quick");
+    drop(cust);
+    let ended = agent.until("chat_ended", 6.0, is("chat_ended"));
+    agent.drain(0.5);
+    assert!(agent.seen.iter().any(text_is("Your customer left")));
+    assert_eq!(ended["chat"], chat.as_str());
+    assert!(ended["reason"]
+        .as_str()
+        .unwrap()
+        .contains("did not come back"));
+
+    // Admin ends a stuck chat.
+    let (mut cust, chat, _) = start_and_accept(&edge, &mut agent, "web");
+    let path = format!("/api/v1/chats/{chat}");
+    assert_eq!(
+        http::request_body(edge.http, "DELETE", &path, Some(SAM), "")
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(
+        http::request_body(edge.http, "DELETE", &path, Some(ADMIN_TOKEN), "")
+            .unwrap()
+            .status,
+        204
+    );
+    assert_eq!(
+        http::request_body(
+            edge.http,
+            "DELETE",
+            "/api/v1/chats/nope",
+            Some(ADMIN_TOKEN),
+            ""
+        )
+        .unwrap()
+        .status,
+        404
+    );
+    cust.until("ended", 5.0, is("ended"));
+    assert_eq!(cust.closed(5.0), Some(1000));
+    agent.until("chat_ended", 5.0, is("chat_ended"));
+
+    // Protocol errors: bad first frame, unknown queue, bad token, bad JSON mid-chat.
+    let mut c = Ws::connect(edge.http, "/ws/chat", None);
+    c.send(json!({"type":"message","text":"hi"}));
+    assert_eq!(c.closed(5.0), Some(4002));
+    let mut c = Ws::connect(edge.http, "/ws/chat", None);
+    c.send(json!({"type":"start","queue":"nope"}));
+    assert_eq!(c.closed(5.0), Some(4002));
+    let mut c = Ws::connect(edge.http, "/ws/chat", None);
+    c.send(json!({"type":"resume","token":"forged"}));
+    let e = c.until("bad token", 5.0, is("error"));
+    assert_eq!(e["error"], "unknown chat token");
+    let mut a = Ws::connect(edge.http, "/ws/agent", None);
+    a.send(json!({"type":"auth","token":"wrong"}));
+    assert_eq!(a.closed(5.0), Some(4001));
+    let (mut cust, chat, _) = start_and_accept(&edge, &mut agent, "web");
+    cust.send_raw("{not json");
+    let e = cust.until("json error", 5.0, is("error"));
+    assert!(e["error"].as_str().unwrap().contains("invalid JSON"));
+    cust.send(json!({"type":"message","client_id":"x","text":""}));
+    cust.until("empty text error", 5.0, is("error"));
+    // Another agent's chat: not yours.
+    agent.send(json!({"type":"end","chat":"ch-0000"}));
+    agent.until("not yours", 5.0, is("error"));
+    cust.send(json!({"type":"message","client_id":"y","text":"still here"}));
+    agent.until("message after errors", 5.0, text_is("still here"));
+    assert_eq!(
+        agent
+            .seen
+            .iter()
+            .filter(|v| v["chat"] == chat.as_str() && v["type"] == "offer")
+            .count(),
+        1
+    );
+}
