@@ -181,3 +181,80 @@ fn sipp_uac_over_tcp_to_udp_callee() {
     assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 100.0);
     drop(callee);
 }
+
+/// The supervisor's phone is SIPp (uas, echoing RTP): the monitor leg's INVITE, 200,
+/// ACK and BYE against a SIP stack nobody here wrote; the call is not disturbed.
+#[test]
+fn sipp_as_the_supervisors_phone() {
+    if !have_tool("sipp") {
+        return;
+    }
+    let sam_port = free_port();
+    let edge = Edge::start_with(&format!(
+        "[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"sam-token-1\"\ncontact = \"sip:sam@127.0.0.1:{sam_port}\"\n"
+    ));
+    let agent = edge_tests::ua::Uas::spawn(edge.route_port);
+    let phone = uas(sam_port, &["-sn", "uas", "-rtp_echo", "-m", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut cust = edge_tests::ua::Uac::new(edge.sip);
+    assert_eq!(cust.call("service"), 200);
+    let _c = edge_tests::tone_peer::TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        1,
+    );
+    let a = edge_tests::tone_peer::TonePeer::start(
+        agent.rtp.try_clone().unwrap(),
+        agent.edge_rtp.lock().unwrap().unwrap(),
+        1100.0,
+        2,
+    );
+    let calls = edge_tests::http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN)).unwrap();
+    let call = calls.json()["calls"][0]["id"].as_str().unwrap().to_string();
+    let r = edge_tests::http::request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{call}/monitors"),
+        Some("sam-token-1"),
+        r#"{"mode":"barge"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mid = r.json()["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let state = |edge: &Edge| {
+        edge_tests::http::get(
+            edge.http,
+            &format!("/api/v1/calls/{call}"),
+            Some(ADMIN_TOKEN),
+        )
+        .unwrap()
+        .json()["monitors"][0]["state"]
+            .clone()
+    };
+    while state(&edge) != "active" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(state(&edge), "active", "SIPp answered the monitor INVITE");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Barge: SIPp echoes the mix it gets (customer 440 + agent 1100) back into the
+    // call, so the agent now also hears its own tone, returned through the supervisor.
+    assert!(
+        a.hears(1100.0, 500),
+        "the supervisor's (echoed) audio reaches the agent"
+    );
+    let r = edge_tests::http::request_body(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/calls/{call}/monitors/{mid}"),
+        Some("sam-token-1"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert_clean("supervisor phone (uas)", phone, 1, &edge);
+    assert!(a.hears(440.0, 500), "the call goes on");
+    assert_eq!(cust.bye(), 200);
+    edge.wait_idle(10);
+}
