@@ -11,6 +11,7 @@
 //! hub calls (which never block), never across an await.
 
 use super::hub::{Frame, Hub, HubError, Limits, Published, Subscription};
+use crate::endpoint::IdGen;
 use control::{Channel, RestoreMode, Snapshot};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -121,7 +122,7 @@ pub enum Resume {
 pub struct Chats {
     pub hub: Hub,
     inner: Mutex<Inner>,
-    seed: Mutex<u64>,
+    ids: Mutex<IdGen>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -145,17 +146,12 @@ impl Chats {
         Chats {
             hub: Hub::new(limits),
             inner: Mutex::new(Inner::default()),
-            seed: Mutex::new(seed),
+            ids: Mutex::new(IdGen::new(seed)),
         }
     }
 
-    fn random(&self) -> u64 {
-        let mut s = self.seed.lock().expect("seed");
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn token(&self) -> String {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).token()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -182,8 +178,8 @@ impl Chats {
             .queue(queue)
             .filter(|q| q.channel == Channel::Chat)
             .ok_or(ChatError::NoQueue)?;
-        let id = format!("ch-{:016x}", self.random());
-        let token = format!("{:016x}{:016x}", self.random(), self.random());
+        let id = format!("ch-{}", self.token());
+        let token = format!("{}{}", self.token(), self.token());
         self.hub.create(&id);
         let mut g = self.lock();
         g.started += 1;
