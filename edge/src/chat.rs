@@ -269,15 +269,24 @@ fn customer_frame(s: &AppState, id: &str, conn: u64, v: &Value) -> Result<(), St
     }
 }
 
-/// Send a subscription's stored frames (and say when the history was cut).
-async fn replay(sock: &mut WebSocket, id: &str, sub: &mut Subscription) -> bool {
+/// A subscription's stored frames, preceded by `history_truncated` when the asked
+/// offset was older than what the room keeps.
+fn initial_frames(id: &str, sub: &mut Subscription) -> Vec<Frame> {
+    let mut v = Vec::with_capacity(sub.replay.len() + 1);
     if sub.truncated {
-        let m = text(json!({"type":"history_truncated","chat":id}));
-        if sock.send(m).await.is_err() {
-            return false;
-        }
+        v.push(
+            json!({"type":"history_truncated","chat":id})
+                .to_string()
+                .into(),
+        );
     }
-    for f in std::mem::take(&mut sub.replay) {
+    v.append(&mut sub.replay);
+    v
+}
+
+/// Send a subscription's stored frames to the socket.
+async fn replay(sock: &mut WebSocket, id: &str, sub: &mut Subscription) -> bool {
+    for f in initial_frames(id, sub) {
         if sock.send(frame(&f)).await.is_err() {
             return false;
         }
@@ -308,15 +317,7 @@ fn forward(
     tx: mpsc::Sender<Fwd>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if sub.truncated {
-            let f: Frame = json!({"type":"history_truncated","chat":id})
-                .to_string()
-                .into();
-            if tx.send(Fwd::Frame(f)).await.is_err() {
-                return;
-            }
-        }
-        for f in std::mem::take(&mut sub.replay) {
+        for f in initial_frames(&id, &mut sub) {
             if tx.send(Fwd::Frame(f)).await.is_err() {
                 return;
             }
