@@ -16,7 +16,7 @@ use axum::Json;
 use control::Role;
 use serde_json::{json, Map, Value};
 use signaling::chat::hub::{Closed, Frame, Subscription};
-use signaling::chat::service::{ChatError, Resume};
+use signaling::chat::service::{ChatError, Resume, Target};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -247,7 +247,7 @@ fn customer_frame(s: &AppState, id: &str, conn: u64, v: &Value) -> Result<(), St
         "message" => {
             let name = str_of(v, "name").unwrap_or("");
             let text = str_of(v, "text").unwrap_or("");
-            c.message(id, "customer", name, str_of(v, "client_id"), text)
+            c.message(id, "customer", name, str_of(v, "client_id"), text, false)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
@@ -461,7 +461,11 @@ fn agent_frame(
             Ok(Some(json!({"type":"released","chat":chat})))
         }
         "message" => {
-            if !c.is_agent_of(&user.name, chat) {
+            // The chat's agent writes to everyone, or privately (consultation); a
+            // consulted agent writes privately only.
+            let private = v.get("private").and_then(Value::as_bool).unwrap_or(false);
+            let consultant = c.is_consultant(&user.name, chat);
+            if !(c.is_agent_of(&user.name, chat) || consultant) {
                 return Err(if supervisor {
                     "supervisors watch chats read-only".into()
                 } else {
@@ -469,7 +473,37 @@ fn agent_frame(
                 });
             }
             let text = str_of(v, "text").unwrap_or("");
-            c.message(chat, "agent", &user.name, str_of(v, "client_id"), text)
+            let private = private || consultant;
+            c.message(
+                chat,
+                "agent",
+                &user.name,
+                str_of(v, "client_id"),
+                text,
+                private,
+            )
+            .map_err(e)?;
+            Ok(None)
+        }
+        "transfer" => {
+            let to = match (str_of(v, "to_agent"), str_of(v, "to_queue")) {
+                (Some(a), None) => Target::Agent(a.to_string()),
+                (None, Some(q)) => Target::Queue(q.to_string()),
+                _ => return Err("transfer needs one of `to_agent` or `to_queue`".into()),
+            };
+            c.transfer(&snap, &user.name, chat, &to, now).map_err(e)?;
+            if let Some(h) = subs.remove(chat) {
+                h.abort();
+            }
+            Ok(Some(json!({"type":"transferred","chat":chat})))
+        }
+        "consult" => {
+            let other = str_of(v, "agent").ok_or("consult needs `agent`")?;
+            c.consult(&user.name, chat, other).map_err(e)?;
+            Ok(Some(json!({"type":"consulting","chat":chat,"agent":other})))
+        }
+        "consult_end" => {
+            c.consult_end(&user.name, chat, str_of(v, "agent"))
                 .map_err(e)?;
             Ok(None)
         }
@@ -488,10 +522,13 @@ fn agent_frame(
             c.end(&snap, chat, "agent", "the agent ended the chat");
             Ok(None)
         }
-        // An agent's own chat after a reconnect, or a supervisor watching any chat
-        // (read-only; the customer and the agent are not told).
+        // An agent's own chat after a reconnect, a consulted agent joining the side
+        // conversation, or a supervisor watching any chat (read-only; the customer
+        // and the agent are not told).
         "watch" => {
-            if !(supervisor || c.is_agent_of(&user.name, chat)) {
+            let allowed =
+                supervisor || c.is_agent_of(&user.name, chat) || c.is_consultant(&user.name, chat);
+            if !allowed {
                 return Err(ChatError::NotYours.to_string());
             }
             join(offset)?;

@@ -1,6 +1,6 @@
 //! Web chat through the real edge with real WebSocket clients on loopback: customer ↔
 //! agent ↔ two silent supervisors, refresh/restore, dedup of resends, end, abandon,
-//! the chat list and admin end, and protocol errors.
+//! consultation and transfer, the chat list and admin end, and protocol errors.
 
 use edge_tests::http;
 use edge_tests::ws::Ws;
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 const SAM: &str = "sam-token-1";
 const KIM: &str = "kim-token-1";
+const BEA: &str = "bea-token-1";
 
 const EXTRA: &str = r#"
 [[queues]]
@@ -21,6 +22,10 @@ channel = "chat"
 agents = ["ann"]
 abandon_after = "1s"
 left_message = "Your customer left"
+[[users]]
+name = "bea"
+role = "agent"
+token = "bea-token-1"
 [[users]]
 name = "sam"
 role = "supervisor"
@@ -255,4 +260,82 @@ fn abandon_admin_end_and_protocol_errors() {
             .count(),
         1
     );
+}
+
+#[test]
+fn consult_privately_then_transfer_to_an_agent_and_to_a_queue() {
+    let edge = Edge::start_with(EXTRA);
+    let mut ann = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let mut bea = Ws::connect(edge.http, "/ws/agent", Some(BEA));
+    bea.until("hello", 5.0, is("hello"));
+    let mut sam = Ws::connect(edge.http, "/ws/agent", Some(SAM));
+    sam.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, _token) = start_and_accept(&edge, &mut ann, "web");
+    sam.send(json!({"type":"watch","chat":chat}));
+    sam.until("watching", 5.0, is("watching"));
+
+    // bea is not in the chat: she may neither write nor watch it yet.
+    bea.send(json!({"type":"watch","chat":chat}));
+    bea.until("refused watch", 5.0, is("error"));
+    ann.send(json!({"type":"consult","chat":chat,"agent":"bea"}));
+    ann.until("consulting", 5.0, is("consulting"));
+    let invite = bea.until("consult invite", 5.0, is("consult"));
+    assert_eq!(invite["from"], "ann");
+    assert_eq!(invite["fields"]["order"], "A-17");
+    bea.send(json!({"type":"watch","chat":chat}));
+    bea.until("watching", 5.0, is("watching"));
+    bea.until("history", 5.0, text_is("ann joined the conversation"));
+    ann.send(json!({"type":"message","chat":chat,"text":"refund ok?","private":true}));
+    bea.until("private question", 5.0, text_is("refund ok?"));
+    // A consultant writes privately even when it does not say so.
+    bea.send(json!({"type":"message","chat":chat,"text":"yes, up to 50"}));
+    let answer = ann.until("private answer", 5.0, text_is("yes, up to 50"));
+    assert_eq!(answer["private"], true);
+    sam.until("supervisor sees it", 5.0, text_is("yes, up to 50"));
+    ann.send(json!({"type":"message","chat":chat,"text":"Your refund is approved"}));
+    let seen = cust.until("public", 5.0, text_is("Your refund is approved"));
+    assert!(seen.get("private").is_none());
+
+    // Warm transfer to bea: she gets the offer, ann loses the chat, the customer is
+    // told (and never saw the consultation).
+    ann.send(json!({"type":"transfer","chat":chat,"to_agent":"bea"}));
+    ann.until("transferred", 5.0, is("transferred"));
+    let offer = bea.until("transfer offer", 5.0, is("offer"));
+    assert_eq!(offer["transfer_from"], "ann");
+    bea.send(json!({"type":"accept","chat":chat}));
+    bea.until("accepted", 5.0, is("accepted"));
+    let customer_saw = cust.drain(0.5);
+    assert!(customer_saw
+        .iter()
+        .any(|f| f["text"] == "You are being transferred to another agent"));
+    assert!(customer_saw
+        .iter()
+        .any(|f| f["text"] == "bea joined the conversation"));
+    assert!(
+        customer_saw.iter().all(|f| f.get("private").is_none()),
+        "{customer_saw:?}"
+    );
+    ann.send(json!({"type":"message","chat":chat,"text":"still here?"}));
+    ann.until("ann is out", 5.0, is("error"));
+    cust.send(json!({"type":"message","text":"thanks","client_id":"c1"}));
+    bea.until("bea has the chat", 5.0, text_is("thanks"));
+
+    // On to a queue: web, where ann picks it up again.
+    bea.send(json!({"type":"transfer","chat":chat,"to_queue":"nope"}));
+    bea.until("unknown queue", 5.0, is("error"));
+    bea.send(json!({"type":"transfer","chat":chat,"to_queue":"web"}));
+    bea.until("transferred", 5.0, is("transferred"));
+    let offer = ann.until("offer from the queue", 5.0, is("offer"));
+    assert_eq!(offer["chat"], chat.as_str());
+    let list = http::get(edge.http, "/api/v1/chats", Some(SAM))
+        .unwrap()
+        .json();
+    assert_eq!(list["chats"][0]["queue"], "web");
+    assert_eq!(list["chats"][0]["state"], "offered");
+    // The supervisor watched the whole time, unseen by anyone.
+    let sup = sam.drain(0.5);
+    assert!(sup
+        .iter()
+        .any(|f| f["text"] == "bea transferred the chat to queue web"));
 }

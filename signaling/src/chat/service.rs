@@ -41,6 +41,19 @@ pub enum ChatError {
     BadText,
     #[error("unknown chat token")]
     BadToken,
+    #[error("that agent is not connected or has no room for another chat")]
+    AgentUnavailable,
+    #[error("not a consultation of yours")]
+    NotConsulting,
+}
+
+/// Where a transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Offered to this agent directly (it must be connected and have room).
+    Agent(String),
+    /// Back in line in this chat queue.
+    Queue(String),
 }
 
 impl From<HubError> for ChatError {
@@ -73,6 +86,9 @@ struct Chat {
     customer: Option<u64>,
     customer_gone: Option<Instant>,
     declined: HashSet<String>,
+    /// Agents consulted by the chat's agent: they see the room, including private
+    /// entries, and may write private messages; the customer never sees them.
+    consultants: HashSet<String>,
     /// Start order (for listing).
     seq: u64,
 }
@@ -197,6 +213,7 @@ impl Chats {
                 customer: None,
                 customer_gone: Some(now),
                 declined: HashSet::new(),
+                consultants: HashSet::new(),
                 seq,
             },
         );
@@ -267,7 +284,8 @@ impl Chats {
         }
     }
 
-    /// A message from the customer (`from` = "customer") or an agent.
+    /// A message from the customer (`from` = "customer") or an agent. A `private`
+    /// message (consultation between agents) is not shown to the customer.
     pub fn message(
         &self,
         id: &str,
@@ -275,6 +293,7 @@ impl Chats {
         name: &str,
         client_id: Option<&str>,
         text: &str,
+        private: bool,
     ) -> Result<Published, ChatError> {
         let n = text.chars().count();
         if n == 0 || n > MAX_TEXT {
@@ -301,10 +320,13 @@ impl Chats {
         let key = format!("{from}:{name}");
         Ok(self
             .hub
-            .publish(id, client_id.map(|c| (key.as_str(), c)), false, |o| {
-                json!({"type":"message","chat":id,"offset":o,"from":from,"name":name,
-                   "text":text,"client_id":client_id,"ts":unix_ms()})
-                .to_string()
+            .publish(id, client_id.map(|c| (key.as_str(), c)), private, |o| {
+                let mut f = json!({"type":"message","chat":id,"offset":o,"from":from,"name":name,
+                   "text":text,"client_id":client_id,"ts":unix_ms()});
+                if private {
+                    f["private"] = true.into();
+                }
+                f.to_string()
             })?)
     }
 
@@ -324,6 +346,7 @@ impl Chats {
         }
         let was = std::mem::replace(&mut c.state, State::Ended);
         let agent = c.agent.clone();
+        let consultants: Vec<String> = c.consultants.drain().collect();
         let queue = c.queue.clone();
         let left = snap
             .queue(&queue)
@@ -344,7 +367,7 @@ impl Chats {
             json!({"type":"ended","chat":id,"offset":o,"by":by,"reason":reason}).to_string()
         });
         self.hub.end(id);
-        for a in agent.iter().chain(offered.iter()) {
+        for a in agent.iter().chain(offered.iter()).chain(consultants.iter()) {
             if let Some(ac) = g.agents.get_mut(a) {
                 ac.chats.remove(id);
                 let _ = ac.tx.try_send(
@@ -481,6 +504,176 @@ impl Chats {
             .chats
             .get(id)
             .is_some_and(|c| c.state == State::Active && c.agent.as_deref() == Some(user))
+    }
+
+    /// Whether `user` was consulted on the (active) chat.
+    pub fn is_consultant(&self, user: &str, id: &str) -> bool {
+        self.lock()
+            .chats
+            .get(id)
+            .is_some_and(|c| c.state == State::Active && c.consultants.contains(user))
+    }
+
+    /// The chat's agent hands it on: directly to another agent (offered to it, with
+    /// the history, including consultation) or back into a chat queue. The customer
+    /// is told it is being transferred; the old agent no longer has the chat.
+    pub fn transfer(
+        &self,
+        snap: &Snapshot,
+        user: &str,
+        id: &str,
+        to: &Target,
+        now: Instant,
+    ) -> Result<(), ChatError> {
+        let mut g = self.lock();
+        own_active(g.chats.get(id), user)?;
+        let note = match to {
+            Target::Agent(a) => {
+                let free = g
+                    .agents
+                    .get(a)
+                    .is_some_and(|x| a != user && (x.chats.len() as u32) < x.max);
+                if !free {
+                    return Err(ChatError::AgentUnavailable);
+                }
+                format!("{user} transferred the chat to {a}")
+            }
+            Target::Queue(q) => {
+                snap.queue(q)
+                    .filter(|q| q.channel == Channel::Chat)
+                    .ok_or(ChatError::NoQueue)?;
+                format!("{user} transferred the chat to queue {q}")
+            }
+        };
+        if let Some(a) = g.agents.get_mut(user) {
+            a.chats.remove(id);
+        }
+        self.leave_room(&g, id, user);
+        let consultants: Vec<String> = {
+            let c = g.chats.get_mut(id).expect("checked above");
+            c.agent = None;
+            c.queued_since = now;
+            c.declined.clear();
+            c.declined.insert(user.to_string());
+            c.consultants.drain().collect()
+        };
+        for other in &consultants {
+            self.leave_room(&g, id, other);
+            self.tell(
+                &g,
+                other,
+                json!({"type":"consult_ended","chat":id,"by":user,"consultant":other}),
+            );
+        }
+        match to {
+            Target::Agent(a) => {
+                let c = g.chats.get_mut(id).expect("checked above");
+                c.state = State::Offered {
+                    agent: a.clone(),
+                    until: now + OFFER_TIMEOUT,
+                };
+                let frame = json!({"type":"offer","chat":id,"queue":c.queue,"fields":c.fields,
+                    "transfer_from":user,"waited_secs":0.0});
+                self.tell(&g, a, frame);
+            }
+            Target::Queue(q) => {
+                let c = g.chats.get_mut(id).expect("checked above");
+                c.state = State::Queued;
+                c.queue = q.clone();
+                g.waiting
+                    .entry(q.clone())
+                    .or_default()
+                    .push_front(id.to_string());
+                self.dispatch(&mut g, snap, now);
+            }
+        }
+        drop(g);
+        info!(chat = %id, from = %user, to = ?to, "chat transferred");
+        self.note(id, &note);
+        self.system(id, "You are being transferred to another agent");
+        Ok(())
+    }
+
+    /// The chat's agent invites another connected agent into a side conversation the
+    /// customer does not see (private messages in the same room).
+    pub fn consult(&self, user: &str, id: &str, other: &str) -> Result<(), ChatError> {
+        let mut g = self.lock();
+        let c = g.chats.get_mut(id).ok_or(ChatError::NoChat)?;
+        own_active(Some(c), user)?;
+        if other == user {
+            return Err(ChatError::AgentUnavailable);
+        }
+        c.consultants.insert(other.to_string());
+        let fields = c.fields.clone();
+        if !g.agents.contains_key(other) {
+            if let Some(c) = g.chats.get_mut(id) {
+                c.consultants.remove(other);
+            }
+            return Err(ChatError::AgentUnavailable);
+        }
+        self.tell(
+            &g,
+            other,
+            json!({"type":"consult","chat":id,"from":user,"fields":fields}),
+        );
+        drop(g);
+        self.note(id, &format!("{user} consults {other}"));
+        Ok(())
+    }
+
+    /// The consultation ends (by the chat's agent for `other`, or by the consultant
+    /// itself). Returns the consultant that left.
+    pub fn consult_end(
+        &self,
+        user: &str,
+        id: &str,
+        other: Option<&str>,
+    ) -> Result<String, ChatError> {
+        let mut g = self.lock();
+        let c = g.chats.get_mut(id).ok_or(ChatError::NoChat)?;
+        let agent = c.agent.as_deref() == Some(user);
+        let who = match other {
+            Some(o) if agent => o.to_string(),
+            _ => user.to_string(),
+        };
+        if !c.consultants.remove(&who) {
+            return Err(ChatError::NotConsulting);
+        }
+        let agent_name = c.agent.clone();
+        self.leave_room(&g, id, &who);
+        for a in [Some(who.clone()), agent_name].into_iter().flatten() {
+            self.tell(
+                &g,
+                &a,
+                json!({"type":"consult_ended","chat":id,"by":user,"consultant":who}),
+            );
+        }
+        drop(g);
+        self.note(id, &format!("{who} left the consultation"));
+        Ok(who)
+    }
+
+    /// The agent's console stops receiving the room (its forwarder sees `Removed`).
+    fn leave_room(&self, g: &Inner, id: &str, agent: &str) {
+        if let Some(a) = g.agents.get(agent) {
+            self.hub.unsubscribe(id, a.conn);
+        }
+    }
+
+    /// A control frame to a connected agent's console.
+    fn tell(&self, g: &Inner, agent: &str, v: Value) {
+        if let Some(a) = g.agents.get(agent) {
+            let _ = a.tx.try_send(v.to_string().into());
+        }
+    }
+
+    /// A private system note (agents and supervisors only).
+    fn note(&self, chat: &str, text: &str) {
+        let _ = self.hub.publish(chat, None, true, |o| {
+            json!({"type":"message","chat":chat,"offset":o,"from":"system","text":text,
+                "private":true,"ts":unix_ms()})
+            .to_string()
+        });
     }
 
     pub fn exists(&self, id: &str) -> bool {
@@ -629,6 +822,18 @@ impl Chats {
             }
         }
     }
+}
+
+/// The chat exists, is live, and `user` is its agent.
+fn own_active(c: Option<&Chat>, user: &str) -> Result<(), ChatError> {
+    let c = c.ok_or(ChatError::NoChat)?;
+    if c.state == State::Ended {
+        return Err(ChatError::Ended);
+    }
+    if !(c.state == State::Active && c.agent.as_deref() == Some(user)) {
+        return Err(ChatError::NotYours);
+    }
+    Ok(())
 }
 
 /// Put a chat back at the head of its queue; `not_to` is not offered it again.

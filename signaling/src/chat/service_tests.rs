@@ -92,13 +92,14 @@ fn queued_offered_accepted_then_messages_both_ways_then_end() {
     let mut ann_room = c.hub.subscribe(&id, 1, 0, true).unwrap();
     assert_eq!(c.list(t1)[0].state, "active");
     assert_eq!(c.list(t1)[0].agent.as_deref(), Some("ann"));
-    c.message(&id, "customer", "Cy", Some("k1"), "hello")
+    c.message(&id, "customer", "Cy", Some("k1"), "hello", false)
         .unwrap();
-    c.message(&id, "customer", "Cy", Some("k1"), "hello")
+    c.message(&id, "customer", "Cy", Some("k1"), "hello", false)
         .unwrap();
-    c.message(&id, "agent", "ann", Some("k1"), "hi Cy").unwrap();
+    c.message(&id, "agent", "ann", Some("k1"), "hi Cy", false)
+        .unwrap();
     assert_eq!(
-        c.message(&id, "agent", "ann", None, ""),
+        c.message(&id, "agent", "ann", None, "", false),
         Err(ChatError::BadText)
     );
     let got = inbox(&mut cust.inbox);
@@ -120,7 +121,7 @@ fn queued_offered_accepted_then_messages_both_ways_then_end() {
     assert_eq!(got[1]["type"], "ended");
     assert!(c.list(t1).is_empty());
     assert_eq!(
-        c.message(&id, "customer", "Cy", None, "x"),
+        c.message(&id, "customer", "Cy", None, "x", false),
         Err(ChatError::Ended)
     );
 }
@@ -218,4 +219,117 @@ fn restore_modes_and_abandon() {
     assert!(f
         .iter()
         .any(|x| x["type"] == "chat_ended" && x["chat"] == id.as_str()));
+}
+
+#[test]
+fn consult_is_private_and_transfer_moves_the_chat_to_an_agent_then_a_queue() {
+    let s = snap();
+    let c = Chats::new(Limits::default(), 4);
+    let t0 = Instant::now();
+    let mut ann = agent(&c, &s, "ann", 1, t0);
+    let mut bob = agent(&c, &s, "bob", 2, t0);
+    let (id, _) = c.start(&s, "web", fields("Cy"), t0).unwrap();
+    assert_eq!(frames(&mut ann)[0]["type"], "offer");
+    c.accept(&s, "ann", &id, t0).unwrap();
+    let mut cust = c.customer_attach(&id, 10, 0).unwrap();
+    // Consultation: only ann may start it, bob is told, the customer sees nothing.
+    assert_eq!(c.consult("bob", &id, "ann"), Err(ChatError::NotYours));
+    assert_eq!(
+        c.consult("ann", &id, "nobody"),
+        Err(ChatError::AgentUnavailable)
+    );
+    c.consult("ann", &id, "bob").unwrap();
+    let invite = frames(&mut bob);
+    assert_eq!(invite[0]["type"], "consult");
+    assert_eq!(invite[0]["from"], "ann");
+    assert!(c.is_consultant("bob", &id) && !c.is_agent_of("bob", &id));
+    let mut bob_room = c.hub.subscribe(&id, 2, 0, true).unwrap();
+    c.message(&id, "agent", "ann", None, "bob, refund ok?", true)
+        .unwrap();
+    c.message(&id, "agent", "bob", None, "yes, up to 50", true)
+        .unwrap();
+    c.message(&id, "customer", "", None, "hello?", false)
+        .unwrap();
+    let seen = inbox(&mut cust.inbox);
+    let texts: Vec<&str> = seen.iter().map(|f| f["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        ["hello?"],
+        "the customer sees none of the consultation"
+    );
+    let bob_texts: Vec<String> = inbox(&mut bob_room.inbox)
+        .iter()
+        .map(|f| f["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bob_texts, ["bob, refund ok?", "yes, up to 50", "hello?"]);
+    assert_eq!(
+        c.consult_end("bob", &id, None).as_deref(),
+        Ok("bob"),
+        "the consultant leaves"
+    );
+    assert!(frames(&mut ann)
+        .iter()
+        .any(|f| f["type"] == "consult_ended" && f["consultant"] == "bob"));
+    assert_eq!(
+        c.consult_end("bob", &id, None),
+        Err(ChatError::NotConsulting)
+    );
+    frames(&mut bob);
+
+    // Transfer to bob: offered to him with the origin; ann no longer has it.
+    assert_eq!(
+        c.transfer(&s, "bob", &id, &Target::Queue("web".into()), t0),
+        Err(ChatError::NotYours)
+    );
+    assert_eq!(
+        c.transfer(&s, "ann", &id, &Target::Agent("zed".into()), t0),
+        Err(ChatError::AgentUnavailable)
+    );
+    c.transfer(&s, "ann", &id, &Target::Agent("bob".into()), t0)
+        .unwrap();
+    let offer = frames(&mut bob);
+    assert_eq!(offer[0]["type"], "offer");
+    assert_eq!(offer[0]["transfer_from"], "ann");
+    assert!(!c.is_agent_of("ann", &id));
+    assert_eq!(c.list(t0)[0].state, "offered");
+    let seen = inbox(&mut cust.inbox);
+    assert_eq!(
+        seen.last().unwrap()["text"],
+        "You are being transferred to another agent"
+    );
+    assert!(seen.iter().all(|f| f.get("private").is_none()));
+    c.accept(&s, "bob", &id, t0).unwrap();
+    // bob's new view of the room holds the consultation and the transfer note.
+    let bob_view = c.hub.subscribe(&id, 2, 0, true).unwrap();
+    let all: Vec<Value> = bob_view
+        .replay
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    assert!(all
+        .iter()
+        .any(|f| f["text"] == "ann transferred the chat to bob" && f["private"] == true));
+
+    // bob sends it on to the vip queue, where only ann works.
+    assert_eq!(
+        c.transfer(&s, "bob", &id, &Target::Queue("nope".into()), t0),
+        Err(ChatError::NoQueue)
+    );
+    c.transfer(&s, "bob", &id, &Target::Queue("vip".into()), t0)
+        .unwrap();
+    assert_eq!(c.list(t0)[0].queue, "vip");
+    let offer = frames(&mut ann);
+    assert!(offer
+        .iter()
+        .any(|f| f["type"] == "offer" && f["queue"] == "vip"));
+    c.accept(&s, "ann", &id, t0).unwrap();
+    assert!(c.is_agent_of("ann", &id));
+    // A directed offer nobody takes goes back to the chat's queue.
+    c.transfer(&s, "ann", &id, &Target::Agent("bob".into()), t0)
+        .unwrap();
+    c.sweep(&s, t0 + OFFER_TIMEOUT + Duration::from_secs(1));
+    assert!(frames(&mut bob)
+        .iter()
+        .any(|f| f["type"] == "offer_withdrawn"));
+    assert_eq!(c.list(t0)[0].queue, "vip");
 }
