@@ -28,6 +28,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub uploader: Arc<storage::uploader::Uploader>,
     pub chats: Arc<signaling::chat::service::Chats>,
+    pub transcripts: Arc<storage::transcript::Transcripts>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +63,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/chats/{id}",
             axum::routing::delete(crate::chat::end),
         )
+        .route(
+            "/api/v1/chats/{id}/transcript",
+            get(crate::transcript::transcript),
+        )
+        .route("/api/v1/transcripts", get(crate::transcript::search))
         .route("/ws/chat", get(crate::chat::ws_customer))
         .route("/ws/agent", get(crate::chat::ws_agent))
         .route("/api/v1/recordings", get(list_recordings))

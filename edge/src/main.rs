@@ -11,6 +11,7 @@ mod recorder;
 mod recordings;
 mod sip;
 mod supervision;
+mod transcript;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
@@ -203,15 +204,23 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         core_tx.clone(),
         metrics.clone(),
     );
+    let transcripts = storage::transcript::Transcripts::open(&c.storage.dir)?;
+    let chats = Arc::new(signaling::chat::service::Chats::with_journal(
+        signaling::chat::hub::Limits::default(),
+        seed(),
+        transcripts.clone(),
+    ));
+    let open = transcripts
+        .open_chats()
+        .map_err(|e| format!("cannot read {}: {e}", transcripts.path().display()))?;
+    chats.restore(open, Instant::now());
     let state = api::AppState {
         core: core_tx.clone(),
         snapshot: shared,
         metrics,
         uploader,
-        chats: Arc::new(signaling::chat::service::Chats::new(
-            signaling::chat::hub::Limits::default(),
-            seed(),
-        )),
+        chats,
+        transcripts: transcripts.clone(),
     };
     chat::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
@@ -221,6 +230,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         r = server => r.map_err(|e| format!("http server: {e}"))?,
         _ = core_task => return Err("SIP core stopped".into()),
     }
+    // Everything the chats accepted is committed before the process goes.
+    tokio::task::spawn_blocking(move || transcripts.flush())
+        .await
+        .ok();
     info!("shutting down");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! logic ([`job`], sans-IO, with [`backoff`]) decides each next step; targets
 //! ([`target`]: fs, http) carry the chunks; the [`uploader`] drives it all with
 //! bounded concurrency; [`retention`] deletes what is older than the hard bound.
+//! Chat transcripts live in SQLite ([`transcript`]).
 
 pub mod backoff;
 pub mod job;
@@ -10,6 +11,9 @@ pub mod journal;
 pub mod retention;
 pub mod spool;
 pub mod target;
+pub mod transcript;
+#[cfg(test)]
+mod transcript_tests;
 pub mod uploader;
 
 pub use journal::{Journal, State};

@@ -339,3 +339,155 @@ fn consult_privately_then_transfer_to_an_agent_and_to_a_queue() {
         .iter()
         .any(|f| f["text"] == "bea transferred the chat to queue web"));
 }
+
+/// GET with extra request headers (the customer's chat token).
+fn get_with(edge: &Edge, path: &str, header: &str) -> http::Reply {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(edge.http).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = buf.split_once("\r\n\r\n").unwrap().1.to_string();
+    http::Reply {
+        status,
+        bytes: body.clone().into_bytes(),
+        body,
+    }
+}
+
+#[test]
+fn chats_and_transcripts_survive_an_edge_crash() {
+    let mut edge = Edge::start_with(EXTRA);
+    let mut ann = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start_and_accept(&edge, &mut ann, "web");
+    cust.send(json!({"type":"message","text":"my parcel <is> late","client_id":"c1"}));
+    ann.until("customer message", 5.0, text_is("my parcel <is> late"));
+    ann.send(json!({"type":"message","chat":chat,"text":"internal: check depot","private":true}));
+    ann.send(json!({"type":"message","chat":chat,"text":"Let me check"}));
+    let last = cust.until("reply", 5.0, text_is("Let me check"));
+    let seen_offset = last["offset"].as_u64().unwrap();
+
+    // The transcript endpoint reads SQLite: once it shows the reply, it is committed.
+    let path = format!("/api/v1/chats/{chat}/transcript");
+    let mut stored = Value::Null;
+    for _ in 0..100 {
+        stored = http::get(edge.http, &path, Some(SAM)).unwrap().json();
+        if stored["messages"].as_array().map(|m| m.len()) >= Some(4) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 4, "{stored}");
+
+    edge.crash_and_restart();
+
+    // The agent's console reconnects and still has the chat.
+    let mut ann = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    let hello = ann.until("hello", 5.0, is("hello"));
+    assert_eq!(hello["chats"], json!([chat]));
+    ann.send(json!({"type":"watch","chat":chat,"offset":seen_offset + 1}));
+    ann.until("watching", 5.0, is("watching"));
+    ann.send(json!({"type":"message","chat":chat,"text":"Found it: tomorrow"}));
+    // The customer comes back with its token and gets exactly what it missed.
+    let mut cust2 = Ws::connect(edge.http, "/ws/chat", None);
+    cust2.send(json!({"type":"resume","token":token,"offset":seen_offset + 1}));
+    cust2.until("resumed", 5.0, is("resumed"));
+    let missed = cust2.until("missed reply", 5.0, text_is("Found it: tomorrow"));
+    assert_eq!(
+        missed["offset"].as_u64(),
+        Some(seen_offset + 1),
+        "offsets go on from where they were"
+    );
+    // A resend from before the crash is still recognised.
+    cust2.send(json!({"type":"message","text":"my parcel <is> late","client_id":"c1"}));
+    cust2.send(json!({"type":"message","text":"great, thanks","client_id":"c2"}));
+    let next = cust2.until("next", 5.0, text_is("great, thanks"));
+    assert_eq!(
+        next["offset"].as_u64(),
+        Some(seen_offset + 2),
+        "resend not stored"
+    );
+    drop(cust);
+
+    // The customer's transcript (its token): no private entries.
+    cust2.send(json!({"type":"end"}));
+    assert_eq!(cust2.closed(5.0), Some(1000));
+    let mut mine = Value::Null;
+    for _ in 0..100 {
+        let r = get_with(&edge, &path, &format!("X-Chat-Token: {token}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        mine = r.json();
+        if mine["chat"]["state"] == "ended" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let texts: Vec<&str> = mine["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(texts.contains(&"Found it: tomorrow") && texts.contains(&"great, thanks"));
+    assert!(!texts.contains(&"internal: check depot"), "{texts:?}");
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| **t == "my parcel <is> late")
+            .count(),
+        1
+    );
+    assert_eq!(mine["chat"]["state"], "ended");
+    assert!(mine["chat"].get("token_hash").is_none());
+    let wrong = get_with(&edge, &path, "X-Chat-Token: not-the-token");
+    assert_eq!(wrong.status, 403);
+    assert_eq!(
+        http::get(edge.http, &path, Some(BEA)).unwrap().status,
+        403,
+        "an agent who never had the chat"
+    );
+    assert_eq!(http::get(edge.http, &path, None).unwrap().status, 401);
+    // Text and printable HTML; the agent's view includes the private note.
+    let t = http::get(edge.http, &format!("{path}?format=text"), Some(AGENT_TOKEN)).unwrap();
+    assert!(t.body.contains("Cy: my parcel <is> late"), "{}", t.body);
+    assert!(t.body.contains("ann (private): internal: check depot"));
+    let h = http::get(edge.http, &format!("{path}?format=html"), Some(AGENT_TOKEN)).unwrap();
+    assert!(h.body.contains("my parcel &lt;is&gt; late") && h.body.contains("window.print()"));
+    assert_eq!(
+        http::get(edge.http, &format!("{path}?format=pdf"), Some(SAM))
+            .unwrap()
+            .status,
+        400
+    );
+    // Search by date, queue, agent.
+    let found = |q: &str| -> Vec<String> {
+        let r = http::get(edge.http, &format!("/api/v1/transcripts?{q}"), Some(SAM)).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(found("queue=web&agent=ann"), vec![chat.clone()]);
+    assert!(found("queue=quick").is_empty());
+    assert!(found("agent=bea").is_empty());
+    assert_eq!(found("from=2000-01-01"), vec![chat.clone()]);
+    assert!(found("to=2000-01-01").is_empty());
+    let bad = http::get(edge.http, "/api/v1/transcripts?from=yesterday", Some(SAM)).unwrap();
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("yesterday"));
+    assert_eq!(
+        http::get(edge.http, "/api/v1/transcripts", Some(AGENT_TOKEN))
+            .unwrap()
+            .status,
+        403
+    );
+}

@@ -162,6 +162,39 @@ impl Hub {
         created
     }
 
+    /// Rebuild a room from stored entries (after a restart): its history (the newest
+    /// `limits.history`), the next offset, and the client ids seen, so a resend
+    /// after the restart is still recognised. Message frames carry `from`, `name`
+    /// and `client_id`; the dedup key is `from:name` as the service sends it.
+    pub fn restore(&self, id: &str, mut entries: Vec<super::journal::StoredMessage>) {
+        entries.sort_by_key(|e| e.offset);
+        let mut room = Room {
+            next: entries.last().map(|e| e.offset + 1).unwrap_or(1),
+            history: VecDeque::new(),
+            client_ids: HashMap::new(),
+            client_order: VecDeque::new(),
+            subs: Vec::new(),
+            ended: false,
+        };
+        let skip = entries.len().saturating_sub(self.limits.history);
+        for e in entries.into_iter().skip(skip) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.frame) {
+                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                if let Some(c) = v.get("client_id").and_then(|x| x.as_str()) {
+                    let key = (format!("{}:{}", s("from"), s("name")), c.to_string());
+                    room.client_ids.insert(key.clone(), e.offset);
+                    room.client_order.push_back(key);
+                }
+            }
+            room.history.push_back(Arc::new(Entry {
+                offset: e.offset,
+                frame: e.frame.into(),
+                private: e.private,
+            }));
+        }
+        self.rooms.insert(id.to_string(), room);
+    }
+
     pub fn rooms(&self) -> usize {
         self.rooms.len()
     }

@@ -4,6 +4,9 @@
 pub mod hub;
 #[cfg(test)]
 mod hub_tests;
+pub mod journal;
+#[cfg(test)]
+mod journal_tests;
 pub mod service;
 #[cfg(test)]
 mod service_tests;

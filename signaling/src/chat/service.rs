@@ -11,11 +11,12 @@
 //! hub calls (which never block), never across an await.
 
 use super::hub::{Frame, Hub, HubError, Limits, Published, Subscription};
+use super::journal::{token_hash, ChatRecord, Journal, NoJournal, StoredMessage};
 use crate::endpoint::IdGen;
 use control::{Channel, RestoreMode, Snapshot};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::info;
@@ -81,7 +82,10 @@ struct Chat {
     agent: Option<String>,
     created: Instant,
     queued_since: Instant,
-    token: String,
+    /// SHA-256 of the customer's chat token (the token is never kept).
+    token_hash: String,
+    /// Wall-clock start (transcripts).
+    created_ms: u64,
     /// The customer's connection while there is one; when it went away.
     customer: Option<u64>,
     customer_gone: Option<Instant>,
@@ -103,6 +107,7 @@ struct AgentConn {
 #[derive(Default)]
 struct Inner {
     chats: HashMap<String, Chat>,
+    /// Token digest → chat id.
     tokens: HashMap<String, String>,
     /// Queued chats per queue, oldest first.
     waiting: HashMap<String, VecDeque<String>>,
@@ -139,6 +144,7 @@ pub struct Chats {
     pub hub: Hub,
     inner: Mutex<Inner>,
     ids: Mutex<IdGen>,
+    journal: Arc<dyn Journal>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -159,11 +165,85 @@ fn state_str(s: &State) -> &'static str {
 
 impl Chats {
     pub fn new(limits: Limits, seed: u64) -> Chats {
+        Chats::with_journal(limits, seed, Arc::new(NoJournal))
+    }
+
+    /// Every chat change and every room entry goes to `journal` as it is accepted.
+    pub fn with_journal(limits: Limits, seed: u64, journal: Arc<dyn Journal>) -> Chats {
         Chats {
             hub: Hub::new(limits),
             inner: Mutex::new(Inner::default()),
             ids: Mutex::new(IdGen::new(seed)),
+            journal,
         }
+    }
+
+    /// Store a room entry and fan it out; the journal gets it with its offset.
+    fn publish(
+        &self,
+        id: &str,
+        dedup: Option<(&str, &str)>,
+        private: bool,
+        build: impl FnOnce(u64) -> String,
+    ) -> Result<Published, HubError> {
+        self.hub.publish(id, dedup, private, |o| {
+            let f = build(o);
+            self.journal.message(id, o, private, unix_ms(), &f);
+            f
+        })
+    }
+
+    /// The chat's row to the journal (called with the state lock held).
+    fn record(&self, g: &Inner, id: &str) {
+        if let Some(c) = g.chats.get(id) {
+            self.journal.chat(&record_of(id, c));
+        }
+    }
+
+    /// Chats read back from the store at start (open ones only): rooms with their
+    /// history and next offset, queued chats back in line (oldest first), active
+    /// chats with their agent (whose console gets them on connect). Customers have
+    /// `abandon_after` from `now` to come back.
+    pub fn restore(&self, chats: Vec<(ChatRecord, Vec<StoredMessage>)>, now: Instant) -> usize {
+        let mut g = self.lock();
+        let mut chats = chats;
+        chats.sort_by_key(|(r, _)| r.created_ms);
+        let n = chats.len();
+        for (r, msgs) in chats {
+            self.hub.restore(&r.id, msgs);
+            let active = r.state == "active" && r.agent.is_some();
+            g.started += 1;
+            let seq = g.started;
+            g.tokens.insert(r.token_hash.clone(), r.id.clone());
+            if !active {
+                g.waiting
+                    .entry(r.queue.clone())
+                    .or_default()
+                    .push_back(r.id.clone());
+            }
+            g.chats.insert(
+                r.id.clone(),
+                Chat {
+                    queue: r.queue,
+                    fields: r.fields,
+                    state: if active { State::Active } else { State::Queued },
+                    agent: if active { r.agent } else { None },
+                    created: now,
+                    queued_since: now,
+                    token_hash: r.token_hash,
+                    created_ms: r.created_ms,
+                    customer: None,
+                    customer_gone: Some(now),
+                    declined: HashSet::new(),
+                    consultants: HashSet::new(),
+                    seq,
+                },
+            );
+        }
+        if n > 0 {
+            info!(chats = n, "chats restored from the transcript store");
+        }
+        n
     }
 
     fn token(&self) -> String {
@@ -176,7 +256,7 @@ impl Chats {
 
     /// A system message into a room (stored, with an offset).
     fn system(&self, chat: &str, text: &str) {
-        let _ = self.hub.publish(chat, None, false, |o| {
+        let _ = self.publish(chat, None, false, |o| {
             json!({"type":"message","chat":chat,"offset":o,"from":"system","text":text,"ts":unix_ms()})
                 .to_string()
         });
@@ -209,7 +289,8 @@ impl Chats {
                 agent: None,
                 created: now,
                 queued_since: now,
-                token: token.clone(),
+                token_hash: token_hash(&token),
+                created_ms: unix_ms(),
                 customer: None,
                 customer_gone: Some(now),
                 declined: HashSet::new(),
@@ -217,7 +298,8 @@ impl Chats {
                 seq,
             },
         );
-        g.tokens.insert(token.clone(), id.clone());
+        g.tokens.insert(token_hash(&token), id.clone());
+        self.record(&g, &id);
         g.waiting
             .entry(q.name.clone())
             .or_default()
@@ -237,7 +319,11 @@ impl Chats {
         choice_continue: Option<bool>,
     ) -> Result<Resume, ChatError> {
         let g = self.lock();
-        let id = g.tokens.get(token).ok_or(ChatError::BadToken)?.clone();
+        let id = g
+            .tokens
+            .get(&token_hash(token))
+            .ok_or(ChatError::BadToken)?
+            .clone();
         let c = g.chats.get(&id).ok_or(ChatError::BadToken)?;
         if c.state == State::Ended {
             return Ok(Resume::StartNew);
@@ -318,16 +404,16 @@ impl Chats {
             name
         };
         let key = format!("{from}:{name}");
-        Ok(self
-            .hub
-            .publish(id, client_id.map(|c| (key.as_str(), c)), private, |o| {
+        Ok(
+            self.publish(id, client_id.map(|c| (key.as_str(), c)), private, |o| {
                 let mut f = json!({"type":"message","chat":id,"offset":o,"from":from,"name":name,
                    "text":text,"client_id":client_id,"ts":unix_ms()});
                 if private {
                     f["private"] = true.into();
                 }
                 f.to_string()
-            })?)
+            })?,
+        )
     }
 
     /// Typing indicator (not stored; carries the last offset).
@@ -363,7 +449,8 @@ impl Chats {
         if !left.is_empty() && by != "admin" {
             self.system(id, &left);
         }
-        let _ = self.hub.publish(id, None, false, |o| {
+        self.record(&g, id);
+        let _ = self.publish(id, None, false, |o| {
             json!({"type":"ended","chat":id,"offset":o,"by":by,"reason":reason}).to_string()
         });
         self.hub.end(id);
@@ -428,6 +515,7 @@ impl Chats {
             .collect();
         for id in offered {
             requeue(&mut g, &id, now, Some(user));
+            self.record(&g, &id);
         }
         self.dispatch(&mut g, snap, now);
     }
@@ -456,6 +544,7 @@ impl Chats {
         if let Some(a) = g.agents.get_mut(user) {
             a.chats.insert(id.to_string());
         }
+        self.record(&g, id);
         // The agent may take more (max_chats): the next waiting chat is offered.
         self.dispatch(&mut g, snap, now);
         drop(g);
@@ -487,6 +576,7 @@ impl Chats {
         }
         let was_active = c.state == State::Active;
         requeue(&mut g, id, now, Some(user));
+        self.record(&g, id);
         if let Some(a) = g.agents.get_mut(user) {
             a.chats.remove(id);
         }
@@ -587,6 +677,7 @@ impl Chats {
                 self.dispatch(&mut g, snap, now);
             }
         }
+        self.record(&g, id);
         drop(g);
         info!(chat = %id, from = %user, to = ?to, "chat transferred");
         self.note(id, &note);
@@ -669,7 +760,7 @@ impl Chats {
 
     /// A private system note (agents and supervisors only).
     fn note(&self, chat: &str, text: &str) {
-        let _ = self.hub.publish(chat, None, true, |o| {
+        let _ = self.publish(chat, None, true, |o| {
             json!({"type":"message","chat":chat,"offset":o,"from":"system","text":text,
                 "private":true,"ts":unix_ms()})
             .to_string()
@@ -712,11 +803,6 @@ impl Chats {
         v.into_iter().map(|(_, s)| s).collect()
     }
 
-    /// The token of a chat (tests; never logged).
-    pub fn token_of(&self, id: &str) -> Option<String> {
-        self.lock().chats.get(id).map(|c| c.token.clone())
-    }
-
     /// Periodic work: expired offers move on, customers gone past `abandon_after` end
     /// their chat, ended chats are forgotten after their room has drained.
     pub fn sweep(&self, snap: &Snapshot, now: Instant) {
@@ -740,6 +826,7 @@ impl Chats {
                 );
             }
             requeue(&mut g, &id, now, Some(&agent));
+            self.record(&g, &id);
         }
         let abandoned: Vec<String> = g
             .chats
@@ -821,6 +908,19 @@ impl Chats {
                 info!(chat = %id, agent = %agent, "chat offered");
             }
         }
+    }
+}
+
+fn record_of(id: &str, c: &Chat) -> ChatRecord {
+    ChatRecord {
+        id: id.to_string(),
+        queue: c.queue.clone(),
+        fields: c.fields.clone(),
+        token_hash: c.token_hash.clone(),
+        state: state_str(&c.state).to_string(),
+        agent: c.agent.clone(),
+        created_ms: c.created_ms,
+        ended_ms: (c.state == State::Ended).then(unix_ms),
     }
 }
 
