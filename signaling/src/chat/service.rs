@@ -275,7 +275,7 @@ impl Chats {
             .filter(|q| q.channel == Channel::Chat)
             .ok_or(ChatError::NoQueue)?;
         let id = format!("ch-{}", self.token());
-        let token = format!("{}{}", self.token(), self.token());
+        let token = secret_token();
         self.hub.create(&id);
         let mut g = self.lock();
         g.started += 1;
@@ -388,17 +388,7 @@ impl Chats {
         // A customer who gave a name in the start form is shown with it.
         let field_name;
         let name = if from == "customer" && name.is_empty() {
-            field_name = self
-                .lock()
-                .chats
-                .get(id)
-                .and_then(|c| {
-                    c.fields
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .unwrap_or_default();
+            field_name = self.customer_name(id);
             field_name.as_str()
         } else {
             name
@@ -414,6 +404,47 @@ impl Chats {
                 f.to_string()
             })?,
         )
+    }
+
+    /// A file shared into the chat: a message whose `attachment` holds the link (made
+    /// by the caller), file name as its text. Everyone in the room sees it.
+    pub fn attachment(
+        &self,
+        id: &str,
+        from: &str,
+        name: &str,
+        file_name: &str,
+        attachment: Value,
+    ) -> Result<Published, ChatError> {
+        Ok(self.publish(id, None, false, |o| {
+            json!({"type":"message","chat":id,"offset":o,"from":from,"name":name,
+                "text":file_name,"attachment":attachment,"ts":unix_ms()})
+            .to_string()
+        })?)
+    }
+
+    /// The live chat a customer token belongs to.
+    pub fn chat_of_token(&self, token: &str) -> Option<String> {
+        let g = self.lock();
+        let id = g.tokens.get(&token_hash(token))?;
+        g.chats
+            .get(id)
+            .filter(|c| c.state != State::Ended)
+            .map(|_| id.clone())
+    }
+
+    /// The name a customer is shown with (its start form's `name`).
+    pub fn customer_name(&self, id: &str) -> String {
+        self.lock()
+            .chats
+            .get(id)
+            .and_then(|c| {
+                c.fields
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .unwrap_or_default()
     }
 
     /// Typing indicator (not stored; carries the last offset).
@@ -909,6 +940,14 @@ impl Chats {
             }
         }
     }
+}
+
+/// 128 bits from the OS CSPRNG as 32 hex digits. Chat ids come from the splitmix
+/// [`IdGen`], whose outputs reveal its state: never use it for a secret.
+pub fn secret_token() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn record_of(id: &str, c: &Chat) -> ChatRecord {

@@ -333,3 +333,20 @@ fn consult_is_private_and_transfer_moves_the_chat_to_an_agent_then_a_queue() {
         .any(|f| f["type"] == "offer_withdrawn"));
     assert_eq!(c.list(t0)[0].queue, "vip");
 }
+
+#[test]
+fn chat_tokens_are_128_random_bits_unrelated_to_chat_ids() {
+    let s = snap();
+    // Two services with the same id seed hand out the same chat ids, never the same
+    // tokens: the token does not come from the id generator.
+    let a = Chats::new(Limits::default(), 7);
+    let b = Chats::new(Limits::default(), 7);
+    let (ida, ta) = a.start(&s, "web", fields("x"), Instant::now()).unwrap();
+    let (idb, tb) = b.start(&s, "web", fields("x"), Instant::now()).unwrap();
+    assert_eq!(ida, idb);
+    assert_ne!(ta, tb);
+    assert_eq!(ta.len(), 32);
+    assert!(ta.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(a.chat_of_token(&ta), Some(ida.clone()));
+    assert_eq!(a.chat_of_token(&tb), None);
+}
