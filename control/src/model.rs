@@ -18,6 +18,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub chat: ChatConfig,
+    #[serde(default)]
     pub trunks: Vec<Trunk>,
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -27,6 +29,49 @@ pub struct Config {
     pub agents: Vec<Agent>,
     #[serde(default)]
     pub users: Vec<User>,
+}
+
+/// Attachment types the edge can recognise by content.
+pub const ATTACHMENT_TYPES: [&str; 4] = ["png", "jpg", "pdf", "mp4"];
+
+/// Web chat settings shared by all chat queues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Largest attachment (`10MB`; B, KB, MB, GB, KiB, MiB, GiB).
+    #[serde(default = "default_attachment_max", with = "crate::values::size_str")]
+    pub attachment_max_size: u64,
+    /// Allowed attachment types by extension: png, jpg, pdf, mp4 (the content must
+    /// match the extension).
+    #[serde(default = "default_attachment_types")]
+    pub attachment_types: Vec<String>,
+    /// How long an attachment link works.
+    #[serde(default = "default_link_ttl", with = "duration_str")]
+    pub attachment_link_ttl: Duration,
+    /// Canned responses offered in the agent console.
+    #[serde(default)]
+    pub canned_responses: Vec<String>,
+}
+
+fn default_attachment_max() -> u64 {
+    10_000_000
+}
+fn default_attachment_types() -> Vec<String> {
+    ["png", "jpg", "pdf", "mp4"].map(String::from).to_vec()
+}
+fn default_link_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            attachment_max_size: default_attachment_max(),
+            attachment_types: default_attachment_types(),
+            attachment_link_ttl: default_link_ttl(),
+            canned_responses: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,6 +87,25 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         ));
     }
 
+    let chat = || root().key("chat");
+    for (i, t) in c.chat.attachment_types.iter().enumerate() {
+        if !crate::model::ATTACHMENT_TYPES.contains(&t.as_str()) {
+            return Err(Issue::new(
+                chat().key("attachment_types").index(i),
+                format!(
+                    "`{t}` is not a supported attachment type (supported: {})",
+                    crate::model::ATTACHMENT_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    if c.chat.attachment_link_ttl.is_zero() || c.chat.attachment_max_size == 0 {
+        return Err(Issue::new(
+            chat(),
+            "attachment_link_ttl and attachment_max_size must be more than 0",
+        ));
+    }
+
     for (i, t) in c.trunks.iter().enumerate() {
         if t.sources.is_empty() {
             return Err(Issue::new(

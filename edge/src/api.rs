@@ -29,6 +29,7 @@ pub struct AppState {
     pub uploader: Arc<storage::uploader::Uploader>,
     pub chats: Arc<signaling::chat::service::Chats>,
     pub transcripts: Arc<storage::transcript::Transcripts>,
+    pub attachments: Arc<crate::attachments::Attachments>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -68,6 +69,20 @@ pub fn router(state: AppState) -> Router {
             get(crate::transcript::transcript),
         )
         .route("/api/v1/transcripts", get(crate::transcript::search))
+        .route(
+            "/api/v1/chats/{id}/attachments",
+            // The body limit is the size at start (+1 so the handler answers 413
+            // with the configured figure); a reload can lower it, not raise it.
+            axum::routing::post(crate::attachments::upload).layer(
+                axum::extract::DefaultBodyLimit::max(
+                    state.snapshot.load().config.chat.attachment_max_size as usize + 1,
+                ),
+            ),
+        )
+        .route(
+            "/api/v1/attachments/{chat}/{file}",
+            get(crate::attachments::download),
+        )
         .route("/ws/chat", get(crate::chat::ws_customer))
         .route("/ws/agent", get(crate::chat::ws_agent))
         .route("/api/v1/recordings", get(list_recordings))

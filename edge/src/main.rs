@@ -3,6 +3,7 @@
 //! to sockets. `edge check-config FILE` validates a file and exits.
 
 mod api;
+mod attachments;
 mod audio;
 mod chat;
 mod media;
@@ -221,6 +222,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         uploader,
         chats,
         transcripts: transcripts.clone(),
+        attachments: Arc::new(attachments::Attachments::open(&c.storage.dir)?),
     };
     chat::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();

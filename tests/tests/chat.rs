@@ -340,24 +340,36 @@ fn consult_privately_then_transfer_to_an_agent_and_to_a_queue() {
         .any(|f| f["text"] == "bea transferred the chat to queue web"));
 }
 
-/// GET with extra request headers (the customer's chat token).
-fn get_with(edge: &Edge, path: &str, header: &str) -> http::Reply {
+/// A request with extra header lines (the customer's chat token) and a raw body.
+fn raw(edge: &Edge, method: &str, path: &str, header: &str, body: &[u8]) -> http::Reply {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(edge.http).unwrap();
+    let header = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let status = buf.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = buf.split_once("\r\n\r\n").unwrap().1.to_string();
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&buf[..at]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     http::Reply {
         status,
-        bytes: body.clone().into_bytes(),
-        body,
+        body: String::from_utf8_lossy(&buf[at..]).to_string(),
+        bytes: buf[at..].to_vec(),
     }
+}
+
+fn get_with(edge: &Edge, path: &str, header: &str) -> http::Reply {
+    raw(edge, "GET", path, header, b"")
 }
 
 #[test]
@@ -490,4 +502,110 @@ fn chats_and_transcripts_survive_an_edge_crash() {
             .status,
         403
     );
+}
+
+#[test]
+fn attachments_are_shared_as_signed_links_that_expire() {
+    let extra =
+        format!("{EXTRA}\n[chat]\nattachment_max_size = \"64KB\"\nattachment_link_ttl = \"2s\"\n");
+    let edge = Edge::start_with(&extra);
+    let mut ann = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start_and_accept(&edge, &mut ann, "web");
+    let up = format!("/api/v1/chats/{chat}/attachments");
+    let tok = format!("X-Chat-Token: {token}");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend((0..5000u32).map(|i| (i * 7) as u8));
+
+    let r = raw(&edge, "POST", &format!("{up}?name=receipt.png"), &tok, &png);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let att = r.json();
+    assert_eq!(att["size"], 5008);
+    assert_eq!(att["content_type"], "image/png");
+    // Everyone in the room gets the link as a message.
+    let m = ann.until("attachment message", 5.0, text_is("receipt.png"));
+    assert_eq!(m["from"], "customer");
+    assert_eq!(m["name"], "Cy");
+    let url = m["attachment"]["url"].as_str().unwrap().to_string();
+    assert_eq!(url, att["url"].as_str().unwrap());
+    cust.until("customer sees it too", 5.0, text_is("receipt.png"));
+    let got = get_with(&edge, &url, "");
+    assert_eq!(got.status, 200);
+    assert!(
+        got.bytes == png,
+        "the same bytes back ({} bytes)",
+        got.bytes.len()
+    );
+    // Tampered: another expiry, another signature, another file.
+    let exp = att["expires"].as_u64().unwrap();
+    let moved = url.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3600));
+    assert_eq!(get_with(&edge, &moved, "").status, 403);
+    let flipped = format!("{}0", &url[..url.len() - 1]);
+    let flipped = if flipped == url {
+        format!("{}1", &url[..url.len() - 1])
+    } else {
+        flipped
+    };
+    assert_eq!(get_with(&edge, &flipped, "").status, 403);
+    assert_eq!(
+        get_with(&edge, &url.replace(".png", ".pdf"), "").status,
+        403
+    );
+
+    // Refused uploads: type by name, type by content, size, who.
+    let r = raw(&edge, "POST", &format!("{up}?name=x.gif"), &tok, b"GIF89a");
+    assert_eq!(r.status, 415);
+    assert!(r.body.contains("png, jpg, pdf, mp4"), "{}", r.body);
+    let r = raw(
+        &edge,
+        "POST",
+        &format!("{up}?name=invoice.pdf"),
+        &tok,
+        b"MZ\x90\0evil",
+    );
+    assert_eq!(r.status, 415);
+    assert!(r.body.contains("not a pdf"), "{}", r.body);
+    let mut big = b"%PDF-1.7\n".to_vec();
+    big.resize(64_001, b'x');
+    assert_eq!(
+        raw(&edge, "POST", &format!("{up}?name=big.pdf"), &tok, &big).status,
+        413
+    );
+    assert_eq!(raw(&edge, "POST", &up, &tok, &png).status, 400, "no name");
+    let r = raw(
+        &edge,
+        "POST",
+        &format!("{up}?name=a.png"),
+        "X-Chat-Token: nope",
+        &png,
+    );
+    assert_eq!(r.status, 403);
+    let bea = format!("Authorization: Bearer {BEA}");
+    assert_eq!(
+        raw(&edge, "POST", &format!("{up}?name=a.png"), &bea, &png).status,
+        403
+    );
+    // The agent shares a pdf.
+    let mine = format!("Authorization: Bearer {AGENT_TOKEN}");
+    let r = raw(
+        &edge,
+        "POST",
+        &format!("{up}?name=Terms.PDF"),
+        &mine,
+        b"%PDF-1.4 terms",
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let m = cust.until("agent's file", 5.0, text_is("Terms.PDF"));
+    assert_eq!(m["from"], "agent");
+    assert_eq!(m["attachment"]["content_type"], "application/pdf");
+
+    // After the link's lifetime: 410, however valid its signature.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = get_with(&edge, &url, "");
+    assert_eq!(r.status, 410, "{}", r.body);
+    // An ended chat takes no more files.
+    cust.send(json!({"type":"end"}));
+    cust.closed(5.0);
+    let r = raw(&edge, "POST", &format!("{up}?name=late.png"), &tok, &png);
+    assert_eq!(r.status, 403);
 }
