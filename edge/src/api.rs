@@ -83,6 +83,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/attachments/{chat}/{file}",
             get(crate::attachments::download),
         )
+        .route("/chat", get(crate::chat::page_chat))
+        .route("/console", get(crate::chat::page_console))
         .route("/ws/chat", get(crate::chat::ws_customer))
         .route("/ws/agent", get(crate::chat::ws_agent))
         .route("/api/v1/recordings", get(list_recordings))

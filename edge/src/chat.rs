@@ -365,7 +365,17 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
         user.max_chats,
         Instant::now(),
     );
-    let hello = json!({"type":"hello","user":user.name,"role":user.role,"max_chats":user.max_chats,"chats":mine});
+    let snap = s.snapshot.load();
+    let queues: Vec<&str> = snap
+        .config
+        .queues
+        .iter()
+        .filter(|q| q.channel == control::Channel::Chat)
+        .map(|q| q.name.as_str())
+        .collect();
+    let hello = json!({"type":"hello","user":user.name,"role":user.role,"max_chats":user.max_chats,
+        "chats":mine,"queues":queues,"canned":snap.config.chat.canned_responses});
+    drop(snap);
     if sock.send(text(hello)).await.is_err() {
         s.chats
             .agent_disconnect(&s.snapshot.load(), &user.name, conn, Instant::now());
@@ -543,6 +553,27 @@ fn agent_frame(
         }
         other => Err(format!("unknown frame type `{other}`")),
     }
+}
+
+fn page(html: &'static str) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// `GET /chat`: the embeddable customer widget (`?queue=NAME`, default `web`).
+pub async fn page_chat() -> Response {
+    page(include_str!("../static/chat.html"))
+}
+
+/// `GET /console`: the agent console; supervisors also get the live chat list.
+pub async fn page_console() -> Response {
+    page(include_str!("../static/console.html"))
 }
 
 /// `GET /api/v1/chats`: live and queued chats (supervisors and admins).
