@@ -357,14 +357,29 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
     let supervisor = user.has_role(Role::Supervisor);
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Frame>(256);
     let (fwd_tx, mut fwd_rx) = mpsc::channel::<Fwd>(1024);
-    let mine = s.chats.agent_connect(
-        &s.snapshot.load(),
-        &user.name,
-        conn,
-        ctl_tx,
-        user.max_chats,
-        Instant::now(),
-    );
+    // A user who takes chats (an agent of a chat queue) has one console: a newer
+    // one replaces it (4009). Others (supervisors watching) may open any number.
+    let takes_chats = s
+        .snapshot
+        .load()
+        .config
+        .queues
+        .iter()
+        .any(|q| q.channel == control::Channel::Chat && q.agents.contains(&user.name));
+    let _keep_ctl;
+    let mine = if takes_chats {
+        s.chats.agent_connect(
+            &s.snapshot.load(),
+            &user.name,
+            conn,
+            ctl_tx,
+            user.max_chats,
+            Instant::now(),
+        )
+    } else {
+        _keep_ctl = ctl_tx;
+        Vec::new()
+    };
     let snap = s.snapshot.load();
     let queues: Vec<&str> = snap
         .config
@@ -388,7 +403,12 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
                 Some(f) => {
                     if sock.send(frame(&f)).await.is_err() { break; }
                 }
-                None => break,
+                None => {
+                    // The service dropped this console: the same agent connected again.
+                    let (code, reason) = close_for(Closed::Removed);
+                    close(&mut sock, code, reason).await;
+                    break;
+                }
             },
             f = fwd_rx.recv() => match f {
                 Some(Fwd::Frame(f)) => {

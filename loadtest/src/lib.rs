@@ -5,6 +5,7 @@
 pub mod answerer;
 pub mod auth;
 pub mod caller;
+pub mod chat;
 pub mod collector;
 #[cfg(test)]
 mod flow_tests;

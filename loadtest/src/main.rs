@@ -23,6 +23,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Web chat fan-out: rooms of customer + agent + two supervisors over WebSocket
+    /// against the edge (or nats-server's WebSocket listener, to compare).
+    Chat {
+        /// HOST:PORT: the edge's HTTP listener or nats-server's websocket port.
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_enum, default_value = "edge")]
+        server: ServerArg,
+        /// Rooms (four connections each).
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Messages per second over all rooms.
+        #[arg(long, default_value_t = 1000.0, value_parser = parse_rate)]
+        rate: f64,
+        /// How long to send (e.g. 30s).
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Edge chat queue whose agents are lt-agent-0.. (tokens lt-agent-token-N).
+        #[arg(long, default_value = "load")]
+        queue: String,
+        /// Supervisor token (edge).
+        #[arg(long, default_value = "lt-supervisor-token")]
+        supervisor_token: String,
+        /// The server's PID, to report its memory per idle connection.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Message text size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Connections being set up at once.
+        #[arg(long, default_value_t = 64)]
+        setup_concurrency: usize,
+    },
     /// Place calls at a steady rate against a SIP server and measure them.
     Call {
         /// SIP server to call, HOST:PORT.
@@ -189,8 +222,61 @@ fn parse_reject(s: &str) -> Result<(u16, f64), String> {
     Ok((code, pct))
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ServerArg {
+    Edge,
+    Nats,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Chat {
+        target,
+        server,
+        rooms,
+        rate,
+        duration,
+        queue,
+        supervisor_token,
+        server_pid,
+        size,
+        setup_concurrency,
+    } = &cli.command
+    {
+        let args = loadtest::chat::ChatArgs {
+            target: target.clone(),
+            server: match server {
+                ServerArg::Edge => loadtest::chat::Server::Edge,
+                ServerArg::Nats => loadtest::chat::Server::Nats,
+            },
+            rooms: (*rooms).max(1),
+            rate: *rate,
+            duration: *duration,
+            queue: queue.clone(),
+            supervisor_token: supervisor_token.clone(),
+            server_pid: *server_pid,
+            size: (*size).max(32),
+            setup_concurrency: (*setup_concurrency).max(1),
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        return match rt.block_on(loadtest::chat::run_chat(args.clone())) {
+            Ok(rep) => {
+                rep.print(&args);
+                if rep.lost > 0 || rep.dup_or_reordered > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("loadtest: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // SIP runs on one thread (no cross-thread wakeups per message); RTP streams on
     // one worker thread per core (LOADTEST_MEDIA_THREADS to change).
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -207,6 +293,7 @@ fn main() -> ExitCode {
         })
         .max(1);
     let (result, report, max_failed) = match cli.command {
+        Command::Chat { .. } => unreachable!("handled above"),
         Command::Call {
             target,
             rate,

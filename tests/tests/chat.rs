@@ -22,6 +22,10 @@ channel = "chat"
 agents = ["ann"]
 abandon_after = "1s"
 left_message = "Your customer left"
+[[queues]]
+name = "tier2"
+channel = "chat"
+agents = ["bea"]
 [[users]]
 name = "bea"
 role = "agent"
@@ -608,4 +612,33 @@ fn attachments_are_shared_as_signed_links_that_expire() {
     cust.closed(5.0);
     let r = raw(&edge, "POST", &format!("{up}?name=late.png"), &tok, &png);
     assert_eq!(r.status, 403);
+}
+
+#[test]
+fn an_agent_has_one_console_supervisors_any_number() {
+    let edge = Edge::start_with(EXTRA);
+    let mut first = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    first.until("hello", 5.0, is("hello"));
+    let mut second = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    second.until("hello", 5.0, is("hello"));
+    assert_eq!(
+        first.closed(5.0),
+        Some(4009),
+        "the older console is told why"
+    );
+    // Offers now reach the newer console.
+    let (_cust, chat, _) = start_and_accept(&edge, &mut second, "web");
+    let mut sups: Vec<Ws> = (0..3)
+        .map(|_| {
+            let mut s = Ws::connect(edge.http, "/ws/agent", Some(SAM));
+            s.until("hello", 5.0, is("hello"));
+            s.send(json!({"type":"watch","chat":chat}));
+            s.until("watching", 5.0, is("watching"));
+            s
+        })
+        .collect();
+    second.send(json!({"type":"message","chat":chat,"text":"to all three"}));
+    for s in &mut sups {
+        s.until("each supervisor console", 5.0, text_is("to all three"));
+    }
 }
