@@ -99,9 +99,19 @@ fn fields_of(v: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Frame limit, and a small read buffer: tungstenite's default allocates 128 KiB per
+/// connection up front, which is most of an idle connection's memory (measured with
+/// `bench/chat.sh`); chat frames are small and the buffer grows when one is not.
+fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |sock| customer(sock, s))
+        .max_frame_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
+}
+
+const READ_BUFFER: usize = 4096;
+
+pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    limits(ws).on_upgrade(move |sock| customer(sock, s))
 }
 
 /// Start or resume: returns the chat and the offset to replay from.
@@ -301,8 +311,7 @@ pub async fn ws_agent(
 ) -> Response {
     // A bearer header (non-browser clients) or, from a browser, a first `auth` frame.
     let user = crate::api::authorize_user(&s, &headers, Role::Agent).ok();
-    ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |sock| agent(sock, s, user))
+    limits(ws).on_upgrade(move |sock| agent(sock, s, user))
 }
 
 enum Fwd {

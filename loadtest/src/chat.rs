@@ -147,7 +147,11 @@ async fn connect(target: &str, path: &str, bearer: Option<&str>) -> Result<Ws, S
             format!("Bearer {t}").parse().map_err(|_| "bad token")?,
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    // Small read buffers: 10 000 connections at tungstenite's default 128 KiB would
+    // cost the generator 1.3 GB.
+    let cfg =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
         .await
         .map_err(|e| format!("connect {target}{path}: {e}"))?;
     Ok(ws)
