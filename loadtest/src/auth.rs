@@ -2,10 +2,7 @@
 //! answer a 401/407 challenge with an Authorization / Proxy-Authorization value.
 
 use md5::{Digest, Md5};
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
+use signaling::hex;
 
 fn md5(s: &str) -> String {
     hex(&Md5::digest(s.as_bytes()))

@@ -8,6 +8,17 @@ pub mod message;
 pub mod transaction;
 
 pub use control::Transport;
+
+/// Lower-case hex of bytes (digests, tokens, signatures).
+pub fn hex(bytes: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(H[(b >> 4) as usize] as char);
+        s.push(H[(b & 15) as usize] as char);
+    }
+    s
+}
 pub use endpoint::{Endpoint, Event, Transmit};
 pub use transaction::TxId;
 

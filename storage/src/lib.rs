@@ -19,7 +19,8 @@ pub mod uploader;
 pub use journal::{Journal, State};
 pub use spool::Spool;
 
-/// Lower-case hex of bytes.
+pub use signaling::hex;
+
 /// SHA-256 of a whole file, lowercase hex (read in 1 MiB blocks).
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
@@ -34,16 +35,6 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
 }
 
 /// Milliseconds since the Unix epoch of a time (0 before the epoch).

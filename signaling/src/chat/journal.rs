@@ -44,8 +44,5 @@ impl Journal for NoJournal {
 
 /// The digest under which a chat token is looked up and stored.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(token.as_bytes()))
 }

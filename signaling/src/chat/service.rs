@@ -947,7 +947,7 @@ impl Chats {
 pub fn secret_token() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source is available");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::hex(&b)
 }
 
 fn record_of(id: &str, c: &Chat) -> ChatRecord {
