@@ -34,12 +34,32 @@ pub fn request_body(
     token: Option<&str>,
     body: &str,
 ) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
+    request_raw(
+        addr,
+        method,
+        path,
+        &format!("{auth}Content-Type: application/json\r\n"),
+        body.as_bytes(),
+    )
+}
+
+/// A request with `headers` (complete lines, each ending in CRLF, or empty) and a
+/// raw body.
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n", body.len())?;
+    // The server may answer (413, 403) and close before reading a large body.
+    let _ = s.write_all(body);
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let raw = buf

@@ -344,32 +344,14 @@ fn consult_privately_then_transfer_to_an_agent_and_to_a_queue() {
         .any(|f| f["text"] == "bea transferred the chat to queue web"));
 }
 
-/// A request with extra header lines (the customer's chat token) and a raw body.
+/// A request with one extra header line (the customer's chat token) and a raw body.
 fn raw(edge: &Edge, method: &str, path: &str, header: &str, body: &[u8]) -> http::Reply {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(edge.http).unwrap();
-    let header = if header.is_empty() {
+    let headers = if header.is_empty() {
         String::new()
     } else {
         format!("{header}\r\n")
     };
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let _ = s.write_all(body);
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&buf[..at]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    http::Reply {
-        status,
-        body: String::from_utf8_lossy(&buf[at..]).to_string(),
-        bytes: buf[at..].to_vec(),
-    }
+    http::request_raw(edge.http, method, path, &headers, body).unwrap()
 }
 
 fn get_with(edge: &Edge, path: &str, header: &str) -> http::Reply {
