@@ -16,7 +16,7 @@ use axum::Json;
 use control::Role;
 use serde_json::{json, Map, Value};
 use signaling::chat::hub::{Closed, Frame, Subscription};
-use signaling::chat::service::{ChatError, Resume, Target};
+use signaling::chat::service::{ChatError, Part, Resume, Target};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -221,6 +221,7 @@ async fn customer(mut sock: WebSocket, s: AppState) {
         s.chats.customer_detach(&id, conn, Instant::now());
         return;
     }
+    let shown = s.chats.customer_name(&id);
     loop {
         tokio::select! {
             f = sub.inbox.rx.recv() => match f {
@@ -241,7 +242,7 @@ async fn customer(mut sock: WebSocket, s: AppState) {
                     let _ = sock.send(err_frame(Some(&id), &e)).await;
                 }
                 Some(Ok(v)) => {
-                    if let Err(e) = customer_frame(&s, &id, conn, &v) {
+                    if let Err(e) = customer_frame(&s, &id, conn, &shown, &v) {
                         let _ = sock.send(err_frame(Some(&id), &e)).await;
                     }
                 }
@@ -251,11 +252,13 @@ async fn customer(mut sock: WebSocket, s: AppState) {
     s.chats.customer_detach(&id, conn, Instant::now());
 }
 
-fn customer_frame(s: &AppState, id: &str, conn: u64, v: &Value) -> Result<(), String> {
+/// `shown`: the customer's name from its start form, looked up once per connection
+/// rather than under the service lock for every message.
+fn customer_frame(s: &AppState, id: &str, conn: u64, shown: &str, v: &Value) -> Result<(), String> {
     let c = &s.chats;
     match str_of(v, "type").unwrap_or("") {
         "message" => {
-            let name = str_of(v, "name").unwrap_or("");
+            let name = str_of(v, "name").filter(|n| !n.is_empty()).unwrap_or(shown);
             let text = str_of(v, "text").unwrap_or("");
             c.message(id, "customer", name, str_of(v, "client_id"), text, false)
                 .map(|_| ())
@@ -503,14 +506,14 @@ fn agent_frame(
             // The chat's agent writes to everyone, or privately (consultation); a
             // consulted agent writes privately only.
             let private = v.get("private").and_then(Value::as_bool).unwrap_or(false);
-            let consultant = c.is_consultant(&user.name, chat);
-            if !(c.is_agent_of(&user.name, chat) || consultant) {
+            let Some(part) = c.part(&user.name, chat) else {
                 return Err(if supervisor {
                     "supervisors watch chats read-only".into()
                 } else {
                     ChatError::NotYours.to_string()
                 });
-            }
+            };
+            let consultant = part == Part::Consultant;
             let text = str_of(v, "text").unwrap_or("");
             let private = private || consultant;
             c.message(
@@ -565,8 +568,7 @@ fn agent_frame(
         // conversation, or a supervisor watching any chat (read-only; the customer
         // and the agent are not told).
         "watch" => {
-            let allowed =
-                supervisor || c.is_agent_of(&user.name, chat) || c.is_consultant(&user.name, chat);
+            let allowed = supervisor || c.part(&user.name, chat).is_some();
             if !allowed {
                 return Err(ChatError::NotYours.to_string());
             }

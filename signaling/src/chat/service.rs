@@ -48,6 +48,13 @@ pub enum ChatError {
     NotConsulting,
 }
 
+/// A user's part in an active chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Agent,
+    Consultant,
+}
+
 /// Where a transfer goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -619,20 +626,28 @@ impl Chats {
         Ok(())
     }
 
+    /// What `user` is in an active chat: its agent, a consulted agent, or nothing.
+    /// One lock per question (asked for every agent message).
+    pub fn part(&self, user: &str, id: &str) -> Option<Part> {
+        let g = self.lock();
+        let c = g.chats.get(id).filter(|c| c.state == State::Active)?;
+        if c.agent.as_deref() == Some(user) {
+            Some(Part::Agent)
+        } else if c.consultants.contains(user) {
+            Some(Part::Consultant)
+        } else {
+            None
+        }
+    }
+
     /// Whether `user` is the agent of an active chat.
     pub fn is_agent_of(&self, user: &str, id: &str) -> bool {
-        self.lock()
-            .chats
-            .get(id)
-            .is_some_and(|c| c.state == State::Active && c.agent.as_deref() == Some(user))
+        self.part(user, id) == Some(Part::Agent)
     }
 
     /// Whether `user` was consulted on the (active) chat.
     pub fn is_consultant(&self, user: &str, id: &str) -> bool {
-        self.lock()
-            .chats
-            .get(id)
-            .is_some_and(|c| c.state == State::Active && c.consultants.contains(user))
+        self.part(user, id) == Some(Part::Consultant)
     }
 
     /// The chat's agent hands it on: directly to another agent (offered to it, with
