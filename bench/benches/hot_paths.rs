@@ -5,9 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use media::{Relay, Side, Socket};
-use signaling::endpoint::Endpoint;
-use signaling::sdp::Sdp;
-use signaling::{Flow, Transport};
+use sip::endpoint::Endpoint;
+use sip::sdp::Sdp;
+use sip::{Flow, Transport};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -27,11 +27,11 @@ fn sip(c: &mut Criterion) {
     let mut g = c.benchmark_group("sip");
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_invite", |b| {
-        b.iter(|| signaling::message::parse(black_box(msg.as_bytes())).unwrap())
+        b.iter(|| sip::message::parse(black_box(msg.as_bytes())).unwrap())
     });
-    let (parsed, _) = signaling::message::parse(msg.as_bytes()).unwrap();
+    let (parsed, _) = sip::message::parse(msg.as_bytes()).unwrap();
     g.bench_function("serialize_invite", |b| {
-        b.iter(|| signaling::message::to_bytes(black_box(&parsed)))
+        b.iter(|| sip::message::to_bytes(black_box(&parsed)))
     });
     let flow = Flow {
         transport: Transport::Udp,

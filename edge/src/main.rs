@@ -3,20 +3,18 @@
 //! to sockets. `edge check-config FILE` validates a file and exits.
 
 mod api;
-mod attachments;
 mod audio;
-mod chat;
-mod media;
+mod core;
+mod desk;
 mod metrics;
 mod recorder;
 mod recordings;
-mod sip;
-mod supervision;
-mod transcript;
+mod rtp;
+mod ws;
 
 use arc_swap::ArcSwap;
+use b2bua::B2bua;
 use clap::{Parser, Subcommand};
-use signaling::B2bua;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -34,7 +32,7 @@ struct Cli {
     /// Configuration file (TOML). Without it, the embedded demo configuration is used.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Log filter (RUST_LOG syntax), e.g. `info`, `edge=debug,signaling=debug`.
+    /// Log filter (RUST_LOG syntax), e.g. `info`, `edge=debug,sip=debug,b2bua=debug`.
     #[arg(long, default_value = "info", env = "EDGE_LOG")]
     log: String,
     #[command(subcommand)]
@@ -169,16 +167,16 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     recordings::spawn_inbox(uploader.clone(), inbox);
     let audio = Arc::new(audio::AudioCache::load(&snap).map_err(|e| format!("audio file {e}"))?);
-    let (udp, tcp) = sip::bind_all(&snap).await?;
+    let (udp, tcp) = core::bind_all(&snap).await?;
     let http = tokio::net::TcpListener::bind(c.http.listen)
         .await
         .map_err(|e| format!("cannot listen on http {}: {e}", c.http.listen))?;
     let (core_tx, core_rx) = tokio::sync::mpsc::channel(65_536);
     for (addr, s) in &udp {
-        sip::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
+        core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
     }
     for (addr, l) in tcp {
-        sip::spawn_tcp_listener(addr, l, core_tx.clone(), metrics.clone());
+        core::spawn_tcp_listener(addr, l, core_tx.clone(), metrics.clone());
     }
     let b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
     let threads = std::thread::available_parallelism()
@@ -186,9 +184,9 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         .unwrap_or(2);
     let finisher = recorder::Finisher::start()
         .map_err(|e| format!("cannot start the recording finisher: {e}"))?;
-    let relays = media::Relays::start(threads, metrics.clone(), core_tx.clone(), finisher)
+    let relays = rtp::Relays::start(threads, metrics.clone(), core_tx.clone(), finisher)
         .map_err(|e| format!("cannot start RTP relay workers: {e}"))?;
-    let core = sip::Core::new(
+    let core = core::Core::new(
         b2bua,
         udp,
         relays,
@@ -206,15 +204,15 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         metrics.clone(),
     );
     let transcripts = storage::transcript::Transcripts::open(&c.storage.dir)?;
-    let chats = Arc::new(signaling::chat::service::Chats::with_journal(
-        signaling::chat::hub::Limits::default(),
-        seed(),
+    let rooms = Arc::new(chat::Rooms::new(
+        chat::hub::Limits::default(),
         transcripts.clone(),
     ));
+    let chats = Arc::new(desk::Desk::new(rooms));
     let open = transcripts
         .open_chats()
         .map_err(|e| format!("cannot read {}: {e}", transcripts.path().display()))?;
-    chats.restore(open, Instant::now());
+    chats.run(|c, at| c.restore(open, at.now));
     let state = api::AppState {
         core: core_tx.clone(),
         snapshot: shared,
@@ -222,9 +220,9 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         uploader,
         chats,
         transcripts: transcripts.clone(),
-        attachments: Arc::new(attachments::Attachments::open(&c.storage.dir)?),
+        attachments: Arc::new(api::attachments::Attachments::open(&c.storage.dir)?),
     };
-    chat::spawn_sweeper(state.clone());
+    ws::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
     let server = axum::serve(http, api::router(state)).with_graceful_shutdown(shutdown());
@@ -273,7 +271,7 @@ async fn shutdown() {
 fn spawn_reloader(
     path: Option<PathBuf>,
     shared: Arc<ArcSwap<control::Snapshot>>,
-    core: sip::CoreTx,
+    core: core::CoreTx,
     metrics: Arc<metrics::Metrics>,
 ) {
     tokio::spawn(async move {
@@ -307,7 +305,7 @@ fn spawn_reloader(
                     }
                     let new = Arc::new(new);
                     shared.store(new.clone());
-                    let _ = core.send(sip::CoreMsg::Reload(new, Arc::new(audio))).await;
+                    let _ = core.send(core::CoreMsg::Reload(new, Arc::new(audio))).await;
                     metrics.config_reloads.fetch_add(1, Relaxed);
                     info!(file = %path.display(), "configuration reloaded");
                 }

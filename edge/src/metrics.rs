@@ -1,8 +1,8 @@
 //! Process-wide counters that the RTP relay tasks update (batched), and the
 //! Prometheus text rendering of those plus the SIP core's counters.
 
-use signaling::b2bua::CallStats;
-use signaling::endpoint::{Stats, METHOD_NAMES};
+use b2bua::CallStats;
+use sip::endpoint::{Stats, METHOD_NAMES};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -9,8 +9,8 @@
 //! it over with `"recovered": true` (its paused spans are not known; the audio in them
 //! is silence, as the mixer wrote it).
 
+use b2bua::RecordingMeta;
 use media::wav::StereoWav;
-use signaling::b2bua::RecordingMeta;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -5,10 +5,10 @@
 
 use rsip::headers::UntypedHeader;
 use rsip::{Method, Request};
-use signaling::endpoint::{Endpoint, Event, Transmit};
-use signaling::message::{self, Head};
-use signaling::sdp::Sdp;
-use signaling::{Flow, TxId};
+use sip::endpoint::{Endpoint, Event, Transmit};
+use sip::message::{self, Head};
+use sip::sdp::Sdp;
+use sip::{Flow, TxId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

@@ -1,11 +1,11 @@
 //! Digest authentication (RFC 2617 / RFC 8760 with MD5) for `--auth user:pass`:
 //! answer a 401/407 challenge with an Authorization / Proxy-Authorization value.
 
+use hex::encode as hex;
 use md5::{Digest, Md5};
-use signaling::hex;
 
 fn md5(s: &str) -> String {
-    hex(&Md5::digest(s.as_bytes()))
+    hex(Md5::digest(s.as_bytes()))
 }
 
 /// Parameters of a `Digest` challenge.

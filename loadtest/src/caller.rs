@@ -1,4 +1,4 @@
-//! The calling side, sans-IO: places calls through a [`signaling::Endpoint`]
+//! The calling side, sans-IO: places calls through a [`sip::Endpoint`]
 //! (RFC 3261 transactions and retransmissions), ACKs, holds each call for its
 //! duration, hangs up with BYE, answers a callee's BYE, retries once with digest
 //! credentials on 401/407, and records setup time and post-dial delay.
@@ -11,11 +11,11 @@
 use crate::auth;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response};
-use signaling::dialog::Dialog;
-use signaling::endpoint::{Endpoint, Event, Transmit};
-use signaling::message::{self, Head};
-use signaling::sdp::Sdp;
-use signaling::{Flow, TxId};
+use sip::dialog::Dialog;
+use sip::endpoint::{Endpoint, Event, Transmit};
+use sip::message::{self, Head};
+use sip::sdp::Sdp;
+use sip::{Flow, TxId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

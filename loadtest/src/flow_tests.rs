@@ -2,7 +2,7 @@
 
 use crate::answerer::{self, AnswerConfig, Answerer, PortSource};
 use crate::caller::{self, Caller, CallerConfig};
-use signaling::{Flow, Transport};
+use sip::{Flow, Transport};
 use std::time::{Duration, Instant};
 
 struct Ports(u16);

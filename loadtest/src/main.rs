@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use loadtest::rtp::Mode;
 use loadtest::run::{self, AnswerArgs, CallArgs};
-use signaling::Transport;
+use sip::Transport;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use signaling::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
-use signaling::{Flow, Transport};
+use sip::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
+use sip::{Flow, Transport};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use crate::collector::Collector;
 use crate::net::{Inbound, Net};
 use crate::rtp::{self, Mode, StreamConfig};
 use serde_json::{json, Value};
-use signaling::{Flow, Transport};
+use sip::{Flow, Transport};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -177,7 +177,7 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
         remote: a.target,
     };
     let direct = net.udp_socket().cloned();
-    let mut rbuf = vec![0u8; signaling::message::MAX_MESSAGE_SIZE + 1];
+    let mut rbuf = vec![0u8; sip::message::MAX_MESSAGE_SIZE + 1];
     let mut caller = Caller::new(
         CallerConfig {
             flow,

@@ -19,8 +19,6 @@ pub mod uploader;
 pub use journal::{Journal, State};
 pub use spool::Spool;
 
-pub use signaling::hex;
-
 /// SHA-256 of a whole file, lowercase hex (read in 1 MiB blocks).
 pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
@@ -31,7 +29,7 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(hex(&h.finalize()));
+            return Ok(hex::encode(h.finalize()));
         }
         h.update(&buf[..n]);
     }

@@ -114,7 +114,7 @@ impl Spool {
                     index,
                     offset,
                     len,
-                    sha256: crate::hex(&h.finalize()),
+                    sha256: hex::encode(h.finalize()),
                     acked: false,
                     etag: None,
                 });
@@ -130,7 +130,7 @@ impl Spool {
                     .map(str::to_string),
                 file,
                 size,
-                sha256: crate::hex(&whole.finalize()),
+                sha256: hex::encode(whole.finalize()),
                 created_ms: now_ms,
                 state: State::Pending,
                 target: self.target.clone(),

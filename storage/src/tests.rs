@@ -84,7 +84,7 @@ async fn recordings_reach_the_fs_target_whole_and_the_spool_empties() {
     assert_eq!(std::fs::read(archive.join("rec-b.wav")).unwrap(), b);
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(archive.join("rec-a.json")).unwrap()).unwrap();
-    assert_eq!(meta["sha256"], crate::hex(&Sha256::digest(&a)));
+    assert_eq!(meta["sha256"], hex::encode(Sha256::digest(&a)));
     assert_eq!(meta["size"], 2500);
     assert_eq!(meta["call_id"], "c1");
     assert!(

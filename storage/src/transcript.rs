@@ -1,7 +1,7 @@
 //! Chat transcripts in embedded SQLite (`{storage.dir}/chat/transcripts.sqlite`).
 //!
 //! The chat service hands every chat change and room entry to [`Transcripts`] as it
-//! accepts it (through [`signaling::chat::journal::Journal`], called with a lock
+//! accepts it (through [`chat::store::Store`], called with a lock
 //! held, so it only queues). One writer thread drains the queue in group commits:
 //! whatever arrived while the last transaction was committing goes into the next one.
 //! The database runs in WAL mode with `synchronous = NORMAL`: a committed
@@ -11,9 +11,9 @@
 //! Readers (transcript endpoint, search, restore at start) use their own connection;
 //! WAL lets them read while the writer writes.
 
+use chat::store::{ChatRecord, Store, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
-use signaling::chat::journal::{ChatRecord, Journal, StoredMessage};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -215,15 +215,15 @@ impl Transcripts {
     }
 }
 
-impl Journal for Transcripts {
+impl Store for Transcripts {
     fn chat(&self, c: &ChatRecord) {
         self.send(Op::Chat(c.clone()));
     }
 
-    fn message(&self, chat: &str, offset: u64, private: bool, ts_ms: u64, frame: &str) {
+    fn message(&self, chat: &str, offset: chat::Offset, private: bool, ts_ms: u64, frame: &str) {
         self.send(Op::Msg {
             chat: chat.to_string(),
-            offset,
+            offset: offset.0,
             private,
             ts_ms,
             frame: frame.to_string(),
@@ -282,7 +282,7 @@ fn messages(c: &Connection, id: &str, private: bool) -> rusqlite::Result<Vec<Sto
     )?;
     let rows = st.query_map(params![id, private], |r| {
         Ok(StoredMessage {
-            offset: r.get::<_, i64>(0)? as u64,
+            offset: chat::Offset(r.get::<_, i64>(0)? as u64),
             private: r.get(1)?,
             frame: r.get(2)?,
         })

@@ -3,8 +3,8 @@
 //! when asked.
 
 use crate::transcript::{Query, Transcripts};
+use chat::store::{ChatRecord, Store};
 use serde_json::json;
-use signaling::chat::journal::{ChatRecord, Journal};
 
 fn rec(id: &str, queue: &str, state: &str, agent: Option<&str>, created: u64) -> ChatRecord {
     ChatRecord {
@@ -21,7 +21,13 @@ fn rec(id: &str, queue: &str, state: &str, agent: Option<&str>, created: u64) ->
 
 fn msg(t: &Transcripts, chat: &str, offset: u64, private: bool) {
     let f = json!({"type":"message","chat":chat,"offset":offset,"text":format!("m{offset}")});
-    t.message(chat, offset, private, 1000 + offset, &f.to_string());
+    t.message(
+        chat,
+        chat::Offset(offset),
+        private,
+        1000 + offset,
+        &f.to_string(),
+    );
 }
 
 #[test]
@@ -51,7 +57,7 @@ fn entries_survive_reopen_and_search_filters_by_date_queue_agent() {
     agents.sort();
     assert_eq!(agents, ["ann", "bob"]);
     assert_eq!(
-        msgs.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        msgs.iter().map(|m| m.offset.0).collect::<Vec<_>>(),
         [1, 3],
         "public view"
     );

@@ -2,8 +2,8 @@
 //! through unharmed (SDP rewritten so RTP comes through the proxy), RTP loses every
 //! `drop_every`-th packet in each direction and is held back by `delay`.
 
-use signaling::message;
-use signaling::sdp::Sdp;
+use sip::message;
+use sip::sdp::Sdp;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,8 +4,8 @@
 
 use rsip::headers::UntypedHeader;
 use rsip::{Header, SipMessage};
-use signaling::message::{parse, tag_of, uri_of};
-use signaling::sdp::Sdp;
+use sip::message::{parse, tag_of, uri_of};
+use sip::sdp::Sdp;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -237,12 +237,12 @@ impl Uas {
                     continue;
                 };
                 let reply = |code: u16, body: Option<String>| {
-                    let mut r = signaling::message::response(&req, code, Some("uas1"), "uas");
+                    let mut r = sip::message::response(&req, code, Some("uas1"), "uas");
                     r.headers.push(
                         rsip::headers::Contact::new(format!("<sip:uas@127.0.0.1:{port}>")).into(),
                     );
                     if let Some(b) = body {
-                        r.body = signaling::message::set_body(
+                        r.body = sip::message::set_body(
                             &mut r.headers,
                             b.as_bytes(),
                             Some("application/sdp"),

@@ -1,0 +1,176 @@
+//! The state of one B2BUA call: the caller's leg (A), the callee's leg (B), media
+//! ports, the pending re-INVITE, and where it is routed.
+
+use control::SipTarget;
+use rsip::Request;
+use sip::dialog::Dialog;
+use sip::sdp::Sdp;
+use sip::TxId;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub use media::Side;
+
+/// Where a call is routed.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// A static route: number (as configured) → target.
+    Static { number: String, target: SipTarget },
+    /// A queue of agents.
+    Queue { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// Waiting in a queue for a free agent.
+    Queued,
+    /// INVITE sent on the B leg, no provisional yet.
+    Calling,
+    /// B sent a provisional response.
+    Early,
+    /// B (the agent) answered and hears the queue's announcement; A is not answered
+    /// yet (it hears ringback).
+    Announcing,
+    /// B answered, 200 sent to A, A's ACK not yet in.
+    Answered,
+    Connected,
+    /// Being torn down: BYE/CANCEL out, waiting for the last transactions.
+    Ending,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Queued => "queued",
+            CallState::Calling => "calling",
+            CallState::Early => "ringing",
+            CallState::Announcing => "announcing",
+            CallState::Answered => "answered",
+            CallState::Connected => "connected",
+            CallState::Ending => "ending",
+        }
+    }
+}
+
+/// The callee leg of one attempt.
+#[derive(Debug)]
+pub struct BLeg {
+    pub dialog: Dialog,
+    /// The INVITE client transaction while it has no final response.
+    pub tx: Option<TxId>,
+    pub provisional: bool,
+    /// CANCEL wanted before any provisional arrived (§9.1: wait for one).
+    pub cancel_pending: bool,
+    /// Agent id when the attempt goes to a queue agent.
+    pub agent: Option<String>,
+    pub attempt: u32,
+}
+
+/// A re-INVITE being passed from one side to the other.
+#[derive(Debug)]
+pub struct Reinvite {
+    pub from: Side,
+    pub server_tx: TxId,
+    /// The offer came in the 2xx (re-INVITE without SDP): the ACK carries the answer.
+    pub offerless: bool,
+    /// The offer holds (`Some(true)`) or resumes (`Some(false)`) the other side.
+    pub hold: Option<bool>,
+    /// The offer was `inactive` and went on as `sendonly` (the edge plays hold audio):
+    /// the answer back must say `inactive`.
+    pub answer_inactive: bool,
+    /// The previous media target of `from`, restored when the other side refuses.
+    pub previous: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    pub id: u64,
+    pub public_id: String,
+    pub state: CallState,
+    pub caller: String,
+    pub callee: String,
+    pub route: Route,
+    pub agent: Option<String>,
+    pub started: Instant,
+    pub answered: Option<Instant>,
+    /// The caller's INVITE server transaction, until it has a final response.
+    pub a_tx: Option<TxId>,
+    pub a_invite: Request,
+    pub a: Dialog,
+    /// The caller's last SDP (the offer, for new attempts).
+    pub a_sdp: Option<Sdp>,
+    pub b: Option<BLeg>,
+    /// Earlier attempts whose INVITE may still answer (to be ACKed and BYEd).
+    pub stale: Vec<BLeg>,
+    pub a_port: u16,
+    pub b_port: u16,
+    pub reinvite: Option<Reinvite>,
+    /// Our ACK to B waits for A's ACK (the offer came in B's 2xx): CSeq of B's INVITE.
+    pub b_ack_waits_for_a: Option<(u32, Side)>,
+    /// Agents already offered this call in the current round.
+    pub tried: HashSet<String>,
+    pub attempts: u32,
+    pub wait_deadline: Option<Instant>,
+    /// In-dialog transactions (BYE, CANCEL) still open while ending.
+    pub open_ending: u32,
+    /// Final status reported to A (or 200 when answered).
+    pub outcome: Option<u16>,
+    pub end_reason: &'static str,
+    /// RTP address each side announced (index: `Side as usize`).
+    pub remote: [Option<SocketAddr>; 2],
+    /// RFC 4733 payload type each side announced (index: `Side as usize`).
+    pub te_pt: [Option<u8>; 2],
+    /// Every client / server transaction registered for this call, unindexed at the end.
+    pub client_txs: Vec<TxId>,
+    pub server_txs: Vec<TxId>,
+    /// `Some(paused)` while the call is recorded.
+    pub recording: Option<bool>,
+    /// DTMF digits received in the media (capped).
+    pub digits: Vec<super::DigitEvent>,
+    /// Sides on hold (index: `Side as usize`), by re-INVITE or API.
+    pub held: [bool; 2],
+    /// Our 200 to A while the agent hears the announcement (its SDP).
+    pub pending_answer: Option<String>,
+}
+
+impl Call {
+    pub fn dialog(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::A => Some(&self.a),
+            Side::B => self.b.as_ref().map(|b| &b.dialog),
+        }
+    }
+
+    pub fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::A => Some(&mut self.a),
+            Side::B => self.b.as_mut().map(|b| &mut b.dialog),
+        }
+    }
+
+    /// The edge's RTP port facing `side`.
+    pub fn port(&self, side: Side) -> u16 {
+        match side {
+            Side::A => self.a_port,
+            Side::B => self.b_port,
+        }
+    }
+
+    /// The queue or the static route (number) the call took, for per-call settings.
+    pub fn route_names(&self) -> (Option<String>, Option<String>) {
+        match &self.route {
+            Route::Queue { name } => (Some(name.clone()), None),
+            Route::Static { number, .. } => (None, Some(number.clone())),
+        }
+    }
+
+    /// B's dialog is confirmed (answered and ACKed) though A may not be answered yet.
+    pub fn b_confirmed(&self) -> bool {
+        self.is_established() || self.state == CallState::Announcing
+    }
+
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, CallState::Answered | CallState::Connected)
+    }
+}

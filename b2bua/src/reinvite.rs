@@ -1,0 +1,211 @@
+//! re-INVITE pass-through (hold/unhold, new SDP): the offer from one side goes to the
+//! other with the SDP rewritten for the edge's ports, and the answer comes back the
+//! same way. A re-INVITE without SDP gets the other side's offer in our 2xx and its
+//! answer in the ACK, which we forward in our ACK.
+
+use super::*;
+use sip::sdp::Direction;
+
+impl B2bua {
+    pub(super) fn on_reinvite(
+        &mut self,
+        now: Instant,
+        id: u64,
+        side: Side,
+        tx: TxId,
+        req: Request,
+    ) {
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let c = self.calls.get_mut(&id).expect("checked");
+        c.server_txs.push(tx);
+        let busy = c.reinvite.is_some() || c.b_ack_waits_for_a.is_some();
+        if !c.is_established() || busy || (c.state == CallState::Answered && side == Side::A) {
+            let h = rsip::headers::RetryAfter::new("1").into();
+            return self.reply_with(now, tx, &req, 491, vec![h]);
+        }
+        let sdp = if is_sdp(&req.headers, &req.body) {
+            match Sdp::parse(&req.body).and_then(|s| s.audio_target().map(|_| s)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
+                    return self.reply_with(now, tx, &req, 488, vec![w]);
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(d) = c.dialog_mut(side) {
+            d.on_refresh(&req);
+        }
+        let previous = c.remote[side as usize];
+        let other = side.other();
+        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, c.port(other)));
+        let hold = sdp.as_ref().map(Sdp::is_hold);
+        let (queue, route) = c.route_names();
+        let hold_audio = self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .hold_audio
+            .is_some();
+        // Held with `inactive` while the edge plays hold audio: the held party is told
+        // `sendonly` (it receives), and the holder gets `inactive` back.
+        let answer_inactive = hold == Some(true)
+            && hold_audio
+            && sdp.as_ref().map(Sdp::audio_direction) == Some(Direction::Inactive);
+        if answer_inactive {
+            body = body.map(|b| b.replace("a=inactive\r\n", "a=sendonly\r\n"));
+        }
+        let Some(d) = c.dialog_mut(other) else {
+            return self.reply(now, tx, &req, 500, None);
+        };
+        let out = d.request(
+            Method::Invite,
+            body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
+            &user_agent,
+        );
+        let flow = d.flow;
+        c.reinvite = Some(Reinvite {
+            from: side,
+            server_tx: tx,
+            offerless: sdp.is_none(),
+            hold,
+            answer_inactive,
+            previous,
+        });
+        if side == Side::A {
+            if let Some(s) = &sdp {
+                c.a_sdp = Some(s.clone());
+            }
+        }
+        debug!(call = %c.public_id, from = ?side, hold = ?sdp.as_ref().map(|s| s.audio_direction()), "re-INVITE");
+        let ctx = self.ep.send_request(now, out, flow);
+        let c = self.calls.get_mut(&id).expect("checked");
+        c.client_txs.push(ctx);
+        self.client_tx.insert(ctx, (id, ClientRole::Reinvite));
+        self.server_tx.insert(tx, (id, ServerRole::Reinvite));
+        self.pending_relay.insert(tx, req);
+        if let Some(s) = sdp {
+            let addr = s.audio_target().ok().flatten();
+            self.set_remote(id, side, addr);
+        }
+    }
+
+    pub(super) fn on_reinvite_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        _tx: TxId,
+        resp: Response,
+        head: Head,
+    ) {
+        let code = resp.status_code.code();
+        if code < 200 {
+            return;
+        }
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(rv) = c.reinvite.take() else {
+            // A retransmitted 2xx: ACK again on the leg it came from.
+            if (200..300).contains(&code) && c.b_ack_waits_for_a.is_none() {
+                let side = if c.a.call_id == head.call_id {
+                    Side::A
+                } else {
+                    Side::B
+                };
+                if let Some(d) = c.dialog(side) {
+                    ack_2xx(&mut self.ep, d, head.cseq, None, &user_agent);
+                }
+            }
+            return;
+        };
+        let other = rv.from.other();
+        let Some(req) = self.pending_relay.remove(&rv.server_tx) else {
+            return;
+        };
+        self.server_tx.remove(&rv.server_tx);
+        if !(200..300).contains(&code) {
+            let c = self.calls.get_mut(&id).expect("present");
+            c.reinvite = None;
+            self.set_remote(id, rv.from, rv.previous);
+            let mapped = if code == 491 { 491 } else { map_failure(code) };
+            return self.reply(now, rv.server_tx, &req, mapped, None);
+        }
+        let sdp = if is_sdp(&resp.headers, &resp.body) {
+            Sdp::parse(&resp.body).ok()
+        } else {
+            None
+        };
+        if let Some(d) = c.dialog_mut(other) {
+            d.on_response(&resp, &head);
+        }
+        let from_port = c.port(rv.from);
+        if rv.offerless {
+            c.b_ack_waits_for_a = Some((head.cseq, other));
+        } else if let Some(d) = c.dialog(other) {
+            ack_2xx(&mut self.ep, d, head.cseq, None, &user_agent);
+        }
+        let contact = c
+            .dialog(rv.from)
+            .map(|d| d.local_contact.clone())
+            .unwrap_or_default();
+        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, from_port));
+        if rv.answer_inactive {
+            body = body.map(|b| b.replace("a=recvonly\r\n", "a=inactive\r\n"));
+        }
+        if let Some(s) = &sdp {
+            let addr = s.audio_target().ok().flatten();
+            self.set_remote(id, other, addr);
+        }
+        if let Some(h) = rv.hold {
+            self.set_held(id, other, h);
+        }
+        let mut r = message::response(&req, 200, None, self.ep.server_name());
+        r.headers.push(rsip::headers::Contact::new(contact).into());
+        if let Some(b) = body {
+            r.body = message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
+        }
+        self.ep.respond(now, rv.server_tx, r);
+    }
+
+    /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
+    /// queue's hold audio to it.
+    pub(super) fn set_held(&mut self, id: u64, side: Side, on: bool) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.held[side as usize] == on {
+            return;
+        }
+        c.held[side as usize] = on;
+        let (queue, route) = c.route_names();
+        let audio = self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .hold_audio
+            .map(|p| p.to_path_buf());
+        info!(call = %c.public_id, side = ?side, held = on, "hold");
+        self.outputs.push_back(Output::Hold {
+            call: id,
+            side,
+            held: on,
+            audio,
+        });
+    }
+
+    /// The re-INVITE to the other side got no answer at all.
+    pub(super) fn reinvite_failed(&mut self, now: Instant, id: u64, code: u16) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(rv) = c.reinvite.take() else { return };
+        self.server_tx.remove(&rv.server_tx);
+        self.set_remote(id, rv.from, rv.previous);
+        if let Some(req) = self.pending_relay.remove(&rv.server_tx) {
+            self.reply(now, rv.server_tx, &req, code, None);
+        }
+    }
+}

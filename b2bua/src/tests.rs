@@ -1,0 +1,690 @@
+//! B2BUA call flows with in-memory peers and a virtual clock.
+
+use super::*;
+use rsip::SipMessage;
+use sip::message::parse;
+
+#[path = "monitor_tests.rs"]
+mod monitor_tests;
+
+#[path = "announce_tests.rs"]
+mod announce_tests;
+
+const CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+agent_ring_timeout = "10s"
+max_calls = 3
+[media]
+address = "127.0.0.1"
+rtp_ports = "20000-20099"
+[[trunks]]
+name = "t"
+sources = ["127.0.0.1/32"]
+[[routes]]
+number = "service"
+target = "sip:service@127.0.0.1:5090"
+[[routes]]
+number = "44*"
+target = "sip:127.0.0.1:5091"
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001", "1002"]
+max_wait = "30s"
+[[agents]]
+id = "1001"
+contact = "sip:1001@127.0.0.1:5092"
+[[agents]]
+id = "1002"
+contact = "sip:1002@127.0.0.1:5094"
+"#;
+
+const CALLER: &str = "127.0.0.1:5070";
+const SERVICE: &str = "127.0.0.1:5090";
+const ALICE: &str = "127.0.0.1:5092";
+const BOB: &str = "127.0.0.1:5094";
+
+fn sdp(port: u16) -> String {
+    format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+}
+
+struct Net {
+    b: B2bua,
+    now: Instant,
+    inbox: HashMap<SocketAddr, VecDeque<(SipMessage, Head)>>,
+    outputs: Vec<Output>,
+}
+
+impl Net {
+    fn new(config: &str) -> Net {
+        let now = Instant::now();
+        let snap = Arc::new(control::parse("t", config).unwrap());
+        Net {
+            b: B2bua::new(snap, 7, now),
+            now,
+            inbox: HashMap::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    fn flow(from: &str) -> Flow {
+        Flow {
+            transport: Transport::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: from.parse().unwrap(),
+        }
+    }
+
+    fn send(&mut self, from: &str, text: &str) {
+        self.b
+            .handle_datagram(self.now, Net::flow(from), text.as_bytes());
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        while let Some(o) = self.b.poll_output() {
+            self.outputs.push(o);
+        }
+        while let Some(t) = self.b.poll_transmit() {
+            let parsed = parse(&t.data).expect("the edge sends parseable SIP");
+            self.inbox
+                .entry(t.flow.remote)
+                .or_default()
+                .push_back(parsed);
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.b.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.b.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+        self.b.handle_timeout(self.now);
+        self.pump();
+    }
+
+    /// Next message received by `at`, skipping retransmissions of `skip` codes.
+    fn recv(&mut self, at: &str) -> (SipMessage, Head) {
+        self.inbox
+            .get_mut(&at.parse().unwrap())
+            .and_then(|q| q.pop_front())
+            .unwrap_or_else(|| panic!("nothing for {at}"))
+    }
+
+    fn expect_response(&mut self, at: &str, code: u16) -> (Response, Head) {
+        loop {
+            let (m, h) = self.recv(at);
+            match m {
+                SipMessage::Response(r) if r.status_code.code() == code => return (r, h),
+                SipMessage::Response(r) if r.status_code.code() == 100 => continue,
+                other => panic!("expected {code} at {at}, got {}", first(&other)),
+            }
+        }
+    }
+
+    fn expect_request(&mut self, at: &str, method: Method) -> (Request, Head) {
+        let (m, h) = self.recv(at);
+        match m {
+            SipMessage::Request(r) if r.method == method => (r, h),
+            other => panic!("expected {method} at {at}, got {}", first(&other)),
+        }
+    }
+
+    fn quiet(&self, at: &str) -> bool {
+        self.inbox
+            .get(&at.parse().unwrap())
+            .is_none_or(|q| q.is_empty())
+    }
+}
+
+fn first(m: &SipMessage) -> String {
+    m.to_string().lines().next().unwrap_or("").to_string()
+}
+
+fn invite(number: &str, call_id: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{number}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id};rport\r\n\
+From: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:caller@{CALLER}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A response from a callee to a request it received.
+fn answer(req: &Request, code: u16, tag: &str, body: Option<&str>, contact: &str) -> String {
+    let mut r = message::response(req, code, Some(tag), "callee");
+    r.headers
+        .push(rsip::headers::Contact::new(format!("<sip:x@{contact}>")).into());
+    if let Some(b) = body {
+        r.body = message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
+    }
+    r.to_string()
+}
+
+/// An in-dialog request from a peer, given the request that created its dialog (as
+/// received by the peer) and whether the peer is the UAS of it.
+#[allow(clippy::too_many_arguments)]
+fn in_dialog(
+    method: Method,
+    created: &Request,
+    peer_is_uas: bool,
+    peer_tag: &str,
+    cseq: u32,
+    branch: &str,
+    peer: &str,
+    body: &str,
+) -> String {
+    let get =
+        |f: fn(&Header) -> Option<&str>| created.headers.iter().find_map(f).unwrap().to_string();
+    let from = get(|h| {
+        if let Header::From(v) = h {
+            Some(v.value())
+        } else {
+            None
+        }
+    });
+    let to = get(|h| {
+        if let Header::To(v) = h {
+            Some(v.value())
+        } else {
+            None
+        }
+    });
+    let call_id = get(|h| {
+        if let Header::CallId(v) = h {
+            Some(v.value())
+        } else {
+            None
+        }
+    });
+    let contact = get(|h| {
+        if let Header::Contact(v) = h {
+            Some(v.value())
+        } else {
+            None
+        }
+    });
+    let (f, t) = if peer_is_uas {
+        (format!("{to};tag={peer_tag}"), from)
+    } else {
+        (from, to)
+    };
+    let uri = message::uri_of(&contact).to_string();
+    let ct = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {peer};branch=z9hG4bK-{branch}\r\nFrom: {f}\r\nTo: {t}\r\nCall-ID: {call_id}\r\n\
+CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn sdp_port(body: &[u8]) -> u16 {
+    Sdp::parse(body)
+        .unwrap()
+        .audio_target()
+        .unwrap()
+        .unwrap()
+        .port()
+}
+
+/// Caller → edge → service, up to the caller's ACK. Returns the INVITE the callee got
+/// and the 200 the caller got.
+fn connect(n: &mut Net, call_id: &str) -> (Request, Response) {
+    n.send(CALLER, &invite("service", call_id, &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    let (inv, inv_head) = n.expect_request(SERVICE, Method::Invite);
+    assert_eq!(inv.uri.to_string(), "sip:service@127.0.0.1:5090");
+    assert_eq!(inv_head.cseq, 1, "a new dialog starts at CSeq 1");
+    let b_port = sdp_port(&inv.body);
+    assert!(
+        (20000..20100).contains(&b_port),
+        "callee sees the edge's port"
+    );
+    n.send(SERVICE, &answer(&inv, 180, "callee", None, SERVICE));
+    n.expect_response(CALLER, 180);
+    n.send(
+        SERVICE,
+        &answer(&inv, 200, "callee", Some(&sdp(6000)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    let (ok, _) = n.expect_response(CALLER, 200);
+    let a_port = sdp_port(&ok.body);
+    assert_ne!(a_port, b_port);
+    n.send(
+        CALLER,
+        &invite("service", call_id, "")
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace(
+                "To: <sip:service@127.0.0.1>",
+                &format!(
+                    "To: <sip:service@127.0.0.1>;tag={}",
+                    message::tag_of(
+                        &ok.to_string()
+                            .lines()
+                            .find(|l| l.starts_with("To:"))
+                            .unwrap()[3..]
+                    )
+                    .unwrap()
+                ),
+            )
+            .replace(&format!("z9hG4bK-{call_id}"), "z9hG4bK-ack"),
+    );
+    (inv, ok)
+}
+
+#[test]
+fn static_route_call_connects_relays_media_and_caller_hangs_up() {
+    let mut n = Net::new(CONFIG);
+    let (inv, ok) = connect(&mut n, "c1");
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].state, "connected");
+    assert_eq!(calls[0].route.as_deref(), Some("service"));
+    // Media: open, A at 4000, B at 6000.
+    let open = n
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::MediaOpen { a_port, b_port, .. } => Some((*a_port, *b_port)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(open, (sdp_port(&ok.body), sdp_port(&inv.body)));
+    assert!(n.outputs.contains(&Output::MediaRemote {
+        call: 1,
+        side: Side::A,
+        addr: Some("127.0.0.1:4000".parse().unwrap())
+    }));
+    assert!(n.outputs.contains(&Output::MediaRemote {
+        call: 1,
+        side: Side::B,
+        addr: Some("127.0.0.1:6000".parse().unwrap())
+    }));
+    // The caller hangs up.
+    let ok_req = ok.to_string();
+    let tag = message::tag_of(&ok_req.lines().find(|l| l.starts_with("To:")).unwrap()[3..])
+        .unwrap()
+        .to_string();
+    let bye = format!(
+        "BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-bye\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-c1\r\n\
+To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    n.send(CALLER, &bye);
+    n.expect_response(CALLER, 200);
+    let (b_bye, bye_head) = n.expect_request(SERVICE, Method::Bye);
+    assert_eq!(bye_head.cseq, 2, "BYE's CSeq follows the INVITE's");
+    assert_eq!(
+        b_bye.uri.to_string(),
+        "sip:x@127.0.0.1:5090",
+        "BYE goes to the callee's Contact"
+    );
+    assert_eq!(
+        n.b.active_calls(),
+        1,
+        "call lives until the callee answers the BYE"
+    );
+    n.send(SERVICE, &answer(&b_bye, 200, "callee", None, SERVICE));
+    assert_eq!(n.b.active_calls(), 0);
+    assert!(n.outputs.contains(&Output::MediaClose { call: 1 }));
+    assert_eq!(n.b.ports_in_use(), 0, "ports returned");
+    assert_eq!(n.b.index_sizes(), [0; 5], "no index entry left behind");
+    assert_eq!(n.b.stats.ended_by_status.get(&200), Some(&1));
+}
+
+#[test]
+fn callee_hangs_up() {
+    let mut n = Net::new(CONFIG);
+    let (inv, _) = connect(&mut n, "c2");
+    let bye = in_dialog(Method::Bye, &inv, true, "callee", 1, "b-bye", SERVICE, "");
+    n.send(SERVICE, &bye);
+    n.expect_response(SERVICE, 200);
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    assert_eq!(a_bye.uri.to_string(), "sip:caller@127.0.0.1:5070");
+    n.send(CALLER, &answer(&a_bye, 200, "ignored", None, CALLER));
+    assert_eq!(n.b.active_calls(), 0);
+}
+
+#[test]
+fn caller_cancels_before_answer() {
+    let mut n = Net::new(CONFIG);
+    let text = invite("service", "c3", &sdp(4000));
+    n.send(CALLER, &text);
+    let (inv, _) = n.expect_request(SERVICE, Method::Invite);
+    n.send(SERVICE, &answer(&inv, 180, "callee", None, SERVICE));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    n.send(
+        CALLER,
+        &text
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL"),
+    );
+    n.expect_response(CALLER, 200);
+    n.expect_response(CALLER, 487);
+    let (cancel, _) = n.expect_request(SERVICE, Method::Cancel);
+    n.send(SERVICE, &answer(&cancel, 200, "callee", None, SERVICE));
+    n.send(SERVICE, &answer(&inv, 487, "callee", None, SERVICE));
+    n.expect_request(SERVICE, Method::Ack);
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.ports_in_use(), 0);
+}
+
+#[test]
+fn cancel_crossing_the_callees_200() {
+    let mut n = Net::new(CONFIG);
+    let text = invite("service", "c4", &sdp(4000));
+    n.send(CALLER, &text);
+    let (inv, _) = n.expect_request(SERVICE, Method::Invite);
+    n.send(SERVICE, &answer(&inv, 180, "callee", None, SERVICE));
+    n.send(
+        CALLER,
+        &text
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL"),
+    );
+    let (cancel, _) = n.expect_request(SERVICE, Method::Cancel);
+    // The callee had already answered: its 200 crosses our CANCEL.
+    n.send(
+        SERVICE,
+        &answer(&inv, 200, "callee", Some(&sdp(6000)), SERVICE),
+    );
+    n.send(SERVICE, &answer(&cancel, 200, "callee", None, SERVICE));
+    n.expect_request(SERVICE, Method::Ack);
+    let (bye, _) = n.expect_request(SERVICE, Method::Bye);
+    n.send(SERVICE, &answer(&bye, 200, "callee", None, SERVICE));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.stats.ended_by_status.get(&487), Some(&1));
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}
+
+#[test]
+fn failures_are_mapped_back() {
+    for (callee, caller) in [
+        (486, 486),
+        (404, 404),
+        (503, 503),
+        (407, 503),
+        (302, 480),
+        (603, 603),
+    ] {
+        let mut n = Net::new(CONFIG);
+        n.send(CALLER, &invite("service", "f", &sdp(4000)));
+        let (inv, _) = n.expect_request(SERVICE, Method::Invite);
+        n.send(SERVICE, &answer(&inv, callee, "callee", None, SERVICE));
+        n.expect_request(SERVICE, Method::Ack);
+        n.expect_response(CALLER, 100);
+        n.expect_response(CALLER, caller);
+        assert_eq!(n.b.active_calls(), 0, "{callee}");
+        assert_eq!(n.b.ports_in_use(), 0);
+        assert_eq!(n.b.index_sizes(), [0; 5], "{callee}");
+    }
+}
+
+#[test]
+fn callee_silence_gives_408() {
+    let mut n = Net::new(CONFIG);
+    n.send(CALLER, &invite("service", "t", &sdp(4000)));
+    n.advance(Duration::from_secs(33));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 408);
+    assert_eq!(n.b.active_calls(), 0);
+}
+
+#[test]
+fn rejections_before_routing() {
+    let mut n = Net::new(CONFIG);
+    n.send(CALLER, &invite("999", "r1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 404);
+    n.send("127.0.0.2:5070", &invite("service", "r2", &sdp(4000)));
+    n.expect_response("127.0.0.2:5070", 100);
+    n.expect_response("127.0.0.2:5070", 403);
+    n.send(
+        CALLER,
+        &invite("service", "r3", &sdp(4000)).replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 483);
+    n.send(CALLER, &invite("service", "r4", "v=0\r\nm=audio x\r\n"));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 488);
+    let reg = invite("service", "r5", "")
+        .replace("INVITE sip", "REGISTER sip")
+        .replace("1 INVITE", "1 REGISTER");
+    n.send(CALLER, &reg);
+    let (r, _) = n.expect_response(CALLER, 405);
+    assert!(r
+        .to_string()
+        .contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"));
+    let opt = invite("service", "r6", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("1 INVITE", "1 OPTIONS");
+    n.send(CALLER, &opt);
+    n.expect_response(CALLER, 200);
+    assert_eq!(n.b.active_calls(), 0);
+}
+
+#[test]
+fn overload_gets_503_with_retry_after() {
+    let mut n = Net::new(CONFIG);
+    for i in 0..3 {
+        n.send(CALLER, &invite("service", &format!("o{i}"), &sdp(4000)));
+    }
+    n.send(CALLER, &invite("service", "o4", &sdp(4000)));
+    for _ in 0..3 {
+        n.expect_response(CALLER, 100);
+    }
+    n.expect_response(CALLER, 100);
+    let (r, _) = n.expect_response(CALLER, 503);
+    assert!(r.to_string().contains("Retry-After: 5"));
+}
+
+#[test]
+fn prefix_route_puts_the_dialled_number_in_the_request_uri() {
+    let mut n = Net::new(CONFIG);
+    n.send(CALLER, &invite("4420123", "p", &sdp(4000)));
+    let (inv, _) = n.expect_request("127.0.0.1:5091", Method::Invite);
+    assert_eq!(inv.uri.to_string(), "sip:4420123@127.0.0.1:5091");
+}
+
+#[test]
+fn queue_rings_longest_idle_agent_skips_no_answer_and_connects_next() {
+    let mut n = Net::new(CONFIG);
+    n.send(CALLER, &invite("1000", "q1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180); // ringback while waiting
+    let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
+    n.send(ALICE, &answer(&to_alice, 180, "alice", None, ALICE));
+    // Alice does not answer within agent_ring_timeout (10 s): CANCEL, Bob rings.
+    n.advance(Duration::from_secs(10));
+    let (cancel, _) = n.expect_request(ALICE, Method::Cancel);
+    n.send(ALICE, &answer(&cancel, 200, "alice", None, ALICE));
+    n.send(ALICE, &answer(&to_alice, 487, "alice", None, ALICE));
+    n.expect_request(ALICE, Method::Ack);
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    assert_eq!(
+        sdp_port(&to_bob.body),
+        sdp_port(&to_alice.body),
+        "same edge port for every attempt"
+    );
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7000)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    n.expect_response(CALLER, 200);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1002"));
+    assert_eq!(calls[0].queue.as_deref(), Some("sales"));
+    // Bob is busy: a second caller gets Alice.
+    n.send(CALLER, &invite("1000", "q2", &sdp(4002)));
+    let (to_alice2, _) = n.expect_request(ALICE, Method::Invite);
+    assert!(n.quiet(BOB));
+    n.send(ALICE, &answer(&to_alice2, 486, "alice", None, ALICE));
+    n.expect_request(ALICE, Method::Ack);
+    // Everyone tried or busy: the caller waits; after max_wait, 480.
+    n.advance(Duration::from_secs(31));
+    let mut got480 = false;
+    while let Some((m, _)) = n
+        .inbox
+        .get_mut(&CALLER.parse().unwrap())
+        .and_then(|q| q.pop_front())
+    {
+        if let SipMessage::Response(r) = m {
+            if r.status_code.code() == 480 && r.to_string().contains("Call-ID: q2") {
+                got480 = true;
+            }
+        }
+    }
+    assert!(got480, "max_wait ends the wait with 480");
+    assert_eq!(n.b.active_calls(), 1);
+    // The failed attempts' dialogs are gone; only the connected call's two remain.
+    assert_eq!(n.b.index_sizes()[0], 2);
+}
+
+#[test]
+fn queued_call_goes_to_the_agent_who_frees_up() {
+    let mut n = Net::new(&CONFIG.replace("agents = [\"1001\", \"1002\"]", "agents = [\"1001\"]"));
+    n.send(CALLER, &invite("1000", "w1", &sdp(4000)));
+    let (c1_inv, _) = n.expect_request(ALICE, Method::Invite);
+    n.send(
+        ALICE,
+        &answer(&c1_inv, 200, "alice", Some(&sdp(7000)), ALICE),
+    );
+    n.expect_request(ALICE, Method::Ack);
+    // Second caller waits: Alice is busy.
+    n.send(CALLER, &invite("1000", "w2", &sdp(4002)));
+    assert!(n.quiet(ALICE));
+    n.inbox.remove(&CALLER.parse().unwrap()); // 100/180/200 of both calls
+                                              // Alice hangs up the first call; the waiting call is offered to her.
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, &c1_inv, true, "alice", 1, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    let (bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&bye, 200, "x", None, CALLER));
+    let (inv2, _) = n.expect_request(ALICE, Method::Invite);
+    assert!(
+        inv2.to_string()
+            .contains("From: <sip:caller@127.0.0.1:5070>"),
+        "caller identity kept"
+    );
+}
+
+#[test]
+fn reinvite_hold_passes_through_with_rewritten_sdp() {
+    let mut n = Net::new(CONFIG);
+    let (inv, _) = connect(&mut n, "h1");
+    let b_port = sdp_port(&inv.body);
+    // The callee puts the caller on hold.
+    let hold = sdp(6000).replace("a=sendrecv", "a=sendonly");
+    n.send(
+        SERVICE,
+        &in_dialog(
+            Method::Invite,
+            &inv,
+            true,
+            "callee",
+            1,
+            "re1",
+            SERVICE,
+            &hold,
+        ),
+    );
+    n.expect_response(SERVICE, 100);
+    let (re, _) = n.expect_request(CALLER, Method::Invite);
+    let body = String::from_utf8_lossy(&re.body).to_string();
+    assert!(
+        body.contains("a=sendonly") && !body.contains(" 6000 "),
+        "{body}"
+    );
+    let a_port = sdp_port(&re.body);
+    assert_ne!(a_port, b_port);
+    n.send(
+        CALLER,
+        &answer(
+            &re,
+            200,
+            "ignored",
+            Some(&sdp(4000).replace("a=sendrecv", "a=recvonly")),
+            CALLER,
+        ),
+    );
+    n.expect_request(CALLER, Method::Ack);
+    let (ok, _) = n.expect_response(SERVICE, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("a=recvonly"));
+    assert_eq!(sdp_port(&ok.body), b_port);
+    // Glare protection: a second re-INVITE while one is pending gets 491.
+    n.send(
+        SERVICE,
+        &in_dialog(
+            Method::Invite,
+            &inv,
+            true,
+            "callee",
+            2,
+            "re2",
+            SERVICE,
+            &sdp(6000),
+        ),
+    );
+    n.expect_response(SERVICE, 100);
+    n.expect_request(CALLER, Method::Invite);
+    n.send(
+        SERVICE,
+        &in_dialog(
+            Method::Invite,
+            &inv,
+            true,
+            "callee",
+            3,
+            "re3",
+            SERVICE,
+            &sdp(6000),
+        ),
+    );
+    n.expect_response(SERVICE, 100);
+    n.expect_response(SERVICE, 491);
+}
+
+#[test]
+fn info_is_relayed_and_unknown_dialogs_get_481() {
+    let mut n = Net::new(CONFIG);
+    let (inv, _) = connect(&mut n, "i1");
+    let info = in_dialog(Method::Info, &inv, true, "callee", 1, "inf", SERVICE, "").replace(
+        "Content-Length: 0",
+        "Content-Type: application/dtmf-relay\r\nContent-Length: 24",
+    ) + "Signal=5\r\nDuration=160\r\n";
+    n.send(SERVICE, &info);
+    let (fwd, _) = n.expect_request(CALLER, Method::Info);
+    assert!(String::from_utf8_lossy(&fwd.body).contains("Signal=5"));
+    n.send(CALLER, &answer(&fwd, 200, "x", None, CALLER));
+    n.expect_response(SERVICE, 200);
+    let stray = in_dialog(Method::Bye, &inv, true, "nobody", 9, "s", SERVICE, "")
+        .replace("Call-ID: ", "Call-ID: nope-");
+    n.send(SERVICE, &stray);
+    n.expect_response(SERVICE, 481);
+}
+
+#[test]
+fn admin_hangup_byes_both_legs() {
+    let mut n = Net::new(CONFIG);
+    let (_, _) = connect(&mut n, "k1");
+    let id = n.b.calls(n.now)[0].id.clone();
+    assert!(n.b.hangup(n.now, &id));
+    n.pump();
+    let (b1, _) = n.expect_request(SERVICE, Method::Bye);
+    let (b2, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(SERVICE, &answer(&b1, 200, "x", None, SERVICE));
+    n.send(CALLER, &answer(&b2, 200, "x", None, CALLER));
+    assert_eq!(n.b.active_calls(), 0);
+    assert!(!n.b.hangup(n.now, &id));
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}

@@ -1,0 +1,94 @@
+//! `/api/v1/calls`: list, one, and admin hangup.
+
+use super::auth::{authorize, error};
+use super::state::{ask, AppState};
+use crate::core::CoreMsg;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use control::Role;
+use serde_json::json;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let held: Vec<&str> = ["customer", "agent"]
+        .into_iter()
+        .zip(c.held)
+        .filter_map(|(who, h)| h.then_some(who))
+        .collect();
+    json!({
+        "id": c.id,
+        "state": c.state,
+        "caller": c.caller,
+        "callee": c.callee,
+        "route": c.route,
+        "queue": c.queue,
+        "agent": c.agent,
+        "start_time": (now - c.age_secs),
+        "duration_secs": c.age_secs,
+        "monitors": c.monitors.iter().map(|m| json!({
+            "id": m.id, "user": m.user, "mode": m.mode, "state": m.state,
+        })).collect::<Vec<_>>(),
+        "recording": match c.recording_paused {
+            None => "off",
+            Some(true) => "paused",
+            Some(false) => "recording",
+        },
+        "held": held,
+        "events": c.digits.iter().map(|d| json!({
+            "type": "dtmf", "digit": d.digit.to_string(), "from": d.from, "at_secs": d.at_secs,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn list_calls(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Agent) {
+        return e;
+    }
+    match ask(&s.core, CoreMsg::ListCalls).await {
+        Ok(calls) => Json(json!({ "calls": calls.iter().map(call_json).collect::<Vec<_>>() }))
+            .into_response(),
+        Err(e) => e,
+    }
+}
+
+pub async fn get_call(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers, Role::Agent) {
+        return e;
+    }
+    match ask(&s.core, CoreMsg::ListCalls).await {
+        Ok(calls) => match calls.iter().find(|c| c.id == id) {
+            Some(c) => Json(call_json(c)).into_response(),
+            None => error(StatusCode::NOT_FOUND, "no such call"),
+        },
+        Err(e) => e,
+    }
+}
+
+pub async fn delete_call(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let user = match authorize(&s, &headers, Role::Admin) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    match ask(&s.core, |tx| CoreMsg::Hangup(id.clone(), tx)).await {
+        Ok(true) => {
+            tracing::info!(call = %id, %user, "call ended by admin");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,96 @@
+//! The HTTP API: health, Prometheus metrics, the OpenAPI document and `/api/v1`
+//! (bearer tokens from config; roles agent < supervisor < admin; JSON errors). This
+//! file only builds the router; each resource has its file, [`state`] what handlers
+//! share and [`auth`] who may call what.
+
+// Handlers return an axum `Response` as their error: it goes straight to the client.
+#![allow(clippy::result_large_err)]
+
+pub mod attachments;
+pub mod auth;
+mod calls;
+mod chats;
+mod health;
+mod recordings;
+pub mod state;
+mod supervision;
+mod transcripts;
+
+pub use auth::{authorize_user, error};
+pub use state::AppState;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::prometheus))
+        .route("/api/v1/openapi.json", get(health::openapi))
+        .route("/api/v1/calls", get(calls::list_calls))
+        .route(
+            "/api/v1/calls/{id}",
+            get(calls::get_call).delete(calls::delete_call),
+        )
+        .route(
+            "/api/v1/calls/{id}/monitors",
+            axum::routing::post(supervision::add_monitor),
+        )
+        .route(
+            "/api/v1/calls/{id}/monitors/{mid}",
+            axum::routing::patch(supervision::patch_monitor).delete(supervision::delete_monitor),
+        )
+        .route(
+            "/api/v1/calls/{id}/dtmf",
+            axum::routing::post(supervision::send_dtmf),
+        )
+        .route(
+            "/api/v1/calls/{id}/recording",
+            axum::routing::post(supervision::set_recording),
+        )
+        .route(
+            "/api/v1/calls/{id}/hold",
+            axum::routing::post(supervision::set_hold),
+        )
+        .route("/api/v1/chats", get(chats::list))
+        .route("/api/v1/chats/{id}", axum::routing::delete(chats::end))
+        .route(
+            "/api/v1/chats/{id}/transcript",
+            get(transcripts::transcript),
+        )
+        .route("/api/v1/transcripts", get(transcripts::search))
+        .route(
+            "/api/v1/chats/{id}/attachments",
+            // The body limit is the size at start (+1 so the handler answers 413
+            // with the configured figure); a reload can lower it, not raise it.
+            axum::routing::post(attachments::upload).layer(axum::extract::DefaultBodyLimit::max(
+                state.snapshot.load().config.chat.attachment_max_size as usize + 1,
+            )),
+        )
+        .route(
+            "/api/v1/attachments/{chat}/{file}",
+            get(attachments::download),
+        )
+        .route("/chat", get(chats::page_chat))
+        .route("/console", get(chats::page_console))
+        .route("/ws/chat", get(crate::ws::customer::ws_customer))
+        .route("/ws/agent", get(crate::ws::agent::ws_agent))
+        .route("/api/v1/recordings", get(recordings::list_recordings))
+        .route("/api/v1/recordings/{id}", get(recordings::get_recording))
+        .route(
+            "/api/v1/recordings/{id}/audio",
+            get(recordings::recording_audio),
+        )
+        .route(
+            "/api/v1/recordings/{id}/retry",
+            axum::routing::post(recordings::retry_recording),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}

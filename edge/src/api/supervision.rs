@@ -1,0 +1,296 @@
+//! API for supervising live calls: monitors (listen / whisper / barge) and pausing
+//! the recording. Supervisors and admins may monitor; a supervisor monitors from their
+//! own phone (`user` defaults to, and must be, themselves), an admin may name any
+//! supervisor. Any signed-in user (agents included) may pause and resume a call's
+//! recording, so an agent can keep a card number out of it, and send DTMF into a
+//! call (digits are never logged: they may be card numbers).
+
+// Handlers return an axum `Response` as their error: it goes straight to the client.
+#![allow(clippy::result_large_err)]
+
+use super::auth::{authorize_user, error};
+use super::state::{ask, AppState};
+use crate::core::{CallCommand, CoreMsg};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use b2bua::{parse_mode, CommandError, MonitorMode};
+use control::Role;
+use serde::Deserialize;
+use serde_json::json;
+
+fn body<T: for<'de> Deserialize<'de>>(b: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(b)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
+}
+
+/// The signed-in user (at least `role`) and the parsed JSON body.
+fn user_and_body<T: for<'de> Deserialize<'de>>(
+    s: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    b: &Bytes,
+) -> Result<(control::User, T), Response> {
+    let user = authorize_user(s, headers, role)?;
+    Ok((user, body(b)?))
+}
+
+fn mode(s: &str) -> Result<MonitorMode, Response> {
+    parse_mode(s).ok_or_else(|| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mode must be listen, whisper or barge",
+        )
+    })
+}
+
+/// "customer" → A, "agent" → B; `field` names the JSON field in the error.
+fn party(s: &str, field: &str) -> Result<media::Side, Response> {
+    match s {
+        "customer" => Ok(media::Side::A),
+        "agent" => Ok(media::Side::B),
+        _ => Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("{field} must be customer or agent"),
+        )),
+    }
+}
+
+fn status(e: &CommandError) -> StatusCode {
+    match e {
+        CommandError::NoCall | CommandError::NoMonitor => StatusCode::NOT_FOUND,
+        CommandError::NotAnswered | CommandError::NotRecording => StatusCode::CONFLICT,
+        CommandError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+async fn command(s: &AppState, cmd: CallCommand) -> Result<Option<String>, Response> {
+    match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await? {
+        Ok(v) => Ok(v),
+        Err(e) => Err(error(status(&e), &e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMonitor {
+    user: Option<String>,
+    mode: Option<String>,
+}
+
+pub async fn add_monitor(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let (me, req): (_, NewMonitor) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let m = match mode(req.mode.as_deref().unwrap_or("listen")) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let user = req.user.unwrap_or_else(|| me.name.clone());
+    if user != me.name && me.role != Role::Admin {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a supervisor can only monitor from their own phone",
+        );
+    }
+    let snap = s.snapshot.load();
+    match snap.user(&user) {
+        None => return error(StatusCode::UNPROCESSABLE_ENTITY, "no such user"),
+        Some(u) if !u.has_role(Role::Supervisor) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "that user is not a supervisor",
+            )
+        }
+        Some(_) => {}
+    }
+    let cmd = CallCommand::AddMonitor {
+        call: call.clone(),
+        user: user.clone(),
+        mode: m,
+    };
+    match command(&s, cmd).await {
+        Ok(id) => {
+            tracing::info!(%call, by = %me.name, %user, "monitor requested");
+            (
+                StatusCode::CREATED,
+                Json(json!({ "id": id, "user": user, "mode": b2bua::mode_str(m), "state": "calling" })),
+            )
+                .into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeChange {
+    mode: String,
+}
+
+pub async fn patch_monitor(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((call, monitor)): Path<(String, String)>,
+    b: Bytes,
+) -> Response {
+    let (_, req): (_, ModeChange) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let m = match mode(&req.mode) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let cmd = CallCommand::SetMode {
+        call,
+        monitor: monitor.clone(),
+        mode: m,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => Json(json!({ "id": monitor, "mode": req.mode })).into_response(),
+        Err(e) => e,
+    }
+}
+
+pub async fn delete_monitor(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((call, monitor)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = authorize_user(&s, &headers, Role::Supervisor) {
+        return e;
+    }
+    match command(&s, CallCommand::RemoveMonitor { call, monitor }).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingState {
+    state: String,
+}
+
+pub async fn set_recording(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let (me, req): (_, RecordingState) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let paused = match req.state.as_str() {
+        "paused" => true,
+        "recording" => false,
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "state must be paused or recording",
+            )
+        }
+    };
+    match command(
+        &s,
+        CallCommand::Recording {
+            call: call.clone(),
+            paused,
+        },
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, paused, "recording state");
+            Json(json!({ "state": req.state })).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dtmf {
+    digits: String,
+    /// "customer" (default) or "agent".
+    to: Option<String>,
+}
+
+pub async fn send_dtmf(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let (me, req): (_, Dtmf) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let to = match party(req.to.as_deref().unwrap_or("customer"), "to") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let n = req.digits.chars().count();
+    let cmd = CallCommand::Dtmf {
+        call: call.clone(),
+        digits: req.digits,
+        to,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, digits = n, "DTMF sent");
+            (StatusCode::ACCEPTED, Json(json!({ "queued": n }))).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hold {
+    /// "customer" or "agent": who is put on hold.
+    party: String,
+    held: bool,
+}
+
+/// `POST /api/v1/calls/{id}/hold {"party":"customer","held":true}`: the held party
+/// hears the queue's hold audio (or silence), the other party hears silence. Any
+/// signed-in user (the agent holds their customer).
+pub async fn set_hold(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Bytes,
+) -> Response {
+    let (me, req): (_, Hold) = match user_and_body(&s, &headers, Role::Agent, &b) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let side = match party(&req.party, "party") {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let cmd = CallCommand::Hold {
+        call: call.clone(),
+        side,
+        held: req.held,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, party = %req.party, held = req.held, "hold");
+            Json(json!({ "party": req.party, "held": req.held })).into_response()
+        }
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,644 @@
+//! The SIP driver: UDP sockets and TCP connections on every configured listen
+//! address, and the core task that owns the sans-IO [`B2bua`], its timers, the RTP
+//! relays it opens, and the commands of the HTTP API.
+
+use crate::audio::AudioCache;
+use crate::metrics::{CoreStats, Metrics};
+use crate::rtp::{RelayHandle, Relays};
+use b2bua::B2bua;
+use b2bua::{CallInfo, CommandError, DigitFrom, MonitorMode, Output};
+use bytes::{Bytes, BytesMut};
+use control::{Snapshot, Transport};
+use sip::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
+use sip::Flow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+/// Most TCP connections kept open at once (inbound + outbound).
+pub const MAX_TCP_CONNECTIONS: u64 = 10_000;
+
+pub enum CoreMsg {
+    Inbound {
+        flow: Flow,
+        data: Bytes,
+    },
+    TcpUp {
+        remote: SocketAddr,
+        tx: mpsc::Sender<Bytes>,
+    },
+    TcpDown {
+        remote: SocketAddr,
+        local: SocketAddr,
+        failed: bool,
+    },
+    ListCalls(oneshot::Sender<Vec<CallInfo>>),
+    Hangup(String, oneshot::Sender<bool>),
+    Stats(oneshot::Sender<CoreStats>),
+    /// A new configuration with its decoded audio files.
+    Reload(Arc<Snapshot>, Arc<AudioCache>),
+    /// Supervision / recording command from the API.
+    Command(
+        CallCommand,
+        oneshot::Sender<Result<Option<String>, CommandError>>,
+    ),
+    /// A relay worker played a call's announcement to its end.
+    AnnouncementDone {
+        call: u64,
+    },
+    /// A DTMF digit a relay worker decoded in a call's media.
+    MediaDigit {
+        call: u64,
+        from: DigitFrom,
+        digit: char,
+    },
+}
+
+/// API commands on a live call (public call id, monitor id).
+pub enum CallCommand {
+    AddMonitor {
+        call: String,
+        user: String,
+        mode: MonitorMode,
+    },
+    SetMode {
+        call: String,
+        monitor: String,
+        mode: MonitorMode,
+    },
+    RemoveMonitor {
+        call: String,
+        monitor: String,
+    },
+    Recording {
+        call: String,
+        paused: bool,
+    },
+    Dtmf {
+        call: String,
+        digits: String,
+        to: media::Side,
+    },
+    Hold {
+        call: String,
+        side: media::Side,
+        held: bool,
+    },
+}
+
+pub type CoreTx = mpsc::Sender<CoreMsg>;
+
+pub type Listeners = (
+    Vec<(SocketAddr, Arc<UdpSocket>)>,
+    Vec<(SocketAddr, TcpListener)>,
+);
+
+/// Bind every listen address; errors name the address.
+pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, String> {
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    for l in &snap.config.sip.listen {
+        match l.transport {
+            Transport::Udp => {
+                let s = UdpSocket::bind(l.addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+                let s2 = socket2::SockRef::from(&s);
+                let _ = s2.set_recv_buffer_size(4 * 1024 * 1024);
+                let _ = s2.set_send_buffer_size(4 * 1024 * 1024);
+                udp.push((l.addr, Arc::new(s)));
+            }
+            Transport::Tcp => {
+                let s = TcpListener::bind(l.addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {l}: {e}"))?;
+                tcp.push((l.addr, s));
+            }
+        }
+    }
+    Ok((udp, tcp))
+}
+
+pub fn spawn_udp_reader(
+    local: SocketAddr,
+    sock: Arc<UdpSocket>,
+    core: CoreTx,
+    metrics: Arc<Metrics>,
+) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+        loop {
+            match sock.recv_from(&mut buf).await {
+                Ok((n, remote)) => {
+                    if n == 0 || buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        continue; // keep-alive
+                    }
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local,
+                        remote,
+                    };
+                    let msg = CoreMsg::Inbound {
+                        flow,
+                        data: Bytes::copy_from_slice(&buf[..n]),
+                    };
+                    if core.try_send(msg).is_err() {
+                        metrics.sip_inbound_dropped.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    // ICMP errors surface here on some systems; keep serving.
+                    debug!(%local, error = %e, "udp recv error");
+                }
+            }
+        }
+    });
+}
+
+pub fn spawn_tcp_listener(
+    local: SocketAddr,
+    listener: TcpListener,
+    core: CoreTx,
+    metrics: Arc<Metrics>,
+) {
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, remote)) => {
+                    if metrics.tcp_connections.load(Relaxed) >= MAX_TCP_CONNECTIONS {
+                        warn!(%remote, "too many SIP TCP connections: refusing");
+                        continue;
+                    }
+                    spawn_connection(stream, local, remote, core.clone(), metrics.clone());
+                }
+                Err(e) => {
+                    warn!(%local, error = %e, "tcp accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+}
+
+/// Run one TCP connection: a writer fed by the core, a reader that frames messages.
+fn spawn_connection(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    core: CoreTx,
+    metrics: Arc<Metrics>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+    metrics.tcp_connections.fetch_add(1, Relaxed);
+    let core2 = core.clone();
+    tokio::spawn(async move {
+        let _ = core2.send(CoreMsg::TcpUp { remote, tx }).await;
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = BytesMut::with_capacity(8192);
+        let mut failed = false;
+        'read: loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => break,
+                Ok(_) => loop {
+                    match frame_stream(&buf) {
+                        Ok(Frame::Incomplete) => break,
+                        Ok(Frame::KeepAlive { len, ping }) => {
+                            let _ = buf.split_to(len);
+                            if ping {
+                                let _ = core2
+                                    .send(CoreMsg::Inbound {
+                                        flow: Flow {
+                                            transport: Transport::Tcp,
+                                            local,
+                                            remote,
+                                        },
+                                        data: Bytes::from_static(b"\r\n"),
+                                    })
+                                    .await;
+                            }
+                        }
+                        Ok(Frame::Message(n)) => {
+                            let data = buf.split_to(n).freeze();
+                            let flow = Flow {
+                                transport: Transport::Tcp,
+                                local,
+                                remote,
+                            };
+                            if core2.send(CoreMsg::Inbound { flow, data }).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        Err(e) => {
+                            // A stream we cannot frame cannot be resynchronised: close it.
+                            warn!(%remote, error = %e, "unframeable SIP TCP stream: closing connection");
+                            failed = true;
+                            break 'read;
+                        }
+                    }
+                },
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        writer.abort();
+        metrics.tcp_connections.fetch_sub(1, Relaxed);
+        let _ = core2
+            .send(CoreMsg::TcpDown {
+                remote,
+                local,
+                failed,
+            })
+            .await;
+    });
+}
+
+/// The core task: owns the B2BUA and everything it drives.
+pub struct Core {
+    b2bua: B2bua,
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    /// Messages waiting for an outbound TCP connection.
+    connecting: HashMap<SocketAddr, (SocketAddr, Vec<Bytes>)>,
+    relays: HashMap<u64, RelayHandle>,
+    media: Arc<Relays>,
+    metrics: Arc<Metrics>,
+    self_tx: CoreTx,
+    storage_dir: std::path::PathBuf,
+    audio: Arc<AudioCache>,
+}
+
+impl Core {
+    pub fn new(
+        b2bua: B2bua,
+        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        media: Arc<Relays>,
+        metrics: Arc<Metrics>,
+        self_tx: CoreTx,
+        storage_dir: std::path::PathBuf,
+        audio: Arc<AudioCache>,
+    ) -> Self {
+        Core {
+            b2bua,
+            udp: udp.into_iter().collect(),
+            tcp: HashMap::new(),
+            connecting: HashMap::new(),
+            relays: HashMap::new(),
+            media,
+            metrics,
+            self_tx,
+            storage_dir,
+            audio,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+        loop {
+            let deadline = self.b2bua.poll_timeout();
+            let msg = match deadline {
+                Some(d) => tokio::select! {
+                    m = rx.recv() => m,
+                    _ = tokio::time::sleep_until(d.into()) => {
+                        self.b2bua.handle_timeout(Instant::now());
+                        self.drain();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else { break };
+            self.handle(msg);
+            // Batch: take whatever else is queued before flushing.
+            for _ in 0..256 {
+                match rx.try_recv() {
+                    Ok(m) => self.handle(m),
+                    Err(_) => break,
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn handle(&mut self, msg: CoreMsg) {
+        let now = Instant::now();
+        match msg {
+            CoreMsg::Inbound { flow, data } => {
+                if data.as_ref() == b"\r\n" && flow.transport == Transport::Tcp {
+                    // RFC 5626 pong.
+                    self.send(flow, Bytes::from_static(b"\r\n"));
+                    return;
+                }
+                self.b2bua.handle_datagram(now, flow, &data);
+            }
+            CoreMsg::TcpUp { remote, tx } => {
+                if let Some((_, queued)) = self.connecting.remove(&remote) {
+                    for b in queued {
+                        let _ = tx.try_send(b);
+                    }
+                }
+                self.tcp.insert(remote, tx);
+            }
+            CoreMsg::TcpDown {
+                remote,
+                local,
+                failed,
+            } => {
+                self.tcp.remove(&remote);
+                if let Some((l, _)) = self.connecting.remove(&remote) {
+                    self.b2bua.transport_failed(
+                        now,
+                        Flow {
+                            transport: Transport::Tcp,
+                            local: l,
+                            remote,
+                        },
+                    );
+                } else if failed {
+                    self.b2bua.transport_failed(
+                        now,
+                        Flow {
+                            transport: Transport::Tcp,
+                            local,
+                            remote,
+                        },
+                    );
+                }
+            }
+            CoreMsg::ListCalls(reply) => {
+                let _ = reply.send(self.b2bua.calls(now));
+            }
+            CoreMsg::Hangup(id, reply) => {
+                let ok = self.b2bua.hangup(now, &id);
+                let _ = reply.send(ok);
+            }
+            CoreMsg::Stats(reply) => {
+                let _ = reply.send(CoreStats {
+                    sip: self.b2bua.endpoint().stats.clone(),
+                    calls: self.b2bua.stats.clone(),
+                    active_calls: self.b2bua.active_calls(),
+                    ports_in_use: self.b2bua.ports_in_use(),
+                    ports_capacity: self.b2bua.ports_capacity(),
+                });
+            }
+            CoreMsg::Reload(snap, audio) => {
+                self.b2bua.reload(snap, now);
+                self.audio = audio;
+            }
+            CoreMsg::AnnouncementDone { call } => {
+                self.b2bua.announcement_done(now, call);
+            }
+            CoreMsg::Command(cmd, reply) => {
+                let b = &mut self.b2bua;
+                let r = match cmd {
+                    CallCommand::AddMonitor { call, user, mode } => {
+                        b.add_monitor(now, &call, &user, mode).map(Some)
+                    }
+                    CallCommand::SetMode {
+                        call,
+                        monitor,
+                        mode,
+                    } => b.set_monitor_mode(&call, &monitor, mode).map(|_| None),
+                    CallCommand::RemoveMonitor { call, monitor } => {
+                        b.remove_monitor(now, &call, &monitor).map(|_| None)
+                    }
+                    CallCommand::Recording { call, paused } => {
+                        b.set_recording_paused(&call, paused).map(|_| None)
+                    }
+                    CallCommand::Dtmf { call, digits, to } => {
+                        b.send_dtmf(&call, &digits, to).map(|_| None)
+                    }
+                    CallCommand::Hold { call, side, held } => {
+                        b.hold(&call, side, held).map(|_| None)
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            CoreMsg::MediaDigit { call, from, digit } => {
+                self.b2bua.media_digit(now, call, from, digit);
+            }
+        }
+    }
+
+    /// Apply the B2BUA's outputs (media first), then put its messages on the wire.
+    fn drain(&mut self) {
+        let media_ip = self.b2bua.snapshot().config.media.address;
+        let mut failed = Vec::new();
+        let mut announced = Vec::new();
+        while let Some(o) = self.b2bua.poll_output() {
+            match o {
+                Output::MediaOpen {
+                    call,
+                    a_port,
+                    b_port,
+                } => match self.media.open(call, media_ip, a_port, b_port) {
+                    Ok(h) => {
+                        self.relays.insert(call, h);
+                    }
+                    Err(e) => {
+                        error!(call, a_port, b_port, error = %e, "cannot bind RTP ports");
+                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
+                        failed.push(call);
+                    }
+                },
+                Output::MediaRemote { call, side, addr } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.set_remote(side, addr);
+                    }
+                }
+                Output::MediaClose { call } => {
+                    self.relays.remove(&call);
+                }
+                Output::CallEnded { .. } => {}
+                Output::MonitorOpen {
+                    call,
+                    monitor,
+                    port,
+                    mode,
+                } => {
+                    let r = self
+                        .relays
+                        .get(&call)
+                        .map(|r| r.monitor_open(media_ip, port, monitor, mode));
+                    if let Some(Err(e)) = r {
+                        error!(call, port, error = %e, "cannot bind a supervisor's RTP ports");
+                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
+                    }
+                }
+                Output::MonitorRemote {
+                    call,
+                    monitor,
+                    addr,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_remote(monitor, addr);
+                    }
+                }
+                Output::MonitorMode {
+                    call,
+                    monitor,
+                    mode,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_mode(monitor, mode);
+                    }
+                }
+                Output::MonitorClose { call, monitor } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.monitor_close(monitor);
+                    }
+                }
+                Output::RecordStart { call, meta } => {
+                    let Some(r) = self.relays.get(&call) else {
+                        continue;
+                    };
+                    match crate::recorder::Recorder::create(&self.storage_dir, meta) {
+                        Ok(rec) => r.record(rec),
+                        Err(e) => {
+                            // The call goes on unrecorded; say so loudly.
+                            error!(call, error = %e, "cannot create the recording file: call not recorded");
+                            self.metrics.recording_failures.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                Output::SendDtmf {
+                    call,
+                    side,
+                    events,
+                    pt,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.send_dtmf(side, events, pt);
+                    }
+                }
+                Output::RecordPause { call, paused } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.record_pause(paused);
+                    }
+                }
+                Output::Announce { call, file, pt } => {
+                    match (self.relays.get(&call), self.audio.get(&file)) {
+                        (Some(r), Some(samples)) => r.announce(samples, pt),
+                        _ => {
+                            // Not loaded (a reload removed it) or no relay: connect now.
+                            warn!(call, file = %file.display(), "announcement not available: connecting the caller");
+                            announced.push(call);
+                        }
+                    }
+                }
+                Output::AnnounceStop { call } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.announce_stop();
+                    }
+                }
+                Output::Hold {
+                    call,
+                    side,
+                    held,
+                    audio,
+                } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        let samples = audio.and_then(|f| self.audio.get(&f));
+                        r.hold(side, held, samples);
+                    }
+                }
+                Output::Beep { call } => {
+                    if let Some(r) = self.relays.get(&call) {
+                        r.beep();
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        for call in failed {
+            self.b2bua.media_failed(now, call);
+        }
+        for call in announced {
+            self.b2bua.announcement_done(now, call);
+        }
+        while let Some(t) = self.b2bua.poll_transmit() {
+            self.send(t.flow, t.data);
+        }
+        if self.b2bua.poll_output().is_some() {
+            // media_failed produced more outputs (MediaClose): apply them too.
+            self.drain();
+        }
+    }
+
+    fn send(&mut self, flow: Flow, data: Bytes) {
+        match flow.transport {
+            Transport::Udp => {
+                let sock = self
+                    .udp
+                    .get(&flow.local)
+                    .or_else(|| self.udp.values().next());
+                match sock {
+                    Some(s) => {
+                        if let Err(e) = s.try_send_to(&data, flow.remote) {
+                            self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                            debug!(remote = %flow.remote, error = %e, "udp send failed");
+                        }
+                    }
+                    None => {
+                        self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            Transport::Tcp => {
+                if let Some(tx) = self.tcp.get(&flow.remote) {
+                    if tx.try_send(data).is_err() {
+                        self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                    }
+                    return;
+                }
+                if let Some((_, q)) = self.connecting.get_mut(&flow.remote) {
+                    q.push(data);
+                    return;
+                }
+                if self.metrics.tcp_connections.load(Relaxed) >= MAX_TCP_CONNECTIONS {
+                    self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                    return;
+                }
+                self.connecting
+                    .insert(flow.remote, (flow.local, vec![data]));
+                let core = self.self_tx.clone();
+                let metrics = self.metrics.clone();
+                let (local, remote) = (flow.local, flow.remote);
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        TcpStream::connect(remote),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(stream)) => spawn_connection(stream, local, remote, core, metrics),
+                        _ => {
+                            info!(%remote, "SIP TCP connect failed");
+                            let _ = core
+                                .send(CoreMsg::TcpDown {
+                                    remote,
+                                    local,
+                                    failed: true,
+                                })
+                                .await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}

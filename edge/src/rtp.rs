@@ -1,0 +1,807 @@
+//! RTP relay workers: one thread per core, each polling (epoll, level-triggered) the
+//! sockets of the calls assigned to it. Each readiness event reads one datagram (no
+//! extra read to find the queue empty) into the worker's one buffer, the call's
+//! [`media::Relay`] core decides where it goes, and it is sent from the peer socket;
+//! nothing is decoded or allocated per packet. Calls are spread round-robin; a
+//! [`RelayHandle`] updates a call's peers and closes it when dropped.
+//!
+//! A call that gets a supervisor or a recording also gets a [`media::session::Session`]
+//! (in the same worker, with the supervisor's sockets): the worker hands it each
+//! party packet before relaying, and ticks every mixing call of the worker together
+//! every 20 ms (the epoll timeout is the time to the next tick). RFC 4733 digits seen
+//! in any call are reported to the SIP core.
+
+use crate::core::{CoreMsg, CoreTx};
+use crate::metrics::Metrics;
+use crate::recorder::{Finisher, Recorder};
+use b2bua::DigitFrom;
+use media::mixer::MonitorMode;
+use media::session::{Dest, Session, Verdict};
+use media::{dtmf, Relay, Side, Socket};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::collections::HashMap;
+use std::io;
+use std::net::UdpSocket;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAKER: u64 = u64::MAX;
+
+enum Cmd {
+    Open {
+        slot: usize,
+        call: u64,
+        sockets: [UdpSocket; 4],
+    },
+    MonitorOpen {
+        slot: usize,
+        /// The monitor's own event slot.
+        mslot: usize,
+        id: u64,
+        mode: MonitorMode,
+        sockets: [UdpSocket; 2],
+    },
+    MonitorRemote {
+        slot: usize,
+        id: u64,
+        addr: SocketAddr,
+    },
+    MonitorMode {
+        slot: usize,
+        id: u64,
+        mode: MonitorMode,
+    },
+    MonitorClose {
+        slot: usize,
+        id: u64,
+    },
+    Record {
+        slot: usize,
+        recorder: Box<Recorder>,
+    },
+    RecordPause {
+        slot: usize,
+        paused: bool,
+    },
+    SendDtmf {
+        slot: usize,
+        side: Side,
+        events: Vec<u8>,
+        pt: u8,
+    },
+    Remote {
+        slot: usize,
+        side: Side,
+        addr: Option<SocketAddr>,
+    },
+    Announce {
+        slot: usize,
+        samples: Arc<[i16]>,
+        pt: u8,
+    },
+    AnnounceStop {
+        slot: usize,
+    },
+    Hold {
+        slot: usize,
+        side: Side,
+        held: bool,
+        audio: Option<Arc<[i16]>>,
+    },
+    Beep {
+        slot: usize,
+    },
+    Close {
+        slot: usize,
+    },
+}
+
+struct Worker {
+    tx: mpsc::Sender<Cmd>,
+    waker: Arc<EventFd>,
+}
+
+/// The relay workers of the process.
+pub struct Relays {
+    workers: Vec<Worker>,
+    next: AtomicUsize,
+    slots: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+/// Handle to one call's relay; dropping it closes the relay and its sockets.
+pub struct RelayHandle {
+    worker: usize,
+    slot: usize,
+    relays: Arc<Relays>,
+}
+
+impl RelayHandle {
+    pub fn set_remote(&self, side: Side, addr: Option<SocketAddr>) {
+        self.relays.send(
+            self.worker,
+            Cmd::Remote {
+                slot: self.slot,
+                side,
+                addr,
+            },
+        );
+    }
+
+    /// Bind a supervisor's RTP/RTCP pair at `port` and mix for it.
+    pub fn monitor_open(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        id: u64,
+        mode: MonitorMode,
+    ) -> io::Result<()> {
+        let sockets = [bind(ip, port)?, bind(ip, port + 1)?];
+        let mslot = self.relays.slots.fetch_add(1, Relaxed);
+        self.relays.send(
+            self.worker,
+            Cmd::MonitorOpen {
+                slot: self.slot,
+                mslot,
+                id,
+                mode,
+                sockets,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn monitor_remote(&self, id: u64, addr: SocketAddr) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorRemote { slot, id, addr });
+    }
+
+    pub fn monitor_mode(&self, id: u64, mode: MonitorMode) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorMode { slot, id, mode });
+    }
+
+    pub fn monitor_close(&self, id: u64) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::MonitorClose { slot, id });
+    }
+
+    pub fn record(&self, recorder: Recorder) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::Record {
+                slot,
+                recorder: Box::new(recorder),
+            },
+        );
+    }
+
+    pub fn send_dtmf(&self, side: Side, events: Vec<u8>, pt: u8) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::SendDtmf {
+                slot,
+                side,
+                events,
+                pt,
+            },
+        );
+    }
+
+    pub fn record_pause(&self, paused: bool) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::RecordPause { slot, paused });
+    }
+
+    /// Play an announcement to the agent; the worker tells the core when it is over.
+    pub fn announce(&self, samples: Arc<[i16]>, pt: u8) {
+        let slot = self.slot;
+        self.relays
+            .send(self.worker, Cmd::Announce { slot, samples, pt });
+    }
+
+    pub fn announce_stop(&self) {
+        let slot = self.slot;
+        self.relays.send(self.worker, Cmd::AnnounceStop { slot });
+    }
+
+    pub fn hold(&self, side: Side, held: bool, audio: Option<Arc<[i16]>>) {
+        let slot = self.slot;
+        self.relays.send(
+            self.worker,
+            Cmd::Hold {
+                slot,
+                side,
+                held,
+                audio,
+            },
+        );
+    }
+
+    pub fn beep(&self) {
+        let slot = self.slot;
+        self.relays.send(self.worker, Cmd::Beep { slot });
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.relays
+            .send(self.worker, Cmd::Close { slot: self.slot });
+    }
+}
+
+fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    // Room for bursts: packets of thousands of calls arrive together.
+    let _ = s.set_recv_buffer_size(256 * 1024);
+    s.bind(&SocketAddr::new(ip, port).into())?;
+    Ok(s.into())
+}
+
+impl Relays {
+    /// Start `threads` workers (at least one).
+    /// Digits go to `core`; finished recordings to `finisher`.
+    pub fn start(
+        threads: usize,
+        metrics: Arc<Metrics>,
+        core: CoreTx,
+        finisher: Finisher,
+    ) -> io::Result<Arc<Relays>> {
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let waker = Arc::new(EventFd::from_value_and_flags(
+                0,
+                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+            )?);
+            poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+            let (tx, rx) = mpsc::channel();
+            let ctx = Ctx {
+                metrics: metrics.clone(),
+                core: core.clone(),
+                finisher: finisher.clone(),
+                seed: crate::seed() ^ (i as u64) << 56,
+            };
+            let w = waker.clone();
+            std::thread::Builder::new()
+                .name(format!("rtp-relay-{i}"))
+                .spawn(move || run(poll, w, rx, ctx))?;
+            workers.push(Worker { tx, waker });
+        }
+        Ok(Arc::new(Relays {
+            workers,
+            next: AtomicUsize::new(0),
+            slots: AtomicUsize::new(0),
+            metrics,
+        }))
+    }
+
+    fn send(&self, worker: usize, cmd: Cmd) {
+        let w = &self.workers[worker];
+        if w.tx.send(cmd).is_ok() {
+            let _ = w.waker.write(1);
+        }
+    }
+
+    /// Bind the four sockets (A RTP/RTCP at `a_port`, B at `b_port`) and relay them.
+    pub fn open(
+        self: &Arc<Self>,
+        call: u64,
+        ip: IpAddr,
+        a_port: u16,
+        b_port: u16,
+    ) -> io::Result<RelayHandle> {
+        let sockets = [
+            bind(ip, a_port)?,
+            bind(ip, a_port + 1)?,
+            bind(ip, b_port)?,
+            bind(ip, b_port + 1)?,
+        ];
+        let worker = self.next.fetch_add(1, Relaxed) % self.workers.len();
+        let slot = self.slots.fetch_add(1, Relaxed);
+        self.metrics.relays_active.fetch_add(1, Relaxed);
+        self.send(
+            worker,
+            Cmd::Open {
+                slot,
+                call,
+                sockets,
+            },
+        );
+        Ok(RelayHandle {
+            worker,
+            slot,
+            relays: self.clone(),
+        })
+    }
+}
+
+struct Monitor {
+    id: u64,
+    mslot: usize,
+    sockets: [UdpSocket; 2],
+    announced: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+}
+
+struct Call {
+    call: u64,
+    sockets: [UdpSocket; 4],
+    relay: Relay,
+    dtmf: [dtmf::Receiver; 2],
+    session: Option<Box<Session>>,
+    monitors: Vec<Monitor>,
+    recorder: Option<Box<Recorder>>,
+}
+
+/// What a worker shares with the rest of the process.
+struct Ctx {
+    metrics: Arc<Metrics>,
+    core: CoreTx,
+    finisher: Finisher,
+    seed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+}
+
+impl Counters {
+    fn flush(&mut self, m: &Metrics) {
+        m.rtp_packets.fetch_add(self.packets, Relaxed);
+        m.rtp_bytes.fetch_add(self.bytes, Relaxed);
+        m.rtp_dropped.fetch_add(self.dropped, Relaxed);
+        *self = Counters::default();
+    }
+}
+
+const TICK: Duration = Duration::from_millis(20);
+
+/// Event data: slot × 4 + socket index. Slots are process-unique (calls and monitors
+/// share the counter); calls live in a map keyed by slot, monitors in a map from
+/// their slot to the call's (a closed slot's late events find nothing).
+fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, mut ctx: Ctx) {
+    let mut calls: HashMap<usize, Call> = HashMap::new();
+    let mut monitor_slots: HashMap<usize, (usize, u64)> = HashMap::new();
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut buf = [0u8; 2048];
+    let mut c = Counters::default();
+    let mut last_flush = Instant::now();
+    let epoch = Instant::now();
+    let mut next_tick: Option<Instant> = None;
+    loop {
+        let timeout = match next_tick {
+            // Round up: waking early would only wait again.
+            Some(t) => {
+                let ms = t
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000);
+                EpollTimeout::from(ms.min(500) as u16)
+            }
+            None => EpollTimeout::from(500u16),
+        };
+        let n = match poll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "RTP relay poll failed");
+                return;
+            }
+        };
+        let now_us = epoch.elapsed().as_micros() as u64;
+        let mut commands = false;
+        for ev in &events[..n] {
+            let data = ev.data();
+            if data == WAKER {
+                let _ = waker.read();
+                commands = true;
+                continue;
+            }
+            let (slot, i) = ((data / 4) as usize, (data % 4) as usize);
+            if let Some(&(call_slot, id)) = monitor_slots.get(&slot) {
+                if let Some(call) = calls.get_mut(&call_slot) {
+                    on_monitor_datagram(call, id, i, &mut buf, &ctx);
+                }
+                continue;
+            }
+            let Some(call) = calls.get_mut(&slot) else {
+                continue;
+            };
+            let on = Socket::ALL[i];
+            // Level-triggered: one datagram per event; if more are queued, the next
+            // wait reports the socket again.
+            // WouldBlock (spurious) or ICMP errors reported on the socket: nothing to do.
+            if let Ok((len, src)) = call.sockets[i].recv_from(&mut buf) {
+                let Some(dst) = call.relay.on_datagram(on, src, &buf[..len]) else {
+                    c.dropped += 1;
+                    continue;
+                };
+                let pkt = &mut buf[..len];
+                if !on.rtcp {
+                    if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
+                        party_digit(call, on.side, pkt, &ctx);
+                    }
+                    if let Some(s) = call.session.as_mut() {
+                        if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
+                            continue;
+                        }
+                    }
+                }
+                match call.sockets[on.peer().index()].send_to(pkt, dst) {
+                    Ok(_) => {
+                        c.packets += 1;
+                        c.bytes += len as u64;
+                    }
+                    Err(_) => c.dropped += 1,
+                }
+            }
+        }
+        if commands {
+            let mut mixes = false;
+            while let Ok(cmd) = rx.try_recv() {
+                mixes |= apply(&poll, &mut calls, &mut monitor_slots, cmd, &mut ctx);
+            }
+            // Start the tick grid when a command made a call mix; the ticks stop it
+            // once no call mixes (no scan of every call per command batch).
+            if mixes && next_tick.is_none() {
+                next_tick = Some(Instant::now() + TICK);
+            }
+        }
+        if let Some(t) = next_tick {
+            let now = Instant::now();
+            if now >= t {
+                let now_us = epoch.elapsed().as_micros() as u64;
+                let mut any = false;
+                for call in calls.values_mut() {
+                    any |= tick(call, now_us, &mut c, &ctx);
+                }
+                // Keep the 20 ms grid while a call mixes; after a stall, restart it
+                // rather than burst. No call mixing: the grid stops until a command
+                // starts one again.
+                let next = t + TICK;
+                next_tick = any.then_some(if next + 5 * TICK < now {
+                    now + TICK
+                } else {
+                    next
+                });
+            }
+        }
+        if last_flush.elapsed() >= Duration::from_secs(1) || c.packets >= 1 << 16 {
+            c.flush(&ctx.metrics);
+            last_flush = Instant::now();
+        }
+    }
+}
+
+/// An RFC 4733 event packet from a party: report a completed digit to the core.
+fn party_digit(call: &mut Call, side: Side, pkt: &[u8], ctx: &Ctx) {
+    let Some(p) = media::rtp::parse(pkt) else {
+        return;
+    };
+    let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
+    if payload.len() != 4 {
+        return;
+    }
+    if let Some(d) = call.dtmf[side as usize].on_payload(p.header.timestamp, payload) {
+        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+            call: call.call,
+            from: DigitFrom::Party(side),
+            digit: d,
+        });
+    }
+}
+
+fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: &Ctx) {
+    let Some(m) = call.monitors.iter_mut().find(|m| m.id == id) else {
+        return;
+    };
+    let Ok((len, src)) = m.sockets[i.min(1)].recv_from(buf) else {
+        return;
+    };
+    if i != 0 {
+        return; // the supervisor's RTCP: read and dropped
+    }
+    // Symmetric RTP: the first source is the phone; others are ignored.
+    match m.latched {
+        None => m.latched = Some(src),
+        Some(l) if l != src => return,
+        Some(_) => {}
+    }
+    let Some(s) = call.session.as_mut() else {
+        return;
+    };
+    if let Some(d) = s.on_monitor_rtp(id, &buf[..len]) {
+        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+            call: call.call,
+            from: DigitFrom::Monitor(id),
+            digit: d,
+        });
+    }
+}
+
+/// Tick one call's session; whether it still needs ticks.
+fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
+    let Some(s) = call.session.as_mut().filter(|s| s.active()) else {
+        return false;
+    };
+    let (relay, sockets, monitors, recorder) = (
+        &call.relay,
+        &call.sockets,
+        &call.monitors,
+        &mut call.recorder,
+    );
+    s.tick(
+        now_us,
+        |dest, pkt| {
+            let sent = match dest {
+                Dest::Party(side) => {
+                    let sock = Socket { side, rtcp: false };
+                    relay
+                        .destination(sock)
+                        .map(|to| sockets[sock.index()].send_to(pkt, to))
+                }
+                Dest::Monitor(id) => monitors.iter().find(|m| m.id == id).and_then(|m| {
+                    m.latched
+                        .or(m.announced)
+                        .map(|to| m.sockets[0].send_to(pkt, to))
+                }),
+            };
+            match sent {
+                Some(Ok(_)) => {
+                    c.packets += 1;
+                    c.bytes += pkt.len() as u64;
+                }
+                _ => c.dropped += 1,
+            }
+        },
+        |l, r| {
+            if let Some(rec) = recorder.as_mut() {
+                rec.write(l, r);
+            }
+        },
+    );
+    if s.take_announcement_done() {
+        // If the core's queue is full, its safety timer connects the caller.
+        if ctx
+            .core
+            .try_send(CoreMsg::AnnouncementDone { call: call.call })
+            .is_err()
+        {
+            tracing::warn!(call = call.call, "core busy: announcement end not reported");
+        }
+    }
+    s.active()
+}
+
+fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
+    call.session.get_or_insert_with(|| {
+        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        Box::new(Session::new(*seed))
+    })
+}
+
+/// Apply a command; whether it made a call's session mix (so ticks must run).
+fn apply(
+    poll: &Epoll,
+    calls: &mut HashMap<usize, Call>,
+    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    cmd: Cmd,
+    ctx: &mut Ctx,
+) -> bool {
+    let metrics = &ctx.metrics;
+    let mut mixes = false;
+    match cmd {
+        Cmd::Open {
+            slot,
+            call,
+            sockets,
+        } => {
+            if register(poll, &sockets, slot) {
+                calls.insert(
+                    slot,
+                    Call {
+                        call,
+                        sockets,
+                        relay: Relay::new(),
+                        dtmf: Default::default(),
+                        session: None,
+                        monitors: Vec::new(),
+                        recorder: None,
+                    },
+                );
+            } else {
+                tracing::error!(slot, "cannot register RTP sockets");
+                metrics.relays_active.fetch_sub(1, Relaxed);
+            }
+        }
+        Cmd::Remote { slot, side, addr } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                call.relay.set_remote(side, addr);
+            }
+        }
+        Cmd::MonitorOpen {
+            slot,
+            mslot,
+            id,
+            mode,
+            sockets,
+        } => {
+            let Some(call) = calls.get_mut(&slot) else {
+                return false; // the call ended meanwhile: the sockets close here
+            };
+            if !register(poll, &sockets, mslot) {
+                tracing::error!(slot, "cannot register a supervisor's RTP sockets");
+                return false;
+            }
+            monitor_slots.insert(mslot, (slot, id));
+            session(call, &mut ctx.seed).add_monitor(id, mode);
+            mixes = true;
+            call.monitors.push(Monitor {
+                id,
+                mslot,
+                sockets,
+                announced: None,
+                latched: None,
+            });
+            metrics.monitors_active.fetch_add(1, Relaxed);
+        }
+        Cmd::MonitorRemote { slot, id, addr } => {
+            if let Some(m) = calls
+                .get_mut(&slot)
+                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == id))
+            {
+                m.announced = Some(addr);
+                m.latched = None;
+            }
+        }
+        Cmd::MonitorMode { slot, id, mode } => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.set_mode(id, mode);
+            }
+        }
+        Cmd::MonitorClose { slot, id } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                close_monitor(poll, call, monitor_slots, id, metrics);
+            }
+        }
+        Cmd::Record { slot, recorder } => match calls.get_mut(&slot) {
+            Some(call) => {
+                session(call, &mut ctx.seed).set_recording(true);
+                mixes = true;
+                call.recorder = Some(recorder);
+                metrics.recordings_active.fetch_add(1, Relaxed);
+            }
+            None => ctx.finisher.finish(*recorder),
+        },
+        Cmd::SendDtmf {
+            slot,
+            side,
+            events,
+            pt,
+        } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).send_digits(side, &events, pt);
+                mixes = true;
+            }
+        }
+        Cmd::RecordPause { slot, paused } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                if let Some(s) = call.session.as_mut() {
+                    s.set_recording_paused(paused);
+                }
+                if let Some(r) = call.recorder.as_mut() {
+                    r.set_paused(paused);
+                }
+            }
+        }
+        Cmd::Announce { slot, samples, pt } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).announce(samples, pt);
+                mixes = true;
+            }
+        }
+        Cmd::AnnounceStop { slot } => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.stop_announcement();
+            }
+        }
+        Cmd::Hold {
+            slot,
+            side,
+            held,
+            audio,
+        } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                let s = session(call, &mut ctx.seed);
+                if held {
+                    s.set_hold_audio(audio);
+                }
+                s.set_held(side, held);
+                mixes = held;
+            }
+        }
+        Cmd::Beep { slot } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).beep();
+                mixes = true;
+            }
+        }
+        Cmd::Close { slot } => {
+            if let Some(mut call) = calls.remove(&slot) {
+                for s in &call.sockets {
+                    let _ = poll.delete(s);
+                }
+                let ids: Vec<u64> = call.monitors.iter().map(|m| m.id).collect();
+                for id in ids {
+                    close_monitor(poll, &mut call, monitor_slots, id, metrics);
+                }
+                if let Some(r) = call.recorder.take() {
+                    metrics.recordings_active.fetch_sub(1, Relaxed);
+                    ctx.finisher.finish(*r);
+                }
+                metrics.relays_active.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+    mixes
+}
+
+/// Add `sockets` to the poll set as `slot × 4 + index`; on failure none stays added.
+fn register(poll: &Epoll, sockets: &[UdpSocket], slot: usize) -> bool {
+    let ok = sockets.iter().enumerate().all(|(i, s)| {
+        poll.add(
+            s,
+            EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64),
+        )
+        .is_ok()
+    });
+    if !ok {
+        for s in sockets {
+            let _ = poll.delete(s);
+        }
+    }
+    ok
+}
+
+fn close_monitor(
+    poll: &Epoll,
+    call: &mut Call,
+    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    id: u64,
+    metrics: &Metrics,
+) {
+    let Some(i) = call.monitors.iter().position(|m| m.id == id) else {
+        return;
+    };
+    let m = call.monitors.remove(i);
+    for s in &m.sockets {
+        let _ = poll.delete(s);
+    }
+    monitor_slots.remove(&m.mslot);
+    if let Some(s) = call.session.as_mut() {
+        s.remove_monitor(id);
+    }
+    metrics.monitors_active.fetch_sub(1, Relaxed);
+}

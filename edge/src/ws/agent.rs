@@ -1,0 +1,352 @@
+//! `/ws/agent`: an agent's console (offers, accept, release, messages, transfer,
+//! consult) or a supervisor watching chats read-only.
+
+use super::customer::kind;
+use super::{
+    close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
+    FIRST_FRAME,
+};
+use crate::api::AppState;
+use crate::desk::{self, ConsoleMsg};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chat::hub::{Closed, Frame, Subscription};
+use chat::service::{ChatError, Part, Target};
+use chat::{Author, ClientFrame, Offset, ServerFrame};
+use control::Role;
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+
+pub async fn ws_agent(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // A bearer header (non-browser clients) or, from a browser, a first `auth` frame.
+    let user = crate::api::authorize_user(&s, &headers, Role::Agent).ok();
+    limits(ws).on_upgrade(move |sock| agent(sock, s, user))
+}
+
+enum Fwd {
+    Frame(Frame),
+    Closed(String, Closed),
+}
+
+/// Forward one room's frames (replay, then live) into the connection's queue.
+fn forward(
+    id: String,
+    mut sub: Subscription,
+    tx: mpsc::Sender<Fwd>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for f in initial_frames(&id, &mut sub) {
+            if tx.send(Fwd::Frame(f)).await.is_err() {
+                return;
+            }
+        }
+        while let Some(f) = sub.inbox.rx.recv().await {
+            if tx.send(Fwd::Frame(f)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Fwd::Closed(id, sub.inbox.reason())).await;
+    })
+}
+
+/// The user of a socket without a bearer header: its first frame must be `auth`.
+async fn authenticate(sock: &mut WebSocket, s: &AppState) -> Option<control::User> {
+    let first = tokio::time::timeout(FIRST_FRAME, next_frame(sock)).await;
+    let token = match first {
+        Ok(Some(Ok(ClientFrame::Auth { token }))) => Some(token),
+        _ => None,
+    };
+    let snap = s.snapshot.load();
+    token
+        .and_then(|t| snap.user_by_token(&t))
+        .filter(|u| u.has_role(Role::Agent))
+        .cloned()
+}
+
+/// The connection's open room subscriptions (chat → forwarder task).
+struct Rooms<'a> {
+    conn: u64,
+    s: &'a AppState,
+    subs: HashMap<String, tokio::task::JoinHandle<()>>,
+    fwd: mpsc::Sender<Fwd>,
+}
+
+impl Rooms<'_> {
+    fn join(&mut self, chat: &str, offset: Offset) -> Result<(), String> {
+        let sub = self
+            .s
+            .chats
+            .rooms
+            .hub
+            .subscribe(chat, self.conn, offset, true)
+            .map_err(|e| e.to_string())?;
+        let task = forward(chat.to_string(), sub, self.fwd.clone());
+        if let Some(old) = self.subs.insert(chat.to_string(), task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Stop the room's frames; `unsubscribe` also takes the hub's subscriber out.
+    fn leave(&mut self, chat: &str, unsubscribe: bool) {
+        if let Some(h) = self.subs.remove(chat) {
+            if unsubscribe {
+                self.s.chats.rooms.hub.unsubscribe(chat, self.conn);
+            }
+            h.abort();
+        }
+    }
+
+    fn leave_all(&mut self) {
+        for (id, h) in self.subs.drain() {
+            self.s.chats.rooms.hub.unsubscribe(&id, self.conn);
+            h.abort();
+        }
+    }
+}
+
+async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
+    let user = match user {
+        Some(u) => u,
+        None => match authenticate(&mut sock, &s).await {
+            Some(u) => u,
+            None => {
+                close(&mut sock, 4001, "authentication failed").await;
+                return;
+            }
+        },
+    };
+    let conn = next_conn();
+    let supervisor = user.has_role(Role::Supervisor);
+    let (fwd_tx, mut fwd_rx) = mpsc::channel::<Fwd>(1024);
+    let snap = s.snapshot.load_full();
+    // A user who takes chats (an agent of a chat queue) has one console: a newer
+    // one replaces it (4009). Others (supervisors watching) may open any number.
+    let takes_chats = snap
+        .config
+        .queues
+        .iter()
+        .any(|q| q.channel == control::Channel::Chat && q.agents.contains(&user.name));
+    let mut ctl_rx = s.chats.open_console(conn);
+    let mine = if takes_chats {
+        s.chats
+            .run(|c, at| c.agent_connect(&snap, &user.name, conn, user.max_chats, at.now))
+    } else {
+        Vec::new()
+    };
+    let hello = ServerFrame::Hello {
+        user: user.name.clone(),
+        role: user.role,
+        max_chats: user.max_chats,
+        chats: mine,
+        queues: snap
+            .config
+            .queues
+            .iter()
+            .filter(|q| q.channel == control::Channel::Chat)
+            .map(|q| q.name.clone())
+            .collect(),
+        canned: snap.config.chat.canned_responses.clone(),
+    };
+    drop(snap);
+    let mut rooms = Rooms {
+        conn,
+        s: &s,
+        subs: HashMap::new(),
+        fwd: fwd_tx,
+    };
+    if sock.send(send_frame(&hello)).await.is_ok() {
+        serve(
+            &mut sock,
+            &mut rooms,
+            &user,
+            supervisor,
+            &mut ctl_rx,
+            &mut fwd_rx,
+        )
+        .await;
+    }
+    rooms.leave_all();
+    s.chats.close_console(conn);
+    let snap = s.snapshot.load();
+    s.chats
+        .run(|c, at| c.agent_disconnect(&snap, &user.name, conn, at));
+}
+
+async fn serve(
+    sock: &mut WebSocket,
+    rooms: &mut Rooms<'_>,
+    user: &control::User,
+    supervisor: bool,
+    ctl_rx: &mut mpsc::Receiver<ConsoleMsg>,
+    fwd_rx: &mut mpsc::Receiver<Fwd>,
+) {
+    loop {
+        tokio::select! {
+            m = ctl_rx.recv() => match m {
+                Some(ConsoleMsg::Frame(f)) => {
+                    if sock.send(stored(&f)).await.is_err() { break; }
+                }
+                Some(ConsoleMsg::Replaced) | None => {
+                    let (code, reason) = close_for(Closed::Removed);
+                    close(sock, code, reason).await;
+                    break;
+                }
+            },
+            f = fwd_rx.recv() => match f {
+                Some(Fwd::Frame(f)) => {
+                    if sock.send(stored(&f)).await.is_err() { break; }
+                }
+                Some(Fwd::Closed(id, why)) => {
+                    rooms.subs.remove(&id);
+                    if why == Closed::SlowConsumer {
+                        let (code, reason) = close_for(why);
+                        close(sock, code, reason).await;
+                        break;
+                    }
+                }
+                None => break,
+            },
+            m = next_frame(sock) => match m {
+                None => break,
+                Some(Err(e)) => { let _ = sock.send(err_frame(None, &e.to_string())).await; }
+                Some(Ok(f)) => {
+                    let chat = f.chat().unwrap_or("").to_string();
+                    match agent_frame(rooms, user, supervisor, f) {
+                        Ok(Some(reply)) => { let _ = sock.send(send_frame(&reply)).await; }
+                        Ok(None) => {}
+                        Err(e) => { let _ = sock.send(err_frame(Some(&chat), &e)).await; }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn agent_frame(
+    rooms: &mut Rooms<'_>,
+    user: &control::User,
+    supervisor: bool,
+    f: ClientFrame,
+) -> Result<Option<ServerFrame>, String> {
+    let s = rooms.s;
+    let snap = s.snapshot.load();
+    let e = |e: ChatError| e.to_string();
+    let me = user.name.as_str();
+    match f {
+        ClientFrame::Accept { chat } => {
+            s.chats
+                .run(|c, at| c.accept(&snap, me, &chat, at))
+                .map_err(e)?;
+            rooms.join(&chat, Offset(0))?;
+            Ok(Some(ServerFrame::Accepted { chat }))
+        }
+        ClientFrame::Release { chat } => {
+            s.chats
+                .run(|c, at| c.release(&snap, me, &chat, at))
+                .map_err(e)?;
+            rooms.leave(&chat, true);
+            Ok(Some(ServerFrame::Released { chat }))
+        }
+        ClientFrame::Message {
+            chat,
+            client_id,
+            text,
+            private,
+            ..
+        } => {
+            // The chat's agent writes to everyone, or privately (consultation); a
+            // consulted agent writes privately only.
+            let Some(part) = s.chats.read(|c| c.part(me, &chat)) else {
+                return Err(if supervisor {
+                    "supervisors watch chats read-only".into()
+                } else {
+                    ChatError::NotYours.to_string()
+                });
+            };
+            let private = private || part == Part::Consultant;
+            s.chats
+                .rooms
+                .message(
+                    &chat,
+                    Author::Agent,
+                    me,
+                    client_id.as_deref(),
+                    &text,
+                    private,
+                    desk::unix_ms(),
+                )
+                .map_err(e)?;
+            Ok(None)
+        }
+        ClientFrame::Transfer {
+            chat,
+            to_agent,
+            to_queue,
+        } => {
+            let to = match (to_agent, to_queue) {
+                (Some(a), None) => Target::Agent(a),
+                (None, Some(q)) => Target::Queue(q),
+                _ => return Err("transfer needs one of `to_agent` or `to_queue`".into()),
+            };
+            s.chats
+                .run(|c, at| c.transfer(&snap, me, &chat, &to, at))
+                .map_err(e)?;
+            rooms.leave(&chat, false);
+            Ok(Some(ServerFrame::Transferred { chat }))
+        }
+        ClientFrame::Consult { chat, agent } => {
+            let other = agent.ok_or("consult needs `agent`")?;
+            s.chats
+                .run(|c, at| c.consult(me, &chat, &other, at))
+                .map_err(e)?;
+            Ok(Some(ServerFrame::Consulting { chat, agent: other }))
+        }
+        ClientFrame::ConsultEnd { chat, agent } => {
+            s.chats
+                .run(|c, at| c.consult_end(me, &chat, agent.as_deref(), at))
+                .map_err(e)?;
+            Ok(None)
+        }
+        ClientFrame::Typing { chat, on } => {
+            if !s.chats.read(|c| c.is_agent_of(me, &chat)) {
+                return Err(ChatError::NotYours.to_string());
+            }
+            s.chats
+                .rooms
+                .typing(&chat, rooms.conn, Author::Agent, on)
+                .map_err(e)?;
+            Ok(None)
+        }
+        ClientFrame::End { chat } => {
+            if !s.chats.read(|c| c.is_agent_of(me, &chat)) {
+                return Err(ChatError::NotYours.to_string());
+            }
+            s.chats
+                .run(|c, at| c.end(&snap, &chat, "agent", "the agent ended the chat", at));
+            Ok(None)
+        }
+        // An agent's own chat after a reconnect, a consulted agent joining the side
+        // conversation, or a supervisor watching any chat (read-only; the customer
+        // and the agent are not told).
+        ClientFrame::Watch { chat, offset } => {
+            let allowed = supervisor || s.chats.read(|c| c.part(me, &chat).is_some());
+            if !allowed {
+                return Err(ChatError::NotYours.to_string());
+            }
+            rooms.join(&chat, offset)?;
+            Ok(Some(ServerFrame::Watching { chat }))
+        }
+        ClientFrame::Unwatch { chat } => {
+            rooms.leave(&chat, true);
+            Ok(None)
+        }
+        other => Err(format!("unknown frame type `{}`", kind(&other))),
+    }
+}

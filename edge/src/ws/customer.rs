@@ -1,0 +1,224 @@
+//! `/ws/chat`: a customer starts or resumes a chat, then writes and reads the room.
+
+use super::{
+    close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
+    FIRST_FRAME,
+};
+use crate::api::AppState;
+use crate::desk;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use chat::hub::Subscription;
+use chat::service::Resume;
+use chat::{Author, ClientFrame, Offset, ServerFrame};
+use serde_json::Map;
+
+pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    limits(ws).on_upgrade(move |sock| customer(sock, s))
+}
+
+/// Start a chat in `queue`; tells the socket. `previous_ended`: a resume found the
+/// old chat over and this one replaces it.
+async fn start(
+    sock: &mut WebSocket,
+    s: &AppState,
+    queue: Option<&str>,
+    fields: Map<String, serde_json::Value>,
+    previous_ended: bool,
+) -> Option<(String, Offset)> {
+    let snap = s.snapshot.load_full();
+    let keys = desk::keys();
+    let r = s
+        .chats
+        .run(|c, at| c.start(&snap, queue.unwrap_or(""), fields, at, keys));
+    match r {
+        Ok((chat, token)) => {
+            let started = ServerFrame::Started {
+                chat: chat.clone(),
+                token,
+                previous_ended,
+            };
+            let _ = sock.send(send_frame(&started)).await;
+            Some((chat, Offset(0)))
+        }
+        Err(e) => {
+            close(sock, 4002, &e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// Start or resume: returns the chat and the offset to replay from.
+async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Offset)> {
+    loop {
+        let first = match tokio::time::timeout(FIRST_FRAME, next_frame(sock)).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => {
+                close(sock, 4002, &e.to_string()).await;
+                return None;
+            }
+            _ => return None,
+        };
+        match first {
+            ClientFrame::Start { queue, fields } => {
+                return start(sock, s, queue.as_deref(), fields.unwrap_or_default(), false).await;
+            }
+            ClientFrame::Resume {
+                token,
+                offset,
+                choice,
+                queue,
+                fields,
+            } => {
+                let snap = s.snapshot.load_full();
+                let r = s.chats.run(|c, at| {
+                    c.resume(&snap, &token, queue.as_deref(), fields.as_ref(), choice, at)
+                });
+                match r {
+                    Ok(Resume::Continue(chat)) => {
+                        let _ = sock
+                            .send(send_frame(&ServerFrame::Resumed { chat: chat.clone() }))
+                            .await;
+                        return Some((chat, offset));
+                    }
+                    Ok(Resume::Prompt(chat)) => {
+                        // Ask; the client answers with `resume` + `choice`.
+                        let _ = sock.send(send_frame(&ServerFrame::Prompt { chat })).await;
+                    }
+                    Ok(Resume::StartNew) if queue.is_some() => {
+                        return start(sock, s, queue.as_deref(), fields.unwrap_or_default(), true)
+                            .await;
+                    }
+                    Ok(Resume::StartNew) => {
+                        let ended = ServerFrame::Ended {
+                            chat: None,
+                            offset: None,
+                            by: None,
+                            reason: "the chat has ended; start a new one".into(),
+                        };
+                        let _ = sock.send(send_frame(&ended)).await;
+                    }
+                    Err(e) => {
+                        let _ = sock.send(err_frame(None, &e.to_string())).await;
+                    }
+                }
+            }
+            _ => {
+                close(sock, 4002, "the first frame must be start or resume").await;
+                return None;
+            }
+        }
+    }
+}
+
+async fn customer(mut sock: WebSocket, s: AppState) {
+    let Some((id, offset)) = customer_open(&mut sock, &s).await else {
+        return;
+    };
+    let conn = next_conn();
+    let mut sub = match s.chats.run(|c, _| c.customer_attach(&id, conn, offset)) {
+        Ok(sub) => sub,
+        Err(e) => {
+            close(&mut sock, 1000, &e.to_string()).await;
+            return;
+        }
+    };
+    if !replay(&mut sock, &id, &mut sub).await {
+        s.chats.run(|c, at| c.customer_detach(&id, conn, at.now));
+        return;
+    }
+    // The customer's shown name, looked up once per connection rather than under the
+    // service lock for every message.
+    let shown = s.chats.read(|c| c.customer_name(&id));
+    loop {
+        tokio::select! {
+            f = sub.inbox.rx.recv() => match f {
+                Some(f) => {
+                    if sock.send(stored(&f)).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    let (code, why) = close_for(sub.inbox.reason());
+                    close(&mut sock, code, why).await;
+                    break;
+                }
+            },
+            m = next_frame(&mut sock) => match m {
+                None => break,
+                Some(Err(e)) => {
+                    let _ = sock.send(err_frame(Some(&id), &e.to_string())).await;
+                }
+                Some(Ok(f)) => {
+                    if let Err(e) = customer_frame(&s, &id, conn, &shown, f) {
+                        let _ = sock.send(err_frame(Some(&id), &e)).await;
+                    }
+                }
+            }
+        }
+    }
+    s.chats.run(|c, at| c.customer_detach(&id, conn, at.now));
+}
+
+fn customer_frame(
+    s: &AppState,
+    id: &str,
+    conn: u64,
+    shown: &str,
+    f: ClientFrame,
+) -> Result<(), String> {
+    match f {
+        ClientFrame::Message {
+            client_id,
+            text,
+            name,
+            ..
+        } => {
+            let name = name.as_deref().filter(|n| !n.is_empty()).unwrap_or(shown);
+            s.chats
+                .rooms
+                .message(
+                    id,
+                    Author::Customer,
+                    name,
+                    client_id.as_deref(),
+                    &text,
+                    false,
+                    desk::unix_ms(),
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        ClientFrame::Typing { on, .. } => s
+            .chats
+            .rooms
+            .typing(id, conn, Author::Customer, on)
+            .map_err(|e| e.to_string()),
+        ClientFrame::End { .. } => {
+            let snap = s.snapshot.load();
+            s.chats
+                .run(|c, at| c.end(&snap, id, "customer", "the customer ended the chat", at));
+            Ok(())
+        }
+        other => Err(format!("a customer cannot send `{}` frames", kind(&other))),
+    }
+}
+
+/// The `type` of a client frame, for errors.
+pub(super) fn kind(f: &ClientFrame) -> String {
+    serde_json::to_value(f)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
+        .unwrap_or_default()
+}
+
+/// Send a subscription's stored frames to the socket.
+async fn replay(sock: &mut WebSocket, id: &str, sub: &mut Subscription) -> bool {
+    for f in initial_frames(id, sub) {
+        if sock.send(stored(&f)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,116 @@
+//! Web chat over WebSocket: `/ws/chat` for customers ([`customer`]), `/ws/agent` for
+//! agents and supervisors ([`agent`]). Frames are `chat::protocol` types; the logic
+//! lives in the `chat` crate (driven through [`crate::desk`]); these modules move
+//! frames between sockets, hub subscriptions and console channels.
+//!
+//! Close codes: 1000 chat ended, 4001 authentication failed, 4002 protocol error (bad
+//! first frame), 4008 slow consumer (resume from your last offset), 4009 replaced by
+//! a newer connection.
+
+pub mod agent;
+pub mod customer;
+
+use crate::api::AppState;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use chat::hub::{Closed, Frame, Subscription};
+use chat::protocol::FrameError;
+use chat::{ClientFrame, ServerFrame};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Largest frame a client may send.
+pub const MAX_FRAME: usize = 64 * 1024;
+const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// A small read buffer: tungstenite's default allocates 128 KiB per connection up
+/// front, which was most of an idle connection's memory (measured with
+/// `bench/chat.sh`); chat frames are small and the buffer grows when one is not.
+const READ_BUFFER: usize = 4096;
+
+static CONN: AtomicU64 = AtomicU64::new(1);
+
+fn next_conn() -> u64 {
+    CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+fn send_frame(f: &ServerFrame) -> Message {
+    Message::Text(f.to_json().into())
+}
+
+fn stored(f: &Frame) -> Message {
+    Message::Text(Utf8Bytes::from(f.to_string()))
+}
+
+fn err_frame(chat: Option<&str>, e: &str) -> Message {
+    send_frame(&ServerFrame::Error {
+        chat: chat.map(str::to_string),
+        error: e.to_string(),
+    })
+}
+
+async fn close(sock: &mut WebSocket, code: u16, reason: &str) {
+    let _ = sock
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+fn close_for(reason: Closed) -> (u16, &'static str) {
+    match reason {
+        Closed::SlowConsumer => (
+            4008,
+            "slow consumer: reconnect and resume from your last offset",
+        ),
+        Closed::Removed => (4009, "replaced by a newer connection"),
+        Closed::Ended | Closed::Open => (1000, "chat ended"),
+    }
+}
+
+/// The next client frame; `None` when the socket closed.
+async fn next_frame(sock: &mut WebSocket) -> Option<Result<ClientFrame, FrameError>> {
+    loop {
+        match sock.recv().await? {
+            Ok(Message::Text(t)) => return Some(ClientFrame::parse(&t)),
+            Ok(Message::Binary(_)) => return Some(Err(FrameError::Binary)),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue, // ping/pong
+        }
+    }
+}
+
+/// Frame limit and read buffer for every chat socket.
+fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
+}
+
+/// A subscription's stored frames, preceded by `history_truncated` when the asked
+/// offset was older than what the room keeps.
+fn initial_frames(id: &str, sub: &mut Subscription) -> Vec<Frame> {
+    let mut v = Vec::with_capacity(sub.replay.len() + 1);
+    if sub.truncated {
+        v.push(
+            ServerFrame::HistoryTruncated {
+                chat: id.to_string(),
+            }
+            .to_json()
+            .into(),
+        );
+    }
+    v.append(&mut sub.replay);
+    v
+}
+
+/// Offers that time out and customers who do not come back: checked twice a second.
+pub fn spawn_sweeper(s: AppState) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            t.tick().await;
+            let snap = s.snapshot.load();
+            s.chats.run(|c, at| c.sweep(&snap, at));
+        }
+    });
+}
