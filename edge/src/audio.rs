@@ -7,6 +7,22 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// An audio file of the configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AudioError {
+    #[error("audio file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audio file {}: {source}", path.display())]
+    Decode {
+        path: PathBuf,
+        source: media::audio::AudioError,
+    },
+}
+
 #[derive(Debug, Default)]
 pub struct AudioCache {
     files: HashMap<PathBuf, Arc<[i16]>>,
@@ -14,7 +30,7 @@ pub struct AudioCache {
 
 impl AudioCache {
     /// Decode every `announcement` and `hold_audio` of the routes and queues.
-    pub fn load(snap: &Snapshot) -> Result<AudioCache, String> {
+    pub fn load(snap: &Snapshot) -> Result<AudioCache, AudioError> {
         let c = &snap.config;
         let paths = c
             .queues
@@ -31,10 +47,16 @@ impl AudioCache {
             if files.contains_key(p) {
                 continue;
             }
-            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let bytes = std::fs::read(p).map_err(|source| AudioError::Read {
+                path: p.clone(),
+                source,
+            })?;
             let ext = p.extension().and_then(|e| e.to_str());
             let samples =
-                media::audio::decode(bytes, ext).map_err(|e| format!("{}: {e}", p.display()))?;
+                media::audio::decode(bytes, ext).map_err(|source| AudioError::Decode {
+                    path: p.clone(),
+                    source,
+                })?;
             tracing::info!(file = %p.display(), seconds = samples.len() as f64 / 8000.0, "audio loaded");
             files.insert(p.clone(), samples.into());
         }

@@ -6,6 +6,7 @@ mod api;
 mod audio;
 mod core;
 mod desk;
+mod error;
 mod metrics;
 mod recorder;
 mod recordings;
@@ -15,6 +16,7 @@ mod ws;
 use arc_swap::ArcSwap;
 use b2bua::B2bua;
 use clap::{Parser, Subcommand};
+use error::EdgeError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
             let checked = control::load(&file)
                 .map_err(|e| e.to_string())
                 .and_then(|s| {
-                    audio::AudioCache::load(&s).map_err(|e| format!("audio file {e}"))?;
+                    audio::AudioCache::load(&s).map_err(|e| e.to_string())?;
                     Ok(s)
                 });
             return match checked {
@@ -134,22 +136,23 @@ pub(crate) fn seed() -> u64 {
     h.finish()
 }
 
-async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<(), String> {
+async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<(), EdgeError> {
     let snap = Arc::new(snap);
     let c = &snap.config;
     if c.trunks.is_empty() {
         warn!("no [[trunks]] configured: INVITEs from any source are accepted");
     }
     warn_ephemeral_overlap(c.media.rtp_ports.first, c.media.rtp_ports.last);
-    std::fs::create_dir_all(&c.storage.dir)
-        .map_err(|e| format!("cannot create storage.dir {}: {e}", c.storage.dir.display()))?;
+    std::fs::create_dir_all(&c.storage.dir).map_err(|source| EdgeError::CreateDir {
+        path: c.storage.dir.clone(),
+        source,
+    })?;
     let metrics = Arc::new(metrics::Metrics::default());
     let spool = storage::Spool::open(
         &c.storage.dir,
         c.storage.chunk_size,
         &format!("{:?}", c.storage.upload.target).to_lowercase(),
-    )
-    .map_err(|e| format!("cannot open the recording spool: {e}"))?;
+    )?;
     let target = storage::target::Target::from_config(&c.storage)?;
     let uploader = storage::uploader::Uploader::new(
         spool,
@@ -159,18 +162,24 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     );
     tokio::spawn(uploader.clone().run());
     let inbox = recordings::inbox_dir(&c.storage.dir);
-    std::fs::create_dir_all(&inbox)
-        .map_err(|e| format!("cannot create {}: {e}", inbox.display()))?;
+    std::fs::create_dir_all(&inbox).map_err(|source| EdgeError::CreateDir {
+        path: inbox.clone(),
+        source,
+    })?;
     let recovered = recorder::recover(&c.storage.dir);
     if recovered > 0 {
         warn!(recovered, "recordings left by a crash handed to storage");
     }
     recordings::spawn_inbox(uploader.clone(), inbox);
-    let audio = Arc::new(audio::AudioCache::load(&snap).map_err(|e| format!("audio file {e}"))?);
+    let audio = Arc::new(audio::AudioCache::load(&snap)?);
     let (udp, tcp) = core::bind_all(&snap).await?;
     let http = tokio::net::TcpListener::bind(c.http.listen)
         .await
-        .map_err(|e| format!("cannot listen on http {}: {e}", c.http.listen))?;
+        .map_err(|source| EdgeError::Listen {
+            what: "http",
+            addr: c.http.listen,
+            source,
+        })?;
     let (core_tx, core_rx) = tokio::sync::mpsc::channel(65_536);
     for (addr, s) in &udp {
         core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
@@ -182,10 +191,27 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let finisher = recorder::Finisher::start()
-        .map_err(|e| format!("cannot start the recording finisher: {e}"))?;
-    let relays = rtp::Relays::start(threads, metrics.clone(), core_tx.clone(), finisher)
-        .map_err(|e| format!("cannot start RTP relay workers: {e}"))?;
+    let finisher = recorder::Finisher::start().map_err(|source| EdgeError::Start {
+        what: "the recording finisher",
+        source,
+    })?;
+    // Relay workers report on their own channel; the core hears them as CoreMsg::Media.
+    let (media_tx, mut media_rx) = tokio::sync::mpsc::channel(4096);
+    let to_core = core_tx.clone();
+    tokio::spawn(async move {
+        while let Some(e) = media_rx.recv().await {
+            if to_core.send(core::CoreMsg::Media(e)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let relays =
+        rtp::Relays::start(threads, metrics.clone(), media_tx, finisher).map_err(|source| {
+            EdgeError::Start {
+                what: "the RTP relay workers",
+                source,
+            }
+        })?;
     let core = core::Core::new(
         b2bua,
         udp,
@@ -211,7 +237,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     let chats = Arc::new(desk::Desk::new(rooms));
     let open = transcripts
         .open_chats()
-        .map_err(|e| format!("cannot read {}: {e}", transcripts.path().display()))?;
+        .map_err(|e| EdgeError::ReadTranscripts {
+            path: transcripts.path().to_path_buf(),
+            source: Box::new(e),
+        })?;
     chats.run(|c, at| c.restore(open, at.now));
     let state = api::AppState {
         core: core_tx.clone(),
@@ -227,8 +256,8 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
     let server = axum::serve(http, api::router(state)).with_graceful_shutdown(shutdown());
     tokio::select! {
-        r = server => r.map_err(|e| format!("http server: {e}"))?,
-        _ = core_task => return Err("SIP core stopped".into()),
+        r = server => r.map_err(EdgeError::Http)?,
+        _ = core_task => return Err(EdgeError::CoreStopped),
     }
     // Everything the chats accepted is committed before the process goes.
     tokio::task::spawn_blocking(move || transcripts.flush())
@@ -288,7 +317,7 @@ fn spawn_reloader(
             let p = path.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 let new = control::load(&p).map_err(|e| e.to_string())?;
-                let audio = audio::AudioCache::load(&new).map_err(|e| format!("audio file {e}"))?;
+                let audio = audio::AudioCache::load(&new).map_err(|e| e.to_string())?;
                 Ok::<_, String>((new, audio))
             })
             .await

@@ -31,7 +31,8 @@ pub struct Recorder {
     frames: u64,
     paused_at: Option<u64>,
     spans: Vec<(u64, u64)>,
-    error: Option<String>,
+    /// The write error that stopped the recording.
+    error: Option<io::ErrorKind>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -69,7 +70,7 @@ impl Recorder {
         let Some(w) = self.wav.as_mut() else { return };
         if let Err(e) = w.write(left, right) {
             tracing::error!(call = %self.meta.call_id, error = %e, "recording write failed: recording stopped");
-            self.error = Some(e.to_string());
+            self.error = Some(e.kind());
             self.wav = None;
             return;
         }
@@ -88,7 +89,7 @@ impl Recorder {
     }
 
     /// Finish the file and hand it to the inbox (blocking I/O: run off the worker).
-    fn finish(mut self) -> Result<PathBuf, String> {
+    fn finish(mut self) -> io::Result<PathBuf> {
         if let Some(from) = self.paused_at.take() {
             self.spans.push((from, self.frames));
         }
@@ -96,13 +97,13 @@ impl Recorder {
         let wav = self
             .wav
             .take()
-            .ok_or_else(|| self.error.clone().unwrap_or_default())?;
-        let mut w = wav.finish().map_err(|e| e.to_string())?;
-        w.flush().map_err(|e| e.to_string())?;
-        let f = w.into_inner().map_err(|e| e.to_string())?;
-        f.sync_all().map_err(|e| e.to_string())?;
+            .ok_or_else(|| io::Error::from(self.error.unwrap_or(io::ErrorKind::Other)))?;
+        let mut w = wav.finish()?;
+        w.flush()?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
         drop(f);
-        let sha256 = storage::sha256_file(&self.path).map_err(|e| e.to_string())?;
+        let sha256 = storage::sha256_file(&self.path)?;
         let secs = |f: u64| f as f64 / FRAMES_PER_SEC;
         let mut meta = base_meta(&self.meta, self.started);
         meta["end"] = rfc3339(ended).into();
@@ -153,15 +154,14 @@ fn hand_over(
     inbox: &Path,
     call_id: &str,
     meta: &serde_json::Value,
-) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(inbox).map_err(|e| e.to_string())?;
+) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(inbox)?;
     let wav_in = inbox.join(format!("{call_id}.wav"));
-    std::fs::rename(wav, &wav_in).map_err(|e| e.to_string())?;
+    std::fs::rename(wav, &wav_in)?;
     let tmp = inbox.join(format!(".{call_id}.json.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())?;
     let json = inbox.join(format!("{call_id}.json"));
-    std::fs::rename(&tmp, &json).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &json)?;
     let _ = std::fs::remove_file(sidecar_of(wav));
     Ok(json)
 }
@@ -193,11 +193,11 @@ pub fn recover(storage_dir: &Path) -> usize {
     n
 }
 
-fn recover_one(path: &Path, inbox: &Path) -> Result<PathBuf, String> {
+fn recover_one(path: &Path, inbox: &Path) -> io::Result<PathBuf> {
     let call_id = path
         .file_stem()
         .and_then(|s| s.to_str())
-        .ok_or("bad file name")?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a UTF-8 file name"))?
         .to_string();
     let mut meta: serde_json::Value = std::fs::read(sidecar_of(path))
         .ok()
@@ -206,20 +206,17 @@ fn recover_one(path: &Path, inbox: &Path) -> Result<PathBuf, String> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let md = f.metadata().map_err(|e| e.to_string())?;
-    let frames = media::wav::repair(&mut f, RATE, md.len()).map_err(|e| e.to_string())?;
-    f.set_len(44 + frames * 4).map_err(|e| e.to_string())?;
-    f.sync_all().map_err(|e| e.to_string())?;
+        .open(path)?;
+    let md = f.metadata()?;
+    let frames = media::wav::repair(&mut f, RATE, md.len())?;
+    f.set_len(44 + frames * 4)?;
+    f.sync_all()?;
     drop(f);
     meta["end"] = md.modified().map(rfc3339).unwrap_or_default().into();
     meta["duration_secs"] = (frames as f64 / RATE as f64).into();
     meta["paused"] = serde_json::json!([]);
     meta["recovered"] = true.into();
-    meta["sha256"] = storage::sha256_file(path)
-        .map_err(|e| e.to_string())?
-        .into();
+    meta["sha256"] = storage::sha256_file(path)?.into();
     hand_over(path, inbox, &call_id, &meta)
 }
 

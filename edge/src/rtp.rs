@@ -11,26 +11,21 @@
 //! every 20 ms (the epoll timeout is the time to the next tick). RFC 4733 digits seen
 //! in any call are reported to the SIP core.
 
-use crate::core::{CoreMsg, CoreTx};
 use crate::metrics::Metrics;
 use crate::recorder::{Finisher, Recorder};
 use b2bua::DigitFrom;
 use media::mixer::MonitorMode;
 use media::session::{Dest, Session, Verdict};
 use media::{dtmf, Relay, Side, Socket};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use rtp_io::{Flow, Handler, Poller, Workers};
 use std::collections::HashMap;
 use std::io;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const WAKER: u64 = u64::MAX;
 
 enum Cmd {
     Open {
@@ -101,14 +96,9 @@ enum Cmd {
     },
 }
 
-struct Worker {
-    tx: mpsc::Sender<Cmd>,
-    waker: Arc<EventFd>,
-}
-
 /// The relay workers of the process.
 pub struct Relays {
-    workers: Vec<Worker>,
+    workers: Workers<Cmd>,
     next: AtomicUsize,
     slots: AtomicUsize,
     metrics: Arc<Metrics>,
@@ -258,34 +248,30 @@ fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
 
 impl Relays {
     /// Start `threads` workers (at least one).
-    /// Digits go to `core`; finished recordings to `finisher`.
+    /// Digits and played announcements go to `events`; finished recordings to
+    /// `finisher`.
     pub fn start(
         threads: usize,
         metrics: Arc<Metrics>,
-        core: CoreTx,
+        events: MediaEvents,
         finisher: Finisher,
     ) -> io::Result<Arc<Relays>> {
-        let mut workers = Vec::new();
-        for i in 0..threads.max(1) {
-            let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-            let waker = Arc::new(EventFd::from_value_and_flags(
-                0,
-                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-            )?);
-            poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
-            let (tx, rx) = mpsc::channel();
-            let ctx = Ctx {
-                metrics: metrics.clone(),
-                core: core.clone(),
+        let m = metrics.clone();
+        let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
+            calls: HashMap::new(),
+            monitor_slots: HashMap::new(),
+            buf: [0u8; 2048],
+            c: Counters::default(),
+            last_flush: Instant::now(),
+            epoch: Instant::now(),
+            next_tick: None,
+            ctx: Ctx {
+                metrics: m.clone(),
+                events: events.clone(),
                 finisher: finisher.clone(),
                 seed: crate::seed() ^ (i as u64) << 56,
-            };
-            let w = waker.clone();
-            std::thread::Builder::new()
-                .name(format!("rtp-relay-{i}"))
-                .spawn(move || run(poll, w, rx, ctx))?;
-            workers.push(Worker { tx, waker });
-        }
+            },
+        })?;
         Ok(Arc::new(Relays {
             workers,
             next: AtomicUsize::new(0),
@@ -295,10 +281,7 @@ impl Relays {
     }
 
     fn send(&self, worker: usize, cmd: Cmd) {
-        let w = &self.workers[worker];
-        if w.tx.send(cmd).is_ok() {
-            let _ = w.waker.write(1);
-        }
+        self.workers.send(worker, cmd);
     }
 
     /// Bind the four sockets (A RTP/RTCP at `a_port`, B at `b_port`) and relay them.
@@ -352,10 +335,26 @@ struct Call {
     recorder: Option<Box<Recorder>>,
 }
 
+/// What the relay workers report; the receiver (the SIP core) decides what it means.
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// A call's announcement was played to its end.
+    AnnouncementDone { call: u64 },
+    /// An RFC 4733 digit decoded in a call's media (a party's or a supervisor's).
+    Digit {
+        call: u64,
+        from: DigitFrom,
+        digit: char,
+    },
+}
+
+/// Where relay workers send their events (never blocking: a full queue drops).
+pub type MediaEvents = tokio::sync::mpsc::Sender<MediaEvent>;
+
 /// What a worker shares with the rest of the process.
 struct Ctx {
     metrics: Arc<Metrics>,
-    core: CoreTx,
+    events: MediaEvents,
     finisher: Finisher,
     seed: u64,
 }
@@ -378,120 +377,112 @@ impl Counters {
 
 const TICK: Duration = Duration::from_millis(20);
 
-/// Event data: slot × 4 + socket index. Slots are process-unique (calls and monitors
-/// share the counter); calls live in a map keyed by slot, monitors in a map from
-/// their slot to the call's (a closed slot's late events find nothing).
-fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, mut ctx: Ctx) {
-    let mut calls: HashMap<usize, Call> = HashMap::new();
-    let mut monitor_slots: HashMap<usize, (usize, u64)> = HashMap::new();
-    let mut events = vec![EpollEvent::empty(); 1024];
-    let mut buf = [0u8; 2048];
-    let mut c = Counters::default();
-    let mut last_flush = Instant::now();
-    let epoch = Instant::now();
-    let mut next_tick: Option<Instant> = None;
-    loop {
-        let timeout = match next_tick {
-            // Round up: waking early would only wait again.
-            Some(t) => {
-                let ms = t
-                    .saturating_duration_since(Instant::now())
-                    .as_micros()
-                    .div_ceil(1000);
-                EpollTimeout::from(ms.min(500) as u16)
+/// The longest a worker sleeps with no tick due (counters are flushed then).
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// One relay worker. Event tokens: slot × 4 + socket index. Slots are process-unique
+/// (calls and monitors share the counter); calls live in a map keyed by slot,
+/// monitors in a map from their slot to the call's (a closed slot's late events find
+/// nothing).
+struct RelayWorker {
+    calls: HashMap<usize, Call>,
+    monitor_slots: HashMap<usize, (usize, u64)>,
+    buf: [u8; 2048],
+    c: Counters,
+    last_flush: Instant,
+    epoch: Instant,
+    next_tick: Option<Instant>,
+    ctx: Ctx,
+}
+
+impl Handler for RelayWorker {
+    type Command = Cmd;
+
+    fn on_readable(&mut self, _: &Poller, token: u64, now: Instant) {
+        let now_us = now.duration_since(self.epoch).as_micros() as u64;
+        let (slot, i) = ((token / 4) as usize, (token % 4) as usize);
+        let (buf, c, ctx) = (&mut self.buf, &mut self.c, &self.ctx);
+        if let Some(&(call_slot, id)) = self.monitor_slots.get(&slot) {
+            if let Some(call) = self.calls.get_mut(&call_slot) {
+                on_monitor_datagram(call, id, i, buf, ctx);
             }
-            None => EpollTimeout::from(500u16),
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&slot) else {
+            return;
         };
-        let n = match poll.wait(&mut events, timeout) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => 0,
-            Err(e) => {
-                tracing::error!(error = %e, "RTP relay poll failed");
-                return;
-            }
+        let on = Socket::ALL[i];
+        // One datagram per readiness; if more are queued, the next wait reports the
+        // socket again. WouldBlock (spurious) or ICMP errors: nothing to do.
+        let Ok((len, src)) = call.sockets[i].recv_from(buf) else {
+            return;
         };
-        let now_us = epoch.elapsed().as_micros() as u64;
-        let mut commands = false;
-        for ev in &events[..n] {
-            let data = ev.data();
-            if data == WAKER {
-                let _ = waker.read();
-                commands = true;
-                continue;
+        let Some(dst) = call.relay.on_datagram(on, src, &buf[..len]) else {
+            c.dropped += 1;
+            return;
+        };
+        let pkt = &mut buf[..len];
+        if !on.rtcp {
+            if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
+                party_digit(call, on.side, pkt, ctx);
             }
-            let (slot, i) = ((data / 4) as usize, (data % 4) as usize);
-            if let Some(&(call_slot, id)) = monitor_slots.get(&slot) {
-                if let Some(call) = calls.get_mut(&call_slot) {
-                    on_monitor_datagram(call, id, i, &mut buf, &ctx);
-                }
-                continue;
-            }
-            let Some(call) = calls.get_mut(&slot) else {
-                continue;
-            };
-            let on = Socket::ALL[i];
-            // Level-triggered: one datagram per event; if more are queued, the next
-            // wait reports the socket again.
-            // WouldBlock (spurious) or ICMP errors reported on the socket: nothing to do.
-            if let Ok((len, src)) = call.sockets[i].recv_from(&mut buf) {
-                let Some(dst) = call.relay.on_datagram(on, src, &buf[..len]) else {
-                    c.dropped += 1;
-                    continue;
-                };
-                let pkt = &mut buf[..len];
-                if !on.rtcp {
-                    if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
-                        party_digit(call, on.side, pkt, &ctx);
-                    }
-                    if let Some(s) = call.session.as_mut() {
-                        if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
-                            continue;
-                        }
-                    }
-                }
-                match call.sockets[on.peer().index()].send_to(pkt, dst) {
-                    Ok(_) => {
-                        c.packets += 1;
-                        c.bytes += len as u64;
-                    }
-                    Err(_) => c.dropped += 1,
+            if let Some(s) = call.session.as_mut() {
+                if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
+                    return;
                 }
             }
         }
-        if commands {
-            let mut mixes = false;
-            while let Ok(cmd) = rx.try_recv() {
-                mixes |= apply(&poll, &mut calls, &mut monitor_slots, cmd, &mut ctx);
+        match call.sockets[on.peer().index()].send_to(pkt, dst) {
+            Ok(_) => {
+                c.packets += 1;
+                c.bytes += len as u64;
             }
-            // Start the tick grid when a command made a call mix; the ticks stop it
-            // once no call mixes (no scan of every call per command batch).
-            if mixes && next_tick.is_none() {
-                next_tick = Some(Instant::now() + TICK);
+            Err(_) => c.dropped += 1,
+        }
+    }
+
+    fn on_command(&mut self, poller: &Poller, cmd: Cmd, now: Instant) -> Flow {
+        let mixes = apply(
+            poller,
+            &mut self.calls,
+            &mut self.monitor_slots,
+            cmd,
+            &mut self.ctx,
+        );
+        // Start the tick grid when a command made a call mix; the ticks stop it once
+        // no call mixes (no scan of every call per command).
+        if mixes && self.next_tick.is_none() {
+            self.next_tick = Some(now + TICK);
+        }
+        Flow::Continue
+    }
+
+    fn on_wake(&mut self, _: &Poller, now: Instant) {
+        if let Some(t) = self.next_tick.filter(|t| now >= *t) {
+            let now_us = now.duration_since(self.epoch).as_micros() as u64;
+            let mut any = false;
+            for call in self.calls.values_mut() {
+                any |= tick(call, now_us, &mut self.c, &self.ctx);
             }
+            // Keep the 20 ms grid while a call mixes; after a stall, restart it rather
+            // than burst. No call mixing: the grid stops until a command starts one.
+            let next = t + TICK;
+            self.next_tick = any.then_some(if next + 5 * TICK < now {
+                now + TICK
+            } else {
+                next
+            });
         }
-        if let Some(t) = next_tick {
-            let now = Instant::now();
-            if now >= t {
-                let now_us = epoch.elapsed().as_micros() as u64;
-                let mut any = false;
-                for call in calls.values_mut() {
-                    any |= tick(call, now_us, &mut c, &ctx);
-                }
-                // Keep the 20 ms grid while a call mixes; after a stall, restart it
-                // rather than burst. No call mixing: the grid stops until a command
-                // starts one again.
-                let next = t + TICK;
-                next_tick = any.then_some(if next + 5 * TICK < now {
-                    now + TICK
-                } else {
-                    next
-                });
-            }
+        if now.duration_since(self.last_flush) >= Duration::from_secs(1)
+            || self.c.packets >= 1 << 16
+        {
+            self.c.flush(&self.ctx.metrics);
+            self.last_flush = now;
         }
-        if last_flush.elapsed() >= Duration::from_secs(1) || c.packets >= 1 << 16 {
-            c.flush(&ctx.metrics);
-            last_flush = Instant::now();
-        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
     }
 }
 
@@ -505,7 +496,7 @@ fn party_digit(call: &mut Call, side: Side, pkt: &[u8], ctx: &Ctx) {
         return;
     }
     if let Some(d) = call.dtmf[side as usize].on_payload(p.header.timestamp, payload) {
-        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+        let _ = ctx.events.try_send(MediaEvent::Digit {
             call: call.call,
             from: DigitFrom::Party(side),
             digit: d,
@@ -533,7 +524,7 @@ fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: 
         return;
     };
     if let Some(d) = s.on_monitor_rtp(id, &buf[..len]) {
-        let _ = ctx.core.try_send(CoreMsg::MediaDigit {
+        let _ = ctx.events.try_send(MediaEvent::Digit {
             call: call.call,
             from: DigitFrom::Monitor(id),
             digit: d,
@@ -585,8 +576,8 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
     if s.take_announcement_done() {
         // If the core's queue is full, its safety timer connects the caller.
         if ctx
-            .core
-            .try_send(CoreMsg::AnnouncementDone { call: call.call })
+            .events
+            .try_send(MediaEvent::AnnouncementDone { call: call.call })
             .is_err()
         {
             tracing::warn!(call = call.call, "core busy: announcement end not reported");
@@ -604,7 +595,7 @@ fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
 
 /// Apply a command; whether it made a call's session mix (so ticks must run).
 fn apply(
-    poll: &Epoll,
+    poll: &Poller,
     calls: &mut HashMap<usize, Call>,
     monitor_slots: &mut HashMap<usize, (usize, u64)>,
     cmd: Cmd,
@@ -618,7 +609,7 @@ fn apply(
             call,
             sockets,
         } => {
-            if register(poll, &sockets, slot) {
+            if poll.add_all(&sockets, slot as u64 * 4).is_ok() {
                 calls.insert(
                     slot,
                     Call {
@@ -651,7 +642,7 @@ fn apply(
             let Some(call) = calls.get_mut(&slot) else {
                 return false; // the call ended meanwhile: the sockets close here
             };
-            if !register(poll, &sockets, mslot) {
+            if poll.add_all(&sockets, mslot as u64 * 4).is_err() {
                 tracing::error!(slot, "cannot register a supervisor's RTP sockets");
                 return false;
             }
@@ -751,7 +742,7 @@ fn apply(
         Cmd::Close { slot } => {
             if let Some(mut call) = calls.remove(&slot) {
                 for s in &call.sockets {
-                    let _ = poll.delete(s);
+                    poll.delete(s);
                 }
                 let ids: Vec<u64> = call.monitors.iter().map(|m| m.id).collect();
                 for id in ids {
@@ -768,25 +759,8 @@ fn apply(
     mixes
 }
 
-/// Add `sockets` to the poll set as `slot × 4 + index`; on failure none stays added.
-fn register(poll: &Epoll, sockets: &[UdpSocket], slot: usize) -> bool {
-    let ok = sockets.iter().enumerate().all(|(i, s)| {
-        poll.add(
-            s,
-            EpollEvent::new(EpollFlags::EPOLLIN, (slot * 4 + i) as u64),
-        )
-        .is_ok()
-    });
-    if !ok {
-        for s in sockets {
-            let _ = poll.delete(s);
-        }
-    }
-    ok
-}
-
 fn close_monitor(
-    poll: &Epoll,
+    poll: &Poller,
     call: &mut Call,
     monitor_slots: &mut HashMap<usize, (usize, u64)>,
     id: u64,
@@ -797,7 +771,7 @@ fn close_monitor(
     };
     let m = call.monitors.remove(i);
     for s in &m.sockets {
-        let _ = poll.delete(s);
+        poll.delete(s);
     }
     monitor_slots.remove(&m.mslot);
     if let Some(s) = call.session.as_mut() {

@@ -1,24 +1,24 @@
 //! SIP transport for loadtest: a UDP socket, or TCP (one connection to the target
 //! for `call`, a listener for `answer`), delivering framed messages on one channel.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
-use sip::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
 use sip::{Flow, Transport};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-/// What arrives from the network.
-pub enum Inbound {
-    Message(Flow, Bytes),
-    /// ICMP port unreachable (UDP) or a refused/closed connection (TCP).
-    Refused(SocketAddr),
-}
+/// What arrives from the network: a message, or `Refused` for ICMP port unreachable
+/// (UDP) or a refused/closed connection (TCP). Keep-alive pings are not delivered.
+pub use sip_io::Inbound;
+
+/// Messages that may wait for one TCP connection's writer.
+const WRITE_QUEUE: usize = 65_536;
+
+type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
 
 #[derive(Clone)]
 pub struct Net {
@@ -26,7 +26,7 @@ pub struct Net {
     /// The address we advertise (Via, Contact).
     pub local: SocketAddr,
     udp: Option<Arc<UdpSocket>>,
-    tcp: Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>>,
+    tcp: Conns,
     /// Keeps the inbound channel open when the UDP socket is read directly.
     _inbound: Option<mpsc::Sender<Inbound>>,
 }
@@ -39,7 +39,7 @@ impl Net {
             }
             None => {
                 if let Some(tx) = self.tcp.lock().get(&flow.remote) {
-                    let _ = tx.send(data);
+                    let _ = tx.try_send(data);
                 }
             }
         }
@@ -55,9 +55,7 @@ impl Net {
     /// without, the caller reads [`Net::udp_socket`] itself.
     pub async fn udp(bind: SocketAddr, reader: bool) -> io::Result<(Net, mpsc::Receiver<Inbound>)> {
         let s = UdpSocket::bind(bind).await?;
-        let sr = socket2::SockRef::from(&s);
-        let _ = sr.set_recv_buffer_size(8 << 20);
-        let _ = sr.set_send_buffer_size(8 << 20);
+        sip_io::tune_udp(&s, 8 << 20);
         let local = s.local_addr()?;
         let s = Arc::new(s);
         let (tx, rx) = mpsc::channel(65_536);
@@ -75,29 +73,11 @@ impl Net {
         }
         let r = s.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-            loop {
-                match r.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        let flow = Flow {
-                            transport: Transport::Udp,
-                            local,
-                            remote: from,
-                        };
-                        if tx
-                            .send(Inbound::Message(flow, Bytes::copy_from_slice(&buf[..n])))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        let _ = tx.send(Inbound::Refused(local)).await;
-                    }
-                    Err(_) => {}
-                }
-            }
+            sip_io::read_datagrams(&r, local, |ev| {
+                let tx = tx.clone();
+                async move { tx.send(ev).await.is_ok() }
+            })
+            .await;
         });
         Ok((
             Net {
@@ -163,47 +143,29 @@ fn spawn_conn(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
-    conns: Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>>,
+    conns: Conns,
     inbound: mpsc::Sender<Inbound>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (wtx, mut wrx) = mpsc::unbounded_channel::<Bytes>();
+    let (rd, wr) = stream.into_split();
+    let (wtx, _writer) = sip_io::spawn_writer(wr, WRITE_QUEUE);
     conns.lock().insert(remote, wtx);
     tokio::spawn(async move {
-        while let Some(b) = wrx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
         let flow = Flow {
             transport: Transport::Tcp,
             local,
             remote,
         };
-        'outer: loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => loop {
-                    match frame_stream(&buf) {
-                        Ok(Frame::Incomplete) => break,
-                        Ok(Frame::KeepAlive { len, .. }) => {
-                            let _ = buf.split_to(len);
-                        }
-                        Ok(Frame::Message(n)) => {
-                            let m = buf.split_to(n).freeze();
-                            if inbound.send(Inbound::Message(flow, m)).await.is_err() {
-                                break 'outer;
-                            }
-                        }
-                        Err(_) => break 'outer,
-                    }
-                },
+        sip_io::read_stream(rd, flow, |ev| {
+            let inbound = inbound.clone();
+            async move {
+                match ev {
+                    Inbound::Message(..) => inbound.send(ev).await.is_ok(),
+                    _ => true,
+                }
             }
-        }
+        })
+        .await;
         conns.lock().remove(&remote);
         let _ = inbound.send(Inbound::Refused(remote)).await;
     });

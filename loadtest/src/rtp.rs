@@ -10,18 +10,16 @@ use hdrhistogram::Histogram;
 use media::rtp::{self, RtpHeader};
 use media::stats::RecvStats;
 use media::tone::ToneTable;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use rtp_io::{Flow, Handler, Poller, Workers};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Telephone-event payload type offered in our SDP.
 pub const DTMF_PT: u8 = 101;
 const PTIME: Duration = Duration::from_millis(20);
-const WAKER: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
@@ -274,58 +272,33 @@ impl Stream {
     }
 }
 
-struct Worker {
-    tx: mpsc::Sender<Cmd>,
-    waker: Arc<EventFd>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
 /// The RTP workers of a run.
 pub struct Engine {
-    workers: Mutex<Vec<Worker>>,
-    count: usize,
+    workers: Workers<Cmd>,
 }
+
+/// The longest a worker sleeps with no packet due.
+const MAX_WAIT: Duration = Duration::from_millis(100);
 
 impl Engine {
     /// Start `threads` workers (at least one).
     pub fn start(threads: usize, collector: Arc<Collector>) -> std::io::Result<Engine> {
-        let mut workers = Vec::new();
-        for i in 0..threads.max(1) {
-            let poll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-            let waker = Arc::new(EventFd::from_value_and_flags(
-                0,
-                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-            )?);
-            poll.add(waker.as_ref(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
-            let (tx, rx) = mpsc::channel();
-            let (w, c) = (waker.clone(), collector.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("rtp-{i}"))
-                .spawn(move || run(poll, w, rx, c))?;
-            workers.push(Worker {
-                tx,
-                waker,
-                thread: Some(thread),
-            });
-        }
-        let count = workers.len();
-        Ok(Engine {
-            workers: Mutex::new(workers),
-            count,
-        })
+        let workers = Workers::start(threads, "rtp", MAX_WAIT, |_| StreamWorker {
+            streams: HashMap::new(),
+            due: BinaryHeap::new(),
+            buf: [0u8; 2048],
+            out: [0u8; 256],
+            collector: collector.clone(),
+        })?;
+        Ok(Engine { workers })
     }
 
     fn send(&self, worker: usize, cmd: Cmd) {
-        let w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = w.get(worker) {
-            if w.tx.send(cmd).is_ok() {
-                let _ = w.waker.write(1);
-            }
-        }
+        self.workers.send(worker, cmd);
     }
 
     fn worker_of(&self, id: u64) -> usize {
-        (id % self.count as u64) as usize
+        (id % self.workers.len() as u64) as usize
     }
 
     /// Start stream `id` on `sock` (non-blocking), towards `remote` (None: learn it
@@ -357,96 +330,80 @@ impl Engine {
 
     /// Stop every stream and wait for the workers to report them.
     pub fn shutdown(&self) {
-        for i in 0..self.count {
+        for i in 0..self.workers.len() {
             self.send(i, Cmd::Shutdown);
         }
-        let mut w = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        for worker in w.iter_mut() {
-            if let Some(t) = worker.thread.take() {
-                let _ = t.join();
-            }
-        }
+        self.workers.join();
     }
 }
 
-fn run(poll: Epoll, waker: Arc<EventFd>, rx: mpsc::Receiver<Cmd>, collector: Arc<Collector>) {
-    let mut streams: HashMap<u64, Stream> = HashMap::new();
-    let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut events = vec![EpollEvent::empty(); 1024];
-    let mut buf = [0u8; 2048];
-    let mut out = [0u8; 256];
-    loop {
-        let now = Instant::now();
-        let wait_ms = due
-            .peek()
-            .map(|Reverse((t, _))| {
-                t.saturating_duration_since(now)
-                    .as_micros()
-                    .div_ceil(1000)
-                    .min(100) as u16
-            })
-            .unwrap_or(100);
-        let n = poll
-            .wait(&mut events, EpollTimeout::from(wait_ms))
-            .unwrap_or(0);
-        let now = Instant::now();
-        let mut commands = false;
-        for ev in &events[..n] {
-            let id = ev.data();
-            if id == WAKER {
-                let _ = waker.read();
-                commands = true;
-            } else if let Some(s) = streams.get_mut(&id) {
-                s.receive(&mut buf, now, &collector);
+/// One worker's streams (event token = stream id) and the heap of due sends.
+struct StreamWorker {
+    streams: HashMap<u64, Stream>,
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    buf: [u8; 2048],
+    out: [u8; 256],
+    collector: Arc<Collector>,
+}
+
+impl Handler for StreamWorker {
+    type Command = Cmd;
+
+    fn on_readable(&mut self, _: &Poller, id: u64, now: Instant) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.receive(&mut self.buf, now, &self.collector);
+        }
+    }
+
+    fn on_command(&mut self, poller: &Poller, cmd: Cmd, now: Instant) -> Flow {
+        match cmd {
+            Cmd::Start {
+                id,
+                sock,
+                remote,
+                cfg,
+                ssrc,
+            } => {
+                if poller.add(&sock, id).is_ok() {
+                    let s = Stream::new(sock, remote, cfg, ssrc, now);
+                    if s.tone.is_some() {
+                        self.due.push(Reverse((now, id)));
+                    }
+                    self.streams.insert(id, s);
+                }
+            }
+            Cmd::Stop { id } => {
+                if let Some(s) = self.streams.remove(&id) {
+                    poller.delete(&s.sock);
+                    s.finish(now, &self.collector);
+                }
+            }
+            Cmd::Shutdown => {
+                for (_, s) in self.streams.drain() {
+                    poller.delete(&s.sock);
+                    s.finish(now, &self.collector);
+                }
+                return Flow::Stop;
             }
         }
-        // Send every packet that is due, keeping each stream on its 20 ms grid.
-        while let Some(Reverse((t, id))) = due.peek().copied() {
+        Flow::Continue
+    }
+
+    /// Send every packet that is due, keeping each stream on its 20 ms grid.
+    fn on_wake(&mut self, _: &Poller, now: Instant) {
+        while let Some(Reverse((t, id))) = self.due.peek().copied() {
             if t > now {
                 break;
             }
-            due.pop();
-            if let Some(s) = streams.get_mut(&id) {
-                s.send_slot(&mut out);
-                due.push(Reverse((t + PTIME, id)));
+            self.due.pop();
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.send_slot(&mut self.out);
+                self.due.push(Reverse((t + PTIME, id)));
             }
         }
-        if commands {
-            while let Ok(cmd) = rx.try_recv() {
-                match cmd {
-                    Cmd::Start {
-                        id,
-                        sock,
-                        remote,
-                        cfg,
-                        ssrc,
-                    } => {
-                        if poll
-                            .add(&sock, EpollEvent::new(EpollFlags::EPOLLIN, id))
-                            .is_ok()
-                        {
-                            let s = Stream::new(sock, remote, cfg, ssrc, now);
-                            if s.tone.is_some() {
-                                due.push(Reverse((now, id)));
-                            }
-                            streams.insert(id, s);
-                        }
-                    }
-                    Cmd::Stop { id } => {
-                        if let Some(s) = streams.remove(&id) {
-                            let _ = poll.delete(&s.sock);
-                            s.finish(now, &collector);
-                        }
-                    }
-                    Cmd::Shutdown => {
-                        for (_, s) in streams.drain() {
-                            let _ = poll.delete(&s.sock);
-                            s.finish(now, &collector);
-                        }
-                        return;
-                    }
-                }
-            }
-        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.due.peek().map(|Reverse((t, _))| *t)
     }
 }

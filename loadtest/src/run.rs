@@ -304,6 +304,7 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                     match msg {
                         Inbound::Message(flow, data) => caller.handle_datagram(now, flow, &data),
                         Inbound::Refused(_) => refused = true,
+                        Inbound::Ping(_) => {}
                     }
                     n += 1;
                     if n < 512 {

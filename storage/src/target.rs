@@ -46,25 +46,50 @@ pub struct HttpTarget {
     token: Option<String>,
 }
 
+/// Why an upload target cannot be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    #[error("cannot create fs target {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("http client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("{target} target without {field}")]
+    Missing {
+        target: &'static str,
+        field: &'static str,
+    },
+    #[error("s3 target: {0}")]
+    S3(object_store::Error),
+}
+
 impl Target {
-    pub fn from_config(c: &control::StorageConfig) -> Result<Target, String> {
+    pub fn from_config(c: &control::StorageConfig) -> Result<Target, TargetError> {
         let u = &c.upload;
         match u.target {
             control::UploadTarget::Fs => {
                 let dir = u.dir.clone().unwrap_or_else(|| c.dir.join("archive"));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("cannot create fs target {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir).map_err(|source| TargetError::CreateDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
                 Ok(Target::Fs(FsTarget { dir }))
             }
             control::UploadTarget::Http => {
                 let client = reqwest::Client::builder()
                     .timeout(u.request_timeout)
                     .build()
-                    .map_err(|e| format!("http client: {e}"))?;
+                    .map_err(TargetError::HttpClient)?;
                 let url = u
                     .url
                     .clone()
-                    .ok_or("http target without url")?
+                    .ok_or(TargetError::Missing {
+                        target: "http",
+                        field: "url",
+                    })?
                     .trim_end_matches('/')
                     .to_string();
                 Ok(Target::Http(HttpTarget {
@@ -75,7 +100,10 @@ impl Target {
             }
             control::UploadTarget::S3 => {
                 let mut b = object_store::aws::AmazonS3Builder::new()
-                    .with_bucket_name(u.bucket.clone().ok_or("s3 target without bucket")?)
+                    .with_bucket_name(u.bucket.clone().ok_or(TargetError::Missing {
+                        target: "s3",
+                        field: "bucket",
+                    })?)
                     .with_region(u.region.clone())
                     .with_retry(object_store::RetryConfig {
                         max_retries: 0,
@@ -94,7 +122,7 @@ impl Target {
                         .with_access_key_id(k.clone())
                         .with_secret_access_key(s.clone());
                 }
-                let store = b.build().map_err(|e| format!("s3 target: {e}"))?;
+                let store = b.build().map_err(TargetError::S3)?;
                 Ok(Target::S3(S3Target {
                     store,
                     prefix: u.prefix.clone(),

@@ -93,14 +93,37 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// Why the transcript store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("chat transcripts {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the transcript writer: {0}")]
+    Writer(std::io::Error),
+}
+
 impl Transcripts {
     /// Open (or create) the store under `dir` and start its writer thread.
-    pub fn open(dir: &Path) -> Result<Arc<Transcripts>, String> {
+    pub fn open(dir: &Path) -> Result<Arc<Transcripts>, OpenError> {
         let cdir = dir.join("chat");
-        std::fs::create_dir_all(&cdir)
-            .map_err(|e| format!("cannot create {}: {e}", cdir.display()))?;
+        std::fs::create_dir_all(&cdir).map_err(|source| OpenError::CreateDir {
+            dir: cdir.clone(),
+            source,
+        })?;
         let path = cdir.join("transcripts.sqlite");
-        let err = |e: rusqlite::Error| format!("chat transcripts {}: {e}", path.display());
+        let err = |source: rusqlite::Error| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let w = open_conn(&path).map_err(err)?;
         w.execute_batch(SCHEMA).map_err(err)?;
         let read = open_conn(&path).map_err(err)?;
@@ -111,7 +134,7 @@ impl Transcripts {
         std::thread::Builder::new()
             .name("chat-transcripts".into())
             .spawn(move || writer(w, rx, e2, q2))
-            .map_err(|e| format!("cannot start the transcript writer: {e}"))?;
+            .map_err(OpenError::Writer)?;
         Ok(Arc::new(Transcripts {
             tx: Mutex::new(tx),
             read: Mutex::new(read),

@@ -120,5 +120,5 @@ fn a_store_that_cannot_be_created_says_where() {
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     let e = Transcripts::open(&file).err().unwrap();
-    assert!(e.contains("plain-file"), "{e}");
+    assert!(e.to_string().contains("plain-file"), "{e}");
 }

@@ -78,25 +78,54 @@ fn extension(name: &str) -> Option<String> {
     Some(if e == "jpeg" { "jpg".into() } else { e })
 }
 
+/// Why the attachment link key cannot be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a 32-byte key", path.display())]
+    BadKey { path: PathBuf },
+    #[error("no OS randomness: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl Attachments {
     /// Load the link key under `storage_dir` or make one.
-    pub fn open(storage_dir: &FsPath) -> Result<Attachments, String> {
+    pub fn open(storage_dir: &FsPath) -> Result<Attachments, KeyError> {
         let cdir = storage_dir.join("chat");
         let dir = cdir.join("attachments");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| KeyError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
         let kp = cdir.join("link.key");
         let key = match std::fs::read(&kp) {
             Ok(k) if k.len() == 32 => k,
-            Ok(_) => return Err(format!("{} is not a 32-byte key", kp.display())),
+            Ok(_) => return Err(KeyError::BadKey { path: kp }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = [0u8; 32];
-                getrandom::fill(&mut k).map_err(|e| format!("no OS randomness: {e}"))?;
-                write_private(&kp, &k)
-                    .map_err(|e| format!("cannot write {}: {e}", kp.display()))?;
+                getrandom::fill(&mut k).map_err(KeyError::Random)?;
+                write_private(&kp, &k).map_err(|source| KeyError::Write {
+                    path: kp.clone(),
+                    source,
+                })?;
                 k.to_vec()
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", kp.display())),
+            Err(source) => return Err(KeyError::Read { path: kp, source }),
         };
         let mut k = [0u8; 32];
         k.copy_from_slice(&key);

@@ -1,21 +1,12 @@
-//! Bearer-token authentication and role checks (agent < supervisor < admin), and the
-//! JSON error body every API error uses. Tokens are never logged.
+//! Bearer-token authentication and role checks (agent < supervisor < admin). Tokens
+//! are never logged.
 
 use super::state::AppState;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use control::Role;
-use serde_json::json;
 
-/// A JSON error body: `{"error": "...", "status": N}`.
-pub fn error(status: StatusCode, msg: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": msg, "status": status.as_u16() })),
-    )
-        .into_response()
-}
+pub use super::error::error;
 
 /// Check the bearer token and the role; the token itself is never logged.
 pub fn authorize(

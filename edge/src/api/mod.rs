@@ -10,13 +10,15 @@ pub mod attachments;
 pub mod auth;
 mod calls;
 mod chats;
+pub mod error;
 mod health;
 mod recordings;
 pub mod state;
 mod supervision;
 mod transcripts;
 
-pub use auth::{authorize_user, error};
+pub use auth::authorize_user;
+pub use error::error;
 pub use state::AppState;
 
 use axum::http::StatusCode;

@@ -8,7 +8,8 @@
 // Handlers return an axum `Response` as their error: it goes straight to the client.
 #![allow(clippy::result_large_err)]
 
-use super::auth::{authorize_user, error};
+use super::auth::authorize_user;
+use super::error::{error, ApiError};
 use super::state::{ask, AppState};
 use crate::core::{CallCommand, CoreMsg};
 use axum::body::Bytes;
@@ -16,7 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use b2bua::{parse_mode, CommandError, MonitorMode};
+use b2bua::{parse_mode, MonitorMode};
 use control::Role;
 use serde::Deserialize;
 use serde_json::json;
@@ -58,19 +59,10 @@ fn party(s: &str, field: &str) -> Result<media::Side, Response> {
     }
 }
 
-fn status(e: &CommandError) -> StatusCode {
-    match e {
-        CommandError::NoCall | CommandError::NoMonitor => StatusCode::NOT_FOUND,
-        CommandError::NotAnswered | CommandError::NotRecording => StatusCode::CONFLICT,
-        CommandError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
-
 async fn command(s: &AppState, cmd: CallCommand) -> Result<Option<String>, Response> {
     match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await? {
         Ok(v) => Ok(v),
-        Err(e) => Err(error(status(&e), &e.to_string())),
+        Err(e) => Err(ApiError::from(e).into()),
     }
 }
 

@@ -1,272 +1,29 @@
-//! The SIP driver: UDP sockets and TCP connections on every configured listen
-//! address, and the core task that owns the sans-IO [`B2bua`], its timers, the RTP
-//! relays it opens, and the commands of the HTTP API.
+//! The core task: owns the sans-IO [`B2bua`], its timers, the RTP relays it opens
+//! and the commands of the HTTP API. Its inbox ([`msg`]) is fed by the SIP sockets
+//! ([`net`]), the relay workers and the API.
 
 use crate::audio::AudioCache;
 use crate::metrics::{CoreStats, Metrics};
-use crate::rtp::{RelayHandle, Relays};
+use crate::rtp::{MediaEvent, RelayHandle, Relays};
 use b2bua::B2bua;
-use b2bua::{CallInfo, CommandError, DigitFrom, MonitorMode, Output};
-use bytes::{Bytes, BytesMut};
-use control::{Snapshot, Transport};
-use sip::message::{frame_stream, Frame, MAX_MESSAGE_SIZE};
+use b2bua::Output;
+use bytes::Bytes;
+use control::Transport;
 use sip::Flow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-/// Most TCP connections kept open at once (inbound + outbound).
-pub const MAX_TCP_CONNECTIONS: u64 = 10_000;
+mod msg;
+mod net;
 
-pub enum CoreMsg {
-    Inbound {
-        flow: Flow,
-        data: Bytes,
-    },
-    TcpUp {
-        remote: SocketAddr,
-        tx: mpsc::Sender<Bytes>,
-    },
-    TcpDown {
-        remote: SocketAddr,
-        local: SocketAddr,
-        failed: bool,
-    },
-    ListCalls(oneshot::Sender<Vec<CallInfo>>),
-    Hangup(String, oneshot::Sender<bool>),
-    Stats(oneshot::Sender<CoreStats>),
-    /// A new configuration with its decoded audio files.
-    Reload(Arc<Snapshot>, Arc<AudioCache>),
-    /// Supervision / recording command from the API.
-    Command(
-        CallCommand,
-        oneshot::Sender<Result<Option<String>, CommandError>>,
-    ),
-    /// A relay worker played a call's announcement to its end.
-    AnnouncementDone {
-        call: u64,
-    },
-    /// A DTMF digit a relay worker decoded in a call's media.
-    MediaDigit {
-        call: u64,
-        from: DigitFrom,
-        digit: char,
-    },
-}
-
-/// API commands on a live call (public call id, monitor id).
-pub enum CallCommand {
-    AddMonitor {
-        call: String,
-        user: String,
-        mode: MonitorMode,
-    },
-    SetMode {
-        call: String,
-        monitor: String,
-        mode: MonitorMode,
-    },
-    RemoveMonitor {
-        call: String,
-        monitor: String,
-    },
-    Recording {
-        call: String,
-        paused: bool,
-    },
-    Dtmf {
-        call: String,
-        digits: String,
-        to: media::Side,
-    },
-    Hold {
-        call: String,
-        side: media::Side,
-        held: bool,
-    },
-}
-
-pub type CoreTx = mpsc::Sender<CoreMsg>;
-
-pub type Listeners = (
-    Vec<(SocketAddr, Arc<UdpSocket>)>,
-    Vec<(SocketAddr, TcpListener)>,
-);
-
-/// Bind every listen address; errors name the address.
-pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, String> {
-    let mut udp = Vec::new();
-    let mut tcp = Vec::new();
-    for l in &snap.config.sip.listen {
-        match l.transport {
-            Transport::Udp => {
-                let s = UdpSocket::bind(l.addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {l}: {e}"))?;
-                let s2 = socket2::SockRef::from(&s);
-                let _ = s2.set_recv_buffer_size(4 * 1024 * 1024);
-                let _ = s2.set_send_buffer_size(4 * 1024 * 1024);
-                udp.push((l.addr, Arc::new(s)));
-            }
-            Transport::Tcp => {
-                let s = TcpListener::bind(l.addr)
-                    .await
-                    .map_err(|e| format!("cannot listen on {l}: {e}"))?;
-                tcp.push((l.addr, s));
-            }
-        }
-    }
-    Ok((udp, tcp))
-}
-
-pub fn spawn_udp_reader(
-    local: SocketAddr,
-    sock: Arc<UdpSocket>,
-    core: CoreTx,
-    metrics: Arc<Metrics>,
-) {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-        loop {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, remote)) => {
-                    if n == 0 || buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
-                        continue; // keep-alive
-                    }
-                    let flow = Flow {
-                        transport: Transport::Udp,
-                        local,
-                        remote,
-                    };
-                    let msg = CoreMsg::Inbound {
-                        flow,
-                        data: Bytes::copy_from_slice(&buf[..n]),
-                    };
-                    if core.try_send(msg).is_err() {
-                        metrics.sip_inbound_dropped.fetch_add(1, Relaxed);
-                    }
-                }
-                Err(e) => {
-                    // ICMP errors surface here on some systems; keep serving.
-                    debug!(%local, error = %e, "udp recv error");
-                }
-            }
-        }
-    });
-}
-
-pub fn spawn_tcp_listener(
-    local: SocketAddr,
-    listener: TcpListener,
-    core: CoreTx,
-    metrics: Arc<Metrics>,
-) {
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, remote)) => {
-                    if metrics.tcp_connections.load(Relaxed) >= MAX_TCP_CONNECTIONS {
-                        warn!(%remote, "too many SIP TCP connections: refusing");
-                        continue;
-                    }
-                    spawn_connection(stream, local, remote, core.clone(), metrics.clone());
-                }
-                Err(e) => {
-                    warn!(%local, error = %e, "tcp accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    });
-}
-
-/// Run one TCP connection: a writer fed by the core, a reader that frames messages.
-fn spawn_connection(
-    stream: TcpStream,
-    local: SocketAddr,
-    remote: SocketAddr,
-    core: CoreTx,
-    metrics: Arc<Metrics>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
-    metrics.tcp_connections.fetch_add(1, Relaxed);
-    let core2 = core.clone();
-    tokio::spawn(async move {
-        let _ = core2.send(CoreMsg::TcpUp { remote, tx }).await;
-        let writer = tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let mut buf = BytesMut::with_capacity(8192);
-        let mut failed = false;
-        'read: loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) => break,
-                Ok(_) => loop {
-                    match frame_stream(&buf) {
-                        Ok(Frame::Incomplete) => break,
-                        Ok(Frame::KeepAlive { len, ping }) => {
-                            let _ = buf.split_to(len);
-                            if ping {
-                                let _ = core2
-                                    .send(CoreMsg::Inbound {
-                                        flow: Flow {
-                                            transport: Transport::Tcp,
-                                            local,
-                                            remote,
-                                        },
-                                        data: Bytes::from_static(b"\r\n"),
-                                    })
-                                    .await;
-                            }
-                        }
-                        Ok(Frame::Message(n)) => {
-                            let data = buf.split_to(n).freeze();
-                            let flow = Flow {
-                                transport: Transport::Tcp,
-                                local,
-                                remote,
-                            };
-                            if core2.send(CoreMsg::Inbound { flow, data }).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Err(e) => {
-                            // A stream we cannot frame cannot be resynchronised: close it.
-                            warn!(%remote, error = %e, "unframeable SIP TCP stream: closing connection");
-                            failed = true;
-                            break 'read;
-                        }
-                    }
-                },
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        writer.abort();
-        metrics.tcp_connections.fetch_sub(1, Relaxed);
-        let _ = core2
-            .send(CoreMsg::TcpDown {
-                remote,
-                local,
-                failed,
-            })
-            .await;
-    });
-}
+pub use msg::{CallCommand, CoreMsg, CoreTx};
+pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, MAX_TCP_CONNECTIONS};
 
 /// The core task: owns the B2BUA and everything it drives.
 pub struct Core {
@@ -399,7 +156,7 @@ impl Core {
                 self.b2bua.reload(snap, now);
                 self.audio = audio;
             }
-            CoreMsg::AnnouncementDone { call } => {
+            CoreMsg::Media(MediaEvent::AnnouncementDone { call }) => {
                 self.b2bua.announcement_done(now, call);
             }
             CoreMsg::Command(cmd, reply) => {
@@ -428,7 +185,7 @@ impl Core {
                 };
                 let _ = reply.send(r);
             }
-            CoreMsg::MediaDigit { call, from, digit } => {
+            CoreMsg::Media(MediaEvent::Digit { call, from, digit }) => {
                 self.b2bua.media_digit(now, call, from, digit);
             }
         }
@@ -625,7 +382,9 @@ impl Core {
                     )
                     .await;
                     match r {
-                        Ok(Ok(stream)) => spawn_connection(stream, local, remote, core, metrics),
+                        Ok(Ok(stream)) => {
+                            net::spawn_connection(stream, local, remote, core, metrics)
+                        }
                         _ => {
                             info!(%remote, "SIP TCP connect failed");
                             let _ = core
