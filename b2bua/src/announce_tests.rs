@@ -30,7 +30,9 @@ fn announce_outputs(n: &Net) -> Vec<&Output> {
         .filter(|o| {
             matches!(
                 o,
-                Output::Announce { .. } | Output::AnnounceStop { .. } | Output::RecordStart { .. }
+                Output::Media(_, Command::Announce { .. })
+                    | Output::Media(_, Command::AnnounceStop)
+                    | Output::RecordStart { .. }
             )
         })
         .collect()
@@ -60,11 +62,13 @@ fn agent_hears_the_announcement_before_the_caller_is_answered() {
     assert_eq!(n.b.calls(n.now)[0].state, "announcing");
     assert_eq!(
         announce_outputs(&n),
-        [&Output::Announce {
-            call: 1,
-            file: file.clone(),
-            pt: 8
-        }],
+        [&Output::Media(
+            CallId(1),
+            Command::Announce {
+                file: file.clone(),
+                pt: 8
+            }
+        )],
         "announcement in the agent's codec; recording waits for the customer"
     );
     // Alice's re-INVITE meanwhile is refused (not established).
@@ -94,7 +98,9 @@ fn agent_leaving_during_the_announcement_requeues_the_call() {
         &in_dialog(Method::Bye, &inv, true, "alice", 1, "ab", ALICE, ""),
     );
     n.expect_response(ALICE, 200);
-    assert!(n.outputs.contains(&Output::AnnounceStop { call: 1 }));
+    assert!(n
+        .outputs
+        .contains(&Output::Media(CallId(1), Command::AnnounceStop)));
     assert!(n.quiet(CALLER), "the caller keeps waiting");
     let (to_bob, _) = n.expect_request(BOB, Method::Invite);
     n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7002)), BOB));
@@ -103,7 +109,7 @@ fn agent_leaving_during_the_announcement_requeues_the_call() {
     assert_eq!(
         n.outputs
             .iter()
-            .filter(|o| matches!(o, Output::Announce { .. }))
+            .filter(|o| matches!(o, Output::Media(_, Command::Announce { .. })))
             .count(),
         2,
         "Bob hears it too"
@@ -138,7 +144,7 @@ fn caller_cancelling_during_the_announcement_hangs_up_the_agent() {
 fn hold_outputs(n: &Net) -> Vec<&Output> {
     n.outputs
         .iter()
-        .filter(|o| matches!(o, Output::Hold { .. }))
+        .filter(|o| matches!(o, Output::Media(_, Command::Hold { .. })))
         .collect()
 }
 
@@ -174,12 +180,14 @@ fn reinvite_hold_and_resume_drive_the_media_hold() {
     assert!(fwd.contains("a=inactive"), "no hold audio: passed as is");
     assert_eq!(
         hold_outputs(&n),
-        [&Output::Hold {
-            call: 1,
-            side: Side::A,
-            held: true,
-            audio: None
-        }]
+        [&Output::Media(
+            CallId(1),
+            Command::Hold {
+                side: Side::A,
+                held: true,
+                audio: None
+            }
+        )]
     );
     assert_eq!(n.b.calls(n.now)[0].held, [true, false]);
     reinvite(&mut n, 2, "a=sendrecv");
@@ -231,11 +239,13 @@ fn inactive_hold_with_hold_audio_tells_the_held_party_sendonly() {
     );
     assert_eq!(
         hold_outputs(&n),
-        [&Output::Hold {
-            call: 1,
-            side: Side::A,
-            held: true,
-            audio: Some(file)
-        }]
+        [&Output::Media(
+            CallId(1),
+            Command::Hold {
+                side: Side::A,
+                held: true,
+                audio: Some(file)
+            }
+        )]
     );
 }

@@ -14,6 +14,7 @@
 
 pub mod acd;
 mod call;
+mod command;
 mod monitor;
 mod reinvite;
 mod teardown;
@@ -21,6 +22,7 @@ mod teardown;
 mod tests;
 
 pub use call::{Call, CallState, Route, Side};
+pub use command::{CallCommand, Reply};
 use monitor::Monitor;
 pub use monitor::{
     mode_for_digit, mode_str, parse_mode, CommandError, DigitEvent, DigitFrom, MonitorInfo,
@@ -31,6 +33,7 @@ use crate::acd::Acd;
 use call::{BLeg, Reinvite};
 use control::{Destination, Snapshot};
 use media::PortPool;
+pub use media::{Command, MonitorId};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response};
 use sip::dialog::Dialog;
@@ -55,91 +58,27 @@ pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
+/// A call's identity inside the edge (its `public_id` is what the API and logs show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What the driver must do or record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Open the call's RTP relay: bind `a_port`/`a_port+1` (caller side) and
-    /// `b_port`/`b_port+1` (callee side).
-    MediaOpen {
-        call: u64,
-        a_port: u16,
-        b_port: u16,
-    },
-    /// A side announced (or withdrew, `None`) its RTP address.
-    MediaRemote {
-        call: u64,
-        side: Side,
-        addr: Option<SocketAddr>,
-    },
-    /// Close the relay; its ports are back in the pool.
-    MediaClose {
-        call: u64,
-    },
-    /// Bind `port`/`port+1` for a supervisor of `call` and mix for it in `mode`.
-    MonitorOpen {
-        call: u64,
-        monitor: u64,
-        port: u16,
-        mode: MonitorMode,
-    },
-    /// The supervisor's phone answered: its RTP address.
-    MonitorRemote {
-        call: u64,
-        monitor: u64,
-        addr: SocketAddr,
-    },
-    MonitorMode {
-        call: u64,
-        monitor: u64,
-        mode: MonitorMode,
-    },
-    /// Stop mixing for this supervisor and close its sockets.
-    MonitorClose {
-        call: u64,
-        monitor: u64,
-    },
+    /// A command for the call's media (relay, monitors, recording, DTMF,
+    /// announcement, hold, beep): the one media command set, defined in `media`.
+    Media(CallId, Command),
     /// The call is answered and its queue/route records: start the stereo recording.
-    RecordStart {
-        call: u64,
-        meta: RecordingMeta,
-    },
-    RecordPause {
-        call: u64,
-        paused: bool,
-    },
-    /// Send RFC 4733 events (codes 0–15) to `side` with its payload type `pt`.
-    SendDtmf {
-        call: u64,
-        side: Side,
-        events: Vec<u8>,
-        pt: u8,
-    },
-    /// Play the queue's announcement `file` to the agent (side B) in payload type
-    /// `pt`; the driver calls [`B2bua::announcement_done`] when it has played.
-    Announce {
-        call: u64,
-        file: std::path::PathBuf,
-        pt: u8,
-    },
-    /// The agent left during the announcement: stop it (not reported as done).
-    AnnounceStop {
-        call: u64,
-    },
-    /// `side` is held (or resumed): it hears `audio` looped (None: silence), nobody
-    /// hears it, it is not recorded.
-    Hold {
-        call: u64,
-        side: Side,
-        held: bool,
-        audio: Option<std::path::PathBuf>,
-    },
-    /// A supervisor joined a call whose queue/route beeps on monitor.
-    Beep {
-        call: u64,
-    },
+    RecordStart { call: CallId, meta: RecordingMeta },
     /// A call ended (for logs and metrics).
     CallEnded {
-        call: u64,
+        call: CallId,
         public_id: String,
         outcome: u16,
         answered: bool,
@@ -428,6 +367,15 @@ impl B2bua {
 
     // ---- event loop ------------------------------------------------------------
 
+    /// The tracing span of call `id`: every log line of its handling carries the
+    /// call's public id (`EDGE_LOG=debug` shows one call's story by grepping it).
+    fn span(&self, id: u64) -> tracing::Span {
+        match self.calls.get(&id) {
+            Some(c) => tracing::info_span!("call", call = %c.public_id),
+            None => tracing::Span::none(),
+        }
+    }
+
     fn process(&mut self, now: Instant) {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
@@ -586,7 +534,8 @@ impl B2bua {
         })
         .map(|v| message::uri_of(v).to_string())
         .unwrap_or_default();
-        info!(call = %public_id, call_id = %head.call_id, %trunk, %caller, callee = %number, "new call");
+        let _span = tracing::info_span!("call", call = %public_id).entered();
+        info!(call_id = %head.call_id, %trunk, %caller, callee = %number, "new call");
         let call = Call {
             id,
             public_id: public_id.clone(),
@@ -632,11 +581,8 @@ impl B2bua {
             .as_ref()
             .and_then(|s| s.audio_target().ok().flatten());
         self.calls.insert(id, call);
-        self.outputs.push_back(Output::MediaOpen {
-            call: id,
-            a_port,
-            b_port,
-        });
+        self.outputs
+            .push_back(Output::Media(CallId(id), Command::Open { a_port, b_port }));
         self.set_remote(id, Side::A, a_addr);
         match route {
             Route::Static { target, .. } => {
@@ -777,11 +723,13 @@ impl B2bua {
         self.client_tx
             .insert(tx, (id, ClientRole::Initial(attempt)));
         self.dialogs.insert((call_id, tag), (id, Side::B));
-        self.outputs.push_back(Output::MediaRemote {
-            call: id,
-            side: Side::B,
-            addr: None,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::Remote {
+                side: Side::B,
+                addr: None,
+            },
+        ));
         let deadline = match &c.route {
             Route::Queue { .. } => Timer::Ring(id, attempt),
             Route::Static { .. } => Timer::NoAnswer(id, attempt),
@@ -903,6 +851,7 @@ impl B2bua {
         let Some((id, role)) = self.client_tx.get(&tx).copied() else {
             return;
         };
+        let _span = self.span(id).entered();
         if code >= 200 && !(role_is_invite(role) && (200..300).contains(&code)) {
             self.client_tx.remove(&tx);
         }
@@ -1016,11 +965,13 @@ impl B2bua {
             if let Some(s) = &sdp {
                 let addr = s.audio_target().ok().flatten();
                 c.remote[1] = addr;
-                self.outputs.push_back(Output::MediaRemote {
-                    call: id,
-                    side: Side::B,
-                    addr,
-                });
+                self.outputs.push_back(Output::Media(
+                    CallId(id),
+                    Command::Remote {
+                        side: Side::B,
+                        addr,
+                    },
+                ));
             }
             // Queue calls already sent 180 for ringback; relay 183 (early media) always,
             // 180 for static routes.
@@ -1060,11 +1011,13 @@ impl B2bua {
             let addr = sdp.audio_target().ok().flatten();
             c.remote[1] = addr;
             c.te_pt[1] = sdp.telephone_event_pt();
-            self.outputs.push_back(Output::MediaRemote {
-                call: id,
-                side: Side::B,
-                addr,
-            });
+            self.outputs.push_back(Output::Media(
+                CallId(id),
+                Command::Remote {
+                    side: Side::B,
+                    addr,
+                },
+            ));
             let rewritten = sdp.rewrite(media_addr, c.a_port);
             c.agent = agent.or(c.agent.take());
             if let Some(p) = self.waiting.iter().position(|w| *w == id) {
@@ -1079,11 +1032,13 @@ impl B2bua {
                     c.pending_answer = Some(rewritten);
                     let pt = sdp.first_g711_pt().unwrap_or(0);
                     info!(call = %c.public_id, agent = ?c.agent, "agent answered: announcement");
-                    self.outputs.push_back(Output::Announce {
-                        call: id,
-                        file: file.to_path_buf(),
-                        pt,
-                    });
+                    self.outputs.push_back(Output::Media(
+                        CallId(id),
+                        Command::Announce {
+                            file: file.to_path_buf(),
+                            pt,
+                        },
+                    ));
                     self.timers
                         .push(Reverse((now + ANNOUNCEMENT_LIMIT, Timer::Announcement(id))));
                     return;
@@ -1117,7 +1072,7 @@ impl B2bua {
         {
             c.recording = Some(false);
             self.outputs.push_back(Output::RecordStart {
-                call: id,
+                call: CallId(id),
                 meta: RecordingMeta {
                     call_id: c.public_id.clone(),
                     caller: c.caller.clone(),
@@ -1214,11 +1169,8 @@ impl B2bua {
                 if let Some(s) = &sdp {
                     let addr = s.audio_target().ok().flatten();
                     c.remote[side as usize] = addr;
-                    self.outputs.push_back(Output::MediaRemote {
-                        call: id,
-                        side,
-                        addr,
-                    });
+                    self.outputs
+                        .push_back(Output::Media(CallId(id), Command::Remote { side, addr }));
                 }
                 let other = side.other();
                 let port = c.port(other);
@@ -1234,6 +1186,7 @@ impl B2bua {
         let Some((id, side)) = self.dialogs.get(&(head.call_id.clone(), to_tag)).copied() else {
             return self.reply(now, tx, &req, 481, None);
         };
+        let _span = self.span(id).entered();
         let Some(c) = self.calls.get_mut(&id) else {
             return self.reply(now, tx, &req, 481, None);
         };
@@ -1252,7 +1205,8 @@ impl B2bua {
                     // The agent left before the customer was connected: next agent.
                     let c = self.calls.get_mut(&id).expect("present");
                     c.pending_answer = None;
-                    self.outputs.push_back(Output::AnnounceStop { call: id });
+                    self.outputs
+                        .push_back(Output::Media(CallId(id), Command::AnnounceStop));
                     return self.fail_attempt(now, id, 480);
                 }
                 self.end_call_from(now, id, side, "BYE");

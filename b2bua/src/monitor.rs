@@ -243,12 +243,14 @@ impl B2bua {
                 sdp_session: session,
             },
         );
-        self.outputs.push_back(Output::MonitorOpen {
-            call: id,
-            monitor: mid,
-            port,
-            mode,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::MonitorOpen {
+                monitor: MonitorId(mid),
+                port,
+                mode,
+            },
+        ));
         info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
         Ok(public_id)
     }
@@ -299,11 +301,13 @@ impl B2bua {
         }
         m.mode = mode;
         info!(monitor = %m.public_id, mode = mode_str(mode), "monitor mode");
-        self.outputs.push_back(Output::MonitorMode {
-            call: m.call,
-            monitor: mid,
-            mode,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(m.call),
+            Command::MonitorMode {
+                monitor: MonitorId(mid),
+                mode,
+            },
+        ));
     }
 
     /// Stop monitoring: BYE the supervisor's phone (CANCEL while it rings).
@@ -331,10 +335,12 @@ impl B2bua {
         let answered = m.state == MonitorState::Active;
         m.state = MonitorState::Ending;
         info!(monitor = %m.public_id, reason = why, "monitor ended");
-        self.outputs.push_back(Output::MonitorClose {
-            call: m.call,
-            monitor: mid,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(m.call),
+            Command::MonitorClose {
+                monitor: MonitorId(mid),
+            },
+        ));
         if hang_up {
             match m.tx {
                 Some(t) if m.provisional => {
@@ -424,11 +430,13 @@ impl B2bua {
             m.state = MonitorState::Active;
             info!(monitor = %m.public_id, user = %m.user, "supervisor answered");
             let call = m.call;
-            self.outputs.push_back(Output::MonitorRemote {
-                call,
-                monitor: mid,
-                addr,
-            });
+            self.outputs.push_back(Output::Media(
+                CallId(call),
+                Command::MonitorRemote {
+                    monitor: MonitorId(mid),
+                    addr,
+                },
+            ));
             let beep = self.calls.get(&call).is_some_and(|c| {
                 let (queue, route) = c.route_names();
                 self.snap
@@ -436,7 +444,8 @@ impl B2bua {
                     .beep_on_monitor
             });
             if beep {
-                self.outputs.push_back(Output::Beep { call });
+                self.outputs
+                    .push_back(Output::Media(CallId(call), Command::Beep));
             }
             return;
         }
@@ -508,11 +517,13 @@ impl B2bua {
                     message::set_body(&mut r.headers, body.as_bytes(), Some("application/sdp"));
                 self.ep.respond(now, tx, r);
                 if let Some(addr) = addr {
-                    self.outputs.push_back(Output::MonitorRemote {
-                        call,
-                        monitor: mid,
-                        addr,
-                    });
+                    self.outputs.push_back(Output::Media(
+                        CallId(call),
+                        Command::MonitorRemote {
+                            monitor: MonitorId(mid),
+                            addr,
+                        },
+                    ));
                 }
             }
             Method::Options => self.reply(now, tx, &req, 200, None),
@@ -572,12 +583,14 @@ impl B2bua {
         };
         let pt = c.te_pt[to as usize].ok_or(CommandError::NoTelephoneEvent(who))?;
         info!(call = %c.public_id, to = who, digits = n, "sending DTMF");
-        self.outputs.push_back(Output::SendDtmf {
-            call: id,
-            side: to,
-            events,
-            pt,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::SendDtmf {
+                side: to,
+                events,
+                pt,
+            },
+        ));
         Ok(())
     }
 
@@ -605,7 +618,7 @@ impl B2bua {
             *state = paused;
             info!(call = %c.public_id, paused, "recording");
             self.outputs
-                .push_back(Output::RecordPause { call: id, paused });
+                .push_back(Output::Media(CallId(id), Command::RecordPause { paused }));
         }
         Ok(())
     }

@@ -33,10 +33,10 @@ fn monitor_outputs(n: &Net) -> Vec<&Output> {
         .filter(|o| {
             matches!(
                 o,
-                Output::MonitorOpen { .. }
-                    | Output::MonitorRemote { .. }
-                    | Output::MonitorMode { .. }
-                    | Output::MonitorClose { .. }
+                Output::Media(_, Command::MonitorOpen { .. })
+                    | Output::Media(_, Command::MonitorRemote { .. })
+                    | Output::Media(_, Command::MonitorMode { .. })
+                    | Output::Media(_, Command::MonitorClose { .. })
             )
         })
         .collect()
@@ -68,9 +68,22 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     assert_eq!(rec.route.as_deref(), Some("service"));
     assert_eq!(n.b.calls(n.now)[0].recording_paused, Some(false));
 
-    let mid =
-        n.b.add_monitor(n.now, &call, "sam", MonitorMode::Listen)
-            .unwrap();
+    // Through the one command entry point the driver uses.
+    let cmd = CallCommand::AddMonitor {
+        call: call.clone(),
+        user: "sam".into(),
+        mode: MonitorMode::Listen,
+    };
+    let Ok(Reply::Monitor(mid)) = n.b.handle_command(n.now, cmd) else {
+        panic!("monitor not created");
+    };
+    let unknown = CallCommand::Hangup {
+        call: "no-such-call".into(),
+    };
+    assert_eq!(
+        n.b.handle_command(n.now, unknown),
+        Err(CommandError::NoCall)
+    );
     n.pump();
     let inv = sam_answers(&mut n, SAM, "sam", 7000);
     assert_eq!(inv.uri.to_string(), "sip:sam@127.0.0.1:5096");
@@ -80,17 +93,21 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     assert_eq!(
         monitor_outputs(&n),
         [
-            &Output::MonitorOpen {
-                call: 1,
-                monitor: 2,
-                port,
-                mode: MonitorMode::Listen
-            },
-            &Output::MonitorRemote {
-                call: 1,
-                monitor: 2,
-                addr: "127.0.0.1:7000".parse().unwrap()
-            }
+            &Output::Media(
+                CallId(1),
+                Command::MonitorOpen {
+                    monitor: MonitorId(2),
+                    port,
+                    mode: MonitorMode::Listen
+                }
+            ),
+            &Output::Media(
+                CallId(1),
+                Command::MonitorRemote {
+                    monitor: MonitorId(2),
+                    addr: "127.0.0.1:7000".parse().unwrap()
+                }
+            )
         ]
     );
     // Sam's phone re-INVITEs (e.g. hold): answered with the same session (o= line).
@@ -114,11 +131,13 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
             .to_string()
     };
     assert_eq!(o_line(&ok.body), o_line(&inv.body));
-    assert!(n.outputs.contains(&Output::MonitorRemote {
-        call: 1,
-        monitor: 2,
-        addr: "127.0.0.1:7002".parse().unwrap()
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::MonitorRemote {
+            monitor: MonitorId(2),
+            addr: "127.0.0.1:7002".parse().unwrap()
+        }
+    )));
     let info = &n.b.calls(n.now)[0].monitors;
     assert_eq!(info.len(), 1);
     assert_eq!(
@@ -149,21 +168,23 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     // Recording pause/resume.
     n.b.set_recording_paused(&call, true).unwrap();
     n.pump();
-    assert!(n.outputs.contains(&Output::RecordPause {
-        call: 1,
-        paused: true
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::RecordPause { paused: true }
+    )));
     assert_eq!(n.b.calls(n.now)[0].recording_paused, Some(true));
 
     // DTMF into the call: the caller's offer named telephone-event 101.
     n.b.send_dtmf(&call, "12#", Side::A).unwrap();
     n.pump();
-    assert!(n.outputs.contains(&Output::SendDtmf {
-        call: 1,
-        side: Side::A,
-        events: vec![1, 2, 11],
-        pt: 101
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::SendDtmf {
+            side: Side::A,
+            events: vec![1, 2, 11],
+            pt: 101
+        }
+    )));
     assert_eq!(
         n.b.send_dtmf(&call, "1x", Side::A),
         Err(CommandError::BadDigit('x'))
@@ -204,10 +225,12 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     );
     n.send(KIM, &bye);
     n.expect_response(KIM, 200);
-    assert!(n.outputs.contains(&Output::MonitorClose {
-        call: 1,
-        monitor: 3
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::MonitorClose {
+            monitor: MonitorId(3)
+        }
+    )));
     assert_eq!(n.b.calls(n.now)[0].monitors.len(), 1);
     assert!(n.quiet(CALLER) && n.quiet(SERVICE));
 
@@ -217,10 +240,12 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     let (b1, _) = n.expect_request(SERVICE, Method::Bye);
     let (b2, _) = n.expect_request(CALLER, Method::Bye);
     let (b3, _) = n.expect_request(SAM, Method::Bye);
-    assert!(n.outputs.contains(&Output::MonitorClose {
-        call: 1,
-        monitor: 2
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::MonitorClose {
+            monitor: MonitorId(2)
+        }
+    )));
     n.send(SERVICE, &answer(&b1, 200, "x", None, SERVICE));
     n.send(CALLER, &answer(&b2, 200, "x", None, CALLER));
     assert_eq!(n.b.active_calls(), 0);
@@ -264,10 +289,12 @@ fn monitor_ringing_when_the_call_ends_is_cancelled_and_a_refusal_cleans_up() {
     let (kinv, _) = n.expect_request(KIM, Method::Invite);
     n.send(KIM, &answer(&kinv, 486, "kim", None, KIM));
     n.expect_request(KIM, Method::Ack);
-    assert!(n.outputs.contains(&Output::MonitorClose {
-        call: 1,
-        monitor: 3
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::MonitorClose {
+            monitor: MonitorId(3)
+        }
+    )));
     assert_eq!(n.b.calls(n.now)[0].monitors.len(), 1);
 
     // The caller hangs up while Sam's phone still rings: CANCEL, then 487.
@@ -319,10 +346,13 @@ fn beep_on_monitor_beeps_when_the_supervisor_answers_only_if_configured() {
             .unwrap();
         n.pump();
         assert!(
-            !n.outputs.contains(&Output::Beep { call: 1 }),
+            !n.outputs.contains(&Output::Media(CallId(1), Command::Beep)),
             "not while ringing"
         );
         sam_answers(&mut n, SAM, "sam", 7000);
-        assert_eq!(n.outputs.contains(&Output::Beep { call: 1 }), beep);
+        assert_eq!(
+            n.outputs.contains(&Output::Media(CallId(1), Command::Beep)),
+            beep
+        );
     }
 }

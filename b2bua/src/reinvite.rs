@@ -188,12 +188,14 @@ impl B2bua {
             .hold_audio
             .map(|p| p.to_path_buf());
         info!(call = %c.public_id, side = ?side, held = on, "hold");
-        self.outputs.push_back(Output::Hold {
-            call: id,
-            side,
-            held: on,
-            audio,
-        });
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::Hold {
+                side,
+                held: on,
+                audio,
+            },
+        ));
     }
 
     /// The re-INVITE to the other side got no answer at all.

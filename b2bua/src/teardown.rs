@@ -9,11 +9,8 @@ impl B2bua {
     pub(super) fn set_remote(&mut self, id: u64, side: Side, addr: Option<SocketAddr>) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.remote[side as usize] = addr;
-            self.outputs.push_back(Output::MediaRemote {
-                call: id,
-                side,
-                addr,
-            });
+            self.outputs
+                .push_back(Output::Media(CallId(id), Command::Remote { side, addr }));
         }
     }
 
@@ -143,7 +140,8 @@ impl B2bua {
         }
         self.ports.release(c.a_port);
         self.ports.release(c.b_port);
-        self.outputs.push_back(Output::MediaClose { call: id });
+        self.outputs
+            .push_back(Output::Media(CallId(id), Command::Close));
         if let Some(agent) = &c.agent {
             self.acd.release(agent, now, c.answered.is_some());
         }
@@ -157,7 +155,7 @@ impl B2bua {
             .unwrap_or(0.0);
         info!(call = %c.public_id, outcome, reason = c.end_reason, talk_secs = secs, "call ended");
         self.outputs.push_back(Output::CallEnded {
-            call: id,
+            call: CallId(id),
             public_id: c.public_id,
             outcome,
             answered: c.answered.is_some(),
@@ -248,6 +246,7 @@ impl B2bua {
 
     pub(super) fn on_tx_timeout(&mut self, now: Instant, tx: TxId) {
         if let Some((id, role)) = self.client_tx.remove(&tx) {
+            let _span = self.span(id).entered();
             match role {
                 ClientRole::Initial(attempt) => {
                     let current = self.calls.get(&id).is_some_and(|c| {

@@ -294,21 +294,25 @@ fn static_route_call_connects_relays_media_and_caller_hangs_up() {
         .outputs
         .iter()
         .find_map(|o| match o {
-            Output::MediaOpen { a_port, b_port, .. } => Some((*a_port, *b_port)),
+            Output::Media(_, Command::Open { a_port, b_port, .. }) => Some((*a_port, *b_port)),
             _ => None,
         })
         .unwrap();
     assert_eq!(open, (sdp_port(&ok.body), sdp_port(&inv.body)));
-    assert!(n.outputs.contains(&Output::MediaRemote {
-        call: 1,
-        side: Side::A,
-        addr: Some("127.0.0.1:4000".parse().unwrap())
-    }));
-    assert!(n.outputs.contains(&Output::MediaRemote {
-        call: 1,
-        side: Side::B,
-        addr: Some("127.0.0.1:6000".parse().unwrap())
-    }));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::Remote {
+            side: Side::A,
+            addr: Some("127.0.0.1:4000".parse().unwrap())
+        }
+    )));
+    assert!(n.outputs.contains(&Output::Media(
+        CallId(1),
+        Command::Remote {
+            side: Side::B,
+            addr: Some("127.0.0.1:6000".parse().unwrap())
+        }
+    )));
     // The caller hangs up.
     let ok_req = ok.to_string();
     let tag = message::tag_of(&ok_req.lines().find(|l| l.starts_with("To:")).unwrap()[3..])
@@ -334,7 +338,9 @@ To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwa
     );
     n.send(SERVICE, &answer(&b_bye, 200, "callee", None, SERVICE));
     assert_eq!(n.b.active_calls(), 0);
-    assert!(n.outputs.contains(&Output::MediaClose { call: 1 }));
+    assert!(n
+        .outputs
+        .contains(&Output::Media(CallId(1), Command::Close)));
     assert_eq!(n.b.ports_in_use(), 0, "ports returned");
     assert_eq!(n.b.index_sizes(), [0; 5], "no index entry left behind");
     assert_eq!(n.b.stats.ended_by_status.get(&200), Some(&1));

@@ -16,7 +16,7 @@ use crate::recorder::{Finisher, Recorder};
 use b2bua::DigitFrom;
 use media::mixer::MonitorMode;
 use media::session::{Dest, Session, Verdict};
-use media::{dtmf, Relay, Side, Socket};
+use media::{dtmf, Command, MonitorId, Relay, Side, Socket};
 use rtp_io::{Flow, Handler, Poller, Workers};
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +27,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What a worker is told: the commands that carry what the driver made for them
+/// (bound sockets, a recording file, decoded audio), and every other media command
+/// as the call model gave it.
 enum Cmd {
     Open {
         slot: usize,
@@ -41,46 +44,14 @@ enum Cmd {
         mode: MonitorMode,
         sockets: [UdpSocket; 2],
     },
-    MonitorRemote {
-        slot: usize,
-        id: u64,
-        addr: SocketAddr,
-    },
-    MonitorMode {
-        slot: usize,
-        id: u64,
-        mode: MonitorMode,
-    },
-    MonitorClose {
-        slot: usize,
-        id: u64,
-    },
     Record {
         slot: usize,
         recorder: Box<Recorder>,
-    },
-    RecordPause {
-        slot: usize,
-        paused: bool,
-    },
-    SendDtmf {
-        slot: usize,
-        side: Side,
-        events: Vec<u8>,
-        pt: u8,
-    },
-    Remote {
-        slot: usize,
-        side: Side,
-        addr: Option<SocketAddr>,
     },
     Announce {
         slot: usize,
         samples: Arc<[i16]>,
         pt: u8,
-    },
-    AnnounceStop {
-        slot: usize,
     },
     Hold {
         slot: usize,
@@ -88,8 +59,9 @@ enum Cmd {
         held: bool,
         audio: Option<Arc<[i16]>>,
     },
-    Beep {
+    Media {
         slot: usize,
+        cmd: Command,
     },
     Close {
         slot: usize,
@@ -112,15 +84,12 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
-    pub fn set_remote(&self, side: Side, addr: Option<SocketAddr>) {
-        self.relays.send(
-            self.worker,
-            Cmd::Remote {
-                slot: self.slot,
-                side,
-                addr,
-            },
-        );
+    /// A media command that needs nothing bound or decoded by the driver (remote
+    /// addresses, monitor mode/remote/close, recording pause, DTMF, announcement
+    /// stop, beep).
+    pub fn apply(&self, cmd: Command) {
+        let slot = self.slot;
+        self.relays.send(self.worker, Cmd::Media { slot, cmd });
     }
 
     /// Bind a supervisor's RTP/RTCP pair at `port` and mix for it.
@@ -128,7 +97,7 @@ impl RelayHandle {
         &self,
         ip: IpAddr,
         port: u16,
-        id: u64,
+        id: MonitorId,
         mode: MonitorMode,
     ) -> io::Result<()> {
         let sockets = [bind(ip, port)?, bind(ip, port + 1)?];
@@ -138,30 +107,12 @@ impl RelayHandle {
             Cmd::MonitorOpen {
                 slot: self.slot,
                 mslot,
-                id,
+                id: id.0,
                 mode,
                 sockets,
             },
         );
         Ok(())
-    }
-
-    pub fn monitor_remote(&self, id: u64, addr: SocketAddr) {
-        let slot = self.slot;
-        self.relays
-            .send(self.worker, Cmd::MonitorRemote { slot, id, addr });
-    }
-
-    pub fn monitor_mode(&self, id: u64, mode: MonitorMode) {
-        let slot = self.slot;
-        self.relays
-            .send(self.worker, Cmd::MonitorMode { slot, id, mode });
-    }
-
-    pub fn monitor_close(&self, id: u64) {
-        let slot = self.slot;
-        self.relays
-            .send(self.worker, Cmd::MonitorClose { slot, id });
     }
 
     pub fn record(&self, recorder: Recorder) {
@@ -175,35 +126,11 @@ impl RelayHandle {
         );
     }
 
-    pub fn send_dtmf(&self, side: Side, events: Vec<u8>, pt: u8) {
-        let slot = self.slot;
-        self.relays.send(
-            self.worker,
-            Cmd::SendDtmf {
-                slot,
-                side,
-                events,
-                pt,
-            },
-        );
-    }
-
-    pub fn record_pause(&self, paused: bool) {
-        let slot = self.slot;
-        self.relays
-            .send(self.worker, Cmd::RecordPause { slot, paused });
-    }
-
-    /// Play an announcement to the agent; the worker tells the core when it is over.
+    /// Play an announcement to the agent; the worker reports when it is over.
     pub fn announce(&self, samples: Arc<[i16]>, pt: u8) {
         let slot = self.slot;
         self.relays
             .send(self.worker, Cmd::Announce { slot, samples, pt });
-    }
-
-    pub fn announce_stop(&self) {
-        let slot = self.slot;
-        self.relays.send(self.worker, Cmd::AnnounceStop { slot });
     }
 
     pub fn hold(&self, side: Side, held: bool, audio: Option<Arc<[i16]>>) {
@@ -217,11 +144,6 @@ impl RelayHandle {
                 audio,
             },
         );
-    }
-
-    pub fn beep(&self) {
-        let slot = self.slot;
-        self.relays.send(self.worker, Cmd::Beep { slot });
     }
 }
 
@@ -627,11 +549,6 @@ fn apply(
                 metrics.relays_active.fetch_sub(1, Relaxed);
             }
         }
-        Cmd::Remote { slot, side, addr } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                call.relay.set_remote(side, addr);
-            }
-        }
         Cmd::MonitorOpen {
             slot,
             mslot,
@@ -658,25 +575,6 @@ fn apply(
             });
             metrics.monitors_active.fetch_add(1, Relaxed);
         }
-        Cmd::MonitorRemote { slot, id, addr } => {
-            if let Some(m) = calls
-                .get_mut(&slot)
-                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == id))
-            {
-                m.announced = Some(addr);
-                m.latched = None;
-            }
-        }
-        Cmd::MonitorMode { slot, id, mode } => {
-            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
-                s.set_mode(id, mode);
-            }
-        }
-        Cmd::MonitorClose { slot, id } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                close_monitor(poll, call, monitor_slots, id, metrics);
-            }
-        }
         Cmd::Record { slot, recorder } => match calls.get_mut(&slot) {
             Some(call) => {
                 session(call, &mut ctx.seed).set_recording(true);
@@ -686,36 +584,10 @@ fn apply(
             }
             None => ctx.finisher.finish(*recorder),
         },
-        Cmd::SendDtmf {
-            slot,
-            side,
-            events,
-            pt,
-        } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                session(call, &mut ctx.seed).send_digits(side, &events, pt);
-                mixes = true;
-            }
-        }
-        Cmd::RecordPause { slot, paused } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                if let Some(s) = call.session.as_mut() {
-                    s.set_recording_paused(paused);
-                }
-                if let Some(r) = call.recorder.as_mut() {
-                    r.set_paused(paused);
-                }
-            }
-        }
         Cmd::Announce { slot, samples, pt } => {
             if let Some(call) = calls.get_mut(&slot) {
                 session(call, &mut ctx.seed).announce(samples, pt);
                 mixes = true;
-            }
-        }
-        Cmd::AnnounceStop { slot } => {
-            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
-                s.stop_announcement();
             }
         }
         Cmd::Hold {
@@ -733,11 +605,8 @@ fn apply(
                 mixes = held;
             }
         }
-        Cmd::Beep { slot } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                session(call, &mut ctx.seed).beep();
-                mixes = true;
-            }
+        Cmd::Media { slot, cmd } => {
+            mixes = apply_media(poll, calls, monitor_slots, slot, cmd, ctx);
         }
         Cmd::Close { slot } => {
             if let Some(mut call) = calls.remove(&slot) {
@@ -754,6 +623,85 @@ fn apply(
                 }
                 metrics.relays_active.fetch_sub(1, Relaxed);
             }
+        }
+    }
+    mixes
+}
+
+/// A media command as the call model gave it; whether it made the call mix.
+fn apply_media(
+    poll: &Poller,
+    calls: &mut HashMap<usize, Call>,
+    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    slot: usize,
+    cmd: Command,
+    ctx: &mut Ctx,
+) -> bool {
+    let metrics = &ctx.metrics;
+    let mut mixes = false;
+    match cmd {
+        Command::Remote { side, addr } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                call.relay.set_remote(side, addr);
+            }
+        }
+        Command::MonitorRemote { monitor, addr } => {
+            if let Some(m) = calls
+                .get_mut(&slot)
+                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == monitor.0))
+            {
+                m.announced = Some(addr);
+                m.latched = None;
+            }
+        }
+        Command::MonitorMode { monitor, mode } => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.set_mode(monitor.0, mode);
+            }
+        }
+        Command::MonitorClose { monitor } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                close_monitor(poll, call, monitor_slots, monitor.0, metrics);
+            }
+        }
+        Command::SendDtmf { side, events, pt } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).send_digits(side, &events, pt);
+                mixes = true;
+            }
+        }
+        Command::RecordPause { paused } => {
+            if let Some(call) = calls.get_mut(&slot) {
+                if let Some(s) = call.session.as_mut() {
+                    s.set_recording_paused(paused);
+                }
+                if let Some(r) = call.recorder.as_mut() {
+                    r.set_paused(paused);
+                }
+            }
+        }
+        Command::AnnounceStop => {
+            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
+                s.stop_announcement();
+            }
+        }
+        Command::Beep => {
+            if let Some(call) = calls.get_mut(&slot) {
+                session(call, &mut ctx.seed).beep();
+                mixes = true;
+            }
+        }
+        // The driver binds and decodes for these and sends their own commands.
+        Command::Open { .. }
+        | Command::Close
+        | Command::MonitorOpen { .. }
+        | Command::Announce { .. }
+        | Command::Hold { .. } => {
+            tracing::debug!(
+                slot,
+                ?cmd,
+                "media command needs the driver's resources: ignored"
+            );
         }
     }
     mixes

@@ -1,11 +1,14 @@
-//! RTP media for the edge. This crate holds the sans-IO parts: the RTP port pool
-//! ([`PortPool`]) and the per-call relay core ([`relay::Relay`]) that decides, for each
-//! datagram, whether to forward it and where (symmetric RTP latching). The `edge` crate
-//! owns the sockets and drives these.
+//! RTP media for the edge. This crate holds the sans-IO parts: the command set a
+//! call's media obeys ([`Command`]), the RTP port pool ([`PortPool`]), the per-call
+//! relay core ([`relay::Relay`]) that decides, for each datagram, whether to forward
+//! it and where (symmetric RTP latching), and the mix session with its codecs, jitter
+//! buffers and DTMF. The `edge` crate owns the sockets and drives these.
 
+pub mod command;
 mod port_pool;
 pub mod relay;
 
+pub use command::{Command, MonitorId};
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
 pub mod audio;

@@ -1,12 +1,14 @@
 //! `/api/v1/calls`: list, one, and admin hangup.
 
 use super::auth::{authorize, error};
+use super::error::ApiError;
 use super::state::{ask, AppState};
 use crate::core::CoreMsg;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use b2bua::CallCommand;
 use control::Role;
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,12 +85,13 @@ pub async fn delete_call(
         Ok(u) => u,
         Err(e) => return e,
     };
-    match ask(&s.core, |tx| CoreMsg::Hangup(id.clone(), tx)).await {
-        Ok(true) => {
+    let cmd = CallCommand::Hangup { call: id.clone() };
+    match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await {
+        Ok(Ok(_)) => {
             tracing::info!(call = %id, %user, "call ended by admin");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => error(StatusCode::NOT_FOUND, "no such call"),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => e,
     }
 }

@@ -11,13 +11,14 @@
 use super::auth::authorize_user;
 use super::error::{error, ApiError};
 use super::state::{ask, AppState};
-use crate::core::{CallCommand, CoreMsg};
+use crate::core::CoreMsg;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use b2bua::{parse_mode, MonitorMode};
+use b2bua::{CallCommand, Reply};
 use control::Role;
 use serde::Deserialize;
 use serde_json::json;
@@ -61,7 +62,8 @@ fn party(s: &str, field: &str) -> Result<media::Side, Response> {
 
 async fn command(s: &AppState, cmd: CallCommand) -> Result<Option<String>, Response> {
     match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await? {
-        Ok(v) => Ok(v),
+        Ok(Reply::Monitor(id)) => Ok(Some(id)),
+        Ok(Reply::Done) => Ok(None),
         Err(e) => Err(ApiError::from(e).into()),
     }
 }

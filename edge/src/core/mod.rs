@@ -6,7 +6,7 @@ use crate::audio::AudioCache;
 use crate::metrics::{CoreStats, Metrics};
 use crate::rtp::{MediaEvent, RelayHandle, Relays};
 use b2bua::B2bua;
-use b2bua::Output;
+use b2bua::{Command, Output};
 use bytes::Bytes;
 use control::Transport;
 use sip::Flow;
@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 mod msg;
 mod net;
 
-pub use msg::{CallCommand, CoreMsg, CoreTx};
+pub use msg::{CoreMsg, CoreTx};
 pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, MAX_TCP_CONNECTIONS};
 
 /// The core task: owns the B2BUA and everything it drives.
@@ -139,10 +139,6 @@ impl Core {
             CoreMsg::ListCalls(reply) => {
                 let _ = reply.send(self.b2bua.calls(now));
             }
-            CoreMsg::Hangup(id, reply) => {
-                let ok = self.b2bua.hangup(now, &id);
-                let _ = reply.send(ok);
-            }
             CoreMsg::Stats(reply) => {
                 let _ = reply.send(CoreStats {
                     sip: self.b2bua.endpoint().stats.clone(),
@@ -160,30 +156,7 @@ impl Core {
                 self.b2bua.announcement_done(now, call);
             }
             CoreMsg::Command(cmd, reply) => {
-                let b = &mut self.b2bua;
-                let r = match cmd {
-                    CallCommand::AddMonitor { call, user, mode } => {
-                        b.add_monitor(now, &call, &user, mode).map(Some)
-                    }
-                    CallCommand::SetMode {
-                        call,
-                        monitor,
-                        mode,
-                    } => b.set_monitor_mode(&call, &monitor, mode).map(|_| None),
-                    CallCommand::RemoveMonitor { call, monitor } => {
-                        b.remove_monitor(now, &call, &monitor).map(|_| None)
-                    }
-                    CallCommand::Recording { call, paused } => {
-                        b.set_recording_paused(&call, paused).map(|_| None)
-                    }
-                    CallCommand::Dtmf { call, digits, to } => {
-                        b.send_dtmf(&call, &digits, to).map(|_| None)
-                    }
-                    CallCommand::Hold { call, side, held } => {
-                        b.hold(&call, side, held).map(|_| None)
-                    }
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(self.b2bua.handle_command(now, cmd));
             }
             CoreMsg::Media(MediaEvent::Digit { call, from, digit }) => {
                 self.b2bua.media_digit(now, call, from, digit);
@@ -198,126 +171,23 @@ impl Core {
         let mut announced = Vec::new();
         while let Some(o) = self.b2bua.poll_output() {
             match o {
-                Output::MediaOpen {
-                    call,
-                    a_port,
-                    b_port,
-                } => match self.media.open(call, media_ip, a_port, b_port) {
-                    Ok(h) => {
-                        self.relays.insert(call, h);
-                    }
-                    Err(e) => {
-                        error!(call, a_port, b_port, error = %e, "cannot bind RTP ports");
-                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
-                        failed.push(call);
-                    }
-                },
-                Output::MediaRemote { call, side, addr } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.set_remote(side, addr);
-                    }
-                }
-                Output::MediaClose { call } => {
-                    self.relays.remove(&call);
-                }
-                Output::CallEnded { .. } => {}
-                Output::MonitorOpen {
-                    call,
-                    monitor,
-                    port,
-                    mode,
-                } => {
-                    let r = self
-                        .relays
-                        .get(&call)
-                        .map(|r| r.monitor_open(media_ip, port, monitor, mode));
-                    if let Some(Err(e)) = r {
-                        error!(call, port, error = %e, "cannot bind a supervisor's RTP ports");
-                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
-                    }
-                }
-                Output::MonitorRemote {
-                    call,
-                    monitor,
-                    addr,
-                } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.monitor_remote(monitor, addr);
-                    }
-                }
-                Output::MonitorMode {
-                    call,
-                    monitor,
-                    mode,
-                } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.monitor_mode(monitor, mode);
-                    }
-                }
-                Output::MonitorClose { call, monitor } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.monitor_close(monitor);
-                    }
+                Output::Media(call, cmd) => {
+                    self.media(call.0, cmd, media_ip, &mut failed, &mut announced)
                 }
                 Output::RecordStart { call, meta } => {
-                    let Some(r) = self.relays.get(&call) else {
+                    let Some(r) = self.relays.get(&call.0) else {
                         continue;
                     };
                     match crate::recorder::Recorder::create(&self.storage_dir, meta) {
                         Ok(rec) => r.record(rec),
                         Err(e) => {
                             // The call goes on unrecorded; say so loudly.
-                            error!(call, error = %e, "cannot create the recording file: call not recorded");
+                            error!(call = call.0, error = %e, "cannot create the recording file: call not recorded");
                             self.metrics.recording_failures.fetch_add(1, Relaxed);
                         }
                     }
                 }
-                Output::SendDtmf {
-                    call,
-                    side,
-                    events,
-                    pt,
-                } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.send_dtmf(side, events, pt);
-                    }
-                }
-                Output::RecordPause { call, paused } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.record_pause(paused);
-                    }
-                }
-                Output::Announce { call, file, pt } => {
-                    match (self.relays.get(&call), self.audio.get(&file)) {
-                        (Some(r), Some(samples)) => r.announce(samples, pt),
-                        _ => {
-                            // Not loaded (a reload removed it) or no relay: connect now.
-                            warn!(call, file = %file.display(), "announcement not available: connecting the caller");
-                            announced.push(call);
-                        }
-                    }
-                }
-                Output::AnnounceStop { call } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.announce_stop();
-                    }
-                }
-                Output::Hold {
-                    call,
-                    side,
-                    held,
-                    audio,
-                } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        let samples = audio.and_then(|f| self.audio.get(&f));
-                        r.hold(side, held, samples);
-                    }
-                }
-                Output::Beep { call } => {
-                    if let Some(r) = self.relays.get(&call) {
-                        r.beep();
-                    }
-                }
+                Output::CallEnded { .. } => {}
             }
         }
         let now = Instant::now();
@@ -333,6 +203,72 @@ impl Core {
         if self.b2bua.poll_output().is_some() {
             // media_failed produced more outputs (MediaClose): apply them too.
             self.drain();
+        }
+    }
+
+    /// Carry out one media command of call `call`: bind what it needs (relay and
+    /// supervisor ports), resolve audio files to their decoded samples, and pass
+    /// the rest to the call's relay worker. `failed`: calls whose ports could not
+    /// be bound; `announced`: calls whose announcement cannot be played.
+    fn media(
+        &mut self,
+        call: u64,
+        cmd: Command,
+        media_ip: std::net::IpAddr,
+        failed: &mut Vec<u64>,
+        announced: &mut Vec<u64>,
+    ) {
+        match cmd {
+            Command::Open { a_port, b_port } => {
+                match self.media.open(call, media_ip, a_port, b_port) {
+                    Ok(h) => {
+                        self.relays.insert(call, h);
+                    }
+                    Err(e) => {
+                        error!(call, a_port, b_port, error = %e, "cannot bind RTP ports");
+                        self.metrics.media_bind_failures.fetch_add(1, Relaxed);
+                        failed.push(call);
+                    }
+                }
+            }
+            Command::Close => {
+                self.relays.remove(&call);
+            }
+            Command::MonitorOpen {
+                monitor,
+                port,
+                mode,
+            } => {
+                let r = self
+                    .relays
+                    .get(&call)
+                    .map(|r| r.monitor_open(media_ip, port, monitor, mode));
+                if let Some(Err(e)) = r {
+                    error!(call, port, error = %e, "cannot bind a supervisor's RTP ports");
+                    self.metrics.media_bind_failures.fetch_add(1, Relaxed);
+                }
+            }
+            Command::Announce { file, pt } => {
+                match (self.relays.get(&call), self.audio.get(&file)) {
+                    (Some(r), Some(samples)) => r.announce(samples, pt),
+                    _ => {
+                        // Not loaded (a reload removed it) or no relay: connect now.
+                        warn!(call, file = %file.display(), "announcement not available: connecting the caller");
+                        announced.push(call);
+                    }
+                }
+            }
+            Command::Hold { side, held, audio } => {
+                if let Some(r) = self.relays.get(&call) {
+                    let samples = audio.and_then(|f| self.audio.get(&f));
+                    r.hold(side, held, samples);
+                }
+            }
+            cmd => {
+                if let Some(r) = self.relays.get(&call) {
+                    r.apply(cmd);
+                }
+            }
         }
     }
 

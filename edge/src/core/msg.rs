@@ -3,7 +3,7 @@
 use crate::audio::AudioCache;
 use crate::metrics::CoreStats;
 use crate::rtp::MediaEvent;
-use b2bua::{CallInfo, CommandError, MonitorMode};
+use b2bua::{CallCommand, CallInfo, CommandError, Reply};
 use bytes::Bytes;
 use control::Snapshot;
 use sip::Flow;
@@ -26,49 +26,14 @@ pub enum CoreMsg {
         failed: bool,
     },
     ListCalls(oneshot::Sender<Vec<CallInfo>>),
-    Hangup(String, oneshot::Sender<bool>),
     Stats(oneshot::Sender<CoreStats>),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
-    /// Supervision / recording command from the API.
-    Command(
-        CallCommand,
-        oneshot::Sender<Result<Option<String>, CommandError>>,
-    ),
+    /// A command on a live call from the API (hangup, supervision, recording,
+    /// DTMF, hold).
+    Command(CallCommand, oneshot::Sender<Result<Reply, CommandError>>),
     /// What the relay workers report (digits, announcements played).
     Media(MediaEvent),
-}
-
-/// API commands on a live call (public call id, monitor id).
-pub enum CallCommand {
-    AddMonitor {
-        call: String,
-        user: String,
-        mode: MonitorMode,
-    },
-    SetMode {
-        call: String,
-        monitor: String,
-        mode: MonitorMode,
-    },
-    RemoveMonitor {
-        call: String,
-        monitor: String,
-    },
-    Recording {
-        call: String,
-        paused: bool,
-    },
-    Dtmf {
-        call: String,
-        digits: String,
-        to: media::Side,
-    },
-    Hold {
-        call: String,
-        side: media::Side,
-        held: bool,
-    },
 }
 
 pub type CoreTx = mpsc::Sender<CoreMsg>;

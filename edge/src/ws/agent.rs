@@ -18,6 +18,7 @@ use chat::{Author, ClientFrame, Offset, ServerFrame};
 use control::Role;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub async fn ws_agent(
     State(s): State<AppState>,
@@ -26,7 +27,10 @@ pub async fn ws_agent(
 ) -> Response {
     // A bearer header (non-browser clients) or, from a browser, a first `auth` frame.
     let user = crate::api::authorize_user(&s, &headers, Role::Agent).ok();
-    limits(ws).on_upgrade(move |sock| agent(sock, s, user))
+    limits(ws).on_upgrade(move |sock| {
+        agent(sock, s, user)
+            .instrument(tracing::info_span!("console", user = tracing::field::Empty))
+    })
 }
 
 enum Fwd {
@@ -122,6 +126,7 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
             }
         },
     };
+    tracing::Span::current().record("user", user.name.as_str());
     let conn = next_conn();
     let supervisor = user.has_role(Role::Supervisor);
     let (fwd_tx, mut fwd_rx) = mpsc::channel::<Fwd>(1024);
@@ -218,7 +223,11 @@ async fn serve(
                 Some(Err(e)) => { let _ = sock.send(err_frame(None, &e.to_string())).await; }
                 Some(Ok(f)) => {
                     let chat = f.chat().unwrap_or("").to_string();
-                    match agent_frame(rooms, user, supervisor, f) {
+                    let handled = {
+                        let _span = tracing::info_span!("chat", chat = %chat).entered();
+                        agent_frame(rooms, user, supervisor, f)
+                    };
+                    match handled {
                         Ok(Some(reply)) => { let _ = sock.send(send_frame(&reply)).await; }
                         Ok(None) => {}
                         Err(e) => { let _ = sock.send(err_frame(Some(&chat), &e)).await; }

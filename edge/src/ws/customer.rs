@@ -13,6 +13,7 @@ use chat::hub::Subscription;
 use chat::service::Resume;
 use chat::{Author, ClientFrame, Offset, ServerFrame};
 use serde_json::Map;
+use tracing::Instrument;
 
 pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     limits(ws).on_upgrade(move |sock| customer(sock, s))
@@ -116,6 +117,12 @@ async fn customer(mut sock: WebSocket, s: AppState) {
     let Some((id, offset)) = customer_open(&mut sock, &s).await else {
         return;
     };
+    // Every log line of this chat's customer connection carries the chat id.
+    let span = tracing::info_span!("chat", chat = %id);
+    customer_chat(sock, s, id, offset).instrument(span).await
+}
+
+async fn customer_chat(mut sock: WebSocket, s: AppState, id: String, offset: Offset) {
     let conn = next_conn();
     let mut sub = match s.chats.run(|c, _| c.customer_attach(&id, conn, offset)) {
         Ok(sub) => sub,

@@ -1,0 +1,90 @@
+//! Commands on live calls (the HTTP API's, by the calls' public ids), applied in
+//! one place: [`B2bua::handle_command`]. Their effects come out as the usual
+//! outputs and transmits.
+
+use super::*;
+
+/// A command on a live call, naming it (and its monitor) by public id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallCommand {
+    /// End the call (an administrator).
+    Hangup {
+        call: String,
+    },
+    /// Call `user`'s phone and let it listen, whisper or barge.
+    AddMonitor {
+        call: String,
+        user: String,
+        mode: MonitorMode,
+    },
+    SetMode {
+        call: String,
+        monitor: String,
+        mode: MonitorMode,
+    },
+    RemoveMonitor {
+        call: String,
+        monitor: String,
+    },
+    /// Pause (`true`) or resume the call's recording.
+    Recording {
+        call: String,
+        paused: bool,
+    },
+    /// Send DTMF digits to a party.
+    Dtmf {
+        call: String,
+        digits: String,
+        to: Side,
+    },
+    /// Hold or resume a party (media only, no SIP).
+    Hold {
+        call: String,
+        side: Side,
+        held: bool,
+    },
+}
+
+/// What a successful command gives back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Done,
+    /// The public id of the monitor created.
+    Monitor(String),
+}
+
+impl B2bua {
+    /// Apply a command; drain outputs and transmits afterwards as after any input.
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        cmd: CallCommand,
+    ) -> Result<Reply, CommandError> {
+        let done = |r: Result<(), CommandError>| r.map(|_| Reply::Done);
+        match cmd {
+            CallCommand::Hangup { call } => {
+                if self.hangup(now, &call) {
+                    Ok(Reply::Done)
+                } else {
+                    Err(CommandError::NoCall)
+                }
+            }
+            CallCommand::AddMonitor { call, user, mode } => self
+                .add_monitor(now, &call, &user, mode)
+                .map(Reply::Monitor),
+            CallCommand::SetMode {
+                call,
+                monitor,
+                mode,
+            } => done(self.set_monitor_mode(&call, &monitor, mode)),
+            CallCommand::RemoveMonitor { call, monitor } => {
+                done(self.remove_monitor(now, &call, &monitor))
+            }
+            CallCommand::Recording { call, paused } => {
+                done(self.set_recording_paused(&call, paused))
+            }
+            CallCommand::Dtmf { call, digits, to } => done(self.send_dtmf(&call, &digits, to)),
+            CallCommand::Hold { call, side, held } => done(self.hold(&call, side, held)),
+        }
+    }
+}
