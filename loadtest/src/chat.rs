@@ -14,6 +14,7 @@
 //! from before the first connection to when all rooms are set up, divided by the
 //! connections.
 
+use chat::{ClientFrame, Offset, ServerFrame};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -157,34 +158,46 @@ async fn connect(target: &str, path: &str, bearer: Option<&str>) -> Result<Ws, S
     Ok(ws)
 }
 
-fn json_text(v: serde_json::Value) -> Message {
-    Message::Text(v.to_string().into())
+fn frame(f: &ClientFrame) -> Message {
+    Message::Text(
+        serde_json::to_string(f)
+            .expect("client frames serialize")
+            .into(),
+    )
 }
 
-/// Read JSON frames until one has `type` == `want`.
-async fn until(ws: &mut Ws, want: &str) -> Result<serde_json::Value, String> {
+/// Read server frames until `want` picks one (`what` names it in errors); an
+/// `error` frame or a close ends the wait.
+async fn until<T>(
+    ws: &mut Ws,
+    what: &str,
+    mut want: impl FnMut(ServerFrame) -> Option<T>,
+) -> Result<T, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let m = tokio::time::timeout(left, ws.next())
             .await
-            .map_err(|_| format!("no `{want}` within 60 s"))?;
+            .map_err(|_| format!("no `{what}` within 60 s"))?;
         match m {
             Some(Ok(Message::Text(t))) => {
-                let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-                if v["type"] == want {
-                    return Ok(v);
-                }
-                if v["type"] == "error" {
-                    return Err(format!("server error while waiting for `{want}`: {t}"));
+                match ServerFrame::parse(&t).map_err(|e| e.to_string())? {
+                    ServerFrame::Error { error, .. } => {
+                        return Err(format!("server error while waiting for `{what}`: {error}"))
+                    }
+                    f => {
+                        if let Some(v) = want(f) {
+                            return Ok(v);
+                        }
+                    }
                 }
             }
             Some(Ok(Message::Close(c))) => {
-                return Err(format!("closed waiting for `{want}`: {c:?}"))
+                return Err(format!("closed waiting for `{what}`: {c:?}"))
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("waiting for `{want}`: {e}")),
-            None => return Err(format!("closed waiting for `{want}`")),
+            Some(Err(e)) => return Err(format!("waiting for `{what}`: {e}")),
+            None => return Err(format!("closed waiting for `{what}`")),
         }
     }
 }
@@ -203,7 +216,10 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
             let _p = sem.acquire().await;
             let tok = format!("lt-agent-token-{i}");
             let mut ws = connect(&t, "/ws/agent", Some(&tok)).await?;
-            until(&mut ws, "hello").await?;
+            until(&mut ws, "hello", |f| {
+                matches!(f, ServerFrame::Hello { .. }).then_some(())
+            })
+            .await?;
             Ok::<_, String>(ws)
         });
     }
@@ -214,12 +230,18 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
     let mut accepting = tokio::task::JoinSet::new();
     for mut ws in agents {
         accepting.spawn(async move {
-            let offer = until(&mut ws, "offer").await?;
-            let chat = offer["chat"].as_str().unwrap_or("").to_string();
-            ws.send(json_text(serde_json::json!({"type":"accept","chat":chat})))
+            let chat = until(&mut ws, "offer", |f| match f {
+                ServerFrame::Offer { chat, .. } => Some(chat),
+                _ => None,
+            })
+            .await?;
+            ws.send(frame(&ClientFrame::Accept { chat: chat.clone() }))
                 .await
                 .map_err(|e| e.to_string())?;
-            until(&mut ws, "accepted").await?;
+            until(&mut ws, "accepted", |f| {
+                matches!(f, ServerFrame::Accepted { .. }).then_some(())
+            })
+            .await?;
             Ok::<_, String>((chat, ws))
         });
     }
@@ -229,12 +251,19 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
         customers.spawn(async move {
             let _p = sem.acquire().await;
             let mut ws = connect(&t, "/ws/chat", None).await?;
-            ws.send(json_text(serde_json::json!({"type":"start","queue":q,
-                "fields":{"name":format!("load-{i}")}})))
-                .await
-                .map_err(|e| e.to_string())?;
-            let st = until(&mut ws, "started").await?;
-            Ok::<_, String>((st["chat"].as_str().unwrap_or("").to_string(), ws))
+            let mut fields = serde_json::Map::new();
+            fields.insert("name".into(), format!("load-{i}").into());
+            let start = ClientFrame::Start {
+                queue: Some(q),
+                fields: Some(fields),
+            };
+            ws.send(frame(&start)).await.map_err(|e| e.to_string())?;
+            let chat = until(&mut ws, "started", |f| match f {
+                ServerFrame::Started { chat, .. } => Some(chat),
+                _ => None,
+            })
+            .await?;
+            Ok::<_, String>((chat, ws))
         });
     }
     let mut by_chat = std::collections::HashMap::new();
@@ -260,16 +289,25 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
             let mut sups = Vec::new();
             for _ in 0..2 {
                 let mut ws = connect(&t, "/ws/agent", Some(&tok)).await?;
-                until(&mut ws, "hello").await?;
-                ws.send(json_text(
-                    serde_json::json!({"type":"watch","chat":chat,"offset":0}),
-                ))
-                .await
-                .map_err(|e| e.to_string())?;
-                until(&mut ws, "watching").await?;
+                until(&mut ws, "hello", |f| {
+                    matches!(f, ServerFrame::Hello { .. }).then_some(())
+                })
+                .await?;
+                let watch = ClientFrame::Watch {
+                    chat: chat.clone(),
+                    offset: Offset(0),
+                };
+                ws.send(frame(&watch)).await.map_err(|e| e.to_string())?;
+                until(&mut ws, "watching", |f| {
+                    matches!(f, ServerFrame::Watching { .. }).then_some(())
+                })
+                .await?;
                 sups.push(ws);
             }
-            until(&mut cust, "message").await?;
+            until(&mut cust, "message", |f| {
+                matches!(f, ServerFrame::Message { .. }).then_some(())
+            })
+            .await?;
             let [s1, s2]: [Ws; 2] = sups.try_into().map_err(|_| "supervisors")?;
             Ok::<Room, String>((chat, [cust, agent, s1, s2]))
         });
@@ -430,8 +468,13 @@ pub async fn run_chat(a: ChatArgs) -> Result<ChatReport, String> {
                 seq[who as usize] += 1;
                 let text = payload(i, who, seq[who as usize], size);
                 let msg = match server {
-                    Server::Edge => json_text(serde_json::json!({"type":"message","chat":chat,
-                        "text":text,"client_id":seq[who as usize].to_string()})),
+                    Server::Edge => frame(&ClientFrame::Message {
+                        chat: chat.clone(),
+                        client_id: Some(seq[who as usize].to_string()),
+                        text,
+                        name: None,
+                        private: false,
+                    }),
                     Server::Nats => Message::Binary(
                         format!("PUB room.{i} {}\r\n{text}\r\n", text.len())
                             .into_bytes()

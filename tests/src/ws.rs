@@ -1,5 +1,6 @@
-//! A blocking WebSocket client for chat tests (tungstenite): JSON frames in and out,
-//! waits with deadlines, the close code the server sent.
+//! A blocking WebSocket client for chat tests (tungstenite): JSON frames in and out
+//! (every server frame is checked against `chat::ServerFrame`), waits with deadlines,
+//! the close code the server sent.
 
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
@@ -40,6 +41,12 @@ impl Ws {
         self.s.send(Message::Text(v.to_string().into())).unwrap();
     }
 
+    /// Send a typed client frame.
+    pub fn send_frame(&mut self, f: &chat::ClientFrame) {
+        let t = serde_json::to_string(f).expect("client frames serialize");
+        self.s.send(Message::Text(t.into())).unwrap();
+    }
+
     pub fn send_raw(&mut self, t: &str) {
         self.s.send(Message::Text(t.into())).unwrap();
     }
@@ -50,6 +57,10 @@ impl Ws {
         while Instant::now() < deadline && self.close.is_none() {
             match self.s.read() {
                 Ok(Message::Text(t)) => {
+                    // Every frame the server sends must be one of the protocol's.
+                    if let Err(e) = chat::ServerFrame::parse(&t) {
+                        panic!("server frame outside chat::protocol: {e}: {t}");
+                    }
                     let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
                     self.seen.push(v.clone());
                     return Some(v);

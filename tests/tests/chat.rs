@@ -2,6 +2,7 @@
 //! agent ↔ two silent supervisors, refresh/restore, dedup of resends, end, abandon,
 //! consultation and transfer, the chat list and admin end, and protocol errors.
 
+use chat::{ClientFrame, Offset};
 use edge_tests::http;
 use edge_tests::ws::Ws;
 use edge_tests::{Edge, ADMIN_TOKEN, AGENT_TOKEN};
@@ -127,7 +128,13 @@ fn customer_agent_and_two_silent_supervisors_with_refresh_and_end() {
     agent.send(json!({"type":"message","chat":chat,"client_id":"a3","text":"ships today"}));
     sam.until("second", 5.0, text_is("ships today"));
     let mut cust = Ws::connect(edge.http, "/ws/chat", None);
-    cust.send(json!({"type":"resume","token":token,"offset":last + 1}));
+    cust.send_frame(&ClientFrame::Resume {
+        token: token.to_string(),
+        offset: Offset(last + 1),
+        choice: None,
+        queue: None,
+        fields: None,
+    });
     cust.until("resumed", 5.0, is("resumed"));
     let missed: Vec<Value> = cust
         .drain(0.8)
@@ -389,12 +396,21 @@ fn chats_and_transcripts_survive_an_edge_crash() {
     let mut ann = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
     let hello = ann.until("hello", 5.0, is("hello"));
     assert_eq!(hello["chats"], json!([chat]));
-    ann.send(json!({"type":"watch","chat":chat,"offset":seen_offset + 1}));
+    ann.send_frame(&ClientFrame::Watch {
+        chat: chat.to_string(),
+        offset: Offset(seen_offset + 1),
+    });
     ann.until("watching", 5.0, is("watching"));
     ann.send(json!({"type":"message","chat":chat,"text":"Found it: tomorrow"}));
     // The customer comes back with its token and gets exactly what it missed.
     let mut cust2 = Ws::connect(edge.http, "/ws/chat", None);
-    cust2.send(json!({"type":"resume","token":token,"offset":seen_offset + 1}));
+    cust2.send_frame(&ClientFrame::Resume {
+        token: token.to_string(),
+        offset: Offset(seen_offset + 1),
+        choice: None,
+        queue: None,
+        fields: None,
+    });
     cust2.until("resumed", 5.0, is("resumed"));
     let missed = cust2.until("missed reply", 5.0, text_is("Found it: tomorrow"));
     assert_eq!(
