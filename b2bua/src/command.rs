@@ -87,4 +87,21 @@ impl B2bua {
             CallCommand::Hold { call, side, held } => done(self.hold(&call, side, held)),
         }
     }
+
+    /// The internal id of the call the API names.
+    pub(crate) fn call_index(&self, call_public: &str) -> Result<u64, CommandError> {
+        self.by_public
+            .get(call_public)
+            .copied()
+            .ok_or(CommandError::NoCall)
+    }
+
+    /// The internal id of an answered call the API names.
+    pub(crate) fn answered_call(&self, call_public: &str) -> Result<u64, CommandError> {
+        let id = self.call_index(call_public)?;
+        if !self.calls[&id].is_established() {
+            return Err(CommandError::NotAnswered);
+        }
+        Ok(id)
+    }
 }

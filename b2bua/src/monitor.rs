@@ -136,7 +136,7 @@ pub struct DigitEvent {
 }
 
 /// At most this many digits are kept per call (a stuck key must not grow memory).
-pub const MAX_DIGITS: usize = 256;
+pub(crate) const MAX_DIGITS: usize = 256;
 
 /// The SDP the edge offers a supervisor's phone: G.711 both laws and RFC 4733 events.
 pub fn monitor_offer(addr: std::net::IpAddr, port: u16, session: u64) -> String {
@@ -255,23 +255,6 @@ impl B2bua {
         Ok(public_id)
     }
 
-    /// The internal id of the call the API names.
-    fn call_index(&self, call_public: &str) -> Result<u64, CommandError> {
-        self.by_public
-            .get(call_public)
-            .copied()
-            .ok_or(CommandError::NoCall)
-    }
-
-    /// The internal id of an answered call the API names.
-    fn answered_call(&self, call_public: &str) -> Result<u64, CommandError> {
-        let id = self.call_index(call_public)?;
-        if !self.calls[&id].is_established() {
-            return Err(CommandError::NotAnswered);
-        }
-        Ok(id)
-    }
-
     fn find_monitor(&self, call_public: &str, mid: &str) -> Result<u64, CommandError> {
         let id = self.call_index(call_public)?;
         self.monitors
@@ -292,7 +275,7 @@ impl B2bua {
         Ok(())
     }
 
-    fn apply_mode(&mut self, mid: u64, mode: MonitorMode) {
+    pub(crate) fn apply_mode(&mut self, mid: u64, mode: MonitorMode) {
         let Some(m) = self.monitors.get_mut(&mid) else {
             return;
         };
@@ -532,95 +515,6 @@ impl B2bua {
                 self.reply_with(now, tx, &req, 405, vec![allow]);
             }
         }
-    }
-
-    /// A DTMF digit the media driver decoded (RFC 4733) in call `call`'s media.
-    pub fn media_digit(&mut self, now: Instant, call: u64, from: DigitFrom, digit: char) {
-        match from {
-            DigitFrom::Monitor(mid) => {
-                if let Some(mode) = mode_for_digit(digit) {
-                    self.apply_mode(mid, mode);
-                }
-            }
-            DigitFrom::Party(side) => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    if c.digits.len() < MAX_DIGITS {
-                        c.digits.push(DigitEvent {
-                            from: match side {
-                                Side::A => "customer".into(),
-                                Side::B => "agent".into(),
-                            },
-                            digit,
-                            at_secs: now.saturating_duration_since(c.started).as_secs_f64(),
-                        });
-                    }
-                    debug!(call = %c.public_id, ?side, %digit, "DTMF");
-                }
-            }
-        }
-    }
-
-    /// Send `digits` as RFC 4733 events into the call towards `to` (A: the customer).
-    pub fn send_dtmf(
-        &mut self,
-        call_public: &str,
-        digits: &str,
-        to: Side,
-    ) -> Result<(), CommandError> {
-        let id = self.answered_call(call_public)?;
-        let c = &self.calls[&id];
-        let n = digits.chars().count();
-        if n == 0 || n > 32 {
-            return Err(CommandError::DigitCount);
-        }
-        let events = digits
-            .chars()
-            .map(|d| media::dtmf::event_code(d).ok_or(CommandError::BadDigit(d)))
-            .collect::<Result<Vec<u8>, _>>()?;
-        let who = match to {
-            Side::A => "customer",
-            Side::B => "agent",
-        };
-        let pt = c.te_pt[to as usize].ok_or(CommandError::NoTelephoneEvent(who))?;
-        info!(call = %c.public_id, to = who, digits = n, "sending DTMF");
-        self.outputs.push_back(Output::Media(
-            CallId(id),
-            Command::SendDtmf {
-                side: to,
-                events,
-                pt,
-            },
-        ));
-        Ok(())
-    }
-
-    /// Hold (`true`) or resume `side` of a call from the API. The edge anchors the
-    /// media, so no re-INVITE is needed: the held party hears hold audio, the other
-    /// hears silence.
-    pub fn hold(&mut self, call_public: &str, side: Side, on: bool) -> Result<(), CommandError> {
-        let id = self.answered_call(call_public)?;
-        self.set_held(id, side, on);
-        Ok(())
-    }
-
-    /// Pause (`true`) or resume recording of a call.
-    pub fn set_recording_paused(
-        &mut self,
-        call_public: &str,
-        paused: bool,
-    ) -> Result<(), CommandError> {
-        let id = self.call_index(call_public)?;
-        let c = self.calls.get_mut(&id).expect("indexed");
-        let Some(state) = c.recording.as_mut() else {
-            return Err(CommandError::NotRecording);
-        };
-        if *state != paused {
-            *state = paused;
-            info!(call = %c.public_id, paused, "recording");
-            self.outputs
-                .push_back(Output::Media(CallId(id), Command::RecordPause { paused }));
-        }
-        Ok(())
     }
 
     /// The monitors of call `id`, for the API.

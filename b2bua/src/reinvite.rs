@@ -171,33 +171,6 @@ impl B2bua {
         self.ep.respond(now, rv.server_tx, r);
     }
 
-    /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
-    /// queue's hold audio to it.
-    pub(super) fn set_held(&mut self, id: u64, side: Side, on: bool) {
-        let Some(c) = self.calls.get_mut(&id) else {
-            return;
-        };
-        if c.held[side as usize] == on {
-            return;
-        }
-        c.held[side as usize] = on;
-        let (queue, route) = c.route_names();
-        let audio = self
-            .snap
-            .call_settings(queue.as_deref(), route.as_deref())
-            .hold_audio
-            .map(|p| p.to_path_buf());
-        info!(call = %c.public_id, side = ?side, held = on, "hold");
-        self.outputs.push_back(Output::Media(
-            CallId(id),
-            Command::Hold {
-                side,
-                held: on,
-                audio,
-            },
-        ));
-    }
-
     /// The re-INVITE to the other side got no answer at all.
     pub(super) fn reinvite_failed(&mut self, now: Instant, id: u64, code: u16) {
         let Some(c) = self.calls.get_mut(&id) else {

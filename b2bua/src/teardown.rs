@@ -1,6 +1,6 @@
 //! Ending calls: BYE/CANCEL towards the legs still up, waiting for those
-//! transactions, then releasing ports, the agent and every index entry. Also the
-//! B2BUA's own timers (queue wait, agent ring, no answer) and transaction timeouts.
+//! transactions, then releasing ports, the agent and every index entry; transaction
+//! timeouts and stray responses.
 
 use super::*;
 
@@ -164,73 +164,8 @@ impl B2bua {
         self.dispatch_queues(now);
     }
 
-    // ---- timers ------------------------------------------------------------------
-
-    pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
-        match timer {
-            Timer::MaxWait(id) => {
-                if self.calls.get(&id).is_some_and(|c| {
-                    c.a_tx.is_some()
-                        && !matches!(c.state, CallState::Ending | CallState::Announcing)
-                }) {
-                    info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
-                    self.end_call(now, id, 480, "max_wait");
-                }
-            }
-            Timer::Announcement(id) => {
-                if self
-                    .calls
-                    .get(&id)
-                    .is_some_and(|c| c.state == CallState::Announcing)
-                {
-                    warn!(call = %self.calls[&id].public_id, "announcement not reported as played: connecting");
-                    self.announcement_done(now, id);
-                }
-            }
-            Timer::Ring(id, attempt) => {
-                let current = self.calls.get(&id).is_some_and(|c| {
-                    matches!(c.state, CallState::Calling | CallState::Early)
-                        && c.b
-                            .as_ref()
-                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
-                });
-                if current {
-                    info!(call = %self.calls[&id].public_id, "agent did not answer: skipping");
-                    self.cancel_attempt(now, id);
-                    self.fail_attempt(now, id, 480);
-                }
-            }
-            Timer::NoAnswer(id, attempt) => {
-                let current = self.calls.get(&id).is_some_and(|c| {
-                    c.a_tx.is_some()
-                        && c.b
-                            .as_ref()
-                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
-                });
-                if current {
-                    self.end_call(now, id, 480, "no answer");
-                }
-            }
-            Timer::QueueRetry => {
-                let snap = self.snap.clone();
-                for id in self.waiting.iter() {
-                    if let Some(c) = self.calls.get_mut(id) {
-                        if let Route::Queue { name } = &c.route {
-                            if let Some(q) = snap.queue(name) {
-                                if q.agents.iter().all(|a| c.tried.contains(a)) {
-                                    c.tried.clear();
-                                }
-                            }
-                        }
-                    }
-                }
-                self.dispatch_queues(now);
-            }
-        }
-    }
-
     /// CANCEL the current B attempt (it stays tracked as stale until its final).
-    fn cancel_attempt(&mut self, now: Instant, id: u64) {
+    pub(crate) fn cancel_attempt(&mut self, now: Instant, id: u64) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };

@@ -1,0 +1,21 @@
+//! The whisper announcement: the agent hears it before the caller is connected.
+
+use super::*;
+
+impl B2bua {
+    /// The media driver played call `call`'s announcement to its end (or the safety
+    /// timer fired): connect the caller.
+    pub fn announcement_done(&mut self, now: Instant, call: u64) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Announcing {
+            return;
+        }
+        let Some(answer) = c.pending_answer.take() else {
+            return;
+        };
+        debug!(call = %c.public_id, "announcement over");
+        self.connect_a(now, call, answer);
+    }
+}

@@ -1,0 +1,322 @@
+//! Responses from the callee's side: routed by client transaction to the B leg's
+//! INVITE (provisional, answer, failure, or a stale attempt's), a re-INVITE, a
+//! relayed request, a BYE/CANCEL while ending, or a supervisor's leg; answering the
+//! caller once the agent has answered.
+
+use super::*;
+
+impl B2bua {
+    pub(crate) fn on_response(&mut self, now: Instant, tx: TxId, resp: Response, head: Head) {
+        let code = resp.status_code.code();
+        let Some((id, role)) = self.client_tx.get(&tx).copied() else {
+            return;
+        };
+        let _span = self.span(id).entered();
+        if code >= 200 && !(role_is_invite(role) && (200..300).contains(&code)) {
+            self.client_tx.remove(&tx);
+        }
+        match role {
+            ClientRole::Initial(attempt) => {
+                self.on_b_invite_response(now, id, tx, attempt, resp, head)
+            }
+            ClientRole::Reinvite => self.on_reinvite_response(now, id, tx, resp, head),
+            ClientRole::Relay(server) => self.relay_response(now, id, server, &resp),
+            ClientRole::Ending => {
+                if code >= 200 {
+                    self.ending_done(now, id);
+                }
+            }
+            ClientRole::Monitor => self.on_monitor_response(now, id, tx, resp, head),
+            ClientRole::MonitorEnd => {
+                if code >= 200 {
+                    self.on_monitor_end_done(id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_b_invite_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        tx: TxId,
+        attempt: u32,
+        resp: Response,
+        head: Head,
+    ) {
+        let code = resp.status_code.code();
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let current =
+            c.b.as_ref().is_some_and(|b| b.attempt == attempt) && c.state != CallState::Ending;
+        if !current {
+            // A stale attempt (cancelled, superseded, or the call is ending).
+            return self.on_stale_b_response(now, id, tx, attempt, &resp, &head);
+        }
+        match code {
+            100 => {}
+            101..=199 => self.on_b_provisional(now, id, tx, &resp, &head),
+            200..=299 => self.on_b_answer(now, id, &resp, &head),
+            _ => {
+                // Failure of the current attempt.
+                let c = self.calls.get_mut(&id).expect("present");
+                if let Some(b) = c.b.as_mut() {
+                    b.tx = None;
+                }
+                debug!(call = %c.public_id, code, "callee failed");
+                self.fail_attempt(now, id, code);
+            }
+        }
+    }
+
+    /// A response to an attempt that is no longer current: CANCEL what rings once it
+    /// can be cancelled, ACK + BYE a late 2xx, forget the attempt at its final.
+    pub(crate) fn on_stale_b_response(
+        &mut self,
+        now: Instant,
+        id: u64,
+        tx: TxId,
+        attempt: u32,
+        resp: &Response,
+        head: &Head,
+    ) {
+        let code = resp.status_code.code();
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        // A stale attempt (cancelled, superseded, or the call is ending).
+        if (101..200).contains(&code) {
+            let leg = c
+                .stale
+                .iter_mut()
+                .chain(c.b.as_mut())
+                .find(|b| b.attempt == attempt);
+            if let Some(leg) = leg.filter(|l| l.cancel_pending) {
+                leg.cancel_pending = false;
+                leg.provisional = true;
+                send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
+            }
+            return;
+        }
+        if (200..300).contains(&code) {
+            let leg = c
+                .stale
+                .iter_mut()
+                .chain(c.b.as_mut())
+                .find(|b| b.attempt == attempt);
+            if let Some(leg) = leg {
+                leg.dialog.on_response(resp, head);
+                ack_2xx(&mut self.ep, &leg.dialog, head.cseq, None, &user_agent);
+                let flow = leg.dialog.flow;
+                let bye = leg.dialog.request(Method::Bye, None, &user_agent);
+                let t = self.ep.send_request(now, bye, flow);
+                c.open_ending += 1;
+                c.client_txs.push(t);
+                self.client_tx.insert(t, (id, ClientRole::Ending));
+                info!(call = %c.public_id, attempt, "late 2xx of a cancelled attempt: ACK + BYE");
+            }
+        }
+        if code >= 200 {
+            if let Some(b) = c.b.as_mut().filter(|b| b.attempt == attempt) {
+                b.tx = None;
+            }
+            let dialogs = &mut self.dialogs;
+            c.stale.retain(|b| {
+                let keep = b.attempt != attempt || (200..300).contains(&code);
+                if !keep {
+                    dialogs.remove(&(b.dialog.call_id.clone(), b.dialog.local_tag.clone()));
+                }
+                keep
+            });
+            self.maybe_finish(now, id);
+        }
+    }
+
+    /// 18x from the current attempt: early dialog, early media relayed to A.
+    pub(crate) fn on_b_provisional(
+        &mut self,
+        now: Instant,
+        id: u64,
+        tx: TxId,
+        resp: &Response,
+        head: &Head,
+    ) {
+        let code = resp.status_code.code();
+        let media_addr = self.snap.config.media.address;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let b = c.b.as_mut().expect("current attempt");
+        b.provisional = true;
+        if head.to_tag.is_some() {
+            b.dialog.on_response(resp, head);
+        }
+        if b.cancel_pending {
+            b.cancel_pending = false;
+            send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
+            return;
+        }
+        c.state = CallState::Early;
+        let sdp = if is_sdp(&resp.headers, &resp.body) {
+            Sdp::parse(&resp.body).ok()
+        } else {
+            None
+        };
+        let rewritten = sdp.as_ref().map(|s| s.rewrite(media_addr, c.a_port));
+        if let Some(s) = &sdp {
+            let addr = s.audio_target().ok().flatten();
+            c.remote[1] = addr;
+            self.outputs.push_back(Output::Media(
+                CallId(id),
+                Command::Remote {
+                    side: Side::B,
+                    addr,
+                },
+            ));
+        }
+        // Queue calls already sent 180 for ringback; relay 183 (early media) always,
+        // 180 for static routes.
+        let relay = matches!(c.route, Route::Static { .. }) || rewritten.is_some();
+        if relay {
+            self.send_a_provisional(now, id, code, rewritten);
+        }
+    }
+
+    /// 2xx from the current attempt: ACK B (or wait for A's answer on a late offer),
+    /// then play the announcement to the agent or connect the caller.
+    pub(crate) fn on_b_answer(&mut self, now: Instant, id: u64, resp: &Response, head: &Head) {
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let b = c.b.as_mut().expect("current attempt");
+        if b.tx.is_none() {
+            // A retransmitted 2xx: our ACK was lost. ACK again (unless it waits for A).
+            if c.b_ack_waits_for_a.is_none() {
+                ack_2xx(&mut self.ep, &b.dialog, head.cseq, None, &user_agent);
+            }
+            return;
+        }
+        b.tx = None;
+        b.dialog.on_response(resp, head);
+        let sdp = if is_sdp(&resp.headers, &resp.body) {
+            Sdp::parse(&resp.body).ok()
+        } else {
+            None
+        };
+        let agent = b.agent.clone();
+        if c.a_sdp.is_some() {
+            // Normal offer/answer: ACK B at once.
+            ack_2xx(&mut self.ep, &b.dialog, head.cseq, None, &user_agent);
+        } else {
+            // Late offer: B's 2xx holds the offer, A's ACK will hold the answer.
+            c.b_ack_waits_for_a = Some((head.cseq, Side::B));
+        }
+        let Some(sdp) = sdp else {
+            warn!(call = %c.public_id, "callee answered without SDP: ending call");
+            return self.end_call(now, id, 488, "answer without SDP");
+        };
+        let addr = sdp.audio_target().ok().flatten();
+        c.remote[1] = addr;
+        c.te_pt[1] = sdp.telephone_event_pt();
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::Remote {
+                side: Side::B,
+                addr,
+            },
+        ));
+        let rewritten = sdp.rewrite(media_addr, c.a_port);
+        c.agent = agent.or(c.agent.take());
+        if let Some(p) = self.waiting.iter().position(|w| *w == id) {
+            self.waiting.remove(p);
+        }
+        let (queue, route) = c.route_names();
+        let settings = self.snap.call_settings(queue.as_deref(), route.as_deref());
+        if let Some(file) = settings.announcement {
+            if c.b_ack_waits_for_a.is_none() {
+                // The agent hears the announcement first; A keeps hearing ringback.
+                c.state = CallState::Announcing;
+                c.pending_answer = Some(rewritten);
+                let pt = sdp.first_g711_pt().unwrap_or(0);
+                info!(call = %c.public_id, agent = ?c.agent, "agent answered: announcement");
+                self.outputs.push_back(Output::Media(
+                    CallId(id),
+                    Command::Announce {
+                        file: file.to_path_buf(),
+                        pt,
+                    },
+                ));
+                self.timers
+                    .set(now + ANNOUNCEMENT_LIMIT, Timer::Announcement(id));
+                return;
+            }
+            // A late offer: B's ACK needs A's answer, so A must be answered now.
+            warn!(call = %c.public_id, "late-offer call: announcement skipped");
+        }
+        self.connect_a(now, id, rewritten);
+    }
+
+    /// The agent answered (and heard any announcement): answer the caller.
+    pub(crate) fn connect_a(&mut self, now: Instant, id: u64, answer: String) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.state = CallState::Answered;
+        c.answered = Some(now);
+        self.stats.answered += 1;
+        info!(call = %c.public_id, agent = ?c.agent, "answered");
+        let (queue, route) = c.route_names();
+        if self
+            .snap
+            .call_settings(queue.as_deref(), route.as_deref())
+            .record
+        {
+            c.recording = Some(false);
+            self.outputs.push_back(Output::RecordStart {
+                call: CallId(id),
+                meta: RecordingMeta {
+                    call_id: c.public_id.clone(),
+                    caller: c.caller.clone(),
+                    callee: c.callee.clone(),
+                    queue,
+                    route,
+                    agent: c.agent.clone(),
+                },
+            });
+        }
+        self.send_a_final(now, id, 200, Some(answer));
+    }
+
+    /// The current B attempt failed with `code`: try the next agent, or fail the call.
+    pub(crate) fn fail_attempt(&mut self, now: Instant, id: u64, code: u16) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let agent = c.b.as_ref().and_then(|b| b.agent.clone());
+        if let Some(old) = c.b.take() {
+            if old.tx.is_some() {
+                c.stale.push(old);
+            } else {
+                self.dialogs
+                    .remove(&(old.dialog.call_id, old.dialog.local_tag));
+            }
+        }
+        match (&c.route, agent) {
+            (Route::Queue { .. }, Some(agent)) if c.a_tx.is_some() => {
+                self.acd.release(&agent, now, false);
+                c.state = CallState::Queued;
+                c.agent = None;
+                self.waiting.push_back(id);
+                self.dispatch_queues(now);
+            }
+            _ => {
+                self.send_a_final(now, id, map_failure(code), None);
+                self.finish_or_wait(now, id, "callee failed");
+            }
+        }
+    }
+}

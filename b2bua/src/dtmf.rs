@@ -1,0 +1,67 @@
+//! DTMF: RFC 4733 digits decoded by the media (a party's are listed as call events,
+//! a supervisor's switch its mode) and digits sent to a party by the API.
+
+use super::*;
+use crate::monitor::MAX_DIGITS;
+
+impl B2bua {
+    /// A DTMF digit the media driver decoded (RFC 4733) in call `call`'s media.
+    pub fn media_digit(&mut self, now: Instant, call: u64, from: DigitFrom, digit: char) {
+        match from {
+            DigitFrom::Monitor(mid) => {
+                if let Some(mode) = mode_for_digit(digit) {
+                    self.apply_mode(mid, mode);
+                }
+            }
+            DigitFrom::Party(side) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if c.digits.len() < MAX_DIGITS {
+                        c.digits.push(DigitEvent {
+                            from: match side {
+                                Side::A => "customer".into(),
+                                Side::B => "agent".into(),
+                            },
+                            digit,
+                            at_secs: now.saturating_duration_since(c.started).as_secs_f64(),
+                        });
+                    }
+                    debug!(call = %c.public_id, ?side, %digit, "DTMF");
+                }
+            }
+        }
+    }
+
+    /// Send `digits` as RFC 4733 events into the call towards `to` (A: the customer).
+    pub fn send_dtmf(
+        &mut self,
+        call_public: &str,
+        digits: &str,
+        to: Side,
+    ) -> Result<(), CommandError> {
+        let id = self.answered_call(call_public)?;
+        let c = &self.calls[&id];
+        let n = digits.chars().count();
+        if n == 0 || n > 32 {
+            return Err(CommandError::DigitCount);
+        }
+        let events = digits
+            .chars()
+            .map(|d| media::dtmf::event_code(d).ok_or(CommandError::BadDigit(d)))
+            .collect::<Result<Vec<u8>, _>>()?;
+        let who = match to {
+            Side::A => "customer",
+            Side::B => "agent",
+        };
+        let pt = c.te_pt[to as usize].ok_or(CommandError::NoTelephoneEvent(who))?;
+        info!(call = %c.public_id, to = who, digits = n, "sending DTMF");
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::SendDtmf {
+                side: to,
+                events,
+                pt,
+            },
+        ));
+        Ok(())
+    }
+}

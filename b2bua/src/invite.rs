@@ -1,0 +1,400 @@
+//! New calls: an INVITE from a trunk is checked (trunk, number, limits, ports),
+//! answered 100, routed (static target or queue), and its B leg placed; queue calls
+//! are offered to free agents; the responses that go back to the caller.
+
+use super::*;
+
+impl B2bua {
+    pub(crate) fn on_invite(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        head: Head,
+        flow: Flow,
+    ) {
+        if head.max_forwards == 0 {
+            return self.reply(now, tx, &req, 483, None);
+        }
+        let Some(trunk) = self.snap.trunk_for(flow.remote.ip()).map(str::to_string) else {
+            info!(source = %flow.remote, call_id = %head.call_id, "INVITE from a source that is no trunk: 403");
+            return self.reply(now, tx, &req, 403, None);
+        };
+        if let Some(req_opt) = header(&req, |h| match h {
+            Header::Require(r) => Some(r.value()),
+            _ => None,
+        }) {
+            let unsupported: Vec<&str> = req_opt
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty() && *o != "timer")
+                .collect();
+            if !unsupported.is_empty() {
+                let h = rsip::headers::Unsupported::new(unsupported.join(", ")).into();
+                return self.reply_with(now, tx, &req, 420, vec![h]);
+            }
+        }
+        if self.calls.len() >= self.snap.config.sip.max_calls {
+            self.stats.rejected_overload += 1;
+            let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
+            return self.reply_with(now, tx, &req, 503, vec![h]);
+        }
+        let number = req.uri.user().unwrap_or("").to_string();
+        let route = match self.snap.destination(&number) {
+            Some(Destination::Route(r)) => Route::Static {
+                number: r.number.clone(),
+                target: r.target.clone(),
+            },
+            Some(Destination::Queue(q)) => Route::Queue {
+                name: q.name.clone(),
+            },
+            None => {
+                info!(call_id = %head.call_id, %number, "no route or queue for number: 404");
+                return self.reply(now, tx, &req, 404, None);
+            }
+        };
+        let a_sdp = if is_sdp(&req.headers, &req.body) {
+            match Sdp::parse(&req.body).and_then(|s| s.audio_target().map(|_| s)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    info!(call_id = %head.call_id, error = %e, "unusable SDP offer: 488");
+                    let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
+                    return self.reply_with(now, tx, &req, 488, vec![w]);
+                }
+            }
+        } else if !req.body.is_empty() {
+            let h = rsip::headers::Accept::new("application/sdp").into();
+            return self.reply_with(now, tx, &req, 415, vec![h]);
+        } else {
+            None
+        };
+        let a_te = a_sdp.as_ref().and_then(|s| s.telephone_event_pt());
+        let Some((a_port, b_port)) = self.allocate_ports() else {
+            warn!(call_id = %head.call_id, "RTP port pool exhausted: 503");
+            self.stats.rejected_overload += 1;
+            let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
+            return self.reply_with(now, tx, &req, 503, vec![h]);
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        let public_id = format!("{:016x}", self.ep.ids().next_u64());
+        let local_tag = self.ep.ids().token();
+        let a = Dialog::uas(&req, &head, local_tag.clone(), flow, contact_for(flow));
+        let caller = header(&req, |h| match h {
+            Header::From(f) => Some(f.value()),
+            _ => None,
+        })
+        .map(|v| message::uri_of(v).to_string())
+        .unwrap_or_default();
+        let _span = tracing::info_span!("call", call = %public_id).entered();
+        info!(call_id = %head.call_id, %trunk, %caller, callee = %number, "new call");
+        let call = Call {
+            id,
+            public_id: public_id.clone(),
+            state: CallState::Queued,
+            caller,
+            callee: number,
+            route: route.clone(),
+            agent: None,
+            started: now,
+            answered: None,
+            a_tx: Some(tx),
+            a_invite: req,
+            a,
+            a_sdp,
+            b: None,
+            stale: Vec::new(),
+            a_port,
+            b_port,
+            reinvite: None,
+            b_ack_waits_for_a: None,
+            tried: HashSet::new(),
+            attempts: 0,
+            wait_deadline: None,
+            open_ending: 0,
+            outcome: None,
+            end_reason: "",
+            remote: [None, None],
+            te_pt: [a_te, None],
+            client_txs: Vec::new(),
+            server_txs: vec![tx],
+            recording: None,
+            digits: Vec::new(),
+            held: [false, false],
+            pending_answer: None,
+        };
+        self.stats.started += 1;
+        self.dialogs
+            .insert((head.call_id.clone(), local_tag), (id, Side::A));
+        self.by_public.insert(public_id, id);
+        self.server_tx.insert(tx, (id, ServerRole::Initial));
+        let a_addr = call
+            .a_sdp
+            .as_ref()
+            .and_then(|s| s.audio_target().ok().flatten());
+        self.calls.insert(id, call);
+        self.outputs
+            .push_back(Output::Media(CallId(id), Command::Open { a_port, b_port }));
+        self.set_remote(id, Side::A, a_addr);
+        match route {
+            Route::Static { target, .. } => {
+                let number = self.calls[&id].callee.clone();
+                let uri = Self::target_uri(&target, &number);
+                self.start_b(now, id, uri, target.addr, target.transport, None);
+            }
+            Route::Queue { name } => {
+                let max_wait = self
+                    .snap
+                    .queue(&name)
+                    .map(|q| q.max_wait)
+                    .unwrap_or(Duration::from_secs(60));
+                let c = self.calls.get_mut(&id).expect("just inserted");
+                c.wait_deadline = Some(now + max_wait);
+                self.timers.set(now + max_wait, Timer::MaxWait(id));
+                // Ringback while the caller waits.
+                self.send_a_provisional(now, id, 180, None);
+                self.waiting.push_back(id);
+                self.dispatch_queues(now);
+            }
+        }
+    }
+
+    /// Two RTP/RTCP pairs: one facing the caller, one facing the callee.
+    pub(crate) fn allocate_ports(&mut self) -> Option<(u16, u16)> {
+        let a = self.ports.allocate()?;
+        match self.ports.allocate() {
+            Some(b) => Some((a, b)),
+            None => {
+                self.ports.release(a);
+                None
+            }
+        }
+    }
+
+    /// The Request-URI for a static route target: the target as written, with the
+    /// dialled number as user part when the target has none.
+    pub(crate) fn target_uri(target: &control::SipTarget, number: &str) -> String {
+        match (&target.user, target.uri.strip_prefix("sip:")) {
+            (None, Some(rest)) if !number.is_empty() => format!("sip:{number}@{rest}"),
+            _ => target.uri.clone(),
+        }
+    }
+
+    pub(crate) fn local_flow(&self, transport: Transport, remote: SocketAddr) -> Option<Flow> {
+        let l = self
+            .snap
+            .config
+            .sip
+            .listen
+            .iter()
+            .find(|l| l.transport == transport && l.addr.is_ipv4() == remote.is_ipv4())?;
+        Some(Flow {
+            transport,
+            local: l.addr,
+            remote,
+        })
+    }
+
+    /// Send the B leg INVITE of a new attempt.
+    pub(crate) fn start_b(
+        &mut self,
+        now: Instant,
+        id: u64,
+        uri: String,
+        addr: SocketAddr,
+        transport: Transport,
+        agent: Option<String>,
+    ) {
+        let Some(flow) = self.local_flow(transport, addr) else {
+            warn!(%addr, %transport, "no listen address for this transport/family: cannot reach callee");
+            return self.fail_attempt(now, id, 503);
+        };
+        let call_id = format!("{}@edge", self.ep.ids().token());
+        let tag = self.ep.ids().token();
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.attempts += 1;
+        let attempt = c.attempts;
+        let from = c.a_invite.headers.iter().find_map(|h| match h {
+            Header::From(f) => Some(sip::dialog::strip_tag(f.value())),
+            _ => None,
+        });
+        let local_uri = from.unwrap_or_else(|| "<sip:anonymous@anonymous.invalid>".into());
+        let remote_uri = format!("<{uri}>");
+        let mut dialog = Dialog::uac(
+            call_id.clone(),
+            tag.clone(),
+            local_uri,
+            remote_uri,
+            uri.clone(),
+            flow,
+            contact_for(flow),
+        );
+        let body = c
+            .a_sdp
+            .as_ref()
+            .map(|s| s.rewrite(self.snap.config.media.address, c.b_port));
+        let mut req = dialog.request(
+            Method::Invite,
+            body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
+            &user_agent,
+        );
+        // Max-Forwards carries on from the caller's request (loop protection).
+        let mf = c.a_invite.headers.iter().find_map(|h| match h {
+            Header::MaxForwards(m) => m.value().trim().parse::<u32>().ok(),
+            _ => None,
+        });
+        let mf = mf.unwrap_or(70).saturating_sub(1);
+        req.headers.iter_mut().for_each(|h| {
+            if let Header::MaxForwards(m) = h {
+                m.replace(mf.to_string());
+            }
+        });
+        req.headers
+            .push(rsip::headers::Allow::new(message::ALLOW).into());
+        let agent_for_log = agent.clone();
+        let tx = self.ep.send_request(now, req, flow);
+        let c = self.calls.get_mut(&id).expect("present");
+        if let Some(old) = c.b.take() {
+            c.stale.push(old);
+        }
+        c.b = Some(BLeg {
+            dialog,
+            tx: Some(tx),
+            provisional: false,
+            cancel_pending: false,
+            agent,
+            attempt,
+        });
+        c.state = CallState::Calling;
+        debug!(call = %c.public_id, %uri, agent = ?agent_for_log, attempt, "calling callee");
+        c.client_txs.push(tx);
+        self.client_tx
+            .insert(tx, (id, ClientRole::Initial(attempt)));
+        self.dialogs.insert((call_id, tag), (id, Side::B));
+        self.outputs.push_back(Output::Media(
+            CallId(id),
+            Command::Remote {
+                side: Side::B,
+                addr: None,
+            },
+        ));
+        let deadline = match &c.route {
+            Route::Queue { .. } => Timer::Ring(id, attempt),
+            Route::Static { .. } => Timer::NoAnswer(id, attempt),
+        };
+        let after = match deadline {
+            Timer::Ring(..) => self.snap.config.sip.agent_ring_timeout,
+            _ => NO_ANSWER_TIMEOUT,
+        };
+        self.timers.set(now + after, deadline);
+    }
+
+    /// Offer waiting queue calls to free agents, oldest call first.
+    pub(crate) fn dispatch_queues(&mut self, now: Instant) {
+        let mut still_waiting = VecDeque::new();
+        let mut any_round_exhausted = false;
+        while let Some(id) = self.waiting.pop_front() {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            if c.state != CallState::Queued || c.a_tx.is_none() {
+                continue;
+            }
+            let Route::Queue { name } = &c.route else {
+                continue;
+            };
+            let Some(q) = self.snap.queue(name) else {
+                still_waiting.push_back(id);
+                continue;
+            };
+            let agents = q.agents.clone();
+            let pick = self.acd.pick(&agents, &c.tried).map(str::to_string);
+            match pick {
+                Some(agent_id) => {
+                    let Some(agent) = self.snap.agent(&agent_id).cloned() else {
+                        still_waiting.push_back(id);
+                        continue;
+                    };
+                    self.acd.seize(&agent_id);
+                    let c = self.calls.get_mut(&id).expect("present");
+                    c.tried.insert(agent_id.clone());
+                    c.agent = Some(agent_id.clone());
+                    info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
+                    self.start_b(
+                        now,
+                        id,
+                        agent.contact.uri.clone(),
+                        agent.contact.addr,
+                        agent.contact.transport,
+                        Some(agent_id),
+                    );
+                }
+                None => {
+                    if agents.iter().all(|a| c.tried.contains(a)) {
+                        any_round_exhausted = true;
+                    }
+                    still_waiting.push_back(id);
+                }
+            }
+        }
+        self.waiting = still_waiting;
+        if any_round_exhausted {
+            self.timers.set(now + QUEUE_RETRY, Timer::QueueRetry);
+        }
+    }
+
+    pub(crate) fn send_a_provisional(
+        &mut self,
+        now: Instant,
+        id: u64,
+        code: u16,
+        sdp: Option<String>,
+    ) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let Some(tx) = c.a_tx else { return };
+        let mut r = message::response(
+            &c.a_invite,
+            code,
+            Some(&c.a.local_tag),
+            self.ep.server_name(),
+        );
+        r.headers
+            .push(rsip::headers::Contact::new(c.a.local_contact.clone()).into());
+        if let Some(s) = sdp {
+            r.body = message::set_body(&mut r.headers, s.as_bytes(), Some("application/sdp"));
+        }
+        self.ep.respond(now, tx, r);
+    }
+
+    pub(crate) fn send_a_final(&mut self, now: Instant, id: u64, code: u16, sdp: Option<String>) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(tx) = c.a_tx.take() else { return };
+        c.outcome = Some(code);
+        self.server_tx.remove(&tx);
+        let mut r = message::response(
+            &c.a_invite,
+            code,
+            Some(&c.a.local_tag),
+            self.ep.server_name(),
+        );
+        if (200..300).contains(&code) {
+            r.headers
+                .push(rsip::headers::Contact::new(c.a.local_contact.clone()).into());
+            r.headers
+                .push(rsip::headers::Allow::new(message::ALLOW).into());
+        }
+        if let Some(s) = sdp {
+            r.body = message::set_body(&mut r.headers, s.as_bytes(), Some("application/sdp"));
+        }
+        if code == 503 {
+            r.headers
+                .push(rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into());
+        }
+        self.ep.respond(now, tx, r);
+    }
+}

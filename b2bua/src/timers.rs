@@ -1,0 +1,132 @@
+//! The call timers (max wait in queue, agent ring, callee no-answer, queue retry,
+//! announcement limit) and what each does when it fires.
+
+use super::*;
+
+/// The B2BUA's named timers. A timer is not cancelled when what it guards changes:
+/// when it fires, its handler checks that it still applies (the call, the attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// Queue call waited max_wait.
+    MaxWait(u64),
+    /// Agent attempt `.1` rang too long.
+    Ring(u64, u32),
+    /// Static-route callee did not answer.
+    NoAnswer(u64, u32),
+    /// Re-offer waiting queue calls.
+    QueueRetry,
+    /// The announcement of call `.0` should have ended by now.
+    Announcement(u64),
+}
+
+/// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
+/// the call model sets timers by name, the driver only asks for the next deadline).
+#[derive(Debug, Default)]
+pub(crate) struct TimerTable {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl TimerTable {
+    pub(crate) fn set(&mut self, at: Instant, timer: Timer) {
+        self.heap.push(Reverse((at, timer)));
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// The next timer due at `now`, if any.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        let Reverse((t, _)) = self.heap.peek()?;
+        if *t > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse((_, timer))| timer)
+    }
+}
+
+impl B2bua {
+    pub(super) fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::MaxWait(id) => {
+                if self.calls.get(&id).is_some_and(|c| {
+                    c.a_tx.is_some()
+                        && !matches!(c.state, CallState::Ending | CallState::Announcing)
+                }) {
+                    info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
+                    self.end_call(now, id, 480, "max_wait");
+                }
+            }
+            Timer::Announcement(id) => {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.state == CallState::Announcing)
+                {
+                    warn!(call = %self.calls[&id].public_id, "announcement not reported as played: connecting");
+                    self.announcement_done(now, id);
+                }
+            }
+            Timer::Ring(id, attempt) => {
+                let current = self.calls.get(&id).is_some_and(|c| {
+                    matches!(c.state, CallState::Calling | CallState::Early)
+                        && c.b
+                            .as_ref()
+                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
+                });
+                if current {
+                    info!(call = %self.calls[&id].public_id, "agent did not answer: skipping");
+                    self.cancel_attempt(now, id);
+                    self.fail_attempt(now, id, 480);
+                }
+            }
+            Timer::NoAnswer(id, attempt) => {
+                let current = self.calls.get(&id).is_some_and(|c| {
+                    c.a_tx.is_some()
+                        && c.b
+                            .as_ref()
+                            .is_some_and(|b| b.attempt == attempt && b.tx.is_some())
+                });
+                if current {
+                    self.end_call(now, id, 480, "no answer");
+                }
+            }
+            Timer::QueueRetry => {
+                let snap = self.snap.clone();
+                for id in self.waiting.iter() {
+                    if let Some(c) = self.calls.get_mut(id) {
+                        if let Route::Queue { name } = &c.route {
+                            if let Some(q) = snap.queue(name) {
+                                if q.agents.iter().all(|a| c.tried.contains(a)) {
+                                    c.tried.clear();
+                                }
+                            }
+                        }
+                    }
+                }
+                self.dispatch_queues(now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn timers_come_due_in_deadline_order_and_not_before() {
+        let t0 = Instant::now();
+        let mut t = TimerTable::default();
+        t.set(t0 + Duration::from_secs(5), Timer::MaxWait(1));
+        t.set(t0 + Duration::from_secs(1), Timer::QueueRetry);
+        t.set(t0 + Duration::from_secs(3), Timer::Ring(2, 1));
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(t.pop_due(t0), None);
+        let at4 = t0 + Duration::from_secs(4);
+        assert_eq!(t.pop_due(at4), Some(Timer::QueueRetry));
+        assert_eq!(t.pop_due(at4), Some(Timer::Ring(2, 1)));
+        assert_eq!(t.pop_due(at4), None);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    }
+}
