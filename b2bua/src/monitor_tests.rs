@@ -1,6 +1,7 @@
 //! Supervisor legs and recording outputs, on the B2BUA harness of `tests`.
 
 use super::*;
+use sip::message::parse;
 
 const SAM: &str = "127.0.0.1:5096";
 const KIM: &str = "127.0.0.1:5098";

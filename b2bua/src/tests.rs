@@ -2,7 +2,7 @@
 
 use super::*;
 use rsip::SipMessage;
-use sip::message::parse;
+use sip::testing::{self, Clock, Timed, Wire};
 
 #[path = "monitor_tests.rs"]
 mod monitor_tests;
@@ -49,11 +49,21 @@ fn sdp(port: u16) -> String {
     format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
 }
 
+/// The B2BUA with its peers on `sip::testing`'s wire and virtual clock.
 struct Net {
     b: B2bua,
     now: Instant,
-    inbox: HashMap<SocketAddr, VecDeque<(SipMessage, Head)>>,
+    wire: Wire,
     outputs: Vec<Output>,
+}
+
+impl Timed for B2bua {
+    fn poll_timeout(&self) -> Option<Instant> {
+        B2bua::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        B2bua::handle_timeout(self, now)
+    }
 }
 
 impl Net {
@@ -63,86 +73,52 @@ impl Net {
         Net {
             b: B2bua::new(snap, 7, now),
             now,
-            inbox: HashMap::new(),
+            wire: Wire::new(),
             outputs: Vec::new(),
         }
     }
 
-    fn flow(from: &str) -> Flow {
-        Flow {
-            transport: Transport::Udp,
-            local: "127.0.0.1:5060".parse().unwrap(),
-            remote: from.parse().unwrap(),
-        }
-    }
-
     fn send(&mut self, from: &str, text: &str) {
-        self.b
-            .handle_datagram(self.now, Net::flow(from), text.as_bytes());
+        self.b.handle_datagram(
+            self.now,
+            testing::flow("127.0.0.1:5060", from),
+            text.as_bytes(),
+        );
         self.pump();
     }
 
     fn pump(&mut self) {
-        while let Some(o) = self.b.poll_output() {
-            self.outputs.push(o);
-        }
-        while let Some(t) = self.b.poll_transmit() {
-            let parsed = parse(&t.data).expect("the edge sends parseable SIP");
-            self.inbox
-                .entry(t.flow.remote)
-                .or_default()
-                .push_back(parsed);
-        }
+        drain(&mut self.b, &mut self.wire, &mut self.outputs);
     }
 
     fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.b.poll_timeout().filter(|t| *t <= end) {
-            self.now = t.max(self.now);
-            self.b.handle_timeout(self.now);
-            self.pump();
-        }
-        self.now = end;
-        self.b.handle_timeout(self.now);
-        self.pump();
-    }
-
-    /// Next message received by `at`, skipping retransmissions of `skip` codes.
-    fn recv(&mut self, at: &str) -> (SipMessage, Head) {
-        self.inbox
-            .get_mut(&at.parse().unwrap())
-            .and_then(|q| q.pop_front())
-            .unwrap_or_else(|| panic!("nothing for {at}"))
+        let mut clock = Clock { now: self.now };
+        let (wire, outputs) = (&mut self.wire, &mut self.outputs);
+        clock.advance(&mut self.b, d, |b| drain(b, wire, outputs));
+        self.now = clock.now;
     }
 
     fn expect_response(&mut self, at: &str, code: u16) -> (Response, Head) {
-        loop {
-            let (m, h) = self.recv(at);
-            match m {
-                SipMessage::Response(r) if r.status_code.code() == code => return (r, h),
-                SipMessage::Response(r) if r.status_code.code() == 100 => continue,
-                other => panic!("expected {code} at {at}, got {}", first(&other)),
-            }
-        }
+        self.wire.expect_response(at, code)
     }
 
     fn expect_request(&mut self, at: &str, method: Method) -> (Request, Head) {
-        let (m, h) = self.recv(at);
-        match m {
-            SipMessage::Request(r) if r.method == method => (r, h),
-            other => panic!("expected {method} at {at}, got {}", first(&other)),
-        }
+        self.wire.expect_request(at, method)
     }
 
     fn quiet(&self, at: &str) -> bool {
-        self.inbox
-            .get(&at.parse().unwrap())
-            .is_none_or(|q| q.is_empty())
+        self.wire.quiet(at)
     }
 }
 
-fn first(m: &SipMessage) -> String {
-    m.to_string().lines().next().unwrap_or("").to_string()
+/// Outputs first, then transmits onto the wire (the driver's order).
+fn drain(b: &mut B2bua, wire: &mut Wire, outputs: &mut Vec<Output>) {
+    while let Some(o) = b.poll_output() {
+        outputs.push(o);
+    }
+    while let Some(t) = b.poll_transmit() {
+        wire.deliver(&t);
+    }
 }
 
 fn invite(number: &str, call_id: &str, body: &str) -> String {
@@ -537,11 +513,7 @@ fn queue_rings_longest_idle_agent_skips_no_answer_and_connects_next() {
     // Everyone tried or busy: the caller waits; after max_wait, 480.
     n.advance(Duration::from_secs(31));
     let mut got480 = false;
-    while let Some((m, _)) = n
-        .inbox
-        .get_mut(&CALLER.parse().unwrap())
-        .and_then(|q| q.pop_front())
-    {
+    while let Some((m, _)) = n.wire.try_recv(CALLER) {
         if let SipMessage::Response(r) = m {
             if r.status_code.code() == 480 && r.to_string().contains("Call-ID: q2") {
                 got480 = true;
@@ -567,8 +539,8 @@ fn queued_call_goes_to_the_agent_who_frees_up() {
     // Second caller waits: Alice is busy.
     n.send(CALLER, &invite("1000", "w2", &sdp(4002)));
     assert!(n.quiet(ALICE));
-    n.inbox.remove(&CALLER.parse().unwrap()); // 100/180/200 of both calls
-                                              // Alice hangs up the first call; the waiting call is offered to her.
+    n.wire.clear(CALLER); // 100/180/200 of both calls
+                          // Alice hangs up the first call; the waiting call is offered to her.
     n.send(
         ALICE,
         &in_dialog(Method::Bye, &c1_inv, true, "alice", 1, "ab", ALICE, ""),

@@ -2,7 +2,8 @@
 
 use crate::answerer::{self, AnswerConfig, Answerer, PortSource};
 use crate::caller::{self, Caller, CallerConfig};
-use sip::{Flow, Transport};
+use sip::testing;
+use sip::Flow;
 use std::time::{Duration, Instant};
 
 struct Ports(u16);
@@ -14,18 +15,8 @@ impl PortSource for Ports {
 }
 
 fn setup(reject: Option<(u16, f64)>, ring: Duration) -> (Caller, Answerer, Flow, Flow) {
-    let a: std::net::SocketAddr = "127.0.0.1:5070".parse().unwrap();
-    let b: std::net::SocketAddr = "127.0.0.1:5080".parse().unwrap();
-    let to_b = Flow {
-        transport: Transport::Udp,
-        local: a,
-        remote: b,
-    };
-    let to_a = Flow {
-        transport: Transport::Udp,
-        local: b,
-        remote: a,
-    };
+    let to_b = testing::flow("127.0.0.1:5070", "127.0.0.1:5080");
+    let to_a = testing::flow("127.0.0.1:5080", "127.0.0.1:5070");
     let caller = Caller::new(
         CallerConfig {
             flow: to_b,

@@ -1,6 +1,7 @@
 //! Transaction-layer tests with a virtual clock and no sockets.
 
 use crate::endpoint::{Endpoint, Event};
+use crate::testing::{drain_transmits, reply_to};
 use crate::transaction::{T1, T1X64, T2, T4};
 use crate::{Flow, Transport};
 use rsip::{Method, Request};
@@ -30,22 +31,11 @@ Call-ID: out1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r
     Request::try_from(text.as_str()).unwrap()
 }
 
-/// A response to the last transmitted request, as the peer would send it.
-fn reply_to(sent: &[u8], code: u16, to_tag: &str) -> Vec<u8> {
-    let (msg, _) = crate::message::parse(sent).unwrap();
-    let rsip::SipMessage::Request(req) = msg else {
-        panic!("not a request")
-    };
-    crate::message::response(&req, code, Some(to_tag), "peer")
-        .to_string()
-        .into_bytes()
-}
-
 fn drain(ep: &mut Endpoint) -> (Vec<Vec<u8>>, Vec<Event>) {
-    let mut tx = Vec::new();
-    while let Some(t) = ep.poll_transmit() {
-        tx.push(t.data.to_vec());
-    }
+    let tx = drain_transmits(|| ep.poll_transmit())
+        .into_iter()
+        .map(|t| t.data.to_vec())
+        .collect();
     let mut ev = Vec::new();
     while let Some(e) = ep.poll_event() {
         ev.push(e);

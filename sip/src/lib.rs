@@ -27,3 +27,5 @@ pub mod dialog;
 #[cfg(test)]
 mod endpoint_tests;
 pub mod sdp;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

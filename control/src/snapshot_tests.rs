@@ -1,0 +1,230 @@
+//! Unit tests of `snapshot.rs`.
+
+use crate::{parse, ConfigError, Destination, DEFAULT_CONFIG};
+
+/// The file from the foundation issue, verbatim.
+const ISSUE_CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+
+[media]
+address = "127.0.0.1"          # address put in SDP
+rtp_ports = "20000-29999"
+
+[http]
+listen = "127.0.0.1:8080"
+
+[storage]
+dir = "./data"
+
+[[trunks]]
+name = "carrier-a"
+sources = ["127.0.0.1/32"]     # INVITEs from other sources get 403
+
+[[routes]]
+number = "service"             # request-URI user part, exact or prefix ("44*")
+target = "sip:service@127.0.0.1:5090"
+
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001", "1002"]
+max_wait = "60s"               # then 480 to the caller
+
+[[agents]]
+id = "1001"
+name = "Alice"
+contact = "sip:1001@127.0.0.1:5092"
+
+[[agents]]
+id = "1002"
+name = "Bob"
+contact = "sip:1002@127.0.0.1:5094"
+
+[[users]]
+name = "root"
+role = "admin"                 # admin | supervisor | agent
+token = "change-me"
+"#;
+
+#[test]
+fn accepts_the_issue_file_as_written() {
+    let s = parse("issue.toml", ISSUE_CONFIG).unwrap();
+    assert!(matches!(
+        s.destination("service"),
+        Some(Destination::Route(_))
+    ));
+    assert!(matches!(s.destination("1000"), Some(Destination::Queue(q)) if q.name == "sales"));
+    assert!(s.destination("999").is_none());
+    assert_eq!(s.trunk_for("127.0.0.1".parse().unwrap()), Some("carrier-a"));
+    assert_eq!(s.trunk_for("10.0.0.1".parse().unwrap()), None);
+    assert_eq!(s.user_by_token("change-me").unwrap().name, "root");
+    assert!(s.user_by_token("change-mf").is_none());
+}
+
+#[test]
+fn accepts_the_recording_upload_block_as_written() {
+    let text = r#"
+[storage]
+dir = "./data"
+retention = "7d"
+chunk_size = "50MB"              # sizes: B, KB, MB, GB (and KiB, MiB, GiB)
+
+[storage.upload]
+target = "http"                 # fs | http | s3
+url = "http://127.0.0.1:9000/recordings"
+token = "optional bearer token"
+backoff_base = "1s"
+backoff_max = "5m"
+concurrency = 4
+"#;
+    let s = parse("t", text).unwrap();
+    let st = &s.config.storage;
+    assert_eq!(st.chunk_size, 50_000_000);
+    assert_eq!(st.retention, std::time::Duration::from_secs(7 * 86_400));
+    assert_eq!(st.upload.target, crate::UploadTarget::Http);
+    assert_eq!(st.upload.concurrency, 4);
+    assert!(
+        !format!("{:?}", st.upload).contains("optional bearer token"),
+        "token redacted"
+    );
+    let bad = text.replace("chunk_size = \"50MB\"", "chunk_size = \"50XB\"");
+    assert!(parse("t", &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("chunk_size"));
+    let s3 = text.replace("target = \"http\"", "target = \"s3\"");
+    assert!(parse("t", &s3)
+        .unwrap_err()
+        .to_string()
+        .contains("needs a bucket"));
+    let s3 = s3.replace(
+        "concurrency = 4",
+        "concurrency = 4\nbucket = \"rec\"\nsecret_access_key = \"s3cr3t\"",
+    );
+    let snap = parse("t", &s3).unwrap();
+    assert!(
+        !format!("{:?}", snap.config.storage.upload).contains("s3cr3t"),
+        "secret redacted"
+    );
+    let small = s3.replace("chunk_size = \"50MB\"", "chunk_size = \"1MB\"");
+    assert!(parse("t", &small)
+        .unwrap_err()
+        .to_string()
+        .contains("at least 5MiB"));
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    parse("default", DEFAULT_CONFIG).unwrap();
+}
+
+#[test]
+fn prefix_routes_longest_first_and_exact_wins() {
+    let text = r#"
+[[routes]]
+number = "44*"
+target = "sip:uk@127.0.0.1:5070"
+[[routes]]
+number = "4420*"
+target = "sip:london@127.0.0.1:5071"
+[[routes]]
+number = "4420123"
+target = "sip:exact@127.0.0.1:5072"
+"#;
+    let s = parse("t", text).unwrap();
+    let target = |n: &str| match s.destination(n) {
+        Some(Destination::Route(r)) => r.target.user.clone().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(target("441234"), "uk");
+    assert_eq!(target("44201"), "london");
+    assert_eq!(target("4420123"), "exact");
+    assert!(s.destination("33").is_none());
+}
+
+#[test]
+fn unknown_field_names_file_line_and_field() {
+    let text = "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\nlistne = 3\n";
+    let e = parse("edge.toml", text).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("edge.toml:3:"), "{msg}");
+    assert!(msg.contains("listne"), "{msg}");
+    match e {
+        ConfigError::Syntax { line, .. } => assert_eq!(line, 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_value_names_the_field() {
+    let text = "[[queues]]\nname = \"q\"\nagents = [\"a\"]\nmax_wait = \"soon\"\n";
+    let msg = parse("edge.toml", text).unwrap_err().to_string();
+    assert!(msg.starts_with("edge.toml:4:"), "{msg}");
+    assert!(msg.contains("max_wait"), "{msg}");
+}
+
+#[test]
+fn dangling_agent_reference_is_located() {
+    let text = "[[agents]]\nid = \"1001\"\ncontact = \"sip:1001@127.0.0.1:5092\"\n\n[[queues]]\nname = \"q\"\nagents = [\"1001\",\n  \"1009\"]\n";
+    let e = parse("edge.toml", text).unwrap_err();
+    match &e {
+        ConfigError::Invalid { line, field, .. } => {
+            assert_eq!(field, "queues[0].agents[1]");
+            assert_eq!(*line, 8, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("1009"));
+}
+
+#[test]
+fn duplicate_numbers_and_tokens_are_rejected_without_echoing_tokens() {
+    let dup = "[[routes]]\nnumber = \"1\"\ntarget = \"sip:a@127.0.0.1\"\n[[routes]]\nnumber = \"1\"\ntarget = \"sip:b@127.0.0.1\"\n";
+    assert!(parse("t", dup)
+        .unwrap_err()
+        .to_string()
+        .contains("routes[1].number"));
+    let tok = "[[users]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"secret-123\"\n[[users]]\nname = \"b\"\nrole = \"agent\"\ntoken = \"secret-123\"\n";
+    let msg = parse("t", tok).unwrap_err().to_string();
+    assert!(msg.contains("users[1].token"), "{msg}");
+    assert!(!msg.contains("secret-123"), "{msg}");
+}
+
+#[test]
+fn supervision_settings_and_user_contacts() {
+    let wav = std::env::temp_dir().join(format!("edge-ctl-{}.wav", std::process::id()));
+    std::fs::write(&wav, b"RIFF").unwrap();
+    let text = format!(
+        "[[agents]]\nid = \"1001\"\ncontact = \"sip:1001@127.0.0.1:5092\"\n\n\
+         [[queues]]\nname = \"sales\"\nnumbers = [\"1000\"]\nagents = [\"1001\"]\n\
+         record = true\nbeep_on_monitor = true\nannouncement = {:?}\n\n\
+         [[routes]]\nnumber = \"2000\"\ntarget = \"sip:a@127.0.0.1\"\n\n\
+         [[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"sam-token-1\"\n\
+         contact = \"sip:sam@127.0.0.1:5070\"\n",
+        wav.display().to_string()
+    );
+    let s = parse("t", &text).unwrap();
+    let q = s.call_settings(Some("sales"), None);
+    assert!(q.record && q.beep_on_monitor);
+    assert_eq!(q.announcement, Some(wav.as_path()));
+    assert_eq!(q.hold_audio, None);
+    let r = s.call_settings(None, Some("2000"));
+    assert!(!r.record && !r.beep_on_monitor);
+    let c = s.user("sam").unwrap().contact.as_ref().unwrap();
+    assert_eq!(c.addr, "127.0.0.1:5070".parse().unwrap());
+    assert!(s.user("nobody").is_none());
+    let _ = std::fs::remove_file(&wav);
+    let msg = parse("t", &text).unwrap_err().to_string();
+    assert!(msg.contains("queues[0].announcement"), "{msg}");
+    assert!(msg.contains("cannot read"), "{msg}");
+}
+
+#[test]
+fn bad_role_and_target_are_rejected() {
+    let role = "[[users]]\nname = \"a\"\nrole = \"god\"\ntoken = \"12345678\"\n";
+    assert!(parse("t", role).unwrap_err().to_string().contains("role"));
+    let target = "[[routes]]\nnumber = \"1\"\ntarget = \"sip:a@pbx.example.com\"\n";
+    let msg = parse("t", target).unwrap_err().to_string();
+    assert!(msg.contains("must be an IP address"), "{msg}");
+}

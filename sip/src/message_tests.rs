@@ -1,0 +1,150 @@
+//! Unit tests of `message.rs`.
+
+use super::*;
+
+pub(crate) const INVITE: &str = "INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n\
+From: sipp <sip:sipp@127.0.0.1:5061>;tag=abc\r\n\
+To: <sip:service@127.0.0.1:5060>\r\n\
+Call-ID: 1-abc@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:sipp@127.0.0.1:5061>\r\n\
+Max-Forwards: 70\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+#[test]
+fn parses_head() {
+    let (msg, head) = parse(INVITE.as_bytes()).unwrap();
+    assert!(msg.is_request());
+    assert_eq!(head.call_id, "1-abc@127.0.0.1");
+    assert_eq!((head.cseq, head.cseq_method), (1, Method::Invite));
+    assert_eq!(head.from_tag.as_deref(), Some("abc"));
+    assert_eq!(head.to_tag, None);
+    assert_eq!(head.via.branch.as_deref(), Some("z9hG4bK-1"));
+    assert_eq!(head.via.sent_by(), "127.0.0.1:5061");
+    assert!(head.via.rport);
+    assert_eq!(msg.body(), b"v=0\n");
+}
+
+#[test]
+fn content_length_truncates_and_short_body_is_an_error() {
+    let extra = format!("{INVITE}garbage");
+    let (msg, _) = parse(extra.as_bytes()).unwrap();
+    assert_eq!(msg.body(), b"v=0\n");
+    let short = INVITE.replace("Content-Length: 4", "Content-Length: 40");
+    assert_eq!(
+        parse(short.as_bytes()).unwrap_err(),
+        ParseError::Truncated { have: 4, want: 40 }
+    );
+    let bad = INVITE.replace("Content-Length: 4", "Content-Length: x");
+    assert_eq!(
+        parse(bad.as_bytes()).unwrap_err(),
+        ParseError::BadContentLength
+    );
+}
+
+#[test]
+fn compact_and_folded_headers() {
+    let compact = INVITE
+        .replace("Via:", "v:")
+        .replace("Call-ID:", "i:")
+        .replace("From: sipp", "f: sipp")
+        .replace("Content-Length:", "l:")
+        .replace(
+            "To: <sip:service@127.0.0.1:5060>",
+            "t:\r\n <sip:service@127.0.0.1:5060>",
+        );
+    let (_, head) = parse(compact.as_bytes()).unwrap();
+    assert_eq!(head.call_id, "1-abc@127.0.0.1");
+    assert_eq!(head.from_tag.as_deref(), Some("abc"));
+    assert_eq!(head.via.branch.as_deref(), Some("z9hG4bK-1"));
+}
+
+#[test]
+fn missing_mandatory_headers() {
+    for (name, line) in [
+        ("Call-ID", "Call-ID: 1-abc@127.0.0.1\r\n"),
+        ("CSeq", "CSeq: 1 INVITE\r\n"),
+        (
+            "Via",
+            "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n",
+        ),
+    ] {
+        let m = INVITE.replace(line, "");
+        assert_eq!(
+            parse(m.as_bytes()).unwrap_err(),
+            ParseError::MissingHeader(name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn garbage_never_panics_and_gets_400_when_answerable() {
+    for g in [
+        &b""[..],
+        b"\x00\xff\xfe",
+        b"INVITE",
+        b"\r\n\r\n",
+        b"SIP/2.0 200\r\n\r\n",
+    ] {
+        assert!(parse(g).is_err());
+    }
+    let unknown = INVITE
+        .replace("INVITE sip:", "FROB sip:")
+        .replace("1 INVITE", "1 FROB");
+    let e = parse(unknown.as_bytes()).unwrap_err();
+    assert_eq!(e, ParseError::UnknownMethod);
+    let reply = raw_reply(unknown.as_bytes(), &e, "edge").unwrap();
+    let reply = std::str::from_utf8(&reply).unwrap();
+    assert!(reply.starts_with("SIP/2.0 501 "), "{reply}");
+    assert!(reply.contains("Call-ID: 1-abc@127.0.0.1"));
+    assert!(reply.contains("CSeq: 1 FROB\r\n") && reply.ends_with("\r\n\r\n"));
+    // A malformed INVITE (bad Max-Forwards) gets a 400 that parses.
+    let bad = INVITE.replace("Max-Forwards: 70", "Max-Forwards: many");
+    let e = parse(bad.as_bytes()).unwrap_err();
+    let reply = raw_reply(bad.as_bytes(), &e, "edge").unwrap();
+    let (msg, _) = parse(&reply).unwrap();
+    assert!(matches!(msg, SipMessage::Response(r) if r.status_code.code() == 400));
+}
+
+#[test]
+fn stream_framing() {
+    let two = format!("\r\n\r\n{INVITE}{INVITE}");
+    assert_eq!(
+        frame_stream(two.as_bytes()).unwrap(),
+        Frame::KeepAlive { len: 4, ping: true }
+    );
+    let rest = &two.as_bytes()[4..];
+    assert_eq!(frame_stream(rest).unwrap(), Frame::Message(INVITE.len()));
+    assert_eq!(frame_stream(&rest[..10]).unwrap(), Frame::Incomplete);
+    assert_eq!(
+        frame_stream(&rest[..INVITE.len() - 1]).unwrap(),
+        Frame::Incomplete
+    );
+    let huge = vec![b'a'; MAX_MESSAGE_SIZE + 1];
+    assert_eq!(frame_stream(&huge).unwrap_err(), ParseError::TooLarge);
+}
+
+#[test]
+fn response_copies_dialog_headers_and_adds_tag() {
+    let (msg, _) = parse(INVITE.as_bytes()).unwrap();
+    let SipMessage::Request(req) = msg else {
+        panic!()
+    };
+    let resp = response(&req, 486, Some("xyz"), "edge");
+    let text = resp.to_string();
+    assert!(text.starts_with("SIP/2.0 486 Busy Here\r\n"), "{text}");
+    let (_, head) = parse(text.as_bytes()).unwrap();
+    assert_eq!(head.to_tag.as_deref(), Some("xyz"));
+    assert_eq!(head.call_id, "1-abc@127.0.0.1");
+}
+
+#[test]
+fn tags_and_uris() {
+    assert_eq!(tag_of("\"A;b\" <sip:a@b;x=y>;tag=123;foo"), Some("123"));
+    assert_eq!(tag_of("sip:a@b;tag=9"), Some("9"));
+    assert_eq!(tag_of("<sip:a@b;tag=in-uri>"), None);
+    assert_eq!(uri_of("\"A\" <sip:a@b:5060;lr>;x"), "sip:a@b:5060;lr");
+}
