@@ -17,6 +17,8 @@ pub enum EdgeError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error(transparent)]
+    Bind(#[from] crate::core::BindError),
     #[error("cannot start {what}: {source}")]
     Start {
         what: &'static str,

@@ -123,7 +123,7 @@ fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn seed() -> u64 {
+fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -205,13 +205,12 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             }
         }
     });
-    let relays =
-        rtp::Relays::start(threads, metrics.clone(), media_tx, finisher).map_err(|source| {
-            EdgeError::Start {
-                what: "the RTP relay workers",
-                source,
-            }
-        })?;
+    let relays = rtp::Relays::start(threads, metrics.clone(), media_tx, finisher, seed()).map_err(
+        |source| EdgeError::Start {
+            what: "the RTP relay workers",
+            source,
+        },
+    )?;
     let core = core::Core::new(
         b2bua,
         udp,
@@ -254,7 +253,8 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     ws::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
-    let server = axum::serve(http, api::router(state)).with_graceful_shutdown(shutdown());
+    let app = api::routes(&state).merge(ws::routes()).with_state(state);
+    let server = axum::serve(http, app).with_graceful_shutdown(shutdown());
     tokio::select! {
         r = server => r.map_err(EdgeError::Http)?,
         _ = core_task => return Err(EdgeError::CoreStopped),

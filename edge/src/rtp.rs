@@ -169,7 +169,7 @@ fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
 }
 
 impl Relays {
-    /// Start `threads` workers (at least one).
+    /// Start `threads` workers (at least one); `seed` varies their mix sessions' SSRCs.
     /// Digits and played announcements go to `events`; finished recordings to
     /// `finisher`.
     pub fn start(
@@ -177,6 +177,7 @@ impl Relays {
         metrics: Arc<Metrics>,
         events: MediaEvents,
         finisher: Finisher,
+        seed: u64,
     ) -> io::Result<Arc<Relays>> {
         let m = metrics.clone();
         let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
@@ -191,7 +192,7 @@ impl Relays {
                 metrics: m.clone(),
                 events: events.clone(),
                 finisher: finisher.clone(),
-                seed: crate::seed() ^ (i as u64) << 56,
+                seed: seed ^ (i as u64) << 56,
             },
         })?;
         Ok(Arc::new(Relays {

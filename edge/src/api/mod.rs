@@ -26,7 +26,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-pub fn router(state: AppState) -> Router {
+/// The HTTP routes (health, metrics, OpenAPI, `/api/v1`, the chat pages) and the
+/// JSON 404; the WebSocket routes come from `ws` (main merges both).
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::prometheus))
@@ -77,8 +79,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/chat", get(chats::page_chat))
         .route("/console", get(chats::page_console))
-        .route("/ws/chat", get(crate::ws::customer::ws_customer))
-        .route("/ws/agent", get(crate::ws::agent::ws_agent))
         .route("/api/v1/recordings", get(recordings::list_recordings))
         .route("/api/v1/recordings/{id}", get(recordings::get_recording))
         .route(
@@ -90,7 +90,6 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(recordings::retry_recording),
         )
         .fallback(not_found)
-        .with_state(state)
 }
 
 async fn not_found() -> Response {

@@ -23,7 +23,7 @@ mod msg;
 mod net;
 
 pub use msg::{CoreMsg, CoreTx};
-pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, MAX_TCP_CONNECTIONS};
+pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, MAX_TCP_CONNECTIONS};
 
 /// The core task: owns the B2BUA and everything it drives.
 pub struct Core {

@@ -3,7 +3,6 @@
 //! connection, all feeding the core's inbox.
 
 use super::msg::{CoreMsg, CoreTx};
-use crate::error::EdgeError;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use control::{Snapshot, Transport};
@@ -23,26 +22,33 @@ pub type Listeners = (
 );
 
 /// Bind every listen address; errors name the address.
-pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, EdgeError> {
+/// A SIP listen address that cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {what} {addr}: {source}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, BindError> {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     for l in &snap.config.sip.listen {
         match l.transport {
             Transport::Udp => {
-                let s = UdpSocket::bind(l.addr)
-                    .await
-                    .map_err(|source| EdgeError::Listen {
-                        what: "sip udp",
-                        addr: l.addr,
-                        source,
-                    })?;
+                let s = UdpSocket::bind(l.addr).await.map_err(|source| BindError {
+                    what: "sip udp",
+                    addr: l.addr,
+                    source,
+                })?;
                 sip_io::tune_udp(&s, 4 * 1024 * 1024);
                 udp.push((l.addr, Arc::new(s)));
             }
             Transport::Tcp => {
                 let s = TcpListener::bind(l.addr)
                     .await
-                    .map_err(|source| EdgeError::Listen {
+                    .map_err(|source| BindError {
                         what: "sip tcp",
                         addr: l.addr,
                         source,

@@ -10,6 +10,13 @@
 pub mod agent;
 pub mod customer;
 
+/// `/ws/chat` (customers) and `/ws/agent` (agents, supervisors).
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/ws/chat", axum::routing::get(customer::ws_customer))
+        .route("/ws/agent", axum::routing::get(agent::ws_agent))
+}
+
 use crate::api::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use chat::hub::{Closed, Frame, Subscription};
