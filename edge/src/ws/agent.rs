@@ -28,8 +28,10 @@ pub async fn ws_agent(
     // A bearer header (non-browser clients) or, from a browser, a first `auth` frame.
     let user = crate::api::authorize_user(&s, &headers, Role::Agent).ok();
     limits(ws).on_upgrade(move |sock| {
-        agent(sock, s, user)
-            .instrument(tracing::info_span!("console", user = tracing::field::Empty))
+        agent(sock, s, user).instrument(tracing::debug_span!(
+            "console",
+            user = tracing::field::Empty
+        ))
     })
 }
 
@@ -224,7 +226,7 @@ async fn serve(
                 Some(Ok(f)) => {
                     let chat = f.chat().unwrap_or("").to_string();
                     let handled = {
-                        let _span = tracing::info_span!("chat", chat = %chat).entered();
+                        let _span = tracing::debug_span!("chat", chat = %chat).entered();
                         agent_frame(rooms, user, supervisor, f)
                     };
                     match handled {

@@ -118,7 +118,7 @@ async fn customer(mut sock: WebSocket, s: AppState) {
         return;
     };
     // Every log line of this chat's customer connection carries the chat id.
-    let span = tracing::info_span!("chat", chat = %id);
+    let span = tracing::debug_span!("chat", chat = %id);
     customer_chat(sock, s, id, offset).instrument(span).await
 }
 
