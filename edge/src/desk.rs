@@ -8,7 +8,7 @@ use chat::{At, Chats, Effect, Keys, Rooms};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 /// What a console's socket task receives from the service.
@@ -29,12 +29,9 @@ pub struct Desk {
     consoles: Mutex<HashMap<u64, mpsc::Sender<ConsoleMsg>>>,
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
+/// Wall-clock milliseconds since the Unix epoch, now.
 pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    storage::unix_ms(SystemTime::now())
 }
 
 /// The time of an input now.

@@ -73,11 +73,8 @@ impl Net {
         }
         let r = s.clone();
         tokio::spawn(async move {
-            sip_io::read_datagrams(&r, local, |ev| {
-                let tx = tx.clone();
-                async move { tx.send(ev).await.is_ok() }
-            })
-            .await;
+            let mut reader = sip_io::DatagramReader::new(&r, local);
+            while tx.send(reader.next().await).await.is_ok() {}
         });
         Ok((
             Net {
@@ -156,16 +153,12 @@ fn spawn_conn(
             local,
             remote,
         };
-        sip_io::read_stream(rd, flow, |ev| {
-            let inbound = inbound.clone();
-            async move {
-                match ev {
-                    Inbound::Message(..) => inbound.send(ev).await.is_ok(),
-                    _ => true,
-                }
+        let mut reader = sip_io::StreamReader::new(rd, flow);
+        while let Ok(ev) = reader.next().await {
+            if matches!(ev, Inbound::Message(..)) && inbound.send(ev).await.is_err() {
+                break;
             }
-        })
-        .await;
+        }
         conns.lock().remove(&remote);
         let _ = inbound.send(Inbound::Refused(remote)).await;
     });

@@ -2,12 +2,11 @@
 //! turns datagrams into [`Inbound`] events, a stream reader that frames SIP messages
 //! on a byte stream (Content-Length framing and CRLF keep-alives, RFC 3261 §18.3,
 //! RFC 5626 §3.5.1) and a stream writer task. What happens to each message is the
-//! caller's: `on` gets every event and says whether to go on.
+//! caller's: it loops on `next()`.
 
 use bytes::{Bytes, BytesMut};
 use sip::message::{frame_stream, Frame, ParseError, MAX_MESSAGE_SIZE};
 use sip::{Flow, Transport};
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,15 +30,13 @@ pub enum Inbound {
 pub enum StreamEnd {
     /// The peer closed the stream.
     Closed,
-    /// `on` asked to stop.
-    Stopped,
     /// The bytes are not SIP; a stream that cannot be framed cannot be resynchronised.
     Unframeable(ParseError),
     Io(io::Error),
 }
 
 impl StreamEnd {
-    /// Whether the stream ended in error (not by the peer or by the caller).
+    /// Whether the stream ended in error (not closed by the peer).
     pub fn failed(&self) -> bool {
         matches!(self, StreamEnd::Unframeable(_) | StreamEnd::Io(_))
     }
@@ -52,68 +49,88 @@ pub fn tune_udp(sock: &UdpSocket, buffer: usize) {
     let _ = s.set_send_buffer_size(buffer);
 }
 
-/// Read datagrams from `sock` (bound at `local`) until `on` returns false. Empty and
-/// CRLF-only datagrams (keep-alives) are skipped; errors other than ICMP port
-/// unreachable are passed over (they surface on some systems and mean nothing for
-/// the socket).
-pub async fn read_datagrams<F, Fut>(sock: &UdpSocket, local: SocketAddr, mut on: F)
-where
-    F: FnMut(Inbound) -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
-    loop {
-        let ev = match sock.recv_from(&mut buf).await {
-            Ok((n, remote)) => {
-                if n == 0 || buf[..n].iter().all(|b| *b == b'\r' || *b == b'\n') {
-                    continue;
+/// Reads SIP datagrams from one UDP socket (bound at `local`) into one buffer.
+pub struct DatagramReader<'a> {
+    sock: &'a UdpSocket,
+    local: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl<'a> DatagramReader<'a> {
+    pub fn new(sock: &'a UdpSocket, local: SocketAddr) -> Self {
+        DatagramReader {
+            sock,
+            local,
+            buf: vec![0u8; MAX_MESSAGE_SIZE + 1],
+        }
+    }
+
+    /// The next datagram, or `Refused` for an ICMP port unreachable. Empty and
+    /// CRLF-only datagrams (keep-alives) are skipped; other errors are passed over
+    /// (they surface on some systems and mean nothing for the socket).
+    pub async fn next(&mut self) -> Inbound {
+        loop {
+            match self.sock.recv_from(&mut self.buf).await {
+                Ok((n, remote)) => {
+                    let d = &self.buf[..n];
+                    if n == 0 || d.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        continue;
+                    }
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: self.local,
+                        remote,
+                    };
+                    return Inbound::Message(flow, Bytes::copy_from_slice(d));
                 }
-                let flow = Flow {
-                    transport: Transport::Udp,
-                    local,
-                    remote,
-                };
-                Inbound::Message(flow, Bytes::copy_from_slice(&buf[..n]))
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Inbound::Refused(self.local)
+                }
+                Err(_) => continue,
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Inbound::Refused(local),
-            Err(_) => continue,
-        };
-        if !on(ev).await {
-            return;
         }
     }
 }
 
-/// Read a SIP byte stream of `flow`, framing messages, until the peer closes, the
-/// stream cannot be framed, a read fails, or `on` returns false.
-pub async fn read_stream<R, F, Fut>(mut rd: R, flow: Flow, mut on: F) -> StreamEnd
-where
-    R: AsyncRead + Unpin,
-    F: FnMut(Inbound) -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let mut buf = BytesMut::with_capacity(8192);
-    loop {
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => return StreamEnd::Closed,
-            Ok(_) => loop {
-                let ev = match frame_stream(&buf) {
-                    Ok(Frame::Incomplete) => break,
-                    Ok(Frame::KeepAlive { len, ping }) => {
-                        let _ = buf.split_to(len);
-                        if !ping {
-                            continue;
-                        }
-                        Inbound::Ping(flow)
+/// Frames SIP messages on a byte stream of `flow`.
+pub struct StreamReader<R> {
+    rd: R,
+    flow: Flow,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> StreamReader<R> {
+    pub fn new(rd: R, flow: Flow) -> Self {
+        StreamReader {
+            rd,
+            flow,
+            buf: BytesMut::with_capacity(8192),
+        }
+    }
+
+    /// The next whole message or keep-alive ping; why the stream ended otherwise
+    /// (the peer closed it, it cannot be framed, or a read failed).
+    pub async fn next(&mut self) -> Result<Inbound, StreamEnd> {
+        loop {
+            match frame_stream(&self.buf) {
+                Ok(Frame::Incomplete) => {}
+                Ok(Frame::KeepAlive { len, ping }) => {
+                    let _ = self.buf.split_to(len);
+                    if ping {
+                        return Ok(Inbound::Ping(self.flow));
                     }
-                    Ok(Frame::Message(n)) => Inbound::Message(flow, buf.split_to(n).freeze()),
-                    Err(e) => return StreamEnd::Unframeable(e),
-                };
-                if !on(ev).await {
-                    return StreamEnd::Stopped;
+                    continue;
                 }
-            },
-            Err(e) => return StreamEnd::Io(e),
+                Ok(Frame::Message(n)) => {
+                    return Ok(Inbound::Message(self.flow, self.buf.split_to(n).freeze()))
+                }
+                Err(e) => return Err(StreamEnd::Unframeable(e)),
+            }
+            match self.rd.read_buf(&mut self.buf).await {
+                Ok(0) => return Err(StreamEnd::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(StreamEnd::Io(e)),
+            }
         }
     }
 }

@@ -67,15 +67,14 @@ pub fn spawn_udp_reader(
     metrics: Arc<Metrics>,
 ) {
     tokio::spawn(async move {
-        sip_io::read_datagrams(&sock, local, |ev| {
-            if let sip_io::Inbound::Message(flow, data) = ev {
+        let mut reader = sip_io::DatagramReader::new(&sock, local);
+        loop {
+            if let sip_io::Inbound::Message(flow, data) = reader.next().await {
                 if core.try_send(CoreMsg::Inbound { flow, data }).is_err() {
                     metrics.sip_inbound_dropped.fetch_add(1, Relaxed);
                 }
             }
-            std::future::ready(true)
-        })
-        .await;
+        }
     });
 }
 
@@ -123,20 +122,21 @@ pub(super) fn spawn_connection(
             local,
             remote,
         };
-        let end = sip_io::read_stream(rd, flow, |ev| {
-            let core = core.clone();
-            async move {
-                let data = match ev {
-                    sip_io::Inbound::Message(_, data) => data,
-                    // A ping gets its pong from the core (it sees a bare CRLF).
-                    sip_io::Inbound::Ping(_) => Bytes::from_static(b"\r\n"),
-                    sip_io::Inbound::Refused(_) => return true,
-                };
-                core.send(CoreMsg::Inbound { flow, data }).await.is_ok()
+        let mut reader = sip_io::StreamReader::new(rd, flow);
+        // Ok: the core is gone (the process is stopping); Err: the stream ended.
+        let end = loop {
+            let data = match reader.next().await {
+                Ok(sip_io::Inbound::Message(_, data)) => data,
+                // A ping gets its pong from the core (it sees a bare CRLF).
+                Ok(sip_io::Inbound::Ping(_)) => Bytes::from_static(b"\r\n"),
+                Ok(sip_io::Inbound::Refused(_)) => continue,
+                Err(end) => break Err(end),
+            };
+            if core.send(CoreMsg::Inbound { flow, data }).await.is_err() {
+                break Ok(());
             }
-        })
-        .await;
-        if let sip_io::StreamEnd::Unframeable(e) = &end {
+        };
+        if let Err(sip_io::StreamEnd::Unframeable(e)) = &end {
             warn!(%remote, error = %e, "unframeable SIP TCP stream: closing connection");
         }
         writer.abort();
@@ -145,7 +145,7 @@ pub(super) fn spawn_connection(
             .send(CoreMsg::TcpDown {
                 remote,
                 local,
-                failed: end.failed(),
+                failed: end.is_err_and(|e| e.failed()),
             })
             .await;
     });
