@@ -1,7 +1,9 @@
-//! Automatic call distribution: which agent gets the next call. An agent takes one
-//! call at a time; a queue offers a call to the free agent idle the longest.
+//! Automatic call distribution: the calls waiting for an agent, oldest first, and
+//! which agent gets the next one. An agent takes one call at a time; a queue offers a
+//! call to the free agent idle the longest.
 
-use std::collections::{HashMap, HashSet};
+use crate::CallId;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +15,8 @@ struct AgentState {
 #[derive(Debug, Default)]
 pub struct Acd {
     agents: HashMap<String, AgentState>,
+    /// Queue calls waiting for an agent, oldest first.
+    waiting: VecDeque<CallId>,
 }
 
 impl Acd {
@@ -69,6 +73,34 @@ impl Acd {
                 s.idle_since = now;
             }
         }
+    }
+}
+
+impl Acd {
+    /// Call `call` waits for an agent (behind every call already waiting).
+    pub fn enqueue(&mut self, call: CallId) {
+        self.waiting.push_back(call);
+    }
+
+    /// Call `call` no longer waits (answered elsewhere, or ended).
+    pub fn withdraw(&mut self, call: CallId) {
+        self.waiting.retain(|w| *w != call);
+    }
+
+    /// The oldest waiting call, taken out to be offered; the ones that still wait go
+    /// back with [`Acd::requeue`] in the same order.
+    pub fn pop_waiting(&mut self) -> Option<CallId> {
+        self.waiting.pop_front()
+    }
+
+    /// Put calls taken by [`Acd::pop_waiting`] back, ahead of any enqueued since.
+    pub fn requeue(&mut self, mut still: VecDeque<CallId>) {
+        still.append(&mut self.waiting);
+        self.waiting = still;
+    }
+
+    pub fn waiting(&self) -> impl Iterator<Item = CallId> + '_ {
+        self.waiting.iter().copied()
     }
 }
 

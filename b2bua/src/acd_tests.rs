@@ -37,3 +37,22 @@ fn sync_keeps_busy_agents_until_released() {
     acd.sync(["b"].into_iter(), t0);
     assert!(!acd.is_free("a") && !acd.agents.contains_key("a"));
 }
+
+#[test]
+fn waiting_calls_keep_their_order_across_an_offer_round() {
+    let mut acd = Acd::new();
+    for i in 1..=4 {
+        acd.enqueue(CallId(i));
+    }
+    acd.withdraw(CallId(2));
+    // A round takes the oldest two; call 1 still waits, call 3 was offered.
+    let mut still = std::collections::VecDeque::new();
+    assert_eq!(acd.pop_waiting(), Some(CallId(1)));
+    still.push_back(CallId(1));
+    assert_eq!(acd.pop_waiting(), Some(CallId(3)));
+    // A call that arrives during the round queues behind those still waiting.
+    acd.enqueue(CallId(5));
+    acd.requeue(still);
+    let order: Vec<CallId> = acd.waiting().collect();
+    assert_eq!(order, [CallId(1), CallId(4), CallId(5)]);
+}

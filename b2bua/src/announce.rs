@@ -1,11 +1,13 @@
 //! The whisper announcement: the agent hears it before the caller is connected.
 
-use super::*;
+use crate::{B2bua, CallId, CallState};
+use std::time::Instant;
+use tracing::debug;
 
 impl B2bua {
     /// The media driver played call `call`'s announcement to its end (or the safety
     /// timer fired): connect the caller.
-    pub fn announcement_done(&mut self, now: Instant, call: u64) {
+    pub fn announcement_done(&mut self, now: Instant, call: CallId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

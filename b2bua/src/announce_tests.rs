@@ -72,7 +72,7 @@ fn agent_hears_the_announcement_before_the_caller_is_answered() {
         "announcement in the agent's codec; recording waits for the customer"
     );
     // Alice's re-INVITE meanwhile is refused (not established).
-    n.b.announcement_done(n.now, 1);
+    n.b.announcement_done(n.now, CallId(1));
     n.pump();
     let (ok, _) = n.expect_response(CALLER, 200);
     assert_eq!(sdp_port(&ok.body), sdp_port(&ok.body));
@@ -83,7 +83,7 @@ fn agent_hears_the_announcement_before_the_caller_is_answered() {
     ));
     assert_eq!(n.b.stats.answered, 1);
     // A second report changes nothing.
-    n.b.announcement_done(n.now, 1);
+    n.b.announcement_done(n.now, CallId(1));
     n.pump();
     assert!(n.quiet(CALLER));
 }
@@ -208,7 +208,7 @@ fn inactive_hold_with_hold_audio_tells_the_held_party_sendonly() {
     let (cfg, file) = config(true);
     let mut n = Net::new(&cfg);
     let inv = alice_answers(&mut n, "h3");
-    n.b.announcement_done(n.now, 1);
+    n.b.announcement_done(n.now, CallId(1));
     n.pump();
     n.expect_response(CALLER, 200);
     // Alice (B) holds with `inactive`: the caller is told sendonly, hears hold audio.

@@ -3,18 +3,42 @@
 //! relayed request, a BYE/CANCEL while ending, or a supervisor's leg; answering the
 //! caller once the agent has answered.
 
-use super::*;
+use crate::in_dialog::{ack_2xx, send_cancel};
+use crate::index::{ClientRole, ClientTx, MonitorRole};
+use crate::timers::Timer;
+use crate::{
+    is_sdp, map_failure, B2bua, CallId, CallState, Command, Output, RecordingMeta, Route, Side,
+    ANNOUNCEMENT_LIMIT,
+};
+use rsip::{Method, Response};
+use sip::message::Head;
+use sip::sdp::Sdp;
+use sip::TxId;
+use std::time::Instant;
+use tracing::{debug, info, warn};
 
 impl B2bua {
     pub(crate) fn on_response(&mut self, now: Instant, tx: TxId, resp: Response, head: Head) {
         let code = resp.status_code.code();
-        let Some((id, role)) = self.client_tx.get(&tx).copied() else {
+        let Some(owner) = self.index.client(&tx) else {
             return;
         };
-        let _span = self.span(id).entered();
-        if code >= 200 && !(role_is_invite(role) && (200..300).contains(&code)) {
-            self.client_tx.remove(&tx);
+        if code >= 200 && !(owner.is_invite() && (200..300).contains(&code)) {
+            self.index.remove_client(&tx);
         }
+        let (id, role) = match owner {
+            ClientTx::Call(id, role) => (id, role),
+            ClientTx::Monitor(mid, MonitorRole::Invite) => {
+                return self.on_monitor_response(now, mid, tx, resp, head)
+            }
+            ClientTx::Monitor(mid, MonitorRole::End) => {
+                if code >= 200 {
+                    self.on_monitor_end_done(mid);
+                }
+                return;
+            }
+        };
+        let _span = self.span(id).entered();
         match role {
             ClientRole::Initial(attempt) => {
                 self.on_b_invite_response(now, id, tx, attempt, resp, head)
@@ -26,19 +50,13 @@ impl B2bua {
                     self.ending_done(now, id);
                 }
             }
-            ClientRole::Monitor => self.on_monitor_response(now, id, tx, resp, head),
-            ClientRole::MonitorEnd => {
-                if code >= 200 {
-                    self.on_monitor_end_done(id);
-                }
-            }
         }
     }
 
     pub(crate) fn on_b_invite_response(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         tx: TxId,
         attempt: u32,
         resp: Response,
@@ -75,7 +93,7 @@ impl B2bua {
     pub(crate) fn on_stale_b_response(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         tx: TxId,
         attempt: u32,
         resp: &Response,
@@ -96,7 +114,7 @@ impl B2bua {
             if let Some(leg) = leg.filter(|l| l.cancel_pending) {
                 leg.cancel_pending = false;
                 leg.provisional = true;
-                send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
+                send_cancel(&mut self.ep, &mut self.index, c, tx, now);
             }
             return;
         }
@@ -114,7 +132,7 @@ impl B2bua {
                 let t = self.ep.send_request(now, bye, flow);
                 c.open_ending += 1;
                 c.client_txs.push(t);
-                self.client_tx.insert(t, (id, ClientRole::Ending));
+                self.index.add_client(t, id, ClientRole::Ending);
                 info!(call = %c.public_id, attempt, "late 2xx of a cancelled attempt: ACK + BYE");
             }
         }
@@ -122,11 +140,11 @@ impl B2bua {
             if let Some(b) = c.b.as_mut().filter(|b| b.attempt == attempt) {
                 b.tx = None;
             }
-            let dialogs = &mut self.dialogs;
+            let index = &mut self.index;
             c.stale.retain(|b| {
                 let keep = b.attempt != attempt || (200..300).contains(&code);
                 if !keep {
-                    dialogs.remove(&(b.dialog.call_id.clone(), b.dialog.local_tag.clone()));
+                    index.remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
                 }
                 keep
             });
@@ -138,7 +156,7 @@ impl B2bua {
     pub(crate) fn on_b_provisional(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         tx: TxId,
         resp: &Response,
         head: &Head,
@@ -155,7 +173,7 @@ impl B2bua {
         }
         if b.cancel_pending {
             b.cancel_pending = false;
-            send_cancel(&mut self.ep, &mut self.client_tx, c, tx, now);
+            send_cancel(&mut self.ep, &mut self.index, c, tx, now);
             return;
         }
         c.state = CallState::Early;
@@ -169,7 +187,7 @@ impl B2bua {
             let addr = s.audio_target().ok().flatten();
             c.remote[1] = addr;
             self.outputs.push_back(Output::Media(
-                CallId(id),
+                id,
                 Command::Remote {
                     side: Side::B,
                     addr,
@@ -186,7 +204,7 @@ impl B2bua {
 
     /// 2xx from the current attempt: ACK B (or wait for A's answer on a late offer),
     /// then play the announcement to the agent or connect the caller.
-    pub(crate) fn on_b_answer(&mut self, now: Instant, id: u64, resp: &Response, head: &Head) {
+    pub(crate) fn on_b_answer(&mut self, now: Instant, id: CallId, resp: &Response, head: &Head) {
         let media_addr = self.snap.config.media.address;
         let user_agent = self.snap.config.sip.user_agent.clone();
         let Some(c) = self.calls.get_mut(&id) else {
@@ -223,7 +241,7 @@ impl B2bua {
         c.remote[1] = addr;
         c.te_pt[1] = sdp.telephone_event_pt();
         self.outputs.push_back(Output::Media(
-            CallId(id),
+            id,
             Command::Remote {
                 side: Side::B,
                 addr,
@@ -231,9 +249,7 @@ impl B2bua {
         ));
         let rewritten = sdp.rewrite(media_addr, c.a_port);
         c.agent = agent.or(c.agent.take());
-        if let Some(p) = self.waiting.iter().position(|w| *w == id) {
-            self.waiting.remove(p);
-        }
+        self.acd.withdraw(id);
         let (queue, route) = c.route_names();
         let settings = self.snap.call_settings(queue.as_deref(), route.as_deref());
         if let Some(file) = settings.announcement {
@@ -244,7 +260,7 @@ impl B2bua {
                 let pt = sdp.first_g711_pt().unwrap_or(0);
                 info!(call = %c.public_id, agent = ?c.agent, "agent answered: announcement");
                 self.outputs.push_back(Output::Media(
-                    CallId(id),
+                    id,
                     Command::Announce {
                         file: file.to_path_buf(),
                         pt,
@@ -261,7 +277,7 @@ impl B2bua {
     }
 
     /// The agent answered (and heard any announcement): answer the caller.
-    pub(crate) fn connect_a(&mut self, now: Instant, id: u64, answer: String) {
+    pub(crate) fn connect_a(&mut self, now: Instant, id: CallId, answer: String) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -277,7 +293,7 @@ impl B2bua {
         {
             c.recording = Some(false);
             self.outputs.push_back(Output::RecordStart {
-                call: CallId(id),
+                call: id,
                 meta: RecordingMeta {
                     call_id: c.public_id.clone(),
                     caller: c.caller.clone(),
@@ -292,7 +308,7 @@ impl B2bua {
     }
 
     /// The current B attempt failed with `code`: try the next agent, or fail the call.
-    pub(crate) fn fail_attempt(&mut self, now: Instant, id: u64, code: u16) {
+    pub(crate) fn fail_attempt(&mut self, now: Instant, id: CallId, code: u16) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -301,8 +317,8 @@ impl B2bua {
             if old.tx.is_some() {
                 c.stale.push(old);
             } else {
-                self.dialogs
-                    .remove(&(old.dialog.call_id, old.dialog.local_tag));
+                self.index
+                    .remove_dialog(&old.dialog.call_id, &old.dialog.local_tag);
             }
         }
         match (&c.route, agent) {
@@ -310,7 +326,7 @@ impl B2bua {
                 self.acd.release(&agent, now, false);
                 c.state = CallState::Queued;
                 c.agent = None;
-                self.waiting.push_back(id);
+                self.acd.enqueue(id);
                 self.dispatch_queues(now);
             }
             _ => {

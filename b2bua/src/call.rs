@@ -1,12 +1,13 @@
 //! The state of one B2BUA call: the caller's leg (A), the callee's leg (B), media
 //! ports, the pending re-INVITE, and where it is routed.
 
+use crate::CallId;
 use control::SipTarget;
 use rsip::Request;
 use sip::dialog::Dialog;
 use sip::sdp::Sdp;
 use sip::TxId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -85,7 +86,7 @@ pub struct Reinvite {
 
 #[derive(Debug)]
 pub struct Call {
-    pub id: u64,
+    pub id: CallId,
     pub public_id: String,
     pub state: CallState,
     pub caller: String,
@@ -172,5 +173,75 @@ impl Call {
 
     pub fn is_established(&self) -> bool {
         matches!(self.state, CallState::Answered | CallState::Connected)
+    }
+}
+
+/// The calls in progress, by id and by public id. Ids come from one sequence shared
+/// with supervisor legs ([`Calls::next_id`]), so a monitor id never equals a call id.
+#[derive(Debug)]
+pub(crate) struct Calls {
+    by_id: HashMap<CallId, Call>,
+    by_public: HashMap<String, CallId>,
+    next: u64,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            by_id: HashMap::new(),
+            by_public: HashMap::new(),
+            next: 1,
+        }
+    }
+}
+
+impl Calls {
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    pub(crate) fn insert(&mut self, call: Call) {
+        self.by_public.insert(call.public_id.clone(), call.id);
+        self.by_id.insert(call.id, call);
+    }
+
+    pub(crate) fn remove(&mut self, id: &CallId) -> Option<Call> {
+        let c = self.by_id.remove(id)?;
+        self.by_public.remove(&c.public_id);
+        Some(c)
+    }
+
+    pub(crate) fn get(&self, id: &CallId) -> Option<&Call> {
+        self.by_id.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &CallId) -> Option<&mut Call> {
+        self.by_id.get_mut(id)
+    }
+
+    pub(crate) fn contains(&self, id: &CallId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The call the API knows as `public_id`.
+    pub(crate) fn by_public(&self, public_id: &str) -> Option<CallId> {
+        self.by_public.get(public_id).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Call> {
+        self.by_id.values()
+    }
+}
+
+impl std::ops::Index<&CallId> for Calls {
+    type Output = Call;
+    fn index(&self, id: &CallId) -> &Call {
+        &self.by_id[id]
     }
 }

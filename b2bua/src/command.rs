@@ -2,7 +2,8 @@
 //! one place: [`B2bua::handle_command`]. Their effects come out as the usual
 //! outputs and transmits.
 
-use super::*;
+use crate::{B2bua, CallId, CommandError, MonitorMode, Side};
+use std::time::Instant;
 
 /// A command on a live call, naming it (and its monitor) by public id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,15 +90,14 @@ impl B2bua {
     }
 
     /// The internal id of the call the API names.
-    pub(crate) fn call_index(&self, call_public: &str) -> Result<u64, CommandError> {
-        self.by_public
-            .get(call_public)
-            .copied()
+    pub(crate) fn call_index(&self, call_public: &str) -> Result<CallId, CommandError> {
+        self.calls
+            .by_public(call_public)
             .ok_or(CommandError::NoCall)
     }
 
     /// The internal id of an answered call the API names.
-    pub(crate) fn answered_call(&self, call_public: &str) -> Result<u64, CommandError> {
+    pub(crate) fn answered_call(&self, call_public: &str) -> Result<CallId, CommandError> {
         let id = self.call_index(call_public)?;
         if !self.calls[&id].is_established() {
             return Err(CommandError::NotAnswered);

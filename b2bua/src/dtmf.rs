@@ -1,12 +1,16 @@
 //! DTMF: RFC 4733 digits decoded by the media (a party's are listed as call events,
 //! a supervisor's switch its mode) and digits sent to a party by the API.
 
-use super::*;
 use crate::monitor::MAX_DIGITS;
+use crate::{
+    mode_for_digit, B2bua, CallId, Command, CommandError, DigitEvent, DigitFrom, Output, Side,
+};
+use std::time::Instant;
+use tracing::{debug, info};
 
 impl B2bua {
     /// A DTMF digit the media driver decoded (RFC 4733) in call `call`'s media.
-    pub fn media_digit(&mut self, now: Instant, call: u64, from: DigitFrom, digit: char) {
+    pub fn media_digit(&mut self, now: Instant, call: CallId, from: DigitFrom, digit: char) {
         match from {
             DigitFrom::Monitor(mid) => {
                 if let Some(mode) = mode_for_digit(digit) {
@@ -55,7 +59,7 @@ impl B2bua {
         let pt = c.te_pt[to as usize].ok_or(CommandError::NoTelephoneEvent(who))?;
         info!(call = %c.public_id, to = who, digits = n, "sending DTMF");
         self.outputs.push_back(Output::Media(
-            CallId(id),
+            id,
             Command::SendDtmf {
                 side: to,
                 events,

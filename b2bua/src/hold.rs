@@ -1,12 +1,13 @@
 //! Hold: a party held by re-INVITE (sendonly, inactive, c=0.0.0.0) or by the API
 //! hears hold audio (or silence); nobody hears it and it is not recorded.
 
-use super::*;
+use crate::{B2bua, CallId, Command, CommandError, Output, Side};
+use tracing::info;
 
 impl B2bua {
     /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
     /// queue's hold audio to it.
-    pub(super) fn set_held(&mut self, id: u64, side: Side, on: bool) {
+    pub(super) fn set_held(&mut self, id: CallId, side: Side, on: bool) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -22,7 +23,7 @@ impl B2bua {
             .map(|p| p.to_path_buf());
         info!(call = %c.public_id, side = ?side, held = on, "hold");
         self.outputs.push_back(Output::Media(
-            CallId(id),
+            id,
             Command::Hold {
                 side,
                 held: on,

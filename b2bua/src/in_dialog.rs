@@ -1,11 +1,23 @@
 //! CANCEL, ACK, BYE and the other in-dialog requests of a call, relayed between
 //! the legs; ACK for 2xx and CANCEL towards B.
 
-use super::*;
+use crate::call::Call;
+use crate::index::{ClientRole, DialogOwner, Index, ServerRole};
+use crate::{content_type, is_sdp, B2bua, CallId, CallState, Command, Output, Side};
+use rsip::headers::UntypedHeader;
+use rsip::{Method, Request, Response};
+use sip::dialog::Dialog;
+use sip::endpoint::Endpoint;
+use sip::message;
+use sip::message::Head;
+use sip::sdp::Sdp;
+use sip::{Flow, TxId};
+use std::time::Instant;
+use tracing::info;
 
 impl B2bua {
     pub(crate) fn on_cancelled(&mut self, now: Instant, invite: TxId) {
-        let Some((id, ServerRole::Initial)) = self.server_tx.get(&invite).copied() else {
+        let Some((id, ServerRole::Initial)) = self.index.server(&invite) else {
             return;
         };
         info!(call = %self.calls.get(&id).map(|c| c.public_id.as_str()).unwrap_or("?"), "caller cancelled");
@@ -17,7 +29,7 @@ impl B2bua {
         let Some(tag) = head.to_tag.clone() else {
             return;
         };
-        let Some((id, side)) = self.dialogs.get(&(head.call_id.clone(), tag)).copied() else {
+        let Some(DialogOwner::Call(id, side)) = self.index.dialog(&head.call_id, &tag) else {
             return;
         };
         let media_addr = self.snap.config.media.address;
@@ -41,7 +53,7 @@ impl B2bua {
                     let addr = s.audio_target().ok().flatten();
                     c.remote[side as usize] = addr;
                     self.outputs
-                        .push_back(Output::Media(CallId(id), Command::Remote { side, addr }));
+                        .push_back(Output::Media(id, Command::Remote { side, addr }));
                 }
                 let other = side.other();
                 let port = c.port(other);
@@ -59,9 +71,9 @@ impl B2bua {
         tx: TxId,
         req: Request,
         head: Head,
-        to_tag: String,
+        owner: Option<DialogOwner>,
     ) {
-        let Some((id, side)) = self.dialogs.get(&(head.call_id.clone(), to_tag)).copied() else {
+        let Some(DialogOwner::Call(id, side)) = owner else {
             return self.reply(now, tx, &req, 481, None);
         };
         let _span = self.span(id).entered();
@@ -84,7 +96,7 @@ impl B2bua {
                     let c = self.calls.get_mut(&id).expect("present");
                     c.pending_answer = None;
                     self.outputs
-                        .push_back(Output::Media(CallId(id), Command::AnnounceStop));
+                        .push_back(Output::Media(id, Command::AnnounceStop));
                     return self.fail_attempt(now, id, 480);
                 }
                 self.end_call_from(now, id, side, "BYE");
@@ -106,7 +118,7 @@ impl B2bua {
     pub(crate) fn relay_request(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         side: Side,
         tx: TxId,
         req: Request,
@@ -127,21 +139,25 @@ impl B2bua {
         let out = d.request(req.method, body, &user_agent);
         let flow = d.flow;
         let ctx = self.ep.send_request(now, out, flow);
-        self.client_tx.insert(ctx, (id, ClientRole::Relay(tx)));
+        self.index.add_client(ctx, id, ClientRole::Relay(tx));
+        self.index.add_relayed(tx, id, ServerRole::Relayed, req);
         let c = self.calls.get_mut(&id).expect("checked");
-        self.server_tx.insert(tx, (id, ServerRole::Relayed));
         c.client_txs.push(ctx);
         c.server_txs.push(tx);
-        self.pending_relay.insert(tx, req);
     }
 
-    pub(crate) fn relay_response(&mut self, now: Instant, _id: u64, server: TxId, resp: &Response) {
+    pub(crate) fn relay_response(
+        &mut self,
+        now: Instant,
+        _id: CallId,
+        server: TxId,
+        resp: &Response,
+    ) {
         let code = resp.status_code.code();
         if code < 200 {
             return;
         }
-        self.server_tx.remove(&server);
-        if let Some(req) = self.pending_relay.remove(&server) {
+        if let Some(req) = self.index.answered(&server) {
             self.reply(now, server, &req, code, None);
         }
     }
@@ -170,21 +186,14 @@ pub(crate) fn ack_2xx(
 /// CANCEL the client INVITE `tx` of call `c`; the CANCEL is an ending transaction.
 pub(crate) fn send_cancel(
     ep: &mut Endpoint,
-    index: &mut HashMap<TxId, (u64, ClientRole)>,
+    index: &mut Index,
     c: &mut Call,
     tx: TxId,
     now: Instant,
 ) {
     if let Some(t) = ep.cancel(now, tx) {
-        index.insert(t, (c.id, ClientRole::Ending));
+        index.add_client(t, c.id, ClientRole::Ending);
         c.client_txs.push(t);
         c.open_ending += 1;
     }
-}
-
-pub(crate) fn role_is_invite(role: ClientRole) -> bool {
-    matches!(
-        role,
-        ClientRole::Initial(_) | ClientRole::Reinvite | ClientRole::Monitor
-    )
 }

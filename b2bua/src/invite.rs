@@ -2,7 +2,25 @@
 //! answered 100, routed (static target or queue), and its B leg placed; queue calls
 //! are offered to free agents; the responses that go back to the caller.
 
-use super::*;
+use crate::call::{BLeg, Call};
+use crate::index::{ClientRole, DialogOwner, ServerRole};
+use crate::timers::Timer;
+use crate::{
+    contact_for, header, is_sdp, B2bua, CallId, CallState, Command, Output, Route, Side,
+    NO_ANSWER_TIMEOUT, QUEUE_RETRY, RETRY_AFTER_SECS,
+};
+use control::Destination;
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Method, Request};
+use sip::dialog::Dialog;
+use sip::message;
+use sip::message::Head;
+use sip::sdp::Sdp;
+use sip::{Flow, Transport, TxId};
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
 
 impl B2bua {
     pub(crate) fn on_invite(
@@ -75,8 +93,7 @@ impl B2bua {
             let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
             return self.reply_with(now, tx, &req, 503, vec![h]);
         };
-        let id = self.next_call;
-        self.next_call += 1;
+        let id = CallId(self.calls.next_id());
         let public_id = format!("{:016x}", self.ep.ids().next_u64());
         let local_tag = self.ep.ids().token();
         let a = Dialog::uas(&req, &head, local_tag.clone(), flow, contact_for(flow));
@@ -124,17 +141,18 @@ impl B2bua {
             pending_answer: None,
         };
         self.stats.started += 1;
-        self.dialogs
-            .insert((head.call_id.clone(), local_tag), (id, Side::A));
-        self.by_public.insert(public_id, id);
-        self.server_tx.insert(tx, (id, ServerRole::Initial));
+        self.index.add_dialog(
+            (head.call_id.clone(), local_tag),
+            DialogOwner::Call(id, Side::A),
+        );
+        self.index.add_server(tx, id, ServerRole::Initial);
         let a_addr = call
             .a_sdp
             .as_ref()
             .and_then(|s| s.audio_target().ok().flatten());
-        self.calls.insert(id, call);
+        self.calls.insert(call);
         self.outputs
-            .push_back(Output::Media(CallId(id), Command::Open { a_port, b_port }));
+            .push_back(Output::Media(id, Command::Open { a_port, b_port }));
         self.set_remote(id, Side::A, a_addr);
         match route {
             Route::Static { target, .. } => {
@@ -153,7 +171,7 @@ impl B2bua {
                 self.timers.set(now + max_wait, Timer::MaxWait(id));
                 // Ringback while the caller waits.
                 self.send_a_provisional(now, id, 180, None);
-                self.waiting.push_back(id);
+                self.acd.enqueue(id);
                 self.dispatch_queues(now);
             }
         }
@@ -199,7 +217,7 @@ impl B2bua {
     pub(crate) fn start_b(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         uri: String,
         addr: SocketAddr,
         transport: Transport,
@@ -271,11 +289,11 @@ impl B2bua {
         c.state = CallState::Calling;
         debug!(call = %c.public_id, %uri, agent = ?agent_for_log, attempt, "calling callee");
         c.client_txs.push(tx);
-        self.client_tx
-            .insert(tx, (id, ClientRole::Initial(attempt)));
-        self.dialogs.insert((call_id, tag), (id, Side::B));
+        self.index.add_client(tx, id, ClientRole::Initial(attempt));
+        self.index
+            .add_dialog((call_id, tag), DialogOwner::Call(id, Side::B));
         self.outputs.push_back(Output::Media(
-            CallId(id),
+            id,
             Command::Remote {
                 side: Side::B,
                 addr: None,
@@ -296,7 +314,7 @@ impl B2bua {
     pub(crate) fn dispatch_queues(&mut self, now: Instant) {
         let mut still_waiting = VecDeque::new();
         let mut any_round_exhausted = false;
-        while let Some(id) = self.waiting.pop_front() {
+        while let Some(id) = self.acd.pop_waiting() {
             let Some(c) = self.calls.get(&id) else {
                 continue;
             };
@@ -340,7 +358,7 @@ impl B2bua {
                 }
             }
         }
-        self.waiting = still_waiting;
+        self.acd.requeue(still_waiting);
         if any_round_exhausted {
             self.timers.set(now + QUEUE_RETRY, Timer::QueueRetry);
         }
@@ -349,7 +367,7 @@ impl B2bua {
     pub(crate) fn send_a_provisional(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         code: u16,
         sdp: Option<String>,
     ) {
@@ -369,13 +387,19 @@ impl B2bua {
         self.ep.respond(now, tx, r);
     }
 
-    pub(crate) fn send_a_final(&mut self, now: Instant, id: u64, code: u16, sdp: Option<String>) {
+    pub(crate) fn send_a_final(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        code: u16,
+        sdp: Option<String>,
+    ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(tx) = c.a_tx.take() else { return };
         c.outcome = Some(code);
-        self.server_tx.remove(&tx);
+        self.index.remove_server(&tx);
         let mut r = message::response(
             &c.a_invite,
             code,

@@ -4,7 +4,11 @@
 //! final responses, ACKs, BYEs, CANCELs, re-INVITEs and INFO between the legs, and
 //! rewrites every SDP so media flows through the edge's RTP ports.
 //!
-//! One file per concept: `invite` (new calls, routing, the B leg), `answer`
+//! State lives in types that own it: `call::Calls` (calls by id and public id),
+//! `index::Index` (transactions and dialogs → the call or supervisor leg they belong
+//! to, requests waiting for the other side), `acd::Acd` (free agents and waiting
+//! calls), `timers::TimerTable`, and the supervisor legs (`monitor::Monitor`). The
+//! behaviour is one file per concept: `invite` (new calls, routing, the B leg), `answer`
 //! (responses from the callee's side), `in_dialog` (CANCEL, ACK, BYE, relayed
 //! requests), `reinvite`, `hold`, `dtmf`, `announce`, `monitor` (supervisor legs),
 //! `recording`, `command` (the API's commands), `timers` (the named timer table) and
@@ -27,6 +31,7 @@ mod command;
 mod dtmf;
 mod hold;
 mod in_dialog;
+mod index;
 mod invite;
 mod monitor;
 mod recording;
@@ -35,7 +40,7 @@ mod teardown;
 #[cfg(test)]
 mod tests;
 mod timers;
-use timers::{Timer, TimerTable};
+use timers::TimerTable;
 
 pub use call::{Call, CallState, Route, Side};
 pub use command::{CallCommand, Reply};
@@ -46,24 +51,20 @@ pub use monitor::{
 };
 
 use crate::acd::Acd;
-use call::{BLeg, Reinvite};
-use control::{Destination, Snapshot};
-use in_dialog::{ack_2xx, role_is_invite, send_cancel};
+use call::Calls;
+use control::Snapshot;
+use index::{DialogOwner, Index};
 use media::PortPool;
-pub use media::{Command, MonitorId};
+pub use media::{CallId, Command, MonitorId};
 use rsip::headers::UntypedHeader;
-use rsip::{Header, Method, Request, Response};
-use sip::dialog::Dialog;
+use rsip::{Header, Method, Request};
 use sip::endpoint::{Endpoint, Event, Transmit};
 use sip::message::{self, Head};
-use sip::sdp::Sdp;
 use sip::{Flow, Transport, TxId};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// How long a static-route callee may ring before the edge gives up (like a proxy's
 /// timer C).
@@ -74,16 +75,6 @@ pub const QUEUE_RETRY: Duration = Duration::from_secs(1);
 pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
-
-/// A call's identity inside the edge (its `public_id` is what the API and logs show).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
-
-impl std::fmt::Display for CallId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// What the driver must do or record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,29 +104,6 @@ pub struct RecordingMeta {
     pub queue: Option<String>,
     pub route: Option<String>,
     pub agent: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ServerRole {
-    Initial,
-    Reinvite,
-    /// An in-dialog request relayed to the other side on client tx `.0`.
-    Relayed,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ClientRole {
-    /// The B leg INVITE of attempt `.0`.
-    Initial(u32),
-    Reinvite,
-    /// Relays the response to server tx `.0` on the other side.
-    Relay(TxId),
-    /// BYE or CANCEL while ending.
-    Ending,
-    /// The INVITE to a supervisor's phone (the id is the monitor's).
-    Monitor,
-    /// BYE or CANCEL towards a supervisor's phone.
-    MonitorEnd,
 }
 
 /// Counters for metrics.
@@ -171,21 +139,16 @@ pub struct CallInfo {
 pub struct B2bua {
     ep: Endpoint,
     snap: Arc<Snapshot>,
-    calls: HashMap<u64, Call>,
-    by_public: HashMap<String, u64>,
-    server_tx: HashMap<TxId, (u64, ServerRole)>,
-    client_tx: HashMap<TxId, (u64, ClientRole)>,
-    /// Requests waiting for the other side's answer (relayed INFO, re-INVITE).
-    pending_relay: HashMap<TxId, Request>,
-    dialogs: HashMap<(String, String), (u64, Side)>,
+    calls: Calls,
+    /// Transactions and dialogs → the call or supervisor leg they belong to.
+    index: Index,
+    /// Free agents and the queue calls waiting for one.
     acd: Acd,
-    waiting: VecDeque<u64>,
+    /// Supervisor legs (their dialogs and transactions are in `index`).
+    monitors: HashMap<MonitorId, Monitor>,
     ports: PortPool,
     timers: TimerTable,
     outputs: VecDeque<Output>,
-    next_call: u64,
-    monitors: HashMap<u64, Monitor>,
-    monitor_dialogs: HashMap<(String, String), u64>,
     pub stats: CallStats,
 }
 
@@ -233,20 +196,13 @@ impl B2bua {
         B2bua {
             ep: Endpoint::new(c.sip.user_agent.clone(), seed),
             snap,
-            calls: HashMap::new(),
-            by_public: HashMap::new(),
-            server_tx: HashMap::new(),
-            client_tx: HashMap::new(),
-            pending_relay: HashMap::new(),
-            dialogs: HashMap::new(),
+            calls: Calls::default(),
+            index: Index::default(),
             acd,
-            waiting: VecDeque::new(),
+            monitors: HashMap::new(),
             ports,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
-            next_call: 1,
-            monitors: HashMap::new(),
-            monitor_dialogs: HashMap::new(),
             stats: CallStats::default(),
         }
     }
@@ -262,13 +218,8 @@ impl B2bua {
     /// Entries in the call indexes (dialogs, server/client transactions, relayed
     /// requests, waiting calls): all zero when no call is up. For leak checks.
     pub fn index_sizes(&self) -> [usize; 5] {
-        [
-            self.dialogs.len(),
-            self.server_tx.len(),
-            self.client_tx.len(),
-            self.pending_relay.len(),
-            self.waiting.len(),
-        ]
+        let [dialogs, server, client, relayed] = self.index.sizes();
+        [dialogs, server, client, relayed, self.acd.waiting().count()]
     }
 
     pub fn ports_in_use(&self) -> usize {
@@ -348,7 +299,7 @@ impl B2bua {
 
     /// End a call (admin): BYE to established legs, CANCEL/480 otherwise.
     pub fn hangup(&mut self, now: Instant, public_id: &str) -> bool {
-        let Some(id) = self.by_public.get(public_id).copied() else {
+        let Some(id) = self.calls.by_public(public_id) else {
             return false;
         };
         self.end_call(now, id, 480, "admin");
@@ -357,8 +308,8 @@ impl B2bua {
     }
 
     /// The driver could not open the call's RTP sockets.
-    pub fn media_failed(&mut self, now: Instant, call: u64) {
-        if self.calls.contains_key(&call) {
+    pub fn media_failed(&mut self, now: Instant, call: CallId) {
+        if self.calls.contains(&call) {
             self.end_call(now, call, 503, "media ports unavailable");
             self.process(now);
         }
@@ -368,7 +319,7 @@ impl B2bua {
 
     /// The tracing span of call `id`: every log line of its handling carries the
     /// call's public id (`EDGE_LOG=debug` shows one call's story by grepping it).
-    fn span(&self, id: u64) -> tracing::Span {
+    fn span(&self, id: CallId) -> tracing::Span {
         match self.calls.get(&id) {
             Some(c) => tracing::info_span!("call", call = %c.public_id),
             None => tracing::Span::none(),
@@ -431,14 +382,10 @@ impl B2bua {
 
     fn on_request(&mut self, now: Instant, tx: TxId, req: Request, head: Head, flow: Flow) {
         if let Some(to_tag) = head.to_tag.clone() {
-            if let Some(mid) = self
-                .monitor_dialogs
-                .get(&(head.call_id.clone(), to_tag.clone()))
-                .copied()
-            {
-                return self.on_monitor_request(now, mid, tx, req);
-            }
-            return self.on_in_dialog(now, tx, req, head, to_tag);
+            return match self.index.dialog(&head.call_id, &to_tag) {
+                Some(DialogOwner::Monitor(mid)) => self.on_monitor_request(now, mid, tx, req),
+                owner => self.on_in_dialog(now, tx, req, head, owner),
+            };
         }
         match req.method {
             Method::Invite => self.on_invite(now, tx, req, head, flow),

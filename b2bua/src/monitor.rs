@@ -10,8 +10,21 @@
 //! reported by the media driver, or SIP INFO `application/dtmf-relay`): 4 listen,
 //! 5 whisper, 6 barge, as Asterisk ChanSpy users know.
 
-use super::*;
+use crate::in_dialog::ack_2xx;
+use crate::index::{DialogOwner, Index, MonitorRole};
+use crate::{contact_for, is_sdp, B2bua, CallId, Command, MonitorId, Output, Side};
 pub use media::mixer::MonitorMode;
+use rsip::headers::UntypedHeader;
+use rsip::{Method, Request, Response};
+use sip::dialog::Dialog;
+use sip::endpoint::Endpoint;
+use sip::message;
+use sip::message::Head;
+use sip::sdp::Sdp;
+use sip::TxId;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tracing::{info, warn};
 
 /// Why a supervision or recording command was refused (the API maps these to HTTP).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,9 +101,9 @@ pub fn mode_for_digit(d: char) -> Option<MonitorMode> {
 
 #[derive(Debug)]
 pub struct Monitor {
-    pub id: u64,
+    pub id: MonitorId,
     pub public_id: String,
-    pub call: u64,
+    pub call: CallId,
     pub user: String,
     pub mode: MonitorMode,
     pub state: MonitorState,
@@ -122,7 +135,7 @@ pub struct MonitorInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigitFrom {
     Party(Side),
-    Monitor(u64),
+    Monitor(MonitorId),
 }
 
 /// A digit received in a call's media (RFC 4733), for the call's events.
@@ -149,15 +162,9 @@ pub fn monitor_offer(addr: std::net::IpAddr, port: u16, session: u64) -> String 
 }
 
 /// CANCEL monitor `m`'s INVITE `tx`; the CANCEL is one of its ending transactions.
-fn cancel_monitor(
-    ep: &mut Endpoint,
-    index: &mut HashMap<TxId, (u64, ClientRole)>,
-    m: &mut Monitor,
-    tx: TxId,
-    now: Instant,
-) {
+fn cancel_monitor(ep: &mut Endpoint, index: &mut Index, m: &mut Monitor, tx: TxId, now: Instant) {
     if let Some(ct) = ep.cancel(now, tx) {
-        index.insert(ct, (m.id, ClientRole::MonitorEnd));
+        index.add_monitor_client(ct, m.id, MonitorRole::End);
         m.open += 1;
     }
 }
@@ -165,14 +172,14 @@ fn cancel_monitor(
 /// BYE monitor `m`'s dialog; the BYE is one of its ending transactions.
 fn bye_monitor(
     ep: &mut Endpoint,
-    index: &mut HashMap<TxId, (u64, ClientRole)>,
+    index: &mut Index,
     m: &mut Monitor,
     now: Instant,
     user_agent: &str,
 ) {
     let bye = m.dialog.request(Method::Bye, None, user_agent);
     let t = ep.send_request(now, bye, m.dialog.flow);
-    index.insert(t, (m.id, ClientRole::MonitorEnd));
+    index.add_monitor_client(t, m.id, MonitorRole::End);
     m.open += 1;
 }
 
@@ -196,8 +203,7 @@ impl B2bua {
             .local_flow(target.transport, target.addr)
             .ok_or(CommandError::Unreachable(target.addr))?;
         let port = self.ports.allocate().ok_or(CommandError::NoPorts)?;
-        let mid = self.next_call;
-        self.next_call += 1;
+        let mid = MonitorId(self.calls.next_id());
         let public_id = format!("m{mid}");
         let call_id = format!("{}@edge", self.ep.ids().token());
         let tag = self.ep.ids().token();
@@ -222,8 +228,9 @@ impl B2bua {
         req.headers
             .push(rsip::headers::Allow::new(message::ALLOW).into());
         let tx = self.ep.send_request(now, req, flow);
-        self.client_tx.insert(tx, (mid, ClientRole::Monitor));
-        self.monitor_dialogs.insert((call_id, tag), mid);
+        self.index.add_monitor_client(tx, mid, MonitorRole::Invite);
+        self.index
+            .add_dialog((call_id, tag), DialogOwner::Monitor(mid));
         self.monitors.insert(
             mid,
             Monitor {
@@ -244,9 +251,9 @@ impl B2bua {
             },
         );
         self.outputs.push_back(Output::Media(
-            CallId(id),
+            id,
             Command::MonitorOpen {
-                monitor: MonitorId(mid),
+                monitor: mid,
                 port,
                 mode,
             },
@@ -255,7 +262,7 @@ impl B2bua {
         Ok(public_id)
     }
 
-    fn find_monitor(&self, call_public: &str, mid: &str) -> Result<u64, CommandError> {
+    fn find_monitor(&self, call_public: &str, mid: &str) -> Result<MonitorId, CommandError> {
         let id = self.call_index(call_public)?;
         self.monitors
             .values()
@@ -275,7 +282,7 @@ impl B2bua {
         Ok(())
     }
 
-    pub(crate) fn apply_mode(&mut self, mid: u64, mode: MonitorMode) {
+    pub(crate) fn apply_mode(&mut self, mid: MonitorId, mode: MonitorMode) {
         let Some(m) = self.monitors.get_mut(&mid) else {
             return;
         };
@@ -285,11 +292,8 @@ impl B2bua {
         m.mode = mode;
         info!(monitor = %m.public_id, mode = mode_str(mode), "monitor mode");
         self.outputs.push_back(Output::Media(
-            CallId(m.call),
-            Command::MonitorMode {
-                monitor: MonitorId(mid),
-                mode,
-            },
+            m.call,
+            Command::MonitorMode { monitor: mid, mode },
         ));
     }
 
@@ -307,7 +311,7 @@ impl B2bua {
     }
 
     /// End a monitor; `hang_up` sends BYE/CANCEL (false: the supervisor sent BYE).
-    pub(super) fn end_monitor(&mut self, now: Instant, mid: u64, hang_up: bool, why: &str) {
+    pub(super) fn end_monitor(&mut self, now: Instant, mid: MonitorId, hang_up: bool, why: &str) {
         let user_agent = self.snap.config.sip.user_agent.clone();
         let Some(m) = self.monitors.get_mut(&mid) else {
             return;
@@ -319,42 +323,38 @@ impl B2bua {
         m.state = MonitorState::Ending;
         info!(monitor = %m.public_id, reason = why, "monitor ended");
         self.outputs.push_back(Output::Media(
-            CallId(m.call),
-            Command::MonitorClose {
-                monitor: MonitorId(mid),
-            },
+            m.call,
+            Command::MonitorClose { monitor: mid },
         ));
         if hang_up {
             match m.tx {
                 Some(t) if m.provisional => {
-                    cancel_monitor(&mut self.ep, &mut self.client_tx, m, t, now)
+                    cancel_monitor(&mut self.ep, &mut self.index, m, t, now)
                 }
                 Some(_) => m.cancel_pending = true,
-                None if answered => {
-                    bye_monitor(&mut self.ep, &mut self.client_tx, m, now, &user_agent)
-                }
+                None if answered => bye_monitor(&mut self.ep, &mut self.index, m, now, &user_agent),
                 None => {}
             }
         }
         self.monitor_maybe_gone(mid);
     }
 
-    fn monitor_maybe_gone(&mut self, mid: u64) {
+    fn monitor_maybe_gone(&mut self, mid: MonitorId) {
         let Some(m) = self.monitors.get(&mid) else {
             return;
         };
         if m.state == MonitorState::Ending && m.open == 0 && m.tx.is_none() {
             let m = self.monitors.remove(&mid).expect("present");
-            self.client_tx.remove(&m.invite_tx);
-            self.monitor_dialogs
-                .remove(&(m.dialog.call_id, m.dialog.local_tag));
+            self.index.remove_client(&m.invite_tx);
+            self.index
+                .remove_dialog(&m.dialog.call_id, &m.dialog.local_tag);
             self.ports.release(m.port);
         }
     }
 
     /// End every monitor of call `id` (the call is ending).
-    pub(super) fn end_monitors_of(&mut self, now: Instant, id: u64) {
-        let mids: Vec<u64> = self
+    pub(super) fn end_monitors_of(&mut self, now: Instant, id: CallId) {
+        let mids: Vec<MonitorId> = self
             .monitors
             .values()
             .filter(|m| m.call == id)
@@ -368,7 +368,7 @@ impl B2bua {
     pub(super) fn on_monitor_response(
         &mut self,
         now: Instant,
-        mid: u64,
+        mid: MonitorId,
         tx: TxId,
         resp: Response,
         head: Head,
@@ -383,7 +383,7 @@ impl B2bua {
                 m.provisional = true;
                 if m.cancel_pending {
                     m.cancel_pending = false;
-                    cancel_monitor(&mut self.ep, &mut self.client_tx, m, tx, now);
+                    cancel_monitor(&mut self.ep, &mut self.index, m, tx, now);
                 }
             }
             return;
@@ -399,7 +399,7 @@ impl B2bua {
             ack_2xx(&mut self.ep, &m.dialog, head.cseq, None, &user_agent);
             if m.state == MonitorState::Ending {
                 // Answered after we gave up (CANCEL crossed the 200): hang up.
-                bye_monitor(&mut self.ep, &mut self.client_tx, m, now, &user_agent);
+                bye_monitor(&mut self.ep, &mut self.index, m, now, &user_agent);
                 return;
             }
             let sdp = is_sdp(&resp.headers, &resp.body)
@@ -414,11 +414,8 @@ impl B2bua {
             info!(monitor = %m.public_id, user = %m.user, "supervisor answered");
             let call = m.call;
             self.outputs.push_back(Output::Media(
-                CallId(call),
-                Command::MonitorRemote {
-                    monitor: MonitorId(mid),
-                    addr,
-                },
+                call,
+                Command::MonitorRemote { monitor: mid, addr },
             ));
             let beep = self.calls.get(&call).is_some_and(|c| {
                 let (queue, route) = c.route_names();
@@ -427,8 +424,7 @@ impl B2bua {
                     .beep_on_monitor
             });
             if beep {
-                self.outputs
-                    .push_back(Output::Media(CallId(call), Command::Beep));
+                self.outputs.push_back(Output::Media(call, Command::Beep));
             }
             return;
         }
@@ -440,14 +436,14 @@ impl B2bua {
         self.monitor_maybe_gone(mid);
     }
 
-    pub(super) fn on_monitor_end_done(&mut self, mid: u64) {
+    pub(super) fn on_monitor_end_done(&mut self, mid: MonitorId) {
         if let Some(m) = self.monitors.get_mut(&mid) {
             m.open = m.open.saturating_sub(1);
         }
         self.monitor_maybe_gone(mid);
     }
 
-    pub(super) fn on_monitor_tx_timeout(&mut self, now: Instant, mid: u64, invite: bool) {
+    pub(super) fn on_monitor_tx_timeout(&mut self, now: Instant, mid: MonitorId, invite: bool) {
         if invite {
             if let Some(m) = self.monitors.get_mut(&mid) {
                 m.tx = None;
@@ -460,7 +456,13 @@ impl B2bua {
     }
 
     /// A request inside a monitor's dialog (BYE, INFO digits, re-INVITE, OPTIONS).
-    pub(super) fn on_monitor_request(&mut self, now: Instant, mid: u64, tx: TxId, req: Request) {
+    pub(super) fn on_monitor_request(
+        &mut self,
+        now: Instant,
+        mid: MonitorId,
+        tx: TxId,
+        req: Request,
+    ) {
         let media_addr = self.snap.config.media.address;
         let Some(m) = self.monitors.get_mut(&mid) else {
             return self.reply(now, tx, &req, 481, None);
@@ -501,11 +503,8 @@ impl B2bua {
                 self.ep.respond(now, tx, r);
                 if let Some(addr) = addr {
                     self.outputs.push_back(Output::Media(
-                        CallId(call),
-                        Command::MonitorRemote {
-                            monitor: MonitorId(mid),
-                            addr,
-                        },
+                        call,
+                        Command::MonitorRemote { monitor: mid, addr },
                     ));
                 }
             }
@@ -518,8 +517,8 @@ impl B2bua {
     }
 
     /// The monitors of call `id`, for the API.
-    pub(super) fn monitor_infos(&self, id: u64) -> Vec<MonitorInfo> {
-        let mut v: Vec<(u64, MonitorInfo)> = self
+    pub(super) fn monitor_infos(&self, id: CallId) -> Vec<MonitorInfo> {
+        let mut v: Vec<(MonitorId, MonitorInfo)> = self
             .monitors
             .values()
             .filter(|m| m.call == id && m.state != MonitorState::Ending)
@@ -541,6 +540,6 @@ impl B2bua {
 
     /// Monitors still indexed (leak checks).
     pub fn monitor_count(&self) -> usize {
-        self.monitors.len() + self.monitor_dialogs.len()
+        self.monitors.len() + self.index.monitor_dialogs()
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use sip::message::parse;
+use sip::sdp::Sdp;
 
 const SAM: &str = "127.0.0.1:5096";
 const KIM: &str = "127.0.0.1:5098";
@@ -157,12 +158,12 @@ fn monitor_calls_the_supervisor_without_touching_the_call_and_ends_with_it() {
     // Mode by API and by DTMF from the phone (5 = whisper, 6 = barge).
     n.b.set_monitor_mode(&call, &mid, MonitorMode::Barge)
         .unwrap();
-    n.b.media_digit(n.now, 1, DigitFrom::Monitor(2), '5');
-    n.b.media_digit(n.now, 1, DigitFrom::Monitor(2), '9'); // not a mode digit
+    n.b.media_digit(n.now, CallId(1), DigitFrom::Monitor(MonitorId(2)), '5');
+    n.b.media_digit(n.now, CallId(1), DigitFrom::Monitor(MonitorId(2)), '9'); // not a mode digit
     n.pump();
     assert_eq!(n.b.calls(n.now)[0].monitors[0].mode, "whisper");
     // Party digits go to the call's events.
-    n.b.media_digit(n.now, 1, DigitFrom::Party(Side::A), '#');
+    n.b.media_digit(n.now, CallId(1), DigitFrom::Party(Side::A), '#');
     assert_eq!(n.b.calls(n.now)[0].digits[0].digit, '#');
     assert_eq!(n.b.calls(n.now)[0].digits[0].from, "customer");
 

@@ -1,6 +1,7 @@
 //! Recording control of a live call (pause, resume).
 
-use super::*;
+use crate::{B2bua, Command, CommandError, Output};
+use tracing::info;
 
 impl B2bua {
     /// Pause (`true`) or resume recording of a call.
@@ -18,7 +19,7 @@ impl B2bua {
             *state = paused;
             info!(call = %c.public_id, paused, "recording");
             self.outputs
-                .push_back(Output::Media(CallId(id), Command::RecordPause { paused }));
+                .push_back(Output::Media(id, Command::RecordPause { paused }));
         }
         Ok(())
     }

@@ -3,14 +3,25 @@
 //! same way. A re-INVITE without SDP gets the other side's offer in our 2xx and its
 //! answer in the ACK, which we forward in our ACK.
 
-use super::*;
+use crate::call::Reinvite;
+use crate::in_dialog::ack_2xx;
+use crate::index::{ClientRole, ServerRole};
+use crate::{is_sdp, map_failure, B2bua, CallId, CallState, Side};
+use rsip::headers::UntypedHeader;
+use rsip::{Method, Request, Response};
+use sip::message;
+use sip::message::Head;
 use sip::sdp::Direction;
+use sip::sdp::Sdp;
+use sip::TxId;
+use std::time::Instant;
+use tracing::debug;
 
 impl B2bua {
     pub(super) fn on_reinvite(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         side: Side,
         tx: TxId,
         req: Request,
@@ -82,9 +93,8 @@ impl B2bua {
         let ctx = self.ep.send_request(now, out, flow);
         let c = self.calls.get_mut(&id).expect("checked");
         c.client_txs.push(ctx);
-        self.client_tx.insert(ctx, (id, ClientRole::Reinvite));
-        self.server_tx.insert(tx, (id, ServerRole::Reinvite));
-        self.pending_relay.insert(tx, req);
+        self.index.add_client(ctx, id, ClientRole::Reinvite);
+        self.index.add_relayed(tx, id, ServerRole::Reinvite, req);
         if let Some(s) = sdp {
             let addr = s.audio_target().ok().flatten();
             self.set_remote(id, side, addr);
@@ -94,7 +104,7 @@ impl B2bua {
     pub(super) fn on_reinvite_response(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         _tx: TxId,
         resp: Response,
         head: Head,
@@ -123,10 +133,9 @@ impl B2bua {
             return;
         };
         let other = rv.from.other();
-        let Some(req) = self.pending_relay.remove(&rv.server_tx) else {
+        let Some(req) = self.index.answered(&rv.server_tx) else {
             return;
         };
-        self.server_tx.remove(&rv.server_tx);
         if !(200..300).contains(&code) {
             let c = self.calls.get_mut(&id).expect("present");
             c.reinvite = None;
@@ -172,14 +181,14 @@ impl B2bua {
     }
 
     /// The re-INVITE to the other side got no answer at all.
-    pub(super) fn reinvite_failed(&mut self, now: Instant, id: u64, code: u16) {
+    pub(super) fn reinvite_failed(&mut self, now: Instant, id: CallId, code: u16) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(rv) = c.reinvite.take() else { return };
-        self.server_tx.remove(&rv.server_tx);
+        let req = self.index.answered(&rv.server_tx);
         self.set_remote(id, rv.from, rv.previous);
-        if let Some(req) = self.pending_relay.remove(&rv.server_tx) {
+        if let Some(req) = req {
             self.reply(now, rv.server_tx, &req, code, None);
         }
     }

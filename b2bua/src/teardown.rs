@@ -2,20 +2,28 @@
 //! transactions, then releasing ports, the agent and every index entry; transaction
 //! timeouts and stray responses.
 
-use super::*;
+use crate::in_dialog::{ack_2xx, send_cancel};
+use crate::index::{ClientRole, ClientTx, DialogOwner, MonitorRole};
+use crate::{B2bua, CallId, CallState, Command, Output, Side};
+use rsip::{Method, Request, Response};
+use sip::message::Head;
+use sip::{Flow, TxId};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tracing::info;
 
 impl B2bua {
     /// Record a side's RTP address and tell the driver.
-    pub(super) fn set_remote(&mut self, id: u64, side: Side, addr: Option<SocketAddr>) {
+    pub(super) fn set_remote(&mut self, id: CallId, side: Side, addr: Option<SocketAddr>) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.remote[side as usize] = addr;
             self.outputs
-                .push_back(Output::Media(CallId(id), Command::Remote { side, addr }));
+                .push_back(Output::Media(id, Command::Remote { side, addr }));
         }
     }
 
     /// End a call from the edge's side: `code` for a caller not yet answered.
-    pub(super) fn end_call(&mut self, now: Instant, id: u64, code: u16, reason: &'static str) {
+    pub(super) fn end_call(&mut self, now: Instant, id: CallId, code: u16, reason: &'static str) {
         self.end_call_inner(now, id, None, code, reason);
     }
 
@@ -23,7 +31,7 @@ impl B2bua {
     pub(super) fn end_call_from(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         side: Side,
         reason: &'static str,
     ) {
@@ -33,7 +41,7 @@ impl B2bua {
     fn end_call_inner(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallId,
         from: Option<Side>,
         code: u16,
         reason: &'static str,
@@ -52,15 +60,13 @@ impl B2bua {
         let c = self.calls.get_mut(&id).expect("present");
         c.end_reason = reason;
         c.state = CallState::Ending;
-        if let Some(p) = self.waiting.iter().position(|w| *w == id) {
-            self.waiting.remove(p);
-        }
+        self.acd.withdraw(id);
         // B leg: CANCEL a pending INVITE, BYE a confirmed dialog.
         let mut byes: Vec<(Request, Flow)> = Vec::new();
         if let Some(b) = c.b.as_mut() {
             match b.tx {
                 Some(t) if b.provisional => {
-                    send_cancel(&mut self.ep, &mut self.client_tx, c, t, now);
+                    send_cancel(&mut self.ep, &mut self.index, c, t, now);
                 }
                 Some(_) => b.cancel_pending = true,
                 None if b_confirmed && from != Some(Side::B) => {
@@ -77,7 +83,7 @@ impl B2bua {
         }
         for (bye, flow) in byes {
             let t = self.ep.send_request(now, bye, flow);
-            self.client_tx.insert(t, (id, ClientRole::Ending));
+            self.index.add_client(t, id, ClientRole::Ending);
             c.client_txs.push(t);
             c.open_ending += 1;
         }
@@ -86,7 +92,7 @@ impl B2bua {
     }
 
     /// After a failed final to A: finish now unless legs are still open.
-    pub(super) fn finish_or_wait(&mut self, now: Instant, id: u64, reason: &'static str) {
+    pub(super) fn finish_or_wait(&mut self, now: Instant, id: CallId, reason: &'static str) {
         if let Some(c) = self.calls.get_mut(&id) {
             if c.state != CallState::Ending {
                 c.state = CallState::Ending;
@@ -101,14 +107,14 @@ impl B2bua {
         self.maybe_finish(now, id);
     }
 
-    pub(super) fn ending_done(&mut self, now: Instant, id: u64) {
+    pub(super) fn ending_done(&mut self, now: Instant, id: CallId) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.open_ending = c.open_ending.saturating_sub(1);
         }
         self.maybe_finish(now, id);
     }
 
-    pub(super) fn maybe_finish(&mut self, now: Instant, id: u64) {
+    pub(super) fn maybe_finish(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.get(&id) else { return };
         let legs_open =
             c.b.as_ref().is_some_and(|b| b.tx.is_some()) || c.stale.iter().any(|b| b.tx.is_some());
@@ -117,31 +123,27 @@ impl B2bua {
         }
     }
 
-    fn finish(&mut self, now: Instant, id: u64) {
+    fn finish(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.remove(&id) else {
             return;
         };
-        self.by_public.remove(&c.public_id);
-        self.dialogs
-            .remove(&(c.a.call_id.clone(), c.a.local_tag.clone()));
+        self.index.remove_dialog(&c.a.call_id, &c.a.local_tag);
         for b in c.b.iter().chain(c.stale.iter()) {
-            self.dialogs
-                .remove(&(b.dialog.call_id.clone(), b.dialog.local_tag.clone()));
+            self.index
+                .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
         }
         for t in &c.client_txs {
-            self.client_tx.remove(t);
+            self.index.remove_client(t);
         }
         for t in &c.server_txs {
-            self.server_tx.remove(t);
             // A request relayed to a leg that is gone: answer it.
-            if let Some(req) = self.pending_relay.remove(t) {
+            if let Some(req) = self.index.answered(t) {
                 self.reply(now, *t, &req, 481, None);
             }
         }
         self.ports.release(c.a_port);
         self.ports.release(c.b_port);
-        self.outputs
-            .push_back(Output::Media(CallId(id), Command::Close));
+        self.outputs.push_back(Output::Media(id, Command::Close));
         if let Some(agent) = &c.agent {
             self.acd.release(agent, now, c.answered.is_some());
         }
@@ -155,7 +157,7 @@ impl B2bua {
             .unwrap_or(0.0);
         info!(call = %c.public_id, outcome, reason = c.end_reason, talk_secs = secs, "call ended");
         self.outputs.push_back(Output::CallEnded {
-            call: CallId(id),
+            call: id,
             public_id: c.public_id,
             outcome,
             answered: c.answered.is_some(),
@@ -165,14 +167,14 @@ impl B2bua {
     }
 
     /// CANCEL the current B attempt (it stays tracked as stale until its final).
-    pub(crate) fn cancel_attempt(&mut self, now: Instant, id: u64) {
+    pub(crate) fn cancel_attempt(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(b) = c.b.as_mut() else { return };
         match b.tx {
             Some(t) if b.provisional => {
-                send_cancel(&mut self.ep, &mut self.client_tx, c, t, now);
+                send_cancel(&mut self.ep, &mut self.index, c, t, now);
             }
             Some(_) => b.cancel_pending = true,
             None => {}
@@ -180,7 +182,15 @@ impl B2bua {
     }
 
     pub(super) fn on_tx_timeout(&mut self, now: Instant, tx: TxId) {
-        if let Some((id, role)) = self.client_tx.remove(&tx) {
+        let (id, role) = match self.index.remove_client(&tx) {
+            Some(ClientTx::Call(id, role)) => (id, role),
+            Some(ClientTx::Monitor(mid, role)) => {
+                let invite = matches!(role, MonitorRole::Invite);
+                return self.on_monitor_tx_timeout(now, mid, invite);
+            }
+            None => return,
+        };
+        {
             let _span = self.span(id).entered();
             match role {
                 ClientRole::Initial(attempt) => {
@@ -194,13 +204,10 @@ impl B2bua {
                                 b.tx = None;
                             }
                         }
-                        let dialogs = &mut self.dialogs;
+                        let index = &mut self.index;
                         c.stale.retain(|b| {
                             if b.attempt == attempt {
-                                dialogs.remove(&(
-                                    b.dialog.call_id.clone(),
-                                    b.dialog.local_tag.clone(),
-                                ));
+                                index.remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
                             }
                             b.attempt != attempt
                         });
@@ -214,14 +221,11 @@ impl B2bua {
                 }
                 ClientRole::Reinvite => self.reinvite_failed(now, id, 408),
                 ClientRole::Relay(server) => {
-                    self.server_tx.remove(&server);
-                    if let Some(req) = self.pending_relay.remove(&server) {
+                    if let Some(req) = self.index.answered(&server) {
                         self.reply(now, server, &req, 408, None);
                     }
                 }
                 ClientRole::Ending => self.ending_done(now, id),
-                ClientRole::Monitor => self.on_monitor_tx_timeout(now, id, true),
-                ClientRole::MonitorEnd => self.on_monitor_tx_timeout(now, id, false),
             }
         }
     }
@@ -232,7 +236,7 @@ impl B2bua {
         let Some(tag) = head.from_tag.clone() else {
             return;
         };
-        let Some((id, side)) = self.dialogs.get(&(head.call_id.clone(), tag)).copied() else {
+        let Some(DialogOwner::Call(id, side)) = self.index.dialog(&head.call_id, &tag) else {
             return;
         };
         let Some(c) = self.calls.get(&id) else { return };

@@ -1,7 +1,8 @@
 //! B2BUA call flows with in-memory peers and a virtual clock.
 
 use super::*;
-use rsip::SipMessage;
+use rsip::{Response, SipMessage};
+use sip::sdp::Sdp;
 use sip::testing::{self, Clock, Timed, Wire};
 
 #[path = "monitor_tests.rs"]

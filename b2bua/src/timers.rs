@@ -1,22 +1,26 @@
 //! The call timers (max wait in queue, agent ring, callee no-answer, queue retry,
 //! announcement limit) and what each does when it fires.
 
-use super::*;
+use crate::{B2bua, CallId, CallState, Route};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+use tracing::{info, warn};
 
 /// The B2BUA's named timers. A timer is not cancelled when what it guards changes:
 /// when it fires, its handler checks that it still applies (the call, the attempt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
     /// Queue call waited max_wait.
-    MaxWait(u64),
+    MaxWait(CallId),
     /// Agent attempt `.1` rang too long.
-    Ring(u64, u32),
+    Ring(CallId, u32),
     /// Static-route callee did not answer.
-    NoAnswer(u64, u32),
+    NoAnswer(CallId, u32),
     /// Re-offer waiting queue calls.
     QueueRetry,
     /// The announcement of call `.0` should have ended by now.
-    Announcement(u64),
+    Announcement(CallId),
 }
 
 /// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
@@ -93,8 +97,8 @@ impl B2bua {
             }
             Timer::QueueRetry => {
                 let snap = self.snap.clone();
-                for id in self.waiting.iter() {
-                    if let Some(c) = self.calls.get_mut(id) {
+                for id in self.acd.waiting().collect::<Vec<_>>() {
+                    if let Some(c) = self.calls.get_mut(&id) {
                         if let Route::Queue { name } = &c.route {
                             if let Some(q) = snap.queue(name) {
                                 if q.agents.iter().all(|a| c.tried.contains(a)) {

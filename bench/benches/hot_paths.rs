@@ -144,7 +144,7 @@ fn mixer(c: &mut Criterion) {
     // packets (agent, supervisor), and the recording's stereo frame.
     let mut s = media::session::Session::new(1);
     s.set_recording(true);
-    s.add_monitor(1, MonitorMode::Whisper);
+    s.add_monitor(media::MonitorId(1), MonitorMode::Whisper);
     let pkt = |ssrc: u32, seq: u16| {
         let mut p = vec![0u8; 12 + FRAME];
         let h = media::rtp::RtpHeader {
@@ -172,7 +172,7 @@ fn mixer(c: &mut Criterion) {
             }
             s.on_party_rtp(media::Side::A, &mut a, now);
             s.on_party_rtp(media::Side::B, &mut bb, now);
-            s.on_monitor_rtp(1, &sup);
+            s.on_monitor_rtp(media::MonitorId(1), &sup);
             let mut sent = 0usize;
             let mut rec = 0i64;
             s.tick(

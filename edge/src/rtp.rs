@@ -16,7 +16,7 @@ use crate::recorder::{Finisher, Recorder};
 use b2bua::DigitFrom;
 use media::mixer::MonitorMode;
 use media::session::{Dest, Session, Verdict};
-use media::{dtmf, Command, MonitorId, Relay, Side, Socket};
+use media::{dtmf, CallId, Command, MonitorId, Relay, Side, Socket};
 use rtp_io::{Flow, Handler, Poller, Workers};
 use std::collections::HashMap;
 use std::io;
@@ -33,14 +33,14 @@ use std::time::{Duration, Instant};
 enum Cmd {
     Open {
         slot: usize,
-        call: u64,
+        call: CallId,
         sockets: [UdpSocket; 4],
     },
     MonitorOpen {
         slot: usize,
         /// The monitor's own event slot.
         mslot: usize,
-        id: u64,
+        id: MonitorId,
         mode: MonitorMode,
         sockets: [UdpSocket; 2],
     },
@@ -107,7 +107,7 @@ impl RelayHandle {
             Cmd::MonitorOpen {
                 slot: self.slot,
                 mslot,
-                id: id.0,
+                id,
                 mode,
                 sockets,
             },
@@ -210,7 +210,7 @@ impl Relays {
     /// Bind the four sockets (A RTP/RTCP at `a_port`, B at `b_port`) and relay them.
     pub fn open(
         self: &Arc<Self>,
-        call: u64,
+        call: CallId,
         ip: IpAddr,
         a_port: u16,
         b_port: u16,
@@ -241,7 +241,7 @@ impl Relays {
 }
 
 struct Monitor {
-    id: u64,
+    id: MonitorId,
     mslot: usize,
     sockets: [UdpSocket; 2],
     announced: Option<SocketAddr>,
@@ -249,7 +249,7 @@ struct Monitor {
 }
 
 struct Call {
-    call: u64,
+    call: CallId,
     sockets: [UdpSocket; 4],
     relay: Relay,
     dtmf: [dtmf::Receiver; 2],
@@ -262,10 +262,10 @@ struct Call {
 #[derive(Debug)]
 pub enum MediaEvent {
     /// A call's announcement was played to its end.
-    AnnouncementDone { call: u64 },
+    AnnouncementDone { call: CallId },
     /// An RFC 4733 digit decoded in a call's media (a party's or a supervisor's).
     Digit {
-        call: u64,
+        call: CallId,
         from: DigitFrom,
         digit: char,
     },
@@ -309,7 +309,7 @@ const MAX_WAIT: Duration = Duration::from_millis(500);
 /// nothing).
 struct RelayWorker {
     calls: HashMap<usize, Call>,
-    monitor_slots: HashMap<usize, (usize, u64)>,
+    monitor_slots: HashMap<usize, (usize, MonitorId)>,
     buf: [u8; 2048],
     c: Counters,
     last_flush: Instant,
@@ -427,7 +427,7 @@ fn party_digit(call: &mut Call, side: Side, pkt: &[u8], ctx: &Ctx) {
     }
 }
 
-fn on_monitor_datagram(call: &mut Call, id: u64, i: usize, buf: &mut [u8], ctx: &Ctx) {
+fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8], ctx: &Ctx) {
     let Some(m) = call.monitors.iter_mut().find(|m| m.id == id) else {
         return;
     };
@@ -503,7 +503,7 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
             .try_send(MediaEvent::AnnouncementDone { call: call.call })
             .is_err()
         {
-            tracing::warn!(call = call.call, "core busy: announcement end not reported");
+            tracing::warn!(call = %call.call, "core busy: announcement end not reported");
         }
     }
     s.active()
@@ -520,7 +520,7 @@ fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
 fn apply(
     poll: &Poller,
     calls: &mut HashMap<usize, Call>,
-    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    monitor_slots: &mut HashMap<usize, (usize, MonitorId)>,
     cmd: Cmd,
     ctx: &mut Ctx,
 ) -> bool {
@@ -614,7 +614,7 @@ fn apply(
                 for s in &call.sockets {
                     poll.delete(s);
                 }
-                let ids: Vec<u64> = call.monitors.iter().map(|m| m.id).collect();
+                let ids: Vec<MonitorId> = call.monitors.iter().map(|m| m.id).collect();
                 for id in ids {
                     close_monitor(poll, &mut call, monitor_slots, id, metrics);
                 }
@@ -633,7 +633,7 @@ fn apply(
 fn apply_media(
     poll: &Poller,
     calls: &mut HashMap<usize, Call>,
-    monitor_slots: &mut HashMap<usize, (usize, u64)>,
+    monitor_slots: &mut HashMap<usize, (usize, MonitorId)>,
     slot: usize,
     cmd: Command,
     ctx: &mut Ctx,
@@ -649,7 +649,7 @@ fn apply_media(
         Command::MonitorRemote { monitor, addr } => {
             if let Some(m) = calls
                 .get_mut(&slot)
-                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == monitor.0))
+                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == monitor))
             {
                 m.announced = Some(addr);
                 m.latched = None;
@@ -657,12 +657,12 @@ fn apply_media(
         }
         Command::MonitorMode { monitor, mode } => {
             if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
-                s.set_mode(monitor.0, mode);
+                s.set_mode(monitor, mode);
             }
         }
         Command::MonitorClose { monitor } => {
             if let Some(call) = calls.get_mut(&slot) {
-                close_monitor(poll, call, monitor_slots, monitor.0, metrics);
+                close_monitor(poll, call, monitor_slots, monitor, metrics);
             }
         }
         Command::SendDtmf { side, events, pt } => {
@@ -711,8 +711,8 @@ fn apply_media(
 fn close_monitor(
     poll: &Poller,
     call: &mut Call,
-    monitor_slots: &mut HashMap<usize, (usize, u64)>,
-    id: u64,
+    monitor_slots: &mut HashMap<usize, (usize, MonitorId)>,
+    id: MonitorId,
     metrics: &Metrics,
 ) {
     let Some(i) = call.monitors.iter().position(|m| m.id == id) else {

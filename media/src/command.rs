@@ -9,6 +9,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// A call's identity inside the edge (its public id is what the API and logs show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A supervisor's media stream within its call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MonitorId(pub u64);

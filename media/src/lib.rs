@@ -8,7 +8,7 @@ pub mod command;
 mod port_pool;
 pub mod relay;
 
-pub use command::{Command, MonitorId};
+pub use command::{CallId, Command, MonitorId};
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};
 pub mod audio;

@@ -23,7 +23,7 @@ use crate::audio::Player;
 use crate::continuity::OutStream;
 use crate::jitter::{decode_g711, JitterBuffer};
 use crate::mixer::{Frame, Mixer, MonitorMode, ParticipantId, Role, FRAME, SILENCE};
-use crate::{dtmf, g711, rtp, tone, Side};
+use crate::{dtmf, g711, rtp, tone, MonitorId, Side};
 use std::sync::Arc;
 
 /// The beep parties hear when a supervisor joins (`beep_on_monitor`).
@@ -34,7 +34,7 @@ const BEEP_TICKS: u8 = 10; // 200 ms
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
     Party(Side),
-    Monitor(u64),
+    Monitor(MonitorId),
 }
 
 #[derive(Debug)]
@@ -80,7 +80,7 @@ impl Input {
 
 #[derive(Debug)]
 struct MonitorLeg {
-    id: u64,
+    id: MonitorId,
     mode: MonitorMode,
     input: Input,
     out: OutStream,
@@ -291,7 +291,7 @@ impl Session {
         self.mixer.recording_paused = paused;
     }
 
-    pub fn add_monitor(&mut self, id: u64, mode: MonitorMode) {
+    pub fn add_monitor(&mut self, id: MonitorId, mode: MonitorMode) {
         if self.monitors.iter().any(|m| m.id == id) {
             return self.set_mode(id, mode);
         }
@@ -308,7 +308,7 @@ impl Session {
         self.update_generating();
     }
 
-    pub fn set_mode(&mut self, id: u64, mode: MonitorMode) {
+    pub fn set_mode(&mut self, id: MonitorId, mode: MonitorMode) {
         if let Some(m) = self.monitors.iter_mut().find(|m| m.id == id) {
             m.mode = mode;
             self.mixer.set_mode(m.input.pid, mode);
@@ -316,7 +316,7 @@ impl Session {
         self.update_generating();
     }
 
-    pub fn remove_monitor(&mut self, id: u64) {
+    pub fn remove_monitor(&mut self, id: MonitorId) {
         if let Some(i) = self.monitors.iter().position(|m| m.id == id) {
             let m = self.monitors.remove(i);
             self.mixer.remove(m.input.pid);
@@ -438,7 +438,7 @@ impl Session {
     }
 
     /// A packet from supervisor `id`'s phone. Returns a DTMF digit it completes.
-    pub fn on_monitor_rtp(&mut self, id: u64, pkt: &[u8]) -> Option<char> {
+    pub fn on_monitor_rtp(&mut self, id: MonitorId, pkt: &[u8]) -> Option<char> {
         let p = rtp::parse(pkt)?;
         let m = self.monitors.iter_mut().find(|m| m.id == id)?;
         if m.input.push(&p, pkt) {

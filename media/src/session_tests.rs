@@ -8,7 +8,7 @@ use crate::mixer::{MonitorMode, FRAME};
 use crate::rtp::{self, RtpHeader};
 use crate::session::{Dest, Session, Verdict};
 use crate::tone::{goertzel, Tone};
-use crate::Side;
+use crate::{MonitorId, Side};
 use std::collections::HashMap;
 
 struct Sender {
@@ -126,7 +126,7 @@ impl Scene {
                 }
             }
             let p = self.sup.packet();
-            assert_eq!(self.s.on_monitor_rtp(1, &p), None);
+            assert_eq!(self.s.on_monitor_rtp(MonitorId(1), &p), None);
             let (heard, left, right) = (&mut self.heard, &mut self.left, &mut self.right);
             self.s.tick(
                 self.now,
@@ -158,7 +158,7 @@ fn listen_whisper_barge_by_tone_with_recording() {
     assert!(!sc.s.active(), "relay only: no decoding");
     assert!(sc.heard.has("agent", 440.0) && sc.heard.has("customer", 1100.0));
     sc.s.set_recording(true);
-    sc.s.add_monitor(1, MonitorMode::Listen);
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Listen);
 
     sc.run(20);
     let h = &sc.heard;
@@ -170,7 +170,7 @@ fn listen_whisper_barge_by_tone_with_recording() {
     assert!(tone_in(&sc.right, 1100.0) && !tone_in(&sc.right, 440.0));
     assert!(!tone_in(&sc.left, 1700.0) && !tone_in(&sc.right, 1700.0));
 
-    sc.s.set_mode(1, MonitorMode::Whisper);
+    sc.s.set_mode(MonitorId(1), MonitorMode::Whisper);
     sc.run(20);
     let h = &sc.heard;
     assert!(
@@ -186,7 +186,7 @@ fn listen_whisper_barge_by_tone_with_recording() {
         "whisper never recorded"
     );
 
-    sc.s.set_mode(1, MonitorMode::Barge);
+    sc.s.set_mode(MonitorId(1), MonitorMode::Barge);
     sc.run(20);
     let h = &sc.heard;
     assert!(h.has("agent", 440.0) && h.has("agent", 1700.0));
@@ -205,7 +205,7 @@ fn listen_whisper_barge_by_tone_with_recording() {
     );
     sc.s.set_recording_paused(false);
 
-    sc.s.remove_monitor(1);
+    sc.s.remove_monitor(MonitorId(1));
     sc.run(10);
     assert!(sc.heard.has("agent", 440.0) && !sc.heard.has("agent", 1700.0));
     assert!(!sc.heard.samples.contains_key("supervisor"));
@@ -215,13 +215,13 @@ fn listen_whisper_barge_by_tone_with_recording() {
 fn each_partys_stream_is_continuous_across_relay_mix_relay() {
     let mut sc = Scene::new();
     sc.run(5);
-    sc.s.add_monitor(1, MonitorMode::Listen);
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Listen);
     sc.run(5);
-    sc.s.set_mode(1, MonitorMode::Barge);
+    sc.s.set_mode(MonitorId(1), MonitorMode::Barge);
     sc.run(10);
-    sc.s.set_mode(1, MonitorMode::Listen);
+    sc.s.set_mode(MonitorId(1), MonitorMode::Listen);
     sc.run(5);
-    sc.s.remove_monitor(1);
+    sc.s.remove_monitor(MonitorId(1));
     sc.run(5);
     for who in ["agent", "customer"] {
         let hs = &sc.heard.headers[who];
@@ -249,10 +249,10 @@ fn each_partys_stream_is_continuous_across_relay_mix_relay() {
 #[test]
 fn two_supervisors_and_dtmf_from_a_phone() {
     let mut s = Session::new(7);
-    s.add_monitor(1, MonitorMode::Whisper);
-    s.add_monitor(2, MonitorMode::Listen);
+    s.add_monitor(MonitorId(1), MonitorMode::Whisper);
+    s.add_monitor(MonitorId(2), MonitorMode::Listen);
     assert!(s.generating(Side::B) && !s.generating(Side::A));
-    s.remove_monitor(1);
+    s.remove_monitor(MonitorId(1));
     assert!(
         !s.generating(Side::B),
         "a listener alone changes nothing for the agent"
@@ -268,20 +268,20 @@ fn two_supervisors_and_dtmf_from_a_phone() {
     };
     rtp::write_header(&mut b, &h, None);
     b[12..16].copy_from_slice(&crate::dtmf::payload(6, true, 10, 800));
-    assert_eq!(s.on_monitor_rtp(2, &b), Some('6'));
+    assert_eq!(s.on_monitor_rtp(MonitorId(2), &b), Some('6'));
     assert_eq!(
-        s.on_monitor_rtp(2, &b),
+        s.on_monitor_rtp(MonitorId(2), &b),
         None,
         "end retransmissions count once"
     );
-    assert_eq!(s.on_monitor_rtp(9, &b), None, "unknown monitor");
+    assert_eq!(s.on_monitor_rtp(MonitorId(9), &b), None, "unknown monitor");
     assert_eq!(s.monitor_count(), 1);
 }
 
 #[test]
 fn whisper_from_the_first_tick_continues_the_relayed_stream_and_passes_events() {
     let mut sc = Scene::new();
-    sc.s.add_monitor(1, MonitorMode::Whisper);
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Whisper);
     sc.run(10);
     // An RFC 4733 event from the customer while the agent is sent the mix.
     let mut ev = vec![0u8; 16];
@@ -448,7 +448,7 @@ fn hold_plays_hold_audio_to_the_held_party_and_silence_to_the_other() {
 fn beep_reaches_both_parties_then_relay_resumes() {
     let mut sc = Scene::new();
     sc.run(5);
-    sc.s.add_monitor(1, MonitorMode::Listen);
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Listen);
     sc.s.beep();
     assert!(sc.s.generating(Side::A) && sc.s.generating(Side::B));
     sc.run(10);

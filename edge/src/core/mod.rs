@@ -6,7 +6,7 @@ use crate::audio::AudioCache;
 use crate::metrics::{CoreStats, Metrics};
 use crate::rtp::{MediaEvent, RelayHandle, Relays};
 use b2bua::B2bua;
-use b2bua::{Command, Output};
+use b2bua::{CallId, Command, Output};
 use bytes::Bytes;
 use control::Transport;
 use sip::Flow;
@@ -32,7 +32,7 @@ pub struct Core {
     tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
     /// Messages waiting for an outbound TCP connection.
     connecting: HashMap<SocketAddr, (SocketAddr, Vec<Bytes>)>,
-    relays: HashMap<u64, RelayHandle>,
+    relays: HashMap<CallId, RelayHandle>,
     media: Arc<Relays>,
     metrics: Arc<Metrics>,
     self_tx: CoreTx,
@@ -172,17 +172,17 @@ impl Core {
         while let Some(o) = self.b2bua.poll_output() {
             match o {
                 Output::Media(call, cmd) => {
-                    self.media(call.0, cmd, media_ip, &mut failed, &mut announced)
+                    self.media(call, cmd, media_ip, &mut failed, &mut announced)
                 }
                 Output::RecordStart { call, meta } => {
-                    let Some(r) = self.relays.get(&call.0) else {
+                    let Some(r) = self.relays.get(&call) else {
                         continue;
                     };
                     match crate::recorder::Recorder::create(&self.storage_dir, meta) {
                         Ok(rec) => r.record(rec),
                         Err(e) => {
                             // The call goes on unrecorded; say so loudly.
-                            error!(call = call.0, error = %e, "cannot create the recording file: call not recorded");
+                            error!(%call, error = %e, "cannot create the recording file: call not recorded");
                             self.metrics.recording_failures.fetch_add(1, Relaxed);
                         }
                     }
@@ -212,11 +212,11 @@ impl Core {
     /// be bound; `announced`: calls whose announcement cannot be played.
     fn media(
         &mut self,
-        call: u64,
+        call: CallId,
         cmd: Command,
         media_ip: std::net::IpAddr,
-        failed: &mut Vec<u64>,
-        announced: &mut Vec<u64>,
+        failed: &mut Vec<CallId>,
+        announced: &mut Vec<CallId>,
     ) {
         match cmd {
             Command::Open { a_port, b_port } => {
@@ -225,7 +225,7 @@ impl Core {
                         self.relays.insert(call, h);
                     }
                     Err(e) => {
-                        error!(call, a_port, b_port, error = %e, "cannot bind RTP ports");
+                        error!(%call, a_port, b_port, error = %e, "cannot bind RTP ports");
                         self.metrics.media_bind_failures.fetch_add(1, Relaxed);
                         failed.push(call);
                     }
@@ -244,7 +244,7 @@ impl Core {
                     .get(&call)
                     .map(|r| r.monitor_open(media_ip, port, monitor, mode));
                 if let Some(Err(e)) = r {
-                    error!(call, port, error = %e, "cannot bind a supervisor's RTP ports");
+                    error!(%call, port, error = %e, "cannot bind a supervisor's RTP ports");
                     self.metrics.media_bind_failures.fetch_add(1, Relaxed);
                 }
             }
@@ -253,7 +253,7 @@ impl Core {
                     (Some(r), Some(samples)) => r.announce(samples, pt),
                     _ => {
                         // Not loaded (a reload removed it) or no relay: connect now.
-                        warn!(call, file = %file.display(), "announcement not available: connecting the caller");
+                        warn!(%call, file = %file.display(), "announcement not available: connecting the caller");
                         announced.push(call);
                     }
                 }
