@@ -171,6 +171,25 @@ impl ClientFrame {
             | ClientFrame::Unwatch { chat } => Some(chat),
         }
     }
+
+    /// The frame's `type`, as written on the wire (for error replies).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Start { .. } => "start",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Auth { .. } => "auth",
+            ClientFrame::Message { .. } => "message",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::End { .. } => "end",
+            ClientFrame::Accept { .. } => "accept",
+            ClientFrame::Release { .. } => "release",
+            ClientFrame::Transfer { .. } => "transfer",
+            ClientFrame::Consult { .. } => "consult",
+            ClientFrame::ConsultEnd { .. } => "consult_end",
+            ClientFrame::Watch { .. } => "watch",
+            ClientFrame::Unwatch { .. } => "unwatch",
+        }
+    }
 }
 
 /// Who wrote a room entry.

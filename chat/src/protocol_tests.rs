@@ -66,3 +66,29 @@ fn server_frames_have_their_documented_shape() {
     };
     assert!(w.to_json().contains(r#""type":"offer_withdrawn""#));
 }
+
+#[test]
+fn kind_is_the_type_on_the_wire() {
+    let frames = [
+        r#"{"type":"start","queue":"q"}"#,
+        r#"{"type":"resume","token":"t"}"#,
+        r#"{"type":"auth","token":"t"}"#,
+        r#"{"type":"message","chat":"c","text":"x"}"#,
+        r#"{"type":"typing","chat":"c","on":true}"#,
+        r#"{"type":"end","chat":"c"}"#,
+        r#"{"type":"accept","chat":"c"}"#,
+        r#"{"type":"release","chat":"c"}"#,
+        r#"{"type":"transfer","chat":"c","to_queue":"q"}"#,
+        r#"{"type":"consult","chat":"c","agent":"a"}"#,
+        r#"{"type":"consult_end","chat":"c"}"#,
+        r#"{"type":"watch","chat":"c"}"#,
+        r#"{"type":"unwatch","chat":"c"}"#,
+    ];
+    for text in frames {
+        let f = ClientFrame::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let wire: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(f.kind(), wire["type"], "{text}");
+        let back = serde_json::to_value(&f).unwrap();
+        assert_eq!(back["type"], f.kind(), "{text}");
+    }
+}

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::auth::{authorize, authorize_user, error};
+use super::error::ApiError;
 use super::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,8 +37,19 @@ fn utc(ms: u64) -> String {
     )
 }
 
+/// A `from`/`to` value that is none of the forms [`parse_time`] reads.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a date (YYYY-MM-DD), an RFC 3339 time or Unix ms")]
+pub struct BadTime(String);
+
+impl From<BadTime> for ApiError {
+    fn from(e: BadTime) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
 /// A date (`2026-11-21`), a date and time (`2026-11-21T10:00:00Z`) or Unix ms.
-fn parse_time(s: &str) -> Result<u64, String> {
+fn parse_time(s: &str) -> Result<u64, BadTime> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(ms);
@@ -51,7 +63,7 @@ fn parse_time(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
-        .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD), an RFC 3339 time or Unix ms"))
+        .ok_or_else(|| BadTime(s.to_string()))
 }
 
 /// Who is asking, and whether it may see private entries. `Err` is the response.
@@ -250,7 +262,7 @@ pub async fn search(
     let time = |k: &str| q.get(k).map(|v| parse_time(v)).transpose();
     let (from_ms, to_ms) = match (time("from"), time("to")) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into(),
     };
     let limit = match q.get("limit").map(|l| l.parse::<u32>()) {
         None => 100,

@@ -10,7 +10,10 @@ fn times_parse_and_print() {
         parse_time("2026-11-21T01:00:00Z").unwrap(),
         1_795_219_200_000 + 3_600_000
     );
-    assert!(parse_time("21/11/2026").unwrap_err().contains("21/11/2026"));
+    assert!(parse_time("21/11/2026")
+        .unwrap_err()
+        .to_string()
+        .contains("21/11/2026"));
     assert_eq!(utc(1_795_219_200_000), "2026-11-21 00:00:00 UTC");
 }
 

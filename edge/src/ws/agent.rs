@@ -1,10 +1,9 @@
 //! `/ws/agent`: an agent's console (offers, accept, release, messages, transfer,
 //! consult) or a supervisor watching chats read-only.
 
-use super::customer::kind;
 use super::{
     close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
-    FIRST_FRAME,
+    Refusal, FIRST_FRAME,
 };
 use crate::api::AppState;
 use crate::desk::{self, ConsoleMsg};
@@ -84,14 +83,13 @@ struct Rooms<'a> {
 }
 
 impl Rooms<'_> {
-    fn join(&mut self, chat: &str, offset: Offset) -> Result<(), String> {
+    fn join(&mut self, chat: &str, offset: Offset) -> Result<(), Refusal> {
         let sub = self
             .s
             .chats
             .rooms
             .hub
-            .subscribe(chat, self.conn, offset, true)
-            .map_err(|e| e.to_string())?;
+            .subscribe(chat, self.conn, offset, true)?;
         let task = forward(chat.to_string(), sub, self.fwd.clone());
         if let Some(old) = self.subs.insert(chat.to_string(), task) {
             old.abort();
@@ -222,7 +220,7 @@ async fn serve(
             },
             m = next_frame(sock) => match m {
                 None => break,
-                Some(Err(e)) => { let _ = sock.send(err_frame(None, &e.to_string())).await; }
+                Some(Err(e)) => { let _ = sock.send(err_frame(None, &e)).await; }
                 Some(Ok(f)) => {
                     let chat = f.chat().unwrap_or("").to_string();
                     let handled = {
@@ -245,23 +243,18 @@ fn agent_frame(
     user: &control::User,
     supervisor: bool,
     f: ClientFrame,
-) -> Result<Option<ServerFrame>, String> {
+) -> Result<Option<ServerFrame>, Refusal> {
     let s = rooms.s;
     let snap = s.snapshot.load();
-    let e = |e: ChatError| e.to_string();
     let me = user.name.as_str();
     match f {
         ClientFrame::Accept { chat } => {
-            s.chats
-                .run(|c, at| c.accept(&snap, me, &chat, at))
-                .map_err(e)?;
+            s.chats.run(|c, at| c.accept(&snap, me, &chat, at))?;
             rooms.join(&chat, Offset(0))?;
             Ok(Some(ServerFrame::Accepted { chat }))
         }
         ClientFrame::Release { chat } => {
-            s.chats
-                .run(|c, at| c.release(&snap, me, &chat, at))
-                .map_err(e)?;
+            s.chats.run(|c, at| c.release(&snap, me, &chat, at))?;
             rooms.leave(&chat, true);
             Ok(Some(ServerFrame::Released { chat }))
         }
@@ -276,24 +269,21 @@ fn agent_frame(
             // consulted agent writes privately only.
             let Some(part) = s.chats.read(|c| c.part(me, &chat)) else {
                 return Err(if supervisor {
-                    "supervisors watch chats read-only".into()
+                    Refusal::ReadOnly
                 } else {
-                    ChatError::NotYours.to_string()
+                    ChatError::NotYours.into()
                 });
             };
             let private = private || part == Part::Consultant;
-            s.chats
-                .rooms
-                .message(
-                    &chat,
-                    Author::Agent,
-                    me,
-                    client_id.as_deref(),
-                    &text,
-                    private,
-                    desk::unix_ms(),
-                )
-                .map_err(e)?;
+            s.chats.rooms.message(
+                &chat,
+                Author::Agent,
+                me,
+                client_id.as_deref(),
+                &text,
+                private,
+                desk::unix_ms(),
+            )?;
             Ok(None)
         }
         ClientFrame::Transfer {
@@ -304,40 +294,32 @@ fn agent_frame(
             let to = match (to_agent, to_queue) {
                 (Some(a), None) => Target::Agent(a),
                 (None, Some(q)) => Target::Queue(q),
-                _ => return Err("transfer needs one of `to_agent` or `to_queue`".into()),
+                _ => return Err(Refusal::TransferTarget),
             };
-            s.chats
-                .run(|c, at| c.transfer(&snap, me, &chat, &to, at))
-                .map_err(e)?;
+            s.chats.run(|c, at| c.transfer(&snap, me, &chat, &to, at))?;
             rooms.leave(&chat, false);
             Ok(Some(ServerFrame::Transferred { chat }))
         }
         ClientFrame::Consult { chat, agent } => {
-            let other = agent.ok_or("consult needs `agent`")?;
-            s.chats
-                .run(|c, at| c.consult(me, &chat, &other, at))
-                .map_err(e)?;
+            let other = agent.ok_or(Refusal::ConsultAgent)?;
+            s.chats.run(|c, at| c.consult(me, &chat, &other, at))?;
             Ok(Some(ServerFrame::Consulting { chat, agent: other }))
         }
         ClientFrame::ConsultEnd { chat, agent } => {
             s.chats
-                .run(|c, at| c.consult_end(me, &chat, agent.as_deref(), at))
-                .map_err(e)?;
+                .run(|c, at| c.consult_end(me, &chat, agent.as_deref(), at))?;
             Ok(None)
         }
         ClientFrame::Typing { chat, on } => {
             if !s.chats.read(|c| c.is_agent_of(me, &chat)) {
-                return Err(ChatError::NotYours.to_string());
+                return Err(ChatError::NotYours.into());
             }
-            s.chats
-                .rooms
-                .typing(&chat, rooms.conn, Author::Agent, on)
-                .map_err(e)?;
+            s.chats.rooms.typing(&chat, rooms.conn, Author::Agent, on)?;
             Ok(None)
         }
         ClientFrame::End { chat } => {
             if !s.chats.read(|c| c.is_agent_of(me, &chat)) {
-                return Err(ChatError::NotYours.to_string());
+                return Err(ChatError::NotYours.into());
             }
             s.chats
                 .run(|c, at| c.end(&snap, &chat, "agent", "the agent ended the chat", at));
@@ -349,7 +331,7 @@ fn agent_frame(
         ClientFrame::Watch { chat, offset } => {
             let allowed = supervisor || s.chats.read(|c| c.part(me, &chat).is_some());
             if !allowed {
-                return Err(ChatError::NotYours.to_string());
+                return Err(ChatError::NotYours.into());
             }
             rooms.join(&chat, offset)?;
             Ok(Some(ServerFrame::Watching { chat }))
@@ -358,6 +340,6 @@ fn agent_frame(
             rooms.leave(&chat, true);
             Ok(None)
         }
-        other => Err(format!("unknown frame type `{}`", kind(&other))),
+        other => Err(Refusal::NotForAgents(other.kind())),
     }
 }

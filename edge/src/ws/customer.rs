@@ -2,7 +2,7 @@
 
 use super::{
     close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
-    FIRST_FRAME,
+    Refusal, FIRST_FRAME,
 };
 use crate::api::AppState;
 use crate::desk;
@@ -101,7 +101,7 @@ async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Of
                         let _ = sock.send(send_frame(&ended)).await;
                     }
                     Err(e) => {
-                        let _ = sock.send(err_frame(None, &e.to_string())).await;
+                        let _ = sock.send(err_frame(None, &e)).await;
                     }
                 }
             }
@@ -174,7 +174,7 @@ fn customer_frame(
     conn: u64,
     shown: &str,
     f: ClientFrame,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     match f {
         ClientFrame::Message {
             client_id,
@@ -195,29 +195,21 @@ fn customer_frame(
                     desk::unix_ms(),
                 )
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(Refusal::from)
         }
         ClientFrame::Typing { on, .. } => s
             .chats
             .rooms
             .typing(id, conn, Author::Customer, on)
-            .map_err(|e| e.to_string()),
+            .map_err(Refusal::from),
         ClientFrame::End { .. } => {
             let snap = s.snapshot.load();
             s.chats
                 .run(|c, at| c.end(&snap, id, "customer", "the customer ended the chat", at));
             Ok(())
         }
-        other => Err(format!("a customer cannot send `{}` frames", kind(&other))),
+        other => Err(Refusal::NotForCustomers(other.kind())),
     }
-}
-
-/// The `type` of a client frame, for errors.
-pub(super) fn kind(f: &ClientFrame) -> String {
-    serde_json::to_value(f)
-        .ok()
-        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
-        .unwrap_or_default()
 }
 
 /// Send a subscription's stored frames to the socket.

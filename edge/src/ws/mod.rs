@@ -47,7 +47,27 @@ fn stored(f: &Frame) -> Message {
     Message::Text(Utf8Bytes::from(f.to_string()))
 }
 
-fn err_frame(chat: Option<&str>, e: &str) -> Message {
+/// Why a client's frame was refused: the text goes back in an `error` frame and the
+/// connection stays open.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Refusal {
+    #[error(transparent)]
+    Chat(#[from] chat::service::ChatError),
+    #[error(transparent)]
+    Room(#[from] chat::hub::HubError),
+    #[error("supervisors watch chats read-only")]
+    ReadOnly,
+    #[error("transfer needs one of `to_agent` or `to_queue`")]
+    TransferTarget,
+    #[error("consult needs `agent`")]
+    ConsultAgent,
+    #[error("a customer cannot send `{0}` frames")]
+    NotForCustomers(&'static str),
+    #[error("an agent cannot send `{0}` frames")]
+    NotForAgents(&'static str),
+}
+
+fn err_frame(chat: Option<&str>, e: &dyn std::fmt::Display) -> Message {
     send_frame(&ServerFrame::Error {
         chat: chat.map(str::to_string),
         error: e.to_string(),
