@@ -1,8 +1,9 @@
-//! Caller against Answerer in memory, with a virtual clock and a lossy network.
+//! Caller against Answerer on the in-memory `sip::testing::Wire`, with a virtual
+//! clock and a lossy network.
 
 use crate::answerer::{self, AnswerConfig, Answerer, PortSource};
 use crate::caller::{self, Caller, CallerConfig};
-use sip::testing;
+use sip::testing::{self, Wire};
 use sip::Flow;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,8 @@ fn setup(reject: Option<(u16, f64)>, ring: Duration) -> (Caller, Answerer, Flow,
     (caller, answerer, to_b, to_a)
 }
 
-/// Run both sides until `end`, dropping every `drop_nth` SIP datagram (0: none).
+/// Run both sides until `end` on a [`Wire`] that loses every `drop_nth` SIP
+/// datagram (0: none).
 fn run(
     c: &mut Caller,
     a: &mut Answerer,
@@ -53,26 +55,26 @@ fn run(
     drop_nth: usize,
 ) -> (Vec<caller::CallRecord>, Vec<answerer::AnswerRecord>) {
     let mut ports = Ports(30000);
+    let mut wire = Wire::lossy(drop_nth);
     let (mut cr, mut ar) = (Vec::new(), Vec::new());
     let mut now = t0;
-    let mut n = 0usize;
     let step = Duration::from_millis(10);
     while now < t0 + end {
         loop {
             let mut moved = false;
             while let Some(t) = c.poll_transmit() {
-                n += 1;
                 moved = true;
-                if drop_nth == 0 || !n.is_multiple_of(drop_nth) {
-                    a.handle_datagram(now, to_a, &t.data, &mut ports);
-                }
+                wire.deliver(&t);
+            }
+            while let Some(d) = wire.recv_bytes(to_b.remote) {
+                a.handle_datagram(now, to_a, &d, &mut ports);
             }
             while let Some(t) = a.poll_transmit() {
-                n += 1;
                 moved = true;
-                if drop_nth == 0 || !n.is_multiple_of(drop_nth) {
-                    c.handle_datagram(now, to_b, &t.data);
-                }
+                wire.deliver(&t);
+            }
+            while let Some(d) = wire.recv_bytes(to_a.remote) {
+                c.handle_datagram(now, to_b, &d);
             }
             if !moved {
                 break;

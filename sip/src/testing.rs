@@ -47,9 +47,19 @@ pub fn drain_transmits(poll: impl FnMut() -> Option<Transmit>) -> Vec<Transmit> 
 
 /// The peers' side of the network: every message a core sends, parsed (a core that
 /// sends unparseable SIP fails the test) and queued for the address it went to.
+/// [`Wire::lossy`] drops every n-th message, for retransmission tests.
 #[derive(Default)]
 pub struct Wire {
-    inbox: HashMap<SocketAddr, VecDeque<(SipMessage, Head)>>,
+    inbox: HashMap<SocketAddr, VecDeque<Arrived>>,
+    drop_every: usize,
+    delivered: usize,
+}
+
+/// One message as it reached its destination: parsed, and its bytes.
+struct Arrived {
+    msg: SipMessage,
+    head: Head,
+    data: Vec<u8>,
 }
 
 impl Wire {
@@ -57,21 +67,44 @@ impl Wire {
         Wire::default()
     }
 
-    /// Queue one transmit for its destination.
+    /// A network that loses every `n`-th message it is given (`0`: none).
+    pub fn lossy(n: usize) -> Wire {
+        Wire {
+            drop_every: n,
+            ..Wire::default()
+        }
+    }
+
+    /// Queue one transmit for its destination (unless the network loses it).
     pub fn deliver(&mut self, t: &Transmit) {
-        let parsed = message::parse(&t.data).expect("the core sends parseable SIP");
+        let (msg, head) = message::parse(&t.data).expect("the core sends parseable SIP");
+        self.delivered += 1;
+        if self.drop_every != 0 && self.delivered.is_multiple_of(self.drop_every) {
+            return;
+        }
         self.inbox
             .entry(t.flow.remote)
             .or_default()
-            .push_back(parsed);
+            .push_back(Arrived {
+                msg,
+                head,
+                data: t.data.to_vec(),
+            });
     }
 
     /// The next message that reached `at`; panics when there is none.
     pub fn recv(&mut self, at: &str) -> (SipMessage, Head) {
-        self.inbox
-            .get_mut(&at.parse().expect("a socket address"))
-            .and_then(|q| q.pop_front())
+        self.try_recv(at)
             .unwrap_or_else(|| panic!("nothing for {at}"))
+    }
+
+    /// The bytes of the next message that reached `at`, to hand to a core that
+    /// parses its own input.
+    pub fn recv_bytes(&mut self, at: SocketAddr) -> Option<Vec<u8>> {
+        self.inbox
+            .get_mut(&at)
+            .and_then(|q| q.pop_front())
+            .map(|a| a.data)
     }
 
     /// The next final response `code` at `at`, skipping 100 Trying.
@@ -100,6 +133,7 @@ impl Wire {
         self.inbox
             .get_mut(&at.parse().expect("a socket address"))
             .and_then(|q| q.pop_front())
+            .map(|a| (a.msg, a.head))
     }
 
     /// Forget everything waiting at `at`.
