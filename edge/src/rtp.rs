@@ -14,9 +14,9 @@
 use crate::metrics::Metrics;
 use crate::recorder::{Finisher, Recorder};
 use b2bua::DigitFrom;
+use media::call::{Out, Party};
 use media::mixer::MonitorMode;
-use media::session::{Dest, Session, Verdict};
-use media::{dtmf, CallId, Command, MonitorId, Relay, Side, Socket};
+use media::{CallId, CallMedia, Command, MonitorId, Side, Socket};
 use rtp_io::{Flow, Handler, Poller, Workers};
 use std::collections::HashMap;
 use std::io;
@@ -240,20 +240,18 @@ impl Relays {
     }
 }
 
+/// A supervisor's sockets (its media state is in the call's `CallMedia`).
 struct Monitor {
     id: MonitorId,
     mslot: usize,
     sockets: [UdpSocket; 2],
-    announced: Option<SocketAddr>,
-    latched: Option<SocketAddr>,
 }
 
+/// One call on a worker: its sockets and recording file around the sans-IO media.
 struct Call {
     call: CallId,
     sockets: [UdpSocket; 4],
-    relay: Relay,
-    dtmf: [dtmf::Receiver; 2],
-    session: Option<Box<Session>>,
+    media: CallMedia,
     monitors: Vec<Monitor>,
     recorder: Option<Box<Recorder>>,
 }
@@ -340,27 +338,25 @@ impl Handler for RelayWorker {
         let Ok((len, src)) = call.sockets[i].recv_from(buf) else {
             return;
         };
-        let Some(dst) = call.relay.on_datagram(on, src, &buf[..len]) else {
-            c.dropped += 1;
-            return;
-        };
         let pkt = &mut buf[..len];
-        if !on.rtcp {
-            if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
-                party_digit(call, on.side, pkt, ctx);
-            }
-            if let Some(s) = call.session.as_mut() {
-                if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
-                    return;
-                }
-            }
+        let (verdict, digit) = call.media.on_party(on, src, pkt, now_us);
+        if let Some(d) = digit {
+            let _ = ctx.events.try_send(MediaEvent::Digit {
+                call: call.call,
+                from: DigitFrom::Party(on.side),
+                digit: d,
+            });
         }
-        match call.sockets[on.peer().index()].send_to(pkt, dst) {
-            Ok(_) => {
-                c.packets += 1;
-                c.bytes += len as u64;
-            }
-            Err(_) => c.dropped += 1,
+        match verdict {
+            Party::Forward(dst) => match call.sockets[on.peer().index()].send_to(pkt, dst) {
+                Ok(_) => {
+                    c.packets += 1;
+                    c.bytes += len as u64;
+                }
+                Err(_) => c.dropped += 1,
+            },
+            Party::Refused => c.dropped += 1,
+            Party::Consumed => {}
         }
     }
 
@@ -409,26 +405,8 @@ impl Handler for RelayWorker {
     }
 }
 
-/// An RFC 4733 event packet from a party: report a completed digit to the core.
-fn party_digit(call: &mut Call, side: Side, pkt: &[u8], ctx: &Ctx) {
-    let Some(p) = media::rtp::parse(pkt) else {
-        return;
-    };
-    let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
-    if payload.len() != 4 {
-        return;
-    }
-    if let Some(d) = call.dtmf[side as usize].on_payload(p.header.timestamp, payload) {
-        let _ = ctx.events.try_send(MediaEvent::Digit {
-            call: call.call,
-            from: DigitFrom::Party(side),
-            digit: d,
-        });
-    }
-}
-
 fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8], ctx: &Ctx) {
-    let Some(m) = call.monitors.iter_mut().find(|m| m.id == id) else {
+    let Some(m) = call.monitors.iter().find(|m| m.id == id) else {
         return;
     };
     let Ok((len, src)) = m.sockets[i.min(1)].recv_from(buf) else {
@@ -437,16 +415,7 @@ fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8],
     if i != 0 {
         return; // the supervisor's RTCP: read and dropped
     }
-    // Symmetric RTP: the first source is the phone; others are ignored.
-    match m.latched {
-        None => m.latched = Some(src),
-        Some(l) if l != src => return,
-        Some(_) => {}
-    }
-    let Some(s) = call.session.as_mut() else {
-        return;
-    };
-    if let Some(d) = s.on_monitor_rtp(id, &buf[..len]) {
+    if let Some(d) = call.media.on_monitor(id, src, &buf[..len]) {
         let _ = ctx.events.try_send(MediaEvent::Digit {
             call: call.call,
             from: DigitFrom::Monitor(id),
@@ -455,35 +424,18 @@ fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8],
     }
 }
 
-/// Tick one call's session; whether it still needs ticks.
+/// Tick one call's mix; whether it still needs ticks.
 fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
-    let Some(s) = call.session.as_mut().filter(|s| s.active()) else {
-        return false;
-    };
-    let (relay, sockets, monitors, recorder) = (
-        &call.relay,
-        &call.sockets,
-        &call.monitors,
-        &mut call.recorder,
-    );
-    s.tick(
+    let (sockets, monitors, recorder) = (&call.sockets, &call.monitors, &mut call.recorder);
+    let active = call.media.tick(
         now_us,
-        |dest, pkt| {
-            let sent = match dest {
-                Dest::Party(side) => {
-                    let sock = Socket { side, rtcp: false };
-                    relay
-                        .destination(sock)
-                        .map(|to| sockets[sock.index()].send_to(pkt, to))
-                }
-                Dest::Monitor(id) => monitors.iter().find(|m| m.id == id).and_then(|m| {
-                    m.latched
-                        .or(m.announced)
-                        .map(|to| m.sockets[0].send_to(pkt, to))
-                }),
+        |out, to, pkt| {
+            let sock = match out {
+                Out::Party(s) => Some(&sockets[s.index()]),
+                Out::Monitor(id) => monitors.iter().find(|m| m.id == id).map(|m| &m.sockets[0]),
             };
-            match sent {
-                Some(Ok(_)) => {
+            match (sock, to) {
+                (Some(sock), Some(to)) if sock.send_to(pkt, to).is_ok() => {
                     c.packets += 1;
                     c.bytes += pkt.len() as u64;
                 }
@@ -496,7 +448,7 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
             }
         },
     );
-    if s.take_announcement_done() {
+    if call.media.take_announcement_done() {
         // If the core's queue is full, its safety timer connects the caller.
         if ctx
             .events
@@ -506,14 +458,7 @@ fn tick(call: &mut Call, now_us: u64, c: &mut Counters, ctx: &Ctx) -> bool {
             tracing::warn!(call = %call.call, "core busy: announcement end not reported");
         }
     }
-    s.active()
-}
-
-fn session<'a>(call: &'a mut Call, seed: &mut u64) -> &'a mut Session {
-    call.session.get_or_insert_with(|| {
-        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        Box::new(Session::new(*seed))
-    })
+    active
 }
 
 /// Apply a command; whether it made a call's session mix (so ticks must run).
@@ -533,14 +478,13 @@ fn apply(
             sockets,
         } => {
             if poll.add_all(&sockets, slot as u64 * 4).is_ok() {
+                ctx.seed = ctx.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
                 calls.insert(
                     slot,
                     Call {
                         call,
                         sockets,
-                        relay: Relay::new(),
-                        dtmf: Default::default(),
-                        session: None,
+                        media: CallMedia::new(ctx.seed),
                         monitors: Vec::new(),
                         recorder: None,
                     },
@@ -565,20 +509,14 @@ fn apply(
                 return false;
             }
             monitor_slots.insert(mslot, (slot, id));
-            session(call, &mut ctx.seed).add_monitor(id, mode);
+            call.media.add_monitor(id, mode);
             mixes = true;
-            call.monitors.push(Monitor {
-                id,
-                mslot,
-                sockets,
-                announced: None,
-                latched: None,
-            });
+            call.monitors.push(Monitor { id, mslot, sockets });
             metrics.monitors_active.fetch_add(1, Relaxed);
         }
         Cmd::Record { slot, recorder } => match calls.get_mut(&slot) {
             Some(call) => {
-                session(call, &mut ctx.seed).set_recording(true);
+                call.media.record();
                 mixes = true;
                 call.recorder = Some(recorder);
                 metrics.recordings_active.fetch_add(1, Relaxed);
@@ -587,7 +525,7 @@ fn apply(
         },
         Cmd::Announce { slot, samples, pt } => {
             if let Some(call) = calls.get_mut(&slot) {
-                session(call, &mut ctx.seed).announce(samples, pt);
+                call.media.announce(samples, pt);
                 mixes = true;
             }
         }
@@ -598,12 +536,7 @@ fn apply(
             audio,
         } => {
             if let Some(call) = calls.get_mut(&slot) {
-                let s = session(call, &mut ctx.seed);
-                if held {
-                    s.set_hold_audio(audio);
-                }
-                s.set_held(side, held);
-                mixes = held;
+                mixes = call.media.hold(side, held, audio);
             }
         }
         Cmd::Media { slot, cmd } => {
@@ -638,59 +571,19 @@ fn apply_media(
     cmd: Command,
     ctx: &mut Ctx,
 ) -> bool {
-    let metrics = &ctx.metrics;
-    let mut mixes = false;
+    let Some(call) = calls.get_mut(&slot) else {
+        return false;
+    };
     match cmd {
-        Command::Remote { side, addr } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                call.relay.set_remote(side, addr);
-            }
-        }
-        Command::MonitorRemote { monitor, addr } => {
-            if let Some(m) = calls
-                .get_mut(&slot)
-                .and_then(|c| c.monitors.iter_mut().find(|m| m.id == monitor))
-            {
-                m.announced = Some(addr);
-                m.latched = None;
-            }
-        }
-        Command::MonitorMode { monitor, mode } => {
-            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
-                s.set_mode(monitor, mode);
-            }
-        }
         Command::MonitorClose { monitor } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                close_monitor(poll, call, monitor_slots, monitor, metrics);
-            }
-        }
-        Command::SendDtmf { side, events, pt } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                session(call, &mut ctx.seed).send_digits(side, &events, pt);
-                mixes = true;
-            }
+            close_monitor(poll, call, monitor_slots, monitor, &ctx.metrics);
+            false
         }
         Command::RecordPause { paused } => {
-            if let Some(call) = calls.get_mut(&slot) {
-                if let Some(s) = call.session.as_mut() {
-                    s.set_recording_paused(paused);
-                }
-                if let Some(r) = call.recorder.as_mut() {
-                    r.set_paused(paused);
-                }
+            if let Some(r) = call.recorder.as_mut() {
+                r.set_paused(paused);
             }
-        }
-        Command::AnnounceStop => {
-            if let Some(s) = calls.get_mut(&slot).and_then(|c| c.session.as_mut()) {
-                s.stop_announcement();
-            }
-        }
-        Command::Beep => {
-            if let Some(call) = calls.get_mut(&slot) {
-                session(call, &mut ctx.seed).beep();
-                mixes = true;
-            }
+            call.media.apply(&cmd)
         }
         // The driver binds and decodes for these and sends their own commands.
         Command::Open { .. }
@@ -703,9 +596,10 @@ fn apply_media(
                 ?cmd,
                 "media command needs the driver's resources: ignored"
             );
+            false
         }
+        cmd => call.media.apply(&cmd),
     }
-    mixes
 }
 
 fn close_monitor(
@@ -723,8 +617,6 @@ fn close_monitor(
         poll.delete(s);
     }
     monitor_slots.remove(&m.mslot);
-    if let Some(s) = call.session.as_mut() {
-        s.remove_monitor(id);
-    }
+    call.media.remove_monitor(id);
     metrics.monitors_active.fetch_sub(1, Relaxed);
 }

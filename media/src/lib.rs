@@ -1,13 +1,16 @@
 //! RTP media for the edge. This crate holds the sans-IO parts: the command set a
-//! call's media obeys ([`Command`]), the RTP port pool ([`PortPool`]), the per-call
-//! relay core ([`relay::Relay`]) that decides, for each datagram, whether to forward
-//! it and where (symmetric RTP latching), and the mix session with its codecs, jitter
-//! buffers and DTMF. The `edge` crate owns the sockets and drives these.
+//! call's media obeys ([`Command`]), the RTP port pool ([`PortPool`]), one call's
+//! media ([`CallMedia`]: applies the commands and decides for every datagram), built
+//! from the relay core ([`relay::Relay`]: whether to forward a datagram and where,
+//! symmetric RTP latching) and the mix session with its codecs, jitter buffers and
+//! DTMF. The `edge` crate owns the sockets and drives these.
 
+pub mod call;
 pub mod command;
 mod port_pool;
 pub mod relay;
 
+pub use call::CallMedia;
 pub use command::{CallId, Command, MonitorId};
 pub use port_pool::PortPool;
 pub use relay::{Relay, RelayStats, Side, Socket};

@@ -1,0 +1,262 @@
+//! One call's media as a sans-IO object: the relay (symmetric RTP latching), the RFC
+//! 4733 receivers of both parties, the supervisors' legs (announced and latched
+//! addresses) and the mix session, created when something first needs mixing. It
+//! obeys [`Command`]s and decides for every datagram what happens to it; the driver
+//! owns the sockets, reads and sends, and reports digits and the announcement's end.
+
+use crate::mixer::{Frame, MonitorMode};
+use crate::relay::{Relay, Side, Socket};
+use crate::session::{Dest, Session, Verdict};
+use crate::{dtmf, rtp, Command, MonitorId};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What becomes of a party's datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// Send it on to this address, out of the peer socket ([`Socket::peer`]).
+    Forward(SocketAddr),
+    /// The relay refuses it (an unlatched source, no destination yet): count it lost.
+    Refused,
+    /// The mix consumed it (a whispered-to or held party's media is regenerated).
+    Consumed,
+}
+
+/// Out of which socket a generated packet leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// A party's RTP socket.
+    Party(Socket),
+    /// A supervisor's RTP socket.
+    Monitor(MonitorId),
+}
+
+#[derive(Debug)]
+struct MonitorLeg {
+    id: MonitorId,
+    /// The address in the supervisor phone's SDP.
+    announced: Option<SocketAddr>,
+    /// The first source its RTP came from (symmetric RTP); wins over `announced`.
+    latched: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub struct CallMedia {
+    relay: Relay,
+    dtmf: [dtmf::Receiver; 2],
+    session: Option<Box<Session>>,
+    monitors: Vec<MonitorLeg>,
+    seed: u64,
+}
+
+impl CallMedia {
+    /// `seed` makes the session's SSRCs and sequence numbers (one per call).
+    pub fn new(seed: u64) -> CallMedia {
+        CallMedia {
+            relay: Relay::new(),
+            dtmf: Default::default(),
+            session: None,
+            monitors: Vec::new(),
+            seed,
+        }
+    }
+
+    fn session(&mut self) -> &mut Session {
+        let seed = self.seed;
+        self.session
+            .get_or_insert_with(|| Box::new(Session::new(seed)))
+    }
+
+    /// A datagram from a party arrived on `on` from `src`. `pkt` may be rewritten in
+    /// place (continuity of sequence numbers and timestamps); the digit is a completed
+    /// RFC 4733 event from that party.
+    pub fn on_party(
+        &mut self,
+        on: Socket,
+        src: SocketAddr,
+        pkt: &mut [u8],
+        now_us: u64,
+    ) -> (Party, Option<char>) {
+        let Some(dst) = self.relay.on_datagram(on, src, pkt) else {
+            return (Party::Refused, None);
+        };
+        let mut digit = None;
+        if !on.rtcp {
+            if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
+                digit = self.party_digit(on.side, pkt);
+            }
+            if let Some(s) = self.session.as_mut() {
+                if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
+                    return (Party::Consumed, digit);
+                }
+            }
+        }
+        (Party::Forward(dst), digit)
+    }
+
+    fn party_digit(&mut self, side: Side, pkt: &[u8]) -> Option<char> {
+        let p = rtp::parse(pkt)?;
+        let payload = &pkt[p.payload_offset..p.payload_offset + p.payload_len];
+        if payload.len() != 4 {
+            return None;
+        }
+        self.dtmf[side as usize].on_payload(p.header.timestamp, payload)
+    }
+
+    /// RTP from supervisor `id`'s phone (RTCP is the driver's to drop). The first
+    /// source is the phone; others are ignored. Returns a digit the supervisor sent.
+    pub fn on_monitor(&mut self, id: MonitorId, src: SocketAddr, pkt: &[u8]) -> Option<char> {
+        let m = self.monitors.iter_mut().find(|m| m.id == id)?;
+        match m.latched {
+            None => m.latched = Some(src),
+            Some(l) if l != src => return None,
+            Some(_) => {}
+        }
+        self.session.as_mut()?.on_monitor_rtp(id, pkt)
+    }
+
+    /// One 20 ms tick of the mix: `send(out, to, packet)` for each packet generated
+    /// (`to` is `None` when that party or supervisor has no address yet: the packet
+    /// is lost), `record(left, right)` when recording. Whether ticks must go on.
+    pub fn tick(
+        &mut self,
+        now_us: u64,
+        mut send: impl FnMut(Out, Option<SocketAddr>, &[u8]),
+        record: impl FnMut(&Frame, &Frame),
+    ) -> bool {
+        let Some(s) = self.session.as_mut().filter(|s| s.active()) else {
+            return false;
+        };
+        let (relay, monitors) = (&self.relay, &self.monitors);
+        s.tick(
+            now_us,
+            |dest, pkt| match dest {
+                Dest::Party(side) => {
+                    let sock = Socket { side, rtcp: false };
+                    send(Out::Party(sock), relay.destination(sock), pkt)
+                }
+                Dest::Monitor(id) => {
+                    let to = monitors
+                        .iter()
+                        .find(|m| m.id == id)
+                        .and_then(|m| m.latched.or(m.announced));
+                    send(Out::Monitor(id), to, pkt)
+                }
+            },
+            record,
+        );
+        s.active()
+    }
+
+    /// The announcement has played to its end (once).
+    pub fn take_announcement_done(&mut self) -> bool {
+        self.session
+            .as_mut()
+            .is_some_and(|s| s.take_announcement_done())
+    }
+
+    /// Carry out a command that needs nothing from the driver; whether the call now
+    /// mixes (ticks must run). The commands naming sockets or audio (Open, Close,
+    /// MonitorOpen, Announce, Hold) have their own methods and return `false` here.
+    pub fn apply(&mut self, cmd: &Command) -> bool {
+        match cmd {
+            Command::Remote { side, addr } => {
+                self.relay.set_remote(*side, *addr);
+                false
+            }
+            Command::MonitorRemote { monitor, addr } => {
+                if let Some(m) = self.monitors.iter_mut().find(|m| m.id == *monitor) {
+                    m.announced = Some(*addr);
+                    m.latched = None;
+                }
+                false
+            }
+            Command::MonitorMode { monitor, mode } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.set_mode(*monitor, *mode);
+                }
+                false
+            }
+            Command::MonitorClose { monitor } => {
+                self.remove_monitor(*monitor);
+                false
+            }
+            Command::SendDtmf { side, events, pt } => {
+                self.session().send_digits(*side, events, *pt);
+                true
+            }
+            Command::RecordPause { paused } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.set_recording_paused(*paused);
+                }
+                false
+            }
+            Command::AnnounceStop => {
+                if let Some(s) = self.session.as_mut() {
+                    s.stop_announcement();
+                }
+                false
+            }
+            Command::Beep => {
+                self.session().beep();
+                true
+            }
+            Command::Open { .. }
+            | Command::Close
+            | Command::MonitorOpen { .. }
+            | Command::Announce { .. }
+            | Command::Hold { .. } => false,
+        }
+    }
+
+    /// A supervisor joins in `mode` (the driver bound its sockets). The call mixes.
+    pub fn add_monitor(&mut self, id: MonitorId, mode: MonitorMode) {
+        self.session().add_monitor(id, mode);
+        self.monitors.push(MonitorLeg {
+            id,
+            announced: None,
+            latched: None,
+        });
+    }
+
+    /// Supervisor `id` leaves; whether it was there.
+    pub fn remove_monitor(&mut self, id: MonitorId) -> bool {
+        let Some(i) = self.monitors.iter().position(|m| m.id == id) else {
+            return false;
+        };
+        self.monitors.remove(i);
+        if let Some(s) = self.session.as_mut() {
+            s.remove_monitor(id);
+        }
+        true
+    }
+
+    /// The supervisors, in the order they joined.
+    pub fn monitors(&self) -> impl Iterator<Item = MonitorId> + '_ {
+        self.monitors.iter().map(|m| m.id)
+    }
+
+    /// Start recording (the driver holds the file). The call mixes.
+    pub fn record(&mut self) {
+        self.session().set_recording(true);
+    }
+
+    /// Play decoded `samples` to the caller (payload type `pt`). The call mixes.
+    pub fn announce(&mut self, samples: Arc<[i16]>, pt: u8) {
+        self.session().announce(samples, pt);
+    }
+
+    /// Hold or resume `side`; `audio` is what a held party hears. Whether it mixes.
+    pub fn hold(&mut self, side: Side, held: bool, audio: Option<Arc<[i16]>>) -> bool {
+        let s = self.session();
+        if held {
+            s.set_hold_audio(audio);
+        }
+        s.set_held(side, held);
+        held
+    }
+}
+
+#[cfg(test)]
+#[path = "call_tests.rs"]
+mod tests;

@@ -1,0 +1,205 @@
+//! Unit tests of `call.rs`: one call's media driven with virtual time (microseconds
+//! passed in), no sockets.
+
+use super::*;
+use crate::rtp::RtpHeader;
+use crate::{g711, mixer::FRAME};
+
+const A_RTP: Socket = Socket {
+    side: Side::A,
+    rtcp: false,
+};
+const B_RTP: Socket = Socket {
+    side: Side::B,
+    rtcp: false,
+};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 12 + payload.len()];
+    let h = RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: ts,
+        ssrc,
+    };
+    rtp::write_header(&mut b, &h, None);
+    b[12..].copy_from_slice(payload);
+    b
+}
+
+fn voice(seq: u16) -> Vec<u8> {
+    packet(
+        0,
+        seq,
+        seq as u32 * 160,
+        7,
+        &[g711::linear_to_ulaw(0); FRAME],
+    )
+}
+
+fn connected() -> CallMedia {
+    let mut m = CallMedia::new(1);
+    m.apply(&Command::Remote {
+        side: Side::A,
+        addr: Some(addr("10.0.0.1:4000")),
+    });
+    m.apply(&Command::Remote {
+        side: Side::B,
+        addr: Some(addr("10.0.0.2:5000")),
+    });
+    m
+}
+
+#[test]
+fn a_party_is_relayed_to_the_other_sides_address_once_it_has_one() {
+    let mut m = CallMedia::new(1);
+    let mut p = voice(1);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 0),
+        (Party::Refused, None),
+        "B has no address yet"
+    );
+    let announce = Command::Remote {
+        side: Side::B,
+        addr: Some(addr("10.0.0.2:5000")),
+    };
+    assert!(!m.apply(&announce), "an address does not make the call mix");
+    let mut p = voice(2);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 20_000),
+        (Party::Forward(addr("10.0.0.2:5000")), None)
+    );
+    // The first source latched; another source on A's socket is refused.
+    let mut p = voice(3);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.9.9.9:4000"), &mut p, 40_000).0,
+        Party::Refused
+    );
+}
+
+#[test]
+fn a_completed_rfc4733_event_is_reported_once() {
+    let mut m = connected();
+    let ts = 8000;
+    let mut got = Vec::new();
+    for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+        let ev = dtmf::payload(
+            dtmf::event_code('7').unwrap(),
+            end,
+            10,
+            160 * (i as u16 + 1),
+        );
+        let mut p = packet(101, 100 + i as u16, ts, 9, &ev);
+        let (verdict, digit) = m.on_party(B_RTP, addr("10.0.0.2:5000"), &mut p, 0);
+        assert_eq!(verdict, Party::Forward(addr("10.0.0.1:4000")));
+        got.extend(digit);
+    }
+    assert_eq!(got, ['7'], "three end packets of one event: one digit");
+}
+
+#[test]
+fn a_supervisor_latches_on_its_first_source_and_hears_the_call_there() {
+    let mut m = connected();
+    let sup = MonitorId(9);
+    m.add_monitor(sup, MonitorMode::Listen);
+    let announced = Command::MonitorRemote {
+        monitor: sup,
+        addr: addr("10.0.0.3:6000"),
+    };
+    assert!(!m.apply(&announced), "an address does not change mixing");
+    let mut sent: Vec<(Out, Option<SocketAddr>)> = Vec::new();
+    let mut now = 0;
+    let mut tick = |m: &mut CallMedia, sent: &mut Vec<(Out, Option<SocketAddr>)>| {
+        now += 20_000;
+        m.tick(now, |out, to, _| sent.push((out, to)), |_, _| {})
+    };
+    assert!(tick(&mut m, &mut sent), "a supervisor makes the call mix");
+    assert!(
+        sent.contains(&(Out::Monitor(sup), Some(addr("10.0.0.3:6000")))),
+        "before any RTP from the phone: its SDP address"
+    );
+    // The phone's RTP comes from elsewhere (NAT): latch there, ignore a third party.
+    let silence = voice(1);
+    assert_eq!(m.on_monitor(sup, addr("192.0.2.7:7000"), &silence), None);
+    assert_eq!(m.on_monitor(sup, addr("192.0.2.8:7000"), &silence), None);
+    sent.clear();
+    tick(&mut m, &mut sent);
+    let to_sup: Vec<_> = sent
+        .iter()
+        .filter(|(o, _)| *o == Out::Monitor(sup))
+        .collect();
+    assert_eq!(to_sup, [&(Out::Monitor(sup), Some(addr("192.0.2.7:7000")))]);
+    // A new SDP address unlatches.
+    m.apply(&Command::MonitorRemote {
+        monitor: sup,
+        addr: addr("10.0.0.4:6000"),
+    });
+    sent.clear();
+    tick(&mut m, &mut sent);
+    assert!(sent.contains(&(Out::Monitor(sup), Some(addr("10.0.0.4:6000")))));
+    // Gone: no more packets for it, and the call stops mixing.
+    assert!(m.remove_monitor(sup));
+    assert!(!m.remove_monitor(sup), "removed once");
+    assert_eq!(m.monitors().count(), 0);
+    sent.clear();
+    assert!(!tick(&mut m, &mut sent), "nothing left to mix");
+    assert!(sent.iter().all(|(o, _)| *o != Out::Monitor(sup)));
+}
+
+#[test]
+fn generated_dtmf_goes_to_the_party_and_is_lost_without_an_address() {
+    let mut m = CallMedia::new(1);
+    m.apply(&Command::Remote {
+        side: Side::B,
+        addr: Some(addr("10.0.0.2:5000")),
+    });
+    let mut sent = Vec::new();
+    for side in [Side::B, Side::A] {
+        let send = Command::SendDtmf {
+            side,
+            events: vec![dtmf::event_code('1').unwrap()],
+            pt: 101,
+        };
+        assert!(m.apply(&send), "generating digits needs ticks");
+    }
+    let mut now = 0;
+    while m.tick(
+        now,
+        |out, to, pkt| sent.push((out, to, pkt[1] & 0x7F)),
+        |_, _| {},
+    ) {
+        now += 20_000;
+        assert!(now < 10_000_000, "the digits end");
+    }
+    let events = |sock: Socket| {
+        sent.iter()
+            .filter(|s| s.0 == Out::Party(sock) && s.2 == 101)
+            .map(|s| s.1)
+            .collect::<Vec<_>>()
+    };
+    let to_b = events(B_RTP);
+    assert!(!to_b.is_empty());
+    assert!(to_b.iter().all(|to| *to == Some(addr("10.0.0.2:5000"))));
+    let to_a = events(A_RTP);
+    assert!(!to_a.is_empty());
+    assert!(to_a.iter().all(Option::is_none), "A has no address: lost");
+}
+
+#[test]
+fn an_announcement_is_reported_done_once() {
+    let mut m = connected();
+    m.announce(Arc::from(vec![0i16; 800]), 0);
+    let mut now = 0;
+    let mut done = 0;
+    for _ in 0..50 {
+        now += 20_000;
+        m.tick(now, |_, _, _| {}, |_, _| {});
+        done += m.take_announcement_done() as u32;
+    }
+    assert_eq!(done, 1, "100 ms of audio ends once");
+}
