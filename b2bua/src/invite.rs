@@ -38,26 +38,16 @@ impl B2bua {
             info!(source = %flow.remote, call_id = %head.call_id, "INVITE from a source that is no trunk: 403");
             return self.reply(now, tx, &req, 403, None);
         };
-        if let Some(req_opt) = header(&req, |h| match h {
-            Header::Require(r) => Some(r.value()),
-            _ => None,
-        }) {
-            let unsupported: Vec<&str> = req_opt
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty() && *o != "timer")
-                .collect();
-            if !unsupported.is_empty() {
-                let h = rsip::headers::Unsupported::new(unsupported.join(", ")).into();
-                return self.reply_with(now, tx, &req, 420, vec![h]);
-            }
-        }
+        // Require was checked by the endpoint (420 for any request but CANCEL/ACK).
         if self.calls.len() >= self.snap.config.sip.max_calls {
             self.stats.rejected_overload += 1;
             let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
             return self.reply_with(now, tx, &req, 503, vec![h]);
         }
-        let number = req.uri.user().unwrap_or("").to_string();
+        // The dialled number: the Request-URI's user part without user parameters
+        // (`+4420123;npdi` routes as `+4420123`).
+        let user = message::request_user(&req).unwrap_or_default();
+        let number = user.split(';').next().unwrap_or("").to_string();
         let route = match self.snap.destination(&number) {
             Some(Destination::Route(r)) => Route::Static {
                 number: r.number.clone(),

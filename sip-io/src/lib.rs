@@ -108,6 +108,12 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
         }
     }
 
+    /// The bytes read and not yet returned (after [`StreamEnd::Unframeable`]: the
+    /// message that could not be framed, for a 400 before the connection closes).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// The next whole message or keep-alive ping; why the stream ended otherwise
     /// (the peer closed it, it cannot be framed, or a read failed).
     pub async fn next(&mut self) -> Result<Inbound, StreamEnd> {

@@ -80,6 +80,8 @@ pub struct Stats {
     pub responses_out: [u64; 6],
     pub retransmissions: u64,
     pub malformed: u64,
+    /// Requests refused before any TU saw them (416 scheme, 420 extension).
+    pub refused: u64,
     pub transactions: usize,
 }
 
@@ -174,6 +176,8 @@ impl IdGen {
 pub struct Endpoint {
     server_name: String,
     ids: IdGen,
+    /// Option tags a `Require` may name (lower case).
+    supported: Vec<String>,
     next_tx: u64,
     transactions: HashMap<TxId, Transaction>,
     server_keys: HashMap<ServerKey, TxId>,
@@ -197,6 +201,7 @@ impl Endpoint {
         Endpoint {
             server_name: server_name.into(),
             ids: IdGen::new(seed),
+            supported: vec!["timer".to_string()],
             next_tx: 1,
             transactions: HashMap::new(),
             server_keys: HashMap::new(),
@@ -230,6 +235,39 @@ impl Endpoint {
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
+    }
+
+    /// The options a `Require` may name (anything else gets 420).
+    pub fn set_supported(&mut self, options: &[&str]) {
+        self.supported = options.iter().map(|o| o.to_ascii_lowercase()).collect();
+    }
+
+    /// A request the UAS core refuses before any TU sees it (RFC 3261 §8.2.2): a
+    /// Request-URI scheme it does not serve (416), or extensions in `Require` it does
+    /// not support (420 with `Unsupported`; never for CANCEL or ACK, §8.2.2.3).
+    fn refusal(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
+        if !message::is_sip_uri(&req.uri) {
+            return Some((416, Vec::new()));
+        }
+        if req.method == Method::Cancel || req.method == Method::Ack {
+            return None;
+        }
+        let unsupported: Vec<&str> = req
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::Require(r) => Some(r.value()),
+                _ => None,
+            })
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|o| !o.is_empty() && !self.supported.contains(&o.to_ascii_lowercase()))
+            .collect();
+        if unsupported.is_empty() {
+            return None;
+        }
+        let h = rsip::headers::Unsupported::new(unsupported.join(", ")).into();
+        Some((420, vec![h]))
     }
 
     /// When [`Endpoint::handle_timeout`] must be called next (may be early).
@@ -338,6 +376,13 @@ impl Endpoint {
             if let Some(invite) = cancelled {
                 self.events.push_back(Event::Cancelled { invite });
             }
+            return;
+        }
+        if let Some((code, extra)) = self.refusal(&req) {
+            self.stats.refused += 1;
+            let mut resp = message::response(&req, code, None, &self.server_name);
+            message::add_headers(&mut resp, extra);
+            self.respond(now, id, resp);
             return;
         }
         if method == Method::Invite {
@@ -478,11 +523,17 @@ impl Endpoint {
     /// Send a response through server transaction `tx`. A 2xx to an INVITE is also
     /// retransmitted by the endpoint (T1 doubling to T2) until the ACK arrives or
     /// 64·T1 pass ([`Event::AckTimeout`]).
-    pub fn respond(&mut self, now: Instant, tx: TxId, resp: Response) -> bool {
+    pub fn respond(&mut self, now: Instant, tx: TxId, mut resp: Response) -> bool {
         let code = resp.status_code.code();
         let Some(t) = self.transactions.get_mut(&tx) else {
             return false;
         };
+        // Every response but 100 carries a To tag, the same in all of a transaction's
+        // responses: the TU's, or the first one sent, or a new one.
+        if code != 100 {
+            let ids = &mut self.ids;
+            message::ensure_to_tag(&mut resp, &mut t.to_tag, || ids.token());
+        }
         let bytes = message_bytes(&resp);
         let is_invite = t.kind == Kind::ServerInvite;
         let flow = t.flow;

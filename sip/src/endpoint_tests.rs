@@ -480,3 +480,119 @@ fn malformed_input_is_answered_or_dropped() {
     }
     assert_eq!(ep.stats.malformed, 5);
 }
+
+fn torture(text: &str) -> Vec<u8> {
+    crate::message::tests::torture(text)
+}
+
+fn only_reply(ep: &mut Endpoint) -> String {
+    let (tx, ev) = drain(ep);
+    assert!(
+        ev.iter().all(|e| !matches!(e, Event::Request { .. })),
+        "the TU never sees a refused request"
+    );
+    assert_eq!(tx.len(), 1, "one response");
+    String::from_utf8(tx[0].clone()).unwrap()
+}
+
+#[test]
+fn unknown_uri_scheme_is_416_and_unknown_required_extension_420() {
+    let mut ep = Endpoint::new("edge", 1);
+    let now = Instant::now();
+    let f = flow(Transport::Udp);
+    ep.handle_datagram(now, f, &torture(include_str!("../tests/torture/unksm.txt")));
+    let r = only_reply(&mut ep);
+    assert!(
+        r.starts_with("SIP/2.0 416 Unsupported URI Scheme\r\n"),
+        "{r}"
+    );
+    ep.handle_datagram(
+        now,
+        f,
+        &torture(include_str!("../tests/torture/bext01.txt")),
+    );
+    let r = only_reply(&mut ep);
+    assert!(r.starts_with("SIP/2.0 420 Bad Extension\r\n"), "{r}");
+    assert!(
+        r.contains("\r\nUnsupported: nothingSupportsThis, nothingSupportsThisEither\r\n"),
+        "{r}"
+    );
+    // The scheme is refused while parsing (rsip cannot represent it), the
+    // extension by the UAS core.
+    assert_eq!((ep.stats.malformed, ep.stats.refused), (1, 1));
+    // A supported option passes, on any method.
+    let bye = invite_text("z9hG4bKreq")
+        .replace("INVITE sip", "BYE sip")
+        .replace("1 INVITE", "1 BYE")
+        .replace("Max-Forwards", "Require: timer\r\nMax-Forwards");
+    ep.handle_datagram(now, f, bye.as_bytes());
+    let (_, ev) = drain(&mut ep);
+    assert!(matches!(ev.as_slice(), [Event::Request { .. }]));
+}
+
+#[test]
+fn every_final_response_carries_one_to_tag() {
+    let mut ep = Endpoint::new("edge", 1);
+    let now = Instant::now();
+    let f = flow(Transport::Udp);
+    ep.handle_datagram(now, f, invite_text("z9hG4bKtag").as_bytes());
+    let (tx, ev) = drain(&mut ep);
+    assert!(first_line(&tx[0]).contains("100"));
+    let trying = String::from_utf8_lossy(&tx[0]).to_string();
+    let to_line = trying.lines().find(|l| l.starts_with("To:")).unwrap();
+    assert!(
+        !to_line.contains("tag="),
+        "100 Trying needs no tag: {to_line}"
+    );
+    let Some(Event::Request {
+        tx: id, request, ..
+    }) = ev.into_iter().next()
+    else {
+        panic!("the INVITE reaches the TU")
+    };
+    // The TU answers 180 and 486 without naming a tag: both get the same one.
+    let r180 = crate::message::response(&request, 180, None, "edge");
+    let r486 = crate::message::response(&request, 486, None, "edge");
+    ep.respond(now, id, r180);
+    ep.respond(now, id, r486);
+    let (tx, _) = drain(&mut ep);
+    let tags: Vec<String> = tx
+        .iter()
+        .map(|b| {
+            let (m, _) = crate::message::parse(b).unwrap();
+            let rsip::SipMessage::Response(r) = m else {
+                panic!("a response")
+            };
+            let to = r
+                .headers
+                .iter()
+                .find_map(|h| match h {
+                    rsip::Header::To(t) => Some(rsip::headers::UntypedHeader::value(t).to_string()),
+                    _ => None,
+                })
+                .unwrap();
+            crate::message::tag_of(&to).expect("a To tag").to_string()
+        })
+        .collect();
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags[0], tags[1], "one tag per transaction");
+}
+
+#[test]
+fn several_content_lengths_get_a_stateless_400() {
+    let mut ep = Endpoint::new("edge", 1);
+    let f = flow(Transport::Tcp);
+    let msg = invite_text("z9hG4bKcl2").replace(
+        "Content-Length: 0\r\n",
+        "Content-Length: 0\r\nContent-Length: 10\r\n",
+    );
+    ep.handle_datagram(Instant::now(), f, msg.as_bytes());
+    let (tx, ev) = drain(&mut ep);
+    assert!(matches!(ev.as_slice(), [Event::Malformed { .. }]));
+    assert_eq!(tx.len(), 1);
+    assert!(
+        first_line(&tx[0]).starts_with("SIP/2.0 400"),
+        "{}",
+        first_line(&tx[0])
+    );
+}

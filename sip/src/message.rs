@@ -36,6 +36,10 @@ pub enum ParseError {
     UnknownMethod,
     #[error("not SIP/2.0")]
     Version,
+    #[error("header {0} appears more than once")]
+    Repeated(&'static str),
+    #[error("Request-URI scheme is not sip or sips")]
+    Scheme,
 }
 
 /// The facts of a message that transactions and dialogs are matched on.
@@ -74,6 +78,14 @@ impl Via {
     pub fn parse_value(value: &str) -> Option<Via> {
         // Only the first value of a comma-separated Via list is the top one.
         let value = value.split(',').next()?.trim();
+        // LWS is allowed around the slashes of `SIP / 2.0 / UDP` (RFC 4475 wsinv).
+        let squeezed;
+        let value = if value.contains(|c: char| c.is_ascii_whitespace()) {
+            squeezed = squeeze_slashes(value);
+            squeezed.as_str()
+        } else {
+            value
+        };
         let mut parts = value.splitn(2, |c: char| c.is_ascii_whitespace());
         let proto = parts.next()?;
         let rest = parts.next()?.trim_start();
@@ -99,6 +111,24 @@ impl Via {
             rport,
         })
     }
+}
+
+/// `value` without the whitespace on either side of each `/`.
+fn squeeze_slashes(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut pending_ws = false;
+    for c in value.chars() {
+        if c.is_ascii_whitespace() {
+            pending_ws = true;
+            continue;
+        }
+        if pending_ws && c != '/' && !out.ends_with('/') && !out.is_empty() {
+            out.push(' ');
+        }
+        pending_ws = false;
+        out.push(c);
+    }
+    out
 }
 
 fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
@@ -137,28 +167,50 @@ pub fn uri_of(value: &str) -> &str {
     }
 }
 
+/// The user part of a request's `sip:`/`sips:` Request-URI as written (a `;` the
+/// parser had to escape is given back as `;`). Read from the URI's text: `rsip`
+/// takes a user part containing `.` for a host name.
+pub fn request_user(req: &Request) -> Option<String> {
+    let uri = req.uri.to_string();
+    let (scheme, after) = uri.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    let at = after.rfind('@')?;
+    Some(after[..at].replace("%3B", ";"))
+}
+
 /// Where the headers end (index just past the blank line), if they do.
 fn header_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// Content-Length from raw header bytes (also the compact `l:`).
+/// Content-Length from raw header bytes (also the compact `l:`). More than one
+/// Content-Length is an error even when they agree: on a stream, a peer that reads
+/// the other one would frame a different message (request smuggling).
 fn raw_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
     let text = std::str::from_utf8(head)
         .map_err(|_| ParseError::Syntax("headers are not UTF-8".into()))?;
+    let mut found = None;
     for line in text.split("\r\n").skip(1) {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
         if let Some((name, value)) = line.split_once(':') {
             let name = name.trim();
             if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
-                return value
+                if found.is_some() {
+                    return Err(ParseError::BadContentLength);
+                }
+                let n = value
                     .trim()
                     .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| ParseError::BadContentLength);
+                    .map_err(|_| ParseError::BadContentLength)?;
+                found = Some(n);
             }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Outcome of looking for one message at the front of a TCP stream buffer.
@@ -220,39 +272,67 @@ fn expand_compact(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Rewrite compact names and unfold continuation lines, if there are any.
+/// Rewrite what `rsip` does not read into the equivalent it does, if there is any:
+/// compact names, continuation lines (unfolded), whitespace between a header's name
+/// and its colon (RFC 3261 §7.3.1 allows it), and `;` in a Request-URI's user part
+/// (escaped: the same character, RFC 3261 §19.1.4).
 fn normalise_headers(head: &str) -> Option<String> {
-    let needs = head.split("\r\n").skip(1).any(|l| {
-        l.starts_with([' ', '\t'])
-            || l.split_once(':')
-                .is_some_and(|(n, _)| expand_compact(n.trim()).is_some())
-    });
+    let first = head.split("\r\n").next().unwrap_or("");
+    let first_fixed = escape_user_semicolons(first);
+    let needs = first_fixed.is_some()
+        || head.split("\r\n").skip(1).any(|l| {
+            l.starts_with([' ', '\t'])
+                || l.split_once(':').is_some_and(|(n, _)| {
+                    n.ends_with([' ', '\t']) || expand_compact(n.trim()).is_some()
+                })
+        });
     if !needs {
         return None;
     }
     let mut out = String::with_capacity(head.len() + 64);
     for (i, line) in head.split("\r\n").enumerate() {
-        if i > 0 && line.starts_with([' ', '\t']) {
+        if i == 0 {
+            out.push_str(first_fixed.as_deref().unwrap_or(line));
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
             out.push(' ');
             out.push_str(line.trim_start());
             continue;
         }
-        if i > 0 {
-            out.push_str("\r\n");
-        }
+        out.push_str("\r\n");
         match line.split_once(':') {
-            Some((n, v)) if i > 0 => match expand_compact(n.trim()) {
-                Some(full) => {
-                    out.push_str(full);
-                    out.push(':');
-                    out.push_str(v);
-                }
-                None => out.push_str(line),
-            },
-            _ => out.push_str(line),
+            Some((n, v)) => {
+                let n = n.trim();
+                out.push_str(expand_compact(n).unwrap_or(n));
+                out.push(':');
+                out.push_str(v);
+            }
+            None => out.push_str(line),
         }
     }
     Some(out)
+}
+
+/// A request line whose `sip:`/`sips:` URI has `;` in its user part, with those
+/// escaped as `%3B`; `None` when there is nothing to change.
+fn escape_user_semicolons(line: &str) -> Option<String> {
+    let mut parts = line.splitn(3, ' ');
+    let (method, uri, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    let (scheme, after) = uri.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    let at = after.rfind('@')?;
+    let user = &after[..at];
+    if !user.contains(';') {
+        return None;
+    }
+    Some(format!(
+        "{method} {scheme}:{}{} {rest}",
+        user.replace(';', "%3B"),
+        &after[at..]
+    ))
 }
 
 /// Parse one message (a UDP datagram or a framed TCP message).
@@ -296,9 +376,16 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
     };
     let msg = SipMessage::try_from(bytes).map_err(|e| {
         if !first.starts_with("SIP/2.0") {
-            let method = first.split(' ').next().unwrap_or("");
+            let mut parts = first.split(' ');
+            let method = parts.next().unwrap_or("");
             if method.parse::<Method>().is_err() {
                 return ParseError::UnknownMethod;
+            }
+            let scheme = parts.next().and_then(|u| u.split_once(':')).map(|(s, _)| s);
+            if scheme
+                .is_some_and(|s| !s.eq_ignore_ascii_case("sip") && !s.eq_ignore_ascii_case("sips"))
+            {
+                return ParseError::Scheme;
             }
         }
         ParseError::Syntax(first_line(&e.to_string()))
@@ -321,10 +408,22 @@ fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
     let mut to_seen = false;
     let mut via = None;
     let mut max_forwards = 70;
+    let mut max_forwards_seen = false;
+    let once = |seen: bool, name: &'static str| {
+        if seen {
+            Err(ParseError::Repeated(name))
+        } else {
+            Ok(())
+        }
+    };
     for h in msg.headers().iter() {
         match h {
-            Header::CallId(v) if call_id.is_none() => call_id = Some(v.value().trim().to_string()),
+            Header::CallId(v) => {
+                once(call_id.is_some(), "Call-ID")?;
+                call_id = Some(v.value().trim().to_string());
+            }
             Header::CSeq(v) => {
+                once(cseq.is_some(), "CSeq")?;
                 let mut it = v.value().split_ascii_whitespace();
                 let n = it.next().and_then(|n| n.parse::<u32>().ok());
                 let m = it.next().and_then(|m| m.parse::<Method>().ok());
@@ -334,10 +433,12 @@ fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
                 }
             }
             Header::From(v) => {
+                once(from_seen, "From")?;
                 from_seen = true;
                 from_tag = tag_of(v.value()).map(str::to_string);
             }
             Header::To(v) => {
+                once(to_seen, "To")?;
                 to_seen = true;
                 to_tag = tag_of(v.value()).map(str::to_string);
             }
@@ -345,6 +446,8 @@ fn extract_head(msg: &SipMessage) -> Result<Head, ParseError> {
                 via = Some(Via::parse_value(v.value()).ok_or(ParseError::MissingHeader("Via"))?);
             }
             Header::MaxForwards(v) => {
+                once(max_forwards_seen, "Max-Forwards")?;
+                max_forwards_seen = true;
                 max_forwards = v
                     .value()
                     .trim()
@@ -405,6 +508,9 @@ pub fn reason(code: u16) -> &'static str {
         413 => "Request Entity Too Large",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
         420 => "Bad Extension",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
@@ -420,6 +526,7 @@ pub fn reason(code: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Server Time-out",
+        505 => "Version Not Supported",
         600 => "Busy Everywhere",
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
@@ -474,6 +581,50 @@ pub fn response(req: &Request, code: u16, to_tag: Option<&str>, server: &str) ->
     }
 }
 
+/// A `sip:` or `sips:` URI (the only schemes the edge serves).
+pub fn is_sip_uri(uri: &rsip::Uri) -> bool {
+    let text = uri.to_string();
+    let scheme = text.split_once(':').map_or("", |(s, _)| s);
+    matches!(uri.scheme, Some(rsip::Scheme::Sip | rsip::Scheme::Sips))
+        && (scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips"))
+}
+
+/// Give `resp` a To tag if it has none: `tag` if set (the transaction's earlier
+/// one), else a new one from `new` (remembered in `tag`). A tag the response already
+/// has is remembered too.
+pub fn ensure_to_tag(resp: &mut Response, tag: &mut Option<String>, new: impl FnOnce() -> String) {
+    for h in resp.headers.iter_mut() {
+        if let Header::To(t) = h {
+            match tag_of(t.value()) {
+                Some(have) => {
+                    if tag.is_none() {
+                        *tag = Some(have.to_string());
+                    }
+                }
+                None => {
+                    let tag = tag.get_or_insert_with(new);
+                    *t = rsip::headers::To::new(format!("{};tag={tag}", t.value().trim_end()));
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Add `extra` headers before the final Content-Length.
+pub fn add_headers(resp: &mut Response, extra: Vec<Header>) {
+    if extra.is_empty() {
+        return;
+    }
+    let mut h: Vec<Header> = std::mem::take(&mut resp.headers).into_iter().collect();
+    let at = h
+        .iter()
+        .rposition(|h| matches!(h, Header::ContentLength(_)))
+        .unwrap_or(h.len());
+    h.splice(at..at, extra);
+    resp.headers = h.into();
+}
+
 /// Replace the body and set Content-Length / Content-Type accordingly.
 pub fn set_body(headers: &mut rsip::Headers, body: &[u8], content_type: Option<&str>) -> Vec<u8> {
     headers.retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
@@ -500,17 +651,29 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
     if first.starts_with("SIP/") || method.eq_ignore_ascii_case("ACK") || method.is_empty() {
         return None;
     }
-    let code = if matches!(err, ParseError::UnknownMethod) {
-        501
-    } else {
-        400
+    let code = match err {
+        ParseError::UnknownMethod => 501,
+        ParseError::Version => 505,
+        ParseError::Scheme => 416,
+        _ => 400,
     };
-    let mut vias = Vec::new();
-    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    // Unfold: a continuation line belongs to the header above it.
+    let mut unfolded: Vec<String> = Vec::new();
     for line in lines {
         if line.is_empty() {
             break;
         }
+        match unfolded.last_mut() {
+            Some(prev) if line.starts_with([' ', '\t']) => {
+                prev.push(' ');
+                prev.push_str(line.trim_start());
+            }
+            _ => unfolded.push(line.to_string()),
+        }
+    }
+    let mut vias = Vec::new();
+    let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+    for line in &unfolded {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
@@ -531,14 +694,23 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
     }
     let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
     let mut out = String::with_capacity(512);
-    let phrase = match err {
-        ParseError::UnknownMethod => reason(code).to_string(),
-        e => format!("Bad Request ({e})").replace(['\r', '\n'], " "),
-    };
-    let _ = write!(out, "SIP/2.0 {code} {phrase}\r\n");
-    for v in vias {
+    // The reason phrase is the standard one: the parser's detail is logged by the
+    // caller, never echoed (it may quote the request's bytes).
+    let _ = write!(out, "SIP/2.0 {code} {}\r\n", reason(code));
+    for v in &vias {
         let _ = write!(out, "Via: {v}\r\n");
     }
+    // A stateless reply still needs a To tag (RFC 3261 §8.2.6.2), the same one for
+    // each retransmission of the request (§8.2.7): derived from the request.
+    let to = if tag_of(to).is_some() {
+        to.to_string()
+    } else {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in [vias[0], from, call_id, cseq].join("\n").bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{to};tag={h:016x}")
+    };
     let _ = write!(
         out,
         "From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n"
@@ -552,4 +724,4 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
 
 #[cfg(test)]
 #[path = "message_tests.rs"]
-mod tests;
+pub(crate) mod tests;

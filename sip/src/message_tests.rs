@@ -148,3 +148,113 @@ fn tags_and_uris() {
     assert_eq!(tag_of("<sip:a@b;tag=in-uri>"), None);
     assert_eq!(uri_of("\"A\" <sip:a@b:5060;lr>;x"), "sip:a@b:5060;lr");
 }
+
+/// A message of `sip/tests/torture/` (RFC 4475 §3.1 style, written with LF line ends
+/// and `@LEN@` for the body's length) as it goes on the wire.
+pub(crate) fn torture(text: &str) -> Vec<u8> {
+    let wire = text.replace('\n', "\r\n");
+    let body_len = wire.find("\r\n\r\n").map_or(0, |i| wire.len() - i - 4);
+    wire.replace("@LEN@", &body_len.to_string()).into_bytes()
+}
+
+#[test]
+fn whitespace_before_colons_and_inside_via_is_valid() {
+    // RFC 4475 3.1.1.1 (wsinv): LWS before colons, folded values, compact and long
+    // forms mixed, leading zeros, a Via whose protocol is spread over lines.
+    let (msg, head) = parse(&torture(include_str!("../tests/torture/wsinv.txt"))).unwrap();
+    assert!(msg.is_request());
+    assert_eq!(head.call_id, "wsinv.ndaksdj@192.0.2.1");
+    assert_eq!((head.cseq, head.cseq_method), (9, Method::Invite));
+    assert_eq!(head.max_forwards, 68);
+    assert_eq!(head.to_tag.as_deref(), Some("1918181833n"));
+    assert_eq!(head.from_tag.as_deref(), Some("98asjd8"));
+    assert_eq!(head.via.transport, "UDP");
+    assert_eq!(head.via.sent_by(), "192.0.2.2");
+    assert_eq!(head.via.branch.as_deref(), Some("390skdjuw"));
+    assert!(msg.body().starts_with(b"v=0\r\n"));
+}
+
+#[test]
+fn a_semicolon_in_the_request_uri_user_part_is_valid() {
+    // RFC 4475 3.1.1.10 (semiuri).
+    let (msg, head) = parse(&torture(include_str!("../tests/torture/semiuri.txt"))).unwrap();
+    let SipMessage::Request(req) = msg else {
+        panic!("a request")
+    };
+    assert_eq!(head.call_id, "semiuri.0ha0isndaksdj");
+    assert_eq!(
+        request_user(&req).as_deref(),
+        Some("user;par=u%40example.net")
+    );
+    let dotted = INVITE.replace("sip:service@", "sip:j.doe@");
+    let (SipMessage::Request(req), _) = parse(dotted.as_bytes()).unwrap() else {
+        panic!("a request")
+    };
+    assert_eq!(request_user(&req).as_deref(), Some("j.doe"));
+}
+
+#[test]
+fn conflicting_content_lengths_are_refused_on_datagrams_and_streams() {
+    let mcl = torture(include_str!("../tests/torture/mcl01.txt"));
+    assert_eq!(parse(&mcl).unwrap_err(), ParseError::BadContentLength);
+    assert_eq!(
+        frame_stream(&mcl).unwrap_err(),
+        ParseError::BadContentLength
+    );
+    // Even when both say the same, two Content-Lengths are one too many.
+    let twice = INVITE.replace("Content-Length: 4\r\n", "Content-Length: 4\r\nl: 4\r\n");
+    assert_eq!(
+        parse(twice.as_bytes()).unwrap_err(),
+        ParseError::BadContentLength
+    );
+}
+
+#[test]
+fn single_instance_headers_may_not_repeat() {
+    let dup = torture(include_str!("../tests/torture/dup_callid.txt"));
+    assert_eq!(parse(&dup).unwrap_err(), ParseError::Repeated("Call-ID"));
+    for (name, line) in [
+        ("CSeq", "CSeq: 2 INVITE\r\n"),
+        ("From", "From: <sip:x@192.0.2.9>;tag=2\r\n"),
+        ("To", "To: <sip:y@127.0.0.1>\r\n"),
+        ("Max-Forwards", "Max-Forwards: 9\r\n"),
+    ] {
+        let twice = INVITE.replace("Contact:", &format!("{line}Contact:"));
+        assert_eq!(
+            parse(twice.as_bytes()).unwrap_err(),
+            ParseError::Repeated(name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn another_sip_version_is_505_and_the_400_says_only_bad_request() {
+    let bad = torture(include_str!("../tests/torture/badvers.txt"));
+    let err = parse(&bad).unwrap_err();
+    assert_eq!(err, ParseError::Version);
+    let reply = String::from_utf8(raw_reply(&bad, &err, "edge").unwrap().to_vec()).unwrap();
+    assert!(
+        reply.starts_with("SIP/2.0 505 Version Not Supported\r\n"),
+        "{reply}"
+    );
+    // A folded header is copied whole into the fallback 400, and the reason phrase
+    // is "Bad Request", never the parser's words or the request's bytes.
+    let folded = "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\n \
+;branch=z9hG4bKfold\r\nFrom: <sip:c@192.0.2.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\n\
+Call-ID: fold1\r\nCSeq: 1\r\n INVITE\r\nMax-Forwards: 70\r\nContact: <<<>>>\r\n\
+Content-Length: 0\r\n\r\n";
+    let err = ParseError::Syntax("internal words <<<>>>".into());
+    let reply =
+        String::from_utf8(raw_reply(folded.as_bytes(), &err, "edge").unwrap().to_vec()).unwrap();
+    assert!(reply.starts_with("SIP/2.0 400 Bad Request\r\n"), "{reply}");
+    assert!(
+        reply.contains("\r\nVia: SIP/2.0/UDP 192.0.2.1:5060 ;branch=z9hG4bKfold\r\n"),
+        "{reply}"
+    );
+    assert!(reply.contains("\r\nCSeq: 1 INVITE\r\n"), "{reply}");
+    assert!(
+        !reply.contains("internal") && !reply.contains("<<<"),
+        "{reply}"
+    );
+}

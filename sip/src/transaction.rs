@@ -80,6 +80,9 @@ pub struct Transaction {
     timeout_at: Option<Instant>,
     /// Wait-then-terminate deadline (D, I, J, K, L, M).
     end_at: Option<Instant>,
+    /// Server: the To tag of the responses sent so far (every response but 100
+    /// carries one, the same in all of them, RFC 3261 §8.2.6.2).
+    pub to_tag: Option<String>,
 }
 
 impl Transaction {
@@ -109,6 +112,7 @@ impl Transaction {
             retransmit_at: (!reliable).then_some(now + T1),
             timeout_at: Some(now + T1X64),
             end_at: None,
+            to_tag: None,
         };
         out.push_back(Output::Send(t.flow, t.request.clone()));
         if reliable {
@@ -134,6 +138,7 @@ impl Transaction {
             interval: T1,
             retransmit_at: None,
             timeout_at: None,
+            to_tag: None,
             end_at: None,
         }
     }

@@ -372,3 +372,128 @@ fn check_config_reports_file_line_and_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A message of `sip/tests/torture/` as sent on the wire (LF → CRLF, `@LEN@` → the
+/// body's length), with its Via rewritten to `via` so the answer comes back here.
+fn torture(name: &str, via: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sip/tests/torture")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut wire = text.replace('\n', "\r\n");
+    // The top Via: first line that is a Via (long or compact form).
+    if let Some(i) = wire
+        .find("\r\nVia:")
+        .or_else(|| wire.find("\r\nVia  :"))
+        .or_else(|| wire.find("\r\nv:"))
+    {
+        let end = wire[i + 2..].find("\r\n").unwrap() + i + 2;
+        wire.replace_range(i + 2..end, &format!("Via: {via}"));
+    }
+    let body_len = wire.find("\r\n\r\n").map_or(0, |i| wire.len() - i - 4);
+    wire.replace("@LEN@", &body_len.to_string()).into_bytes()
+}
+
+fn status_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn torture_messages_get_the_status_rfc_4475_names_and_a_to_tag() {
+    let edge = Edge::start();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let via = |b: &str| {
+        format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{b}",
+            sock.local_addr().unwrap()
+        )
+    };
+    let mut buf = [0u8; 65536];
+    for (name, want) in [
+        ("semiuri.txt", "200"),
+        ("unksm.txt", "416"),
+        ("badvers.txt", "505"),
+        ("bext01.txt", "420"),
+        ("mcl01.txt", "400"),
+        ("dup_callid.txt", "400"),
+    ] {
+        let mut msg = torture(name, &via(name.trim_end_matches(".txt")));
+        if name == "badvers.txt" {
+            // Its Via says SIP/7.0 too; keep the version under test in the request line.
+            msg = String::from_utf8(msg)
+                .unwrap()
+                .replace("Via: SIP/2.0", "Via: SIP/7.0")
+                .into_bytes();
+        }
+        sock.send_to(&msg, edge.sip).unwrap();
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("{name}: no answer ({e}); log:\n{}", edge.log_text()));
+        let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert_eq!(status_of(&buf[..n]), want, "{name}: {reply}");
+        let to = reply.lines().find(|l| l.starts_with("To:")).unwrap_or("");
+        assert!(
+            to.contains(";tag="),
+            "{name}: final response without To tag: {to}"
+        );
+    }
+    // The edge still answers OPTIONS after all of the above.
+    let opts = format!(
+        "OPTIONS sip:service@{e} SIP/2.0\r\nVia: {v}\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\n\
+To: <sip:service@{e}>\r\nCall-ID: after-torture\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n",
+        e = edge.sip,
+        v = via("after")
+    );
+    sock.send_to(opts.as_bytes(), edge.sip).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(status_of(&buf[..n]), "200");
+}
+
+#[test]
+fn several_content_lengths_on_tcp_get_400_and_the_connection_closes() {
+    let edge = Edge::start();
+    let mut t = TcpStream::connect(edge.sip).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = t.local_addr().unwrap();
+    // The first Content-Length (0) would end the message at the blank line and run
+    // the "body" as a second request; the edge must not frame it either way.
+    let smuggled = format!(
+        "OPTIONS sip:service@{e} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKsmug1\r\n\
+From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:service@{e}>\r\nCall-ID: smuggle-1\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\nContent-Length: 10\r\n\r\n\
+OPTIONS sip:service@{e} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKsmug2\r\n\
+From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:service@{e}>\r\nCall-ID: smuggle-2\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        e = edge.sip
+    );
+    t.write_all(smuggled.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut t, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!(
+                "the edge must close the connection: {e}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("SIP/2.0 400 Bad Request\r\n"),
+        "{text}; log:\n{}",
+        edge.log_text()
+    );
+    assert!(text.contains("smuggle-1"), "{text}");
+    assert!(
+        !text.contains("smuggle-2"),
+        "the smuggled request is never run: {text}"
+    );
+}

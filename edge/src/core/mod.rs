@@ -115,6 +115,9 @@ impl Core {
                 local,
                 failed,
             } => {
+                // What the batch produced for this connection (a 400 for the message
+                // that closed it) goes out before its writer is forgotten.
+                self.drain();
                 self.tcp.remove(&remote);
                 if let Some((l, _)) = self.connecting.remove(&remote) {
                     self.b2bua.transport_failed(

@@ -136,10 +136,15 @@ pub(super) fn spawn_connection(
                 break Ok(());
             }
         };
+        let unframeable = matches!(end, Err(sip_io::StreamEnd::Unframeable(_)));
         if let Err(sip_io::StreamEnd::Unframeable(e)) = &end {
-            warn!(%remote, error = %e, "unframeable SIP TCP stream: closing connection");
+            // A stream that cannot be framed cannot be resynchronised (several
+            // Content-Lengths would smuggle a second request): the core answers
+            // what it can of it (400 from the raw text), then the connection closes.
+            warn!(%remote, error = %e, "unframeable SIP TCP stream: 400 and closing connection");
+            let data = Bytes::copy_from_slice(reader.pending());
+            let _ = core.send(CoreMsg::Inbound { flow, data }).await;
         }
-        writer.abort();
         metrics.tcp_connections.fetch_sub(1, Relaxed);
         let _ = core
             .send(CoreMsg::TcpDown {
@@ -148,5 +153,18 @@ pub(super) fn spawn_connection(
                 failed: end.is_err_and(|e| e.failed()),
             })
             .await;
+        if unframeable {
+            // The core drops its sender on TcpDown: the writer flushes the 400 and
+            // ends (bounded, a peer that does not read must not pin the task).
+            let abort = writer.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), writer)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        } else {
+            writer.abort();
+        }
     });
 }
