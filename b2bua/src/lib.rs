@@ -53,13 +53,15 @@ pub use monitor::{
 use crate::acd::Acd;
 use call::Calls;
 use control::Snapshot;
+use control::Strangers;
 use index::{DialogOwner, Index};
 use media::PortPool;
 pub use media::{CallId, Command, MonitorId};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request};
-use sip::endpoint::{Endpoint, Event, Transmit};
+use sip::endpoint::{Endpoint, Event, Screen, Transmit};
 use sip::message::{self, Head};
+use sip::pike::{Pike, PikeConfig, Verdict};
 use sip::{Flow, Transport, TxId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -114,6 +116,11 @@ pub struct CallStats {
     /// Ended calls by final status sent to the caller (200 for answered calls).
     pub ended_by_status: HashMap<u16, u64>,
     pub rejected_overload: u64,
+    /// INVITEs from sources that are no trunk, refused or dropped statelessly.
+    pub strangers: u64,
+    /// Messages dropped unread from a source over `rate_limit`, and the blocks.
+    pub rate_limited: u64,
+    pub rate_limit_blocks: u64,
 }
 
 /// A call as listed by the API.
@@ -149,7 +156,18 @@ pub struct B2bua {
     ports: PortPool,
     timers: TimerTable,
     outputs: VecDeque<Output>,
+    /// Per-source rate limit of sources that are no trunk.
+    pike: Pike,
     pub stats: CallStats,
+}
+
+fn pike_config(c: &control::SipConfig) -> PikeConfig {
+    PikeConfig {
+        limit: c.rate_limit,
+        window: Duration::from_secs(1),
+        block: c.rate_limit_block,
+        max_sources: 100_000,
+    }
 }
 
 fn contact_for(flow: Flow) -> String {
@@ -191,6 +209,7 @@ impl B2bua {
     pub fn new(snap: Arc<Snapshot>, seed: u64, now: Instant) -> Self {
         let c = &snap.config;
         let ports = PortPool::new(c.media.rtp_ports.first, c.media.rtp_ports.last);
+        let pike = Pike::new(pike_config(&c.sip));
         let mut acd = Acd::new();
         acd.sync(c.agents.iter().map(|a| a.id.as_str()), now);
         B2bua {
@@ -203,6 +222,7 @@ impl B2bua {
             ports,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
+            pike,
             stats: CallStats::default(),
         }
     }
@@ -250,12 +270,41 @@ impl B2bua {
     pub fn reload(&mut self, snap: Arc<Snapshot>, now: Instant) {
         self.acd
             .sync(snap.config.agents.iter().map(|a| a.id.as_str()), now);
+        self.pike.set_config(pike_config(&snap.config.sip));
         self.snap = snap;
         self.dispatch_queues(now);
     }
 
+    /// Bytes from `flow`. A source that is no trunk is rate limited (over the limit
+    /// its messages are dropped unread), and its INVITEs are refused or dropped
+    /// statelessly, before any transaction exists.
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
-        self.ep.handle_datagram(now, flow, data);
+        let ip = flow.remote.ip();
+        let trusted = self.snap.trunk_for(ip).is_some();
+        if !trusted {
+            if let Verdict::Block { first } = self.pike.check(ip, now) {
+                self.stats.rate_limited += 1;
+                if first {
+                    self.stats.rate_limit_blocks += 1;
+                    warn!(source = %ip, "source over the SIP rate limit: ignoring it for a while");
+                }
+                return;
+            }
+        }
+        let policy = self.snap.config.sip.strangers;
+        let strangers = &mut self.stats.strangers;
+        self.ep
+            .handle_datagram_screened(now, flow, data, |req, head, _| {
+                if trusted || req.method != Method::Invite || head.to_tag.is_some() {
+                    return Screen::Accept;
+                }
+                *strangers += 1;
+                debug!(source = %ip, call_id = %head.call_id, "INVITE from a source that is no trunk");
+                match policy {
+                    Strangers::Refuse => Screen::Refuse(403),
+                    Strangers::Drop => Screen::Drop,
+                }
+            });
         self.process(now);
     }
 

@@ -1,6 +1,7 @@
 //! B2BUA call flows with in-memory peers and a virtual clock.
 
 use super::*;
+use rsip::prelude::HeadersExt;
 use rsip::{Response, SipMessage};
 use sip::sdp::Sdp;
 use sip::testing::{self, Clock, Timed, Wire};
@@ -428,9 +429,10 @@ fn rejections_before_routing() {
     n.send(CALLER, &invite("999", "r1", &sdp(4000)));
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 404);
+    // Not a trunk: refused statelessly, no 100 Trying first.
     n.send("127.0.0.2:5070", &invite("service", "r2", &sdp(4000)));
-    n.expect_response("127.0.0.2:5070", 100);
-    n.expect_response("127.0.0.2:5070", 403);
+    let (m, _) = n.wire.recv("127.0.0.2:5070");
+    assert!(testing::first_line(&m).starts_with("SIP/2.0 403"));
     n.send(
         CALLER,
         &invite("service", "r3", &sdp(4000)).replace("Max-Forwards: 70", "Max-Forwards: 0"),
@@ -666,4 +668,75 @@ fn admin_hangup_byes_both_legs() {
     assert_eq!(n.b.active_calls(), 0);
     assert!(!n.b.hangup(n.now, &id));
     assert_eq!(n.b.index_sizes(), [0; 5]);
+}
+
+const STRANGER: &str = "10.9.9.9:5070";
+
+#[test]
+fn a_strangers_invite_gets_one_stateless_403_with_a_tag_and_leaves_nothing_behind() {
+    let mut n = Net::new(CONFIG);
+    let inv = invite("service", "stranger-1", &sdp(4000));
+    for _ in 0..3 {
+        // The stranger retransmits: one 403 per request, no 100 Trying.
+        n.send(STRANGER, &inv);
+        let (r, _) = n.wire.recv(STRANGER);
+        let SipMessage::Response(r) = r else {
+            panic!("a response")
+        };
+        assert_eq!(r.status_code.code(), 403);
+        let to = r.to_header().unwrap().to_string();
+        assert!(to.contains(";tag="), "{to}");
+        assert!(n.wire.quiet(STRANGER), "nothing else: no 100 Trying");
+    }
+    assert_eq!(
+        n.b.endpoint().transaction_count(),
+        0,
+        "no transaction exists"
+    );
+    assert_eq!(n.b.active_calls(), 0);
+    // No timer retransmits the 403 (a stateful 403 would, until the ACK).
+    n.advance(Duration::from_secs(40));
+    assert!(n.wire.quiet(STRANGER));
+    assert_eq!(n.b.stats.strangers, 3);
+    // A stranger's OPTIONS is still answered (keep-alives, probes).
+    let opts = inv
+        .replace("INVITE sip:", "OPTIONS sip:")
+        .replace("1 INVITE", "1 OPTIONS");
+    n.send(STRANGER, &opts);
+    assert_eq!(
+        n.wire.expect_response(STRANGER, 200).0.status_code.code(),
+        200
+    );
+}
+
+#[test]
+fn strangers_can_be_dropped_silently_and_a_flooding_source_is_rate_limited() {
+    let config = CONFIG.replace(
+        "max_calls = 3",
+        "max_calls = 3\nstrangers = \"drop\"\nrate_limit = 10\nrate_limit_block = \"5s\"",
+    );
+    let mut n = Net::new(&config);
+    for i in 0..25 {
+        n.send(
+            STRANGER,
+            &invite("service", &format!("flood-{i}"), &sdp(4000)),
+        );
+    }
+    assert!(n.wire.quiet(STRANGER), "dropped: nothing goes back");
+    assert_eq!(n.b.stats.strangers, 10, "the first 10 were screened");
+    assert_eq!(n.b.stats.rate_limited, 15, "the rest dropped unread");
+    assert_eq!(n.b.stats.rate_limit_blocks, 1);
+    // A trunk is never rate limited.
+    for i in 0..12 {
+        let opts = invite("service", &format!("trunk-{i}"), "")
+            .replace("INVITE sip:", "OPTIONS sip:")
+            .replace("1 INVITE", "1 OPTIONS")
+            .replace("Content-Type: application/sdp\r\n", "");
+        n.send(CALLER, &opts);
+        n.wire.expect_response(CALLER, 200);
+    }
+    // After the block the stranger is heard again (and still dropped as a stranger).
+    n.advance(Duration::from_secs(6));
+    n.send(STRANGER, &invite("service", "after-block", &sdp(4000)));
+    assert_eq!(n.b.stats.strangers, 11);
 }

@@ -89,6 +89,32 @@ pub struct SipConfig {
     /// Value of the User-Agent / Server header.
     #[serde(default = "default_user_agent")]
     pub user_agent: String,
+    /// What an INVITE from a source that is no trunk gets, before any transaction
+    /// exists: `refuse` (one 403 per request) or `drop` (nothing).
+    #[serde(default)]
+    pub strangers: Strangers,
+    /// SIP messages per second one source that is no trunk may send; past that it
+    /// is ignored for `rate_limit_block`. 0: no limit.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+    #[serde(default = "default_rate_limit_block", with = "duration_str")]
+    pub rate_limit_block: Duration,
+}
+
+/// See [`SipConfig::strangers`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strangers {
+    #[default]
+    Refuse,
+    Drop,
+}
+
+fn default_rate_limit() -> u32 {
+    100
+}
+fn default_rate_limit_block() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_listen() -> Vec<ListenAddr> {
@@ -114,6 +140,9 @@ impl Default for SipConfig {
             max_calls: default_max_calls(),
             agent_ring_timeout: default_ring_timeout(),
             user_agent: default_user_agent(),
+            strangers: Strangers::default(),
+            rate_limit: default_rate_limit(),
+            rate_limit_block: default_rate_limit_block(),
         }
     }
 }

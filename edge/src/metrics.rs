@@ -139,6 +139,34 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     metric(
         &mut o,
+        "edge_sip_refused_total",
+        "Requests refused before any TU saw them (416 scheme, 420 extension).",
+        "counter",
+        core.sip.refused,
+    );
+    metric(
+        &mut o,
+        "edge_sip_strangers_total",
+        "INVITEs from sources that are no trunk, refused (403) or dropped statelessly.",
+        "counter",
+        core.calls.strangers,
+    );
+    metric(
+        &mut o,
+        "edge_sip_rate_limited_total",
+        "SIP messages dropped unread from a source over [sip] rate_limit.",
+        "counter",
+        core.calls.rate_limited,
+    );
+    metric(
+        &mut o,
+        "edge_sip_rate_limit_blocks_total",
+        "Times a source went over [sip] rate_limit and was blocked.",
+        "counter",
+        core.calls.rate_limit_blocks,
+    );
+    metric(
+        &mut o,
         "edge_sip_transactions",
         "Live SIP transactions.",
         "gauge",

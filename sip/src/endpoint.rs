@@ -82,7 +82,20 @@ pub struct Stats {
     pub malformed: u64,
     /// Requests refused before any TU saw them (416 scheme, 420 extension).
     pub refused: u64,
+    /// New requests the TU's screen refused statelessly or dropped.
+    pub screened: u64,
     pub transactions: usize,
+}
+
+/// The TU's verdict on a request before any transaction exists for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Accept,
+    /// Answer once with this status, statelessly (retransmissions are answered
+    /// again, one response per request).
+    Refuse(u16),
+    /// Send nothing.
+    Drop,
 }
 
 pub const METHODS: usize = 14;
@@ -281,8 +294,22 @@ impl Endpoint {
 
     /// Bytes that arrived on `flow` (a UDP datagram or one framed TCP message).
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        self.handle_datagram_screened(now, flow, data, |_, _, _| Screen::Accept)
+    }
+
+    /// As [`Endpoint::handle_datagram`], with `screen` deciding about a request that
+    /// would start a new server transaction before one exists: a refused or dropped
+    /// request leaves no state behind (one stateless response, or nothing), however
+    /// often it is sent. Requests of existing transactions and ACKs are not screened.
+    pub fn handle_datagram_screened(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        data: &[u8],
+        screen: impl FnOnce(&Request, &Head, Flow) -> Screen,
+    ) {
         match message::parse(data) {
-            Ok((SipMessage::Request(req), head)) => self.on_request(now, flow, req, head),
+            Ok((SipMessage::Request(req), head)) => self.on_request(now, flow, req, head, screen),
             Ok((SipMessage::Response(resp), head)) => self.on_response(now, flow, resp, head),
             Err(error) => {
                 self.stats.malformed += 1;
@@ -295,7 +322,14 @@ impl Endpoint {
         }
     }
 
-    fn on_request(&mut self, now: Instant, flow: Flow, mut req: Request, head: Head) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        mut req: Request,
+        head: Head,
+        screen: impl FnOnce(&Request, &Head, Flow) -> Screen,
+    ) {
         self.stats.requests_in[method_index(req.method)] += 1;
         stamp_via(&mut req, &head, flow);
         let method = req.method;
@@ -344,6 +378,25 @@ impl Endpoint {
                 self.stats.retransmissions += 1;
                 t.on_request_retransmission(&mut self.outputs);
                 self.flush(now);
+                return;
+            }
+        }
+        match screen(&req, &head, reply_flow) {
+            Screen::Accept => {}
+            Screen::Refuse(code) => {
+                self.stats.screened += 1;
+                let mut resp = message::response(&req, code, None, &self.server_name);
+                let tag = message::stateless_tag(&head);
+                message::ensure_to_tag(&mut resp, &mut Some(tag), String::new);
+                self.stats.responses_out[class_index(code)] += 1;
+                self.transmits.push_back(Transmit {
+                    flow: reply_flow,
+                    data: message_bytes(&resp),
+                });
+                return;
+            }
+            Screen::Drop => {
+                self.stats.screened += 1;
                 return;
             }
         }

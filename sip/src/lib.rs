@@ -5,11 +5,12 @@
 
 pub mod endpoint;
 pub mod message;
+pub mod pike;
 pub mod transaction;
 
 pub use control::Transport;
 
-pub use endpoint::{Endpoint, Event, Transmit};
+pub use endpoint::{Endpoint, Event, Screen, Transmit};
 pub use transaction::TxId;
 
 use std::net::SocketAddr;

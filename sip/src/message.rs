@@ -581,6 +581,26 @@ pub fn response(req: &Request, code: u16, to_tag: Option<&str>, server: &str) ->
     }
 }
 
+/// A To tag for a response sent without a transaction: derived from the request, so
+/// each retransmission gets the same one (RFC 3261 §8.2.7).
+pub fn stateless_tag(head: &Head) -> String {
+    let cseq = head.cseq.to_string();
+    let branch = head.via.branch.as_deref().unwrap_or("");
+    let from = head.from_tag.as_deref().unwrap_or("");
+    hash_tag(&[&head.call_id, &cseq, branch, from])
+}
+
+/// FNV-1a of `parts` as 16 hex digits.
+fn hash_tag(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(b'\n')) {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// A `sip:` or `sips:` URI (the only schemes the edge serves).
 pub fn is_sip_uri(uri: &rsip::Uri) -> bool {
     let text = uri.to_string();
@@ -705,11 +725,7 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
     let to = if tag_of(to).is_some() {
         to.to_string()
     } else {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in [vias[0], from, call_id, cseq].join("\n").bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{to};tag={h:016x}")
+        format!("{to};tag={}", hash_tag(&[vias[0], from, call_id, cseq]))
     };
     let _ = write!(
         out,
