@@ -79,9 +79,8 @@ pub enum ClientFrame {
         client_id: Option<String>,
         #[serde(default)]
         text: String,
-        /// Shown name (agents' frames ignore it; they are shown by user name).
-        #[serde(default)]
-        name: Option<String>,
+        // No `name`: a customer is shown by the start form's name, an agent by its
+        // user name; a `name` key in the frame is ignored.
         #[serde(default)]
         private: bool,
     },

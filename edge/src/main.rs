@@ -84,11 +84,7 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging(&cli.log);
     let snap = match &cli.config {
         Some(path) => match control::load(path) {
             Ok(s) => s,
@@ -345,4 +341,42 @@ fn spawn_reloader(
             }
         }
     });
+}
+
+/// Dependencies that dump what crosses the wire at debug/trace level: WebSocket
+/// frames (chat text, tokens in `auth` frames), HTTP headers (bearer tokens, signed
+/// links). Whatever `EDGE_LOG` says, they log at info at most, so no secret reaches
+/// the log at any level. The edge's own code never logs a token.
+const WIRE_DUMPERS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "axum",
+    "reqwest",
+    "rustls",
+    "tower_http",
+];
+
+fn init_logging(filter: &str) {
+    use tracing_subscriber::filter::{filter_fn, EnvFilter};
+    use tracing_subscriber::prelude::*;
+    let env = EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let quiet = filter_fn(|m| {
+        *m.level() <= tracing::Level::INFO
+            || !WIRE_DUMPERS.iter().any(|t| {
+                m.target() == *t
+                    || m.target()
+                        .strip_prefix(t)
+                        .is_some_and(|r| r.starts_with("::"))
+            })
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_filter(env)
+                .with_filter(quiet),
+        )
+        .init();
 }

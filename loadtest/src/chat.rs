@@ -472,7 +472,6 @@ pub async fn run_chat(a: ChatArgs) -> Result<ChatReport, String> {
                         chat: chat.clone(),
                         client_id: Some(seq[who as usize].to_string()),
                         text,
-                        name: None,
                         private: false,
                     }),
                     Server::Nats => Message::Binary(

@@ -81,6 +81,8 @@ pub struct Edge {
     pub log: Arc<Mutex<Vec<String>>>,
     pub route_port: u16,
     pub agent_ports: [u16; 2],
+    /// `--log` given to the binary (default `info`).
+    pub log_level: String,
 }
 
 pub mod tempdir {
@@ -208,6 +210,11 @@ token = "{AGENT_TOKEN}"
 
     /// Start with `storage` lines in `[storage]` and `extra` TOML at the end.
     pub fn start_full(storage: &str, extra: &str) -> Edge {
+        Edge::start_logged(storage, extra, "info")
+    }
+
+    /// As [`Edge::start_full`], logging at `level` (an `EDGE_LOG` filter).
+    pub fn start_logged(storage: &str, extra: &str, level: &str) -> Edge {
         let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
@@ -227,7 +234,7 @@ token = "{AGENT_TOKEN}"
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let child = spawn_edge(&config_path, &log);
+        let child = spawn_edge(&config_path, &log, level);
         let edge = Edge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip)),
@@ -237,6 +244,7 @@ token = "{AGENT_TOKEN}"
             log,
             route_port,
             agent_ports: agents,
+            log_level: level.to_string(),
         };
         edge.wait_healthy();
         edge
@@ -264,7 +272,7 @@ token = "{AGENT_TOKEN}"
             .lock()
             .unwrap()
             .push("---- killed with SIGKILL, restarting ----".into());
-        self.child = spawn_edge(&self.config_path, &self.log);
+        self.child = spawn_edge(&self.config_path, &self.log, &self.log_level);
         self.wait_healthy();
     }
 
@@ -307,12 +315,12 @@ token = "{AGENT_TOKEN}"
     }
 }
 
-fn spawn_edge(config_path: &Path, log: &Arc<Mutex<Vec<String>>>) -> Child {
+fn spawn_edge(config_path: &Path, log: &Arc<Mutex<Vec<String>>>, level: &str) -> Child {
     let mut child = Command::new(edge_binary())
         .arg("--config")
         .arg(config_path)
         .arg("--log")
-        .arg("info")
+        .arg(level)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

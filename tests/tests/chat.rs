@@ -640,3 +640,167 @@ fn an_agent_has_one_console_supervisors_any_number() {
         s.until("each supervisor console", 5.0, text_is("to all three"));
     }
 }
+
+#[test]
+fn a_customer_frame_cannot_rename_its_author() {
+    let edge = Edge::start_with(EXTRA);
+    let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    agent.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, tok) = start_and_accept(&edge, &mut agent, "web");
+    // The start form said "Cy"; the frame claims to be the support team.
+    let spoof = json!({"type":"message","client_id":"s1",
+        "text":"please send your password","name":"Support Team"});
+    cust.send(spoof.clone());
+    let m = agent.until("spoof", 5.0, text_is("please send your password"));
+    assert_eq!(m["name"], "Cy", "{m}");
+    assert_eq!(m["from"], "customer", "{m}");
+    // A resend of the same client_id under yet another name is the same message.
+    let mut again = spoof;
+    again["name"] = json!("Admin");
+    cust.send(again);
+    cust.send(json!({"type":"message","client_id":"s2","text":"next"}));
+    agent.until("next", 5.0, text_is("next"));
+    let copies = agent
+        .seen
+        .iter()
+        .filter(|v| v["text"] == "please send your password")
+        .count();
+    assert_eq!(copies, 1, "dedup does not depend on the name");
+    // The stored transcript shows the start form's name too.
+    let r = http::get(
+        edge.http,
+        &format!("/api/v1/chats/{chat}/transcript"),
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(!r.body.contains("Support Team"), "{}", r.body);
+    assert!(!r.body.contains("Admin"), "{}", r.body);
+    assert!(r.body.contains("Cy"), "{}", r.body);
+    // Offsets are inclusive (README, protocol.rs): resuming at the spoof message's own
+    // offset replays it first; at offset + 1 it does not.
+    let at = m["offset"].as_u64().unwrap();
+    drop(cust);
+    let first_after = |offset: u64| {
+        let mut c = Ws::connect(edge.http, "/ws/chat", None);
+        c.send(json!({"type":"resume","token":tok,"offset":offset}));
+        c.until("resumed", 5.0, is("resumed"));
+        c.drain(0.5)
+            .into_iter()
+            .find(|v| v["type"] == "message")
+            .map(|v| v["offset"].as_u64().unwrap())
+    };
+    assert_eq!(first_after(at), Some(at));
+    assert_eq!(first_after(at + 1), Some(at + 1));
+}
+
+#[test]
+fn no_secret_or_message_text_reaches_the_log_even_at_trace() {
+    let edge = Edge::start_logged("", EXTRA, "trace");
+    let mut agent = Ws::connect(edge.http, "/ws/agent", None);
+    agent.send(json!({"type":"auth","token":AGENT_TOKEN}));
+    agent.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start_and_accept(&edge, &mut agent, "web");
+    cust.send(json!({"type":"message","client_id":"x1","text":"my card is 4111-secret"}));
+    agent.until("text", 5.0, text_is("my card is 4111-secret"));
+    let r = http::get(edge.http, "/api/v1/chats", Some(ADMIN_TOKEN)).unwrap();
+    assert_eq!(r.status, 200);
+    let r = get_with(
+        &edge,
+        &format!("/api/v1/chats/{chat}/transcript"),
+        &format!("x-chat-token: {token}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(cust);
+    // The edge's own debug lines still show (a malformed SIP datagram is one).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"NOT SIP\r\n\r\n", edge.sip).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = edge.log_text();
+    assert!(log.contains("malformed SIP message"), "debug is on:\n{log}");
+    for secret in [AGENT_TOKEN, ADMIN_TOKEN, token.as_str(), "4111-secret"] {
+        assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+    }
+}
+
+/// A raw WebSocket on `/ws/chat` after the handshake, to send what no client
+/// library would.
+fn raw_ws(edge: &Edge) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(edge.http).unwrap();
+    t.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    write!(
+        t,
+        "GET /ws/chat HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        edge.http
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(t.read(&mut b).unwrap(), 1, "handshake");
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"));
+    t
+}
+
+/// The close code of the first frame the server sends, if it is a Close.
+fn server_close_code(t: &mut std::net::TcpStream) -> Option<u16> {
+    use std::io::Read;
+    let mut h = [0u8; 4];
+    t.read_exact(&mut h).ok()?;
+    (h[0] & 0x0f == 0x8).then(|| u16::from_be_bytes([h[2], h[3]]))
+}
+
+/// A client frame (masked with a zero key unless `masked` is false).
+fn client_frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => f.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            f.push(mask_bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(mask_bit | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        f.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn websocket_protocol_errors_get_their_rfc_6455_close_codes() {
+    use std::io::Write;
+    let edge = Edge::start_with(EXTRA);
+    // Over the 64 KiB frame limit: 1009.
+    let mut t = raw_ws(&edge);
+    let big = format!(
+        r#"{{"type":"start","queue":"web","x":"{}"}}"#,
+        "a".repeat(70_000)
+    );
+    t.write_all(&client_frame(0x1, big.as_bytes(), true))
+        .unwrap();
+    assert_eq!(server_close_code(&mut t), Some(1009));
+    // Text that is not UTF-8: 1007.
+    let mut t = raw_ws(&edge);
+    t.write_all(&client_frame(0x1, &[0xff, 0xfe, 0x22], true))
+        .unwrap();
+    assert_eq!(server_close_code(&mut t), Some(1007));
+    // An unmasked client frame breaks the protocol: 1002.
+    let mut t = raw_ws(&edge);
+    t.write_all(&client_frame(0x1, br#"{"type":"start"}"#, false))
+        .unwrap();
+    assert_eq!(server_close_code(&mut t), Some(1002));
+    // And the edge serves the next client as usual.
+    let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    agent.until("hello", 5.0, is("hello"));
+}

@@ -177,12 +177,10 @@ fn customer_frame(
 ) -> Result<(), Refusal> {
     match f {
         ClientFrame::Message {
-            client_id,
-            text,
-            name,
-            ..
+            client_id, text, ..
         } => {
-            let name = name.as_deref().filter(|n| !n.is_empty()).unwrap_or(shown);
+            // Shown as the start form said: a frame cannot rename its author.
+            let name = shown;
             s.chats
                 .rooms
                 .message(

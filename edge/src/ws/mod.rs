@@ -94,15 +94,44 @@ fn close_for(reason: Closed) -> (u16, &'static str) {
     }
 }
 
-/// The next client frame; `None` when the socket closed.
+/// The next client frame; `None` when the socket closed. A socket that breaks the
+/// protocol is closed with the code RFC 6455 §7.4.1 names for it (1009 a frame over
+/// the limit, 1007 text that is not UTF-8, 1002 any other protocol error) rather
+/// than dropped without a Close frame.
 async fn next_frame(sock: &mut WebSocket) -> Option<Result<ClientFrame, FrameError>> {
     loop {
         match sock.recv().await? {
             Ok(Message::Text(t)) => return Some(ClientFrame::parse(&t)),
             Ok(Message::Binary(_)) => return Some(Err(FrameError::Binary)),
-            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(Message::Close(_)) => return None,
+            Err(e) => {
+                if let Some((code, reason)) = close_code_for(e) {
+                    tracing::debug!(
+                        code,
+                        reason,
+                        "closing a chat socket that broke the protocol"
+                    );
+                    close(sock, code, reason).await;
+                }
+                return None;
+            }
             Ok(_) => continue, // ping/pong
         }
+    }
+}
+
+/// The close code for a read error, if the peer is still there to be told.
+fn close_code_for(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::error::{CapacityError, Error};
+    let inner = e.into_inner();
+    match inner.downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((1009, "frame too big: the limit is 64 KiB"))
+        }
+        Error::Capacity(_) => Some((1009, "frame too big")),
+        Error::Utf8(_) => Some((1007, "text frame is not UTF-8")),
+        Error::Protocol(_) => Some((1002, "WebSocket protocol error")),
+        _ => None,
     }
 }
 
