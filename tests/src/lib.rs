@@ -19,13 +19,46 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A free loopback port, usable for both UDP and TCP.
+// Ports for tests come from a plan, not from the kernel: a port picked with `:0` and
+// released could be handed by the kernel to another test's `:0` socket before its
+// user binds it again ("Address already in use", seen once on a fresh clone). Every
+// planned port lies below the kernel's ephemeral range (32768+ here), where no `:0`
+// socket is ever placed, and each is handed out once per test process:
+//   10000-29999  RTP blocks for edges (`rtp_block`), 4 partitions by process id
+//   30000-32767  SIP/HTTP/peer ports (`free_port`), 4 partitions by process id
+// Cargo runs test binaries one at a time; the partitions keep two concurrent runs
+// (e.g. two clones) apart too. A planned port that some other program holds is
+// skipped.
+
+/// The lowest port the kernel hands out for `:0`; planned ports stay below it.
+const EPHEMERAL_FLOOR: u16 = 32768;
+
+/// A loopback port for both UDP and TCP, unique in this test process and outside
+/// the kernel's ephemeral range (see above), free when handed out.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive planned ports (for programs that bind a port and
+/// the ones after it, like SIPp's `-mp`).
+pub fn free_ports(n: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const SPAN: u16 = (EPHEMERAL_FLOOR - 30_000) / 4;
+    let base = 30_000 + (std::process::id() % 4) as u16 * SPAN;
     loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let i = NEXT.fetch_add(n, Ordering::Relaxed);
+        assert!(
+            i + n <= SPAN,
+            "this test process used all {SPAN} planned ports"
+        );
+        let first = base + i;
+        // Only another program (not a test of this suite) can hold a planned port.
+        let free = (first..first + n).all(|port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return first;
         }
     }
 }
@@ -34,8 +67,11 @@ pub fn free_port() -> u16 {
 pub fn rtp_block(n: u16) -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // 25 blocks of up to 200 ports per process, processes spread by pid.
-    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 25;
-    // Below the kernel's ephemeral range (32768+), so sockets of other tests never collide.
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        slot < 25,
+        "this test process used all 25 planned RTP blocks"
+    );
     let base = 10_000 + (std::process::id() % 4) as u16 * 5_000;
     let first = base + slot * 200;
     (first, first + n.min(200) - 1)
@@ -91,11 +127,10 @@ pub mod tempdir {
     pub struct Dir(PathBuf);
     impl Dir {
         pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "edge-test-{tag}-{}-{}",
-                std::process::id(),
-                super::free_port()
-            ));
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p =
+                std::env::temp_dir().join(format!("edge-test-{tag}-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }

@@ -2,7 +2,7 @@
 //! delaying path), against SIPp in both roles, exit status and clear errors.
 
 use edge_tests::lossy::LossyProxy;
-use edge_tests::{free_port, have_tool, loadtest_binary, run_with_timeout, Sipp};
+use edge_tests::{free_port, free_ports, have_tool, loadtest_binary, run_with_timeout, Sipp};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -243,7 +243,8 @@ fn interop_loadtest_call_against_sipp_uas_and_sipp_uac_against_loadtest_answer()
         return;
     }
     let port = free_port();
-    let mp = free_port().to_string();
+    // SIPp binds -mp and the ports after it (audio, video, RTCP).
+    let mp = free_ports(4).to_string();
     let uas = Sipp::spawn(&[
         "-sn",
         "uas",

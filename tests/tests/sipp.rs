@@ -2,11 +2,12 @@
 //! scenarios through the real edge. Zero failed calls expected. Without `sipp` the
 //! tests print SKIP; under `CI` they fail instead.
 
-use edge_tests::{free_port, have_tool, scenario, Edge, Sipp, ADMIN_TOKEN};
+use edge_tests::{free_port, free_ports, have_tool, scenario, Edge, Sipp, ADMIN_TOKEN};
 
 fn uas(port: u16, args: &[&str]) -> Sipp {
     let p = port.to_string();
-    let mp = free_port().to_string();
+    // SIPp binds -mp and the ports after it (audio, video, RTCP).
+    let mp = free_ports(4).to_string();
     let mut a = vec![
         "-i",
         "127.0.0.1",
@@ -24,7 +25,8 @@ fn uas(port: u16, args: &[&str]) -> Sipp {
 fn uac(edge: &Edge, args: &[&str]) -> Sipp {
     let target = edge.sip.to_string();
     let p = free_port().to_string();
-    let mp = free_port().to_string();
+    // SIPp binds -mp and the ports after it (audio, video, RTCP).
+    let mp = free_ports(4).to_string();
     let mut a = vec![
         target.as_str(),
         "-i",
