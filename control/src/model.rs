@@ -99,6 +99,34 @@ pub struct SipConfig {
     pub rate_limit: u32,
     #[serde(default = "default_rate_limit_block", with = "duration_str")]
     pub rate_limit_block: Duration,
+    /// A SIP TCP connection with nothing arriving this long is closed (keep-alive
+    /// pings count).
+    #[serde(default = "default_tcp_idle", with = "duration_str")]
+    pub tcp_idle_timeout: Duration,
+    /// A message begun on a SIP TCP connection must be complete this long after its
+    /// first byte, or the connection is closed.
+    #[serde(default = "default_tcp_message", with = "duration_str")]
+    pub tcp_message_timeout: Duration,
+    /// Inbound SIP TCP connections one source address may hold.
+    #[serde(default = "default_tcp_per_source")]
+    pub tcp_max_per_source: u32,
+    /// SIP TCP connections in all (lowered at start so descriptors stay for the
+    /// HTTP API and RTP).
+    #[serde(default = "default_tcp_max")]
+    pub tcp_max_connections: u32,
+}
+
+fn default_tcp_idle() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_tcp_message() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_tcp_per_source() -> u32 {
+    128
+}
+fn default_tcp_max() -> u32 {
+    10_000
 }
 
 /// See [`SipConfig::strangers`].
@@ -143,6 +171,10 @@ impl Default for SipConfig {
             strangers: Strangers::default(),
             rate_limit: default_rate_limit(),
             rate_limit_block: default_rate_limit_block(),
+            tcp_idle_timeout: default_tcp_idle(),
+            tcp_message_timeout: default_tcp_message(),
+            tcp_max_per_source: default_tcp_per_source(),
+            tcp_max_connections: default_tcp_max(),
         }
     }
 }

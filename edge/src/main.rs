@@ -168,6 +168,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     recordings::spawn_inbox(uploader.clone(), inbox);
     let audio = Arc::new(audio::AudioCache::load(&snap)?);
+    let fd_limit = raise_fd_limit();
     let (udp, tcp) = core::bind_all(&snap).await?;
     let http = tokio::net::TcpListener::bind(c.http.listen)
         .await
@@ -180,8 +181,16 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     for (addr, s) in &udp {
         core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
     }
+    let rtp_ports = u64::from(c.media.rtp_ports.last - c.media.rtp_ports.first) + 1;
+    let tcp_limits = Arc::new(core::TcpLimits::new(&c.sip, fd_limit, rtp_ports));
     for (addr, l) in tcp {
-        core::spawn_tcp_listener(addr, l, core_tx.clone(), metrics.clone());
+        core::spawn_tcp_listener(
+            addr,
+            l,
+            core_tx.clone(),
+            metrics.clone(),
+            tcp_limits.clone(),
+        );
     }
     let b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
     let threads = std::thread::available_parallelism()
@@ -209,7 +218,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     )?;
     let core = core::Core::new(
         b2bua,
-        udp,
+        core::SipSockets { udp, tcp_limits },
         relays,
         metrics.clone(),
         core_tx.clone(),
@@ -379,4 +388,24 @@ fn init_logging(filter: &str) {
                 .with_filter(quiet),
         )
         .init();
+}
+
+/// Raise the soft open-file limit to the hard one (every call holds RTP sockets,
+/// every SIP TCP connection one descriptor); the limit in force, logged.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                info!(from = soft, to = hard, "open-file limit raised");
+                return hard;
+            }
+            info!(limit = soft, "open-file limit");
+            soft
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read the open-file limit; assuming 1024");
+            1024
+        }
+    }
 }

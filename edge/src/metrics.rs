@@ -19,6 +19,12 @@ pub struct Metrics {
     pub sip_send_failures: AtomicU64,
     pub sip_inbound_dropped: AtomicU64,
     pub tcp_connections: AtomicU64,
+    /// SIP TCP connections refused: over the total, over the source's share.
+    pub tcp_refused_total: AtomicU64,
+    pub tcp_refused_per_source: AtomicU64,
+    /// SIP TCP connections closed idle, or with a message not completed in time.
+    pub tcp_timeouts_idle: AtomicU64,
+    pub tcp_timeouts_message: AtomicU64,
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
 }
@@ -193,6 +199,30 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "gauge",
         m.tcp_connections.load(Relaxed),
     );
+    header(
+        &mut o,
+        "edge_sip_tcp_refused_total",
+        "SIP TCP connections refused by limit (total, per source).",
+        "counter",
+    );
+    for (limit, v) in [
+        ("total", m.tcp_refused_total.load(Relaxed)),
+        ("per_source", m.tcp_refused_per_source.load(Relaxed)),
+    ] {
+        let _ = writeln!(o, "edge_sip_tcp_refused_total{{limit=\"{limit}\"}} {v}");
+    }
+    header(
+        &mut o,
+        "edge_sip_tcp_timeouts_total",
+        "SIP TCP connections closed by timeout (idle, message not completed).",
+        "counter",
+    );
+    for (kind, v) in [
+        ("idle", m.tcp_timeouts_idle.load(Relaxed)),
+        ("message", m.tcp_timeouts_message.load(Relaxed)),
+    ] {
+        let _ = writeln!(o, "edge_sip_tcp_timeouts_total{{kind=\"{kind}\"}} {v}");
+    }
 
     metric(
         &mut o,

@@ -9,10 +9,12 @@ use sip::message::{frame_stream, Frame, ParseError, MAX_MESSAGE_SIZE};
 use sip::{Flow, Transport};
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// What a socket delivers.
 #[derive(Debug)]
@@ -33,12 +35,19 @@ pub enum StreamEnd {
     /// The bytes are not SIP; a stream that cannot be framed cannot be resynchronised.
     Unframeable(ParseError),
     Io(io::Error),
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// A message was begun and not finished within the message timeout (slowloris).
+    Stalled,
 }
 
 impl StreamEnd {
     /// Whether the stream ended in error (not closed by the peer).
     pub fn failed(&self) -> bool {
-        matches!(self, StreamEnd::Unframeable(_) | StreamEnd::Io(_))
+        matches!(
+            self,
+            StreamEnd::Unframeable(_) | StreamEnd::Io(_) | StreamEnd::Stalled
+        )
     }
 }
 
@@ -97,6 +106,13 @@ pub struct StreamReader<R> {
     rd: R,
     flow: Flow,
     buf: BytesMut,
+    /// Longest wait with nothing buffered.
+    idle: Option<Duration>,
+    /// Longest time from a message's first byte to its last.
+    message: Option<Duration>,
+    /// When the message now being buffered began.
+    partial_since: Option<Instant>,
+    last_activity: Instant,
 }
 
 impl<R: AsyncRead + Unpin> StreamReader<R> {
@@ -105,6 +121,32 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
             rd,
             flow,
             buf: BytesMut::with_capacity(8192),
+            idle: None,
+            message: None,
+            partial_since: None,
+            last_activity: Instant::now(),
+        }
+    }
+
+    /// End the stream with [`StreamEnd::Idle`] after `idle` with nothing arriving
+    /// (keep-alive pings count), and with [`StreamEnd::Stalled`] when a message is
+    /// not complete `message` after its first byte.
+    pub fn with_timeouts(mut self, idle: Duration, message: Duration) -> Self {
+        self.idle = Some(idle);
+        self.message = Some(message);
+        self
+    }
+
+    /// When the next read must have completed, and what ending it is otherwise.
+    fn deadline(&mut self) -> Option<(Instant, StreamEnd)> {
+        if self.buf.is_empty() {
+            self.partial_since = None;
+            let idle = self.idle?;
+            Some((self.last_activity + idle, StreamEnd::Idle))
+        } else {
+            let message = self.message?;
+            let since = *self.partial_since.get_or_insert_with(Instant::now);
+            Some((since + message, StreamEnd::Stalled))
         }
     }
 
@@ -122,19 +164,30 @@ impl<R: AsyncRead + Unpin> StreamReader<R> {
                 Ok(Frame::Incomplete) => {}
                 Ok(Frame::KeepAlive { len, ping }) => {
                     let _ = self.buf.split_to(len);
+                    self.partial_since = None;
                     if ping {
                         return Ok(Inbound::Ping(self.flow));
                     }
                     continue;
                 }
                 Ok(Frame::Message(n)) => {
-                    return Ok(Inbound::Message(self.flow, self.buf.split_to(n).freeze()))
+                    self.partial_since = None;
+                    return Ok(Inbound::Message(self.flow, self.buf.split_to(n).freeze()));
                 }
                 Err(e) => return Err(StreamEnd::Unframeable(e)),
             }
-            match self.rd.read_buf(&mut self.buf).await {
+            let read = match self.deadline() {
+                Some((at, end)) => {
+                    match tokio::time::timeout_at(at, self.rd.read_buf(&mut self.buf)).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(end),
+                    }
+                }
+                None => self.rd.read_buf(&mut self.buf).await,
+            };
+            match read {
                 Ok(0) => return Err(StreamEnd::Closed),
-                Ok(_) => {}
+                Ok(_) => self.last_activity = Instant::now(),
                 Err(e) => return Err(StreamEnd::Io(e)),
             }
         }

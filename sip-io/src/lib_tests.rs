@@ -72,3 +72,59 @@ async fn datagrams_skip_keepalives() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stream_and_a_stalled_message_end_at_their_timeouts() {
+    use std::time::Duration;
+    let idle = Duration::from_secs(60);
+    let message = Duration::from_secs(5);
+    // Idle: a ping keeps it open, silence afterwards ends it after `idle`.
+    let (mut peer, conn) = tokio::io::duplex(4096);
+    let mut reader = StreamReader::new(conn, flow(Transport::Tcp)).with_timeouts(idle, message);
+    let t0 = Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        peer.write_all(b"\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(peer);
+    });
+    assert!(matches!(reader.next().await, Ok(Inbound::Ping(_))));
+    assert!(matches!(reader.next().await, Err(StreamEnd::Idle)));
+    assert_eq!(
+        Instant::now() - t0,
+        Duration::from_secs(110),
+        "60 s after the ping"
+    );
+    // Stalled: a message trickling in byte by byte within the idle time but not
+    // finishing within `message` of its first byte ends the stream.
+    let (mut peer, conn) = tokio::io::duplex(4096);
+    let mut reader = StreamReader::new(conn, flow(Transport::Tcp)).with_timeouts(idle, message);
+    let t0 = Instant::now();
+    tokio::spawn(async move {
+        for b in OPTIONS.as_bytes() {
+            if peer.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let end = reader.next().await.unwrap_err();
+    assert!(matches!(end, StreamEnd::Stalled), "{end:?}");
+    assert!(end.failed());
+    assert_eq!(Instant::now() - t0, message);
+    // A whole message in time resets the clock for the next one.
+    let (mut peer, conn) = tokio::io::duplex(4096);
+    let mut reader = StreamReader::new(conn, flow(Transport::Tcp)).with_timeouts(idle, message);
+    tokio::spawn(async move {
+        for _ in 0..3 {
+            let (a, b) = OPTIONS.as_bytes().split_at(10);
+            peer.write_all(a).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            peer.write_all(b).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    for _ in 0..3 {
+        assert!(matches!(reader.next().await, Ok(Inbound::Message(..))));
+    }
+}

@@ -250,6 +250,15 @@ token = "{AGENT_TOKEN}"
 
     /// As [`Edge::start_full`], logging at `level` (an `EDGE_LOG` filter).
     pub fn start_logged(storage: &str, extra: &str, level: &str) -> Edge {
+        Edge::start_configured(storage, "", extra, level)
+    }
+
+    /// The standard configuration with `sip` lines added to its `[sip]` table.
+    pub fn start_sip(sip: &str, extra: &str) -> Edge {
+        Edge::start_configured("", sip, extra, "info")
+    }
+
+    fn start_configured(storage: &str, sip_lines: &str, extra: &str, level: &str) -> Edge {
         let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
@@ -265,6 +274,11 @@ token = "{AGENT_TOKEN}"
             agents,
             storage,
             &extra.replace("{route_port}", &route_port.to_string()),
+        );
+        let config = config.replacen(
+            "agent_ring_timeout = \"5s\"\n",
+            &format!("agent_ring_timeout = \"5s\"\n{sip_lines}\n"),
+            1,
         );
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();

@@ -497,3 +497,68 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         "the smuggled request is never run: {text}"
     );
 }
+
+/// Whether the edge closed `t` within `secs` (a read returns end of stream).
+fn closed_within(t: &mut TcpStream, secs: u64) -> bool {
+    t.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut b = [0u8; 1024];
+    loop {
+        match std::io::Read::read(t, &mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn sip_tcp_has_a_per_source_cap_an_idle_timeout_and_a_message_timeout() {
+    let edge = Edge::start_sip(
+        "tcp_max_per_source = 3\ntcp_idle_timeout = \"2s\"\ntcp_message_timeout = \"1s\"",
+        "",
+    );
+    // Three connections from this address are held; a fourth is closed at once.
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(edge.sip).unwrap())
+        .collect();
+    let mut fourth = TcpStream::connect(edge.sip).unwrap();
+    assert!(closed_within(&mut fourth, 2), "over the per-source cap");
+    // A message begun and not finished within 1 s: closed (slowloris).
+    held[0]
+        .write_all(b"OPTIONS sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1")
+        .unwrap();
+    assert!(closed_within(&mut held[0], 4), "stalled message");
+    // Nothing at all for 2 s: closed.
+    assert!(closed_within(&mut held[1], 5), "idle connection");
+    assert!(closed_within(&mut held[2], 5), "idle connection");
+    // The shares are released: a new connection is served.
+    let mut t = TcpStream::connect(edge.sip).unwrap();
+    let local = t.local_addr().unwrap();
+    t.write_all(
+        format!(
+            "OPTIONS sip:service@{e} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKcap\r\n\
+From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:service@{e}>\r\nCall-ID: cap-1\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            e = edge.sip
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut b = [0u8; 2048];
+    let n = std::io::Read::read(&mut t, &mut b).unwrap();
+    assert!(String::from_utf8_lossy(&b[..n]).starts_with("SIP/2.0 200 OK"));
+    let metrics = http::get(edge.http, "/metrics", None).unwrap().body;
+    assert!(
+        metrics.contains("edge_sip_tcp_refused_total{limit=\"per_source\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_sip_tcp_timeouts_total{kind=\"message\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_sip_tcp_timeouts_total{kind=\"idle\"} 2"),
+        "{metrics}"
+    );
+}

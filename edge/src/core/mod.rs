@@ -23,7 +23,14 @@ mod msg;
 mod net;
 
 pub use msg::{CoreMsg, CoreTx};
-pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, MAX_TCP_CONNECTIONS};
+pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, TcpLimits};
+
+/// The SIP side the core sends on: the UDP sockets, and the limits new TCP
+/// connections count against.
+pub struct SipSockets {
+    pub udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    pub tcp_limits: Arc<TcpLimits>,
+}
 
 /// The core task: owns the B2BUA and everything it drives.
 pub struct Core {
@@ -38,18 +45,20 @@ pub struct Core {
     self_tx: CoreTx,
     storage_dir: std::path::PathBuf,
     audio: Arc<AudioCache>,
+    tcp_limits: Arc<TcpLimits>,
 }
 
 impl Core {
     pub fn new(
         b2bua: B2bua,
-        udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        sip: SipSockets,
         media: Arc<Relays>,
         metrics: Arc<Metrics>,
         self_tx: CoreTx,
         storage_dir: std::path::PathBuf,
         audio: Arc<AudioCache>,
     ) -> Self {
+        let SipSockets { udp, tcp_limits } = sip;
         Core {
             b2bua,
             udp: udp.into_iter().collect(),
@@ -61,6 +70,7 @@ impl Core {
             self_tx,
             storage_dir,
             audio,
+            tcp_limits,
         }
     }
 
@@ -305,7 +315,7 @@ impl Core {
                     q.push(data);
                     return;
                 }
-                if self.metrics.tcp_connections.load(Relaxed) >= MAX_TCP_CONNECTIONS {
+                if self.metrics.tcp_connections.load(Relaxed) >= self.tcp_limits.total {
                     self.metrics.sip_send_failures.fetch_add(1, Relaxed);
                     return;
                 }
@@ -313,6 +323,7 @@ impl Core {
                     .insert(flow.remote, (flow.local, vec![data]));
                 let core = self.self_tx.clone();
                 let metrics = self.metrics.clone();
+                let limits = self.tcp_limits.clone();
                 let (local, remote) = (flow.local, flow.remote);
                 tokio::spawn(async move {
                     let r = tokio::time::timeout(
@@ -321,9 +332,9 @@ impl Core {
                     )
                     .await;
                     match r {
-                        Ok(Ok(stream)) => {
-                            net::spawn_connection(stream, local, remote, core, metrics)
-                        }
+                        Ok(Ok(stream)) => net::spawn_connection(
+                            stream, local, remote, core, metrics, limits, false,
+                        ),
                         _ => {
                             info!(%remote, "SIP TCP connect failed");
                             let _ = core

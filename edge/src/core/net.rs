@@ -7,14 +7,74 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use control::{Snapshot, Transport};
 use sip::Flow;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tracing::warn;
+use tracing::{debug, info, warn};
 
-/// Most TCP connections kept open at once (inbound + outbound).
-pub const MAX_TCP_CONNECTIONS: u64 = 10_000;
+/// Limits of SIP over TCP, shared by the acceptors, the connections and the core
+/// (outbound connections count against the same total).
+#[derive(Debug)]
+pub struct TcpLimits {
+    pub idle: Duration,
+    pub message: Duration,
+    pub per_source: u32,
+    /// Connections in all, inbound + outbound.
+    pub total: u64,
+    by_source: parking_lot::Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl TcpLimits {
+    /// From the configuration, with `total` lowered so that `fd_limit` keeps
+    /// [`FD_RESERVE`] descriptors plus one per RTP port for everything else.
+    pub fn new(c: &control::SipConfig, fd_limit: u64, rtp_ports: u64) -> TcpLimits {
+        let room = fd_limit.saturating_sub(FD_RESERVE + rtp_ports);
+        let total = u64::from(c.tcp_max_connections).min(room);
+        if total < u64::from(c.tcp_max_connections) {
+            warn!(
+                configured = c.tcp_max_connections,
+                allowed = total,
+                fd_limit,
+                "open-file limit too low for tcp_max_connections: SIP TCP capped"
+            );
+        }
+        TcpLimits {
+            idle: c.tcp_idle_timeout,
+            message: c.tcp_message_timeout,
+            per_source: c.tcp_max_per_source,
+            total,
+            by_source: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count an inbound connection from `ip`, unless it holds its share already.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut m = self.by_source.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.per_source {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        let mut m = self.by_source.lock();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Descriptors kept for the HTTP API, recordings, uploads and the process itself
+/// whatever SIP TCP does.
+pub const FD_RESERVE: u64 = 1024;
 
 pub type Listeners = (
     Vec<(SocketAddr, Arc<UdpSocket>)>,
@@ -83,16 +143,33 @@ pub fn spawn_tcp_listener(
     listener: TcpListener,
     core: CoreTx,
     metrics: Arc<Metrics>,
+    limits: Arc<TcpLimits>,
 ) {
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, remote)) => {
-                    if metrics.tcp_connections.load(Relaxed) >= MAX_TCP_CONNECTIONS {
-                        warn!(%remote, "too many SIP TCP connections: refusing");
+                    // Refused connections are closed at once (dropped); counted, and
+                    // logged at debug: a flood must not flood the log too.
+                    if metrics.tcp_connections.load(Relaxed) >= limits.total {
+                        metrics.tcp_refused_total.fetch_add(1, Relaxed);
+                        debug!(%remote, "SIP TCP connection limit reached: refusing");
                         continue;
                     }
-                    spawn_connection(stream, local, remote, core.clone(), metrics.clone());
+                    if !limits.admit(remote.ip()) {
+                        metrics.tcp_refused_per_source.fetch_add(1, Relaxed);
+                        debug!(%remote, "source holds its share of SIP TCP connections: refusing");
+                        continue;
+                    }
+                    spawn_connection(
+                        stream,
+                        local,
+                        remote,
+                        core.clone(),
+                        metrics.clone(),
+                        limits.clone(),
+                        true,
+                    );
                 }
                 Err(e) => {
                     warn!(%local, error = %e, "tcp accept failed");
@@ -104,12 +181,15 @@ pub fn spawn_tcp_listener(
 }
 
 /// Run one TCP connection: a writer fed by the core, a reader that frames messages.
+/// `inbound`: accepted (counted against its source's share, released at the end).
 pub(super) fn spawn_connection(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
     core: CoreTx,
     metrics: Arc<Metrics>,
+    limits: Arc<TcpLimits>,
+    inbound: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
@@ -122,7 +202,8 @@ pub(super) fn spawn_connection(
             local,
             remote,
         };
-        let mut reader = sip_io::StreamReader::new(rd, flow);
+        let mut reader =
+            sip_io::StreamReader::new(rd, flow).with_timeouts(limits.idle, limits.message);
         // Ok: the core is gone (the process is stopping); Err: the stream ended.
         let end = loop {
             let data = match reader.next().await {
@@ -136,6 +217,20 @@ pub(super) fn spawn_connection(
                 break Ok(());
             }
         };
+        match &end {
+            Err(sip_io::StreamEnd::Idle) => {
+                metrics.tcp_timeouts_idle.fetch_add(1, Relaxed);
+                debug!(%remote, "idle SIP TCP connection closed");
+            }
+            Err(sip_io::StreamEnd::Stalled) => {
+                metrics.tcp_timeouts_message.fetch_add(1, Relaxed);
+                info!(%remote, "SIP TCP message not completed in time: connection closed");
+            }
+            _ => {}
+        }
+        if inbound {
+            limits.leave(remote.ip());
+        }
         let unframeable = matches!(end, Err(sip_io::StreamEnd::Unframeable(_)));
         if let Err(sip_io::StreamEnd::Unframeable(e)) = &end {
             // A stream that cannot be framed cannot be resynchronised (several
