@@ -213,16 +213,39 @@ impl Default for MediaConfig {
 pub struct HttpConfig {
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// A request's headers must have arrived this long after the client started
+    /// sending them, and a kept-alive connection is closed after this long without
+    /// a new request.
+    #[serde(default = "default_http_header_timeout", with = "duration_str")]
+    pub header_timeout: Duration,
+    /// HTTP connections (WebSockets included) open at once; more are closed at once.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: u32,
+    /// Attachment uploads in progress at once; more get 503.
+    #[serde(default = "default_http_uploads")]
+    pub max_uploads: u32,
 }
 
 fn default_http_listen() -> SocketAddr {
     "127.0.0.1:8080".parse().unwrap()
+}
+fn default_http_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_http_max_connections() -> u32 {
+    20_000
+}
+fn default_http_uploads() -> u32 {
+    16
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            header_timeout: default_http_header_timeout(),
+            max_connections: default_http_max_connections(),
+            max_uploads: default_http_uploads(),
         }
     }
 }

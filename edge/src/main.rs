@@ -253,13 +253,21 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         uploader,
         chats,
         transcripts: transcripts.clone(),
-        attachments: Arc::new(api::attachments::Attachments::open(&c.storage.dir)?),
+        attachments: Arc::new(api::attachments::Attachments::open(
+            &c.storage.dir,
+            c.http.max_uploads as usize,
+        )?),
     };
     ws::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
     info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
-    let app = api::routes(&state).merge(ws::routes()).with_state(state);
-    let server = axum::serve(http, app).with_graceful_shutdown(shutdown());
+    let http_metrics = state.metrics.clone();
+    let app = api::routes().merge(ws::routes()).with_state(state);
+    let limits = api::serve::HttpLimits {
+        header_timeout: c.http.header_timeout,
+        max_connections: u64::from(c.http.max_connections),
+    };
+    let server = api::serve::serve(http, app, limits, http_metrics, shutdown());
     tokio::select! {
         r = server => r.map_err(EdgeError::Http)?,
         _ = core_task => return Err(EdgeError::CoreStopped),

@@ -25,6 +25,12 @@ pub struct Metrics {
     /// SIP TCP connections closed idle, or with a message not completed in time.
     pub tcp_timeouts_idle: AtomicU64,
     pub tcp_timeouts_message: AtomicU64,
+    /// HTTP connections open, and refused over [http] max_connections.
+    pub http_connections: AtomicU64,
+    pub http_refused: AtomicU64,
+    /// Attachment uploads refused: too large (413), too many at once (503).
+    pub uploads_too_large: AtomicU64,
+    pub uploads_busy: AtomicU64,
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
 }
@@ -199,6 +205,35 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "gauge",
         m.tcp_connections.load(Relaxed),
     );
+    metric(
+        &mut o,
+        "edge_http_connections",
+        "Open HTTP connections (upgraded WebSockets not included).",
+        "gauge",
+        m.http_connections.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_http_refused_total",
+        "HTTP connections refused over [http] max_connections.",
+        "counter",
+        m.http_refused.load(Relaxed),
+    );
+    header(
+        &mut o,
+        "edge_http_uploads_refused_total",
+        "Attachment uploads refused: too large, or too many at once.",
+        "counter",
+    );
+    for (reason, v) in [
+        ("too_large", m.uploads_too_large.load(Relaxed)),
+        ("busy", m.uploads_busy.load(Relaxed)),
+    ] {
+        let _ = writeln!(
+            o,
+            "edge_http_uploads_refused_total{{reason=\"{reason}\"}} {v}"
+        );
+    }
     header(
         &mut o,
         "edge_sip_tcp_refused_total",

@@ -250,15 +250,26 @@ token = "{AGENT_TOKEN}"
 
     /// As [`Edge::start_full`], logging at `level` (an `EDGE_LOG` filter).
     pub fn start_logged(storage: &str, extra: &str, level: &str) -> Edge {
-        Edge::start_configured(storage, "", extra, level)
+        Edge::start_configured(storage, "", "", extra, level)
+    }
+
+    /// The standard configuration with `http` lines added to its `[http]` table.
+    pub fn start_http(http: &str, extra: &str) -> Edge {
+        Edge::start_configured("", "", http, extra, "info")
     }
 
     /// The standard configuration with `sip` lines added to its `[sip]` table.
     pub fn start_sip(sip: &str, extra: &str) -> Edge {
-        Edge::start_configured("", sip, extra, "info")
+        Edge::start_configured("", sip, "", extra, "info")
     }
 
-    fn start_configured(storage: &str, sip_lines: &str, extra: &str, level: &str) -> Edge {
+    fn start_configured(
+        storage: &str,
+        sip_lines: &str,
+        http_lines: &str,
+        extra: &str,
+        level: &str,
+    ) -> Edge {
         let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
@@ -280,6 +291,8 @@ token = "{AGENT_TOKEN}"
             &format!("agent_ring_timeout = \"5s\"\n{sip_lines}\n"),
             1,
         );
+        let http_line = format!("listen = \"127.0.0.1:{http}\"\n");
+        let config = config.replacen(&http_line, &format!("{http_line}{http_lines}\n"), 1);
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));

@@ -804,3 +804,113 @@ fn websocket_protocol_errors_get_their_rfc_6455_close_codes() {
     let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
     agent.until("hello", 5.0, is("hello"));
 }
+
+/// Send `head` (request line + headers, no body) and read what comes back within
+/// `secs`: the response the edge gives before any body byte, or "" if none.
+fn answer_before_body(edge: &Edge, head: &str, secs: u64) -> String {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(edge.http).unwrap();
+    t.set_read_timeout(Some(std::time::Duration::from_secs(secs)))
+        .unwrap();
+    t.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while let Ok(n) = t.read(&mut b) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&b[..n]);
+        if String::from_utf8_lossy(&got).contains("\"status\"") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+#[test]
+fn http_checks_the_token_and_the_length_before_reading_a_body_and_drops_slow_clients() {
+    let edge = Edge::start_http("header_timeout = \"1s\"", EXTRA);
+    let mut agent = Ws::connect(edge.http, "/ws/agent", Some(AGENT_TOKEN));
+    agent.until("hello", 5.0, is("hello"));
+    let (_cust, chat, token) = start_and_accept(&edge, &mut agent, "web");
+    // A 10 MB upload without a token is refused from its headers: no body is sent.
+    let head = |path: &str, auth: &str, len: u64| {
+        format!("POST {path} HTTP/1.1\r\nHost: edge\r\n{auth}Content-Length: {len}\r\n\r\n")
+    };
+    let r = answer_before_body(
+        &edge,
+        &head(
+            &format!("/api/v1/chats/{chat}/attachments?name=a.png"),
+            "",
+            10_000_000,
+        ),
+        3,
+    );
+    assert!(
+        r.starts_with("HTTP/1.1 401") || r.starts_with("HTTP/1.1 403"),
+        "{r}"
+    );
+    // The same with the customer's token but over the limit: 413, the JSON error.
+    let r = answer_before_body(
+        &edge,
+        &head(
+            &format!("/api/v1/chats/{chat}/attachments?name=a.png"),
+            &format!("x-chat-token: {token}\r\n"),
+            100_000_000,
+        ),
+        3,
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(r.contains("\"status\":413"), "{r}");
+    // A call command's 2 MB body without a token: refused before it is read.
+    let r = answer_before_body(
+        &edge,
+        &head("/api/v1/calls/nope/monitors", "", 2_000_000),
+        3,
+    );
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    // With a token but larger than a command can be: 413.
+    let r = answer_before_body(
+        &edge,
+        &head(
+            "/api/v1/calls/nope/monitors",
+            &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n"),
+            2_000_000,
+        ),
+        3,
+    );
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    // A valid upload still works (streamed to disk).
+    let png = {
+        let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+        b.resize(64, 0);
+        b
+    };
+    let r = raw(
+        &edge,
+        "POST",
+        &format!("/api/v1/chats/{chat}/attachments?name=a.png"),
+        &format!("x-chat-token: {token}"),
+        &png,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Slowloris: headers begun and never finished, or nothing at all, are closed
+    // after header_timeout.
+    for partial in ["GET /healthz HTTP/1.1\r\nHost: edge\r\n", ""] {
+        use std::io::{Read, Write};
+        let mut t = std::net::TcpStream::connect(edge.http).unwrap();
+        t.write_all(partial.as_bytes()).unwrap();
+        t.set_read_timeout(Some(std::time::Duration::from_secs(4)))
+            .unwrap();
+        let mut b = [0u8; 1024];
+        let closed = loop {
+            match t.read(&mut b) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "a slow client ({partial:?}) is dropped");
+    }
+    assert_eq!(http::get(edge.http, "/healthz", None).unwrap().status, 200);
+}

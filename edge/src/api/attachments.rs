@@ -16,7 +16,7 @@
 use super::auth::{authorize_user, error};
 use super::state::AppState;
 use super::transcripts::CHAT_TOKEN_HEADER;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +28,7 @@ use serde_json::json;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::info;
 
@@ -37,6 +38,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Attachments {
     key: [u8; 32],
     dir: PathBuf,
+    /// Uploads in progress at once ([http] max_uploads; more get 503).
+    uploads: tokio::sync::Semaphore,
 }
 
 fn now_secs() -> u64 {
@@ -44,6 +47,40 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// How a streamed upload ended.
+enum Streamed {
+    /// All of it, `size` bytes; `head` is its first bytes (for [`sniff`]).
+    Whole { size: u64, head: Vec<u8> },
+    /// More than the limit arrived (the rest is not read).
+    TooLarge,
+}
+
+/// Write `body` to `tmp` chunk by chunk, stopping past `max` bytes.
+async fn stream_to_file(body: Body, tmp: &FsPath, max: u64) -> std::io::Result<Streamed> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if let Some(dir) = tmp.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let mut f = tokio::fs::File::create(tmp).await?;
+    let mut body = body.into_data_stream();
+    let (mut size, mut head) = (0u64, Vec::with_capacity(16));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Ok(Streamed::TooLarge);
+        }
+        if head.len() < 16 {
+            let take = (16 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        f.write_all(&chunk).await?;
+    }
+    f.flush().await?;
+    Ok(Streamed::Whole { size, head })
 }
 
 /// The type a file's first bytes show, if it is one we accept.
@@ -105,7 +142,7 @@ pub enum KeyError {
 
 impl Attachments {
     /// Load the link key under `storage_dir` or make one.
-    pub fn open(storage_dir: &FsPath) -> Result<Attachments, KeyError> {
+    pub fn open(storage_dir: &FsPath, max_uploads: usize) -> Result<Attachments, KeyError> {
         let cdir = storage_dir.join("chat");
         let dir = cdir.join("attachments");
         std::fs::create_dir_all(&dir).map_err(|source| KeyError::CreateDir {
@@ -129,7 +166,11 @@ impl Attachments {
         };
         let mut k = [0u8; 32];
         k.copy_from_slice(&key);
-        Ok(Attachments { key: k, dir })
+        Ok(Attachments {
+            key: k,
+            dir,
+            uploads: tokio::sync::Semaphore::new(max_uploads),
+        })
     }
 
     fn mac(&self, chat: &str, file: &str, exp: u64) -> HmacSha256 {
@@ -215,12 +256,18 @@ fn uploader(s: &AppState, headers: &HeaderMap, chat: &str) -> Result<(Author, St
 }
 
 /// `POST /api/v1/chats/{id}/attachments?name=FILE`: the body is the file.
+///
+/// Nothing of the body is read before the uploader is authenticated (chat token or
+/// agent bearer, from the headers), the name and type are checked, and the declared
+/// Content-Length fits the limit. The body is then streamed to a temporary file,
+/// never held whole in memory, and cut off at the limit (413). At most
+/// `[http] max_uploads` run at once (503 with Retry-After beyond).
 pub async fn upload(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(chat): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let (from, name) = match uploader(&s, &headers, &chat) {
         Ok(x) => x,
@@ -243,35 +290,57 @@ pub async fn upload(
             ),
         );
     };
-    if body.len() as u64 > cfg.attachment_max_size {
-        return error(
+    let max = cfg.attachment_max_size;
+    let too_large = || {
+        s.metrics.uploads_too_large.fetch_add(1, Relaxed);
+        error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "attachments are limited to {} bytes",
-                cfg.attachment_max_size
-            ),
-        );
+            &format!("attachments are limited to {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large();
     }
-    if sniff(&body) != Some(ext.as_str()) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("the content is not a {ext} file"),
+    let Ok(_slot) = s.attachments.uploads.try_acquire() else {
+        s.metrics.uploads_busy.fetch_add(1, Relaxed);
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads at once; retry shortly",
         );
-    }
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+        return r;
+    };
     let file = format!("{}.{ext}", crate::desk::secret_token());
     let path = s.attachments.path(&chat, &file);
-    let size = body.len();
-    let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let tmp = path.with_extension("part");
-        std::fs::write(&tmp, &body)?;
-        std::fs::rename(&tmp, &path)
-    })
-    .await;
-    if let Err(e) = write
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
+    let tmp = path.with_extension("part");
+    let size = match stream_to_file(body, &tmp, max).await {
+        Ok(Streamed::Whole { size, head }) if sniff(&head) == Some(ext.as_str()) => size,
+        Ok(Streamed::Whole { .. }) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("the content is not a {ext} file"),
+            );
+        }
+        Ok(Streamed::TooLarge) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return too_large();
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot store the file: {e}"),
+            );
+        }
+    };
+    if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("cannot store the file: {e}"),

@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn links_are_checked_for_tampering_and_expiry() {
     let dir = std::env::temp_dir().join(format!("att-test-{}", std::process::id()));
-    let a = Attachments::open(&dir).unwrap();
+    let a = Attachments::open(&dir, 4).unwrap();
     let later = now_secs() + 60;
     let link = a.link("ch-1", "f.png", later);
     let q: HashMap<&str, &str> = link
@@ -34,7 +34,7 @@ fn links_are_checked_for_tampering_and_expiry() {
     let sig = past.rsplit_once("sig=").unwrap().1;
     assert_eq!(a.check("ch-1", "f.png", "1000", sig), Err(StatusCode::GONE));
     // The same key after a restart: old links still work.
-    let b = Attachments::open(&dir).unwrap();
+    let b = Attachments::open(&dir, 4).unwrap();
     assert_eq!(b.check("ch-1", "f.png", q["exp"], q["sig"]), Ok(()));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,7 @@ mod chats;
 pub mod error;
 mod health;
 mod recordings;
+pub mod serve;
 pub mod state;
 mod supervision;
 mod transcripts;
@@ -28,7 +29,7 @@ use axum::Router;
 
 /// The HTTP routes (health, metrics, OpenAPI, `/api/v1`, the chat pages) and the
 /// JSON 404; the WebSocket routes come from `ws` (main merges both).
-pub fn routes(state: &AppState) -> Router<AppState> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::prometheus))
@@ -67,11 +68,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/v1/transcripts", get(transcripts::search))
         .route(
             "/api/v1/chats/{id}/attachments",
-            // The body limit is the size at start (+1 so the handler answers 413
-            // with the configured figure); a reload can lower it, not raise it.
-            axum::routing::post(attachments::upload).layer(axum::extract::DefaultBodyLimit::max(
-                state.snapshot.load().config.chat.attachment_max_size as usize + 1,
-            )),
+            // The handler streams the body and enforces the configured limit itself.
+            axum::routing::post(attachments::upload),
         )
         .route(
             "/api/v1/attachments/{chat}/{file}",

@@ -12,7 +12,7 @@ use super::auth::authorize_user;
 use super::error::{error, ApiError};
 use super::state::{ask, AppState};
 use crate::core::CoreMsg;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,20 +23,48 @@ use control::Role;
 use serde::Deserialize;
 use serde_json::json;
 
-fn body<T: for<'de> Deserialize<'de>>(b: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(b)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))
-}
-
-/// The signed-in user (at least `role`) and the parsed JSON body.
-fn user_and_body<T: for<'de> Deserialize<'de>>(
+/// The signed-in user (at least `role`) and the parsed JSON body. The token is
+/// checked before a byte of the body is read, and the body may not exceed
+/// [`JSON_LIMIT`] (413 otherwise, from Content-Length when it says so).
+async fn user_and_body<T: for<'de> Deserialize<'de>>(
     s: &AppState,
     headers: &HeaderMap,
     role: Role,
-    b: &Bytes,
+    body: Body,
 ) -> Result<(control::User, T), Response> {
     let user = authorize_user(s, headers, role)?;
-    Ok((user, body(b)?))
+    let b = read_limited(headers, body, JSON_LIMIT).await?;
+    let parsed = serde_json::from_slice(&b)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}")))?;
+    Ok((user, parsed))
+}
+
+/// Largest JSON body of a call command.
+pub const JSON_LIMIT: usize = 16 * 1024;
+
+/// The body, at most `limit` bytes: 413 (the API's JSON error) when the
+/// Content-Length says more, or when more arrives.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is limited to {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 fn mode(s: &str) -> Result<MonitorMode, Response> {
@@ -79,9 +107,9 @@ pub async fn add_monitor(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(call): Path<String>,
-    b: Bytes,
+    b: Body,
 ) -> Response {
-    let (me, req): (_, NewMonitor) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+    let (me, req): (_, NewMonitor) = match user_and_body(&s, &headers, Role::Supervisor, b).await {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -135,9 +163,9 @@ pub async fn patch_monitor(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path((call, monitor)): Path<(String, String)>,
-    b: Bytes,
+    b: Body,
 ) -> Response {
-    let (_, req): (_, ModeChange) = match user_and_body(&s, &headers, Role::Supervisor, &b) {
+    let (_, req): (_, ModeChange) = match user_and_body(&s, &headers, Role::Supervisor, b).await {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -180,9 +208,9 @@ pub async fn set_recording(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(call): Path<String>,
-    b: Bytes,
+    b: Body,
 ) -> Response {
-    let (me, req): (_, RecordingState) = match user_and_body(&s, &headers, Role::Agent, &b) {
+    let (me, req): (_, RecordingState) = match user_and_body(&s, &headers, Role::Agent, b).await {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -225,9 +253,9 @@ pub async fn send_dtmf(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(call): Path<String>,
-    b: Bytes,
+    b: Body,
 ) -> Response {
-    let (me, req): (_, Dtmf) = match user_and_body(&s, &headers, Role::Agent, &b) {
+    let (me, req): (_, Dtmf) = match user_and_body(&s, &headers, Role::Agent, b).await {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -265,9 +293,9 @@ pub async fn set_hold(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(call): Path<String>,
-    b: Bytes,
+    b: Body,
 ) -> Response {
-    let (me, req): (_, Hold) = match user_and_body(&s, &headers, Role::Agent, &b) {
+    let (me, req): (_, Hold) = match user_and_body(&s, &headers, Role::Agent, b).await {
         Ok(v) => v,
         Err(e) => return e,
     };
