@@ -284,6 +284,10 @@ impl B2bua {
         c.state = CallState::Answered;
         c.answered = Some(now);
         self.stats.answered += 1;
+        let max = self.snap.config.sip.max_call_duration;
+        if !max.is_zero() {
+            self.timers.set(now + max, Timer::MaxDuration(id));
+        }
         info!(call = %c.public_id, agent = ?c.agent, "answered");
         let (queue, route) = c.route_names();
         if self

@@ -66,7 +66,7 @@ use sip::{Flow, Transport, TxId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// How long a static-route callee may ring before the edge gives up (like a proxy's
 /// timer C).
@@ -118,6 +118,10 @@ pub struct CallStats {
     pub rejected_overload: u64,
     /// INVITEs from sources that are no trunk, refused or dropped statelessly.
     pub strangers: u64,
+    /// Answered calls ended because no RTP came from either party for
+    /// `[media] rtp_timeout`, and because they reached `[sip] max_call_duration`.
+    pub media_timeouts: u64,
+    pub max_duration: u64,
     /// Messages dropped unread from a source over `rate_limit`, and the blocks.
     pub rate_limited: u64,
     pub rate_limit_blocks: u64,
@@ -354,6 +358,23 @@ impl B2bua {
         self.end_call(now, id, 480, "admin");
         self.process(now);
         true
+    }
+
+    /// No datagram came from either party of `call` for its silence limit: an
+    /// answered call is ended (BYE both legs); one not answered yet may be waiting
+    /// without media and is left alone.
+    pub fn media_silent(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if !c.is_established() {
+            return;
+        }
+        let _span = self.span(call).entered();
+        info!(call = %c.public_id, "no RTP from either party: ending the call");
+        self.stats.media_timeouts += 1;
+        self.end_call(now, call, 200, "no RTP");
+        self.process(now);
     }
 
     /// The driver could not open the call's RTP sockets.

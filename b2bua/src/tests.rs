@@ -740,3 +740,38 @@ fn strangers_can_be_dropped_silently_and_a_flooding_source_is_rate_limited() {
     n.send(STRANGER, &invite("service", "after-block", &sdp(4000)));
     assert_eq!(n.b.stats.strangers, 11);
 }
+
+#[test]
+fn a_silent_answered_call_is_ended_but_a_ringing_one_is_left_alone() {
+    let mut n = Net::new(CONFIG);
+    // Ringing: no media yet is normal.
+    n.send(CALLER, &invite("service", "ringing", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_request(SERVICE, Method::Invite);
+    n.b.media_silent(n.now, CallId(1));
+    n.pump();
+    assert_eq!(n.b.active_calls(), 1);
+    assert!(n.wire.quiet(CALLER));
+    assert_eq!(n.b.stats.media_timeouts, 0);
+    // Answered and silent: BYE to both parties.
+    let mut n = Net::new(CONFIG);
+    connect(&mut n, "silent");
+    n.b.media_silent(n.now, CallId(1));
+    n.pump();
+    n.expect_request(CALLER, Method::Bye);
+    n.expect_request(SERVICE, Method::Bye);
+    assert_eq!(n.b.stats.media_timeouts, 1);
+}
+
+#[test]
+fn max_call_duration_ends_an_answered_call() {
+    let config = CONFIG.replace("max_calls = 3", "max_calls = 3\nmax_call_duration = \"1h\"");
+    let mut n = Net::new(&config);
+    connect(&mut n, "long");
+    n.advance(Duration::from_secs(3599));
+    assert!(n.wire.quiet(CALLER) && n.wire.quiet(SERVICE), "not yet");
+    n.advance(Duration::from_secs(2));
+    n.expect_request(CALLER, Method::Bye);
+    n.expect_request(SERVICE, Method::Bye);
+    assert_eq!(n.b.stats.max_duration, 1);
+}

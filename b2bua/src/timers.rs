@@ -1,5 +1,5 @@
 //! The call timers (max wait in queue, agent ring, callee no-answer, queue retry,
-//! announcement limit) and what each does when it fires.
+//! announcement limit, maximum call duration) and what each does when it fires.
 
 use crate::{B2bua, CallId, CallState, Route};
 use std::cmp::Reverse;
@@ -21,6 +21,8 @@ pub(crate) enum Timer {
     QueueRetry,
     /// The announcement of call `.0` should have ended by now.
     Announcement(CallId),
+    /// Call `.0` reached `[sip] max_call_duration`.
+    MaxDuration(CallId),
 }
 
 /// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
@@ -59,6 +61,13 @@ impl B2bua {
                 }) {
                     info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
                     self.end_call(now, id, 480, "max_wait");
+                }
+            }
+            Timer::MaxDuration(id) => {
+                if self.calls.get(&id).is_some_and(|c| c.is_established()) {
+                    info!(call = %self.calls[&id].public_id, "maximum call duration reached: ending the call");
+                    self.stats.max_duration += 1;
+                    self.end_call(now, id, 200, "maximum call duration");
                 }
             }
             Timer::Announcement(id) => {

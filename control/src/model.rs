@@ -107,6 +107,9 @@ pub struct SipConfig {
     /// first byte, or the connection is closed.
     #[serde(default = "default_tcp_message", with = "duration_str")]
     pub tcp_message_timeout: Duration,
+    /// An answered call is ended (BYE both legs) after this long. `0s`: no limit.
+    #[serde(default = "default_max_call_duration", with = "duration_str")]
+    pub max_call_duration: Duration,
     /// Inbound SIP TCP connections one source address may hold.
     #[serde(default = "default_tcp_per_source")]
     pub tcp_max_per_source: u32,
@@ -121,6 +124,9 @@ fn default_tcp_idle() -> Duration {
 }
 fn default_tcp_message() -> Duration {
     Duration::from_secs(10)
+}
+fn default_max_call_duration() -> Duration {
+    Duration::ZERO
 }
 fn default_tcp_per_source() -> u32 {
     128
@@ -173,6 +179,7 @@ impl Default for SipConfig {
             rate_limit_block: default_rate_limit_block(),
             tcp_idle_timeout: default_tcp_idle(),
             tcp_message_timeout: default_tcp_message(),
+            max_call_duration: default_max_call_duration(),
             tcp_max_per_source: default_tcp_per_source(),
             tcp_max_connections: default_tcp_max(),
         }
@@ -187,6 +194,20 @@ pub struct MediaConfig {
     pub address: IpAddr,
     #[serde(default = "default_rtp_ports")]
     pub rtp_ports: PortRange,
+    /// An answered call from whose parties no RTP or RTCP arrives this long is
+    /// ended (BYE both legs). `0s`: never.
+    #[serde(default = "default_rtp_timeout", with = "duration_str")]
+    pub rtp_timeout: Duration,
+    /// The same while a party is on hold (a holding phone may send nothing).
+    #[serde(default = "default_rtp_hold_timeout", with = "duration_str")]
+    pub rtp_hold_timeout: Duration,
+}
+
+fn default_rtp_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_rtp_hold_timeout() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_media_address() -> IpAddr {
@@ -204,6 +225,8 @@ impl Default for MediaConfig {
         MediaConfig {
             address: default_media_address(),
             rtp_ports: default_rtp_ports(),
+            rtp_timeout: default_rtp_timeout(),
+            rtp_hold_timeout: default_rtp_hold_timeout(),
         }
     }
 }

@@ -210,12 +210,22 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             }
         }
     });
-    let relays = rtp::Relays::start(threads, metrics.clone(), media_tx, finisher, seed()).map_err(
-        |source| EdgeError::Start {
-            what: "the RTP relay workers",
-            source,
-        },
-    )?;
+    let silence = rtp::SilenceLimits {
+        normal: c.media.rtp_timeout,
+        hold: c.media.rtp_hold_timeout,
+    };
+    let relays = rtp::Relays::start(
+        threads,
+        metrics.clone(),
+        media_tx,
+        finisher,
+        seed(),
+        silence,
+    )
+    .map_err(|source| EdgeError::Start {
+        what: "the RTP relay workers",
+        source,
+    })?;
     let core = core::Core::new(
         b2bua,
         core::SipSockets { udp, tcp_limits },

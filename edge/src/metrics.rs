@@ -97,6 +97,20 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "counter",
         core.calls.rejected_overload,
     );
+    metric(
+        &mut o,
+        "edge_calls_media_timeouts_total",
+        "Answered calls ended because no RTP came from either party ([media] rtp_timeout).",
+        "counter",
+        core.calls.media_timeouts,
+    );
+    metric(
+        &mut o,
+        "edge_calls_max_duration_total",
+        "Calls ended at [sip] max_call_duration.",
+        "counter",
+        core.calls.max_duration,
+    );
 
     header(
         &mut o,

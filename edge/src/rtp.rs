@@ -178,6 +178,7 @@ impl Relays {
         events: MediaEvents,
         finisher: Finisher,
         seed: u64,
+        silence: SilenceLimits,
     ) -> io::Result<Arc<Relays>> {
         let m = metrics.clone();
         let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
@@ -188,11 +189,13 @@ impl Relays {
             last_flush: Instant::now(),
             epoch: Instant::now(),
             next_tick: None,
+            last_sweep: Instant::now(),
             ctx: Ctx {
                 metrics: m.clone(),
                 events: events.clone(),
                 finisher: finisher.clone(),
                 seed: seed ^ (i as u64) << 56,
+                silence,
             },
         })?;
         Ok(Arc::new(Relays {
@@ -261,6 +264,9 @@ struct Call {
 pub enum MediaEvent {
     /// A call's announcement was played to its end.
     AnnouncementDone { call: CallId },
+    /// No datagram from either party of a call for its silence limit (reported
+    /// again after each further limit while it lasts).
+    Silent { call: CallId },
     /// An RFC 4733 digit decoded in a call's media (a party's or a supervisor's).
     Digit {
         call: CallId,
@@ -272,12 +278,21 @@ pub enum MediaEvent {
 /// Where relay workers send their events (never blocking: a full queue drops).
 pub type MediaEvents = tokio::sync::mpsc::Sender<MediaEvent>;
 
+/// How long a call may go without a datagram from its parties (`Duration::ZERO`:
+/// no limit); `hold` while a party is held.
+#[derive(Debug, Clone, Copy)]
+pub struct SilenceLimits {
+    pub normal: Duration,
+    pub hold: Duration,
+}
+
 /// What a worker shares with the rest of the process.
 struct Ctx {
     metrics: Arc<Metrics>,
     events: MediaEvents,
     finisher: Finisher,
     seed: u64,
+    silence: SilenceLimits,
 }
 
 #[derive(Default)]
@@ -313,6 +328,8 @@ struct RelayWorker {
     last_flush: Instant,
     epoch: Instant,
     next_tick: Option<Instant>,
+    /// When calls were last checked for silence (once a second).
+    last_sweep: Instant,
     ctx: Ctx,
 }
 
@@ -361,12 +378,14 @@ impl Handler for RelayWorker {
     }
 
     fn on_command(&mut self, poller: &Poller, cmd: Cmd, now: Instant) -> Flow {
+        let now_us = now.duration_since(self.epoch).as_micros() as u64;
         let mixes = apply(
             poller,
             &mut self.calls,
             &mut self.monitor_slots,
             cmd,
             &mut self.ctx,
+            now_us,
         );
         // Start the tick grid when a command made a call mix; the ticks stop it once
         // no call mixes (no scan of every call per command).
@@ -391,6 +410,13 @@ impl Handler for RelayWorker {
             } else {
                 next
             });
+        }
+        if now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
+            self.last_sweep = now;
+            let now_us = now.duration_since(self.epoch).as_micros() as u64;
+            for call in self.calls.values_mut() {
+                report_silence(call, now_us, &self.ctx);
+            }
         }
         if now.duration_since(self.last_flush) >= Duration::from_secs(1)
             || self.c.packets >= 1 << 16
@@ -421,6 +447,27 @@ fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8],
             from: DigitFrom::Monitor(id),
             digit: d,
         });
+    }
+}
+
+/// Tell the core about a call silent past its limit (the core decides: only an
+/// answered call is ended), and restart its silence clock.
+fn report_silence(call: &mut Call, now_us: u64, ctx: &Ctx) {
+    let limit = if call.media.on_hold() {
+        ctx.silence.hold
+    } else {
+        ctx.silence.normal
+    };
+    if limit.is_zero() || call.media.silent_for_us(now_us) < limit.as_micros() as u64 {
+        return;
+    }
+    call.media.reset_silence(now_us);
+    if ctx
+        .events
+        .try_send(MediaEvent::Silent { call: call.call })
+        .is_err()
+    {
+        tracing::warn!(call = %call.call, "core busy: RTP silence not reported");
     }
 }
 
@@ -468,6 +515,7 @@ fn apply(
     monitor_slots: &mut HashMap<usize, (usize, MonitorId)>,
     cmd: Cmd,
     ctx: &mut Ctx,
+    now_us: u64,
 ) -> bool {
     let metrics = &ctx.metrics;
     let mut mixes = false;
@@ -484,7 +532,7 @@ fn apply(
                     Call {
                         call,
                         sockets,
-                        media: CallMedia::new(ctx.seed),
+                        media: CallMedia::new(ctx.seed, now_us),
                         monitors: Vec::new(),
                         recorder: None,
                     },

@@ -47,18 +47,40 @@ pub struct CallMedia {
     session: Option<Box<Session>>,
     monitors: Vec<MonitorLeg>,
     seed: u64,
+    /// When the last datagram from a party arrived (or the silence clock was reset).
+    last_heard_us: u64,
 }
 
 impl CallMedia {
-    /// `seed` makes the session's SSRCs and sequence numbers (one per call).
-    pub fn new(seed: u64) -> CallMedia {
+    /// `seed` makes the session's SSRCs and sequence numbers (one per call); the
+    /// silence clock starts at `now_us`.
+    pub fn new(seed: u64, now_us: u64) -> CallMedia {
         CallMedia {
             relay: Relay::new(),
             dtmf: Default::default(),
             session: None,
             monitors: Vec::new(),
             seed,
+            last_heard_us: now_us,
         }
+    }
+
+    /// How long no datagram has come from either party (RTP or RTCP from the source
+    /// the relay accepts; a stranger's packets or garbage do not count).
+    pub fn silent_for_us(&self, now_us: u64) -> u64 {
+        now_us.saturating_sub(self.last_heard_us)
+    }
+
+    /// Start the silence clock again (after it was reported).
+    pub fn reset_silence(&mut self, now_us: u64) {
+        self.last_heard_us = now_us;
+    }
+
+    /// A party is on hold (its phone may legitimately send nothing).
+    pub fn on_hold(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.held(Side::A) || s.held(Side::B))
     }
 
     fn session(&mut self) -> &mut Session {
@@ -77,7 +99,13 @@ impl CallMedia {
         pkt: &mut [u8],
         now_us: u64,
     ) -> (Party, Option<char>) {
-        let Some(dst) = self.relay.on_datagram(on, src, pkt) else {
+        let (foreign, malformed) = (self.relay.stats.foreign, self.relay.stats.malformed);
+        let dst = self.relay.on_datagram(on, src, pkt);
+        if self.relay.stats.foreign == foreign && self.relay.stats.malformed == malformed {
+            // The party itself (forwarded, or waiting for the other side's address).
+            self.last_heard_us = now_us;
+        }
+        let Some(dst) = dst else {
             return (Party::Refused, None);
         };
         let mut digit = None;

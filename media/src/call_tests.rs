@@ -43,7 +43,7 @@ fn voice(seq: u16) -> Vec<u8> {
 }
 
 fn connected() -> CallMedia {
-    let mut m = CallMedia::new(1);
+    let mut m = CallMedia::new(1, 0);
     m.apply(&Command::Remote {
         side: Side::A,
         addr: Some(addr("10.0.0.1:4000")),
@@ -57,7 +57,7 @@ fn connected() -> CallMedia {
 
 #[test]
 fn a_party_is_relayed_to_the_other_sides_address_once_it_has_one() {
-    let mut m = CallMedia::new(1);
+    let mut m = CallMedia::new(1, 0);
     let mut p = voice(1);
     assert_eq!(
         m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 0),
@@ -153,7 +153,7 @@ fn a_supervisor_latches_on_its_first_source_and_hears_the_call_there() {
 
 #[test]
 fn generated_dtmf_goes_to_the_party_and_is_lost_without_an_address() {
-    let mut m = CallMedia::new(1);
+    let mut m = CallMedia::new(1, 0);
     m.apply(&Command::Remote {
         side: Side::B,
         addr: Some(addr("10.0.0.2:5000")),
@@ -202,4 +202,36 @@ fn an_announcement_is_reported_done_once() {
         done += m.take_announcement_done() as u32;
     }
     assert_eq!(done, 1, "100 ms of audio ends once");
+}
+
+#[test]
+fn silence_counts_only_the_parties_own_datagrams() {
+    let mut m = connected();
+    assert_eq!(
+        m.silent_for_us(5_000_000),
+        5_000_000,
+        "nothing heard since the start"
+    );
+    let mut p = voice(1);
+    m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 6_000_000);
+    assert_eq!(m.silent_for_us(7_000_000), 1_000_000);
+    // A stranger on the latched socket, and garbage, are not the party.
+    let mut p = voice(2);
+    m.on_party(A_RTP, addr("10.6.6.6:4000"), &mut p, 8_000_000);
+    m.on_party(B_RTP, addr("10.0.0.2:5000"), &mut [0u8; 3], 8_000_000);
+    assert_eq!(m.silent_for_us(9_000_000), 3_000_000);
+    // B's first packet latches and counts, even with no address for it yet.
+    let mut lone = CallMedia::new(2, 0);
+    let mut p = voice(1);
+    assert_eq!(
+        lone.on_party(B_RTP, addr("10.0.0.2:5000"), &mut p, 4_000_000)
+            .0,
+        Party::Refused
+    );
+    assert_eq!(lone.silent_for_us(4_000_000), 0);
+    m.reset_silence(10_000_000);
+    assert_eq!(m.silent_for_us(10_500_000), 500_000);
+    assert!(!m.on_hold());
+    m.hold(Side::A, true, None);
+    assert!(m.on_hold());
 }

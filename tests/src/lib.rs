@@ -250,26 +250,27 @@ token = "{AGENT_TOKEN}"
 
     /// As [`Edge::start_full`], logging at `level` (an `EDGE_LOG` filter).
     pub fn start_logged(storage: &str, extra: &str, level: &str) -> Edge {
-        Edge::start_configured(storage, "", "", extra, level)
+        Edge::start_configured(storage, ["", "", ""], extra, level)
     }
 
     /// The standard configuration with `http` lines added to its `[http]` table.
     pub fn start_http(http: &str, extra: &str) -> Edge {
-        Edge::start_configured("", "", http, extra, "info")
+        Edge::start_configured("", ["", "", http], extra, "info")
     }
 
     /// The standard configuration with `sip` lines added to its `[sip]` table.
     pub fn start_sip(sip: &str, extra: &str) -> Edge {
-        Edge::start_configured("", sip, "", extra, "info")
+        Edge::start_configured("", [sip, "", ""], extra, "info")
     }
 
-    fn start_configured(
-        storage: &str,
-        sip_lines: &str,
-        http_lines: &str,
-        extra: &str,
-        level: &str,
-    ) -> Edge {
+    /// The standard configuration with lines added to its `[sip]`, `[media]` and
+    /// `[http]` tables.
+    pub fn start_tables(sip: &str, media: &str, http: &str, extra: &str) -> Edge {
+        Edge::start_configured("", [sip, media, http], extra, "info")
+    }
+
+    fn start_configured(storage: &str, tables: [&str; 3], extra: &str, level: &str) -> Edge {
+        let [sip_lines, media_lines, http_lines] = tables;
         let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
@@ -291,6 +292,8 @@ token = "{AGENT_TOKEN}"
             &format!("agent_ring_timeout = \"5s\"\n{sip_lines}\n"),
             1,
         );
+        let media_line = format!("rtp_ports = \"{}-{}\"\n", rtp.0, rtp.1);
+        let config = config.replacen(&media_line, &format!("{media_line}{media_lines}\n"), 1);
         let http_line = format!("listen = \"127.0.0.1:{http}\"\n");
         let config = config.replacen(&http_line, &format!("{http_line}{http_lines}\n"), 1);
         let config_path = dir.path().join("edge.toml");

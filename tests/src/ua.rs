@@ -174,6 +174,26 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         }
     }
 
+    /// Wait up to `secs` for the edge's BYE and answer it 200; whether one came.
+    pub fn answer_bye(&mut self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            let Some((m, _)) = recv_msg(&self.sock, Duration::from_millis(200)) else {
+                continue;
+            };
+            if let SipMessage::Request(req) = m {
+                if req.method == rsip::Method::Bye {
+                    let ok = sip::message::response(&req, 200, None, "uac");
+                    self.sock
+                        .send_to(ok.to_string().as_bytes(), self.edge)
+                        .unwrap();
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// BYE the established call; returns the response code.
     pub fn bye(&mut self) -> u16 {
         self.cseq += 1;

@@ -562,3 +562,21 @@ Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         "{metrics}"
     );
 }
+
+#[test]
+fn an_answered_call_with_no_rtp_is_ended_with_bye_to_both_legs() {
+    let edge = Edge::start_tables("", "rtp_timeout = \"2s\"", "", "");
+    let uas = Uas::spawn(edge.route_port);
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("service"), 200);
+    // Neither side sends RTP: within the timeout plus the once-a-second sweep,
+    // the edge hangs up both legs.
+    assert!(
+        wait_until(6, || uas.byes.load(Ordering::Relaxed) == 1),
+        "the callee gets a BYE; log:\n{}",
+        edge.log_text()
+    );
+    assert!(uac.answer_bye(5), "the caller gets a BYE");
+    edge.wait_idle(5);
+    assert_eq!(edge.metric("edge_calls_media_timeouts_total"), 1.0);
+}

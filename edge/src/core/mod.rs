@@ -168,6 +168,9 @@ impl Core {
             CoreMsg::Media(MediaEvent::AnnouncementDone { call }) => {
                 self.b2bua.announcement_done(now, call);
             }
+            CoreMsg::Media(MediaEvent::Silent { call }) => {
+                self.b2bua.media_silent(now, call);
+            }
             CoreMsg::Command(cmd, reply) => {
                 let _ = reply.send(self.b2bua.handle_command(now, cmd));
             }
