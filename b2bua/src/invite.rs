@@ -169,11 +169,11 @@ impl B2bua {
 
     /// Two RTP/RTCP pairs: one facing the caller, one facing the callee.
     pub(crate) fn allocate_ports(&mut self) -> Option<(u16, u16)> {
-        let a = self.ports.allocate()?;
-        match self.ports.allocate() {
+        let a = self.allocate_port()?;
+        match self.allocate_port() {
             Some(b) => Some((a, b)),
             None => {
-                self.ports.release(a);
+                self.release_port(a);
                 None
             }
         }

@@ -55,8 +55,8 @@ use call::Calls;
 use control::Snapshot;
 use control::Strangers;
 use index::{DialogOwner, Index};
-use media::PortPool;
 pub use media::{CallId, Command, MonitorId};
+use media::{PortPool, PortProbe};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request};
 use sip::endpoint::{Endpoint, Event, Screen, Transmit};
@@ -75,6 +75,8 @@ pub const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 pub const QUEUE_RETRY: Duration = Duration::from_secs(1);
 /// Longest the customer waits for an announcement the media never reports as played.
 pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
+/// Most RTP port pairs tried for one allocation when the driver finds them taken.
+pub const PORT_TRIES: usize = 32;
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -125,6 +127,8 @@ pub struct CallStats {
     /// Messages dropped unread from a source over `rate_limit`, and the blocks.
     pub rate_limited: u64,
     pub rate_limit_blocks: u64,
+    /// RTP port pairs skipped because another program held them.
+    pub ports_skipped: u64,
 }
 
 /// A call as listed by the API.
@@ -162,6 +166,9 @@ pub struct B2bua {
     outputs: VecDeque<Output>,
     /// Per-source rate limit of sources that are no trunk.
     pike: Pike,
+    /// The driver's check of a port pair before use (none in tests: every pair is
+    /// usable).
+    probe: Option<Box<dyn PortProbe>>,
     pub stats: CallStats,
 }
 
@@ -227,8 +234,36 @@ impl B2bua {
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
             pike,
+            probe: None,
             stats: CallStats::default(),
         }
+    }
+
+    /// Let the media driver check (and bind) each RTP port pair before a call or a
+    /// supervisor uses it: a pair another program holds is skipped, not failed on.
+    pub fn set_port_probe(&mut self, probe: Box<dyn PortProbe>) {
+        self.probe = Some(probe);
+    }
+
+    /// A free RTP port pair the driver could bind (at most [`PORT_TRIES`] tried).
+    pub(crate) fn allocate_port(&mut self) -> Option<u16> {
+        let probe = &mut self.probe;
+        let (port, skipped) = self.ports.allocate_with(PORT_TRIES, |p| {
+            probe.as_mut().is_none_or(|probe| probe.reserve(p))
+        });
+        if skipped > 0 {
+            self.stats.ports_skipped += skipped;
+            warn!(skipped, "RTP ports held by another program: skipped");
+        }
+        port
+    }
+
+    /// Give a pair back (and whatever the driver bound for it, if unused).
+    pub(crate) fn release_port(&mut self, port: u16) {
+        if let Some(p) = self.probe.as_mut() {
+            p.release(port);
+        }
+        self.ports.release(port);
     }
 
     pub fn endpoint(&self) -> &Endpoint {

@@ -202,7 +202,7 @@ impl B2bua {
         let flow = self
             .local_flow(target.transport, target.addr)
             .ok_or(CommandError::Unreachable(target.addr))?;
-        let port = self.ports.allocate().ok_or(CommandError::NoPorts)?;
+        let port = self.allocate_port().ok_or(CommandError::NoPorts)?;
         let mid = MonitorId(self.calls.next_id());
         let public_id = format!("m{mid}");
         let call_id = format!("{}@edge", self.ep.ids().token());
@@ -348,7 +348,7 @@ impl B2bua {
             self.index.remove_client(&m.invite_tx);
             self.index
                 .remove_dialog(&m.dialog.call_id, &m.dialog.local_tag);
-            self.ports.release(m.port);
+            self.release_port(m.port);
         }
     }
 

@@ -141,8 +141,8 @@ impl B2bua {
                 self.reply(now, *t, &req, 481, None);
             }
         }
-        self.ports.release(c.a_port);
-        self.ports.release(c.b_port);
+        self.release_port(c.a_port);
+        self.release_port(c.b_port);
         self.outputs.push_back(Output::Media(id, Command::Close));
         if let Some(agent) = &c.agent {
             self.acd.release(agent, now, c.answered.is_some());

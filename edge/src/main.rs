@@ -192,7 +192,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             tcp_limits.clone(),
         );
     }
-    let b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
+    let mut b2bua = B2bua::new(snap.clone(), seed(), Instant::now());
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -210,6 +210,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             }
         }
     });
+    // Port pairs are bound when the B2BUA allocates them (one held by another
+    // program is skipped), and the relay takes those sockets.
+    let reserved = rtp::Reserved::new(c.media.address);
+    b2bua.set_port_probe(Box::new(reserved.clone()));
     let silence = rtp::SilenceLimits {
         normal: c.media.rtp_timeout,
         hold: c.media.rtp_hold_timeout,
@@ -221,6 +225,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         finisher,
         seed(),
         silence,
+        reserved.clone(),
     )
     .map_err(|source| EdgeError::Start {
         what: "the RTP relay workers",

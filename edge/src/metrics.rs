@@ -99,6 +99,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     metric(
         &mut o,
+        "edge_rtp_ports_skipped_total",
+        "RTP port pairs skipped because another program held them.",
+        "counter",
+        core.calls.ports_skipped,
+    );
+    metric(
+        &mut o,
         "edge_calls_media_timeouts_total",
         "Answered calls ended because no RTP came from either party ([media] rtp_timeout).",
         "counter",

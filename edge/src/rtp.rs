@@ -74,6 +74,50 @@ pub struct Relays {
     next: AtomicUsize,
     slots: AtomicUsize,
     metrics: Arc<Metrics>,
+    reserved: Reserved,
+}
+
+/// RTP/RTCP port pairs bound ahead of use: the B2BUA's port probe binds a pair
+/// when it allocates it (a pair another program holds is then skipped, not failed
+/// on later), and the relay takes the bound sockets when the call's media opens.
+/// Nothing is bound twice and no port is released between the check and its use.
+#[derive(Clone)]
+pub struct Reserved {
+    ip: IpAddr,
+    pairs: Arc<parking_lot::Mutex<HashMap<u16, [UdpSocket; 2]>>>,
+}
+
+impl Reserved {
+    pub fn new(ip: IpAddr) -> Reserved {
+        Reserved {
+            ip,
+            pairs: Arc::default(),
+        }
+    }
+
+    /// The pair's sockets: reserved ones, or bound now (no probe in use).
+    fn take(&self, ip: IpAddr, port: u16) -> io::Result<[UdpSocket; 2]> {
+        match self.pairs.lock().remove(&port) {
+            Some(pair) if ip == self.ip => Ok(pair),
+            _ => Ok([bind(ip, port)?, bind(ip, port + 1)?]),
+        }
+    }
+}
+
+impl media::PortProbe for Reserved {
+    fn reserve(&mut self, port: u16) -> bool {
+        match (bind(self.ip, port), bind(self.ip, port + 1)) {
+            (Ok(rtp), Ok(rtcp)) => {
+                self.pairs.lock().insert(port, [rtp, rtcp]);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn release(&mut self, port: u16) {
+        self.pairs.lock().remove(&port);
+    }
 }
 
 /// Handle to one call's relay; dropping it closes the relay and its sockets.
@@ -100,7 +144,7 @@ impl RelayHandle {
         id: MonitorId,
         mode: MonitorMode,
     ) -> io::Result<()> {
-        let sockets = [bind(ip, port)?, bind(ip, port + 1)?];
+        let sockets = self.relays.reserved.take(ip, port)?;
         let mslot = self.relays.slots.fetch_add(1, Relaxed);
         self.relays.send(
             self.worker,
@@ -179,6 +223,7 @@ impl Relays {
         finisher: Finisher,
         seed: u64,
         silence: SilenceLimits,
+        reserved: Reserved,
     ) -> io::Result<Arc<Relays>> {
         let m = metrics.clone();
         let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
@@ -203,6 +248,7 @@ impl Relays {
             next: AtomicUsize::new(0),
             slots: AtomicUsize::new(0),
             metrics,
+            reserved,
         }))
     }
 
@@ -218,12 +264,9 @@ impl Relays {
         a_port: u16,
         b_port: u16,
     ) -> io::Result<RelayHandle> {
-        let sockets = [
-            bind(ip, a_port)?,
-            bind(ip, a_port + 1)?,
-            bind(ip, b_port)?,
-            bind(ip, b_port + 1)?,
-        ];
+        let [a_rtp, a_rtcp] = self.reserved.take(ip, a_port)?;
+        let [b_rtp, b_rtcp] = self.reserved.take(ip, b_port)?;
+        let sockets = [a_rtp, a_rtcp, b_rtp, b_rtcp];
         let worker = self.next.fetch_add(1, Relaxed) % self.workers.len();
         let slot = self.slots.fetch_add(1, Relaxed);
         self.metrics.relays_active.fetch_add(1, Relaxed);

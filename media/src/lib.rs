@@ -12,7 +12,7 @@ pub mod relay;
 
 pub use call::CallMedia;
 pub use command::{CallId, Command, MonitorId};
-pub use port_pool::PortPool;
+pub use port_pool::{PortPool, PortProbe};
 pub use relay::{Relay, RelayStats, Side, Socket};
 pub mod audio;
 pub mod continuity;

@@ -5,6 +5,15 @@
 
 use std::collections::VecDeque;
 
+/// What the media driver says about a pair before the call model uses it: it binds
+/// the sockets of `port` and `port + 1` at once and keeps them for the call
+/// (`false`: a port is taken by another program), and drops them if the pair comes
+/// back unused.
+pub trait PortProbe: Send {
+    fn reserve(&mut self, port: u16) -> bool;
+    fn release(&mut self, port: u16);
+}
+
 #[derive(Debug)]
 pub struct PortPool {
     free: VecDeque<u16>,
@@ -29,6 +38,28 @@ impl PortPool {
     pub fn release(&mut self, port: u16) {
         debug_assert!(!self.free.contains(&port), "port {port} released twice");
         self.free.push_back(port);
+    }
+
+    /// A free pair for which `usable` holds, trying at most `tries` of them. A pair
+    /// that is not usable (another program holds it) goes to the back of the free
+    /// list, to be tried again later. Returns the pair and how many were skipped.
+    pub fn allocate_with(
+        &mut self,
+        tries: usize,
+        mut usable: impl FnMut(u16) -> bool,
+    ) -> (Option<u16>, u64) {
+        let mut skipped = 0;
+        for _ in 0..tries.min(self.free.len()) {
+            let Some(port) = self.free.pop_front() else {
+                break;
+            };
+            if usable(port) {
+                return (Some(port), skipped);
+            }
+            skipped += 1;
+            self.free.push_back(port);
+        }
+        (None, skipped)
     }
 
     pub fn capacity(&self) -> usize {

@@ -18,3 +18,19 @@ fn even_pairs_in_range_and_fifo_reuse() {
     p.release(b);
     assert_eq!(p.in_use(), 3);
 }
+
+#[test]
+fn pairs_someone_else_holds_are_skipped_and_tried_again_later() {
+    let mut p = PortPool::new(20000, 20009); // 20000, 20002, 20004, 20006, 20008
+    let held = [20000u16, 20002];
+    let (got, skipped) = p.allocate_with(8, |port| !held.contains(&port));
+    assert_eq!((got, skipped), (Some(20004), 2));
+    // The skipped ones went to the back: the rest come first.
+    assert_eq!(p.allocate_with(8, |_| true), (Some(20006), 0));
+    assert_eq!(p.allocate_with(8, |_| true), (Some(20008), 0));
+    assert_eq!(p.allocate_with(8, |_| true), (Some(20000), 0));
+    // Bounded: nothing usable within `tries` → none, and nothing lost.
+    let (got, skipped) = p.allocate_with(1, |_| false);
+    assert_eq!((got, skipped), (None, 1));
+    assert_eq!(p.in_use(), 4, "20002 is still free");
+}

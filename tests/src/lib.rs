@@ -119,6 +119,8 @@ pub struct Edge {
     pub agent_ports: [u16; 2],
     /// `--log` given to the binary (default `info`).
     pub log_level: String,
+    /// The edge's RTP port range.
+    pub rtp: (u16, u16),
 }
 
 pub mod tempdir {
@@ -310,6 +312,7 @@ token = "{AGENT_TOKEN}"
             route_port,
             agent_ports: agents,
             log_level: level.to_string(),
+            rtp,
         };
         edge.wait_healthy();
         edge

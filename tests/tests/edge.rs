@@ -580,3 +580,21 @@ fn an_answered_call_with_no_rtp_is_ended_with_bye_to_both_legs() {
     edge.wait_idle(5);
     assert_eq!(edge.metric("edge_calls_media_timeouts_total"), 1.0);
 }
+
+#[test]
+fn rtp_ports_another_program_holds_are_skipped() {
+    let edge = Edge::start();
+    // "Another program" holds the first two pairs of the edge's range.
+    let first = edge.rtp.0 + edge.rtp.0 % 2;
+    let _held: Vec<UdpSocket> = [first, first + 3]
+        .iter()
+        .map(|p| UdpSocket::bind(("127.0.0.1", *p)).unwrap())
+        .collect();
+    let uas = Uas::spawn(edge.route_port);
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("service"), 200, "{}", edge.log_text());
+    assert!(edge.metric("edge_rtp_ports_skipped_total") >= 2.0);
+    assert_eq!(edge.metric("edge_media_bind_failures_total"), 0.0);
+    assert_eq!(uac.bye(), 200);
+    drop(uas);
+}
