@@ -735,6 +735,14 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
         let _ = write!(out, "Allow: {ALLOW}\r\n");
     }
     let _ = write!(out, "Server: {server}\r\nContent-Length: 0\r\n\r\n");
+    // Never send what the edge itself could not read (a Via, From, To or CSeq too
+    // broken to echo): such a request gets no answer. A 501's CSeq names the
+    // unknown method, which the edge's parser refuses by design: its Via is checked.
+    if code == 501 {
+        Via::parse_value(vias[0])?;
+    } else {
+        parse(out.as_bytes()).ok()?;
+    }
     Some(Bytes::from(out))
 }
 

@@ -258,3 +258,13 @@ Content-Length: 0\r\n\r\n";
         "{reply}"
     );
 }
+
+#[test]
+fn no_fallback_reply_the_edge_could_not_read_itself() {
+    // Found by fuzzing (fuzz/ sip_message): an unreadable Via was echoed.
+    let bad = "OPTIONS sip:t@example.org SIP/7.0\r\nVia:     SIP/7.0/U:a@127.0.0.1>;tag=f1\r\n\
+From: <sip:a@example.com>;tag=q\r\nTo: <sip:t@example.org>\r\nCall-ID: v1\r\nCSeq: 1 OPTIONS\r\n\
+l: 0\r\n\r\n";
+    let err = parse(bad.as_bytes()).unwrap_err();
+    assert_eq!(raw_reply(bad.as_bytes(), &err, "edge"), None);
+}
