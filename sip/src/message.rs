@@ -390,8 +390,36 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
         }
         ParseError::Syntax(first_line(&e.to_string()))
     })?;
+    if matches!(msg, SipMessage::Request(_)) {
+        check_request_uri(first)?;
+    }
     let head = extract_head(&msg)?;
     Ok((msg, head))
+}
+
+/// The Request-URI as written must be `scheme:…` with a token for a scheme (RFC
+/// 3261 §25.1; RFC 4475 ltgtruri, lwsruri): `<sip:…>` or whitespace inside is a
+/// bad request (400); a well-formed scheme other than sip/sips is 416.
+fn check_request_uri(first_line: &str) -> Result<(), ParseError> {
+    let parts: Vec<&str> = first_line.split(' ').collect();
+    let [_, uri, _] = parts.as_slice() else {
+        return Err(ParseError::Syntax("request line".into()));
+    };
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return Err(ParseError::Syntax("Request-URI".into()));
+    };
+    let token = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !token {
+        return Err(ParseError::Syntax("Request-URI".into()));
+    }
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return Err(ParseError::Scheme);
+    }
+    Ok(())
 }
 
 fn first_line(s: &str) -> String {
@@ -735,14 +763,10 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
         let _ = write!(out, "Allow: {ALLOW}\r\n");
     }
     let _ = write!(out, "Server: {server}\r\nContent-Length: 0\r\n\r\n");
-    // Never send what the edge itself could not read (a Via, From, To or CSeq too
-    // broken to echo): such a request gets no answer. A 501's CSeq names the
-    // unknown method, which the edge's parser refuses by design: its Via is checked.
-    if code == 501 {
-        Via::parse_value(vias[0])?;
-    } else {
-        parse(out.as_bytes()).ok()?;
-    }
+    // A Via the edge cannot read itself is not echoed: responses travel by Via, so
+    // such a request gets no answer. (Other fields are echoed as they came: a CSeq
+    // out of range still gets its 400, RFC 4475 scalar02.)
+    Via::parse_value(vias[0])?;
     Some(Bytes::from(out))
 }
 

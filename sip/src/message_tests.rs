@@ -268,3 +268,34 @@ l: 0\r\n\r\n";
     let err = parse(bad.as_bytes()).unwrap_err();
     assert_eq!(raw_reply(bad.as_bytes(), &err, "edge"), None);
 }
+
+#[test]
+fn invalid_torture_messages_are_refused_and_answered_when_answerable() {
+    // RFC 4475 §3.1.2-style invalid messages: (file, answer the edge may send).
+    for (name, want) in [
+        ("ncl.txt", Some(400)),      // negative Content-Length
+        ("clerr.txt", Some(400)),    // Content-Length larger than the datagram
+        ("ltgtruri.txt", Some(400)), // Request-URI in <>
+        ("lwsruri.txt", Some(400)),  // whitespace inside the Request-URI
+        ("scalar02.txt", Some(400)), // CSeq and Max-Forwards out of range
+        ("insuf.txt", None),         // no From, To or Call-ID: nothing to answer with
+        ("mcl01.txt", Some(400)),
+        ("dup_callid.txt", Some(400)),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/torture")
+            .join(name);
+        let data = torture(&std::fs::read_to_string(path).unwrap());
+        let err = parse(&data).expect_err(name);
+        let reply = raw_reply(&data, &err, "edge");
+        let code = reply.as_ref().map(|r| {
+            let text = std::str::from_utf8(r).unwrap();
+            assert!(
+                text.contains("\r\nVia: ") && text.ends_with("\r\n\r\n"),
+                "{text}"
+            );
+            text.split(' ').nth(1).unwrap().parse::<u16>().unwrap()
+        });
+        assert_eq!(code, want, "{name}: {err}");
+    }
+}
