@@ -741,6 +741,16 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
         return None;
     }
     let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
+    // Control characters (a bare CR or LF inside a value, found by fuzzing) would be
+    // echoed into the reply's header block: such a request gets no answer.
+    let clean = |v: &str| !v.chars().any(|c| c.is_control() && c != '\t');
+    if !vias
+        .iter()
+        .chain([&from, &to, &call_id, &cseq])
+        .all(|v| clean(v))
+    {
+        return None;
+    }
     let mut out = String::with_capacity(512);
     // The reason phrase is the standard one: the parser's detail is logged by the
     // caller, never echoed (it may quote the request's bytes).

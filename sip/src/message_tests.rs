@@ -299,3 +299,15 @@ fn invalid_torture_messages_are_refused_and_answered_when_answerable() {
         assert_eq!(code, want, "{name}: {err}");
     }
 }
+
+#[test]
+fn control_characters_are_never_echoed_into_a_fallback_reply() {
+    // Found by fuzzing (fuzz/ sip_message): a bare LF inside a value was copied
+    // into the reply, splitting its header block.
+    let bad =
+        "INVITE sip:1001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKx\r\n\
+From: <sip:c@192.0.2.9>;tag=1\r\nTo: <sip:1001@127.0.0.1>\nInjected: yes\r\nCall-ID: c\r\n\
+CSeq: 1 INVITE\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
+    let err = parse(bad.as_bytes()).unwrap_err();
+    assert_eq!(raw_reply(bad.as_bytes(), &err, "edge"), None);
+}
