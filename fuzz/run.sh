@@ -19,6 +19,8 @@ for t in $TARGETS; do
   args=(-max_len=65536 -print_final_stats=1)
   if [ -n "${RUNS:-}" ]; then args+=(-runs="$RUNS"); else args+=(-max_total_time="$SECS"); fi
   log=$(mktemp)
+  # Built first, so a build failure is not reported as a crash.
+  cargo +nightly fuzz build -O "$t" >"$log" 2>&1 || { tail -20 "$log"; echo "FUZZ BUILD FAILED for $t"; exit 2; }
   start=$(date +%s)
   if ! cargo +nightly fuzz run -O "$t" "corpus/$t" -- "${args[@]}" >"$log" 2>&1; then
     tail -40 "$log"
