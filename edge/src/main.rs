@@ -353,12 +353,22 @@ fn spawn_reloader(
             match loaded {
                 Ok((new, audio)) => {
                     let old = shared.load();
-                    if new.config.sip.listen != old.config.sip.listen
-                        || new.config.http.listen != old.config.http.listen
-                        || new.config.media.rtp_ports != old.config.media.rtp_ports
-                        || new.config.media.address != old.config.media.address
+                    let (n, o) = (&new.config, &old.config);
+                    if n.sip.listen != o.sip.listen
+                        || n.http.listen != o.http.listen
+                        || n.media.rtp_ports != o.media.rtp_ports
+                        || n.media.address != o.media.address
+                        || n.media.rtp_timeout != o.media.rtp_timeout
+                        || n.media.rtp_hold_timeout != o.media.rtp_hold_timeout
+                        || n.http.header_timeout != o.http.header_timeout
+                        || n.http.max_connections != o.http.max_connections
+                        || n.http.max_uploads != o.http.max_uploads
+                        || n.sip.tcp_idle_timeout != o.sip.tcp_idle_timeout
+                        || n.sip.tcp_message_timeout != o.sip.tcp_message_timeout
+                        || n.sip.tcp_max_per_source != o.sip.tcp_max_per_source
+                        || n.sip.tcp_max_connections != o.sip.tcp_max_connections
                     {
-                        warn!("config reload: listen addresses and media settings apply only after a restart");
+                        warn!("config reload: listen addresses, media settings, [http] limits and SIP TCP limits apply only after a restart");
                     }
                     let new = Arc::new(new);
                     shared.store(new.clone());
