@@ -13,7 +13,7 @@
 // Handlers return their error response as the Err side.
 #![allow(clippy::result_large_err)]
 
-use super::auth::{authorize_user, error};
+use super::auth::{authorize_user, declared_length, error};
 use super::state::AppState;
 use super::transcripts::CHAT_TOKEN_HEADER;
 use axum::body::Body;
@@ -298,11 +298,7 @@ pub async fn upload(
             &format!("attachments are limited to {max} bytes"),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if declared_length(&headers).is_some_and(|n| n > max) {
         return too_large();
     }
     let Ok(_slot) = s.attachments.uploads.try_acquire() else {

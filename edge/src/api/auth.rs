@@ -48,3 +48,12 @@ pub fn authorize_user(
     }
     Ok(user.clone())
 }
+
+/// The body length a request declares (`Content-Length`), if it declares a valid one:
+/// checked against a limit before any body byte is read.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}

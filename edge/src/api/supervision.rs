@@ -8,7 +8,7 @@
 // Handlers return an axum `Response` as their error: it goes straight to the client.
 #![allow(clippy::result_large_err)]
 
-use super::auth::authorize_user;
+use super::auth::{authorize_user, declared_length};
 use super::error::{error, ApiError};
 use super::state::{ask, AppState};
 use crate::core::CoreMsg;
@@ -55,11 +55,7 @@ pub async fn read_limited(
             &format!("the body is limited to {limit} bytes"),
         )
     };
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit)
