@@ -357,6 +357,11 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
         .map_err(|_| ParseError::Syntax("headers are not UTF-8".into()))?;
     let first = head_text.split("\r\n").next().unwrap_or("");
     if !first.starts_with("SIP/2.0 ") && !first.ends_with(" SIP/2.0") {
+    // `Method SP Request-URI SP SIP-Version CRLF`: whitespace after the version is
+    // a malformed line (RFC 4475 trws), not another version.
+    if !first.starts_with("SIP/") && first.ends_with([' ', '\t']) {
+        return Err(ParseError::Syntax("request line".into()));
+    }
         return Err(ParseError::Version);
     }
     let mut buf;
@@ -395,9 +400,183 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
     }
     let head = extract_head(&msg)?;
     Ok((msg, head))
+    if let SipMessage::Request(req) = &msg {
+        check_request_grammar(req)?;
+    }
 }
 
 /// The Request-URI as written must be `scheme:…` with a token for a scheme (RFC
+/// Grammar the typed parser lets through but RFC 3261 §25 does not (RFC 4475
+/// §3.1.2): empty Via/Contact parameters or list elements (badinv01), an
+/// unterminated quoted string (quotbal), whitespace inside `<…>` (badaspec), an
+/// unquoted display name that is not tokens (baddn), `?` in an address not enclosed
+/// in `<>` (regbadct), and a Date that is not an RFC 1123 GMT date (baddate).
+fn check_request_grammar(req: &Request) -> Result<(), ParseError> {
+    use rsip::message::HasHeaders;
+    let bad = |what: &str| Err(ParseError::Syntax(format!("malformed {what}")));
+    for h in req.headers().iter() {
+        match h {
+            Header::Via(v) if !valid_via_list(v.value()) => return bad("Via"),
+            Header::From(v) if !valid_addresses(v.value(), false) => return bad("From"),
+            Header::To(v) if !valid_addresses(v.value(), false) => return bad("To"),
+            Header::Contact(v) if v.value().trim() != "*" && !valid_addresses(v.value(), true) => {
+                return bad("Contact")
+            }
+            Header::Date(v) if !valid_rfc1123_date(v.value()) => return bad("Date"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3261 `token` characters.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+/// `s` split at `sep` where it is outside quoted strings and `<…>`; `None` when a
+/// quoted string or an angle bracket is not closed.
+fn split_outside(s: &str, sep: char) -> Option<Vec<&str>> {
+    let (mut parts, mut start) = (Vec::new(), 0);
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    for (i, c) in s.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '<' if !angle => angle = true,
+            '>' if angle => angle = false,
+            _ if c == sep && !angle => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    if quoted || angle {
+        return None;
+    }
+    parts.push(&s[start..]);
+    Some(parts)
+}
+
+/// `;name[=value]` parameters after an address or a Via sent-by: none empty, names
+/// are tokens, a `=` has a value.
+fn valid_params(params: &[&str]) -> bool {
+    params.iter().all(|p| {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (p.trim(), None),
+        };
+        !name.is_empty() && name.chars().all(is_token_char) && value.is_none_or(|v| !v.is_empty())
+    })
+}
+
+/// Every value of a Via header: `SIP/2.0/transport sent-by *(;param)`, no empty
+/// element or parameter.
+fn valid_via_list(value: &str) -> bool {
+    let Some(values) = split_outside(value, ',') else {
+        return false;
+    };
+    values.iter().all(|v| {
+        let Some(parts) = split_outside(v, ';') else {
+            return false;
+        };
+        !parts[0].trim().is_empty() && valid_params(&parts[1..])
+    })
+}
+
+/// A From/To value (`list` false) or Contact values: each `name-addr` or
+/// `addr-spec` with parameters (RFC 3261 §20.10, §25.1).
+fn valid_addresses(value: &str, list: bool) -> bool {
+    let Some(elements) = split_outside(value, ',') else {
+        return false;
+    };
+    if !list && elements.len() != 1 {
+        return false;
+    }
+    elements.iter().all(|e| valid_address(e.trim()))
+}
+
+fn valid_address(e: &str) -> bool {
+    let Some(parts) = split_outside(e, ';') else {
+        return false;
+    };
+    let addr = parts[0].trim();
+    if !valid_params(&parts[1..]) || addr.is_empty() {
+        return false;
+    }
+    match addr.find('<') {
+        // name-addr: [display-name] "<" addr-spec ">"
+        Some(open)
+            if addr.ends_with('>') && !addr[..open].contains('"') || addr.starts_with('"') =>
+        {
+            let (display, rest) = if let Some(quoted) = addr.strip_prefix('"') {
+                // The quoted string ends at the first unescaped quote.
+                let mut escaped = false;
+                let Some(end) = quoted.char_indices().find_map(|(i, c)| match c {
+                    _ if escaped => {
+                        escaped = false;
+                        None
+                    }
+                    '\\' => {
+                        escaped = true;
+                        None
+                    }
+                    '"' => Some(i),
+                    _ => None,
+                }) else {
+                    return false;
+                };
+                ("", quoted[end + 1..].trim_start())
+            } else {
+                (addr[..open].trim(), &addr[open..])
+            };
+            let tokens = display
+                .split_ascii_whitespace()
+                .all(|t| t.chars().all(is_token_char));
+            let Some(uri) = rest.strip_prefix('<').and_then(|r| r.strip_suffix('>')) else {
+                return false;
+            };
+            tokens
+                && !uri.is_empty()
+                && !uri.contains(|c: char| c.is_ascii_whitespace() || c == '<')
+        }
+        Some(_) => false,
+        // addr-spec: a URI with `,`, `?` or `;` must be in `<>` (§20); its `;…`
+        // are the header's parameters.
+        None => !addr.contains(|c: char| c.is_ascii_whitespace() || c == '?' || c == '>'),
+    }
+}
+
+/// `Date: Sun, 06 Nov 1994 08:49:37 GMT` (RFC 3261 §20.17: rfc1123-date, GMT only).
+fn valid_rfc1123_date(value: &str) -> bool {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let f: Vec<&str> = value.trim().split(' ').collect();
+    let [day, dd, month, yyyy, time, zone] = f.as_slice() else {
+        return false;
+    };
+    let hms: Vec<&str> = time.split(':').collect();
+    day.strip_suffix(',').is_some_and(|d| DAYS.contains(&d))
+        && digits(dd, 2)
+        && MONTHS.contains(month)
+        && digits(yyyy, 4)
+        && hms.len() == 3
+        && hms.iter().all(|p| digits(p, 2))
+        && *zone == "GMT"
+}
+
 /// 3261 §25.1; RFC 4475 ltgtruri, lwsruri): `<sip:…>` or whitespace inside is a
 /// bad request (400); a well-formed scheme other than sip/sips is 416.
 fn check_request_uri(first_line: &str) -> Result<(), ParseError> {
@@ -692,7 +871,9 @@ pub fn to_bytes(msg: &SipMessage) -> Bytes {
 /// could not be parsed, when its Via, From, To, Call-ID and CSeq lines can be found.
 /// Responses and ACKs never get a reply.
 pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
-    let text = std::str::from_utf8(data).ok()?;
+    // Only the header block is read (a binary body need not be UTF-8).
+    let head = header_end(data).map_or(data, |end| &data[..end]);
+    let text = std::str::from_utf8(head).ok()?;
     let mut lines = text.split("\r\n");
     let first = lines.next()?;
     let method = first.split(' ').next()?;
@@ -743,7 +924,16 @@ pub fn raw_reply(data: &[u8], err: &ParseError, server: &str) -> Option<Bytes> {
     let (from, to, call_id, cseq) = (from?, to?, call_id?, cseq?);
     // Control characters (a bare CR or LF inside a value, found by fuzzing) would be
     // echoed into the reply's header block: such a request gets no answer.
-    let clean = |v: &str| !v.chars().any(|c| c.is_control() && c != '\t');
+    // A control character escaped in a quoted string (`"BEL:\<07>"`, RFC 4475
+    // intmeth) is valid and echoed; CR and LF never are.
+    let clean = |v: &str| {
+        let mut prev = ' ';
+        v.chars().all(|c| {
+            let ok = !c.is_control() || c == '\t' || (prev == '\\' && c != '\r' && c != '\n');
+            prev = c;
+            ok
+        })
+    };
     if !vias
         .iter()
         .chain([&from, &to, &call_id, &cseq])
