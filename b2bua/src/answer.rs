@@ -5,6 +5,7 @@
 
 use crate::in_dialog::{ack_2xx, send_cancel};
 use crate::index::{ClientRole, ClientTx, MonitorRole};
+use crate::session;
 use crate::timers::Timer;
 use crate::{
     is_sdp, map_failure, B2bua, CallId, CallState, Command, Output, RecordingMeta, Route, Side,
@@ -13,6 +14,7 @@ use crate::{
 use rsip::{Method, Response};
 use sip::message::Head;
 use sip::sdp::Sdp;
+use sip::session_timer;
 use sip::TxId;
 use std::time::Instant;
 use tracing::{debug, info, warn};
@@ -50,6 +52,9 @@ impl B2bua {
                     self.ending_done(now, id);
                 }
             }
+            ClientRole::Refresh(side, invite) => {
+                self.on_refresh_response(now, id, side, invite, resp, head)
+            }
         }
     }
 
@@ -76,6 +81,7 @@ impl B2bua {
             100 => {}
             101..=199 => self.on_b_provisional(now, id, tx, &resp, &head),
             200..=299 => self.on_b_answer(now, id, &resp, &head),
+            422 if self.retry_with_min_se(now, id, &resp) => {}
             _ => {
                 // Failure of the current attempt.
                 let c = self.calls.get_mut(&id).expect("present");
@@ -220,6 +226,13 @@ impl B2bua {
         }
         b.tx = None;
         b.dialog.on_response(resp, head);
+        c.session.peer_update[Side::B as usize] = session_timer::allows_update(&resp.headers);
+        let granted = session_timer::from_answer(&resp.headers);
+        session::arm(c, &mut self.timers, now, Side::B, granted);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let b = c.b.as_mut().expect("current attempt");
         let sdp = if is_sdp(&resp.headers, &resp.body) {
             Sdp::parse(&resp.body).ok()
         } else {
@@ -309,6 +322,38 @@ impl B2bua {
             });
         }
         self.send_a_final(now, id, 200, Some(answer));
+    }
+
+    /// B refused our session interval as too brief (422, RFC 4028 §7.4): place the
+    /// attempt again, once, asking for its Min-SE. False when that does not apply.
+    fn retry_with_min_se(&mut self, now: Instant, id: CallId, resp: &Response) -> bool {
+        let Some(min) = session_timer::min_se(&resp.headers) else {
+            return false;
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        // A day at most: longer would let a dead call hold its ports for days.
+        if min <= c.session.b_asked || min > 86_400 || c.session.b_asked == 0 {
+            return false;
+        }
+        let Some(b) = c.b.take() else {
+            return false;
+        };
+        c.session.b_asked = min;
+        self.index
+            .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
+        info!(call = %c.public_id, min_se = min, "callee wants a longer session interval (422): calling again");
+        let flow = b.dialog.flow;
+        self.start_b(
+            now,
+            id,
+            b.dialog.remote_target,
+            flow.remote,
+            flow.transport,
+            b.agent,
+        );
+        true
     }
 
     /// The current B attempt failed with `code`: try the next agent, or fail the call.

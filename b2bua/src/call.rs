@@ -6,6 +6,7 @@ use control::SipTarget;
 use rsip::Request;
 use sip::dialog::Dialog;
 use sip::sdp::Sdp;
+use sip::session_timer::Negotiated;
 use sip::TxId;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -82,6 +83,8 @@ pub struct Reinvite {
     pub answer_inactive: bool,
     /// The previous media target of `from`, restored when the other side refuses.
     pub previous: Option<SocketAddr>,
+    /// The session timer our 2xx grants `from` (RFC 4028: a re-INVITE refreshes).
+    pub grant: Option<Negotiated>,
 }
 
 #[derive(Debug)]
@@ -133,6 +136,28 @@ pub struct Call {
     pub held: [bool; 2],
     /// Our 200 to A while the agent hears the announcement (its SDP).
     pub pending_answer: Option<String>,
+    /// Session timers (RFC 4028) of the two legs, each negotiated on its own.
+    pub session: SessionTimers,
+}
+
+/// The session timers of a call's two legs (index `Side as usize`): the edge is UAS
+/// on A and UAC on B, and runs one timer per dialog.
+#[derive(Debug, Default)]
+pub struct SessionTimers {
+    /// The timer in force on each leg.
+    pub leg: [Option<Negotiated>; 2],
+    /// Bumped each time a leg's timer is (re)armed: older timers are stale.
+    pub generation: [u32; 2],
+    /// What the 2xx to A's INVITE grants, until it is sent.
+    pub a_grant: Option<Negotiated>,
+    /// The interval asked of B (raised once by a 422's Min-SE).
+    pub b_asked: u32,
+    /// The last SDP the edge sent on each leg (the body of a refresh re-INVITE).
+    pub sent_sdp: [Option<String>; 2],
+    /// Each leg's peer allows UPDATE (refreshes go by UPDATE then, else re-INVITE).
+    pub peer_update: [bool; 2],
+    /// A refresh the edge sent on this leg is waiting for its answer.
+    pub refreshing: [bool; 2],
 }
 
 impl Call {

@@ -58,6 +58,9 @@ impl B2bua {
                 let other = side.other();
                 let port = c.port(other);
                 let body = sdp.map(|s| s.rewrite(media_addr, port));
+                if body.is_some() {
+                    c.session.sent_sdp[other as usize] = body.clone();
+                }
                 if let Some(d) = c.dialog(other) {
                     ack_2xx(&mut self.ep, d, cseq, body.as_deref(), &user_agent);
                 }
@@ -107,6 +110,7 @@ impl B2bua {
                 self.reply_with(now, tx, &req, 200, vec![allow]);
             }
             Method::Info => self.relay_request(now, id, side, tx, req),
+            Method::Update => self.on_update(now, id, side, tx, req),
             _ => {
                 let allow = rsip::headers::Allow::new(message::ALLOW).into();
                 self.reply_with(now, tx, &req, 405, vec![allow]);

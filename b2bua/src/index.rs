@@ -28,6 +28,8 @@ pub(crate) enum ClientRole {
     Relay(TxId),
     /// BYE or CANCEL while ending.
     Ending,
+    /// A session refresh the edge sent on a leg (`true`: a re-INVITE, else UPDATE).
+    Refresh(Side, bool),
 }
 
 /// What a client transaction towards a supervisor's phone is.
@@ -52,8 +54,10 @@ impl ClientTx {
     pub(crate) fn is_invite(self) -> bool {
         matches!(
             self,
-            ClientTx::Call(_, ClientRole::Initial(_) | ClientRole::Reinvite)
-                | ClientTx::Monitor(_, MonitorRole::Invite)
+            ClientTx::Call(
+                _,
+                ClientRole::Initial(_) | ClientRole::Reinvite | ClientRole::Refresh(_, true)
+            ) | ClientTx::Monitor(_, MonitorRole::Invite)
         )
     }
 }

@@ -2,8 +2,9 @@
 //! answered 100, routed (static target or queue), and its B leg placed; queue calls
 //! are offered to free agents; the responses that go back to the caller.
 
-use crate::call::{BLeg, Call};
+use crate::call::{BLeg, Call, SessionTimers};
 use crate::index::{ClientRole, DialogOwner, ServerRole};
+use crate::session;
 use crate::timers::Timer;
 use crate::{
     contact_for, header, is_sdp, B2bua, CallId, CallState, Command, Output, Route, Side,
@@ -16,6 +17,7 @@ use sip::dialog::Dialog;
 use sip::message;
 use sip::message::Head;
 use sip::sdp::Sdp;
+use sip::session_timer;
 use sip::{Flow, Transport, TxId};
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +46,9 @@ impl B2bua {
             let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
             return self.reply_with(now, tx, &req, 503, vec![h]);
         }
+        let Ok(a_grant) = self.grant_for(now, tx, &req) else {
+            return;
+        };
         // The dialled number: the Request-URI's user part without user parameters
         // (`+4420123;npdi` routes as `+4420123`).
         let user = message::request_user(&req).unwrap_or_default();
@@ -87,6 +92,7 @@ impl B2bua {
         let public_id = format!("{:016x}", self.ep.ids().next_u64());
         let local_tag = self.ep.ids().token();
         let a = Dialog::uas(&req, &head, local_tag.clone(), flow, contact_for(flow));
+        let req_headers = req.headers.clone();
         let caller = header(&req, |h| match h {
             Header::From(f) => Some(f.value()),
             _ => None,
@@ -129,6 +135,12 @@ impl B2bua {
             digits: Vec::new(),
             held: [false, false],
             pending_answer: None,
+            session: SessionTimers {
+                a_grant,
+                b_asked: self.session_settings().session_expires,
+                peer_update: [session_timer::allows_update(&req_headers), false],
+                ..SessionTimers::default()
+            },
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -262,6 +274,10 @@ impl B2bua {
         });
         req.headers
             .push(rsip::headers::Allow::new(message::ALLOW).into());
+        let session_headers = self.session_request_headers(&self.calls[&id], Side::B);
+        req.headers.extend(session_headers);
+        let c = self.calls.get_mut(&id).expect("present");
+        c.session.sent_sdp[Side::B as usize] = body;
         let agent_for_log = agent.clone();
         let tx = self.ep.send_request(now, req, flow);
         let c = self.calls.get_mut(&id).expect("present");
@@ -361,8 +377,13 @@ impl B2bua {
         code: u16,
         sdp: Option<String>,
     ) {
-        let Some(c) = self.calls.get(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         let Some(tx) = c.a_tx else { return };
+        if sdp.is_some() {
+            c.session.sent_sdp[Side::A as usize] = sdp.clone();
+        }
         let mut r = message::response(
             &c.a_invite,
             code,
@@ -396,14 +417,23 @@ impl B2bua {
             Some(&c.a.local_tag),
             self.ep.server_name(),
         );
-        if (200..300).contains(&code) {
+        let answered = (200..300).contains(&code);
+        if answered {
             r.headers
                 .push(rsip::headers::Contact::new(c.a.local_contact.clone()).into());
             r.headers
                 .push(rsip::headers::Allow::new(message::ALLOW).into());
+            if let Some(n) = c.session.a_grant {
+                r.headers.extend(session::grant_headers(n));
+            }
         }
         if let Some(s) = sdp {
             r.body = message::set_body(&mut r.headers, s.as_bytes(), Some("application/sdp"));
+            c.session.sent_sdp[Side::A as usize] = Some(s);
+        }
+        if answered {
+            let grant = c.session.a_grant.take();
+            session::arm(c, &mut self.timers, now, Side::A, grant);
         }
         if code == 503 {
             r.headers

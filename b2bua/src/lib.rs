@@ -36,6 +36,7 @@ mod invite;
 mod monitor;
 mod recording;
 mod reinvite;
+mod session;
 mod teardown;
 #[cfg(test)]
 mod tests;
@@ -129,6 +130,9 @@ pub struct CallStats {
     pub rate_limit_blocks: u64,
     /// RTP port pairs skipped because another program held them.
     pub ports_skipped: u64,
+    /// Answered calls ended because a leg's session timer (RFC 4028) ran out or
+    /// its refresh failed.
+    pub session_expired: u64,
 }
 
 /// A call as listed by the API.
@@ -188,6 +192,16 @@ fn contact_for(flow: Flow) -> String {
     }
 }
 
+/// The extensions a `Require` may name: `timer` (RFC 4028) unless session timers
+/// are off.
+fn supported_options(sip: &control::SipConfig) -> &'static [&'static str] {
+    if sip.session_expires.is_zero() {
+        &[]
+    } else {
+        &["timer"]
+    }
+}
+
 fn header<'a>(req: &'a Request, pick: fn(&'a Header) -> Option<&'a str>) -> Option<&'a str> {
     req.headers.iter().find_map(pick)
 }
@@ -223,8 +237,10 @@ impl B2bua {
         let pike = Pike::new(pike_config(&c.sip));
         let mut acd = Acd::new();
         acd.sync(c.agents.iter().map(|a| a.id.as_str()), now);
+        let mut ep = Endpoint::new(c.sip.user_agent.clone(), seed);
+        ep.set_supported(supported_options(&c.sip));
         B2bua {
-            ep: Endpoint::new(c.sip.user_agent.clone(), seed),
+            ep,
             snap,
             calls: Calls::default(),
             index: Index::default(),
@@ -310,6 +326,7 @@ impl B2bua {
         self.acd
             .sync(snap.config.agents.iter().map(|a| a.id.as_str()), now);
         self.pike.set_config(pike_config(&snap.config.sip));
+        self.ep.set_supported(supported_options(&snap.config.sip));
         self.snap = snap;
         self.dispatch_queues(now);
     }

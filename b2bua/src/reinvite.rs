@@ -6,6 +6,7 @@
 use crate::call::Reinvite;
 use crate::in_dialog::ack_2xx;
 use crate::index::{ClientRole, ServerRole};
+use crate::session;
 use crate::{is_sdp, map_failure, B2bua, CallId, CallState, Side};
 use rsip::headers::UntypedHeader;
 use rsip::{Method, Request, Response};
@@ -13,6 +14,7 @@ use sip::message;
 use sip::message::Head;
 use sip::sdp::Direction;
 use sip::sdp::Sdp;
+use sip::session_timer;
 use sip::TxId;
 use std::time::Instant;
 use tracing::debug;
@@ -30,7 +32,9 @@ impl B2bua {
         let user_agent = self.snap.config.sip.user_agent.clone();
         let c = self.calls.get_mut(&id).expect("checked");
         c.server_txs.push(tx);
-        let busy = c.reinvite.is_some() || c.b_ack_waits_for_a.is_some();
+        let busy = c.reinvite.is_some()
+            || c.b_ack_waits_for_a.is_some()
+            || c.session.refreshing.contains(&true);
         if !c.is_established() || busy || (c.state == CallState::Answered && side == Side::A) {
             let h = rsip::headers::RetryAfter::new("1").into();
             return self.reply_with(now, tx, &req, 491, vec![h]);
@@ -46,6 +50,11 @@ impl B2bua {
         } else {
             None
         };
+        // A re-INVITE refreshes the session of the leg it came on (RFC 4028).
+        let Ok(grant) = self.grant_for(now, tx, &req) else {
+            return;
+        };
+        let c = self.calls.get_mut(&id).expect("checked");
         if let Some(d) = c.dialog_mut(side) {
             d.on_refresh(&req);
         }
@@ -67,14 +76,20 @@ impl B2bua {
         if answer_inactive {
             body = body.map(|b| b.replace("a=inactive\r\n", "a=sendonly\r\n"));
         }
+        let session_headers = self.session_request_headers(&self.calls[&id], other);
+        let c = self.calls.get_mut(&id).expect("checked");
+        if body.is_some() {
+            c.session.sent_sdp[other as usize] = body.clone();
+        }
         let Some(d) = c.dialog_mut(other) else {
             return self.reply(now, tx, &req, 500, None);
         };
-        let out = d.request(
+        let mut out = d.request(
             Method::Invite,
             body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
             &user_agent,
         );
+        out.headers.extend(session_headers);
         let flow = d.flow;
         c.reinvite = Some(Reinvite {
             from: side,
@@ -83,6 +98,7 @@ impl B2bua {
             hold,
             answer_inactive,
             previous,
+            grant,
         });
         if side == Side::A {
             if let Some(s) = &sdp {
@@ -151,6 +167,10 @@ impl B2bua {
         if let Some(d) = c.dialog_mut(other) {
             d.on_response(&resp, &head);
         }
+        // Both legs were refreshed: `other` by its 2xx, `from` by ours.
+        let granted = session_timer::from_answer(&resp.headers);
+        session::arm(c, &mut self.timers, now, other, granted);
+        session::arm(c, &mut self.timers, now, rv.from, rv.grant);
         let from_port = c.port(rv.from);
         if rv.offerless {
             c.b_ack_waits_for_a = Some((head.cseq, other));
@@ -174,8 +194,14 @@ impl B2bua {
         }
         let mut r = message::response(&req, 200, None, self.ep.server_name());
         r.headers.push(rsip::headers::Contact::new(contact).into());
+        if let Some(n) = rv.grant {
+            r.headers.extend(session::grant_headers(n));
+        }
         if let Some(b) = body {
             r.body = message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.session.sent_sdp[rv.from as usize] = Some(b);
+            }
         }
         self.ep.respond(now, rv.server_tx, r);
     }

@@ -226,6 +226,7 @@ impl B2bua {
                     }
                 }
                 ClientRole::Ending => self.ending_done(now, id),
+                ClientRole::Refresh(side, _) => self.refresh_timed_out(now, id, side),
             }
         }
     }

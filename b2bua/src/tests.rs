@@ -12,6 +12,9 @@ mod monitor_tests;
 #[path = "announce_tests.rs"]
 mod announce_tests;
 
+#[path = "session_tests.rs"]
+mod session_tests;
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
@@ -216,7 +219,25 @@ fn sdp_port(body: &[u8]) -> u16 {
 /// Caller → edge → service, up to the caller's ACK. Returns the INVITE the callee got
 /// and the 200 the caller got.
 fn connect(n: &mut Net, call_id: &str) -> (Request, Response) {
-    n.send(CALLER, &invite("service", call_id, &sdp(4000)));
+    connect_with(n, call_id, "", "")
+}
+
+/// `text` with header lines `extra` (each ending in CRLF) added before Content-Length.
+fn with_headers(text: &str, extra: &str) -> String {
+    text.replacen("Content-Length:", &format!("{extra}Content-Length:"), 1)
+}
+
+/// [`connect`] with header lines added to the caller's INVITE and the callee's 200.
+fn connect_with(
+    n: &mut Net,
+    call_id: &str,
+    caller_headers: &str,
+    callee_headers: &str,
+) -> (Request, Response) {
+    n.send(
+        CALLER,
+        &with_headers(&invite("service", call_id, &sdp(4000)), caller_headers),
+    );
     n.expect_response(CALLER, 100);
     let (inv, inv_head) = n.expect_request(SERVICE, Method::Invite);
     assert_eq!(inv.uri.to_string(), "sip:service@127.0.0.1:5090");
@@ -230,7 +251,10 @@ fn connect(n: &mut Net, call_id: &str) -> (Request, Response) {
     n.expect_response(CALLER, 180);
     n.send(
         SERVICE,
-        &answer(&inv, 200, "callee", Some(&sdp(6000)), SERVICE),
+        &with_headers(
+            &answer(&inv, 200, "callee", Some(&sdp(6000)), SERVICE),
+            callee_headers,
+        ),
     );
     n.expect_request(SERVICE, Method::Ack);
     let (ok, _) = n.expect_response(CALLER, 200);
@@ -765,7 +789,11 @@ fn a_silent_answered_call_is_ended_but_a_ringing_one_is_left_alone() {
 
 #[test]
 fn max_call_duration_ends_an_answered_call() {
-    let config = CONFIG.replace("max_calls = 3", "max_calls = 3\nmax_call_duration = \"1h\"");
+    // Session timers off: this caller answers no refresh re-INVITE.
+    let config = CONFIG.replace(
+        "max_calls = 3",
+        "max_calls = 3\nmax_call_duration = \"1h\"\nsession_expires = \"0s\"",
+    );
     let mut n = Net::new(&config);
     connect(&mut n, "long");
     n.advance(Duration::from_secs(3599));

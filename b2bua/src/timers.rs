@@ -1,7 +1,7 @@
 //! The call timers (max wait in queue, agent ring, callee no-answer, queue retry,
 //! announcement limit, maximum call duration) and what each does when it fires.
 
-use crate::{B2bua, CallId, CallState, Route};
+use crate::{B2bua, CallId, CallState, Route, Side};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
@@ -23,6 +23,10 @@ pub(crate) enum Timer {
     Announcement(CallId),
     /// Call `.0` reached `[sip] max_call_duration`.
     MaxDuration(CallId),
+    /// The edge refreshes leg `.1`'s session (timer generation `.2`).
+    SessionRefresh(CallId, Side, u32),
+    /// Leg `.1`'s session (timer generation `.2`) was not refreshed in time.
+    SessionExpiry(CallId, Side, u32),
 }
 
 /// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
@@ -103,6 +107,12 @@ impl B2bua {
                 if current {
                     self.end_call(now, id, 480, "no answer");
                 }
+            }
+            Timer::SessionRefresh(id, side, generation) => {
+                self.session_refresh_due(now, id, side, generation)
+            }
+            Timer::SessionExpiry(id, side, generation) => {
+                self.session_expired(now, id, side, generation)
             }
             Timer::QueueRetry => {
                 let snap = self.snap.clone();

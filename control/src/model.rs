@@ -110,6 +110,15 @@ pub struct SipConfig {
     /// An answered call is ended (BYE both legs) after this long. `0s`: no limit.
     #[serde(default = "default_max_call_duration", with = "duration_str")]
     pub max_call_duration: Duration,
+    /// Session timer interval (RFC 4028) asked of and granted to each leg of a
+    /// call: a leg not refreshed within it is ended (BYE both legs). `0s`: the edge
+    /// neither asks for nor grants session timers.
+    #[serde(default = "default_session_expires", with = "duration_str")]
+    pub session_expires: Duration,
+    /// The shortest session interval the edge accepts (`Min-SE`; 422 below it).
+    /// At least 90s (RFC 4028 §4).
+    #[serde(default = "default_min_se", with = "duration_str")]
+    pub min_se: Duration,
     /// Inbound SIP TCP connections one source address may hold.
     #[serde(default = "default_tcp_per_source")]
     pub tcp_max_per_source: u32,
@@ -127,6 +136,12 @@ fn default_tcp_message() -> Duration {
 }
 fn default_max_call_duration() -> Duration {
     Duration::ZERO
+}
+fn default_session_expires() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_min_se() -> Duration {
+    Duration::from_secs(90)
 }
 fn default_tcp_per_source() -> u32 {
     128
@@ -180,6 +195,8 @@ impl Default for SipConfig {
             tcp_idle_timeout: default_tcp_idle(),
             tcp_message_timeout: default_tcp_message(),
             max_call_duration: default_max_call_duration(),
+            session_expires: default_session_expires(),
+            min_se: default_min_se(),
             tcp_max_per_source: default_tcp_per_source(),
             tcp_max_connections: default_tcp_max(),
         }

@@ -19,6 +19,19 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             "must be at least 1",
         ));
     }
+    let (se, min_se) = (c.sip.session_expires, c.sip.min_se);
+    if min_se.as_secs() < 90 || min_se.subsec_nanos() != 0 {
+        return Err(Issue::new(
+            root().key("sip").key("min_se"),
+            "must be whole seconds, at least 90s (RFC 4028)",
+        ));
+    }
+    if !se.is_zero() && (se < min_se || se.subsec_nanos() != 0) {
+        return Err(Issue::new(
+            root().key("sip").key("session_expires"),
+            "must be 0s (off) or whole seconds, at least min_se",
+        ));
+    }
     if c.media.address.is_unspecified() {
         return Err(Issue::new(
             root().key("media").key("address"),

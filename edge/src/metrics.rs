@@ -118,6 +118,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "counter",
         core.calls.max_duration,
     );
+    metric(
+        &mut o,
+        "edge_calls_session_expired_total",
+        "Answered calls ended because a leg's session timer (RFC 4028) ran out or its refresh failed.",
+        "counter",
+        core.calls.session_expired,
+    );
 
     header(
         &mut o,

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 
 /// Which side of the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Side {
     A,
     B,

@@ -6,6 +6,7 @@
 pub mod endpoint;
 pub mod message;
 pub mod pike;
+pub mod session_timer;
 pub mod transaction;
 
 pub use control::Transport;

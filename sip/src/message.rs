@@ -268,6 +268,7 @@ fn expand_compact(name: &str) -> Option<&'static str> {
         "k" => "Supported",
         "t" => "To",
         "v" => "Via",
+        "x" => "Session-Expires",
         _ => return None,
     })
 }
@@ -356,12 +357,12 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
     let head_text = std::str::from_utf8(head_bytes)
         .map_err(|_| ParseError::Syntax("headers are not UTF-8".into()))?;
     let first = head_text.split("\r\n").next().unwrap_or("");
-    if !first.starts_with("SIP/2.0 ") && !first.ends_with(" SIP/2.0") {
     // `Method SP Request-URI SP SIP-Version CRLF`: whitespace after the version is
     // a malformed line (RFC 4475 trws), not another version.
     if !first.starts_with("SIP/") && first.ends_with([' ', '\t']) {
         return Err(ParseError::Syntax("request line".into()));
     }
+    if !first.starts_with("SIP/2.0 ") && !first.ends_with(" SIP/2.0") {
         return Err(ParseError::Version);
     }
     let mut buf;
@@ -399,13 +400,12 @@ pub fn parse(data: &[u8]) -> Result<(SipMessage, Head), ParseError> {
         check_request_uri(first)?;
     }
     let head = extract_head(&msg)?;
-    Ok((msg, head))
     if let SipMessage::Request(req) = &msg {
         check_request_grammar(req)?;
     }
+    Ok((msg, head))
 }
 
-/// The Request-URI as written must be `scheme:…` with a token for a scheme (RFC
 /// Grammar the typed parser lets through but RFC 3261 §25 does not (RFC 4475
 /// §3.1.2): empty Via/Contact parameters or list elements (badinv01), an
 /// unterminated quoted string (quotbal), whitespace inside `<…>` (badaspec), an
@@ -577,6 +577,7 @@ fn valid_rfc1123_date(value: &str) -> bool {
         && *zone == "GMT"
 }
 
+/// The Request-URI as written must be `scheme:…` with a token for a scheme (RFC
 /// 3261 §25.1; RFC 4475 ltgtruri, lwsruri): `<sip:…>` or whitespace inside is a
 /// bad request (400); a well-formed scheme other than sip/sips is 416.
 fn check_request_uri(first_line: &str) -> Result<(), ParseError> {
@@ -755,7 +756,7 @@ pub fn status(code: u16) -> rsip::StatusCode {
 }
 
 /// The methods the edge implements, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
 /// Build a response to `req` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
 /// To copied with `to_tag` added when it has none.

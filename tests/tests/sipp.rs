@@ -260,3 +260,23 @@ fn sipp_as_the_supervisors_phone() {
     assert_eq!(cust.bye(), 200);
     edge.wait_idle(10);
 }
+
+#[test]
+fn sipp_caller_session_timer_is_granted_and_refreshed_by_the_edge() {
+    // RFC 4028 with a UA nobody here wrote: SIPp asks the edge to refresh a 90 s
+    // session; the edge's 200 grants it, and 45 s later its re-INVITE refreshes
+    // the caller's leg (checked by the scenario's regexps) before SIPp hangs up.
+    if !have_tool("sipp") {
+        return;
+    }
+    let edge = Edge::start();
+    let callee = uas(edge.route_port, &["-sn", "uas", "-m", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sf = scenario("uac_session_timer.xml");
+    let caller = uac(&edge, &["-sf", &sf, "-s", "service", "-m", "1"]);
+    assert_clean("session timer", caller, 1, &edge);
+    assert_clean("session timer (uas)", callee, 1, &edge);
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_calls_session_expired_total"), 0.0);
+    assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 1.0);
+}
