@@ -6,7 +6,9 @@ measured during each. Used by bench/flood.sh; prints one JSON line per flood.
 
 KIND: strangers (N INVITE/s over UDP from a source that is no trunk),
       tcp_idle (N idle SIP TCP connections from one address),
-      http_slow (N HTTP connections sending headers one byte per second).
+      http_slow (N HTTP connections sending headers one byte per second),
+      watch (no traffic of its own: only the measurements, while another
+      program loads the edge; used by bench/overload.sh).
 """
 import json, socket, sys, threading, time
 
@@ -152,16 +154,23 @@ def http_slow():
         c.close()
     return {"opened": len(conns), "still_open_after": alive}
 
+def watch():
+    time.sleep(secs)
+    return {}
+
 p = threading.Thread(target=prober)
 p.start()
 out0 = metric("edge_sip_responses_total{direction=\"out\"")
-res = {"strangers": strangers, "tcp_idle": tcp_idle, "http_slow": http_slow}[kind]()
+res = {"strangers": strangers, "tcp_idle": tcp_idle, "http_slow": http_slow, "watch": watch}[kind]()
 stop.set(); p.join()
 lat.sort()
 q = lambda f: round(lat[min(len(lat) - 1, int(f * len(lat)))], 2) if lat else None
 res.update({"flood": kind, "seconds": secs, "rss_before_mb": round(rss0 / 1024, 1),
             "rss_peak_mb": round(peak[0] / 1024, 1), "rss_after_mb": round(rss_kb() / 1024, 1),
             "api_p50_ms": q(0.5), "api_p99_ms": q(0.99), "api_probes": len(lat)})
+if kind == "watch":
+    res["edge_calls_shed_total"] = metric("edge_calls_shed_total")
+    res["edge_calls_rejected_overload_total"] = metric("edge_calls_rejected_overload_total")
 if kind == "strangers":
     res["edge_responses_out"] = metric("edge_sip_responses_total{direction=\"out\"") - out0
     res["edge_strangers_total"] = metric("edge_sip_strangers_total")

@@ -80,6 +80,10 @@ pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
 pub const PORT_TRIES: usize = 32;
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
+/// A new INVITE that waited longer than this in the driver's queue before the core
+/// read it is refused at once (503 + Retry-After, statelessly): the core is behind,
+/// and taking on more calls would delay every call's signalling further.
+pub const OVERLOAD_QUEUE_DELAY: Duration = Duration::from_millis(200);
 
 /// What the driver must do or record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +123,9 @@ pub struct CallStats {
     /// Ended calls by final status sent to the caller (200 for answered calls).
     pub ended_by_status: HashMap<u16, u64>,
     pub rejected_overload: u64,
+    /// New INVITEs refused 503 because they waited over [`OVERLOAD_QUEUE_DELAY`]
+    /// in the driver's queue.
+    pub shed: u64,
     /// INVITEs from sources that are no trunk, refused or dropped statelessly.
     pub strangers: u64,
     /// Answered calls ended because no RTP came from either party for
@@ -335,6 +342,20 @@ impl B2bua {
     /// its messages are dropped unread), and its INVITEs are refused or dropped
     /// statelessly, before any transaction exists.
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        self.handle_datagram_waited(now, flow, data, Duration::ZERO);
+    }
+
+    /// As [`B2bua::handle_datagram`], for bytes that waited `waited` in the
+    /// driver's queue: past [`OVERLOAD_QUEUE_DELAY`], a new INVITE is shed (503 +
+    /// Retry-After, no transaction); everything else is handled as usual, so calls
+    /// in progress keep their signalling.
+    pub fn handle_datagram_waited(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        data: &[u8],
+        waited: Duration,
+    ) {
         let ip = flow.remote.ip();
         let trusted = self.snap.trunk_for(ip).is_some();
         if !trusted {
@@ -349,9 +370,17 @@ impl B2bua {
         }
         let policy = self.snap.config.sip.strangers;
         let strangers = &mut self.stats.strangers;
+        let shed = &mut self.stats.shed;
         self.ep
             .handle_datagram_screened(now, flow, data, |req, head, _| {
-                if trusted || req.method != Method::Invite || head.to_tag.is_some() {
+                if req.method != Method::Invite || head.to_tag.is_some() {
+                    return Screen::Accept;
+                }
+                if trusted {
+                    if waited > OVERLOAD_QUEUE_DELAY {
+                        *shed += 1;
+                        return Screen::Busy(RETRY_AFTER_SECS);
+                    }
                     return Screen::Accept;
                 }
                 *strangers += 1;

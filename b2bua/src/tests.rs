@@ -498,6 +498,59 @@ fn overload_gets_503_with_retry_after() {
 }
 
 #[test]
+fn a_new_invite_that_waited_too_long_in_the_queue_is_shed_but_calls_in_progress_go_on() {
+    let mut n = Net::new(CONFIG);
+    let (_, ok) = connect(&mut n, "up");
+    let late = OVERLOAD_QUEUE_DELAY + Duration::from_millis(1);
+    // A new INVITE that waited too long: one stateless 503 + Retry-After, with a
+    // To tag, and no transaction, call or port behind it.
+    let inv = invite("service", "late", &sdp(4100));
+    for _ in 0..2 {
+        n.b.handle_datagram_waited(
+            n.now,
+            testing::flow("127.0.0.1:5060", CALLER),
+            inv.as_bytes(),
+            late,
+        );
+        n.pump();
+        let (r, _) = n.expect_response(CALLER, 503);
+        let text = r.to_string();
+        assert!(text.contains("Retry-After: 5"), "{text}");
+        assert!(
+            message::tag_of(&text.lines().find(|l| l.starts_with("To:")).unwrap()[3..]).is_some()
+        );
+    }
+    assert_eq!(n.b.stats.shed, 2);
+    assert_eq!(n.b.active_calls(), 1);
+    // The call in progress still gets its BYE handled, however late.
+    let tag = message::tag_of(
+        &ok.to_string()
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()[3..],
+    )
+    .unwrap()
+    .to_string();
+    let bye = format!(
+        "BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-late-bye\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-up\r\n\
+To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: up\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    n.b.handle_datagram_waited(
+        n.now,
+        testing::flow("127.0.0.1:5060", CALLER),
+        bye.as_bytes(),
+        late,
+    );
+    n.pump();
+    n.expect_response(CALLER, 200);
+    n.expect_request(SERVICE, Method::Bye);
+    // In time, the same INVITE is a call.
+    n.send(CALLER, &inv);
+    n.expect_response(CALLER, 100);
+    n.expect_request(SERVICE, Method::Invite);
+}
+
+#[test]
 fn prefix_route_puts_the_dialled_number_in_the_request_uri() {
     let mut n = Net::new(CONFIG);
     n.send(CALLER, &invite("4420123", "p", &sdp(4000)));

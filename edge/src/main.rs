@@ -177,7 +177,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             addr: c.http.listen,
             source,
         })?;
-    let (core_tx, core_rx) = tokio::sync::mpsc::channel(65_536);
+    let (core_tx, core_rx) = core::inbox(65_536, 4_096);
     for (addr, s) in &udp {
         core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
     }
@@ -240,7 +240,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         c.storage.dir.clone(),
         audio,
     );
-    let core_task = tokio::spawn(core.run(core_rx));
+    let core_task = spawn_core_thread(core, core_rx).map_err(|source| EdgeError::Start {
+        what: "the SIP core thread",
+        source,
+    })?;
     let shared = Arc::new(ArcSwap::from(snap.clone()));
     spawn_reloader(
         config_path,
@@ -293,6 +296,27 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         .ok();
     info!("shutting down");
     Ok(())
+}
+
+/// The SIP core on a thread of its own (a current-thread runtime): under a SIP
+/// flood it is busy all the time, and on the shared runtime it would hold a worker
+/// the HTTP API and the chat sockets need. The OS shares the CPU between them
+/// instead. Resolves when the core stops.
+fn spawn_core_thread(
+    core: core::Core,
+    rx: core::CoreRx,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("sip-core".into())
+        .spawn(move || {
+            rt.block_on(core.run(rx));
+            let _ = done_tx.send(());
+        })?;
+    Ok(done)
 }
 
 /// RTP ports inside the kernel's ephemeral range can be taken by any program's

@@ -120,6 +120,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     metric(
         &mut o,
+        "edge_calls_shed_total",
+        "New INVITEs refused 503 + Retry-After because they waited over 200 ms in the edge's queue (overload).",
+        "counter",
+        core.calls.shed,
+    );
+    metric(
+        &mut o,
         "edge_calls_session_expired_total",
         "Answered calls ended because a leg's session timer (RFC 4028) ran out or its refresh failed.",
         "counter",

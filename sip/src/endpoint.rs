@@ -96,6 +96,8 @@ pub enum Screen {
     Refuse(u16),
     /// Send nothing.
     Drop,
+    /// Overloaded: 503 with `Retry-After` (seconds), statelessly.
+    Busy(u32),
 }
 
 pub const METHODS: usize = 14;
@@ -383,9 +385,19 @@ impl Endpoint {
         }
         match screen(&req, &head, reply_flow) {
             Screen::Accept => {}
-            Screen::Refuse(code) => {
+            verdict @ (Screen::Refuse(_) | Screen::Busy(_)) => {
                 self.stats.screened += 1;
+                let code = match verdict {
+                    Screen::Refuse(code) => code,
+                    _ => 503,
+                };
                 let mut resp = message::response(&req, code, None, &self.server_name);
+                if let Screen::Busy(secs) = verdict {
+                    message::add_headers(
+                        &mut resp,
+                        vec![rsip::headers::RetryAfter::new(secs.to_string()).into()],
+                    );
+                }
                 let tag = message::stateless_tag(&head);
                 message::ensure_to_tag(&mut resp, &mut Some(tag), String::new);
                 self.stats.responses_out[class_index(code)] += 1;

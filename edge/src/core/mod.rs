@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 mod msg;
 mod net;
 
-pub use msg::{CoreMsg, CoreTx};
+pub use msg::{inbox, CoreMsg, CoreRx, CoreTx};
 pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, TcpLimits};
 
 /// The SIP side the core sends on: the UDP sockets, and the limits new TCP
@@ -74,25 +74,45 @@ impl Core {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
-        loop {
-            let deadline = self.b2bua.poll_timeout();
-            let msg = match deadline {
-                Some(d) => tokio::select! {
-                    m = rx.recv() => m,
-                    _ = tokio::time::sleep_until(d.into()) => {
-                        self.b2bua.handle_timeout(Instant::now());
-                        self.drain();
+    pub async fn run(mut self, rx: CoreRx) {
+        let CoreRx {
+            mut sip,
+            mut control,
+        } = rx;
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let (mut sip_open, mut control_open) = (true, true);
+        while sip_open || control_open {
+            let deadline = self.b2bua.poll_timeout().map_or_else(far, Into::into);
+            // Control first: the API answers however much SIP traffic waits.
+            let msg = tokio::select! {
+                biased;
+                m = control.recv(), if control_open => match m {
+                    Some(m) => m,
+                    None => {
+                        control_open = false;
                         continue;
                     }
                 },
-                None => rx.recv().await,
+                m = sip.recv(), if sip_open => match m {
+                    Some(m) => m,
+                    None => {
+                        sip_open = false;
+                        continue;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.b2bua.handle_timeout(Instant::now());
+                    self.drain();
+                    continue;
+                }
             };
-            let Some(msg) = msg else { break };
             self.handle(msg);
-            // Batch: take whatever else is queued before flushing.
+            // Batch: take whatever else is queued before flushing, control first.
             for _ in 0..256 {
-                match rx.try_recv() {
+                while let Ok(m) = control.try_recv() {
+                    self.handle(m);
+                }
+                match sip.try_recv() {
                     Ok(m) => self.handle(m),
                     Err(_) => break,
                 }
@@ -104,13 +124,14 @@ impl Core {
     fn handle(&mut self, msg: CoreMsg) {
         let now = Instant::now();
         match msg {
-            CoreMsg::Inbound { flow, data } => {
+            CoreMsg::Inbound { flow, data, at } => {
                 if data.as_ref() == b"\r\n" && flow.transport == Transport::Tcp {
                     // RFC 5626 pong.
                     self.send(flow, Bytes::from_static(b"\r\n"));
                     return;
                 }
-                self.b2bua.handle_datagram(now, flow, &data);
+                let waited = now.saturating_duration_since(at);
+                self.b2bua.handle_datagram_waited(now, flow, &data, waited);
             }
             CoreMsg::TcpUp { remote, tx } => {
                 if let Some((_, queued)) = self.connecting.remove(&remote) {

@@ -9,12 +9,15 @@ use control::Snapshot;
 use sip::Flow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 pub enum CoreMsg {
     Inbound {
         flow: Flow,
         data: Bytes,
+        /// When the reader queued it (the core sheds new calls when behind).
+        at: Instant,
     },
     TcpUp {
         remote: SocketAddr,
@@ -36,4 +39,67 @@ pub enum CoreMsg {
     Media(MediaEvent),
 }
 
-pub type CoreTx = mpsc::Sender<CoreMsg>;
+/// The core's inbox, in two lanes: SIP traffic (and the TCP connection events
+/// that must stay in order with it) and control (the API, reloads, media events).
+/// The core serves control first, so the API answers while SIP traffic queues up
+/// under overload.
+#[derive(Clone)]
+pub struct CoreTx {
+    sip: mpsc::Sender<CoreMsg>,
+    control: mpsc::Sender<CoreMsg>,
+}
+
+/// A message the core's inbox did not take (full, or the core has stopped).
+#[derive(Debug)]
+pub struct NotSent;
+
+/// The receiving side of [`CoreTx`].
+pub struct CoreRx {
+    pub(super) sip: mpsc::Receiver<CoreMsg>,
+    pub(super) control: mpsc::Receiver<CoreMsg>,
+}
+
+/// An inbox with room for `sip` SIP messages and `control` control messages.
+pub fn inbox(sip: usize, control: usize) -> (CoreTx, CoreRx) {
+    let (sip_tx, sip_rx) = mpsc::channel(sip);
+    let (control_tx, control_rx) = mpsc::channel(control);
+    (
+        CoreTx {
+            sip: sip_tx,
+            control: control_tx,
+        },
+        CoreRx {
+            sip: sip_rx,
+            control: control_rx,
+        },
+    )
+}
+
+impl CoreMsg {
+    fn is_sip(&self) -> bool {
+        matches!(
+            self,
+            CoreMsg::Inbound { .. } | CoreMsg::TcpUp { .. } | CoreMsg::TcpDown { .. }
+        )
+    }
+}
+
+impl CoreTx {
+    fn lane(&self, msg: &CoreMsg) -> &mpsc::Sender<CoreMsg> {
+        if msg.is_sip() {
+            &self.sip
+        } else {
+            &self.control
+        }
+    }
+
+    /// Queue `msg`, waiting for room; `Err` when the core has stopped.
+    pub async fn send(&self, msg: CoreMsg) -> Result<(), NotSent> {
+        self.lane(&msg).send(msg).await.map_err(|_| NotSent)
+    }
+
+    /// Queue `msg` if there is room; `Err` when its lane is full or the core stopped.
+    pub fn try_send(&self, msg: CoreMsg) -> Result<(), NotSent> {
+        self.lane(&msg).try_send(msg).map_err(|_| NotSent)
+    }
+}

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tracing::{debug, info, warn};
 
@@ -130,7 +130,14 @@ pub fn spawn_udp_reader(
         let mut reader = sip_io::DatagramReader::new(&sock, local);
         loop {
             if let sip_io::Inbound::Message(flow, data) = reader.next().await {
-                if core.try_send(CoreMsg::Inbound { flow, data }).is_err() {
+                if core
+                    .try_send(CoreMsg::Inbound {
+                        flow,
+                        data,
+                        at: Instant::now(),
+                    })
+                    .is_err()
+                {
                     metrics.sip_inbound_dropped.fetch_add(1, Relaxed);
                 }
             }
@@ -213,7 +220,15 @@ pub(super) fn spawn_connection(
                 Ok(sip_io::Inbound::Refused(_)) => continue,
                 Err(end) => break Err(end),
             };
-            if core.send(CoreMsg::Inbound { flow, data }).await.is_err() {
+            if core
+                .send(CoreMsg::Inbound {
+                    flow,
+                    data,
+                    at: Instant::now(),
+                })
+                .await
+                .is_err()
+            {
                 break Ok(());
             }
         };
@@ -238,7 +253,13 @@ pub(super) fn spawn_connection(
             // what it can of it (400 from the raw text), then the connection closes.
             warn!(%remote, error = %e, "unframeable SIP TCP stream: 400 and closing connection");
             let data = Bytes::copy_from_slice(reader.pending());
-            let _ = core.send(CoreMsg::Inbound { flow, data }).await;
+            let _ = core
+                .send(CoreMsg::Inbound {
+                    flow,
+                    data,
+                    at: Instant::now(),
+                })
+                .await;
         }
         metrics.tcp_connections.fetch_sub(1, Relaxed);
         let _ = core
