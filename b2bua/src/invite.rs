@@ -335,10 +335,19 @@ impl B2bua {
                 continue;
             };
             let agents = q.agents.clone();
-            let pick = self.acd.pick(&agents, &c.tried).map(str::to_string);
+            // Agents with no live registration and no static contact cannot be
+            // offered a call (they are logged out).
+            let mut exclude = c.tried.clone();
+            exclude.extend(
+                agents
+                    .iter()
+                    .filter(|a| self.agent_target(now, a).is_none())
+                    .cloned(),
+            );
+            let pick = self.acd.pick(&agents, &exclude).map(str::to_string);
             match pick {
                 Some(agent_id) => {
-                    let Some(agent) = self.snap.agent(&agent_id).cloned() else {
+                    let Some((uri, addr, transport)) = self.agent_target(now, &agent_id) else {
                         still_waiting.push_back(id);
                         continue;
                     };
@@ -347,14 +356,7 @@ impl B2bua {
                     c.tried.insert(agent_id.clone());
                     c.agent = Some(agent_id.clone());
                     info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
-                    self.start_b(
-                        now,
-                        id,
-                        agent.contact.uri.clone(),
-                        agent.contact.addr,
-                        agent.contact.transport,
-                        Some(agent_id),
-                    );
+                    self.start_b(now, id, uri, addr, transport, Some(agent_id));
                 }
                 None => {
                     if agents.iter().all(|a| c.tried.contains(a)) {

@@ -35,6 +35,7 @@ mod index;
 mod invite;
 mod monitor;
 mod recording;
+mod registrar;
 mod reinvite;
 mod session;
 mod teardown;
@@ -58,6 +59,7 @@ use control::Strangers;
 use index::{DialogOwner, Index};
 pub use media::{CallId, Command, MonitorId};
 use media::{PortPool, PortProbe};
+pub use registrar::{Binding, BindingInfo};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request};
 use sip::endpoint::{Endpoint, Event, Screen, Transmit};
@@ -93,6 +95,12 @@ pub enum Output {
     Media(CallId, Command),
     /// The call is answered and its queue/route records: start the stereo recording.
     RecordStart { call: CallId, meta: RecordingMeta },
+    /// An agent's registrations changed (registered, refreshed, removed,
+    /// expired): `bindings` is what it holds now, for the driver to persist.
+    Bindings {
+        agent: String,
+        bindings: Vec<Binding>,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,
@@ -140,6 +148,11 @@ pub struct CallStats {
     /// Answered calls ended because a leg's session timer (RFC 4028) ran out or
     /// its refresh failed.
     pub session_expired: u64,
+    /// REGISTERs whose digest response was wrong (or named no agent), sources
+    /// blocked for too many of them, and REGISTERs refused unchecked while blocked.
+    pub auth_failures: u64,
+    pub auth_blocks: u64,
+    pub auth_blocked: u64,
 }
 
 /// A call as listed by the API.
@@ -180,8 +193,16 @@ pub struct B2bua {
     /// The driver's check of a port pair before use (none in tests: every pair is
     /// usable).
     probe: Option<Box<dyn PortProbe>>,
+    /// Agents' registrations and the digest verifier.
+    registrar: registrar::Registrar,
+    /// The instant and wall-clock time the core started (bindings are kept in
+    /// wall time).
+    epoch: (Instant, std::time::SystemTime),
     pub stats: CallStats,
 }
+
+/// How often expired registrations are swept out.
+const REGISTRATION_SWEEP: Duration = Duration::from_secs(10);
 
 fn pike_config(c: &control::SipConfig) -> PikeConfig {
     PikeConfig {
@@ -258,8 +279,17 @@ impl B2bua {
             outputs: VecDeque::new(),
             pike,
             probe: None,
+            registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
+            epoch: (now, std::time::SystemTime::now()),
             stats: CallStats::default(),
         }
+        .with_sweep(now)
+    }
+
+    fn with_sweep(mut self, now: Instant) -> Self {
+        self.timers
+            .set(now + REGISTRATION_SWEEP, timers::Timer::RegistrationSweep);
+        self
     }
 
     /// Let the media driver check (and bind) each RTP port pair before a call or a
@@ -548,6 +578,7 @@ impl B2bua {
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 self.reply(now, tx, &req, 481, None)
             }
+            Method::Register => self.on_register(now, tx, req, head, flow),
             _ => {
                 let allow = rsip::headers::Allow::new(message::ALLOW).into();
                 self.reply_with(now, tx, &req, 405, vec![allow]);

@@ -15,6 +15,9 @@ mod announce_tests;
 #[path = "session_tests.rs"]
 mod session_tests;
 
+#[path = "registrar_tests.rs"]
+mod registrar_tests;
+
 const CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
@@ -466,10 +469,10 @@ fn rejections_before_routing() {
     n.send(CALLER, &invite("service", "r4", "v=0\r\nm=audio x\r\n"));
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 488);
-    let reg = invite("service", "r5", "")
-        .replace("INVITE sip", "REGISTER sip")
-        .replace("1 INVITE", "1 REGISTER");
-    n.send(CALLER, &reg);
+    let sub = invite("service", "r5", "")
+        .replace("INVITE sip", "SUBSCRIBE sip")
+        .replace("1 INVITE", "1 SUBSCRIBE");
+    n.send(CALLER, &sub);
     let (r, _) = n.expect_response(CALLER, 405);
     assert!(r
         .to_string()

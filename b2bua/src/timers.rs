@@ -27,6 +27,8 @@ pub(crate) enum Timer {
     SessionRefresh(CallId, Side, u32),
     /// Leg `.1`'s session (timer generation `.2`) was not refreshed in time.
     SessionExpiry(CallId, Side, u32),
+    /// Sweep expired registrations out (and re-arm).
+    RegistrationSweep,
 }
 
 /// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
@@ -113,6 +115,11 @@ impl B2bua {
             }
             Timer::SessionExpiry(id, side, generation) => {
                 self.session_expired(now, id, side, generation)
+            }
+            Timer::RegistrationSweep => {
+                self.expire_bindings(now);
+                self.timers
+                    .set(now + crate::REGISTRATION_SWEEP, Timer::RegistrationSweep);
             }
             Timer::QueueRetry => {
                 let snap = self.snap.clone();

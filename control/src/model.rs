@@ -119,6 +119,25 @@ pub struct SipConfig {
     /// At least 90s (RFC 4028 §4).
     #[serde(default = "default_min_se", with = "duration_str")]
     pub min_se: Duration,
+    /// Realm of the registrar's digest challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Digest challenges sent to a REGISTER without credentials, one
+    /// WWW-Authenticate per algorithm in this order (an agent's `digest` overrides).
+    #[serde(default = "default_digest")]
+    pub digest: Vec<DigestAlgorithm>,
+    /// Registrations shorter than this get 423 Interval Too Brief.
+    #[serde(default = "default_register_min", with = "duration_str")]
+    pub register_min_expires: Duration,
+    /// Longer registrations are granted this long.
+    #[serde(default = "default_register_max", with = "duration_str")]
+    pub register_max_expires: Duration,
+    /// Failed digest authentications one source may make within `auth_block`
+    /// before its REGISTERs get 403 unchecked for `auth_block`. 0: no limit.
+    #[serde(default = "default_auth_failures")]
+    pub auth_max_failures: u32,
+    #[serde(default = "default_auth_block", with = "duration_str")]
+    pub auth_block: Duration,
     /// Inbound SIP TCP connections one source address may hold.
     #[serde(default = "default_tcp_per_source")]
     pub tcp_max_per_source: u32,
@@ -136,6 +155,24 @@ fn default_tcp_message() -> Duration {
 }
 fn default_max_call_duration() -> Duration {
     Duration::ZERO
+}
+fn default_realm() -> String {
+    "edge".into()
+}
+fn default_digest() -> Vec<DigestAlgorithm> {
+    vec![DigestAlgorithm::Md5]
+}
+fn default_register_min() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_register_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_auth_failures() -> u32 {
+    5
+}
+fn default_auth_block() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_session_expires() -> Duration {
     Duration::from_secs(1800)
@@ -197,6 +234,12 @@ impl Default for SipConfig {
             max_call_duration: default_max_call_duration(),
             session_expires: default_session_expires(),
             min_se: default_min_se(),
+            realm: default_realm(),
+            digest: default_digest(),
+            register_min_expires: default_register_min(),
+            register_max_expires: default_register_max(),
+            auth_max_failures: default_auth_failures(),
+            auth_block: default_auth_block(),
             tcp_max_per_source: default_tcp_per_source(),
             tcp_max_connections: default_tcp_max(),
         }
@@ -564,13 +607,44 @@ fn default_max_wait() -> Duration {
     Duration::from_secs(60)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
     pub id: String,
     #[serde(default)]
     pub name: String,
-    pub contact: SipTarget,
+    /// A phone that does not register: where the edge calls this agent when no
+    /// registration is live.
+    #[serde(default)]
+    pub contact: Option<SipTarget>,
+    /// The digest password the agent's phones REGISTER `sip:{id}@…` with.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Digest algorithms challenged for this agent, in order (overrides `[sip] digest`).
+    #[serde(default)]
+    pub digest: Option<Vec<DigestAlgorithm>>,
+}
+
+impl std::fmt::Debug for Agent {
+    // The password never appears in logs or debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("contact", &self.contact)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// A digest algorithm the registrar challenges with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]

@@ -153,6 +153,50 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
                 format!("agent id `{}` appears twice", a.id),
             ));
         }
+        // The id is the user part of the agent's address of record.
+        if !a
+            .id
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.!~*'()+".contains(ch))
+        {
+            return Err(Issue::new(
+                path,
+                "agent id must be a SIP user part (letters, digits, - _ . ! ~ * ' ( ) +)",
+            ));
+        }
+        let apath = || root().key("agents").index(i);
+        if a.contact.is_none() && a.password.is_none() {
+            return Err(Issue::new(
+                apath().key("password"),
+                "an agent needs a `password` (its phone registers) or a static `contact`",
+            ));
+        }
+        if a.password.as_ref().is_some_and(|p| p.len() < 8) {
+            return Err(Issue::new(
+                apath().key("password"),
+                "must be at least 8 characters",
+            ));
+        }
+        if a.digest.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Issue::new(
+                apath().key("digest"),
+                "must name at least one algorithm",
+            ));
+        }
+    }
+    if c.sip.digest.is_empty() {
+        return Err(Issue::new(
+            root().key("sip").key("digest"),
+            "must name at least one algorithm (\"MD5\", \"SHA-256\")",
+        ));
+    }
+    if c.sip.register_min_expires.is_zero()
+        || c.sip.register_max_expires < c.sip.register_min_expires
+    {
+        return Err(Issue::new(
+            root().key("sip").key("register_max_expires"),
+            "register_min_expires must be > 0s and register_max_expires >= it",
+        ));
     }
 
     let mut queue_names: HashMap<&str, usize> = HashMap::new();

@@ -30,6 +30,8 @@ pub enum EdgeError {
     UploadTarget(#[from] storage::target::TargetError),
     #[error(transparent)]
     Transcripts(#[from] storage::transcript::OpenError),
+    #[error(transparent)]
+    Registrations(#[from] storage::registrations::OpenError),
     #[error("cannot read {}: {source}", path.display())]
     ReadTranscripts {
         path: PathBuf,

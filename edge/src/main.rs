@@ -231,13 +231,30 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         what: "the RTP relay workers",
         source,
     })?;
+    // Agents' registrations survive a restart: the live ones are read back.
+    let (registrations, rows) = storage::registrations::Registrations::open(
+        &c.storage.dir.join("sip"),
+        std::time::SystemTime::now(),
+    )?;
+    let restored: Vec<_> = rows
+        .into_iter()
+        .filter_map(core::binding_from_row)
+        .collect();
+    if !restored.is_empty() {
+        info!(bindings = restored.len(), "registrations restored");
+    }
+    b2bua.restore_bindings(Instant::now(), restored);
+    let registrations = Arc::new(registrations);
     let core = core::Core::new(
         b2bua,
         core::SipSockets { udp, tcp_limits },
         relays,
         metrics.clone(),
         core_tx.clone(),
-        c.storage.dir.clone(),
+        core::Stores {
+            dir: c.storage.dir.clone(),
+            registrations: registrations.clone(),
+        },
         audio,
     );
     let core_task = spawn_core_thread(core, core_rx).map_err(|source| EdgeError::Start {
@@ -290,10 +307,14 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         r = server => r.map_err(EdgeError::Http)?,
         _ = core_task => return Err(EdgeError::CoreStopped),
     }
-    // Everything the chats accepted is committed before the process goes.
-    tokio::task::spawn_blocking(move || transcripts.flush())
-        .await
-        .ok();
+    // Everything the chats accepted is committed before the process goes, and the
+    // registrations too.
+    tokio::task::spawn_blocking(move || {
+        transcripts.flush();
+        registrations.flush();
+    })
+    .await
+    .ok();
     info!("shutting down");
     Ok(())
 }

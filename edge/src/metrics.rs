@@ -41,6 +41,8 @@ pub struct CoreStats {
     pub sip: Stats,
     pub calls: CallStats,
     pub active_calls: usize,
+    /// Live registrations (bindings) of agents' phones.
+    pub registered: usize,
     pub ports_in_use: usize,
     pub ports_capacity: usize,
 }
@@ -117,6 +119,34 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "Calls ended at [sip] max_call_duration.",
         "counter",
         core.calls.max_duration,
+    );
+    metric(
+        &mut o,
+        "edge_sip_registrations",
+        "Live registrations (bindings) of agents' phones.",
+        "gauge",
+        core.registered,
+    );
+    metric(
+        &mut o,
+        "edge_sip_auth_failures_total",
+        "REGISTERs with a wrong digest response (or for no agent).",
+        "counter",
+        core.calls.auth_failures,
+    );
+    metric(
+        &mut o,
+        "edge_sip_auth_blocks_total",
+        "Sources blocked for too many failed authentications ([sip] auth_max_failures).",
+        "counter",
+        core.calls.auth_blocks,
+    );
+    metric(
+        &mut o,
+        "edge_sip_auth_blocked_total",
+        "REGISTERs refused 403 unchecked because their source was blocked.",
+        "counter",
+        core.calls.auth_blocked,
     );
     metric(
         &mut o,

@@ -1,64 +1,21 @@
-//! Digest authentication (RFC 2617 / RFC 8760 with MD5) for `--auth user:pass`:
-//! answer a 401/407 challenge with an Authorization / Proxy-Authorization value.
+//! Digest authentication for `--auth user:pass`: answer a 401/407 challenge (MD5,
+//! RFC 2617; SHA-256, RFC 8760) with an Authorization / Proxy-Authorization
+//! value. The digest itself is the edge's own (`sip::digest`).
 
-use hex::encode as hex;
-use md5::{Digest, Md5};
+pub use sip::digest::Challenge;
+use sip::digest::{response, Algorithm};
 
-fn md5(s: &str) -> String {
-    hex(Md5::digest(s.as_bytes()))
-}
-
-/// Parameters of a `Digest` challenge.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Challenge {
-    pub realm: String,
-    pub nonce: String,
-    pub opaque: Option<String>,
-    pub qop_auth: bool,
-    pub algorithm: Option<String>,
-}
-
-/// Parse `Digest realm="x", nonce="y", qop="auth", ...`. `None` if not Digest/MD5.
+/// Parse `Digest realm="x", nonce="y", qop="auth", ...`. `None` if it is not
+/// Digest or names an algorithm other than MD5 and SHA-256.
 pub fn parse_challenge(value: &str) -> Option<Challenge> {
-    let rest = value.trim().strip_prefix("Digest")?.trim();
-    let mut c = Challenge::default();
-    for part in split_params(rest) {
-        let (k, v) = part.split_once('=')?;
-        let v = v.trim().trim_matches('"').to_string();
-        match k.trim().to_ascii_lowercase().as_str() {
-            "realm" => c.realm = v,
-            "nonce" => c.nonce = v,
-            "opaque" => c.opaque = Some(v),
-            "qop" => c.qop_auth = v.split(',').any(|q| q.trim() == "auth"),
-            "algorithm" => c.algorithm = Some(v),
-            _ => {}
-        }
-    }
-    if c.nonce.is_empty()
-        || c.algorithm
-            .as_deref()
-            .is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
-    {
-        return None;
-    }
-    Some(c)
+    Challenge::parse(value)
 }
 
-fn split_params(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, ch) in s.char_indices() {
-        match ch {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(s[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(s[start..].trim());
-    out.into_iter().filter(|p| !p.is_empty()).collect()
+/// Of several challenges (one per algorithm), the strongest one we speak.
+pub fn best_challenge<'a>(values: impl Iterator<Item = &'a str>) -> Option<Challenge> {
+    values
+        .filter_map(parse_challenge)
+        .max_by_key(|c| c.algorithm == Algorithm::Sha256)
 }
 
 /// The credentials value for `method uri`.
@@ -70,18 +27,38 @@ pub fn authorization(
     uri: &str,
     cnonce: &str,
 ) -> String {
-    let ha1 = md5(&format!("{user}:{}:{pass}", c.realm));
-    let ha2 = md5(&format!("{method}:{uri}"));
+    let alg = c.algorithm.name();
     let mut v = if c.qop_auth {
         let nc = "00000001";
-        let response = md5(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", c.nonce));
+        let r = response(
+            c.algorithm,
+            user,
+            &c.realm,
+            pass,
+            method,
+            uri,
+            &c.nonce,
+            Some((nc, cnonce)),
+        );
         format!(
-            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={alg}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
             c.realm, c.nonce
         )
     } else {
-        let response = md5(&format!("{ha1}:{}:{ha2}", c.nonce));
-        format!("Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5", c.realm, c.nonce)
+        let r = response(
+            c.algorithm,
+            user,
+            &c.realm,
+            pass,
+            method,
+            uri,
+            &c.nonce,
+            None,
+        );
+        format!(
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={alg}",
+            c.realm, c.nonce
+        )
     };
     if let Some(o) = &c.opaque {
         v.push_str(&format!(", opaque=\"{o}\""));

@@ -24,5 +24,13 @@ fn rfc2617_example_response() {
 #[test]
 fn non_digest_or_other_algorithms_are_refused() {
     assert!(parse_challenge("Basic realm=\"x\"").is_none());
-    assert!(parse_challenge("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-256").is_none());
+    assert!(parse_challenge("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512").is_none());
+    // SHA-256 (RFC 8760) is spoken, and preferred when offered beside MD5.
+    let both = [
+        "Digest realm=\"x\", nonce=\"a\", algorithm=MD5",
+        "Digest realm=\"x\", nonce=\"b\", algorithm=SHA-256",
+    ];
+    let c = best_challenge(both.into_iter()).unwrap();
+    assert_eq!(c.nonce, "b");
+    assert!(authorization(&c, "u", "p", "INVITE", "sip:x", "cn").contains("algorithm=SHA-256"));
 }

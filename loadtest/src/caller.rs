@@ -354,12 +354,12 @@ impl Caller {
         user: &str,
         pass: &str,
     ) -> Option<Request> {
-        let challenge = resp.headers.iter().find_map(|h| match (h, code) {
-            (Header::WwwAuthenticate(v), 401) => Some(v.value().to_string()),
-            (Header::ProxyAuthenticate(v), 407) => Some(v.value().to_string()),
+        // One challenge per algorithm may come: answer the strongest we speak.
+        let ch = auth::best_challenge(resp.headers.iter().filter_map(|h| match (h, code) {
+            (Header::WwwAuthenticate(v), 401) => Some(v.value()),
+            (Header::ProxyAuthenticate(v), 407) => Some(v.value()),
             _ => None,
-        })?;
-        let ch = auth::parse_challenge(&challenge)?;
+        }))?;
         let cnonce = self.ep.ids().token();
         let c = self.calls.get_mut(&id)?;
         let uri = c.invite.uri.to_string();

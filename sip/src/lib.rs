@@ -3,6 +3,7 @@
 //! ([`dialog`]) and SDP offer/answer rewriting ([`sdp`]). No sockets, no clock, no
 //! runtime: drivers feed bytes and `Instant`s in and take transmits out.
 
+pub mod digest;
 pub mod endpoint;
 pub mod message;
 pub mod pike;

@@ -756,7 +756,7 @@ pub fn status(code: u16) -> rsip::StatusCode {
 }
 
 /// The methods the edge implements, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 
 /// Build a response to `req` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
 /// To copied with `to_tag` added when it has none.

@@ -3,11 +3,13 @@
 //! logic ([`job`], sans-IO, with [`backoff`]) decides each next step; targets
 //! ([`target`]: fs, http) carry the chunks; the [`uploader`] drives it all with
 //! bounded concurrency; [`retention`] deletes what is older than the hard bound.
-//! Chat transcripts live in SQLite ([`transcript`]).
+//! Chat transcripts live in SQLite ([`transcript`]), agents' registrations too
+//! ([`registrations`]).
 
 pub mod backoff;
 pub mod job;
 pub mod journal;
+pub mod registrations;
 pub mod retention;
 pub mod spool;
 pub mod target;

@@ -344,6 +344,26 @@ token = "{AGENT_TOKEN}"
         self.wait_healthy();
     }
 
+    /// Stop the edge with SIGTERM (a clean shutdown: what it accepted is written),
+    /// wait for it to exit, and start it again on the same config.
+    pub fn stop_and_restart(&mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the edge did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push("---- stopped with SIGTERM, restarting ----".into());
+        self.child = spawn_edge(&self.config_path, &self.log, &self.log_level);
+        self.wait_healthy();
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -66,6 +66,24 @@ fn rtp_packet(seq: u16, marker: u8) -> [u8; 172] {
 
 /// Counts RTP packets carrying `marker` arriving on `sock` until `stop`.
 pub fn spawn_rtp_counter(sock: UdpSocket, marker: u8, stop: Arc<AtomicBool>) -> Arc<AtomicU64> {
+    spawn_counter(sock, stop, move |p| {
+        p.len() == 172 && p[12] == marker && p[0] == 0x80
+    })
+}
+
+/// Counts RTP packets of payload type 0 (PCMU), whatever their content, arriving
+/// on `sock` until `stop` (what a phone nobody here wrote sends).
+pub fn spawn_pcmu_counter(sock: UdpSocket, stop: Arc<AtomicBool>) -> Arc<AtomicU64> {
+    spawn_counter(sock, stop, |p| {
+        p.len() > 12 && p[0] >> 6 == 2 && p[1] & 0x7f == 0
+    })
+}
+
+fn spawn_counter(
+    sock: UdpSocket,
+    stop: Arc<AtomicBool>,
+    counts: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> Arc<AtomicU64> {
     let count = Arc::new(AtomicU64::new(0));
     let c = count.clone();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
@@ -74,7 +92,7 @@ pub fn spawn_rtp_counter(sock: UdpSocket, marker: u8, stop: Arc<AtomicBool>) -> 
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                if n == 172 && buf[12] == marker && buf[0] == 0x80 {
+                if counts(&buf[..n]) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -13,6 +13,7 @@ mod chats;
 pub mod error;
 mod health;
 mod recordings;
+mod registrations;
 pub mod serve;
 pub mod state;
 mod supervision;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(health::prometheus))
         .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/calls", get(calls::list_calls))
+        .route("/api/v1/registrations", get(registrations::list))
         .route(
             "/api/v1/calls/{id}",
             get(calls::get_call).delete(calls::delete_call),

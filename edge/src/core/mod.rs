@@ -23,6 +23,7 @@ mod msg;
 mod net;
 
 pub use msg::{inbox, CoreMsg, CoreRx, CoreTx};
+
 pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, TcpLimits};
 
 /// The SIP side the core sends on: the UDP sockets, and the limits new TCP
@@ -30,6 +31,12 @@ pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, TcpLimi
 pub struct SipSockets {
     pub udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     pub tcp_limits: Arc<TcpLimits>,
+}
+
+/// Where the core writes: recordings under `dir`, agents' registrations.
+pub struct Stores {
+    pub dir: std::path::PathBuf,
+    pub registrations: Arc<storage::registrations::Registrations>,
 }
 
 /// The core task: owns the B2BUA and everything it drives.
@@ -46,6 +53,8 @@ pub struct Core {
     storage_dir: std::path::PathBuf,
     audio: Arc<AudioCache>,
     tcp_limits: Arc<TcpLimits>,
+    /// Where agents' bindings are persisted.
+    registrations: Arc<storage::registrations::Registrations>,
 }
 
 impl Core {
@@ -55,10 +64,14 @@ impl Core {
         media: Arc<Relays>,
         metrics: Arc<Metrics>,
         self_tx: CoreTx,
-        storage_dir: std::path::PathBuf,
+        stores: Stores,
         audio: Arc<AudioCache>,
     ) -> Self {
         let SipSockets { udp, tcp_limits } = sip;
+        let Stores {
+            dir: storage_dir,
+            registrations,
+        } = stores;
         Core {
             b2bua,
             udp: udp.into_iter().collect(),
@@ -71,6 +84,7 @@ impl Core {
             storage_dir,
             audio,
             tcp_limits,
+            registrations,
         }
     }
 
@@ -173,11 +187,15 @@ impl Core {
             CoreMsg::ListCalls(reply) => {
                 let _ = reply.send(self.b2bua.calls(now));
             }
+            CoreMsg::ListRegistrations(reply) => {
+                let _ = reply.send(self.b2bua.registrations(now));
+            }
             CoreMsg::Stats(reply) => {
                 let _ = reply.send(CoreStats {
                     sip: self.b2bua.endpoint().stats.clone(),
                     calls: self.b2bua.stats.clone(),
                     active_calls: self.b2bua.active_calls(),
+                    registered: self.b2bua.registered(now),
                     ports_in_use: self.b2bua.ports_in_use(),
                     ports_capacity: self.b2bua.ports_capacity(),
                 });
@@ -210,6 +228,10 @@ impl Core {
             match o {
                 Output::Media(call, cmd) => {
                     self.media(call, cmd, media_ip, &mut failed, &mut announced)
+                }
+                Output::Bindings { agent, bindings } => {
+                    let rows = bindings.iter().map(binding_row).collect();
+                    self.registrations.set(&agent, rows);
                 }
                 Output::RecordStart { call, meta } => {
                     let Some(r) = self.relays.get(&call) else {
@@ -374,4 +396,41 @@ impl Core {
             }
         }
     }
+}
+
+/// A binding as stored.
+fn binding_row(b: &b2bua::Binding) -> storage::registrations::Row {
+    storage::registrations::Row {
+        agent: b.agent.clone(),
+        contact: b.contact.clone(),
+        transport: b.flow.transport.as_str().to_ascii_lowercase(),
+        local: b.flow.local.to_string(),
+        remote: b.flow.remote.to_string(),
+        expires: b.expires,
+        call_id: b.call_id.clone(),
+        cseq: b.cseq,
+        user_agent: b.user_agent.clone(),
+    }
+}
+
+/// A stored binding back (`None`: a row this version cannot read).
+pub fn binding_from_row(r: storage::registrations::Row) -> Option<b2bua::Binding> {
+    let transport = match r.transport.as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        _ => return None,
+    };
+    Some(b2bua::Binding {
+        agent: r.agent,
+        contact: r.contact,
+        flow: Flow {
+            transport,
+            local: r.local.parse().ok()?,
+            remote: r.remote.parse().ok()?,
+        },
+        expires: r.expires,
+        call_id: r.call_id,
+        cseq: r.cseq,
+        user_agent: r.user_agent,
+    })
 }

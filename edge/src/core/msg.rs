@@ -29,6 +29,7 @@ pub enum CoreMsg {
         failed: bool,
     },
     ListCalls(oneshot::Sender<Vec<CallInfo>>),
+    ListRegistrations(oneshot::Sender<Vec<b2bua::BindingInfo>>),
     Stats(oneshot::Sender<CoreStats>),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),

@@ -1,0 +1,506 @@
+//! The registrar (RFC 3261 §10): agents' phones REGISTER their address of record
+//! `sip:{agent id}@…` with digest authentication (MD5 and/or SHA-256, qop=auth,
+//! expiring nonces, nonce-count replay refused); bindings with Expires (423 below
+//! the minimum, clamped to the maximum), several per agent, `Expires: 0` and `*`
+//! to remove them. A binding keeps the flow it came on: requests to the agent go to
+//! the address the REGISTER came from (its NAT binding, or its TCP connection).
+//! Repeated failed authentication from one source gets 403 unchecked for a while.
+//! Bindings change → [`crate::Output::Bindings`], so the driver persists them.
+
+use crate::{B2bua, Output};
+use control::DigestAlgorithm;
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Request};
+use sip::digest::{Algorithm, Challenge, Credentials, Verdict, Verifier};
+use sip::message::{self, Head};
+use sip::{Flow, TxId};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{debug, info, warn};
+
+/// Most bindings one agent may hold (the oldest goes when a new one comes).
+pub const MAX_BINDINGS: usize = 10;
+/// How long a nonce is good for.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// One registered contact of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub agent: String,
+    /// The Contact URI (the Request-URI of requests to it).
+    pub contact: String,
+    /// Where requests to it go: the flow the REGISTER came on.
+    pub flow: Flow,
+    pub expires: SystemTime,
+    pub call_id: String,
+    pub cseq: u32,
+    pub user_agent: Option<String>,
+}
+
+/// A binding as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingInfo {
+    pub agent: String,
+    pub contact: String,
+    pub transport: String,
+    pub source: String,
+    pub expires_in: u64,
+    pub user_agent: Option<String>,
+}
+
+/// Failed authentications of one source.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+    blocked_until: Option<Instant>,
+}
+
+pub(crate) struct Registrar {
+    verifier: Verifier,
+    bindings: HashMap<String, Vec<Binding>>,
+    failures: HashMap<IpAddr, Failures>,
+}
+
+impl Registrar {
+    pub(crate) fn new(secret: [u8; 32]) -> Registrar {
+        Registrar {
+            verifier: Verifier::new(secret, NONCE_LIFETIME),
+            bindings: HashMap::new(),
+            failures: HashMap::new(),
+        }
+    }
+
+    /// The agent's live bindings at `wall`, newest first.
+    pub(crate) fn live(&self, agent: &str, wall: SystemTime) -> Vec<&Binding> {
+        let mut v: Vec<&Binding> = self
+            .bindings
+            .get(agent)
+            .map(|b| b.iter().filter(|b| b.expires > wall).collect())
+            .unwrap_or_default();
+        v.reverse();
+        v
+    }
+
+    pub(crate) fn count(&self, wall: SystemTime) -> usize {
+        self.bindings
+            .values()
+            .flatten()
+            .filter(|b| b.expires > wall)
+            .count()
+    }
+
+    /// Drop expired bindings; the agents whose bindings changed.
+    pub(crate) fn expire(&mut self, wall: SystemTime) -> Vec<String> {
+        let mut changed = Vec::new();
+        self.bindings.retain(|agent, list| {
+            let before = list.len();
+            list.retain(|b| b.expires > wall);
+            if list.len() != before {
+                changed.push(agent.clone());
+            }
+            !list.is_empty()
+        });
+        changed
+    }
+}
+
+/// What a REGISTER's Contact values ask for.
+enum Wanted {
+    /// `*` with Expires 0.
+    RemoveAll,
+    /// (contact URI, seconds) per contact; none: a query.
+    Set(Vec<(String, u32)>),
+}
+
+/// The contacts of a REGISTER with their expiry (§10.2.1.1), or `Err(())` when
+/// malformed (400).
+fn wanted(req: &Request, default: u32) -> Result<Wanted, ()> {
+    let header_expires = req.headers.iter().find_map(|h| match h {
+        Header::Expires(e) => Some(e.value().trim().parse::<u32>().map_err(|_| ())),
+        _ => None,
+    });
+    let header_expires = match header_expires {
+        Some(Err(())) => return Err(()),
+        Some(Ok(e)) => Some(e),
+        None => None,
+    };
+    let mut out = Vec::new();
+    let values: Vec<&str> = req
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Contact(c) => Some(c.value()),
+            _ => None,
+        })
+        .collect();
+    for value in values {
+        for contact in split_contacts(value) {
+            let contact = contact.trim();
+            if contact == "*" {
+                // `*` only with Expires: 0 and alone (§10.2.2).
+                return if header_expires == Some(0) && out.is_empty() {
+                    Ok(Wanted::RemoveAll)
+                } else {
+                    Err(())
+                };
+            }
+            let uri = message::uri_of(contact).trim().to_string();
+            if !uri.to_ascii_lowercase().starts_with("sip:")
+                && !uri.to_ascii_lowercase().starts_with("sips:")
+            {
+                return Err(());
+            }
+            let params = match contact.rfind('>') {
+                Some(i) => &contact[i + 1..],
+                None => contact.split_once(';').map_or("", |(_, p)| p),
+            };
+            let param_expires = params.split(';').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("expires")
+                    .then(|| v.trim().parse::<u32>().ok())
+            });
+            let expires = match param_expires {
+                Some(Some(e)) => e,
+                Some(None) => return Err(()),
+                None => header_expires.unwrap_or(default),
+            };
+            out.push((uri, expires));
+        }
+    }
+    Ok(Wanted::Set(out))
+}
+
+/// Contact values split at commas outside quotes and `<…>`.
+fn split_contacts(value: &str) -> Vec<&str> {
+    let (mut out, mut start, mut quoted, mut angle) = (Vec::new(), 0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+fn algorithm(a: DigestAlgorithm) -> Algorithm {
+    match a {
+        DigestAlgorithm::Md5 => Algorithm::Md5,
+        DigestAlgorithm::Sha256 => Algorithm::Sha256,
+    }
+}
+
+impl B2bua {
+    /// Wall-clock time at `now` (bindings outlive the process, so they are kept
+    /// in wall time; the virtual clock of tests maps onto it linearly).
+    pub(crate) fn wall(&self, now: Instant) -> SystemTime {
+        let (i0, w0) = self.epoch;
+        w0 + now.saturating_duration_since(i0)
+    }
+
+    /// A source over its failed-authentication budget is refused unchecked.
+    fn auth_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let Some(f) = self.registrar.failures.get_mut(&ip) else {
+            return false;
+        };
+        match f.blocked_until {
+            Some(t) if t > now => true,
+            Some(_) => {
+                self.registrar.failures.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn auth_failed(&mut self, ip: IpAddr, now: Instant, agent: &str) {
+        self.stats.auth_failures += 1;
+        let sip = &self.snap.config.sip;
+        let (max, window) = (sip.auth_max_failures, sip.auth_block);
+        let f = self.registrar.failures.entry(ip).or_insert(Failures {
+            count: 0,
+            since: now,
+            blocked_until: None,
+        });
+        if now.saturating_duration_since(f.since) > window {
+            *f = Failures {
+                count: 0,
+                since: now,
+                blocked_until: None,
+            };
+        }
+        f.count += 1;
+        warn!(source = %ip, %agent, failures = f.count, "digest authentication failed");
+        if max > 0 && f.count >= max {
+            f.blocked_until = Some(now + window);
+            self.stats.auth_blocks += 1;
+            warn!(source = %ip, block = ?window, "too many failed authentications: source refused for a while");
+        }
+        // The table cannot grow without bound under a spoofed-source flood.
+        if self.registrar.failures.len() > 100_000 {
+            self.registrar
+                .failures
+                .retain(|_, f| f.blocked_until.is_some_and(|t| t > now));
+        }
+    }
+
+    fn challenge(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: &Request,
+        algs: &[DigestAlgorithm],
+        stale: bool,
+    ) {
+        let wall = self.wall(now);
+        let realm = self.snap.config.sip.realm.clone();
+        let headers: Vec<Header> = algs
+            .iter()
+            .map(|a| {
+                let c = Challenge {
+                    realm: realm.clone(),
+                    nonce: self.registrar.verifier.nonce(wall),
+                    opaque: None,
+                    algorithm: algorithm(*a),
+                    qop_auth: true,
+                    stale,
+                };
+                Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(c.to_header_value()))
+            })
+            .collect();
+        self.reply_with(now, tx, req, 401, headers);
+    }
+
+    pub(crate) fn on_register(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        head: Head,
+        flow: Flow,
+    ) {
+        let ip = flow.remote.ip();
+        if self.auth_blocked(ip, now) {
+            self.stats.auth_blocked += 1;
+            return self.reply(now, tx, &req, 403, None);
+        }
+        // The address of record: To's user part is the agent id.
+        let to = req.headers.iter().find_map(|h| match h {
+            Header::To(t) => Some(t.value().to_string()),
+            _ => None,
+        });
+        let agent_id = to
+            .as_deref()
+            .map(message::uri_of)
+            .and_then(|u| u.split_once(':').map(|(_, r)| r))
+            .and_then(|r| r.split_once('@').map(|(u, _)| u))
+            .unwrap_or("")
+            .to_string();
+        let agent = self
+            .snap
+            .config
+            .agents
+            .iter()
+            .find(|a| a.id == agent_id && a.password.is_some())
+            .cloned();
+        let algs = agent
+            .as_ref()
+            .and_then(|a| a.digest.clone())
+            .unwrap_or_else(|| self.snap.config.sip.digest.clone());
+        let realm = self.snap.config.sip.realm.clone();
+        // The credentials for our realm, if any.
+        let creds = req.headers.iter().find_map(|h| match h {
+            Header::Authorization(a) => Credentials::parse(a.value()).filter(|c| c.realm == realm),
+            _ => None,
+        });
+        let Some(creds) = creds else {
+            return self.challenge(now, tx, &req, &algs, false);
+        };
+        let allowed = creds
+            .algorithm()
+            .is_some_and(|a| algs.iter().any(|x| algorithm(*x) == a));
+        if !allowed {
+            return self.challenge(now, tx, &req, &algs, false);
+        }
+        let wall = self.wall(now);
+        // An unknown agent, or credentials for another user than the AOR, fail like
+        // a wrong password (nothing tells a guesser which agents exist).
+        let password = agent
+            .as_ref()
+            .filter(|_| creds.username == agent_id)
+            .and_then(|a| a.password.clone());
+        let verdict = match &password {
+            Some(p) => self
+                .registrar
+                .verifier
+                .verify(wall, &creds, &realm, "REGISTER", p),
+            None => Verdict::Wrong,
+        };
+        match verdict {
+            Verdict::Ok => {}
+            Verdict::Stale => return self.challenge(now, tx, &req, &algs, true),
+            Verdict::UnknownNonce | Verdict::Replayed => {
+                debug!(source = %ip, agent = %agent_id, ?verdict, "REGISTER with an unusable nonce: challenging again");
+                return self.challenge(now, tx, &req, &algs, false);
+            }
+            Verdict::Wrong => {
+                self.auth_failed(ip, now, &agent_id);
+                return self.reply(now, tx, &req, 403, None);
+            }
+        }
+        let sip = &self.snap.config.sip;
+        let (min, max) = (
+            u32::try_from(sip.register_min_expires.as_secs()).unwrap_or(u32::MAX),
+            u32::try_from(sip.register_max_expires.as_secs()).unwrap_or(u32::MAX),
+        );
+        let wanted = match wanted(&req, max) {
+            Ok(w) => w,
+            Err(()) => return self.reply(now, tx, &req, 400, None),
+        };
+        let user_agent = req.headers.iter().find_map(|h| match h {
+            Header::UserAgent(u) => Some(u.value().chars().take(128).collect::<String>()),
+            _ => None,
+        });
+        let list = self.registrar.bindings.entry(agent_id.clone()).or_default();
+        list.retain(|b| b.expires > wall);
+        let before = list.clone();
+        match wanted {
+            Wanted::RemoveAll => list.clear(),
+            Wanted::Set(contacts) => {
+                if contacts.iter().any(|(_, e)| *e != 0 && *e < min) {
+                    let h = Header::Other("Min-Expires".into(), min.to_string());
+                    return self.reply_with(now, tx, &req, 423, vec![h]);
+                }
+                for (uri, expires) in contacts {
+                    let existing = list.iter().position(|b| b.contact == uri);
+                    // A reordered older REGISTER of the same registration changes
+                    // nothing (§10.3 step 7).
+                    if let Some(i) = existing {
+                        let b = &list[i];
+                        if b.call_id == head.call_id && head.cseq <= b.cseq {
+                            continue;
+                        }
+                        list.remove(i);
+                    }
+                    if expires == 0 {
+                        continue;
+                    }
+                    list.push(Binding {
+                        agent: agent_id.clone(),
+                        contact: uri,
+                        flow,
+                        expires: wall + Duration::from_secs(u64::from(expires.min(max))),
+                        call_id: head.call_id.clone(),
+                        cseq: head.cseq,
+                        user_agent: user_agent.clone(),
+                    });
+                    if list.len() > MAX_BINDINGS {
+                        list.remove(0);
+                    }
+                }
+            }
+        }
+        let current = list.clone();
+        if current != before {
+            if current.is_empty() {
+                info!(agent = %agent_id, source = %flow.remote, "agent unregistered");
+            } else {
+                info!(agent = %agent_id, source = %flow.remote, transport = %flow.transport, bindings = current.len(), "agent registered");
+            }
+            self.outputs.push_back(Output::Bindings {
+                agent: agent_id.clone(),
+                bindings: current.clone(),
+            });
+        }
+        if current.is_empty() {
+            self.registrar.bindings.remove(&agent_id);
+        }
+        let contacts: Vec<Header> = current
+            .iter()
+            .map(|b| {
+                let left = b.expires.duration_since(wall).unwrap_or_default().as_secs();
+                rsip::headers::Contact::new(format!("<{}>;expires={left}", b.contact)).into()
+            })
+            .collect();
+        self.reply_with(now, tx, &req, 200, contacts);
+        self.dispatch_queues(now);
+    }
+
+    /// Bindings loaded from storage at start (expired ones are skipped).
+    pub fn restore_bindings(&mut self, now: Instant, bindings: Vec<Binding>) {
+        let wall = self.wall(now);
+        for b in bindings.into_iter().filter(|b| b.expires > wall) {
+            self.registrar
+                .bindings
+                .entry(b.agent.clone())
+                .or_default()
+                .push(b);
+        }
+    }
+
+    /// The live bindings, for the API.
+    pub fn registrations(&self, now: Instant) -> Vec<BindingInfo> {
+        let wall = self.wall(now);
+        let mut v: Vec<BindingInfo> = self
+            .registrar
+            .bindings
+            .values()
+            .flatten()
+            .filter(|b| b.expires > wall)
+            .map(|b| BindingInfo {
+                agent: b.agent.clone(),
+                contact: b.contact.clone(),
+                transport: b.flow.transport.to_string(),
+                source: b.flow.remote.to_string(),
+                expires_in: b.expires.duration_since(wall).unwrap_or_default().as_secs(),
+                user_agent: b.user_agent.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.agent, &a.contact).cmp(&(&b.agent, &b.contact)));
+        v
+    }
+
+    /// Drop expired bindings (and tell the driver).
+    pub(crate) fn expire_bindings(&mut self, now: Instant) {
+        let wall = self.wall(now);
+        for agent in self.registrar.expire(wall) {
+            let bindings = self
+                .registrar
+                .bindings
+                .get(&agent)
+                .cloned()
+                .unwrap_or_default();
+            info!(%agent, left = bindings.len(), "registration expired");
+            self.outputs.push_back(Output::Bindings { agent, bindings });
+        }
+    }
+
+    /// Where to call agent `id`: its newest live binding, else its static contact.
+    pub(crate) fn agent_target(
+        &self,
+        now: Instant,
+        id: &str,
+    ) -> Option<(String, std::net::SocketAddr, sip::Transport)> {
+        let wall = self.wall(now);
+        if let Some(b) = self.registrar.live(id, wall).first() {
+            return Some((b.contact.clone(), b.flow.remote, b.flow.transport));
+        }
+        let a = self.snap.agent(id)?;
+        let c = a.contact.as_ref()?;
+        Some((c.uri.clone(), c.addr, c.transport))
+    }
+
+    /// Stats for metrics: live bindings.
+    pub fn registered(&self, now: Instant) -> usize {
+        self.registrar.count(self.wall(now))
+    }
+}

@@ -1,0 +1,384 @@
+//! The registrar and digest authentication, with a virtual clock.
+
+use super::*;
+use sip::digest::{response, Algorithm, Challenge};
+
+const REG_CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+digest = ["SHA-256", "MD5"]
+auth_max_failures = 3
+[media]
+address = "127.0.0.1"
+rtp_ports = "20000-20099"
+[[trunks]]
+name = "t"
+sources = ["127.0.0.1/32"]
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001"]
+max_wait = "30s"
+[[agents]]
+id = "1001"
+password = "alice-sip-secret"
+[[agents]]
+id = "1002"
+password = "bob-sip-secret"
+digest = ["MD5"]
+"#;
+
+const PHONE: &str = "127.0.0.1:5092";
+const PHONE2: &str = "127.0.0.1:5093";
+const GUESSER: &str = "192.0.2.66:5060";
+
+/// A REGISTER for `aor` from `from`, with extra header lines.
+fn register(aor: &str, from: &str, call_id: &str, cseq: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-r{call_id}{cseq};rport\r\n\
+From: <sip:{aor}@127.0.0.1>;tag=p{call_id}\r\nTo: <sip:{aor}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
+Max-Forwards: 70\r\nUser-Agent: test-phone\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn challenges(r: &Response) -> Vec<Challenge> {
+    r.headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::WwwAuthenticate(w) => Challenge::parse(w.value()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Authorization line answering `c` for `user` / `pass` with nonce-count `nc`.
+fn authorization(c: &Challenge, user: &str, pass: &str, nc: u32) -> String {
+    let nc = format!("{nc:08x}");
+    let uri = "sip:127.0.0.1:5060";
+    let resp = response(
+        c.algorithm,
+        user,
+        &c.realm,
+        pass,
+        "REGISTER",
+        uri,
+        &c.nonce,
+        Some((&nc, "cn0")),
+    );
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", \
+algorithm={}, qop=auth, nc={nc}, cnonce=\"cn0\"\r\n",
+        c.realm,
+        c.nonce,
+        c.algorithm.name()
+    )
+}
+
+/// Register `aor` from `from` with `contact_extra` (Contact/Expires lines): the
+/// challenge, then the credentials; returns the final response.
+fn sign_in(n: &mut Net, aor: &str, pass: &str, from: &str, call_id: &str, lines: &str) -> Response {
+    n.send(from, &register(aor, from, call_id, 1, lines));
+    let (r, _) = n.expect_response(from, 401);
+    let c = challenges(&r).remove(0);
+    n.send(
+        from,
+        &register(
+            aor,
+            from,
+            call_id,
+            2,
+            &format!("{}{lines}", authorization(&c, aor, pass, 1)),
+        ),
+    );
+    let (m, _) = n.wire.recv(from);
+    match m {
+        SipMessage::Response(r) => r,
+        other => panic!("expected a response, got {}", testing::first_line(&other)),
+    }
+}
+
+fn contact(from: &str) -> String {
+    format!("Contact: <sip:1001@{from}>\r\n")
+}
+
+#[test]
+fn challenges_follow_the_configured_order_and_an_agents_override() {
+    let mut n = Net::new(REG_CONFIG);
+    n.send(PHONE, &register("1001", PHONE, "c1", 1, &contact(PHONE)));
+    let (r, _) = n.expect_response(PHONE, 401);
+    let c = challenges(&r);
+    assert_eq!(
+        c.iter().map(|c| c.algorithm).collect::<Vec<_>>(),
+        [Algorithm::Sha256, Algorithm::Md5]
+    );
+    assert!(c
+        .iter()
+        .all(|c| c.qop_auth && c.realm == "edge" && !c.stale));
+    assert_ne!(c[0].nonce, c[1].nonce, "a nonce per challenge");
+    n.send(PHONE, &register("1002", PHONE, "c2", 1, &contact(PHONE)));
+    let (r, _) = n.expect_response(PHONE, 401);
+    assert_eq!(
+        challenges(&r)
+            .iter()
+            .map(|c| c.algorithm)
+            .collect::<Vec<_>>(),
+        [Algorithm::Md5]
+    );
+}
+
+#[test]
+fn an_agent_registers_refreshes_and_gets_queue_calls_at_its_binding() {
+    let mut n = Net::new(REG_CONFIG);
+    // Not registered (and no static contact): the queue call waits.
+    n.send(CALLER, &invite("1000", "q1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    assert!(n.quiet(PHONE));
+    let ok = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "r1",
+        &format!("{}Expires: 600\r\n", contact(PHONE)),
+    );
+    assert_eq!(ok.status_code.code(), 200);
+    let text = ok.to_string();
+    assert!(
+        text.contains(&format!("<sip:1001@{PHONE}>;expires=600")),
+        "{text}"
+    );
+    assert!(n.outputs.iter().any(|o| matches!(o, Output::Bindings { agent, bindings } if agent == "1001" && bindings.len() == 1)));
+    let regs = n.b.registrations(n.now);
+    assert_eq!(regs.len(), 1);
+    assert_eq!(
+        (regs[0].agent.as_str(), regs[0].source.as_str()),
+        ("1001", PHONE)
+    );
+    assert_eq!(regs[0].user_agent.as_deref(), Some("test-phone"));
+    // The waiting call is offered at once, to the Contact, at the address the
+    // REGISTER came from.
+    let (inv, _) = n.expect_request(PHONE, Method::Invite);
+    assert_eq!(inv.uri.to_string(), format!("sip:1001@{PHONE}"));
+}
+
+#[test]
+fn replays_wrong_passwords_and_stale_nonces() {
+    let mut n = Net::new(REG_CONFIG);
+    n.send(PHONE, &register("1001", PHONE, "c3", 1, &contact(PHONE)));
+    let (r, _) = n.expect_response(PHONE, 401);
+    let c = challenges(&r).remove(1);
+    let auth = authorization(&c, "1001", "alice-sip-secret", 1);
+    n.send(
+        PHONE,
+        &register("1001", PHONE, "c3", 2, &format!("{auth}{}", contact(PHONE))),
+    );
+    n.expect_response(PHONE, 200);
+    // The same credentials again (a captured REGISTER replayed): challenged afresh.
+    n.send(
+        PHONE,
+        &register("1001", PHONE, "c3", 3, &format!("{auth}{}", contact(PHONE))),
+    );
+    let (r, _) = n.expect_response(PHONE, 401);
+    assert!(!challenges(&r)[0].stale);
+    // The next nonce-count on the same nonce is fine.
+    let auth2 = authorization(&c, "1001", "alice-sip-secret", 2);
+    n.send(
+        PHONE,
+        &register(
+            "1001",
+            PHONE,
+            "c3",
+            4,
+            &format!("{auth2}{}", contact(PHONE)),
+        ),
+    );
+    n.expect_response(PHONE, 200);
+    // After the nonce's lifetime: stale=true (the phone retries without asking
+    // its user again).
+    n.advance(registrar::NONCE_LIFETIME + Duration::from_secs(1));
+    n.wire.clear(PHONE);
+    let auth3 = authorization(&c, "1001", "alice-sip-secret", 3);
+    n.send(
+        PHONE,
+        &register(
+            "1001",
+            PHONE,
+            "c3",
+            5,
+            &format!("{auth3}{}", contact(PHONE)),
+        ),
+    );
+    let (r, _) = n.expect_response(PHONE, 401);
+    assert!(challenges(&r).iter().all(|c| c.stale));
+    assert_eq!(n.b.stats.auth_failures, 0);
+}
+
+#[test]
+fn a_password_guesser_gets_403_and_then_is_blocked() {
+    let mut n = Net::new(REG_CONFIG);
+    for (i, pass) in ["guess1", "guess2", "guess3"].iter().enumerate() {
+        let r = sign_in(
+            &mut n,
+            "1001",
+            pass,
+            GUESSER,
+            &format!("g{i}"),
+            &contact(GUESSER),
+        );
+        assert_eq!(r.status_code.code(), 403, "{pass}");
+    }
+    assert_eq!((n.b.stats.auth_failures, n.b.stats.auth_blocks), (3, 1));
+    // Blocked: even the right password gets 403 unchecked, without a challenge.
+    n.send(
+        GUESSER,
+        &register("1001", GUESSER, "g9", 1, &contact(GUESSER)),
+    );
+    n.expect_response(GUESSER, 403);
+    assert_eq!(n.b.stats.auth_blocked, 1);
+    // An agent that does not exist fails like a wrong password (after a challenge).
+    let r = sign_in(&mut n, "9999", "whatever", PHONE, "u1", &contact(PHONE));
+    assert_eq!(r.status_code.code(), 403);
+    // Credentials of one agent for another's address of record fail too.
+    n.send(PHONE, &register("1002", PHONE, "u2", 1, &contact(PHONE)));
+    let (r, _) = n.expect_response(PHONE, 401);
+    let c = challenges(&r).remove(0);
+    n.send(
+        PHONE,
+        &register(
+            "1002",
+            PHONE,
+            "u2",
+            2,
+            &format!(
+                "{}{}",
+                authorization(&c, "1001", "alice-sip-secret", 1),
+                contact(PHONE)
+            ),
+        ),
+    );
+    n.expect_response(PHONE, 403);
+    // Blocks end.
+    n.advance(Duration::from_secs(61));
+    n.wire.clear(GUESSER);
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        GUESSER,
+        "g10",
+        &contact(GUESSER),
+    );
+    assert_eq!(r.status_code.code(), 200);
+}
+
+#[test]
+fn expiry_several_bindings_unregister_and_423() {
+    let mut n = Net::new(REG_CONFIG);
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e1",
+        &format!("{}Expires: 30\r\n", contact(PHONE)),
+    );
+    assert_eq!(r.status_code.code(), 423);
+    assert!(r.to_string().contains("Min-Expires: 60"));
+    // Longer than the maximum: granted the maximum.
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e2",
+        &format!("{}Expires: 7200\r\n", contact(PHONE)),
+    );
+    assert!(r.to_string().contains(";expires=3600"), "{r}");
+    // A second phone (expires in its Contact): two bindings, newest offered first.
+    let second = format!("Contact: <sip:1001@{PHONE2}>;expires=120\r\n");
+    let r = sign_in(&mut n, "1001", "alice-sip-secret", PHONE2, "e3", &second);
+    assert_eq!(r.to_string().matches(";expires=").count(), 2, "{r}");
+    assert_eq!(n.b.registrations(n.now).len(), 2);
+    assert_eq!(
+        n.b.agent_target(n.now, "1001").unwrap().1.to_string(),
+        PHONE2
+    );
+    // The second phone's binding expires; the sweep tells the driver.
+    n.outputs.clear();
+    n.advance(Duration::from_secs(131));
+    assert_eq!(n.b.registrations(n.now).len(), 1);
+    assert!(n
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Bindings { bindings, .. } if bindings.len() == 1)));
+    assert_eq!(
+        n.b.agent_target(n.now, "1001").unwrap().1.to_string(),
+        PHONE
+    );
+    // Expires: 0 on a contact removes it; `*` removes all (and needs Expires: 0).
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e4",
+        "Contact: *\r\nExpires: 60\r\n",
+    );
+    assert_eq!(r.status_code.code(), 400);
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e5",
+        &format!("{}Expires: 0\r\n", contact(PHONE)),
+    );
+    assert_eq!(r.status_code.code(), 200);
+    assert!(n.b.registrations(n.now).is_empty());
+    assert!(
+        n.b.agent_target(n.now, "1001").is_none(),
+        "no binding, no static contact"
+    );
+    let _ = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e6",
+        &contact(PHONE),
+    );
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "e7",
+        "Contact: *\r\nExpires: 0\r\n",
+    );
+    assert_eq!(r.status_code.code(), 200);
+    assert!(n.b.registrations(n.now).is_empty());
+}
+
+#[test]
+fn restored_bindings_are_used_and_expired_ones_skipped() {
+    let mut n = Net::new(REG_CONFIG);
+    let wall = n.b.wall(n.now);
+    let binding = |contact: &str, secs: u64| Binding {
+        agent: "1001".into(),
+        contact: contact.into(),
+        flow: testing::flow("127.0.0.1:5060", PHONE),
+        expires: wall + Duration::from_secs(secs),
+        call_id: "old".into(),
+        cseq: 1,
+        user_agent: None,
+    };
+    n.b.restore_bindings(n.now, vec![binding("sip:1001@127.0.0.1:5092", 300)]);
+    let mut gone = binding("sip:x@127.0.0.1:5099", 0);
+    gone.expires = wall - Duration::from_secs(1);
+    n.b.restore_bindings(n.now, vec![gone]);
+    assert_eq!(n.b.registrations(n.now).len(), 1);
+    n.send(CALLER, &invite("1000", "q2", &sdp(4000)));
+    let (inv, _) = n.expect_request(PHONE, Method::Invite);
+    assert_eq!(inv.uri.to_string(), "sip:1001@127.0.0.1:5092");
+}
