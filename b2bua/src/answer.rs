@@ -74,13 +74,20 @@ impl B2bua {
         let current =
             c.b.as_ref().is_some_and(|b| b.attempt == attempt) && c.state != CallState::Ending;
         if !current {
+            if let Some(i) = c.forks.iter().position(|f| f.attempt == attempt) {
+                return self.on_fork_response(now, id, tx, i, resp, head);
+            }
             // A stale attempt (cancelled, superseded, or the call is ending).
             return self.on_stale_b_response(now, id, tx, attempt, &resp, &head);
         }
         match code {
             100 => {}
             101..=199 => self.on_b_provisional(now, id, tx, &resp, &head),
-            200..=299 => self.on_b_answer(now, id, &resp, &head),
+            200..=299 => {
+                // This phone answered: the agent's other phones stop ringing.
+                self.cancel_forks(now, id);
+                self.on_b_answer(now, id, &resp, &head)
+            }
             422 if self.retry_with_min_se(now, id, &resp) => {}
             _ => {
                 // Failure of the current attempt.
@@ -89,7 +96,97 @@ impl B2bua {
                     b.tx = None;
                 }
                 debug!(call = %c.public_id, code, "callee failed");
-                self.fail_attempt(now, id, code);
+                if !self.promote_fork(id) {
+                    self.fail_attempt(now, id, code);
+                }
+            }
+        }
+    }
+
+    /// A response on one of the other phones ringing for the same offer.
+    fn on_fork_response(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        tx: TxId,
+        i: usize,
+        resp: Response,
+        head: Head,
+    ) {
+        let code = resp.status_code.code();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match code {
+            100 => {}
+            101..=199 => {
+                let f = &mut c.forks[i];
+                f.provisional = true;
+                if head.to_tag.is_some() {
+                    f.dialog.on_response(&resp, &head);
+                }
+                if f.cancel_pending {
+                    f.cancel_pending = false;
+                    send_cancel(&mut self.ep, &mut self.index, c, tx, now);
+                }
+            }
+            200..=299 => {
+                // This phone answered first: it becomes the call's B leg, and the
+                // leg that was ringing as `b` is cancelled with the other forks.
+                let winner = c.forks.remove(i);
+                info!(call = %c.public_id, agent = ?winner.agent, uri = %winner.dialog.remote_target, "answered on another of the agent's phones");
+                if let Some(main) = c.b.replace(winner) {
+                    c.forks.push(main);
+                }
+                self.cancel_forks(now, id);
+                self.on_b_answer(now, id, &resp, &head);
+            }
+            _ => {
+                let f = c.forks.remove(i);
+                debug!(call = %c.public_id, code, uri = %f.dialog.remote_target, "one of the agent's phones refused");
+                self.index
+                    .remove_dialog(&f.dialog.call_id, &f.dialog.local_tag);
+            }
+        }
+    }
+
+    /// The current leg failed while other phones of the same offer still ring:
+    /// one of them becomes the current leg. False when none rings.
+    pub(crate) fn promote_fork(&mut self, id: CallId) -> bool {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        if c.forks.is_empty() || c.state == CallState::Ending {
+            return false;
+        }
+        if let Some(old) = c.b.take() {
+            self.index
+                .remove_dialog(&old.dialog.call_id, &old.dialog.local_tag);
+        }
+        c.b = Some(c.forks.remove(0));
+        true
+    }
+
+    /// Stop the other phones of the current offer: CANCEL what rings (once it can
+    /// be cancelled); they are tracked with the stale attempts until their final
+    /// (a late 2xx gets ACK + BYE).
+    pub(crate) fn cancel_forks(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        for mut f in std::mem::take(&mut c.forks) {
+            match f.tx {
+                Some(t) if f.provisional => {
+                    send_cancel(&mut self.ep, &mut self.index, c, t, now);
+                }
+                Some(_) => f.cancel_pending = true,
+                None => {}
+            }
+            if f.tx.is_some() {
+                c.stale.push(f);
+            } else {
+                self.index
+                    .remove_dialog(&f.dialog.call_id, &f.dialog.local_tag);
             }
         }
     }
@@ -358,6 +455,7 @@ impl B2bua {
 
     /// The current B attempt failed with `code`: try the next agent, or fail the call.
     pub(crate) fn fail_attempt(&mut self, now: Instant, id: CallId, code: u16) {
+        self.cancel_forks(now, id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };

@@ -105,6 +105,9 @@ pub struct Call {
     /// The caller's last SDP (the offer, for new attempts).
     pub a_sdp: Option<Sdp>,
     pub b: Option<BLeg>,
+    /// More legs of the current offer ringing beside `b` (an agent's other
+    /// registered phones); the first to answer becomes `b`.
+    pub forks: Vec<BLeg>,
     /// Earlier attempts whose INVITE may still answer (to be ACKed and BYEd).
     pub stale: Vec<BLeg>,
     pub a_port: u16,

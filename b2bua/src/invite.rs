@@ -116,6 +116,7 @@ impl B2bua {
             a,
             a_sdp,
             b: None,
+            forks: Vec::new(),
             stale: Vec::new(),
             a_port,
             b_port,
@@ -225,8 +226,46 @@ impl B2bua {
         transport: Transport,
         agent: Option<String>,
     ) {
+        self.place_leg(now, id, (uri, addr, transport), agent, false);
+    }
+
+    /// Ring every target of an agent at once (its registered phones): the first
+    /// to answer gets the call, the others are cancelled.
+    pub(crate) fn start_b_forked(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        targets: Vec<(String, SocketAddr, Transport)>,
+        agent: Option<String>,
+    ) {
+        let mut targets = targets.into_iter();
+        let Some(first) = targets.next() else {
+            return self.fail_attempt(now, id, 480);
+        };
+        self.place_leg(now, id, first, agent.clone(), false);
+        for t in targets {
+            if self.calls.get(&id).is_some_and(|c| c.b.is_some()) {
+                self.place_leg(now, id, t, agent.clone(), true);
+            }
+        }
+    }
+
+    /// An INVITE towards `target`: the call's B leg, or (`fork`) one more leg
+    /// ringing beside it.
+    fn place_leg(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        target: (String, SocketAddr, Transport),
+        agent: Option<String>,
+        fork: bool,
+    ) {
+        let (uri, addr, transport) = target;
         let Some(flow) = self.local_flow(transport, addr) else {
             warn!(%addr, %transport, "no listen address for this transport/family: cannot reach callee");
+            if fork {
+                return;
+            }
             return self.fail_attempt(now, id, 503);
         };
         let call_id = format!("{}@edge", self.ep.ids().token());
@@ -281,19 +320,24 @@ impl B2bua {
         let agent_for_log = agent.clone();
         let tx = self.ep.send_request(now, req, flow);
         let c = self.calls.get_mut(&id).expect("present");
-        if let Some(old) = c.b.take() {
-            c.stale.push(old);
-        }
-        c.b = Some(BLeg {
+        let leg = BLeg {
             dialog,
             tx: Some(tx),
             provisional: false,
             cancel_pending: false,
             agent,
             attempt,
-        });
-        c.state = CallState::Calling;
-        debug!(call = %c.public_id, %uri, agent = ?agent_for_log, attempt, "calling callee");
+        };
+        if fork {
+            c.forks.push(leg);
+        } else {
+            if let Some(old) = c.b.take() {
+                c.stale.push(old);
+            }
+            c.b = Some(leg);
+            c.state = CallState::Calling;
+        }
+        debug!(call = %c.public_id, %uri, agent = ?agent_for_log, attempt, fork, "calling callee");
         c.client_txs.push(tx);
         self.index.add_client(tx, id, ClientRole::Initial(attempt));
         self.index
@@ -341,22 +385,23 @@ impl B2bua {
             exclude.extend(
                 agents
                     .iter()
-                    .filter(|a| self.agent_target(now, a).is_none())
+                    .filter(|a| self.agent_targets(now, a).is_empty())
                     .cloned(),
             );
             let pick = self.acd.pick(&agents, &exclude).map(str::to_string);
             match pick {
                 Some(agent_id) => {
-                    let Some((uri, addr, transport)) = self.agent_target(now, &agent_id) else {
+                    let targets = self.agent_targets(now, &agent_id);
+                    if targets.is_empty() {
                         still_waiting.push_back(id);
                         continue;
-                    };
+                    }
                     self.acd.seize(&agent_id);
                     let c = self.calls.get_mut(&id).expect("present");
                     c.tried.insert(agent_id.clone());
                     c.agent = Some(agent_id.clone());
                     info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
-                    self.start_b(now, id, uri, addr, transport, Some(agent_id));
+                    self.start_b_forked(now, id, targets, Some(agent_id));
                 }
                 None => {
                     if agents.iter().all(|a| c.tried.contains(a)) {

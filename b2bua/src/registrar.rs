@@ -484,19 +484,28 @@ impl B2bua {
         }
     }
 
-    /// Where to call agent `id`: its newest live binding, else its static contact.
-    pub(crate) fn agent_target(
+    /// Where to call agent `id`: its live bindings (newest first, all rung at
+    /// once), else its static contact; none: the agent cannot be reached.
+    pub(crate) fn agent_targets(
         &self,
         now: Instant,
         id: &str,
-    ) -> Option<(String, std::net::SocketAddr, sip::Transport)> {
+    ) -> Vec<(String, std::net::SocketAddr, sip::Transport)> {
         let wall = self.wall(now);
-        if let Some(b) = self.registrar.live(id, wall).first() {
-            return Some((b.contact.clone(), b.flow.remote, b.flow.transport));
+        let live: Vec<_> = self
+            .registrar
+            .live(id, wall)
+            .into_iter()
+            .map(|b| (b.contact.clone(), b.flow.remote, b.flow.transport))
+            .collect();
+        if !live.is_empty() {
+            return live;
         }
-        let a = self.snap.agent(id)?;
-        let c = a.contact.as_ref()?;
-        Some((c.uri.clone(), c.addr, c.transport))
+        self.snap
+            .agent(id)
+            .and_then(|a| a.contact.as_ref())
+            .map(|c| vec![(c.uri.clone(), c.addr, c.transport)])
+            .unwrap_or_default()
     }
 
     /// Stats for metrics: live bindings.

@@ -300,10 +300,7 @@ fn expiry_several_bindings_unregister_and_423() {
     let r = sign_in(&mut n, "1001", "alice-sip-secret", PHONE2, "e3", &second);
     assert_eq!(r.to_string().matches(";expires=").count(), 2, "{r}");
     assert_eq!(n.b.registrations(n.now).len(), 2);
-    assert_eq!(
-        n.b.agent_target(n.now, "1001").unwrap().1.to_string(),
-        PHONE2
-    );
+    assert_eq!(n.b.agent_targets(n.now, "1001")[0].1.to_string(), PHONE2);
     // The second phone's binding expires; the sweep tells the driver.
     n.outputs.clear();
     n.advance(Duration::from_secs(131));
@@ -312,10 +309,7 @@ fn expiry_several_bindings_unregister_and_423() {
         .outputs
         .iter()
         .any(|o| matches!(o, Output::Bindings { bindings, .. } if bindings.len() == 1)));
-    assert_eq!(
-        n.b.agent_target(n.now, "1001").unwrap().1.to_string(),
-        PHONE
-    );
+    assert_eq!(n.b.agent_targets(n.now, "1001")[0].1.to_string(), PHONE);
     // Expires: 0 on a contact removes it; `*` removes all (and needs Expires: 0).
     let r = sign_in(
         &mut n,
@@ -337,7 +331,7 @@ fn expiry_several_bindings_unregister_and_423() {
     assert_eq!(r.status_code.code(), 200);
     assert!(n.b.registrations(n.now).is_empty());
     assert!(
-        n.b.agent_target(n.now, "1001").is_none(),
+        n.b.agent_targets(n.now, "1001").is_empty(),
         "no binding, no static contact"
     );
     let _ = sign_in(
@@ -381,4 +375,110 @@ fn restored_bindings_are_used_and_expired_ones_skipped() {
     n.send(CALLER, &invite("1000", "q2", &sdp(4000)));
     let (inv, _) = n.expect_request(PHONE, Method::Invite);
     assert_eq!(inv.uri.to_string(), "sip:1001@127.0.0.1:5092");
+}
+
+#[test]
+fn an_agents_phones_ring_in_parallel_and_the_first_to_answer_wins() {
+    let mut n = Net::new(REG_CONFIG);
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "p1",
+        &contact(PHONE),
+    );
+    assert_eq!(r.status_code.code(), 200);
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE2,
+        "p2",
+        &format!("Contact: <sip:1001@{PHONE2}>\r\n"),
+    );
+    assert_eq!(r.status_code.code(), 200);
+    n.send(CALLER, &invite("1000", "fork1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    // Both phones ring.
+    let (inv2, _) = n.expect_request(PHONE2, Method::Invite);
+    let (inv1, _) = n.expect_request(PHONE, Method::Invite);
+    n.send(PHONE2, &answer(&inv2, 180, "desk", None, PHONE2));
+    n.send(PHONE, &answer(&inv1, 180, "soft", None, PHONE));
+    // The older phone answers first: it gets the call, the other is cancelled.
+    n.send(PHONE, &answer(&inv1, 200, "soft", Some(&sdp(6000)), PHONE));
+    n.expect_request(PHONE, Method::Ack);
+    let (cancel, _) = n.expect_request(PHONE2, Method::Cancel);
+    n.expect_response(CALLER, 200);
+    n.send(PHONE2, &answer(&cancel, 200, "desk", None, PHONE2));
+    // The cancelled phone's 200 crossed the CANCEL: it gets ACK + BYE.
+    n.send(
+        PHONE2,
+        &answer(&inv2, 200, "desk", Some(&sdp(6100)), PHONE2),
+    );
+    n.expect_request(PHONE2, Method::Ack);
+    n.expect_request(PHONE2, Method::Bye);
+    assert_eq!(n.b.calls(n.now)[0].agent.as_deref(), Some("1001"));
+    // The agent is busy: a second call is not offered to either phone.
+    n.send(CALLER, &invite("1000", "fork2", &sdp(4000)));
+    assert!(n.quiet(PHONE) && n.quiet(PHONE2), "the agent is busy");
+}
+
+#[test]
+fn a_phone_that_refuses_leaves_the_others_ringing() {
+    let mut n = Net::new(REG_CONFIG);
+    let _ = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "p3",
+        &contact(PHONE),
+    );
+    let _ = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE2,
+        "p4",
+        &format!("Contact: <sip:1001@{PHONE2}>\r\n"),
+    );
+    n.send(CALLER, &invite("1000", "fork3", &sdp(4000)));
+    let (inv2, _) = n.expect_request(PHONE2, Method::Invite);
+    let (inv1, _) = n.expect_request(PHONE, Method::Invite);
+    // The newest phone (the call's first leg) is busy; the other answers.
+    n.send(PHONE2, &answer(&inv2, 486, "desk", None, PHONE2));
+    n.expect_request(PHONE2, Method::Ack);
+    n.send(PHONE, &answer(&inv1, 200, "soft", Some(&sdp(6000)), PHONE));
+    n.expect_request(PHONE, Method::Ack);
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    n.expect_response(CALLER, 200);
+    assert_eq!(n.b.calls(n.now)[0].state, "answered");
+    // Both refusing: the call goes back to waiting (no other agent), not failed.
+    let mut n = Net::new(REG_CONFIG);
+    let _ = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE,
+        "p5",
+        &contact(PHONE),
+    );
+    let _ = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PHONE2,
+        "p6",
+        &format!("Contact: <sip:1001@{PHONE2}>\r\n"),
+    );
+    n.send(CALLER, &invite("1000", "fork4", &sdp(4000)));
+    let (inv2, _) = n.expect_request(PHONE2, Method::Invite);
+    let (inv1, _) = n.expect_request(PHONE, Method::Invite);
+    n.send(PHONE, &answer(&inv1, 486, "soft", None, PHONE));
+    n.send(PHONE2, &answer(&inv2, 486, "desk", None, PHONE2));
+    assert_eq!(n.b.active_calls(), 1);
+    assert_eq!(n.b.calls(n.now)[0].state, "queued");
 }

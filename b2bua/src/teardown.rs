@@ -57,6 +57,7 @@ impl B2bua {
             self.send_a_final(now, id, code, None);
         }
         self.end_monitors_of(now, id);
+        self.cancel_forks(now, id);
         let c = self.calls.get_mut(&id).expect("present");
         c.end_reason = reason;
         c.state = CallState::Ending;
@@ -93,6 +94,7 @@ impl B2bua {
 
     /// After a failed final to A: finish now unless legs are still open.
     pub(super) fn finish_or_wait(&mut self, now: Instant, id: CallId, reason: &'static str) {
+        self.cancel_forks(now, id);
         if let Some(c) = self.calls.get_mut(&id) {
             if c.state != CallState::Ending {
                 c.state = CallState::Ending;
@@ -117,7 +119,10 @@ impl B2bua {
     pub(super) fn maybe_finish(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.get(&id) else { return };
         let legs_open =
-            c.b.as_ref().is_some_and(|b| b.tx.is_some()) || c.stale.iter().any(|b| b.tx.is_some());
+            c.b.iter()
+                .chain(&c.forks)
+                .chain(&c.stale)
+                .any(|b| b.tx.is_some());
         if c.state == CallState::Ending && c.open_ending == 0 && !legs_open && c.a_tx.is_none() {
             self.finish(now, id);
         }
@@ -128,7 +133,7 @@ impl B2bua {
             return;
         };
         self.index.remove_dialog(&c.a.call_id, &c.a.local_tag);
-        for b in c.b.iter().chain(c.stale.iter()) {
+        for b in c.b.iter().chain(&c.forks).chain(&c.stale) {
             self.index
                 .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
         }
@@ -168,6 +173,7 @@ impl B2bua {
 
     /// CANCEL the current B attempt (it stays tracked as stale until its final).
     pub(crate) fn cancel_attempt(&mut self, now: Instant, id: CallId) {
+        self.cancel_forks(now, id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -204,6 +210,14 @@ impl B2bua {
                                 b.tx = None;
                             }
                         }
+                        // A phone of the current offer that never answered.
+                        let index = &mut self.index;
+                        c.forks.retain(|f| {
+                            if f.attempt == attempt {
+                                index.remove_dialog(&f.dialog.call_id, &f.dialog.local_tag);
+                            }
+                            f.attempt != attempt
+                        });
                         let index = &mut self.index;
                         c.stale.retain(|b| {
                             if b.attempt == attempt {
@@ -212,7 +226,9 @@ impl B2bua {
                             b.attempt != attempt
                         });
                     }
-                    if current {
+                    if current && self.promote_fork(id) {
+                        // Another of the agent's phones still rings.
+                    } else if current {
                         info!(call = %self.calls[&id].public_id, "callee did not respond: 408");
                         self.fail_attempt(now, id, 408);
                     } else {

@@ -58,6 +58,11 @@ struct Baresip {
 
 impl Baresip {
     fn start(edge: &Edge, password: &str) -> Baresip {
+        Baresip::start_answering(edge, password, "auto")
+    }
+
+    /// `answermode`: `auto` (answers at once) or `manual` (rings until cancelled).
+    fn start_answering(edge: &Edge, password: &str, answermode: &str) -> Baresip {
         let dir = tempdir::Dir::new("baresip");
         // baresip listens on UDP and TCP at `port` and on TLS at `port + 1`.
         let port = free_ports(2);
@@ -75,7 +80,7 @@ ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nrtp_ports {rtp_lo}-{rtp
         std::fs::write(
             dir.path().join("accounts"),
             format!(
-                "<sip:2001@{}>;auth_pass={password};answermode=auto;regint=60;audio_codecs=PCMU\n",
+                "<sip:2001@{}>;auth_pass={password};answermode={answermode};regint=60;audio_codecs=PCMU\n",
                 edge.sip
             ),
         )
@@ -170,6 +175,39 @@ fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() 
         phone.heard_bytes(),
         phone.log()
     );
+    assert_eq!(uac.bye(), 200);
+}
+
+#[test]
+fn two_phones_of_one_agent_ring_together_and_the_one_left_ringing_gets_cancel() {
+    if !have_tool("baresip") {
+        return;
+    }
+    let edge = Edge::start_with(AGENT);
+    let desk = Baresip::start_answering(&edge, "carol-sip-secret", "manual");
+    assert!(
+        wait_for(10, || registrations(&edge).len() == 1),
+        "{}",
+        desk.log()
+    );
+    let soft = Baresip::start_answering(&edge, "carol-sip-secret", "auto");
+    assert!(
+        wait_for(10, || registrations(&edge).len() == 2),
+        "desk:\n{}\nsoft:\n{}",
+        desk.log(),
+        soft.log()
+    );
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("2000"), 200, "edge log:\n{}", edge.log_text());
+    // The desk phone rang (baresip logs the incoming call) and was cancelled.
+    assert!(
+        wait_for(5, || desk.log().contains("Incoming call")
+            && desk.log().contains("closed")),
+        "desk phone:\n{}\nedge log:\n{}",
+        desk.log(),
+        edge.log_text()
+    );
+    assert!(edge.log_text().contains("answered"), "{}", edge.log_text());
     assert_eq!(uac.bye(), 200);
 }
 
