@@ -307,10 +307,8 @@ impl B2bua {
             .to_string();
         let agent = self
             .snap
-            .config
-            .agents
-            .iter()
-            .find(|a| a.id == agent_id && a.password.is_some())
+            .agent(&agent_id)
+            .filter(|a| a.password.is_some())
             .cloned();
         let algs = agent
             .as_ref()

@@ -34,6 +34,8 @@ pub struct Snapshot {
     exact: HashMap<String, DestIdx>,
     /// Prefix routes, longest prefix first.
     prefixes: Vec<(String, DestIdx)>,
+    /// Agents by id (a registrar with many agents looks one up per REGISTER).
+    agents: HashMap<String, usize>,
 }
 
 impl Snapshot {
@@ -59,10 +61,17 @@ impl Snapshot {
             }
         }
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        let agents = config
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
         Snapshot {
             config,
             exact,
             prefixes,
+            agents,
         }
     }
 
@@ -112,7 +121,7 @@ impl Snapshot {
     }
 
     pub fn agent(&self, id: &str) -> Option<&crate::model::Agent> {
-        self.config.agents.iter().find(|a| a.id == id)
+        self.agents.get(id).map(|&i| &self.config.agents[i])
     }
 
     /// Whether an INVITE from `ip` is allowed. With no trunks configured, any source is.

@@ -11,6 +11,7 @@ pub mod collector;
 mod flow_tests;
 pub mod net;
 pub mod quality;
+pub mod register;
 pub mod report;
 pub mod rtp;
 pub mod run;

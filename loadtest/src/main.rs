@@ -115,6 +115,35 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Sign agents' phones in at a steady rate: REGISTER, the 401 challenge,
+    /// REGISTER with digest credentials (MD5 or SHA-256), 200 — one per user.
+    Register {
+        /// Registrar, HOST:PORT.
+        #[arg(long, value_parser = parse_addr)]
+        target: SocketAddr,
+        /// Registrations started per second.
+        #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
+        rate: f64,
+        /// Users to register: FIRST, FIRST + 1, …
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        #[arg(long, default_value_t = 1000)]
+        first: u64,
+        /// Each user's password; `{user}` is replaced by the user.
+        #[arg(long, default_value = "secret-{user}")]
+        password: String,
+        #[arg(long, default_value_t = 3600)]
+        expires: u32,
+        /// Most registrations in progress at once.
+        #[arg(long, default_value_t = 10_000)]
+        concurrency: usize,
+        /// Local SIP address (UDP) to bind.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_addr)]
+        local: SocketAddr,
+        /// Exit non-zero when more registrations than this fail.
+        #[arg(long, default_value_t = 0)]
+        max_failed: u64,
+    },
     /// Answer any number of calls (the agents' side of a test, or a stand-in SIP server).
     Answer {
         /// Address to listen on, HOST:PORT.
@@ -277,6 +306,48 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Register {
+        target,
+        rate,
+        count,
+        first,
+        password,
+        expires,
+        concurrency,
+        local,
+        max_failed,
+    } = &cli.command
+    {
+        let args = loadtest::run::RegisterArgs {
+            target: *target,
+            rate: *rate,
+            count: *count,
+            first: *first,
+            password: password.clone(),
+            expires: *expires,
+            concurrency: (*concurrency).max(1),
+            local: *local,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        return match rt.block_on(run::run_register(args)) {
+            Ok(summary) => {
+                println!("{summary}");
+                let failed = summary["registrations"]["failed"].as_u64().unwrap_or(0);
+                if failed > *max_failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("loadtest: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // SIP runs on one thread (no cross-thread wakeups per message); RTP streams on
     // one worker thread per core (LOADTEST_MEDIA_THREADS to change).
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -293,7 +364,7 @@ fn main() -> ExitCode {
         })
         .max(1);
     let (result, report, max_failed) = match cli.command {
-        Command::Chat { .. } => unreachable!("handled above"),
+        Command::Chat { .. } | Command::Register { .. } => unreachable!("handled above"),
         Command::Call {
             target,
             rate,

@@ -501,3 +501,127 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
 #[cfg(test)]
 #[path = "run_tests.rs"]
 mod tests;
+
+/// `loadtest register`: what to sign in, how fast.
+#[derive(Debug, Clone)]
+pub struct RegisterArgs {
+    pub target: SocketAddr,
+    pub rate: f64,
+    pub count: u64,
+    pub first: u64,
+    pub password: String,
+    pub expires: u32,
+    pub concurrency: usize,
+    pub local: SocketAddr,
+}
+
+/// Sign `count` users in at `rate` per second over UDP; the JSON summary.
+pub async fn run_register(a: RegisterArgs) -> Result<Value, RunError> {
+    use crate::register::{RegisterConfig, Registerer, Tally};
+    let sock = tokio::net::UdpSocket::bind(a.local)
+        .await
+        .map_err(|source| RunError::Bind {
+            what: "the SIP socket",
+            addr: a.local,
+            source,
+        })?;
+    let local = sock.local_addr().map_err(|source| RunError::Bind {
+        what: "the SIP socket",
+        addr: a.local,
+        source,
+    })?;
+    let flow = Flow {
+        transport: Transport::Udp,
+        local,
+        remote: a.target,
+    };
+    let mut reg = Registerer::new(
+        RegisterConfig {
+            flow,
+            first: a.first,
+            password: a.password.clone(),
+            expires: a.expires,
+            user_agent: format!("loadtest/{}", env!("CARGO_PKG_VERSION")),
+        },
+        seed(),
+    );
+    let mut tally = Tally::default();
+    let mut buf = vec![0u8; sip::message::MAX_MESSAGE_SIZE + 1];
+    let start = Instant::now();
+    let mut started = 0u64;
+    let mut refused = false;
+    loop {
+        let now = Instant::now();
+        let want = due(a.rate, Duration::ZERO, now - start).floor() as u64;
+        while started < a.count && started < want && reg.active() < a.concurrency {
+            reg.start(now);
+            started += 1;
+        }
+        while let Some(t) = reg.poll_transmit() {
+            if let Err(e) = sock.try_send_to(&t.data, t.flow.remote) {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    refused = true;
+                }
+            }
+        }
+        for f in reg.take_finished() {
+            tally.add(f);
+        }
+        if started >= a.count && reg.active() == 0 {
+            break;
+        }
+        if refused && tally.finished() == 0 && now - start > Duration::from_secs(5) {
+            return Err(RunError::Refused { target: a.target });
+        }
+        let mut wake = reg
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_millis(200));
+        if started < a.count && reg.active() < a.concurrency {
+            wake = wake.min(start + due_at(a.rate, Duration::ZERO, started + 1));
+        }
+        wake = wake.min(now + Duration::from_millis(250)).max(now);
+        tokio::select! {
+            r = sock.readable() => {
+                if r.is_ok() {
+                    let now = Instant::now();
+                    for _ in 0..1024 {
+                        match sock.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                let flow = Flow { transport: Transport::Udp, local, remote: from };
+                                reg.handle_datagram(now, flow, &buf[..n]);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => reg.handle_timeout(Instant::now()),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let mut took = tally.took_us.clone();
+    took.sort_unstable();
+    let pct = |f: f64| {
+        took.get(((took.len() as f64 - 1.0) * f).round() as usize)
+            .map(|us| *us as f64 / 1000.0)
+    };
+    let ok = tally.ok();
+    Ok(json!({
+        "tool": "loadtest",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": "register",
+        "target": a.target.to_string(),
+        "config": {"rate": a.rate, "count": a.count, "first": a.first, "expires": a.expires},
+        "elapsed_s": (secs * 1000.0).round() / 1000.0,
+        "registrations": {
+            "attempted": started,
+            "ok": ok,
+            "failed": tally.finished() - ok,
+            "timeouts": tally.by_status.get(&408).copied().unwrap_or(0),
+            "by_status": tally.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "rate_per_s": (started as f64 / secs * 100.0).round() / 100.0,
+        },
+        "setup_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
+    }))
+}

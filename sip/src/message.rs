@@ -841,16 +841,21 @@ pub fn ensure_to_tag(resp: &mut Response, tag: &mut Option<String>, new: impl Fn
 
 /// Add `extra` headers before the final Content-Length.
 pub fn add_headers(resp: &mut Response, extra: Vec<Header>) {
+    insert_headers(&mut resp.headers, extra);
+}
+
+/// Put `extra` before Content-Length (at the end when there is none).
+pub fn insert_headers(headers: &mut rsip::Headers, extra: Vec<Header>) {
     if extra.is_empty() {
         return;
     }
-    let mut h: Vec<Header> = std::mem::take(&mut resp.headers).into_iter().collect();
+    let mut h: Vec<Header> = std::mem::take(headers).into_iter().collect();
     let at = h
         .iter()
         .rposition(|h| matches!(h, Header::ContentLength(_)))
         .unwrap_or(h.len());
     h.splice(at..at, extra);
-    resp.headers = h.into();
+    *headers = h.into();
 }
 
 /// Replace the body and set Content-Length / Content-Type accordingly.
