@@ -385,7 +385,7 @@ impl B2bua {
             exclude.extend(
                 agents
                     .iter()
-                    .filter(|a| self.agent_targets(now, a).is_empty())
+                    .filter(|a| !self.agent_reachable(now, a))
                     .cloned(),
             );
             let pick = self.acd.pick(&agents, &exclude).map(str::to_string);

@@ -136,7 +136,7 @@ fn wanted(req: &Request, default: u32) -> Result<Wanted, ()> {
         })
         .collect();
     for value in values {
-        for contact in split_contacts(value) {
+        for contact in message::split_outside(value, ',').ok_or(())? {
             let contact = contact.trim();
             if contact == "*" {
                 // `*` only with Expires: 0 and alone (§10.2.2).
@@ -171,25 +171,6 @@ fn wanted(req: &Request, default: u32) -> Result<Wanted, ()> {
         }
     }
     Ok(Wanted::Set(out))
-}
-
-/// Contact values split at commas outside quotes and `<…>`.
-fn split_contacts(value: &str) -> Vec<&str> {
-    let (mut out, mut start, mut quoted, mut angle) = (Vec::new(), 0, false, false);
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                out.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&value[start..]);
-    out
 }
 
 fn algorithm(a: DigestAlgorithm) -> Algorithm {
@@ -480,6 +461,17 @@ impl B2bua {
             info!(%agent, left = bindings.len(), "registration expired");
             self.outputs.push_back(Output::Bindings { agent, bindings });
         }
+    }
+
+    /// Whether agent `id` can be called now (a live binding or a static contact),
+    /// without building the targets.
+    pub(crate) fn agent_reachable(&self, now: Instant, id: &str) -> bool {
+        let wall = self.wall(now);
+        self.registrar
+            .bindings
+            .get(id)
+            .is_some_and(|l| l.iter().any(|b| b.expires > wall))
+            || self.snap.agent(id).is_some_and(|a| a.contact.is_some())
     }
 
     /// Where to call agent `id`: its live bindings (newest first, all rung at

@@ -28,38 +28,25 @@ pub fn authorization(
     cnonce: &str,
 ) -> String {
     let alg = c.algorithm.name();
-    let mut v = if c.qop_auth {
-        let nc = "00000001";
-        let r = response(
-            c.algorithm,
-            user,
-            &c.realm,
-            pass,
-            method,
-            uri,
-            &c.nonce,
-            Some((nc, cnonce)),
-        );
-        format!(
-            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={alg}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
-            c.realm, c.nonce
-        )
-    } else {
-        let r = response(
-            c.algorithm,
-            user,
-            &c.realm,
-            pass,
-            method,
-            uri,
-            &c.nonce,
-            None,
-        );
-        format!(
-            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={alg}",
-            c.realm, c.nonce
-        )
-    };
+    let nc = "00000001";
+    let qop = c.qop_auth.then_some((nc, cnonce));
+    let r = response(
+        c.algorithm,
+        user,
+        &c.realm,
+        pass,
+        method,
+        uri,
+        &c.nonce,
+        qop,
+    );
+    let mut v = format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{r}\", algorithm={alg}",
+        c.realm, c.nonce
+    );
+    if qop.is_some() {
+        v.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+    }
     if let Some(o) = &c.opaque {
         v.push_str(&format!(", opaque=\"{o}\""));
     }

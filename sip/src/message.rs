@@ -436,7 +436,7 @@ fn is_token_char(c: char) -> bool {
 
 /// `s` split at `sep` where it is outside quoted strings and `<…>`; `None` when a
 /// quoted string or an angle bracket is not closed.
-fn split_outside(s: &str, sep: char) -> Option<Vec<&str>> {
+pub fn split_outside(s: &str, sep: char) -> Option<Vec<&str>> {
     let (mut parts, mut start) = (Vec::new(), 0);
     let (mut quoted, mut escaped, mut angle) = (false, false, false);
     for (i, c) in s.char_indices() {

@@ -63,6 +63,18 @@ pub fn free_ports(n: u16) -> u16 {
     }
 }
 
+/// Poll `f` every 20 ms for up to `secs`; whether it became true.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// A block of `n` RTP ports not shared with other tests of this process.
 pub fn rtp_block(n: u16) -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);

@@ -6,12 +6,13 @@
 
 use edge_tests::ua::{send_rtp, spawn_pcmu_counter, Uac};
 use edge_tests::{
-    free_port, free_ports, have_tool, http, rtp_block, scenario, tempdir, Edge, Sipp, ADMIN_TOKEN,
+    free_port, free_ports, have_tool, http, rtp_block, scenario, tempdir, wait_until, Edge, Sipp,
+    ADMIN_TOKEN,
 };
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A queue whose only agent signs in from a phone (no static contact).
 const AGENT: &str = r#"
@@ -36,17 +37,6 @@ fn registrations(edge: &Edge) -> Vec<serde_json::Value> {
                 .unwrap_or_default()
         })
         .unwrap_or_default()
-}
-
-fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// baresip with its own config directory: registers `2001` at the edge with
@@ -130,7 +120,7 @@ fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() 
     let edge = Edge::start_with(AGENT);
     let phone = Baresip::start(&edge, "carol-sip-secret");
     assert!(
-        wait_for(10, || !registrations(&edge).is_empty()),
+        wait_until(10, || !registrations(&edge).is_empty()),
         "baresip did not register; baresip log:\n{}\nedge log:\n{}",
         phone.log(),
         edge.log_text()
@@ -170,7 +160,7 @@ fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() 
         "the caller got {from_phone} RTP packets from baresip"
     );
     assert!(
-        wait_for(5, || phone.heard_bytes() > 8000),
+        wait_until(5, || phone.heard_bytes() > 8000),
         "baresip decoded {} bytes of our audio; log:\n{}",
         phone.heard_bytes(),
         phone.log()
@@ -186,13 +176,13 @@ fn two_phones_of_one_agent_ring_together_and_the_one_left_ringing_gets_cancel() 
     let edge = Edge::start_with(AGENT);
     let desk = Baresip::start_answering(&edge, "carol-sip-secret", "manual");
     assert!(
-        wait_for(10, || registrations(&edge).len() == 1),
+        wait_until(10, || registrations(&edge).len() == 1),
         "{}",
         desk.log()
     );
     let soft = Baresip::start_answering(&edge, "carol-sip-secret", "auto");
     assert!(
-        wait_for(10, || registrations(&edge).len() == 2),
+        wait_until(10, || registrations(&edge).len() == 2),
         "desk:\n{}\nsoft:\n{}",
         desk.log(),
         soft.log()
@@ -201,7 +191,7 @@ fn two_phones_of_one_agent_ring_together_and_the_one_left_ringing_gets_cancel() 
     assert_eq!(uac.call("2000"), 200, "edge log:\n{}", edge.log_text());
     // The desk phone rang (baresip logs the incoming call) and was cancelled.
     assert!(
-        wait_for(5, || desk.log().contains("Incoming call")
+        wait_until(5, || desk.log().contains("Incoming call")
             && desk.log().contains("closed")),
         "desk phone:\n{}\nedge log:\n{}",
         desk.log(),
@@ -219,7 +209,7 @@ fn baresip_with_a_wrong_password_is_refused_and_counted() {
     let edge = Edge::start_with(AGENT);
     let phone = Baresip::start(&edge, "not-the-password");
     assert!(
-        wait_for(10, || edge.metric("edge_sip_auth_failures_total") >= 1.0),
+        wait_until(10, || edge.metric("edge_sip_auth_failures_total") >= 1.0),
         "no failed authentication counted; baresip log:\n{}",
         phone.log()
     );

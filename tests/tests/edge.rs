@@ -2,23 +2,12 @@
 //! HTTP API and its auth, metrics, config check and reload, and bad input.
 
 use edge_tests::ua::{send_rtp, spawn_rtp_counter, Uac, Uas};
-use edge_tests::{http, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use edge_tests::{http, wait_until, Edge, ADMIN_TOKEN, AGENT_TOKEN};
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+use std::time::Duration;
 
 #[test]
 fn call_through_the_edge_relays_rtp_both_ways() {
