@@ -108,7 +108,8 @@ fn mp3_ogg_flac_decode_to_8k() {
         ("tone1100_48k_stereo.ogg", "ogg"),
         ("tone1100_16k.flac", "flac"),
     ] {
-        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let out = decode(bytes, Some(ext)).unwrap_or_else(|e| panic!("{name}: {e}"));
         // MP3 adds encoder padding; allow 10 %.
         assert!((7600..=8900).contains(&out.len()), "{name}: {}", out.len());
