@@ -394,6 +394,12 @@ impl B2bua {
         c.state = CallState::Answered;
         c.answered = Some(now);
         self.stats.answered += 1;
+        if let Some(agent) = c.agent.clone() {
+            self.offer_answered(now, &agent);
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         let max = self.snap.config.sip.max_call_duration;
         if !max.is_zero() {
             self.timers.set(now + max, Timer::MaxDuration(id));
@@ -469,11 +475,13 @@ impl B2bua {
             }
         }
         match (&c.route, agent) {
-            (Route::Queue { .. }, Some(agent)) if c.a_tx.is_some() => {
-                self.acd.release(&agent, now, false);
+            (Route::Queue { name }, Some(agent)) if c.a_tx.is_some() => {
+                let queue = name.clone();
                 c.state = CallState::Queued;
                 c.agent = None;
                 self.acd.enqueue(id);
+                // 480 (the ring timeout, or the phone's own) and 408: it rang out.
+                self.offer_missed(now, &agent, &queue, matches!(code, 408 | 480));
                 self.dispatch_queues(now);
             }
             _ => {

@@ -401,6 +401,7 @@ impl B2bua {
                     c.tried.insert(agent_id.clone());
                     c.agent = Some(agent_id.clone());
                     info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
+                    self.agent_changed(now, &agent_id);
                     self.start_b_forked(now, id, targets, Some(agent_id));
                 }
                 None => {

@@ -24,6 +24,7 @@
 //! 4. sleep until [`B2bua::poll_timeout`].
 
 pub mod acd;
+mod agents;
 mod announce;
 mod answer;
 mod call;
@@ -44,6 +45,8 @@ mod tests;
 mod timers;
 use timers::TimerTable;
 
+pub use acd::{Choice, Presence};
+pub use agents::{parse_choice, AgentError, AgentInfo};
 pub use call::{Call, CallState, Route, Side};
 pub use command::{CallCommand, Reply};
 use monitor::Monitor;
@@ -101,6 +104,15 @@ pub enum Output {
         agent: String,
         bindings: Vec<Binding>,
     },
+    /// What an agent shows changed (busy, wrap-up, chosen, signed in or out by
+    /// its registrations): for the consoles, and to stop or resume the chat offers
+    /// of its console `user`.
+    AgentState {
+        agent: String,
+        user: Option<String>,
+        state: Presence,
+        reason: Option<String>,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,
@@ -153,6 +165,10 @@ pub struct CallStats {
     pub auth_failures: u64,
     pub auth_blocks: u64,
     pub auth_blocked: u64,
+    /// Agent state changes by the state entered.
+    pub agent_changes: HashMap<&'static str, u64>,
+    /// Agents put not_ready because they let `max_no_answer` offers ring out.
+    pub no_answer_not_ready: u64,
 }
 
 /// A call as listed by the API.
@@ -289,6 +305,7 @@ impl B2bua {
     fn with_sweep(mut self, now: Instant) -> Self {
         self.timers
             .set(now + REGISTRATION_SWEEP, timers::Timer::RegistrationSweep);
+        self.agents_changed(now, true);
         self
     }
 
@@ -351,7 +368,10 @@ impl B2bua {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mine = self.timers.next_deadline();
+        let mine = match (self.timers.next_deadline(), self.acd.next_wrap_up_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (mine, self.ep.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -365,6 +385,7 @@ impl B2bua {
         self.pike.set_config(pike_config(&snap.config.sip));
         self.ep.set_supported(supported_options(&snap.config.sip));
         self.snap = snap;
+        self.agents_changed(now, false);
         self.dispatch_queues(now);
     }
 
@@ -428,6 +449,7 @@ impl B2bua {
         while let Some(timer) = self.timers.pop_due(now) {
             self.on_timer(now, timer);
         }
+        self.end_wrap_ups(now);
         self.process(now);
     }
 

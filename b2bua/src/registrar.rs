@@ -399,6 +399,7 @@ impl B2bua {
                 agent: agent_id.clone(),
                 bindings: current.clone(),
             });
+            self.agent_changed(now, &agent_id);
         }
         if current.is_empty() {
             self.registrar.bindings.remove(&agent_id);
@@ -424,6 +425,8 @@ impl B2bua {
                 .or_default()
                 .push(b);
         }
+        self.agents_changed(now, true);
+        self.dispatch_queues(now);
     }
 
     /// The live bindings, for the API.
@@ -459,7 +462,11 @@ impl B2bua {
                 .cloned()
                 .unwrap_or_default();
             info!(%agent, left = bindings.len(), "registration expired");
-            self.outputs.push_back(Output::Bindings { agent, bindings });
+            self.outputs.push_back(Output::Bindings {
+                agent: agent.clone(),
+                bindings,
+            });
+            self.agent_changed(now, &agent);
         }
     }
 

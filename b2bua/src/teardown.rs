@@ -150,7 +150,7 @@ impl B2bua {
         self.release_port(c.b_port);
         self.outputs.push_back(Output::Media(id, Command::Close));
         if let Some(agent) = &c.agent {
-            self.acd.release(agent, now, c.answered.is_some());
+            self.agent_released(now, agent, c.answered.is_some());
         }
         let outcome = c
             .outcome

@@ -859,3 +859,6 @@ fn max_call_duration_ends_an_answered_call() {
     n.expect_request(SERVICE, Method::Bye);
     assert_eq!(n.b.stats.max_duration, 1);
 }
+
+#[path = "agents_tests.rs"]
+mod agents_tests;

@@ -327,6 +327,17 @@ pub enum ServerFrame {
     Watching {
         chat: String,
     },
+    /// The state of the agent this console is (one person for calls and chats):
+    /// `ready`, `not_ready` (with `reason`), `busy`, `wrap_up`, `logged_out`.
+    /// Chats are offered only while `ready` or `busy`.
+    AgentState {
+        agent: String,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Wall-clock milliseconds since the Unix epoch of the change.
+        since: u64,
+    },
 }
 
 impl ServerFrame {

@@ -45,7 +45,7 @@ pub enum ChatError {
     BadText,
     #[error("unknown chat token")]
     BadToken,
-    #[error("that agent is not connected or has no room for another chat")]
+    #[error("that agent is not connected, not ready, or has no room for another chat")]
     AgentUnavailable,
     #[error("not a consultation of yours")]
     NotConsulting,
@@ -171,6 +171,9 @@ pub struct Chats {
     /// Queued chats per queue, oldest first.
     waiting: HashMap<String, VecDeque<String>>,
     agents: HashMap<String, AgentConn>,
+    /// Console users that are agents (`[[agents]] user`) whose state stops chat
+    /// offers (not ready, wrap-up, logged out), with that state.
+    held: HashMap<String, String>,
     started: u64,
     effects: VecDeque<Effect>,
 }
@@ -192,6 +195,7 @@ impl Chats {
             tokens: HashMap::new(),
             waiting: HashMap::new(),
             agents: HashMap::new(),
+            held: HashMap::new(),
             started: 0,
             effects: VecDeque::new(),
         }
@@ -463,6 +467,68 @@ impl Chats {
         list
     }
 
+    /// The state of the agent that console user `user` is changed (the SIP core
+    /// reports it): its console hears of it, and unless `takes_chats` (ready, or
+    /// busy on a call: chats go on up to `max_chats` during a call) no chat is
+    /// offered to it and a pending offer goes back to its queue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_state(
+        &mut self,
+        snap: &Snapshot,
+        user: &str,
+        agent: &str,
+        state: &str,
+        reason: Option<&str>,
+        takes_chats: bool,
+        at: At,
+    ) {
+        self.tell(
+            user,
+            ServerFrame::AgentState {
+                agent: agent.to_string(),
+                state: state.to_string(),
+                reason: reason.map(str::to_string),
+                since: at.unix_ms,
+            },
+        );
+        if takes_chats {
+            if self.held.remove(user).is_some() {
+                self.dispatch(snap, at.now);
+            }
+            return;
+        }
+        self.held.insert(user.to_string(), state.to_string());
+        for id in self.offered_to(user) {
+            self.tell(
+                user,
+                ServerFrame::OfferWithdrawn {
+                    chat: id.clone(),
+                    reason: format!("agent {state}"),
+                },
+            );
+            self.requeue(&id, at.now, None);
+            self.record(&id, at.unix_ms);
+        }
+        self.dispatch(snap, at.now);
+    }
+
+    /// Chats offered to `user` now (waiting for its accept).
+    fn offered_to(&self, user: &str) -> Vec<String> {
+        self.chats
+            .iter()
+            .filter(|(_, c)| matches!(&c.state, State::Offered { agent, .. } if agent == user))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Chats user `user` is the agent of now (active).
+    pub fn active_chats_of(&self, user: &str) -> usize {
+        self.chats
+            .values()
+            .filter(|c| c.agent.as_deref() == Some(user) && c.state == State::Active)
+            .count()
+    }
+
     /// The console went away: offers go to others; its chats stay assigned (the agent
     /// may reconnect) until the agent ends or releases them.
     pub fn agent_disconnect(&mut self, snap: &Snapshot, user: &str, conn: u64, at: At) {
@@ -470,13 +536,7 @@ impl Chats {
             return;
         }
         self.agents.remove(user);
-        let offered: Vec<String> = self
-            .chats
-            .iter()
-            .filter(|(_, c)| matches!(&c.state, State::Offered { agent, .. } if agent == user))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in offered {
+        for id in self.offered_to(user) {
             self.requeue(&id, at.now, Some(user));
             self.record(&id, at.unix_ms);
         }
@@ -591,7 +651,8 @@ impl Chats {
                 let free = self
                     .agents
                     .get(a)
-                    .is_some_and(|x| a != user && (x.chats.len() as u32) < x.max);
+                    .is_some_and(|x| a != user && (x.chats.len() as u32) < x.max)
+                    && !self.held.contains_key(a.as_str());
                 if !free {
                     return Err(ChatError::AgentUnavailable);
                 }
@@ -885,6 +946,7 @@ impl Chats {
                     .agents
                     .iter()
                     .filter(|a| !declined.contains(*a) && !offered_to.contains(a.as_str()))
+                    .filter(|a| !self.held.contains_key(a.as_str()))
                     .filter_map(|a| self.agents.get(a).map(|c| (a, c)))
                     .filter(|(_, c)| (c.chats.len() as u32) < c.max)
                     .min_by_key(|(_, c)| c.chats.len())

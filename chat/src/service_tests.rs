@@ -381,3 +381,32 @@ fn a_second_console_replaces_the_first_and_a_disconnect_moves_the_offer_on() {
     assert_eq!(offer[0]["type"], "offer");
     assert_eq!(offer[0]["chat"], id.as_str());
 }
+
+#[test]
+fn an_agent_not_ready_for_calls_is_offered_no_chat_and_its_pending_offer_goes_back() {
+    let s = snap();
+    let c = Svc::new(Limits::default(), 1);
+    let t0 = Instant::now();
+    let mut ann = agent(&c, &s, "ann", 1, t0);
+    let (id, _) = c.start(&s, "vip", fields("Cy"), t0).unwrap();
+    assert_eq!(frames(&mut ann)[0]["type"], "offer");
+    // Ann's agent goes on break: the offer is withdrawn and the chat waits.
+    c.agent_state(&s, "ann", "not_ready", false, t0);
+    let got = frames(&mut ann);
+    assert_eq!(got[0]["type"], "agent_state");
+    assert_eq!(got[0]["state"], "not_ready");
+    assert_eq!(got[1]["type"], "offer_withdrawn");
+    assert_eq!(c.list(t0)[0].state, "queued");
+    assert_eq!(c.accept(&s, "ann", &id, t0), Err(ChatError::NotOffered));
+    // A new chat is not offered either, and no transfer can target her.
+    c.start(&s, "vip", fields("Di"), t0).unwrap();
+    assert!(frames(&mut ann).is_empty());
+    // On a call (busy) she takes chats again: both are offered, oldest first.
+    c.agent_state(&s, "ann", "busy", true, t0);
+    let got = frames(&mut ann);
+    assert_eq!(got[0]["type"], "agent_state");
+    assert_eq!(got[1]["type"], "offer");
+    assert_eq!(got[1]["chat"], id.as_str());
+    c.accept(&s, "ann", &id, t0).unwrap();
+    assert_eq!(c.list(t0).iter().filter(|x| x.state == "active").count(), 1);
+}

@@ -276,6 +276,19 @@ impl Svc {
         self.chats.borrow().list(now)
     }
 
+    /// The SIP core reports agent `agent` (console user `user`) in `state`.
+    pub fn agent_state(
+        &self,
+        s: &Snapshot,
+        user: &str,
+        state: &str,
+        takes_chats: bool,
+        now: Instant,
+    ) {
+        let at = self.at(now);
+        self.run(|c| c.agent_state(s, user, "1001", state, None, takes_chats, at))
+    }
+
     pub fn sweep(&self, s: &Snapshot, now: Instant) {
         let at = self.at(now);
         self.run(|c| c.sweep(s, at))

@@ -569,6 +569,14 @@ pub struct Queue {
     /// Chat: system message when an agent joins (`{agent}` is replaced).
     #[serde(default = "default_joined_message")]
     pub joined_message: String,
+    /// Voice: an agent that lets this many offers in a row ring out is put
+    /// `not_ready` with reason `no_answer`. 0: never.
+    #[serde(default = "default_max_no_answer")]
+    pub max_no_answer: u32,
+}
+
+fn default_max_no_answer() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -623,6 +631,14 @@ pub struct Agent {
     /// Digest algorithms challenged for this agent, in order (overrides `[sip] digest`).
     #[serde(default)]
     pub digest: Option<Vec<DigestAlgorithm>>,
+    /// The `[[users]]` entry that signs in to the console as this agent: one person
+    /// for calls and chats (the agent's state governs chat offers too).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// After each answered call the agent is in `wrap_up` this long (no offers),
+    /// then `ready` again unless it chose `not_ready`. `0s`: no wrap-up.
+    #[serde(default, with = "duration_str")]
+    pub wrap_up: Duration,
 }
 
 impl std::fmt::Debug for Agent {
@@ -634,6 +650,8 @@ impl std::fmt::Debug for Agent {
             .field("contact", &self.contact)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("digest", &self.digest)
+            .field("user", &self.user)
+            .field("wrap_up", &self.wrap_up)
             .finish()
     }
 }

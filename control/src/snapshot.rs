@@ -36,6 +36,8 @@ pub struct Snapshot {
     prefixes: Vec<(String, DestIdx)>,
     /// Agents by id (a registrar with many agents looks one up per REGISTER).
     agents: HashMap<String, usize>,
+    /// `[[users]]` name → the agent that names it as its `user`.
+    agent_users: HashMap<String, usize>,
 }
 
 impl Snapshot {
@@ -67,11 +69,18 @@ impl Snapshot {
             .enumerate()
             .map(|(i, a)| (a.id.clone(), i))
             .collect();
+        let agent_users = config
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.user.clone().map(|u| (u, i)))
+            .collect();
         Snapshot {
             config,
             exact,
             prefixes,
             agents,
+            agent_users,
         }
     }
 
@@ -122,6 +131,11 @@ impl Snapshot {
 
     pub fn agent(&self, id: &str) -> Option<&crate::model::Agent> {
         self.agents.get(id).map(|&i| &self.config.agents[i])
+    }
+
+    /// The agent whose `user` is console user `name` (one person for calls and chats).
+    pub fn agent_of_user(&self, name: &str) -> Option<&crate::model::Agent> {
+        self.agent_users.get(name).map(|&i| &self.config.agents[i])
     }
 
     /// Whether an INVITE from `ip` is allowed. With no trunks configured, any source is.

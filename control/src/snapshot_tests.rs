@@ -228,3 +228,31 @@ fn bad_role_and_target_are_rejected() {
     let msg = parse("t", target).unwrap_err().to_string();
     assert!(msg.contains("must be an IP address"), "{msg}");
 }
+
+#[test]
+fn an_agent_names_its_console_user_once_and_the_issue_keys_parse() {
+    let base = "[[users]]\nname = \"alice\"\nrole = \"agent\"\ntoken = \"alice-token-1\"\n\n\
+        [[agents]]\nid = \"1001\"\nname = \"Alice\"\npassword = \"alice-sip-secret\"\n\
+        user = \"alice\"\nwrap_up = \"10s\"\n\n\
+        [[queues]]\nname = \"sales\"\nnumbers = [\"1000\"]\nagents = [\"1001\"]\nmax_no_answer = 3\n";
+    let s = parse("t", base).unwrap();
+    let a = s.agent_of_user("alice").unwrap();
+    assert_eq!(a.id, "1001");
+    assert_eq!(a.wrap_up, std::time::Duration::from_secs(10));
+    assert_eq!(s.queue("sales").unwrap().max_no_answer, 3);
+    assert!(s.agent_of_user("root").is_none());
+    let unknown = base.replace("user = \"alice\"", "user = \"alicia\"");
+    let msg = parse("t", &unknown).unwrap_err().to_string();
+    assert!(
+        msg.contains("agents[0].user") && msg.contains("alicia"),
+        "{msg}"
+    );
+    let twice = format!(
+        "{base}\n[[agents]]\nid = \"1002\"\ncontact = \"sip:1002@127.0.0.1:5094\"\nuser = \"alice\"\n"
+    );
+    let msg = parse("t", &twice).unwrap_err().to_string();
+    assert!(
+        msg.contains("agents[1].user") && msg.contains("1001"),
+        "{msg}"
+    );
+}

@@ -183,6 +183,26 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
                 "must name at least one algorithm",
             ));
         }
+        if let Some(u) = &a.user {
+            if !c.users.iter().any(|x| &x.name == u) {
+                return Err(Issue::new(
+                    apath().key("user"),
+                    format!("user `{u}` is not defined in [[users]]"),
+                ));
+            }
+            if let Some(j) = c.agents[..i]
+                .iter()
+                .position(|b| b.user.as_ref() == Some(u))
+            {
+                return Err(Issue::new(
+                    apath().key("user"),
+                    format!(
+                        "user `{u}` is already the user of agent `{}`",
+                        c.agents[j].id
+                    ),
+                ));
+            }
+        }
     }
     if c.sip.digest.is_empty() {
         return Err(Issue::new(

@@ -245,6 +245,19 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     b2bua.restore_bindings(Instant::now(), restored);
     let registrations = Arc::new(registrations);
+    let transcripts = storage::transcript::Transcripts::open(&c.storage.dir)?;
+    let rooms = Arc::new(chat::Rooms::new(
+        chat::hub::Limits::default(),
+        transcripts.clone(),
+    ));
+    let chats = Arc::new(desk::Desk::new(rooms));
+    let open = transcripts
+        .open_chats()
+        .map_err(|e| EdgeError::ReadTranscripts {
+            path: transcripts.path().to_path_buf(),
+            source: Box::new(e),
+        })?;
+    chats.run(|c, at| c.restore(open, at.now));
     let core = core::Core::new(
         b2bua,
         core::SipSockets { udp, tcp_limits },
@@ -254,6 +267,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         core::Stores {
             dir: c.storage.dir.clone(),
             registrations: registrations.clone(),
+            desk: chats.clone(),
         },
         audio,
     );
@@ -268,19 +282,6 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         core_tx.clone(),
         metrics.clone(),
     );
-    let transcripts = storage::transcript::Transcripts::open(&c.storage.dir)?;
-    let rooms = Arc::new(chat::Rooms::new(
-        chat::hub::Limits::default(),
-        transcripts.clone(),
-    ));
-    let chats = Arc::new(desk::Desk::new(rooms));
-    let open = transcripts
-        .open_chats()
-        .map_err(|e| EdgeError::ReadTranscripts {
-            path: transcripts.path().to_path_buf(),
-            source: Box::new(e),
-        })?;
-    chats.run(|c, at| c.restore(open, at.now));
     let state = api::AppState {
         core: core_tx.clone(),
         snapshot: shared,

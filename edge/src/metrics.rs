@@ -43,6 +43,8 @@ pub struct CoreStats {
     pub active_calls: usize,
     /// Live registrations (bindings) of agents' phones.
     pub registered: usize,
+    /// Agents per state now.
+    pub agents: Vec<(&'static str, usize)>,
     pub ports_in_use: usize,
     pub ports_capacity: usize,
 }
@@ -126,6 +128,33 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "Live registrations (bindings) of agents' phones.",
         "gauge",
         core.registered,
+    );
+    header(
+        &mut o,
+        "edge_agents",
+        "Agents per state now (ready, not_ready, busy, wrap_up, logged_out).",
+        "gauge",
+    );
+    for (state, n) in &core.agents {
+        let _ = writeln!(o, "edge_agents{{state=\"{state}\"}} {n}");
+    }
+    header(
+        &mut o,
+        "edge_agent_state_changes_total",
+        "Agent state changes by the state entered.",
+        "counter",
+    );
+    let mut by: Vec<_> = core.calls.agent_changes.iter().collect();
+    by.sort();
+    for (state, n) in by {
+        let _ = writeln!(o, "edge_agent_state_changes_total{{state=\"{state}\"}} {n}");
+    }
+    metric(
+        &mut o,
+        "edge_agents_no_answer_total",
+        "Agents put not_ready (reason no_answer) after max_no_answer offers in a row rang out.",
+        "counter",
+        core.calls.no_answer_not_ready,
     );
     metric(
         &mut o,

@@ -6,6 +6,7 @@
 // Handlers return an axum `Response` as their error: it goes straight to the client.
 #![allow(clippy::result_large_err)]
 
+mod agents;
 pub mod attachments;
 pub mod auth;
 mod calls;
@@ -37,6 +38,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/calls", get(calls::list_calls))
         .route("/api/v1/registrations", get(registrations::list))
+        .route("/api/v1/agents", get(agents::list))
+        .route(
+            "/api/v1/agents/{id}/state",
+            axum::routing::put(agents::set_state),
+        )
         .route(
             "/api/v1/calls/{id}",
             get(calls::get_call).delete(calls::delete_call),

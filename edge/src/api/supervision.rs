@@ -26,7 +26,7 @@ use serde_json::json;
 /// The signed-in user (at least `role`) and the parsed JSON body. The token is
 /// checked before a byte of the body is read, and the body may not exceed
 /// [`JSON_LIMIT`] (413 otherwise, from Content-Length when it says so).
-async fn user_and_body<T: for<'de> Deserialize<'de>>(
+pub(super) async fn user_and_body<T: for<'de> Deserialize<'de>>(
     s: &AppState,
     headers: &HeaderMap,
     role: Role,

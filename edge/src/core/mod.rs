@@ -6,7 +6,7 @@ use crate::audio::AudioCache;
 use crate::metrics::{CoreStats, Metrics};
 use crate::rtp::{MediaEvent, RelayHandle, Relays};
 use b2bua::B2bua;
-use b2bua::{CallId, Command, Output};
+use b2bua::{CallId, Command, Output, Presence};
 use bytes::Bytes;
 use control::Transport;
 use sip::Flow;
@@ -37,6 +37,8 @@ pub struct SipSockets {
 pub struct Stores {
     pub dir: std::path::PathBuf,
     pub registrations: Arc<storage::registrations::Registrations>,
+    /// The chat service: agents' states stop and resume their chat offers.
+    pub desk: Arc<crate::desk::Desk>,
 }
 
 /// The core task: owns the B2BUA and everything it drives.
@@ -55,6 +57,7 @@ pub struct Core {
     tcp_limits: Arc<TcpLimits>,
     /// Where agents' bindings are persisted.
     registrations: Arc<storage::registrations::Registrations>,
+    desk: Arc<crate::desk::Desk>,
 }
 
 impl Core {
@@ -71,6 +74,7 @@ impl Core {
         let Stores {
             dir: storage_dir,
             registrations,
+            desk,
         } = stores;
         Core {
             b2bua,
@@ -85,6 +89,7 @@ impl Core {
             audio,
             tcp_limits,
             registrations,
+            desk,
         }
     }
 
@@ -190,12 +195,27 @@ impl Core {
             CoreMsg::ListRegistrations(reply) => {
                 let _ = reply.send(self.b2bua.registrations(now));
             }
+            CoreMsg::ListAgents(reply) => {
+                let _ = reply.send(self.b2bua.agents(now));
+            }
+            CoreMsg::SetAgentState {
+                agent,
+                choice,
+                reply,
+            } => {
+                let _ = reply.send(self.b2bua.set_agent_state(now, &agent, choice));
+            }
             CoreMsg::Stats(reply) => {
                 let _ = reply.send(CoreStats {
                     sip: self.b2bua.endpoint().stats.clone(),
                     calls: self.b2bua.stats.clone(),
                     active_calls: self.b2bua.active_calls(),
                     registered: self.b2bua.registered(now),
+                    agents: self
+                        .b2bua
+                        .agent_counts()
+                        .map(|(p, n)| (p.as_str(), n))
+                        .to_vec(),
                     ports_in_use: self.b2bua.ports_in_use(),
                     ports_capacity: self.b2bua.ports_capacity(),
                 });
@@ -244,6 +264,30 @@ impl Core {
                             error!(%call, error = %e, "cannot create the recording file: call not recorded");
                             self.metrics.recording_failures.fetch_add(1, Relaxed);
                         }
+                    }
+                }
+                Output::AgentState {
+                    agent,
+                    user,
+                    state,
+                    reason,
+                } => {
+                    // One person for calls and chats: the console hears of it, and
+                    // chat offers stop unless the agent is ready or on a call.
+                    if let Some(user) = user {
+                        let snap = self.b2bua.snapshot().clone();
+                        let takes = matches!(state, Presence::Ready | Presence::Busy);
+                        self.desk.run(|c, at| {
+                            c.agent_state(
+                                &snap,
+                                &user,
+                                &agent,
+                                state.as_str(),
+                                reason.as_deref(),
+                                takes,
+                                at,
+                            )
+                        });
                     }
                 }
                 Output::CallEnded { .. } => {}

@@ -30,6 +30,13 @@ pub enum CoreMsg {
     },
     ListCalls(oneshot::Sender<Vec<CallInfo>>),
     ListRegistrations(oneshot::Sender<Vec<b2bua::BindingInfo>>),
+    ListAgents(oneshot::Sender<Vec<b2bua::AgentInfo>>),
+    /// The API sets an agent's state.
+    SetAgentState {
+        agent: String,
+        choice: b2bua::Choice,
+        reply: oneshot::Sender<Result<b2bua::AgentInfo, b2bua::AgentError>>,
+    },
     Stats(oneshot::Sender<CoreStats>),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
