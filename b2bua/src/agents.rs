@@ -6,7 +6,8 @@
 //! The state machine itself is [`crate::acd`].
 
 use crate::acd::{AgentView, Choice, Presence};
-use crate::{B2bua, Output};
+use crate::{B2bua, Call, CallId, Output};
+use control::Snapshot;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 
@@ -62,6 +63,24 @@ pub fn parse_choice(state: &str, reason: Option<&str>) -> Result<Choice, AgentEr
     }
 }
 
+/// The console frame's source about call `c` for `agent`, if it names a `user`.
+pub(crate) fn agent_call_output(
+    snap: &Snapshot,
+    c: &Call,
+    agent: &str,
+    state: &'static str,
+) -> Option<Output> {
+    let user = snap.agent(agent)?.user.clone()?;
+    Some(Output::AgentCall {
+        user,
+        call: c.public_id.clone(),
+        state,
+        caller: c.caller.clone(),
+        queue: c.route_names().0,
+        reserved: c.reserved.clone(),
+    })
+}
+
 /// Days since the Unix epoch (UTC) of `t`: what "calls today" counts in.
 fn day_of(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86_400
@@ -96,6 +115,17 @@ impl B2bua {
 
     pub(crate) fn agent_changed(&mut self, now: Instant, id: &str) {
         self.agent_changed_with(now, id, false)
+    }
+
+    /// Tell the console of `agent` (when it names a `user`) about call `id`.
+    pub(crate) fn agent_call(&mut self, id: CallId, agent: &str, state: &'static str) {
+        if let Some(o) = self
+            .calls
+            .get(&id)
+            .and_then(|c| agent_call_output(&self.snap, c, agent, state))
+        {
+            self.outputs.push_back(o);
+        }
     }
 
     /// Every agent's state recomputed (start, reload, restored registrations).

@@ -222,3 +222,93 @@ fn a_signed_out_agent_stays_out_until_it_chooses_ready() {
     n.pump();
     n.expect_request(ALICE, Method::Invite);
 }
+
+const RESERVED: &str = r#"
+[[reserved_data]]
+field = "verified_customer"
+header = "X-Verified-Customer"
+[[reserved_data]]
+field = "bad_actor"
+header = "X-Bad-Actor"
+[[reserved_data]]
+field = "repeat_customer"
+header = "X-Repeat-Customer"
+max_length = 8
+[[users]]
+name = "alice"
+role = "agent"
+token = "alice-token-1"
+"#;
+
+#[test]
+fn reserved_data_reaches_the_agent_leg_the_api_the_console_and_the_recording() {
+    let cfg = format!(
+        "{}{RESERVED}",
+        CONFIG
+            .replace(
+                "agents = [\"1001\", \"1002\"]",
+                "agents = [\"1001\"]\nrecord = true"
+            )
+            .replace(
+                "contact = \"sip:1001@127.0.0.1:5092\"",
+                "contact = \"sip:1001@127.0.0.1:5092\"\nuser = \"alice\""
+            )
+    );
+    let mut n = Net::new(&cfg);
+    // A folded header (continuation line) and a value over its max_length.
+    let extra = "X-Verified-Customer:  yes \r\nx-bad-actor: no\r\n X-Injected: evil\r\n\
+                 X-Repeat-Customer: 123456789\r\nX-Other: not mapped\r\n";
+    n.send(
+        CALLER,
+        &with_headers(&invite("1000", "rd1", &sdp(4000)), extra),
+    );
+    let (inv, _) = n.expect_request(ALICE, Method::Invite);
+    let text = inv.to_string();
+    assert!(
+        text.contains("\r\nX-Edge-Verified-Customer: yes\r\n"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("X-Injected") || l.starts_with(" X-Injected")),
+        "no header injected: {text}"
+    );
+    assert!(
+        !text.contains("X-Edge-Repeat-Customer"),
+        "too long: dropped"
+    );
+    assert!(!text.contains("X-Other"), "unmapped headers are not passed");
+    assert_eq!(n.b.stats.reserved_refused, 1);
+    let calls = n.b.calls(n.now);
+    let fields: Vec<&str> = calls[0].reserved.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["verified_customer", "bad_actor"]);
+    // The folded line is one value (RFC 3261 §7.3.1: folding is whitespace).
+    let bad = &calls[0].reserved[1].1;
+    assert!(!bad.contains(['\r', '\n']), "{bad:?}");
+    n.send(ALICE, &answer(&inv, 200, "alice", Some(&sdp(7000)), ALICE));
+    n.expect_request(ALICE, Method::Ack);
+    let meta = n
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::RecordStart { meta, .. } => Some(meta.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(meta.reserved, calls[0].reserved);
+    let console: Vec<(&str, usize)> = n
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::AgentCall {
+                user,
+                state,
+                reserved,
+                ..
+            } if user == "alice" => Some((*state, reserved.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(console, [("ringing", 2), ("connected", 2)]);
+}

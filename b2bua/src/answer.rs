@@ -396,6 +396,7 @@ impl B2bua {
         self.stats.answered += 1;
         if let Some(agent) = c.agent.clone() {
             self.offer_answered(now, &agent);
+            self.agent_call(id, &agent, "connected");
         }
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -421,6 +422,7 @@ impl B2bua {
                     queue,
                     route,
                     agent: c.agent.clone(),
+                    reserved: c.reserved.clone(),
                 },
             });
         }
@@ -482,6 +484,7 @@ impl B2bua {
                 self.acd.enqueue(id);
                 // 480 (the ring timeout, or the phone's own) and 408: it rang out.
                 self.offer_missed(now, &agent, &queue, matches!(code, 408 | 480));
+                self.agent_call(id, &agent, "missed");
                 self.dispatch_queues(now);
             }
             _ => {

@@ -141,6 +141,8 @@ pub struct Call {
     pub pending_answer: Option<String>,
     /// Session timers (RFC 4028) of the two legs, each negotiated on its own.
     pub session: SessionTimers,
+    /// Reserved data from the trunk's INVITE (`[[reserved_data]]`), field → value.
+    pub reserved: Vec<(String, String)>,
 }
 
 /// The session timers of a call's two legs (index `Side as usize`): the edge is UAS

@@ -101,6 +101,7 @@ impl B2bua {
         .unwrap_or_default();
         let _span = tracing::info_span!("call", call = %public_id).entered();
         info!(call_id = %head.call_id, %trunk, %caller, callee = %number, "new call");
+        let reserved = self.reserved_data(&req, &public_id);
         let call = Call {
             id,
             public_id: public_id.clone(),
@@ -142,6 +143,7 @@ impl B2bua {
                 peer_update: [session_timer::allows_update(&req_headers), false],
                 ..SessionTimers::default()
             },
+            reserved,
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -315,6 +317,11 @@ impl B2bua {
             .push(rsip::headers::Allow::new(message::ALLOW).into());
         let session_headers = self.session_request_headers(&self.calls[&id], Side::B);
         req.headers.extend(session_headers);
+        if agent.is_some() {
+            // The agent's phone can show the call's reserved data.
+            let extra = self.reserved_headers(&self.calls[&id].reserved);
+            req.headers.extend(extra);
+        }
         let c = self.calls.get_mut(&id).expect("present");
         c.session.sent_sdp[Side::B as usize] = body;
         let agent_for_log = agent.clone();
@@ -402,6 +409,7 @@ impl B2bua {
                     c.agent = Some(agent_id.clone());
                     info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
                     self.agent_changed(now, &agent_id);
+                    self.agent_call(id, &agent_id, "ringing");
                     self.start_b_forked(now, id, targets, Some(agent_id));
                 }
                 None => {

@@ -38,6 +38,7 @@ mod monitor;
 mod recording;
 mod registrar;
 mod reinvite;
+mod reserved;
 mod session;
 mod teardown;
 #[cfg(test)]
@@ -113,6 +114,17 @@ pub enum Output {
         state: Presence,
         reason: Option<String>,
     },
+    /// A queue call of an agent whose console user is `user`, for its console:
+    /// `state` is `ringing` (offered), `connected`, `missed` (the offer rang out or
+    /// was refused) or `ended`.
+    AgentCall {
+        user: String,
+        call: String,
+        state: &'static str,
+        caller: String,
+        queue: Option<String>,
+        reserved: Vec<(String, String)>,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,
@@ -133,6 +145,8 @@ pub struct RecordingMeta {
     pub queue: Option<String>,
     pub route: Option<String>,
     pub agent: Option<String>,
+    /// Reserved data from the trunk's INVITE (`[[reserved_data]]`), field → value.
+    pub reserved: Vec<(String, String)>,
 }
 
 /// Counters for metrics.
@@ -169,6 +183,8 @@ pub struct CallStats {
     pub agent_changes: HashMap<&'static str, u64>,
     /// Agents put not_ready because they let `max_no_answer` offers ring out.
     pub no_answer_not_ready: u64,
+    /// Reserved data headers dropped (empty, too long, control characters).
+    pub reserved_refused: u64,
 }
 
 /// A call as listed by the API.
@@ -189,6 +205,8 @@ pub struct CallInfo {
     pub digits: Vec<DigitEvent>,
     /// Sides on hold (index: `Side as usize`).
     pub held: [bool; 2],
+    /// Reserved data from the trunk's INVITE, field → value.
+    pub reserved: Vec<(String, String)>,
 }
 
 pub struct B2bua {
@@ -477,6 +495,7 @@ impl B2bua {
                 recording_paused: c.recording,
                 digits: c.digits.clone(),
                 held: c.held,
+                reserved: c.reserved.clone(),
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));

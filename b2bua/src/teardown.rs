@@ -150,6 +150,9 @@ impl B2bua {
         self.release_port(c.b_port);
         self.outputs.push_back(Output::Media(id, Command::Close));
         if let Some(agent) = &c.agent {
+            if let Some(o) = crate::agents::agent_call_output(&self.snap, &c, agent, "ended") {
+                self.outputs.push_back(o);
+            }
             self.agent_released(now, agent, c.answered.is_some());
         }
         let outcome = c

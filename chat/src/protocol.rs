@@ -327,6 +327,18 @@ pub enum ServerFrame {
     Watching {
         chat: String,
     },
+    /// A queue call of the agent this console is (see `[[agents]] user`):
+    /// `ringing`, `connected`, `missed`, `ended`; `reserved_data` from the trunk's
+    /// INVITE (`[[reserved_data]]`).
+    Call {
+        call: String,
+        state: String,
+        caller: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<String>,
+        #[serde(default)]
+        reserved_data: Map<String, Value>,
+    },
     /// The state of the agent this console is (one person for calls and chats):
     /// `ready`, `not_ready` (with `reason`), `busy`, `wrap_up`, `logged_out`.
     /// Chats are offered only while `ready` or `busy`.

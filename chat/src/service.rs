@@ -49,6 +49,8 @@ pub enum ChatError {
     AgentUnavailable,
     #[error("not a consultation of yours")]
     NotConsulting,
+    #[error("field `{0}`: {1}")]
+    BadField(String, String),
 }
 
 impl From<HubError> for ChatError {
@@ -275,6 +277,7 @@ impl Chats {
             .queue(queue)
             .filter(|q| q.channel == Channel::Chat)
             .ok_or(ChatError::NoQueue)?;
+        let fields = reserved_fields(snap, fields)?;
         let id = format!("ch-{}", hex::encode(keys.id));
         let token = hex::encode(keys.token);
         self.rooms.hub.create(&id);
@@ -510,6 +513,11 @@ impl Chats {
             self.record(&id, at.unix_ms);
         }
         self.dispatch(snap, at.now);
+    }
+
+    /// A frame for `user`'s console, if connected (the SIP core's call frames).
+    pub fn notify(&mut self, user: &str, frame: ServerFrame) {
+        self.tell(user, frame);
     }
 
     /// Chats offered to `user` now (waiting for its accept).
@@ -972,6 +980,30 @@ impl Chats {
             }
         }
     }
+}
+
+/// Pre-chat fields named like a `[[reserved_data]]` field mean the same as on a
+/// call: they must be a string that field accepts (trimmed, no control characters,
+/// not too long).
+fn reserved_fields(
+    snap: &Snapshot,
+    mut fields: Map<String, Value>,
+) -> Result<Map<String, Value>, ChatError> {
+    for r in &snap.config.reserved_data {
+        let Some(v) = fields.get_mut(&r.field) else {
+            continue;
+        };
+        let bad = |why: String| ChatError::BadField(r.field.clone(), why);
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => return Err(bad("must be a string".into())),
+        };
+        let ok = r.check(&text).map_err(|e| bad(e.to_string()))?;
+        *v = Value::String(ok.to_string());
+    }
+    Ok(fields)
 }
 
 fn record_of(id: &str, c: &Chat, unix_ms: u64) -> ChatRecord {

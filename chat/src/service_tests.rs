@@ -410,3 +410,29 @@ fn an_agent_not_ready_for_calls_is_offered_no_chat_and_its_pending_offer_goes_ba
     c.accept(&s, "ann", &id, t0).unwrap();
     assert_eq!(c.list(t0).iter().filter(|x| x.state == "active").count(), 1);
 }
+
+#[test]
+fn pre_chat_fields_named_like_reserved_data_are_checked_the_same_way() {
+    let s = Arc::new(
+        control::parse(
+            "t",
+            &format!("{CONFIG}\n[[reserved_data]]\nfield = \"verified_customer\"\nheader = \"X-Verified-Customer\"\nmax_length = 5\n"),
+        )
+        .unwrap(),
+    );
+    let c = Svc::new(Limits::default(), 1);
+    let t0 = Instant::now();
+    let bad = json!({"name": "Cy", "verified_customer": "yes\r\nX-Evil: 1"});
+    assert!(matches!(
+        c.start(&s, "web", bad.as_object().unwrap().clone(), t0),
+        Err(ChatError::BadField(f, _)) if f == "verified_customer"
+    ));
+    let long = json!({"verified_customer": "yes-yes"});
+    assert!(c
+        .start(&s, "web", long.as_object().unwrap().clone(), t0)
+        .is_err());
+    let ok = json!({"name": "Cy", "verified_customer": true});
+    c.start(&s, "web", ok.as_object().unwrap().clone(), t0)
+        .unwrap();
+    assert_eq!(c.list(t0)[0].fields["verified_customer"], "true");
+}

@@ -29,6 +29,76 @@ pub struct Config {
     pub agents: Vec<Agent>,
     #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub reserved_data: Vec<ReservedData>,
+}
+
+/// A header of the trunk's INVITE carried as a named field of the call (CCAI
+/// Platform's reserved data): shown in the API, passed to the agent's leg as
+/// `X-Edge-{Field}`, sent to the agent's console, written into the recording's
+/// metadata. A chat's pre-chat field of the same name is checked the same way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservedData {
+    /// `verified_customer`, `bad_actor`, `repeat_customer`, or any name (letters,
+    /// digits, `_`, `-`; up to 64).
+    pub field: String,
+    /// The header it comes from (`X-Verified-Customer`).
+    pub header: String,
+    /// Longest value accepted (characters); longer ones are dropped, not cut.
+    #[serde(default = "default_reserved_max")]
+    pub max_length: usize,
+}
+
+fn default_reserved_max() -> usize {
+    256
+}
+
+/// Why a reserved data value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReservedValueError {
+    #[error("longer than {0} characters")]
+    TooLong(usize),
+    #[error("contains a control character (CR, LF, NUL, …)")]
+    Control,
+    #[error("empty")]
+    Empty,
+}
+
+impl ReservedData {
+    /// The value, trimmed, if it is one this field accepts: not empty, at most
+    /// `max_length` characters, no control characters — so it cannot break out of
+    /// the header line or the JSON it is written into.
+    pub fn check<'a>(&self, value: &'a str) -> Result<&'a str, ReservedValueError> {
+        let v = value.trim();
+        if v.is_empty() {
+            return Err(ReservedValueError::Empty);
+        }
+        if v.chars().count() > self.max_length {
+            return Err(ReservedValueError::TooLong(self.max_length));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(ReservedValueError::Control);
+        }
+        Ok(v)
+    }
+
+    /// The header the agent's leg carries it in: `X-Edge-` and the field with `_`
+    /// as `-`, each part capitalised (`verified_customer` → `X-Edge-Verified-Customer`).
+    pub fn agent_header(&self) -> String {
+        let parts: Vec<String> = self
+            .field
+            .split(['_', '-'])
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut c = p.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!("X-Edge-{}", parts.join("-"))
+    }
 }
 
 /// Attachment types the edge can recognise by content.

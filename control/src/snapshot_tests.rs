@@ -256,3 +256,40 @@ fn an_agent_names_its_console_user_once_and_the_issue_keys_parse() {
         "{msg}"
     );
 }
+
+#[test]
+fn reserved_data_values_are_checked_and_named_for_the_agent_leg() {
+    let text =
+        "[[reserved_data]]\nfield = \"verified_customer\"\nheader = \"X-Verified-Customer\"\n\
+                [[reserved_data]]\nfield = \"crm-id\"\nheader = \"X-CRM\"\nmax_length = 4\n";
+    let s = parse("t", text).unwrap();
+    let (v, c) = (&s.config.reserved_data[0], &s.config.reserved_data[1]);
+    assert_eq!(v.agent_header(), "X-Edge-Verified-Customer");
+    assert_eq!(c.agent_header(), "X-Edge-Crm-Id");
+    assert_eq!(v.check("  yes "), Ok("yes"));
+    assert_eq!(
+        v.check("a\r\nX-Evil: 1"),
+        Err(crate::ReservedValueError::Control)
+    );
+    assert_eq!(v.check("a\u{0}b"), Err(crate::ReservedValueError::Control));
+    assert_eq!(v.check(" "), Err(crate::ReservedValueError::Empty));
+    assert_eq!(c.check("12345"), Err(crate::ReservedValueError::TooLong(4)));
+    assert_eq!(c.check("1234"), Ok("1234"));
+    for (bad, key) in [
+        ("field = \"a b\"\nheader = \"X-A\"", "field"),
+        ("field = \"a\"\nheader = \"X A\"", "header"),
+        (
+            "field = \"a\"\nheader = \"X-A\"\nmax_length = 0",
+            "max_length",
+        ),
+    ] {
+        let msg = parse("t", &format!("[[reserved_data]]\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&format!("reserved_data[0].{key}")), "{msg}");
+    }
+    let clash = "[[reserved_data]]\nfield = \"a_b\"\nheader = \"X-A\"\n\
+                 [[reserved_data]]\nfield = \"a-b\"\nheader = \"X-B\"\n";
+    let msg = parse("t", clash).unwrap_err().to_string();
+    assert!(msg.contains("reserved_data[1].field"), "{msg}");
+}

@@ -219,6 +219,47 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         ));
     }
 
+    let mut fields: HashMap<String, usize> = HashMap::new();
+    for (i, r) in c.reserved_data.iter().enumerate() {
+        let rpath = || root().key("reserved_data").index(i);
+        if r.field.is_empty()
+            || r.field.len() > 64
+            || !r
+                .field
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(Issue::new(
+                rpath().key("field"),
+                "must be 1 to 64 letters, digits, `_` or `-`",
+            ));
+        }
+        if r.header.is_empty()
+            || !r
+                .header
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.!%*+`'~".contains(ch))
+        {
+            return Err(Issue::new(
+                rpath().key("header"),
+                "must be a SIP header name (a token)",
+            ));
+        }
+        if r.max_length == 0 || r.max_length > 1024 {
+            return Err(Issue::new(rpath().key("max_length"), "must be 1 to 1024"));
+        }
+        let key = r.agent_header().to_ascii_lowercase();
+        if let Some(j) = fields.insert(key, i) {
+            return Err(Issue::new(
+                rpath().key("field"),
+                format!(
+                    "`{}` gives the same agent header as reserved_data[{j}] (`{}`)",
+                    r.field, c.reserved_data[j].field
+                ),
+            ));
+        }
+    }
+
     let mut queue_names: HashMap<&str, usize> = HashMap::new();
     for (i, q) in c.queues.iter().enumerate() {
         let qpath = || root().key("queues").index(i);

@@ -151,6 +151,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     }
     metric(
         &mut o,
+        "edge_calls_reserved_data_refused_total",
+        "Reserved data headers dropped: empty, over max_length, or with control characters.",
+        "counter",
+        core.calls.reserved_refused,
+    );
+    metric(
+        &mut o,
         "edge_agents_no_answer_total",
         "Agents put not_ready (reason no_answer) after max_no_answer offers in a row rang out.",
         "counter",

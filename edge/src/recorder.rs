@@ -123,6 +123,14 @@ fn sidecar_of(wav: &Path) -> PathBuf {
     wav.with_extension("meta.json")
 }
 
+/// Reserved data fields as a JSON object (field → value).
+pub fn reserved_json(fields: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
 /// What is known of a recording when it starts.
 fn base_meta(m: &RecordingMeta, started: SystemTime) -> serde_json::Value {
     serde_json::json!({
@@ -133,6 +141,7 @@ fn base_meta(m: &RecordingMeta, started: SystemTime) -> serde_json::Value {
         "queue": m.queue,
         "route": m.route,
         "agent": m.agent,
+        "reserved_data": reserved_json(&m.reserved),
         "start": rfc3339(started),
         "format": "wav",
         "channels": {"left": "customer", "right": "agent"},

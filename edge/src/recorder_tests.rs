@@ -10,6 +10,7 @@ fn meta(id: &str) -> RecordingMeta {
         queue: Some("sales".into()),
         route: None,
         agent: Some("1001".into()),
+        reserved: vec![("verified_customer".into(), "yes".into())],
     }
 }
 

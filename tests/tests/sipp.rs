@@ -280,3 +280,81 @@ fn sipp_caller_session_timer_is_granted_and_refreshed_by_the_edge() {
     assert_eq!(edge.metric("edge_calls_session_expired_total"), 0.0);
     assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 1.0);
 }
+
+/// Reserved data: a queue whose calls carry `[[reserved_data]]` headers, its agent's
+/// phone a SIPp UAS that checks them.
+const RESERVED: &str = r#"
+[[queues]]
+name = "vip"
+numbers = ["4000"]
+agents = ["4001"]
+record = true
+[[agents]]
+id = "4001"
+contact = "sip:4001@127.0.0.1:{route_port}"
+[[reserved_data]]
+field = "verified_customer"
+header = "X-Verified-Customer"
+[[reserved_data]]
+field = "repeat_customer"
+header = "X-Repeat-Customer"
+[[reserved_data]]
+field = "bad_actor"
+header = "X-Bad-Actor"
+[[reserved_data]]
+field = "account"
+header = "X-Account"
+max_length = 16
+"#;
+
+#[test]
+fn sipp_reserved_data_reaches_the_agent_leg_the_api_and_the_recording_without_injection() {
+    if !have_tool("sipp") {
+        return;
+    }
+    let edge = Edge::start_with(RESERVED);
+    let sf_uas = scenario("uas_reserved_data.xml");
+    let sf_uac = scenario("uac_reserved_data.xml");
+    let agent = uas(edge.route_port, &["-sf", &sf_uas, "-m", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let caller = uac(&edge, &["-sf", &sf_uac, "-s", "4000", "-m", "1"]);
+    // While the call is up (the caller talks 3 s), the API shows the fields.
+    let mut call = serde_json::Value::Null;
+    assert!(
+        edge_tests::wait_until(5, || {
+            let r = edge_tests::http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN)).unwrap();
+            call = r.json()["calls"][0].clone();
+            call["state"] == "connected"
+        }),
+        "{call}\n{}\nagent's phone: {}",
+        edge.log_text(),
+        agent.errors()
+    );
+    let data = &call["reserved_data"];
+    assert_eq!(data["verified_customer"], "yes", "{call}");
+    assert_eq!(data["repeat_customer"], "3");
+    assert!(
+        data["bad_actor"].as_str().unwrap().starts_with("no"),
+        "the folded line is one value: {data}"
+    );
+    assert!(data.get("account").is_none(), "over max_length: dropped");
+    assert_clean("reserved data (caller)", caller, 1, &edge);
+    assert_clean(
+        "reserved data (agent's phone checks the headers)",
+        agent,
+        1,
+        &edge,
+    );
+    assert_eq!(edge.metric("edge_calls_reserved_data_refused_total"), 1.0);
+    // The recording's metadata carries them to the CRM.
+    let id = call["id"].as_str().unwrap();
+    let meta = edge.dir.path().join(format!("data/archive/{id}.json"));
+    assert!(
+        edge_tests::wait_until(10, || meta.exists()),
+        "{}",
+        meta.display()
+    );
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["reserved_data"]["verified_customer"], "yes", "{m}");
+    assert_eq!(m["reserved_data"]["repeat_customer"], "3");
+}

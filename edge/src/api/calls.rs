@@ -31,6 +31,7 @@ fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
         "route": c.route,
         "queue": c.queue,
         "agent": c.agent,
+        "reserved_data": crate::recorder::reserved_json(&c.reserved),
         "start_time": (now - c.age_secs),
         "duration_secs": c.age_secs,
         "monitors": c.monitors.iter().map(|m| json!({

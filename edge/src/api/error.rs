@@ -59,7 +59,7 @@ impl From<ChatError> for ApiError {
             ChatError::NotYours | ChatError::NotOffered | ChatError::NotConsulting => {
                 StatusCode::FORBIDDEN
             }
-            ChatError::BadText => StatusCode::UNPROCESSABLE_ENTITY,
+            ChatError::BadText | ChatError::BadField(..) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, e.to_string())

@@ -290,6 +290,23 @@ impl Core {
                         });
                     }
                 }
+                Output::AgentCall {
+                    user,
+                    call,
+                    state,
+                    caller,
+                    queue,
+                    reserved,
+                } => {
+                    let frame = chat::protocol::ServerFrame::Call {
+                        call,
+                        state: state.to_string(),
+                        caller,
+                        queue,
+                        reserved_data: crate::recorder::reserved_json(&reserved),
+                    };
+                    self.desk.run(|c, _| c.notify(&user, frame));
+                }
                 Output::CallEnded { .. } => {}
             }
         }
