@@ -11,6 +11,9 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        if c.after_hours.is_some() {
+            return self.closed_announced(now, call);
+        }
         if c.state != CallState::Announcing {
             return;
         }

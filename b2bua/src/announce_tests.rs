@@ -65,6 +65,7 @@ fn agent_hears_the_announcement_before_the_caller_is_answered() {
         [&Output::Media(
             CallId(1),
             Command::Announce {
+                side: Side::B,
                 file: file.clone(),
                 pt: 8
             }

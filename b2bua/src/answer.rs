@@ -8,8 +8,7 @@ use crate::index::{ClientRole, ClientTx, MonitorRole};
 use crate::session;
 use crate::timers::Timer;
 use crate::{
-    is_sdp, map_failure, B2bua, CallId, CallState, Command, Output, RecordingMeta, Route, Side,
-    ANNOUNCEMENT_LIMIT,
+    is_sdp, map_failure, B2bua, CallId, CallState, Command, Output, Route, Side, ANNOUNCEMENT_LIMIT,
 };
 use rsip::{Method, Response};
 use sip::message::Head;
@@ -372,6 +371,7 @@ impl B2bua {
                 self.outputs.push_back(Output::Media(
                     id,
                     Command::Announce {
+                        side: Side::B,
                         file: file.to_path_buf(),
                         pt,
                     },
@@ -415,15 +415,7 @@ impl B2bua {
             c.recording = Some(false);
             self.outputs.push_back(Output::RecordStart {
                 call: id,
-                meta: RecordingMeta {
-                    call_id: c.public_id.clone(),
-                    caller: c.caller.clone(),
-                    callee: c.callee.clone(),
-                    queue,
-                    route,
-                    agent: c.agent.clone(),
-                    reserved: c.reserved.clone(),
-                },
+                meta: c.recording_meta(false),
             });
         }
         self.send_a_final(now, id, 200, Some(answer));

@@ -143,6 +143,26 @@ pub struct Call {
     pub session: SessionTimers,
     /// Reserved data from the trunk's INVITE (`[[reserved_data]]`), field → value.
     pub reserved: Vec<(String, String)>,
+    /// The queue was closed and the edge answered the caller itself.
+    pub after_hours: Option<Closed>,
+    /// The after-hours action that decided where the call went (`queue`,
+    /// `forward`, `announce`, `voicemail`), if its queue was closed.
+    pub deflected: Option<&'static str>,
+}
+
+/// A call the edge answered because its queue was closed.
+#[derive(Debug, Clone, Copy)]
+pub struct Closed {
+    pub voicemail: bool,
+    pub phase: ClosedPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedPhase {
+    /// The caller hears the after-hours announcement.
+    Announcing,
+    /// The caller's voicemail is being recorded.
+    Recording,
 }
 
 /// The session timers of a call's two legs (index `Side as usize`): the edge is UAS
@@ -185,6 +205,21 @@ impl Call {
         match side {
             Side::A => self.a_port,
             Side::B => self.b_port,
+        }
+    }
+
+    /// What the recorder writes beside this call's audio.
+    pub fn recording_meta(&self, voicemail: bool) -> crate::RecordingMeta {
+        let (queue, route) = self.route_names();
+        crate::RecordingMeta {
+            call_id: self.public_id.clone(),
+            caller: self.caller.clone(),
+            callee: self.callee.clone(),
+            queue,
+            route,
+            agent: self.agent.clone(),
+            reserved: self.reserved.clone(),
+            voicemail,
         }
     }
 

@@ -31,6 +31,9 @@ impl B2bua {
                     }
                     debug!(call = %c.public_id, ?side, %digit, "DTMF");
                 }
+                if side == Side::A {
+                    self.closed_digit(now, call, digit);
+                }
             }
         }
     }

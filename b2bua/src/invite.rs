@@ -66,6 +66,22 @@ impl B2bua {
                 return self.reply(now, tx, &req, 404, None);
             }
         };
+        // A closed queue: another queue, a forward, or the edge answers (after hours).
+        let (mut closed, mut deflected) = (None, None);
+        let route = match route {
+            Route::Queue { name } => match self.deflect(now, name) {
+                crate::after_hours::Deflection::Route(r, action) => {
+                    deflected = action;
+                    r
+                }
+                crate::after_hours::Deflection::Answer { queue, voicemail } => {
+                    closed = Some(voicemail);
+                    deflected = Some(if voicemail { "voicemail" } else { "announce" });
+                    Route::Queue { name: queue }
+                }
+            },
+            r => r,
+        };
         let a_sdp = if is_sdp(&req.headers, &req.body) {
             match Sdp::parse(&req.body).and_then(|s| s.audio_target().map(|_| s)) {
                 Ok(s) => Some(s),
@@ -144,6 +160,8 @@ impl B2bua {
                 ..SessionTimers::default()
             },
             reserved,
+            after_hours: None,
+            deflected,
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -159,6 +177,14 @@ impl B2bua {
         self.outputs
             .push_back(Output::Media(id, Command::Open { a_port, b_port }));
         self.set_remote(id, Side::A, a_addr);
+        if let Some(voicemail) = closed {
+            if !self.answer_closed(now, id, voicemail) {
+                info!(call_id = %head.call_id, "after hours: the caller offered no G.711 (or no SDP): 488");
+                self.send_a_final(now, id, 488, None);
+                self.finish_or_wait(now, id, "after hours: no usable offer");
+            }
+            return;
+        }
         match route {
             Route::Static { target, .. } => {
                 let number = self.calls[&id].callee.clone();

@@ -24,6 +24,7 @@
 //! 4. sleep until [`B2bua::poll_timeout`].
 
 pub mod acd;
+mod after_hours;
 mod agents;
 mod announce;
 mod answer;
@@ -147,6 +148,8 @@ pub struct RecordingMeta {
     pub agent: Option<String>,
     /// Reserved data from the trunk's INVITE (`[[reserved_data]]`), field → value.
     pub reserved: Vec<(String, String)>,
+    /// A caller's message left after hours (mono, the caller only).
+    pub voicemail: bool,
 }
 
 /// Counters for metrics.
@@ -185,6 +188,10 @@ pub struct CallStats {
     pub no_answer_not_ready: u64,
     /// Reserved data headers dropped (empty, too long, control characters).
     pub reserved_refused: u64,
+    /// Calls for closed queues by the action taken (announce, voicemail, queue,
+    /// forward), and voicemails recorded.
+    pub after_hours: HashMap<&'static str, u64>,
+    pub voicemails: u64,
 }
 
 /// A call as listed by the API.
@@ -207,6 +214,8 @@ pub struct CallInfo {
     pub held: [bool; 2],
     /// Reserved data from the trunk's INVITE, field → value.
     pub reserved: Vec<(String, String)>,
+    /// The queue was closed: `announce` or `voicemail` (the edge answered).
+    pub after_hours: Option<&'static str>,
 }
 
 pub struct B2bua {
@@ -496,6 +505,7 @@ impl B2bua {
                 digits: c.digits.clone(),
                 held: c.held,
                 reserved: c.reserved.clone(),
+                after_hours: c.deflected,
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));

@@ -862,3 +862,6 @@ fn max_call_duration_ends_an_answered_call() {
 
 #[path = "agents_tests.rs"]
 mod agents_tests;
+
+#[path = "after_hours_tests.rs"]
+mod after_hours_tests;

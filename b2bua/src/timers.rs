@@ -29,6 +29,9 @@ pub(crate) enum Timer {
     SessionExpiry(CallId, Side, u32),
     /// Sweep expired registrations out (and re-arm).
     RegistrationSweep,
+    /// A closed queue's call: its announcement should have ended, or its voicemail
+    /// reached `voicemail_max`.
+    AfterHours(CallId),
 }
 
 /// Deadlines of the named timers, earliest first (quinn's `TimerTable` in spirit:
@@ -116,6 +119,7 @@ impl B2bua {
             Timer::SessionExpiry(id, side, generation) => {
                 self.session_expired(now, id, side, generation)
             }
+            Timer::AfterHours(id) => self.after_hours_timer(now, id),
             Timer::RegistrationSweep => {
                 self.expire_bindings(now);
                 self.timers

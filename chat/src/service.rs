@@ -51,6 +51,10 @@ pub enum ChatError {
     NotConsulting,
     #[error("field `{0}`: {1}")]
     BadField(String, String),
+    /// The queue keeps hours and is closed now; the text is the queue's
+    /// `after_hours_message` for the customer.
+    #[error("{0}")]
+    Closed(String),
 }
 
 impl From<HubError> for ChatError {
@@ -273,10 +277,7 @@ impl Chats {
         at: At,
         keys: Keys,
     ) -> Result<(String, String), ChatError> {
-        let q = snap
-            .queue(queue)
-            .filter(|q| q.channel == Channel::Chat)
-            .ok_or(ChatError::NoQueue)?;
+        let q = open_queue(snap, queue, at.unix_ms)?;
         let fields = reserved_fields(snap, fields)?;
         let id = format!("ch-{}", hex::encode(keys.id));
         let token = hex::encode(keys.token);
@@ -667,9 +668,15 @@ impl Chats {
                 format!("{user} transferred the chat to {a}")
             }
             Target::Queue(q) => {
-                snap.queue(q)
+                let queue = snap
+                    .queue(q)
                     .filter(|q| q.channel == Channel::Chat)
                     .ok_or(ChatError::NoQueue)?;
+                if !queue.transfer_when_closed
+                    && snap.closed_action(q, unix_time(at.unix_ms)).is_some()
+                {
+                    return Err(ChatError::Closed(format!("queue {q} is closed now")));
+                }
                 format!("{user} transferred the chat to queue {q}")
             }
         };
@@ -1029,4 +1036,44 @@ fn own_active(c: Option<&Chat>, user: &str) -> Result<(), ChatError> {
         return Err(ChatError::NotYours);
     }
     Ok(())
+}
+
+/// How many `queue:NAME` deflections one start may follow (a loop of closed queues
+/// that validation cannot see because each has its own hours ends here).
+const MAX_DEFLECTIONS: usize = 4;
+
+fn unix_time(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
+/// The chat queue a new chat for `name` goes to at `unix_ms`: the queue itself when
+/// open (or without hours), else its `after_hours` target, followed up to
+/// [`MAX_DEFLECTIONS`] times. A queue closed with no queue to go to ends the start
+/// with its `after_hours_message`.
+fn open_queue<'a>(
+    snap: &'a Snapshot,
+    name: &str,
+    unix_ms: u64,
+) -> Result<&'a control::Queue, ChatError> {
+    let mut q = snap
+        .queue(name)
+        .filter(|q| q.channel == Channel::Chat)
+        .ok_or(ChatError::NoQueue)?;
+    for _ in 0..=MAX_DEFLECTIONS {
+        match snap.closed_action(&q.name, unix_time(unix_ms)) {
+            None => return Ok(q),
+            Some(control::AfterHours::Queue(t)) => {
+                info!(queue = %q.name, to = %t, "chat queue closed: deflected");
+                q = snap
+                    .queue(&t)
+                    .filter(|q| q.channel == Channel::Chat)
+                    .ok_or(ChatError::NoQueue)?;
+            }
+            Some(_) => {
+                info!(queue = %q.name, "chat queue closed: the customer gets the after-hours message");
+                return Err(ChatError::Closed(q.after_hours_message.clone()));
+            }
+        }
+    }
+    Err(ChatError::Closed(q.after_hours_message.clone()))
 }

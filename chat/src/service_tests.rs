@@ -436,3 +436,71 @@ fn pre_chat_fields_named_like_reserved_data_are_checked_the_same_way() {
         .unwrap();
     assert_eq!(c.list(t0)[0].fields["verified_customer"], "true");
 }
+
+#[test]
+fn a_closed_queue_ends_the_start_with_its_message_or_moves_it_and_refuses_transfers_in() {
+    // The virtual clock starts at 1 700 000 000 000 ms: Tuesday 22:13 UTC, after
+    // the office's hours.
+    let extra = r#"
+[[hours]]
+name = "office"
+timezone = "UTC"
+open = ["mon-fri 08:00-18:00"]
+[[hours]]
+name = "always"
+timezone = "UTC"
+open = ["daily 00:00-24:00"]
+[[queues]]
+name = "night"
+channel = "chat"
+agents = ["ann"]
+hours = "office"
+after_hours = "queue:web"
+[[queues]]
+name = "shut"
+channel = "chat"
+agents = ["ann"]
+hours = "office"
+after_hours_message = "Back at 8."
+[[queues]]
+name = "late"
+channel = "chat"
+agents = ["bob"]
+hours = "office"
+transfer_when_closed = true
+[[queues]]
+name = "open"
+channel = "chat"
+agents = ["bob"]
+hours = "always"
+"#;
+    let s = Arc::new(control::parse("t", &format!("{CONFIG}{extra}")).unwrap());
+    let c = Svc::new(Limits::default(), 1);
+    let t0 = Instant::now();
+    assert_eq!(
+        c.start(&s, "shut", fields("Cy"), t0),
+        Err(ChatError::Closed("Back at 8.".into()))
+    );
+    assert!(
+        c.list(t0).is_empty(),
+        "a refused start leaves no chat behind"
+    );
+    let (moved, _) = c.start(&s, "night", fields("Di"), t0).unwrap();
+    let (open, _) = c.start(&s, "open", fields("Ed"), t0).unwrap();
+    let list = c.list(t0);
+    let queue_of = |id: &str| list.iter().find(|x| x.id == id).unwrap().queue.clone();
+    assert_eq!(queue_of(&moved), "web");
+    assert_eq!(queue_of(&open), "open");
+    // Ann takes the web chat; she may not transfer it into a closed queue unless
+    // that queue allows it.
+    let _ann = agent(&c, &s, "ann", 1, t0);
+    c.accept(&s, "ann", &moved, t0).unwrap();
+    assert!(matches!(
+        c.transfer(&s, "ann", &moved, &Target::Queue("shut".into()), t0),
+        Err(ChatError::Closed(_))
+    ));
+    c.transfer(&s, "ann", &moved, &Target::Queue("late".into()), t0)
+        .unwrap();
+    let list = c.list(t0);
+    assert_eq!(list.iter().find(|x| x.id == moved).unwrap().queue, "late");
+}

@@ -5,6 +5,7 @@
 //! A snapshot is built once per load, never mutated, and swapped as a whole on reload.
 
 mod error;
+pub mod hours;
 mod model;
 mod snapshot;
 mod validate;

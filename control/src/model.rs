@@ -31,6 +31,68 @@ pub struct Config {
     pub users: Vec<User>,
     #[serde(default)]
     pub reserved_data: Vec<ReservedData>,
+    #[serde(default)]
+    pub hours: Vec<HoursConfig>,
+}
+
+/// Named opening hours a queue can follow (`hours = "office"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoursConfig {
+    pub name: String,
+    /// A tz database name (`Europe/Paris`, `UTC`).
+    pub timezone: String,
+    /// Weekly open spans: `mon-fri 08:00-18:00`, `sat 09:00-12:00`,
+    /// `mon,wed 10:00-12:00`, `daily 00:00-24:00`, `fri 22:00-02:00` (overnight).
+    #[serde(default)]
+    pub open: Vec<String>,
+    /// Whole local days closed (`2026-12-25`).
+    #[serde(default)]
+    pub closed: Vec<String>,
+}
+
+/// What a queue does with a call or chat while its hours are closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterHours {
+    /// Calls: play `after_hours_announcement`, then hang up. Chats: the customer
+    /// gets `after_hours_message` and the chat ends.
+    Announce,
+    /// Calls: the announcement, then the caller's message is recorded (mono WAV,
+    /// up to `voicemail_max`, `#` or hang-up ends it) and uploaded like a recording
+    /// with `"voicemail": true`. Chats: as `announce`.
+    Voicemail,
+    /// Send it to another queue (of the same channel).
+    Queue(String),
+    /// Calls: a second leg to this target (as a static route).
+    Forward(SipTarget),
+}
+
+impl std::str::FromStr for AfterHours {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "announce" => Ok(AfterHours::Announce),
+            "voicemail" => Ok(AfterHours::Voicemail),
+            _ => {
+                if let Some(q) = s.strip_prefix("queue:") {
+                    return Ok(AfterHours::Queue(q.to_string()));
+                }
+                if let Some(t) = s.strip_prefix("forward:") {
+                    return t.parse().map(AfterHours::Forward);
+                }
+                Err(format!(
+                    "`{s}`: expected announce, voicemail, queue:NAME or forward:SIP-URI"
+                ))
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AfterHours {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A header of the trunk's INVITE carried as a named field of the call (CCAI
@@ -643,6 +705,32 @@ pub struct Queue {
     /// `not_ready` with reason `no_answer`. 0: never.
     #[serde(default = "default_max_no_answer")]
     pub max_no_answer: u32,
+    /// The `[[hours]]` the queue keeps; outside them `after_hours` applies.
+    #[serde(default)]
+    pub hours: Option<String>,
+    /// What a call or chat gets while the queue is closed (default `announce`).
+    #[serde(default)]
+    pub after_hours: Option<AfterHours>,
+    /// Voice: played to the caller while closed (announce, voicemail).
+    #[serde(default)]
+    pub after_hours_announcement: Option<PathBuf>,
+    /// Voice: longest voicemail message.
+    #[serde(default = "default_voicemail_max", with = "duration_str")]
+    pub voicemail_max: Duration,
+    /// Chat: what the customer reads while closed (announce, voicemail).
+    #[serde(default = "default_after_hours_message")]
+    pub after_hours_message: String,
+    /// Chat: whether agents may transfer a chat into this queue while it is closed.
+    #[serde(default)]
+    pub transfer_when_closed: bool,
+}
+
+fn default_voicemail_max() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_after_hours_message() -> String {
+    "We are closed now. Please come back during our opening hours.".into()
 }
 
 fn default_max_no_answer() -> u32 {

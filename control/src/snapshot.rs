@@ -38,6 +38,8 @@ pub struct Snapshot {
     agents: HashMap<String, usize>,
     /// `[[users]]` name → the agent that names it as its `user`.
     agent_users: HashMap<String, usize>,
+    /// `[[hours]]` by name, parsed.
+    hours: HashMap<String, crate::hours::Hours>,
 }
 
 impl Snapshot {
@@ -75,12 +77,23 @@ impl Snapshot {
             .enumerate()
             .filter_map(|(i, a)| a.user.clone().map(|u| (u, i)))
             .collect();
+        // Validation parsed every entry already.
+        let hours = config
+            .hours
+            .iter()
+            .filter_map(|h| {
+                crate::hours::Hours::parse(&h.timezone, &h.open, &h.closed)
+                    .ok()
+                    .map(|p| (h.name.clone(), p))
+            })
+            .collect();
         Snapshot {
             config,
             exact,
             prefixes,
             agents,
             agent_users,
+            hours,
         }
     }
 
@@ -131,6 +144,21 @@ impl Snapshot {
 
     pub fn agent(&self, id: &str) -> Option<&crate::model::Agent> {
         self.agents.get(id).map(|&i| &self.config.agents[i])
+    }
+
+    /// What queue `name` does now when it is closed at `at` (its `hours`); `None`:
+    /// open (or no hours, or no such queue).
+    pub fn closed_action(
+        &self,
+        name: &str,
+        at: std::time::SystemTime,
+    ) -> Option<crate::AfterHours> {
+        let q = self.queue(name)?;
+        let h = self.hours.get(q.hours.as_deref()?)?;
+        if h.is_open(at) {
+            return None;
+        }
+        Some(q.after_hours.clone().unwrap_or(crate::AfterHours::Announce))
     }
 
     /// The agent whose `user` is console user `name` (one person for calls and chats).

@@ -219,6 +219,20 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         ));
     }
 
+    let mut hours_names: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in c.hours.iter().enumerate() {
+        let hpath = || root().key("hours").index(i);
+        if h.name.is_empty() || hours_names.insert(&h.name, i).is_some() {
+            return Err(Issue::new(
+                hpath().key("name"),
+                format!("hours name `{}` is empty or appears twice", h.name),
+            ));
+        }
+        if let Err(e) = crate::hours::Hours::parse(&h.timezone, &h.open, &h.closed) {
+            return Err(Issue::new(hpath(), e));
+        }
+    }
+
     let mut fields: HashMap<String, usize> = HashMap::new();
     for (i, r) in c.reserved_data.iter().enumerate() {
         let rpath = || root().key("reserved_data").index(i);
@@ -327,6 +341,11 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         }
         check_audio(&q.announcement, qpath().key("announcement"))?;
         check_audio(&q.hold_audio, qpath().key("hold_audio"))?;
+        check_audio(
+            &q.after_hours_announcement,
+            qpath().key("after_hours_announcement"),
+        )?;
+        check_after_hours(c, q, &qpath)?;
     }
     for (i, r) in c.routes.iter().enumerate() {
         let rpath = || root().key("routes").index(i);
@@ -392,6 +411,68 @@ fn check_number(n: &str, path: &FieldPath) -> Result<(), Issue> {
         return Err(Issue::new(
             path.clone(),
             format!("`{n}` is not a valid user part"),
+        ));
+    }
+    Ok(())
+}
+
+/// A queue's `hours` and `after_hours`: the hours exist, the action fits the
+/// channel, a target queue exists with the same channel, voice announce and
+/// voicemail have their announcement.
+fn check_after_hours(
+    c: &crate::model::Config,
+    q: &crate::model::Queue,
+    qpath: &dyn Fn() -> FieldPath,
+) -> Result<(), Issue> {
+    use crate::model::{AfterHours, Channel};
+    if let Some(h) = &q.hours {
+        if !c.hours.iter().any(|x| &x.name == h) {
+            return Err(Issue::new(
+                qpath().key("hours"),
+                format!("hours `{h}` are not defined in [[hours]]"),
+            ));
+        }
+    } else if q.after_hours.is_some() {
+        return Err(Issue::new(
+            qpath().key("after_hours"),
+            "needs `hours` (when the queue is open)",
+        ));
+    }
+    let Some(h) = &q.hours else { return Ok(()) };
+    let action = q.after_hours.clone().unwrap_or(AfterHours::Announce);
+    match (&action, q.channel) {
+        (AfterHours::Queue(t), _) => {
+            let target = c.queues.iter().find(|x| &x.name == t);
+            if target.is_none_or(|x| x.channel != q.channel || x.name == q.name) {
+                return Err(Issue::new(
+                    qpath().key("after_hours"),
+                    format!("`queue:{t}` must name another queue of the same channel"),
+                ));
+            }
+        }
+        (AfterHours::Forward(_), Channel::Chat) => {
+            return Err(Issue::new(
+                qpath().key("after_hours"),
+                "a chat queue cannot forward to a SIP target",
+            ));
+        }
+        (AfterHours::Announce | AfterHours::Voicemail, Channel::Voice)
+            if q.after_hours_announcement.is_none() =>
+        {
+            return Err(Issue::new(
+                qpath().key("after_hours_announcement"),
+                format!(
+                    "queue `{}` keeps hours `{h}`: what does a caller hear when closed?",
+                    q.name
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if q.voicemail_max.is_zero() {
+        return Err(Issue::new(
+            qpath().key("voicemail_max"),
+            "must be longer than 0s",
         ));
     }
     Ok(())

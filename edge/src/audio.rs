@@ -29,13 +29,14 @@ pub struct AudioCache {
 }
 
 impl AudioCache {
-    /// Decode every `announcement` and `hold_audio` of the routes and queues.
+    /// Decode every `announcement` and `hold_audio` of the routes and queues, and the
+    /// queues' `after_hours_announcement`.
     pub fn load(snap: &Snapshot) -> Result<AudioCache, AudioError> {
         let c = &snap.config;
         let paths = c
             .queues
             .iter()
-            .flat_map(|q| [&q.announcement, &q.hold_audio])
+            .flat_map(|q| [&q.announcement, &q.hold_audio, &q.after_hours_announcement])
             .chain(
                 c.routes
                     .iter()

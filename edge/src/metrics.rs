@@ -33,6 +33,8 @@ pub struct Metrics {
     pub uploads_busy: AtomicU64,
     pub config_reloads: AtomicU64,
     pub config_reload_failures: AtomicU64,
+    /// Chats refused at start because their queue (and any after_hours queue) was closed.
+    pub chats_after_hours: AtomicU64,
 }
 
 /// What the SIP core reports when asked.
@@ -149,6 +151,24 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     for (state, n) in by {
         let _ = writeln!(o, "edge_agent_state_changes_total{{state=\"{state}\"}} {n}");
     }
+    header(
+        &mut o,
+        "edge_calls_after_hours_total",
+        "Calls for a closed queue by the after_hours action taken (announce, voicemail, queue, forward).",
+        "counter",
+    );
+    let mut by: Vec<_> = core.calls.after_hours.iter().collect();
+    by.sort();
+    for (action, n) in by {
+        let _ = writeln!(o, "edge_calls_after_hours_total{{action=\"{action}\"}} {n}");
+    }
+    metric(
+        &mut o,
+        "edge_voicemails_total",
+        "Voicemails recorded after hours (handed to the recording spool).",
+        "counter",
+        core.calls.voicemails,
+    );
     metric(
         &mut o,
         "edge_calls_reserved_data_refused_total",
@@ -429,6 +449,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "RTP sockets that could not be bound.",
         "counter",
         m.media_bind_failures.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_chats_after_hours_total",
+        "Chats started in a closed queue that got the after-hours message and ended.",
+        "counter",
+        m.chats_after_hours.load(Relaxed),
     );
     header(
         &mut o,

@@ -50,7 +50,12 @@ impl Recorder {
         let sidecar = sidecar_of(&path);
         write_atomic(&sidecar, &base_meta(&meta, started))?;
         let f = File::create(&path)?;
-        let wav = StereoWav::new(BufWriter::with_capacity(16 * 1024, f), RATE)?;
+        let out = BufWriter::with_capacity(16 * 1024, f);
+        let wav = if meta.voicemail {
+            StereoWav::mono(out, RATE)?
+        } else {
+            StereoWav::new(out, RATE)?
+        };
         Ok(Recorder {
             wav: Some(wav),
             path,
@@ -144,7 +149,12 @@ fn base_meta(m: &RecordingMeta, started: SystemTime) -> serde_json::Value {
         "reserved_data": reserved_json(&m.reserved),
         "start": rfc3339(started),
         "format": "wav",
-        "channels": {"left": "customer", "right": "agent"},
+        "channels": if m.voicemail {
+            serde_json::json!({"mono": "caller"})
+        } else {
+            serde_json::json!({"left": "customer", "right": "agent"})
+        },
+        "voicemail": m.voicemail,
         "sample_rate": RATE,
         "file": format!("{}.wav", m.call_id),
     })
@@ -217,8 +227,9 @@ fn recover_one(path: &Path, inbox: &Path) -> io::Result<PathBuf> {
         .write(true)
         .open(path)?;
     let md = f.metadata()?;
-    let frames = media::wav::repair(&mut f, RATE, md.len())?;
-    f.set_len(44 + frames * 4)?;
+    let channels: u16 = if meta["voicemail"] == true { 1 } else { 2 };
+    let frames = media::wav::repair(&mut f, RATE, channels, md.len())?;
+    f.set_len(44 + frames * 2 * u64::from(channels))?;
     f.sync_all()?;
     drop(f);
     meta["end"] = md.modified().map(rfc3339).unwrap_or_default().into();

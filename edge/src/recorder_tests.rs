@@ -11,6 +11,7 @@ fn meta(id: &str) -> RecordingMeta {
         route: None,
         agent: Some("1001".into()),
         reserved: vec![("verified_customer".into(), "yes".into())],
+        voicemail: false,
     }
 }
 

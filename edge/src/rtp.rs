@@ -50,6 +50,7 @@ enum Cmd {
     },
     Announce {
         slot: usize,
+        side: Side,
         samples: Arc<[i16]>,
         pt: u8,
     },
@@ -170,11 +171,18 @@ impl RelayHandle {
         );
     }
 
-    /// Play an announcement to the agent; the worker reports when it is over.
-    pub fn announce(&self, samples: Arc<[i16]>, pt: u8) {
+    /// Play an announcement to `side`; the worker reports when it is over.
+    pub fn announce(&self, side: Side, samples: Arc<[i16]>, pt: u8) {
         let slot = self.slot;
-        self.relays
-            .send(self.worker, Cmd::Announce { slot, samples, pt });
+        self.relays.send(
+            self.worker,
+            Cmd::Announce {
+                slot,
+                side,
+                samples,
+                pt,
+            },
+        );
     }
 
     pub fn hold(&self, side: Side, held: bool, audio: Option<Arc<[i16]>>) {
@@ -614,9 +622,14 @@ fn apply(
             }
             None => ctx.finisher.finish(*recorder),
         },
-        Cmd::Announce { slot, samples, pt } => {
+        Cmd::Announce {
+            slot,
+            side,
+            samples,
+            pt,
+        } => {
             if let Some(call) = calls.get_mut(&slot) {
-                call.media.announce(samples, pt);
+                call.media.announce(side, samples, pt);
                 mixes = true;
             }
         }

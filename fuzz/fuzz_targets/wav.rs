@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut f = std::io::Cursor::new(data.to_vec());
     let len = data.len() as u64;
-    if let Ok(frames) = media::wav::repair(&mut f, 8000, len) {
+    if let Ok(frames) = media::wav::repair(&mut f, 8000, 2, len) {
         // The caller truncates to 44 + 4 * frames: never past the end of the file,
         // and the header now says exactly that much audio.
         assert!(44 + 4 * frames <= len);

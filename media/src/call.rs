@@ -101,13 +101,13 @@ impl CallMedia {
     ) -> (Party, Option<char>) {
         let (foreign, malformed) = (self.relay.stats.foreign, self.relay.stats.malformed);
         let dst = self.relay.on_datagram(on, src, pkt);
-        if self.relay.stats.foreign == foreign && self.relay.stats.malformed == malformed {
-            // The party itself (forwarded, or waiting for the other side's address).
-            self.last_heard_us = now_us;
-        }
-        let Some(dst) = dst else {
+        if self.relay.stats.foreign != foreign || self.relay.stats.malformed != malformed {
             return (Party::Refused, None);
-        };
+        }
+        // The party itself: forwarded, or with no other side to forward to (not yet
+        // known, or none at all: a call the edge answers itself, after hours). Its
+        // digits and audio still reach the session (recording a voicemail, `#`).
+        self.last_heard_us = now_us;
         let mut digit = None;
         if !on.rtcp {
             if pkt.len() >= 16 && pkt[1] & 0x7F >= 96 {
@@ -119,7 +119,12 @@ impl CallMedia {
                 }
             }
         }
-        (Party::Forward(dst), digit)
+        match dst {
+            Some(dst) => (Party::Forward(dst), digit),
+            None if on.rtcp || self.session.is_none() => (Party::Refused, digit),
+            // Taken by the session (recorded, listened to) with nowhere to relay it.
+            None => (Party::Consumed, digit),
+        }
     }
 
     fn party_digit(&mut self, side: Side, pkt: &[u8]) -> Option<char> {
@@ -270,8 +275,8 @@ impl CallMedia {
     }
 
     /// Play decoded `samples` to the caller (payload type `pt`). The call mixes.
-    pub fn announce(&mut self, samples: Arc<[i16]>, pt: u8) {
-        self.session().announce(samples, pt);
+    pub fn announce(&mut self, to: Side, samples: Arc<[i16]>, pt: u8) {
+        self.session().announce(to, samples, pt);
     }
 
     /// Hold or resume `side`; `audio` is what a held party hears. Whether it mixes.

@@ -193,7 +193,7 @@ fn generated_dtmf_goes_to_the_party_and_is_lost_without_an_address() {
 #[test]
 fn an_announcement_is_reported_done_once() {
     let mut m = connected();
-    m.announce(Arc::from(vec![0i16; 800]), 0);
+    m.announce(Side::B, Arc::from(vec![0i16; 800]), 0);
     let mut now = 0;
     let mut done = 0;
     for _ in 0..50 {
@@ -234,4 +234,52 @@ fn silence_counts_only_the_parties_own_datagrams() {
     assert!(!m.on_hold());
     m.hold(Side::A, true, None);
     assert!(m.on_hold());
+}
+
+#[test]
+fn a_caller_with_no_other_side_still_reaches_the_session_and_its_digits_are_reported() {
+    // After hours the edge answers the caller itself: only A has an address.
+    let mut m = CallMedia::new(1, 0);
+    m.apply(&Command::Remote {
+        side: Side::A,
+        addr: Some(addr("10.0.0.1:4000")),
+    });
+    // Without a session, nowhere to go: refused as before.
+    let mut p = voice(1);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 0),
+        (Party::Refused, None)
+    );
+    m.announce(Side::A, Arc::from(vec![0i16; 160]), 0);
+    m.tick(20_000, |_, _, _| {}, |_, _| {});
+    m.tick(40_000, |_, _, _| {}, |_, _| {});
+    assert!(m.take_announcement_done());
+    // With the session (announcing, then recording), the caller's audio is taken
+    // and its `#` reported.
+    let mut p = voice(2);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 60_000),
+        (Party::Consumed, None)
+    );
+    let mut got = Vec::new();
+    for (i, end) in [false, true].into_iter().enumerate() {
+        let ev = dtmf::payload(
+            dtmf::event_code('#').unwrap(),
+            end,
+            10,
+            160 * (i as u16 + 1),
+        );
+        let mut p = packet(101, 3 + i as u16, 8000, 7, &ev);
+        let (verdict, digit) = m.on_party(A_RTP, addr("10.0.0.1:4000"), &mut p, 80_000);
+        assert_eq!(verdict, Party::Consumed);
+        got.extend(digit);
+    }
+    assert_eq!(got, ['#']);
+    // A stranger on the caller's socket is still refused, its digits ignored.
+    let ev = dtmf::payload(dtmf::event_code('1').unwrap(), true, 10, 160);
+    let mut p = packet(101, 9, 16000, 8, &ev);
+    assert_eq!(
+        m.on_party(A_RTP, addr("10.9.9.9:4000"), &mut p, 100_000),
+        (Party::Refused, None)
+    );
 }

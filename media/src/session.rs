@@ -115,8 +115,9 @@ pub struct Session {
     recording: bool,
     /// The announcement the agent hears before the customer is connected.
     announce: Option<Player>,
-    /// Payload type the announcement is sent in.
+    /// Payload type the announcement is sent in, and who hears it.
     announce_pt: u8,
+    announce_to: Side,
     announce_done: bool,
     /// Parties on hold (index: `Side as usize`) and what they hear.
     held: [bool; 2],
@@ -162,6 +163,7 @@ impl Session {
             recording: false,
             announce: None,
             announce_pt: 0,
+            announce_to: Side::B,
             announce_done: false,
             held: [false, false],
             hold_audio: None,
@@ -193,18 +195,20 @@ impl Session {
         self.generating[to]
             || self.dtmf_now[to].is_some()
             || !self.dtmf_out[to].is_empty()
-            || (to == Side::B as usize && self.announce.is_some())
+            || (to == self.announce_to as usize && self.announce.is_some())
     }
 
-    /// Play `samples` (8 kHz) to the agent only, in payload type `pt` (0 or 8). Until it
-    /// ends the parties do not hear each other (the customer is not connected yet);
-    /// then [`Session::take_announcement_done`] says so once.
-    pub fn announce(&mut self, samples: Arc<[i16]>, pt: u8) {
+    /// Play `samples` (8 kHz) to `to` only, in payload type `pt` (0 or 8): the agent
+    /// (whisper announcement) or the caller (after hours). Until it ends the parties
+    /// do not hear each other (the customer is not connected yet); then
+    /// [`Session::take_announcement_done`] says so once.
+    pub fn announce(&mut self, to: Side, samples: Arc<[i16]>, pt: u8) {
         self.activating();
         self.announce = Some(Player::new(samples, false));
-        // Nothing of the customer reaches the agent meanwhile, not even a first packet.
-        if self.out[Side::B as usize].is_none() {
-            self.out[Side::B as usize] = Some(new_stream(&mut self.seed));
+        self.announce_to = to;
+        // Nothing of the other party reaches `to` meanwhile, not even a first packet.
+        if self.out[to as usize].is_none() {
+            self.out[to as usize] = Some(new_stream(&mut self.seed));
         }
         self.announce_pt = if pt == 8 { 8 } else { 0 };
         self.announce_done = false;
@@ -346,8 +350,8 @@ impl Session {
             self.parties[from as usize].push(&p, pkt);
         }
         let to = from.other() as usize;
-        if from == Side::B && self.announce.is_some() {
-            // The customer is not connected until the announcement is over.
+        if from == self.announce_to && self.announce.is_some() {
+            // The parties are not connected until the announcement is over.
             return Verdict::Drop;
         }
         let h = p.header;
@@ -430,11 +434,11 @@ impl Session {
             self.announce_done = true;
             return;
         };
-        let i = Side::B as usize;
+        let i = self.announce_to as usize;
         let out = self.out[i].get_or_insert_with(|| new_stream(&mut self.seed));
         let h = out.generate(self.announce_pt, now_us);
         let n = write_frame(&mut self.buf, &h, &f);
-        send(Dest::Party(Side::B), &self.buf[..n]);
+        send(Dest::Party(self.announce_to), &self.buf[..n]);
     }
 
     /// A packet from supervisor `id`'s phone. Returns a DTMF digit it completes.
@@ -485,9 +489,10 @@ impl Session {
             f
         });
         let announcing = self.announce.is_some();
+        let to = self.announce_to as usize;
         let busy = [
-            self.dtmf_now[0].is_some(),
-            self.dtmf_now[1].is_some() || announcing,
+            self.dtmf_now[0].is_some() || (announcing && to == 0),
+            self.dtmf_now[1].is_some() || (announcing && to == 1),
         ];
         let (parties, monitors, out, generating, buf, waited, seed) = (
             &self.parties,

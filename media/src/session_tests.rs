@@ -363,7 +363,7 @@ fn assert_continuous(hs: &[(u32, u16, u32)], who: &str) {
 fn announcement_reaches_the_agent_only_then_the_call_connects() {
     let mut sc = Scene::new();
     // 2300 Hz announcement of 0.5 s (25 frames), in PCMU.
-    sc.s.announce(tone_samples(2300.0, 0.5), 0);
+    sc.s.announce(Side::B, tone_samples(2300.0, 0.5), 0);
     assert!(sc.s.active() && sc.s.announcing());
     sc.run(10);
     let h = &sc.heard;
@@ -389,9 +389,26 @@ fn announcement_reaches_the_agent_only_then_the_call_connects() {
 }
 
 #[test]
+fn an_announcement_to_the_caller_reaches_the_caller_only() {
+    let mut sc = Scene::new();
+    // After hours: the caller (side A) hears 0.3 s of 2300 Hz, the other side nothing.
+    sc.s.announce(Side::A, tone_samples(2300.0, 0.3), 0);
+    sc.run(10);
+    assert!(sc.heard.has("customer", 2300.0), "the caller hears it");
+    assert!(!sc.heard.has("customer", 1100.0));
+    assert!(
+        !sc.heard.samples.contains_key("agent"),
+        "nothing of the caller passes"
+    );
+    sc.run(10);
+    assert!(sc.s.take_announcement_done());
+    assert_continuous(&sc.heard.headers["customer"], "customer");
+}
+
+#[test]
 fn stopped_announcement_is_not_reported_done() {
     let mut sc = Scene::new();
-    sc.s.announce(tone_samples(2300.0, 0.2), 8);
+    sc.s.announce(Side::B, tone_samples(2300.0, 0.2), 8);
     sc.run(3);
     let raw = &sc.heard.raw["agent"];
     assert_eq!(

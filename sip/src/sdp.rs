@@ -202,6 +202,42 @@ impl Sdp {
             .unwrap_or(Direction::SendRecv)
     }
 
+    /// The edge's own answer to this offer (it terminates the media itself: an
+    /// after-hours announcement, voicemail): `addr`:`port`, the offer's first G.711
+    /// codec and its telephone-event, other streams refused (port 0). `None`: the
+    /// offer has no audio stream with PCMU or PCMA.
+    pub fn answer_g711(&self, addr: IpAddr, port: u16, session_id: u64) -> Option<String> {
+        let audio = self.audio_index()?;
+        let pt = self.first_g711_pt()?;
+        let te = self.telephone_event_pt();
+        let ip_kind = if addr.is_ipv4() { "IP4" } else { "IP6" };
+        let mut out = format!(
+            "v=0\r\no=edge {session_id} 1 IN {ip_kind} {addr}\r\ns=edge\r\nc=IN {ip_kind} {addr}\r\nt=0 0\r\n"
+        );
+        for (i, m) in self.media.iter().enumerate() {
+            if i != audio {
+                let first = m.formats.first().map(String::as_str).unwrap_or("0");
+                out.push_str(&format!("m={} 0 {} {first}\r\n", m.kind, m.proto));
+                continue;
+            }
+            let fmts = match te {
+                Some(t) => format!("{pt} {t}"),
+                None => pt.to_string(),
+            };
+            let name = if pt == 8 { "PCMA" } else { "PCMU" };
+            out.push_str(&format!(
+                "m=audio {port} RTP/AVP {fmts}\r\na=rtpmap:{pt} {name}/8000\r\n"
+            ));
+            if let Some(t) = te {
+                out.push_str(&format!(
+                    "a=rtpmap:{t} telephone-event/8000\r\na=fmtp:{t} 0-15\r\n"
+                ));
+            }
+            out.push_str("a=ptime:20\r\na=sendrecv\r\n");
+        }
+        Some(out)
+    }
+
     /// The SDP to send to the other party: the edge's `addr` and `port` for the first
     /// audio stream, other streams refused.
     pub fn rewrite(&self, addr: IpAddr, port: u16) -> String {

@@ -92,3 +92,27 @@ fn rejects_bad_sdp() {
     let no_audio = Sdp::parse(b"v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 5 RTP/AVP 96\r\n").unwrap();
     assert_eq!(no_audio.audio_target().unwrap_err(), SdpError::NoAudio);
 }
+
+#[test]
+fn the_edges_own_answer_takes_the_first_g711_codec_and_refuses_other_streams() {
+    let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+m=video 5000 RTP/AVP 96\r\n";
+    let s = Sdp::parse(offer.as_bytes()).unwrap();
+    let a = s
+        .answer_g711("127.0.0.1".parse().unwrap(), 20000, 7)
+        .unwrap();
+    let ans = Sdp::parse(a.as_bytes()).unwrap();
+    assert_eq!(ans.first_g711_pt(), Some(8), "{a}");
+    assert_eq!(ans.telephone_event_pt(), Some(101));
+    assert_eq!(
+        ans.audio_target().unwrap(),
+        Some("127.0.0.1:20000".parse().unwrap())
+    );
+    assert!(a.contains("m=video 0 RTP/AVP 96\r\n"), "{a}");
+    let g722 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 9\r\n";
+    let s = Sdp::parse(g722.as_bytes()).unwrap();
+    assert!(s
+        .answer_g711("127.0.0.1".parse().unwrap(), 20000, 7)
+        .is_none());
+}

@@ -589,3 +589,16 @@ pub fn run_with_timeout(cmd: &mut Command, secs: u64) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Write an 8 kHz 16-bit WAV of `hz` lasting `secs` (an announcement or hold audio
+/// a tone detector can recognise). The writer is stereo; the edge's decoder mixes
+/// the two equal channels down.
+pub fn tone_wav(path: &Path, hz: f64, secs: f64) {
+    let mut t = media::tone::Tone::new(hz, 8000);
+    let samples: Vec<i16> = (0..(8000.0 * secs) as usize)
+        .map(|_| t.next_sample())
+        .collect();
+    let mut w = media::wav::StereoWav::new(std::io::Cursor::new(Vec::new()), 8000).unwrap();
+    w.write(&samples, &samples).unwrap();
+    std::fs::write(path, w.finish().unwrap().into_inner()).unwrap();
+}

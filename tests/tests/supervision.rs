@@ -7,7 +7,7 @@
 use edge_tests::http::{self, request_body};
 use edge_tests::tone_peer::TonePeer;
 use edge_tests::ua::{Uac, Uas};
-use edge_tests::{free_port, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use edge_tests::{free_port, tone_wav, Edge, ADMIN_TOKEN, AGENT_TOKEN};
 use media::tone::goertzel;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -493,18 +493,6 @@ fn two_supervisors_and_the_call_ending_while_monitored() {
         .filter(|w| w[1].1 != w[0].1.wrapping_add(1))
         .count();
     assert_eq!(jumps, 0);
-}
-
-/// A mono 8 kHz 16-bit WAV of `hz` lasting `secs`.
-fn tone_wav(path: &std::path::Path, hz: f64, secs: f64) {
-    let mut t = media::tone::Tone::new(hz, 8000);
-    let samples: Vec<i16> = (0..(8000.0 * secs) as usize)
-        .map(|_| t.next_sample())
-        .collect();
-    let mut w = media::wav::StereoWav::new(std::io::Cursor::new(Vec::new()), 8000).unwrap();
-    // The writer is stereo; the decoder mixes channels down (same tone on both).
-    w.write(&samples, &samples).unwrap();
-    std::fs::write(path, w.finish().unwrap().into_inner()).unwrap();
 }
 
 #[test]

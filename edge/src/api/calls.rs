@@ -32,6 +32,7 @@ fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
         "queue": c.queue,
         "agent": c.agent,
         "reserved_data": crate::recorder::reserved_json(&c.reserved),
+        "after_hours": c.after_hours,
         "start_time": (now - c.age_secs),
         "duration_secs": c.age_secs,
         "monitors": c.monitors.iter().map(|m| json!({

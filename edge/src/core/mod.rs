@@ -368,9 +368,9 @@ impl Core {
                     self.metrics.media_bind_failures.fetch_add(1, Relaxed);
                 }
             }
-            Command::Announce { file, pt } => {
+            Command::Announce { side, file, pt } => {
                 match (self.relays.get(&call), self.audio.get(&file)) {
-                    (Some(r), Some(samples)) => r.announce(samples, pt),
+                    (Some(r), Some(samples)) => r.announce(side, samples, pt),
                     _ => {
                         // Not loaded (a reload removed it) or no relay: connect now.
                         warn!(%call, file = %file.display(), "announcement not available: connecting the caller");

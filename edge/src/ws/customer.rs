@@ -10,9 +10,10 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use chat::hub::Subscription;
-use chat::service::Resume;
+use chat::service::{ChatError, Resume};
 use chat::{Author, ClientFrame, Offset, ServerFrame};
 use serde_json::Map;
+use std::sync::atomic::Ordering;
 use tracing::Instrument;
 
 pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
@@ -42,6 +43,20 @@ async fn start(
             };
             let _ = sock.send(send_frame(&started)).await;
             Some((chat, Offset(0)))
+        }
+        Err(ChatError::Closed(message)) => {
+            // Not a protocol error: the queue keeps hours and is closed. The customer
+            // reads the queue's message and the chat is over before it began.
+            s.metrics.chats_after_hours.fetch_add(1, Ordering::Relaxed);
+            let ended = ServerFrame::Ended {
+                chat: None,
+                offset: None,
+                by: Some("system".into()),
+                reason: message,
+            };
+            let _ = sock.send(send_frame(&ended)).await;
+            close(sock, 1000, "closed").await;
+            None
         }
         Err(e) => {
             close(sock, 4002, &e.to_string()).await;
