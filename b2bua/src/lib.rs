@@ -260,6 +260,7 @@ fn contact_for(flow: Flow) -> String {
     match flow.transport {
         Transport::Udp => format!("<sip:edge@{}>", flow.local),
         Transport::Tcp => format!("<sip:edge@{};transport=tcp>", flow.local),
+        Transport::Tls => format!("<sip:edge@{};transport=tls>", flow.local),
     }
 }
 

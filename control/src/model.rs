@@ -33,6 +33,19 @@ pub struct Config {
     pub reserved_data: Vec<ReservedData>,
     #[serde(default)]
     pub hours: Vec<HoursConfig>,
+    /// Certificate and key for `tls:` listen entries.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: PEM files, read at start and on reload (relative to the working directory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1). Never logged.
+    pub key: std::path::PathBuf,
 }
 
 /// Named opening hours a queue can follow (`hours = "office"`).

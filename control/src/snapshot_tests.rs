@@ -293,3 +293,88 @@ fn reserved_data_values_are_checked_and_named_for_the_agent_leg() {
     let msg = parse("t", clash).unwrap_err().to_string();
     assert!(msg.contains("reserved_data[1].field"), "{msg}");
 }
+
+#[test]
+fn a_tls_listen_address_needs_the_tls_table() {
+    let text = "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\"]\n";
+    let msg = parse("edge.toml", text).unwrap_err().to_string();
+    assert!(
+        msg.contains("sip.listen[1]") && msg.contains("[tls] cert and key"),
+        "{msg}"
+    );
+    let text = format!("{text}[tls]\ncert = \"edge.pem\"\nkey = \"edge-key.pem\"\n");
+    let s = parse("edge.toml", &text).unwrap();
+    let tls = s.config.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, std::path::PathBuf::from("edge.pem"));
+    assert!(
+        parse("edge.toml", "[tls]\ncert = \"a\"\n").is_err(),
+        "key is required"
+    );
+}
+
+/// The configuration block of the agents issue (13), verbatim, plus the console
+/// user its agent names.
+const AGENTS_ISSUE_CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tls:127.0.0.1:5061"]
+realm = "edge"
+digest = ["MD5"]                # challenges sent, in this order: "MD5", "SHA-256"
+
+[tls]
+cert = "edge.pem"
+key = "edge-key.pem"
+
+[[agents]]
+id = "1001"
+name = "Alice"
+password = "alice-sip-secret"   # REGISTER as sip:1001@… with digest auth
+user = "alice"                  # the [[users]] entry: one agent for calls and chats
+wrap_up = "10s"
+
+[[hours]]
+name = "office"
+timezone = "Europe/Paris"
+open = ["mon-fri 08:00-18:00", "sat 09:00-12:00"]
+closed = ["2026-12-25"]
+
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001"]
+hours = "office"
+after_hours = "voicemail"       # announce | voicemail | queue:NAME | forward:SIP-URI
+after_hours_announcement = "closed.wav"
+max_no_answer = 3
+
+[[reserved_data]]
+field = "verified_customer"
+header = "X-Verified-Customer"
+"#;
+
+#[test]
+fn accepts_the_agents_issue_file_as_written() {
+    let text = format!(
+        "{AGENTS_ISSUE_CONFIG}\n[[users]]\nname = \"alice\"\nrole = \"agent\"\ntoken = \"alice-token-1\"\n"
+    );
+    // Every key is accepted; the announcement must exist (read at validation).
+    let msg = parse("edge.toml", &text).unwrap_err().to_string();
+    assert!(
+        msg.contains("after_hours_announcement") && msg.contains("closed.wav"),
+        "{msg}"
+    );
+    let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let text = text.replace("\"closed.wav\"", &format!("\"{here}\""));
+    let s = parse("edge.toml", &text).unwrap();
+    assert_eq!(s.config.sip.listen[2].transport, crate::Transport::Tls);
+    assert!(s.config.tls.is_some());
+    let q = s.queue("sales").unwrap();
+    assert_eq!(q.after_hours, Some(crate::AfterHours::Voicemail));
+    // 2026-12-25 (a Friday) is closed all day in Paris; the Monday after at 10:00
+    // Paris time (09:00 UTC) is open.
+    let at = |unix: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    assert_eq!(
+        s.closed_action("sales", at(1_798_189_200)),
+        Some(crate::AfterHours::Voicemail)
+    );
+    assert_eq!(s.closed_action("sales", at(1_798_448_400)), None);
+}

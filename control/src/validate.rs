@@ -13,6 +13,19 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             "at least one listen address is required",
         ));
     }
+    if let Some(i) = c
+        .sip
+        .listen
+        .iter()
+        .position(|l| l.transport == crate::Transport::Tls)
+    {
+        if c.tls.is_none() {
+            return Err(Issue::new(
+                root().key("sip").key("listen").index(i),
+                "a `tls:` listen address needs [tls] cert and key",
+            ));
+        }
+    }
     if c.sip.max_calls == 0 {
         return Err(Issue::new(
             root().key("sip").key("max_calls"),

@@ -14,16 +14,19 @@ use std::time::Duration;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26): a TCP stream with rustls on it.
+    Tls,
 }
 
 impl Transport {
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 }
@@ -44,13 +47,18 @@ pub struct ListenAddr {
 impl FromStr for ListenAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (proto, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}`: expected `udp:IP:PORT` or `tcp:IP:PORT`"))?;
+        let (proto, rest) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: expected `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`")
+        })?;
         let transport = match proto.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            other => return Err(format!("`{s}`: unknown transport `{other}` (udp or tcp)")),
+            "tls" => Transport::Tls,
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown transport `{other}` (udp, tcp or tls)"
+                ))
+            }
         };
         let addr = rest
             .parse::<SocketAddr>()

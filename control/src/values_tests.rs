@@ -9,6 +9,10 @@ fn listen_addresses() {
     assert_eq!(l.addr, "127.0.0.1:5060".parse().unwrap());
     let l: ListenAddr = "tcp:[::1]:5070".parse().unwrap();
     assert_eq!(l.transport, Transport::Tcp);
+    let l: ListenAddr = "TLS:127.0.0.1:5061".parse().unwrap();
+    assert_eq!(l.transport, Transport::Tls);
+    assert!(l.transport.is_reliable());
+    assert_eq!(l.to_string(), "tls:127.0.0.1:5061");
     assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
     assert!("udp:localhost".parse::<ListenAddr>().is_err());
 }

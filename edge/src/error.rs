@@ -40,6 +40,8 @@ pub enum EdgeError {
     #[error(transparent)]
     Audio(#[from] crate::audio::AudioError),
     #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
     LinkKey(#[from] crate::api::attachments::KeyError),
     #[error("http server: {0}")]
     Http(io::Error),

@@ -11,6 +11,7 @@ mod metrics;
 mod recorder;
 mod recordings;
 mod rtp;
+mod tls;
 mod ws;
 
 use arc_swap::ArcSwap;
@@ -183,10 +184,19 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     let rtp_ports = u64::from(c.media.rtp_ports.last - c.media.rtp_ports.first) + 1;
     let tcp_limits = Arc::new(core::TcpLimits::new(&c.sip, fd_limit, rtp_ports));
-    for (addr, l) in tcp {
+    let tls = match &c.tls {
+        Some(t) if tcp.iter().any(|l| l.transport == control::Transport::Tls) => {
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?))
+        }
+        _ => None,
+    };
+    for l in tcp {
+        let acceptor = (l.transport == control::Transport::Tls)
+            .then(|| tls.clone())
+            .flatten();
         core::spawn_tcp_listener(
-            addr,
             l,
+            acceptor,
             core_tx.clone(),
             metrics.clone(),
             tcp_limits.clone(),

@@ -25,6 +25,8 @@ pub struct Metrics {
     /// SIP TCP connections closed idle, or with a message not completed in time.
     pub tcp_timeouts_idle: AtomicU64,
     pub tcp_timeouts_message: AtomicU64,
+    /// SIP TLS handshakes that failed or did not finish in time.
+    pub tls_handshake_failures: AtomicU64,
     /// HTTP connections open, and refused over [http] max_connections.
     pub http_connections: AtomicU64,
     pub http_refused: AtomicU64,
@@ -449,6 +451,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "RTP sockets that could not be bound.",
         "counter",
         m.media_bind_failures.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_sip_tls_handshake_failures_total",
+        "SIP TLS connections closed because their handshake failed or timed out.",
+        "counter",
+        m.tls_handshake_failures.load(Relaxed),
     );
     metric(
         &mut o,

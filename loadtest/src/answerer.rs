@@ -211,6 +211,7 @@ impl Answerer {
                 let local_contact = match flow.transport {
                     control::Transport::Udp => format!("<sip:answer@{}>", flow.local),
                     control::Transport::Tcp => format!("<sip:answer@{};transport=tcp>", flow.local),
+                    control::Transport::Tls => format!("<sip:answer@{};transport=tls>", flow.local),
                 };
                 let mut ringing = message::response(&req, 180, Some(&tag), &server);
                 ringing

@@ -143,6 +143,9 @@ impl Caller {
             control::Transport::Tcp => {
                 format!("<sip:{}@{};transport=tcp>", self.cfg.from_user, f.local)
             }
+            control::Transport::Tls => {
+                format!("<sip:{}@{};transport=tls>", self.cfg.from_user, f.local)
+            }
         }
     }
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    #[error("loadtest speaks SIP over UDP and TCP, not TLS")]
+    NoTls,
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -170,6 +172,7 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                 target: a.target,
                 source,
             })?,
+        Transport::Tls => return Err(RunError::NoTls),
     };
     let flow = Flow {
         transport: a.transport,
@@ -387,6 +390,7 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
     let (net, mut inbound) = match a.transport {
         Transport::Udp => Net::udp(a.listen, true).await,
         Transport::Tcp => Net::tcp_listen(a.listen).await,
+        Transport::Tls => return Err(RunError::NoTls),
     }
     .map_err(|source| RunError::Bind {
         what: "the SIP listener",

@@ -108,6 +108,7 @@ pub fn uri_addr(uri: &str) -> Option<(SocketAddr, Option<Transport>)> {
     let port = u.port().map(|p| *p.value()).unwrap_or(5060);
     let t = match u.transport() {
         Some(rsip::Transport::Tcp) => Some(Transport::Tcp),
+        Some(rsip::Transport::Tls) => Some(Transport::Tls),
         Some(rsip::Transport::Udp) => Some(Transport::Udp),
         _ => None,
     };

@@ -2,6 +2,7 @@
 //! `edge` binary on loopback with ephemeral ports, talks HTTP to it, runs SIPp, and
 //! provides a tiny SIP user agent with RTP for end-to-end media checks.
 
+pub mod baresip;
 pub mod crm;
 pub use md5;
 pub use sha2;
@@ -283,9 +284,32 @@ token = "{AGENT_TOKEN}"
         Edge::start_configured("", [sip, media, http], extra, "info")
     }
 
+    /// The standard configuration with more `[sip] listen` entries (`listen` is
+    /// what goes after the UDP and TCP ones, e.g. `"tls:127.0.0.1:5061"`), `extra`
+    /// TOML at the end; `{dir}` in either is the edge's directory.
+    pub fn start_listening(listen: &str, extra: &str) -> Edge {
+        Edge::start_in(tempdir::Dir::new("edge"), listen, extra)
+    }
+
+    /// As [`Edge::start_listening`], in a directory the caller prepared (files the
+    /// config names, like certificates, are already there).
+    pub fn start_in(dir: tempdir::Dir, listen: &str, extra: &str) -> Edge {
+        Edge::start_dir(dir, "", ["", "", ""], listen, extra, "info")
+    }
+
     fn start_configured(storage: &str, tables: [&str; 3], extra: &str, level: &str) -> Edge {
+        Edge::start_dir(tempdir::Dir::new("edge"), storage, tables, "", extra, level)
+    }
+
+    fn start_dir(
+        dir: tempdir::Dir,
+        storage: &str,
+        tables: [&str; 3],
+        listen: &str,
+        extra: &str,
+        level: &str,
+    ) -> Edge {
         let [sip_lines, media_lines, http_lines] = tables;
-        let dir = tempdir::Dir::new("edge");
         let sip = free_port();
         let http = free_port();
         let route_port = free_port();
@@ -301,6 +325,17 @@ token = "{AGENT_TOKEN}"
             storage,
             &extra.replace("{route_port}", &route_port.to_string()),
         );
+        let listen_line = format!("\"tcp:127.0.0.1:{sip}\"]");
+        let config = if listen.is_empty() {
+            config
+        } else {
+            config.replacen(
+                &listen_line,
+                &format!("\"tcp:127.0.0.1:{sip}\", {listen}]"),
+                1,
+            )
+        };
+        let config = config.replace("{dir}", &dir.path().display().to_string());
         let config = config.replacen(
             "agent_ring_timeout = \"5s\"\n",
             &format!("agent_ring_timeout = \"5s\"\n{sip_lines}\n"),
@@ -389,6 +424,18 @@ token = "{AGENT_TOKEN}"
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// The bindings `GET /api/v1/registrations` lists (empty if it cannot be read).
+    pub fn registrations(&self) -> Vec<serde_json::Value> {
+        http::get(self.http, "/api/v1/registrations", Some(ADMIN_TOKEN))
+            .map(|r| {
+                r.json()["registrations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
     }
 
     /// Wait until no call is active (or panic after `secs`).

@@ -4,15 +4,9 @@
 //! survive a restart of the edge. Without the tools the tests print SKIP; under
 //! `CI` they fail instead.
 
-use edge_tests::ua::{send_rtp, spawn_pcmu_counter, Uac};
-use edge_tests::{
-    free_port, free_ports, have_tool, http, rtp_block, scenario, tempdir, wait_until, Edge, Sipp,
-    ADMIN_TOKEN,
-};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use edge_tests::baresip::Baresip;
+use edge_tests::ua::Uac;
+use edge_tests::{free_port, have_tool, scenario, wait_until, Edge, Sipp};
 
 /// A queue whose only agent signs in from a phone (no static contact).
 const AGENT: &str = r#"
@@ -28,104 +22,20 @@ name = "Carol"
 password = "carol-sip-secret"
 "#;
 
-fn registrations(edge: &Edge) -> Vec<serde_json::Value> {
-    http::get(edge.http, "/api/v1/registrations", Some(ADMIN_TOKEN))
-        .map(|r| {
-            r.json()["registrations"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
-}
-
-/// baresip with its own config directory: registers `2001` at the edge with
-/// `password`, auto-answers, sends a 440 Hz sine and dumps what it hears to WAV.
-struct Baresip {
-    child: Child,
-    dir: tempdir::Dir,
-}
-
-impl Baresip {
-    fn start(edge: &Edge, password: &str) -> Baresip {
-        Baresip::start_answering(edge, password, "auto")
-    }
-
-    /// `answermode`: `auto` (answers at once) or `manual` (rings until cancelled).
-    fn start_answering(edge: &Edge, password: &str, answermode: &str) -> Baresip {
-        let dir = tempdir::Dir::new("baresip");
-        // baresip listens on UDP and TCP at `port` and on TLS at `port + 1`.
-        let port = free_ports(2);
-        let (rtp_lo, rtp_hi) = rtp_block(20);
-        std::fs::create_dir_all(dir.path().join("snd")).unwrap();
-        let config = format!(
-            "poll_method poll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
-module g711.so\nmodule ausine.so\nmodule aubridge.so\nmodule sndfile.so\n\
-module_app account.so\nmodule_app menu.so\n\
-audio_player aubridge,nowhere\naudio_source ausine,440\naudio_alert aubridge,nowhere\n\
-ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 2\nrtp_ports {rtp_lo}-{rtp_hi}\nsnd_path {}\n",
-            dir.path().join("snd").display()
-        );
-        std::fs::write(dir.path().join("config"), config).unwrap();
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!(
-                "<sip:2001@{}>;auth_pass={password};answermode={answermode};regint=60;audio_codecs=PCMU\n",
-                edge.sip
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("baresip.log")).unwrap();
-        let child = Command::new("baresip")
-            .arg("-f")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("baresip starts");
-        Baresip { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
-    }
-
-    /// Bytes of audio baresip decoded from the call (its `*-dec.wav` dumps).
-    fn heard_bytes(&self) -> u64 {
-        std::fs::read_dir(self.dir.path().join("snd"))
-            .map(|it| {
-                it.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with("-dec.wav"))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len().saturating_sub(44))
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() {
     if !have_tool("baresip") {
         return;
     }
     let edge = Edge::start_with(AGENT);
-    let phone = Baresip::start(&edge, "carol-sip-secret");
+    let phone = Baresip::start(edge.sip, "carol-sip-secret");
     assert!(
-        wait_until(10, || !registrations(&edge).is_empty()),
+        wait_until(10, || !edge.registrations().is_empty()),
         "baresip did not register; baresip log:\n{}\nedge log:\n{}",
         phone.log(),
         edge.log_text()
     );
-    let reg = &registrations(&edge)[0];
+    let reg = &edge.registrations()[0];
     assert_eq!(reg["agent"], "2001");
     assert_eq!(reg["transport"], "UDP");
     assert!(
@@ -144,27 +54,7 @@ fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() 
         phone.log(),
         edge.log_text()
     );
-    let to_edge = uac.remote_rtp.expect("the 200 has SDP");
-    let stop = Arc::new(AtomicBool::new(false));
-    let heard_by_caller = spawn_pcmu_counter(uac.rtp.try_clone().unwrap(), stop.clone());
-    // 3 s of our G.711 towards the phone (the edge relays it), while the phone's
-    // sine comes back.
-    for _ in 0..3 {
-        send_rtp(&uac.rtp, to_edge, 100, 7);
-        std::thread::sleep(Duration::from_millis(800));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let from_phone = heard_by_caller.load(Ordering::Relaxed);
-    assert!(
-        from_phone >= 50,
-        "the caller got {from_phone} RTP packets from baresip"
-    );
-    assert!(
-        wait_until(5, || phone.heard_bytes() > 8000),
-        "baresip decoded {} bytes of our audio; log:\n{}",
-        phone.heard_bytes(),
-        phone.log()
-    );
+    phone.assert_audio_both_ways(&uac);
     assert_eq!(uac.bye(), 200);
 }
 
@@ -174,15 +64,15 @@ fn two_phones_of_one_agent_ring_together_and_the_one_left_ringing_gets_cancel() 
         return;
     }
     let edge = Edge::start_with(AGENT);
-    let desk = Baresip::start_answering(&edge, "carol-sip-secret", "manual");
+    let desk = Baresip::start_answering(edge.sip, "carol-sip-secret", "manual");
     assert!(
-        wait_until(10, || registrations(&edge).len() == 1),
+        wait_until(10, || edge.registrations().len() == 1),
         "{}",
         desk.log()
     );
-    let soft = Baresip::start_answering(&edge, "carol-sip-secret", "auto");
+    let soft = Baresip::start_answering(edge.sip, "carol-sip-secret", "auto");
     assert!(
-        wait_until(10, || registrations(&edge).len() == 2),
+        wait_until(10, || edge.registrations().len() == 2),
         "desk:\n{}\nsoft:\n{}",
         desk.log(),
         soft.log()
@@ -207,13 +97,13 @@ fn baresip_with_a_wrong_password_is_refused_and_counted() {
         return;
     }
     let edge = Edge::start_with(AGENT);
-    let phone = Baresip::start(&edge, "not-the-password");
+    let phone = Baresip::start(edge.sip, "not-the-password");
     assert!(
         wait_until(10, || edge.metric("edge_sip_auth_failures_total") >= 1.0),
         "no failed authentication counted; baresip log:\n{}",
         phone.log()
     );
-    assert!(registrations(&edge).is_empty());
+    assert!(edge.registrations().is_empty());
     // The password never reaches the log (nor does the digest response).
     assert!(!edge.log_text().contains("carol-sip-secret"));
 }
@@ -262,7 +152,7 @@ fn sipp_registers_with_authentication_and_a_wrong_password_gets_403() {
         edge.log_text()
     );
     assert_eq!(ok, Some(1));
-    let regs = registrations(&edge);
+    let regs = edge.registrations();
     assert_eq!(regs.len(), 1, "{regs:?}");
     assert_eq!(regs[0]["agent"], "2001");
     // A wrong password: the scenario expects 200, gets 403, and fails.
@@ -280,10 +170,10 @@ fn registrations_survive_a_restart() {
     let mut edge = Edge::start_with(AGENT);
     let (code, errors, _, p) = register_with_sipp(&edge, "carol-sip-secret");
     assert_eq!(code, 0, "{errors}");
-    assert_eq!(registrations(&edge).len(), 1);
+    assert_eq!(edge.registrations().len(), 1);
     // A clean stop writes what the registrar holds; the binding comes back.
     edge.stop_and_restart();
-    let regs = registrations(&edge);
+    let regs = edge.registrations();
     assert_eq!(regs.len(), 1, "log:\n{}", edge.log_text());
     assert_eq!(regs[0]["source"], format!("127.0.0.1:{p}"));
     assert!(regs[0]["expires_in"].as_u64().unwrap() > 3000);

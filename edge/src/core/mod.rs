@@ -144,7 +144,7 @@ impl Core {
         let now = Instant::now();
         match msg {
             CoreMsg::Inbound { flow, data, at } => {
-                if data.as_ref() == b"\r\n" && flow.transport == Transport::Tcp {
+                if data.as_ref() == b"\r\n" && flow.transport.is_reliable() {
                     // RFC 5626 pong.
                     self.send(flow, Bytes::from_static(b"\r\n"));
                     return;
@@ -161,6 +161,7 @@ impl Core {
                 self.tcp.insert(remote, tx);
             }
             CoreMsg::TcpDown {
+                transport,
                 remote,
                 local,
                 failed,
@@ -182,7 +183,7 @@ impl Core {
                     self.b2bua.transport_failed(
                         now,
                         Flow {
-                            transport: Transport::Tcp,
+                            transport,
                             local,
                             remote,
                         },
@@ -411,6 +412,30 @@ impl Core {
                     }
                 }
             }
+            Transport::Tls => {
+                // A TLS flow is the connection the peer opened (a phone's REGISTER, a
+                // trunk's INVITE): requests to it reuse it. The edge does not open TLS
+                // connections itself (no client trust store is configured).
+                if let Some(tx) = self.tcp.get(&flow.remote) {
+                    if tx.try_send(data).is_err() {
+                        self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                    }
+                    return;
+                }
+                self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+                info!(remote = %flow.remote, "no SIP TLS connection to that peer (the edge opens none): not sent");
+                let core = self.self_tx.clone();
+                tokio::spawn(async move {
+                    let _ = core
+                        .send(CoreMsg::TcpDown {
+                            transport: Transport::Tls,
+                            remote: flow.remote,
+                            local: flow.local,
+                            failed: true,
+                        })
+                        .await;
+                });
+            }
             Transport::Tcp => {
                 if let Some(tx) = self.tcp.get(&flow.remote) {
                     if tx.try_send(data).is_err() {
@@ -439,13 +464,24 @@ impl Core {
                     )
                     .await;
                     match r {
-                        Ok(Ok(stream)) => net::spawn_connection(
-                            stream, local, remote, core, metrics, limits, false,
-                        ),
+                        Ok(Ok(stream)) => {
+                            let _ = stream.set_nodelay(true);
+                            net::spawn_connection(
+                                stream,
+                                Transport::Tcp,
+                                local,
+                                remote,
+                                core,
+                                metrics,
+                                limits,
+                                false,
+                            )
+                        }
                         _ => {
                             info!(%remote, "SIP TCP connect failed");
                             let _ = core
                                 .send(CoreMsg::TcpDown {
+                                    transport: Transport::Tcp,
                                     remote,
                                     local,
                                     failed: true,
@@ -479,6 +515,7 @@ pub fn binding_from_row(r: storage::registrations::Row) -> Option<b2bua::Binding
     let transport = match r.transport.as_str() {
         "udp" => Transport::Udp,
         "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
         _ => return None,
     };
     Some(b2bua::Binding {

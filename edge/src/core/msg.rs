@@ -24,6 +24,7 @@ pub enum CoreMsg {
         tx: mpsc::Sender<Bytes>,
     },
     TcpDown {
+        transport: control::Transport,
         remote: SocketAddr,
         local: SocketAddr,
         failed: bool,

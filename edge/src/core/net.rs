@@ -1,6 +1,7 @@
 //! The edge's SIP sockets on the shared `sip-io` driver: every listen address bound,
-//! a reader per UDP socket, an acceptor per TCP listener and a reader + writer per
-//! connection, all feeding the core's inbox.
+//! a reader per UDP socket, an acceptor per TCP or TLS listener and a reader + writer
+//! per connection (TLS: after the handshake, the same code on the decrypted stream),
+//! all feeding the core's inbox.
 
 use super::msg::{CoreMsg, CoreTx};
 use crate::metrics::Metrics;
@@ -12,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, info, warn};
 
 /// Limits of SIP over TCP, shared by the acceptors, the connections and the core
@@ -76,10 +77,14 @@ impl TcpLimits {
 /// whatever SIP TCP does.
 pub const FD_RESERVE: u64 = 1024;
 
-pub type Listeners = (
-    Vec<(SocketAddr, Arc<UdpSocket>)>,
-    Vec<(SocketAddr, TcpListener)>,
-);
+/// A stream listener: plain TCP or TLS.
+pub struct StreamListener {
+    pub local: SocketAddr,
+    pub listener: TcpListener,
+    pub transport: Transport,
+}
+
+pub type Listeners = (Vec<(SocketAddr, Arc<UdpSocket>)>, Vec<StreamListener>);
 
 /// Bind every listen address; errors name the address.
 /// A SIP listen address that cannot be bound.
@@ -105,15 +110,23 @@ pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, BindError> {
                 sip_io::tune_udp(&s, 4 * 1024 * 1024);
                 udp.push((l.addr, Arc::new(s)));
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let s = TcpListener::bind(l.addr)
                     .await
                     .map_err(|source| BindError {
-                        what: "sip tcp",
+                        what: if l.transport == Transport::Tls {
+                            "sip tls"
+                        } else {
+                            "sip tcp"
+                        },
                         addr: l.addr,
                         source,
                     })?;
-                tcp.push((l.addr, s));
+                tcp.push(StreamListener {
+                    local: l.addr,
+                    listener: s,
+                    transport: l.transport,
+                });
             }
         }
     }
@@ -145,13 +158,19 @@ pub fn spawn_udp_reader(
     });
 }
 
+/// Accept connections on a TCP listener, or a TLS one when `tls` is given (the
+/// handshake must finish within the message timeout). TLS connections count
+/// against the same limits as TCP ones.
 pub fn spawn_tcp_listener(
-    local: SocketAddr,
-    listener: TcpListener,
+    l: StreamListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     core: CoreTx,
     metrics: Arc<Metrics>,
     limits: Arc<TcpLimits>,
 ) {
+    let StreamListener {
+        local, listener, ..
+    } = l;
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -168,15 +187,47 @@ pub fn spawn_tcp_listener(
                         debug!(%remote, "source holds its share of SIP TCP connections: refusing");
                         continue;
                     }
-                    spawn_connection(
-                        stream,
-                        local,
-                        remote,
-                        core.clone(),
-                        metrics.clone(),
-                        limits.clone(),
-                        true,
-                    );
+                    let _ = stream.set_nodelay(true);
+                    let (core, metrics, limits) = (core.clone(), metrics.clone(), limits.clone());
+                    let Some(acceptor) = tls.clone() else {
+                        spawn_connection(
+                            stream,
+                            Transport::Tcp,
+                            local,
+                            remote,
+                            core,
+                            metrics,
+                            limits,
+                            true,
+                        );
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let shake =
+                            tokio::time::timeout(limits.message, acceptor.accept(stream)).await;
+                        match shake {
+                            Ok(Ok(s)) => spawn_connection(
+                                s,
+                                Transport::Tls,
+                                local,
+                                remote,
+                                core,
+                                metrics,
+                                limits,
+                                true,
+                            ),
+                            Ok(Err(e)) => {
+                                metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+                                info!(%remote, error = %e, "SIP TLS handshake failed");
+                                limits.leave(remote.ip());
+                            }
+                            Err(_) => {
+                                metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+                                info!(%remote, "SIP TLS handshake not completed in time");
+                                limits.leave(remote.ip());
+                            }
+                        }
+                    });
                 }
                 Err(e) => {
                     warn!(%local, error = %e, "tcp accept failed");
@@ -187,25 +238,29 @@ pub fn spawn_tcp_listener(
     });
 }
 
-/// Run one TCP connection: a writer fed by the core, a reader that frames messages.
-/// `inbound`: accepted (counted against its source's share, released at the end).
-pub(super) fn spawn_connection(
-    stream: TcpStream,
+/// Run one TCP or TLS connection: a writer fed by the core, a reader that frames
+/// messages. `inbound`: accepted (counted against its source's share, released at
+/// the end).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn spawn_connection<S>(
+    stream: S,
+    transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
     core: CoreTx,
     metrics: Arc<Metrics>,
     limits: Arc<TcpLimits>,
     inbound: bool,
-) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
     let (tx, writer) = sip_io::spawn_writer(wr, 1024);
     metrics.tcp_connections.fetch_add(1, Relaxed);
     tokio::spawn(async move {
         let _ = core.send(CoreMsg::TcpUp { remote, tx }).await;
         let flow = Flow {
-            transport: Transport::Tcp,
+            transport,
             local,
             remote,
         };
@@ -264,6 +319,7 @@ pub(super) fn spawn_connection(
         metrics.tcp_connections.fetch_sub(1, Relaxed);
         let _ = core
             .send(CoreMsg::TcpDown {
+                transport,
                 remote,
                 local,
                 failed: end.is_err_and(|e| e.failed()),

@@ -1,0 +1,327 @@
+//! SIP over TLS through the real edge (`tls:` listen entry, `[tls]` with a
+//! certificate made at test time): a phone on a rustls client connection REGISTERs
+//! with digest auth, a customer's UDP call to the queue reaches the phone over that
+//! same TLS connection (Via `SIP/2.0/TLS`, Contact `;transport=tls`), answer and
+//! BYE; baresip (a phone nobody here wrote) registers over TLS, trusting the test
+//! certificate, and answers a queue call with audio both ways; a certificate file
+//! that does not load stops the edge with an error naming it.
+
+use edge_tests::baresip::Baresip;
+use edge_tests::ua::Uac;
+use edge_tests::{
+    free_port, have_tool, http, run_with_timeout, tempdir, wait_until, Edge, ADMIN_TOKEN,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use sip::digest::{self, Algorithm, Challenge};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+const EXTRA: &str = r#"
+[tls]
+cert = "{dir}/edge.pem"
+key = "{dir}/edge-key.pem"
+
+[[queues]]
+name = "secure"
+numbers = ["5000"]
+agents = ["5001"]
+max_wait = "20s"
+
+[[agents]]
+id = "5001"
+name = "Tess"
+password = "tess-sip-secret"
+"#;
+
+/// A certificate for 127.0.0.1 written into `dir`; returns it (DER) for the client.
+fn certificate(dir: &tempdir::Dir) -> CertificateDer<'static> {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join("edge.pem"), c.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("edge-key.pem"),
+        c.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    c.cert.der().clone()
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A SIP phone on one TLS connection: writes messages, reads them framed by
+/// Content-Length.
+struct Phone {
+    r: BufReader<Tls>,
+    local: SocketAddr,
+}
+
+impl Phone {
+    fn connect(edge: SocketAddr, ca: CertificateDer<'static>) -> Phone {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(edge).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let local = tcp.local_addr().unwrap();
+        Phone {
+            r: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+            local,
+        }
+    }
+
+    fn send(&mut self, msg: &str) {
+        let s = self.r.get_mut();
+        s.write_all(msg.as_bytes()).unwrap();
+        s.flush().unwrap();
+    }
+
+    /// The next SIP message (keep-alive CRLFs skipped).
+    fn recv(&mut self) -> String {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .r
+                .read_line(&mut line)
+                .expect("a message from the edge");
+            assert!(n > 0, "the edge closed the TLS connection");
+            if line == "\r\n" && head.is_empty() {
+                continue;
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let len: usize = header(&head, "Content-Length").parse().unwrap_or(0);
+        let mut body = vec![0; len];
+        self.r.read_exact(&mut body).unwrap();
+        head + &String::from_utf8(body).unwrap()
+    }
+}
+
+/// The value of the first header `name` (case-insensitive).
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+fn status(msg: &str) -> u16 {
+    msg.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn register(p: &mut Phone, edge: SocketAddr, cseq: u32, auth: Option<String>) -> String {
+    let local = p.local;
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    p.send(&format!(
+        "REGISTER sips:{edge} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-reg-{cseq};rport\r\n\
+From: <sips:5001@{edge}>;tag=ph1\r\nTo: <sips:5001@{edge}>\r\nCall-ID: tls-reg-1\r\nCSeq: {cseq} REGISTER\r\n\
+Contact: <sips:5001@{local}>\r\nExpires: 300\r\nMax-Forwards: 70\r\n{auth}Content-Length: 0\r\n\r\n"
+    ));
+    p.recv()
+}
+
+/// A response to `req` from the phone: its Via, From, To (with our tag), Call-ID and CSeq.
+fn answer(req: &str, code: u16, local: SocketAddr, body: &str) -> String {
+    let mut r = format!(
+        "SIP/2.0 {code} {}\r\n",
+        if code == 200 { "OK" } else { "Ringing" }
+    );
+    for l in req.lines() {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "via" | "from" | "call-id" | "cseq" | "record-route"
+        ) {
+            r.push_str(l);
+            r.push_str("\r\n");
+        }
+    }
+    let to = header(req, "To");
+    if to.contains("tag=") {
+        r.push_str(&format!("To: {to}\r\n"));
+    } else {
+        r.push_str(&format!("To: {to};tag=ph-tag\r\n"));
+    }
+    r.push_str(&format!("Contact: <sip:5001@{local};transport=tls>\r\n"));
+    if body.is_empty() {
+        r.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        r.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    r
+}
+
+#[test]
+fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
+    let dir = tempdir::Dir::new("tls");
+    let ca = certificate(&dir);
+    let tls_port = free_port();
+    let edge = Edge::start_in(dir, &format!("\"tls:127.0.0.1:{tls_port}\""), EXTRA);
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    let mut phone = Phone::connect(tls_addr, ca);
+
+    // Digest over TLS with a sips: address of record: 401, then the credentials.
+    let r = register(&mut phone, tls_addr, 1, None);
+    assert_eq!(status(&r), 401, "{r}");
+    assert!(header(&r, "Via").starts_with("SIP/2.0/TLS"), "{r}");
+    let ch = Challenge::parse(header(&r, "WWW-Authenticate")).unwrap();
+    let uri = format!("sips:{tls_addr}");
+    let resp = digest::response(
+        Algorithm::Md5,
+        "5001",
+        &ch.realm,
+        "tess-sip-secret",
+        "REGISTER",
+        &uri,
+        &ch.nonce,
+        Some(("00000001", "c0ffee")),
+    );
+    let auth = format!(
+        "Digest username=\"5001\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
+        ch.realm, ch.nonce
+    );
+    let r = register(&mut phone, tls_addr, 2, Some(auth));
+    assert_eq!(status(&r), 200, "{r}");
+    let regs = http::get(edge.http, "/api/v1/registrations", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let b = &regs["registrations"][0];
+    assert_eq!(b["agent"], "5001", "{regs}");
+    assert_eq!(b["transport"], "TLS", "{regs}");
+
+    // A customer over UDP calls the queue: the INVITE comes down the phone's TLS
+    // connection, not a new one.
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || {
+        let mut c = Uac::new(sip);
+        let code = c.call("5000");
+        (c, code)
+    });
+    let invite = phone.recv();
+    assert!(
+        invite.starts_with("INVITE sips:5001@"),
+        "the binding's sips: contact: {invite}"
+    );
+    assert!(
+        header(&invite, "Via").starts_with("SIP/2.0/TLS"),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "Contact").contains("transport=tls"),
+        "{invite}"
+    );
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    phone.send(&answer(&invite, 180, phone.local, ""));
+    phone.send(&answer(&invite, 200, phone.local, sdp));
+    let ack = phone.recv();
+    assert!(ack.starts_with("ACK "), "{ack}");
+    let (mut cust, code) = caller.join().unwrap();
+    assert_eq!(code, 200);
+
+    // The customer hangs up: the BYE reaches the phone over TLS too.
+    let bye_thread = std::thread::spawn(move || cust.bye());
+    let bye = phone.recv();
+    assert!(bye.starts_with("BYE "), "{bye}");
+    phone.send(&answer(&bye, 200, phone.local, ""));
+    assert_eq!(bye_thread.join().unwrap(), 200);
+    edge.wait_idle(10);
+}
+
+#[test]
+fn a_certificate_that_does_not_load_stops_the_edge_naming_the_file() {
+    let dir = tempdir::Dir::new("tls-bad");
+    std::fs::write(dir.path().join("edge.pem"), "not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("edge-key.pem"), "not a key\n").unwrap();
+    let config = Edge::config(
+        free_port(),
+        free_port(),
+        edge_tests::rtp_block(10),
+        dir.path(),
+        free_port(),
+        [free_port(), free_port()],
+        &EXTRA.replace("{dir}", &dir.path().display().to_string()),
+    );
+    let port = free_port();
+    let config = config.replacen(
+        "\"]\nagent_ring_timeout",
+        &format!("\", \"tls:127.0.0.1:{port}\"]\nagent_ring_timeout"),
+        1,
+    );
+    let path = dir.path().join("edge.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = std::process::Command::new(edge_tests::edge_binary());
+    cmd.arg("--config").arg(&path).env("NO_COLOR", "1");
+    let (code, out, err) = run_with_timeout(&mut cmd, 20);
+    assert_ne!(code, 0, "the edge must not start");
+    let text = format!("{out}{err}");
+    assert!(
+        text.contains("[tls] cert") && text.contains("edge.pem") && text.contains("no CERTIFICATE"),
+        "{text}"
+    );
+}
+
+#[test]
+fn baresip_registers_over_tls_and_answers_a_queue_call_with_audio_both_ways() {
+    if !have_tool("baresip") {
+        return;
+    }
+    let dir = tempdir::Dir::new("tls-baresip");
+    certificate(&dir);
+    let ca = dir.path().join("edge.pem");
+    let tls_port = free_port();
+    let edge = Edge::start_in(dir, &format!("\"tls:127.0.0.1:{tls_port}\""), EXTRA);
+    let phone = Baresip::spawn(
+        &format!("<sip:5001@127.0.0.1:{tls_port};transport=tls>"),
+        "tess-sip-secret",
+        "auto",
+        &format!("sip_cafile {}", ca.display()),
+    );
+    let regs = || edge.registrations();
+    assert!(
+        wait_until(10, || !regs().is_empty()),
+        "baresip did not register over TLS; baresip log:\n{}\nedge log:\n{}",
+        phone.log(),
+        edge.log_text()
+    );
+    assert_eq!(regs()[0]["transport"], "TLS");
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(
+        uac.call("5000"),
+        200,
+        "baresip log:\n{}\nedge log:\n{}",
+        phone.log(),
+        edge.log_text()
+    );
+    phone.assert_audio_both_ways(&uac);
+    assert_eq!(
+        uac.bye(),
+        200,
+        "the BYE reaches baresip over TLS and is answered"
+    );
+}
