@@ -13,66 +13,51 @@ use control::AfterHours;
 use std::time::Instant;
 use tracing::{info, warn};
 
-/// Longest chain of `queue:NAME` deflections followed (each closed in turn).
-const MAX_HOPS: usize = 4;
-
 /// Where a call for a queue goes, given the hours.
 pub(crate) enum Deflection {
-    /// Open (or no hours): the queue as dialled, or where the last closed queue's
-    /// action (named) sent it: an open queue or a forward target.
+    /// Open (or no hours): the queue as dialled, or where the closed queues'
+    /// actions (the last one named) sent it: an open queue or a forward target.
     Route(Route, Option<&'static str>),
     /// Answered by the edge: the announcement, then hang up or voicemail.
     Answer { queue: String, voicemail: bool },
 }
 
 impl B2bua {
-    /// Apply the closed queues' `after_hours` along a chain of deflections.
+    /// Apply the closed queues' `after_hours` along the chain of deflections
+    /// ([`control::Snapshot::after_hours_route`]); every action taken is counted.
     pub(crate) fn deflect(&mut self, now: Instant, queue: String) -> Deflection {
-        let wall = self.wall(now);
-        let mut name = queue;
-        let mut taken = None;
-        for _ in 0..MAX_HOPS {
-            let Some(action) = self.snap.closed_action(&name, wall) else {
-                return Deflection::Route(Route::Queue { name }, taken);
-            };
-            let kind = match &action {
-                AfterHours::Announce => "announce",
-                AfterHours::Voicemail => "voicemail",
-                AfterHours::Queue(_) => "queue",
-                AfterHours::Forward(_) => "forward",
-            };
-            taken = Some(kind);
-            *self.stats.after_hours.entry(kind).or_default() += 1;
-            info!(queue = %name, action = ?action, "queue closed: after-hours action");
-            match action {
-                AfterHours::Queue(next) => name = next,
-                AfterHours::Forward(target) => {
-                    return Deflection::Route(
-                        Route::Static {
-                            number: format!("after-hours:{name}"),
-                            target,
-                        },
-                        taken,
-                    )
-                }
-                AfterHours::Announce => {
-                    return Deflection::Answer {
-                        queue: name,
-                        voicemail: false,
-                    }
-                }
-                AfterHours::Voicemail => {
-                    return Deflection::Answer {
-                        queue: name,
-                        voicemail: true,
-                    }
-                }
-            }
+        let r = self.snap.after_hours_route(&queue, self.wall(now));
+        if r.hops > 0 {
+            *self.stats.after_hours.entry("queue").or_default() += r.hops as u64;
+            info!(from = %queue, to = %r.queue, hops = r.hops, "queue closed: after-hours deflection");
         }
-        warn!(queue = %name, "after-hours queue chain too long: announcing");
-        Deflection::Answer {
-            queue: name,
-            voicemail: false,
+        if r.too_long {
+            warn!(queue = %r.queue, "after-hours queue chain too long: announcing");
+        }
+        let Some(action) = r.action else {
+            let taken = (r.hops > 0).then_some("queue");
+            return Deflection::Route(Route::Queue { name: r.queue }, taken);
+        };
+        let kind = action.kind();
+        *self.stats.after_hours.entry(kind).or_default() += 1;
+        info!(queue = %r.queue, action = ?action, "queue closed: after-hours action");
+        match action {
+            AfterHours::Forward(target) => Deflection::Route(
+                Route::Static {
+                    number: format!("after-hours:{}", r.queue),
+                    target,
+                },
+                Some(kind),
+            ),
+            AfterHours::Voicemail => Deflection::Answer {
+                queue: r.queue,
+                voicemail: true,
+            },
+            // Announce; never Queue (the route followed those).
+            _ => Deflection::Answer {
+                queue: r.queue,
+                voicemail: false,
+            },
         }
     }
 

@@ -1038,42 +1038,33 @@ fn own_active(c: Option<&Chat>, user: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
-/// How many `queue:NAME` deflections one start may follow (a loop of closed queues
-/// that validation cannot see because each has its own hours ends here).
-const MAX_DEFLECTIONS: usize = 4;
-
 fn unix_time(ms: u64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// The chat queue a new chat for `name` goes to at `unix_ms`: the queue itself when
-/// open (or without hours), else its `after_hours` target, followed up to
-/// [`MAX_DEFLECTIONS`] times. A queue closed with no queue to go to ends the start
-/// with its `after_hours_message`.
+/// open (or without hours), else where its `after_hours` sends it
+/// ([`Snapshot::after_hours_route`]). A queue closed with no open queue to go to
+/// ends the start with its `after_hours_message`.
 fn open_queue<'a>(
     snap: &'a Snapshot,
     name: &str,
     unix_ms: u64,
 ) -> Result<&'a control::Queue, ChatError> {
-    let mut q = snap
-        .queue(name)
-        .filter(|q| q.channel == Channel::Chat)
-        .ok_or(ChatError::NoQueue)?;
-    for _ in 0..=MAX_DEFLECTIONS {
-        match snap.closed_action(&q.name, unix_time(unix_ms)) {
-            None => return Ok(q),
-            Some(control::AfterHours::Queue(t)) => {
-                info!(queue = %q.name, to = %t, "chat queue closed: deflected");
-                q = snap
-                    .queue(&t)
-                    .filter(|q| q.channel == Channel::Chat)
-                    .ok_or(ChatError::NoQueue)?;
-            }
-            Some(_) => {
-                info!(queue = %q.name, "chat queue closed: the customer gets the after-hours message");
-                return Err(ChatError::Closed(q.after_hours_message.clone()));
-            }
-        }
+    let chat_queue = |n: &str| {
+        snap.queue(n)
+            .filter(|q| q.channel == Channel::Chat)
+            .ok_or(ChatError::NoQueue)
+    };
+    chat_queue(name)?;
+    let r = snap.after_hours_route(name, unix_time(unix_ms));
+    if r.hops > 0 {
+        info!(queue = %name, to = %r.queue, hops = r.hops, "chat queue closed: deflected");
     }
-    Err(ChatError::Closed(q.after_hours_message.clone()))
+    let q = chat_queue(&r.queue)?;
+    if r.action.is_some() {
+        info!(queue = %q.name, "chat queue closed: the customer gets the after-hours message");
+        return Err(ChatError::Closed(q.after_hours_message.clone()));
+    }
+    Ok(q)
 }

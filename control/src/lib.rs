@@ -13,7 +13,7 @@ pub mod values;
 
 pub use error::ConfigError;
 pub use model::*;
-pub use snapshot::{CallSettings, Destination, Snapshot};
+pub use snapshot::{AfterHoursRoute, CallSettings, Destination, Snapshot, MAX_AFTER_HOURS_HOPS};
 pub use values::{ListenAddr, PortRange, SipTarget, Transport};
 
 /// The embedded default configuration (a loopback demo), as TOML text.

@@ -38,7 +38,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
 }
 
-/// `[tls]`: PEM files, read at start and on reload (relative to the working directory).
+/// `[tls]`: PEM files, read at start only (a reload does not change them; paths
+/// relative to the working directory).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -78,6 +79,18 @@ pub enum AfterHours {
     Queue(String),
     /// Calls: a second leg to this target (as a static route).
     Forward(SipTarget),
+}
+
+impl AfterHours {
+    /// The action's name in metrics and the API: announce, voicemail, queue, forward.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AfterHours::Announce => "announce",
+            AfterHours::Voicemail => "voicemail",
+            AfterHours::Queue(_) => "queue",
+            AfterHours::Forward(_) => "forward",
+        }
+    }
 }
 
 impl std::str::FromStr for AfterHours {

@@ -146,6 +146,36 @@ impl Snapshot {
         self.agents.get(id).map(|&i| &self.config.agents[i])
     }
 
+    /// Where a call or chat for queue `name` goes at `at`: `queue:NAME` actions of
+    /// closed queues are followed, at most [`MAX_AFTER_HOURS_HOPS`] of them (queues
+    /// closed at once, each by its own hours, can form a loop validation cannot
+    /// see); past that the last queue reached announces.
+    pub fn after_hours_route(&self, name: &str, at: std::time::SystemTime) -> AfterHoursRoute {
+        let mut r = AfterHoursRoute {
+            queue: name.to_string(),
+            hops: 0,
+            action: None,
+            too_long: false,
+        };
+        loop {
+            match self.closed_action(&r.queue, at) {
+                Some(crate::AfterHours::Queue(next)) if r.hops < MAX_AFTER_HOURS_HOPS => {
+                    r.hops += 1;
+                    r.queue = next;
+                }
+                Some(crate::AfterHours::Queue(_)) => {
+                    r.action = Some(crate::AfterHours::Announce);
+                    r.too_long = true;
+                    return r;
+                }
+                action => {
+                    r.action = action;
+                    return r;
+                }
+            }
+        }
+    }
+
     /// What queue `name` does now when it is closed at `at` (its `hours`); `None`:
     /// open (or no hours, or no such queue).
     pub fn closed_action(
@@ -202,6 +232,23 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Longest chain of `queue:NAME` after-hours deflections one call or chat follows.
+pub const MAX_AFTER_HOURS_HOPS: usize = 4;
+
+/// Where [`Snapshot::after_hours_route`] sends a call or chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterHoursRoute {
+    /// The queue reached (the one asked for when `hops` is 0).
+    pub queue: String,
+    /// `queue:NAME` deflections followed to get there.
+    pub hops: usize,
+    /// `None`: `queue` is open (or keeps no hours). Otherwise its action while
+    /// closed, never `Queue`.
+    pub action: Option<crate::AfterHours>,
+    /// The chain was longer than [`MAX_AFTER_HOURS_HOPS`]; `action` is `Announce`.
+    pub too_long: bool,
 }
 
 #[cfg(test)]

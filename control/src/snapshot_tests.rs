@@ -378,3 +378,36 @@ fn accepts_the_agents_issue_file_as_written() {
     );
     assert_eq!(s.closed_action("sales", at(1_798_448_400)), None);
 }
+
+#[test]
+fn after_hours_routes_follow_closed_queues_up_to_the_hop_limit() {
+    // q0 → q1 → … → q5, all closed: four hops are followed, then q4 announces.
+    let mut text = String::from("[[hours]]\nname = \"never\"\ntimezone = \"UTC\"\nopen = []\n");
+    for i in 0..6 {
+        text.push_str(&format!(
+            "[[queues]]\nname = \"q{i}\"\nchannel = \"chat\"\nagents = [\"ann\"]\nhours = \"never\"\n"
+        ));
+        if i < 5 {
+            text.push_str(&format!("after_hours = \"queue:q{}\"\n", i + 1));
+        }
+    }
+    text.push_str("[[queues]]\nname = \"open\"\nchannel = \"chat\"\nagents = [\"ann\"]\n");
+    text.push_str("[[queues]]\nname = \"to-open\"\nchannel = \"chat\"\nagents = [\"ann\"]\nhours = \"never\"\nafter_hours = \"queue:open\"\n");
+    text.push_str("[[users]]\nname = \"ann\"\nrole = \"agent\"\ntoken = \"ann-token-1\"\n");
+    let s = parse("t", &text).unwrap();
+    let now = std::time::SystemTime::now();
+    let r = s.after_hours_route("q0", now);
+    assert_eq!(
+        (r.queue.as_str(), r.hops),
+        ("q4", crate::MAX_AFTER_HOURS_HOPS)
+    );
+    assert_eq!(r.action, Some(crate::AfterHours::Announce));
+    assert!(r.too_long);
+    let r = s.after_hours_route("q4", now);
+    assert_eq!((r.queue.as_str(), r.hops, r.too_long), ("q5", 1, false));
+    assert_eq!(r.action, Some(crate::AfterHours::Announce), "q5's default");
+    let r = s.after_hours_route("to-open", now);
+    assert_eq!((r.queue.as_str(), r.hops, r.action), ("open", 1, None));
+    let r = s.after_hours_route("open", now);
+    assert_eq!((r.queue.as_str(), r.hops, r.action), ("open", 0, None));
+}

@@ -412,16 +412,19 @@ impl Core {
                     }
                 }
             }
-            Transport::Tls => {
-                // A TLS flow is the connection the peer opened (a phone's REGISTER, a
-                // trunk's INVITE): requests to it reuse it. The edge does not open TLS
-                // connections itself (no client trust store is configured).
+            Transport::Tcp | Transport::Tls => {
                 if let Some(tx) = self.tcp.get(&flow.remote) {
                     if tx.try_send(data).is_err() {
                         self.metrics.sip_send_failures.fetch_add(1, Relaxed);
                     }
                     return;
                 }
+                if flow.transport == Transport::Tcp {
+                    return self.connect_tcp(flow, data);
+                }
+                // A TLS flow is the connection the peer opened (a phone's REGISTER, a
+                // trunk's INVITE): requests to it reuse it. The edge does not open TLS
+                // connections itself (no client trust store is configured).
                 self.metrics.sip_send_failures.fetch_add(1, Relaxed);
                 info!(remote = %flow.remote, "no SIP TLS connection to that peer (the edge opens none): not sent");
                 let core = self.self_tx.clone();
@@ -436,62 +439,59 @@ impl Core {
                         .await;
                 });
             }
-            Transport::Tcp => {
-                if let Some(tx) = self.tcp.get(&flow.remote) {
-                    if tx.try_send(data).is_err() {
-                        self.metrics.sip_send_failures.fetch_add(1, Relaxed);
-                    }
-                    return;
-                }
-                if let Some((_, q)) = self.connecting.get_mut(&flow.remote) {
-                    q.push(data);
-                    return;
-                }
-                if self.metrics.tcp_connections.load(Relaxed) >= self.tcp_limits.total {
-                    self.metrics.sip_send_failures.fetch_add(1, Relaxed);
-                    return;
-                }
-                self.connecting
-                    .insert(flow.remote, (flow.local, vec![data]));
-                let core = self.self_tx.clone();
-                let metrics = self.metrics.clone();
-                let limits = self.tcp_limits.clone();
-                let (local, remote) = (flow.local, flow.remote);
-                tokio::spawn(async move {
-                    let r = tokio::time::timeout(
-                        std::time::Duration::from_secs(5),
-                        TcpStream::connect(remote),
-                    )
-                    .await;
-                    match r {
-                        Ok(Ok(stream)) => {
-                            let _ = stream.set_nodelay(true);
-                            net::spawn_connection(
-                                stream,
-                                Transport::Tcp,
-                                local,
-                                remote,
-                                core,
-                                metrics,
-                                limits,
-                                false,
-                            )
-                        }
-                        _ => {
-                            info!(%remote, "SIP TCP connect failed");
-                            let _ = core
-                                .send(CoreMsg::TcpDown {
-                                    transport: Transport::Tcp,
-                                    remote,
-                                    local,
-                                    failed: true,
-                                })
-                                .await;
-                        }
-                    }
-                });
-            }
         }
+    }
+
+    /// Open a TCP connection to `flow.remote` for `data` (and what is sent there
+    /// until it is up).
+    fn connect_tcp(&mut self, flow: Flow, data: Bytes) {
+        if let Some((_, q)) = self.connecting.get_mut(&flow.remote) {
+            q.push(data);
+            return;
+        }
+        if self.metrics.tcp_connections.load(Relaxed) >= self.tcp_limits.total {
+            self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+            return;
+        }
+        self.connecting
+            .insert(flow.remote, (flow.local, vec![data]));
+        let core = self.self_tx.clone();
+        let metrics = self.metrics.clone();
+        let limits = self.tcp_limits.clone();
+        let (local, remote) = (flow.local, flow.remote);
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                TcpStream::connect(remote),
+            )
+            .await;
+            match r {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    net::spawn_connection(
+                        stream,
+                        Transport::Tcp,
+                        local,
+                        remote,
+                        core,
+                        metrics,
+                        limits,
+                        false,
+                    )
+                }
+                _ => {
+                    info!(%remote, "SIP TCP connect failed");
+                    let _ = core
+                        .send(CoreMsg::TcpDown {
+                            transport: Transport::Tcp,
+                            remote,
+                            local,
+                            failed: true,
+                        })
+                        .await;
+                }
+            }
+        });
     }
 }
 

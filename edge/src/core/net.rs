@@ -216,14 +216,13 @@ pub fn spawn_tcp_listener(
                                 limits,
                                 true,
                             ),
-                            Ok(Err(e)) => {
+                            failed => {
+                                let error = match failed {
+                                    Ok(Err(e)) => e.to_string(),
+                                    _ => "not completed in time".to_string(),
+                                };
                                 metrics.tls_handshake_failures.fetch_add(1, Relaxed);
-                                info!(%remote, error = %e, "SIP TLS handshake failed");
-                                limits.leave(remote.ip());
-                            }
-                            Err(_) => {
-                                metrics.tls_handshake_failures.fetch_add(1, Relaxed);
-                                info!(%remote, "SIP TLS handshake not completed in time");
+                                info!(%remote, %error, "SIP TLS handshake failed");
                                 limits.leave(remote.ip());
                             }
                         }
