@@ -580,7 +580,8 @@ impl B2bua {
                     head,
                     flow,
                 } => self.on_stray(now, response, head, flow),
-                Event::Timeout { tx } => self.on_tx_timeout(now, tx),
+                Event::Timeout { tx } => self.on_tx_failed(now, tx, 408),
+                Event::TransportError { tx } => self.on_tx_failed(now, tx, 503),
                 Event::AckTimeout { call_id, cseq } => {
                     let found = self
                         .calls

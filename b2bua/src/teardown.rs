@@ -190,7 +190,9 @@ impl B2bua {
         }
     }
 
-    pub(super) fn on_tx_timeout(&mut self, now: Instant, tx: TxId) {
+    /// A client transaction ended without a final response: timed out (`code`
+    /// 408) or its transport failed (503, §8.1.3.1).
+    pub(super) fn on_tx_failed(&mut self, now: Instant, tx: TxId, code: u16) {
         let (id, role) = match self.index.remove_client(&tx) {
             Some(ClientTx::Call(id, role)) => (id, role),
             Some(ClientTx::Monitor(mid, role)) => {
@@ -232,16 +234,21 @@ impl B2bua {
                     if current && self.promote_fork(id) {
                         // Another of the agent's phones still rings.
                     } else if current {
-                        info!(call = %self.calls[&id].public_id, "callee did not respond: 408");
-                        self.fail_attempt(now, id, 408);
+                        let why = if code == 408 {
+                            "did not respond"
+                        } else {
+                            "is unreachable (transport failed)"
+                        };
+                        info!(call = %self.calls[&id].public_id, "callee {why}: {code}");
+                        self.fail_attempt(now, id, code);
                     } else {
                         self.maybe_finish(now, id);
                     }
                 }
-                ClientRole::Reinvite => self.reinvite_failed(now, id, 408),
+                ClientRole::Reinvite => self.reinvite_failed(now, id, code),
                 ClientRole::Relay(server) => {
                     if let Some(req) = self.index.answered(&server) {
-                        self.reply(now, server, &req, 408, None);
+                        self.reply(now, server, &req, code, None);
                     }
                 }
                 ClientRole::Ending => self.ending_done(now, id),

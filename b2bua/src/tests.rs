@@ -451,6 +451,27 @@ fn callee_silence_gives_408() {
 }
 
 #[test]
+fn an_unreachable_callee_gives_503_at_once_not_408_after_timer_b() {
+    let config = format!(
+        "{CONFIG}[[routes]]\nnumber = \"77\"\ntarget = \"sip:127.0.0.1:5095;transport=tcp\"\n"
+    );
+    let mut n = Net::new(&config);
+    n.send(CALLER, &invite("77", "unreach", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_request("127.0.0.1:5095", Method::Invite);
+    // The TCP connect (or TLS handshake) to the callee failed: §8.1.3.1.
+    let flow = sip::Flow {
+        transport: control::Transport::Tcp,
+        local: "127.0.0.1:5060".parse().unwrap(),
+        remote: "127.0.0.1:5095".parse().unwrap(),
+    };
+    n.b.transport_failed(n.now, flow);
+    n.pump();
+    n.expect_response(CALLER, 503);
+    assert_eq!(n.b.active_calls(), 0);
+}
+
+#[test]
 fn rejections_before_routing() {
     let mut n = Net::new(CONFIG);
     n.send(CALLER, &invite("999", "r1", &sdp(4000)));

@@ -47,6 +47,10 @@ pub struct TlsConfig {
     pub cert: std::path::PathBuf,
     /// Its private key (PKCS#8, PKCS#1 or SEC1). Never logged.
     pub key: std::path::PathBuf,
+    /// PEM certificates the edge trusts when it opens TLS connections (`sips:` and
+    /// `;transport=tls` targets). Unset: the system's trust store.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Named opening hours a queue can follow (`hours = "office"`).

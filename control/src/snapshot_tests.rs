@@ -312,6 +312,34 @@ fn a_tls_listen_address_needs_the_tls_table() {
     );
 }
 
+#[test]
+fn a_target_needs_a_listen_address_of_its_transport() {
+    let base = "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n";
+    let route = "[[routes]]\nnumber = \"9*\"\ntarget = \"sips:trunk@127.0.0.1:5081\"\n";
+    let msg = parse("edge.toml", &format!("{base}{route}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("routes[0].target") && msg.contains("no IPv4 `tls:` listen address"),
+        "{msg}"
+    );
+    let agent = "[[agents]]\nid = \"1001\"\ncontact = \"sip:1001@127.0.0.1:5090;transport=tcp\"\n";
+    let msg = parse("edge.toml", &format!("{base}{agent}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("agents[0].contact") && msg.contains("over TCP"),
+        "{msg}"
+    );
+    let tls = "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\"]\n\
+               [tls]\ncert = \"edge.pem\"\nkey = \"edge-key.pem\"\nca = \"trunks.pem\"\n";
+    let s = parse("edge.toml", &format!("{tls}{route}")).unwrap();
+    assert_eq!(
+        s.config.tls.as_ref().unwrap().ca.as_deref(),
+        Some(std::path::Path::new("trunks.pem"))
+    );
+}
+
 /// The configuration block of the agents issue (13), verbatim, plus the console
 /// user its agent names.
 const AGENTS_ISSUE_CONFIG: &str = r#"

@@ -26,6 +26,7 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             ));
         }
     }
+    check_target_transports(c)?;
     if c.sip.max_calls == 0 {
         return Err(Issue::new(
             root().key("sip").key("max_calls"),
@@ -425,6 +426,61 @@ fn check_number(n: &str, path: &FieldPath) -> Result<(), Issue> {
             path.clone(),
             format!("`{n}` is not a valid user part"),
         ));
+    }
+    Ok(())
+}
+
+/// Every SIP target is reachable: the edge listens on its transport in its address
+/// family (the Via and Contact the edge sends name that listen address, so the
+/// peer's requests come back to it).
+fn check_target_transports(c: &Config) -> Result<(), Issue> {
+    use crate::model::AfterHours;
+    let root = FieldPath::default;
+    let routes = c
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (root().key("routes").index(i).key("target"), &r.target));
+    let agents = c.agents.iter().enumerate().filter_map(|(i, a)| {
+        Some((
+            root().key("agents").index(i).key("contact"),
+            a.contact.as_ref()?,
+        ))
+    });
+    let users = c.users.iter().enumerate().filter_map(|(i, u)| {
+        Some((
+            root().key("users").index(i).key("contact"),
+            u.contact.as_ref()?,
+        ))
+    });
+    let forwards = c
+        .queues
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| match &q.after_hours {
+            Some(AfterHours::Forward(t)) => {
+                Some((root().key("queues").index(i).key("after_hours"), t))
+            }
+            _ => None,
+        });
+    for (path, t) in routes.chain(agents).chain(users).chain(forwards) {
+        let listens = c
+            .sip
+            .listen
+            .iter()
+            .any(|l| l.transport == t.transport && l.addr.is_ipv4() == t.addr.is_ipv4());
+        if !listens {
+            let family = if t.addr.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(Issue::new(
+                path,
+                format!(
+                    "`{}` is reached over {}, but no {family} `{}:` listen address is configured",
+                    t.uri,
+                    t.transport,
+                    t.transport.as_str().to_ascii_lowercase()
+                ),
+            ));
+        }
     }
     Ok(())
 }

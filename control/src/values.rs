@@ -109,7 +109,9 @@ impl FromStr for PortRange {
 }
 
 /// A SIP URI the edge sends requests to. The host must be an IP address: the edge
-/// does no DNS (RFC 3263) lookups yet.
+/// does no DNS (RFC 3263) lookups yet. `sips:` URIs and `;transport=tls` are
+/// reached over TLS (port 5061 unless given, RFC 3261 §19.1.2), the peer's
+/// certificate checked against `[tls] ca` or the system's roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipTarget {
     /// The URI as written (used as Request-URI).
@@ -123,22 +125,35 @@ impl FromStr for SipTarget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let uri = rsip::Uri::try_from(s).map_err(|e| format!("`{s}` is not a SIP URI: {e}"))?;
-        match &uri.scheme {
-            Some(rsip::Scheme::Sip) => {}
-            _ => return Err(format!("`{s}`: only sip: URIs are supported")),
-        }
+        let sips = match &uri.scheme {
+            Some(rsip::Scheme::Sip) => false,
+            Some(rsip::Scheme::Sips) => true,
+            _ => return Err(format!("`{s}`: only sip: and sips: URIs are supported")),
+        };
         let ip: IpAddr = match &uri.host_with_port.host {
             rsip::Host::IpAddr(ip) => *ip,
             rsip::Host::Domain(d) => d.to_string().parse().map_err(|_| {
                 format!("`{s}`: host `{d}` must be an IP address (no DNS lookups yet)")
             })?,
         };
-        let port = uri.port().map(|p| *p.value()).unwrap_or(5060);
-        let transport = match uri.transport() {
-            None | Some(rsip::Transport::Udp) => Transport::Udp,
-            Some(rsip::Transport::Tcp) => Transport::Tcp,
-            Some(other) => return Err(format!("`{s}`: transport `{other}` is not supported")),
+        let transport = match (sips, uri.transport()) {
+            (true, None | Some(rsip::Transport::Tls | rsip::Transport::Tcp)) => Transport::Tls,
+            (false, None | Some(rsip::Transport::Udp)) => Transport::Udp,
+            (false, Some(rsip::Transport::Tcp)) => Transport::Tcp,
+            (false, Some(rsip::Transport::Tls)) => Transport::Tls,
+            (_, Some(other)) => {
+                return Err(format!(
+                    "`{s}`: transport `{other}` is not supported{}",
+                    if sips { " with sips:" } else { "" }
+                ))
+            }
         };
+        let default_port = if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
+        let port = uri.port().map(|p| *p.value()).unwrap_or(default_port);
         Ok(SipTarget {
             uri: s.to_string(),
             user: uri.user().map(str::to_string),

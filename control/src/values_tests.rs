@@ -39,6 +39,24 @@ fn targets() {
 }
 
 #[test]
+fn tls_targets_default_to_5061() {
+    let t: SipTarget = "sips:1001@127.0.0.1".parse().unwrap();
+    assert_eq!((t.transport, t.addr.port()), (Transport::Tls, 5061));
+    assert_eq!(t.uri, "sips:1001@127.0.0.1");
+    let t: SipTarget = "sip:1001@127.0.0.1;transport=tls".parse().unwrap();
+    assert_eq!((t.transport, t.addr.port()), (Transport::Tls, 5061));
+    let t: SipTarget = "sip:1001@127.0.0.1:6061;transport=tls".parse().unwrap();
+    assert_eq!(t.addr.port(), 6061);
+    // sips: with transport=tcp is TLS over TCP (RFC 3261 §26.2.2); UDP cannot carry it.
+    let t: SipTarget = "sips:1001@127.0.0.1;transport=tcp".parse().unwrap();
+    assert_eq!(t.transport, Transport::Tls);
+    let e = "sips:1001@127.0.0.1;transport=udp"
+        .parse::<SipTarget>()
+        .unwrap_err();
+    assert!(e.contains("with sips:"), "{e}");
+}
+
+#[test]
 fn sizes() {
     assert_eq!(parse_size("50MB").unwrap(), 50_000_000);
     assert_eq!(parse_size("64KiB").unwrap(), 65_536);

@@ -190,6 +190,20 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         }
         _ => None,
     };
+    // Outbound TLS (`sips:` targets). A bad `[tls] ca` stops the edge; an empty
+    // system trust store only leaves outbound TLS unavailable (said once here, and
+    // per refused send).
+    let tls_client = match &c.tls {
+        Some(t) if tls.is_some() => match tls::client_config(t) {
+            Ok(cfg) => Some(tokio_rustls::TlsConnector::from(cfg)),
+            Err(e @ tls::TlsError::NoRoots { .. }) => {
+                warn!(error = %e, "the edge cannot open TLS connections");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
+    };
     for l in tcp {
         let acceptor = (l.transport == control::Transport::Tls)
             .then(|| tls.clone())
@@ -270,7 +284,11 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     chats.run(|c, at| c.restore(open, at.now));
     let core = core::Core::new(
         b2bua,
-        core::SipSockets { udp, tcp_limits },
+        core::SipSockets {
+            udp,
+            tcp_limits,
+            tls_client,
+        },
         relays,
         metrics.clone(),
         core_tx.clone(),

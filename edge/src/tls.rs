@@ -1,6 +1,7 @@
-//! `[tls]`: the certificate chain and key for `tls:` SIP listen addresses, loaded
-//! with rustls (aws-lc-rs provider). Errors name the file and what is wrong with it;
-//! the key's contents are never logged.
+//! `[tls]`: the certificate chain and key for `tls:` SIP listen addresses, and the
+//! trust anchors for the TLS connections the edge opens itself (`sips:` targets),
+//! loaded with rustls (aws-lc-rs provider). Errors name the file and what is wrong
+//! with it; the key's contents are never logged.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,6 +14,10 @@ pub enum TlsError {
     Cert { path: PathBuf, reason: String },
     #[error("[tls] key {}: {reason}", path.display())]
     Key { path: PathBuf, reason: String },
+    #[error("[tls] ca {}: {reason}", path.display())]
+    Ca { path: PathBuf, reason: String },
+    #[error("[tls] the system's trust store holds no usable certificate ({reason}); set [tls] ca")]
+    NoRoots { reason: String },
     #[error("[tls] cert {} with key {}: {reason}", cert.display(), key.display())]
     Pair {
         cert: PathBuf,
@@ -28,11 +33,10 @@ fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bad = |reason: String| TlsError::Cert {
-        path: path.to_path_buf(),
-        reason,
-    };
+fn certs(
+    path: &Path,
+    bad: impl Fn(String) -> TlsError,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad(pem_reason(e)))?
         .collect::<Result<Vec<_>, _>>()
@@ -58,7 +62,10 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// The server side of `tls:` listen addresses: TLS 1.2 and 1.3, no client
 /// certificates (phones and trunks authenticate with digest or by source address).
 pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certs(&c.cert)?;
+    let chain = certs(&c.cert, |reason| TlsError::Cert {
+        path: c.cert.clone(),
+        reason,
+    })?;
     let key = key(&c.key)?;
     let pair = |reason: String| TlsError::Pair {
         cert: c.cert.clone(),
@@ -72,6 +79,48 @@ pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| pair(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// The client side, for connections the edge opens to `sips:` / `;transport=tls`
+/// targets: the peer's certificate must chain to `[tls] ca` (or, unset, to the
+/// system's trust store) and name the target's IP address (targets are IP
+/// addresses; no DNS). No client certificate is presented.
+pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &c.ca {
+        Some(path) => {
+            let bad = |reason: String| TlsError::Ca {
+                path: path.clone(),
+                reason,
+            };
+            for cert in certs(path, bad)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let reason = found
+                    .errors
+                    .first()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "none found".into());
+                return Err(TlsError::NoRoots { reason });
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::NoRoots {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

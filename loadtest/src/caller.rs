@@ -263,7 +263,12 @@ impl Caller {
                 Event::Request {
                     tx, request, head, ..
                 } => self.on_request(now, tx, request, head),
-                Event::Timeout { tx } => {
+                Event::Timeout { tx } | Event::TransportError { tx } => {
+                    let code = if matches!(ev, Event::Timeout { .. }) {
+                        408
+                    } else {
+                        503
+                    };
                     let Some(id) = self.by_tx.remove(&tx) else {
                         continue;
                     };
@@ -271,7 +276,7 @@ impl Caller {
                         continue;
                     };
                     if c.invite_tx == tx && c.phase == Phase::Inviting {
-                        self.finish(id, 408, true, None, false);
+                        self.finish(id, code, true, None, false);
                     } else if c.bye_tx == Some(tx) {
                         self.finish(id, 200, false, None, false);
                     }

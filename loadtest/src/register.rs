@@ -162,10 +162,15 @@ impl Registerer {
                         took: now.saturating_duration_since(r.started),
                     });
                 }
-                Event::Timeout { tx } => {
+                Event::Timeout { tx } | Event::TransportError { tx } => {
+                    let status = if matches!(ev, Event::Timeout { .. }) {
+                        408
+                    } else {
+                        503
+                    };
                     if let Some(r) = self.pending.remove(&tx) {
                         self.finished.push(Finished {
-                            status: 408,
+                            status,
                             took: now.saturating_duration_since(r.started),
                         });
                     }

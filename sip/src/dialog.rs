@@ -105,13 +105,22 @@ pub fn uri_addr(uri: &str) -> Option<(SocketAddr, Option<Transport>)> {
         rsip::Host::IpAddr(ip) => *ip,
         rsip::Host::Domain(d) => d.to_string().trim_matches(['[', ']']).parse().ok()?,
     };
-    let port = u.port().map(|p| *p.value()).unwrap_or(5060);
+    let sips = matches!(u.scheme, Some(rsip::Scheme::Sips));
     let t = match u.transport() {
+        Some(rsip::Transport::Tcp) if sips => Some(Transport::Tls),
         Some(rsip::Transport::Tcp) => Some(Transport::Tcp),
         Some(rsip::Transport::Tls) => Some(Transport::Tls),
         Some(rsip::Transport::Udp) => Some(Transport::Udp),
+        _ if sips => Some(Transport::Tls),
         _ => None,
     };
+    // RFC 3261 §19.1.2: TLS defaults to 5061.
+    let default_port = if t == Some(Transport::Tls) {
+        5061
+    } else {
+        5060
+    };
+    let port = u.port().map(|p| *p.value()).unwrap_or(default_port);
     Some((SocketAddr::new(ip, port), t))
 }
 

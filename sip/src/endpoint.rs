@@ -56,6 +56,10 @@ pub enum Event {
     /// A transaction timed out: client (B/F: no final response) or server INVITE
     /// (H: no ACK for a non-2xx final).
     Timeout { tx: TxId },
+    /// A client transaction's flow failed (connection refused or lost, TLS
+    /// handshake failed) before its final response: the TU treats it as a 503
+    /// (§8.1.3.1).
+    TransportError { tx: TxId },
     /// A 2xx we sent was never ACKed within 64·T1 (§13.3.1.4): the TU should BYE.
     AckTimeout { call_id: String, cseq: u32 },
     /// A message could not be parsed (already answered 400/501 when possible).
@@ -745,7 +749,7 @@ impl Endpoint {
     }
 
     /// The transport of client transactions on `flow` failed (TCP connect refused,
-    /// connection lost, ICMP): they end with [`Event::Timeout`] (§17.1.4).
+    /// connection lost, ICMP): they end with [`Event::TransportError`] (§17.1.4, §8.1.3.1).
     pub fn transport_failed(&mut self, now: Instant, flow: Flow) {
         let ids: Vec<TxId> = self
             .transactions
@@ -758,7 +762,7 @@ impl Endpoint {
             .map(|t| t.id)
             .collect();
         for id in ids {
-            self.events.push_back(Event::Timeout { tx: id });
+            self.events.push_back(Event::TransportError { tx: id });
             if let Some(t) = self.transactions.get_mut(&id) {
                 t.state = crate::transaction::State::Terminated;
             }

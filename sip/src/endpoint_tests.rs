@@ -94,6 +94,22 @@ fn client_invite_over_tcp_never_retransmits() {
 }
 
 #[test]
+fn a_failed_flow_ends_its_client_transactions_with_a_transport_error() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new("edge", 1);
+    let id = ep.send_request(t0, request(Method::Invite), flow(Transport::Tcp));
+    let other = ep.send_request(t0, request(Method::Options), flow(Transport::Udp));
+    drain(&mut ep);
+    ep.transport_failed(t0, flow(Transport::Tcp));
+    let (_, ev) = advance(&mut ep, t0);
+    assert!(
+        matches!(ev.as_slice(), [Event::TransportError { tx }] if *tx == id),
+        "only the failed flow's transaction ends"
+    );
+    assert!(ep.transaction_count() >= 1, "{other:?} still runs");
+}
+
+#[test]
 fn client_invite_failure_is_acked_in_the_transaction_and_retransmissions_absorbed() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new("edge", 1);

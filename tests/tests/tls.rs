@@ -4,7 +4,10 @@
 //! same TLS connection (Via `SIP/2.0/TLS`, Contact `;transport=tls`), answer and
 //! BYE; baresip (a phone nobody here wrote) registers over TLS, trusting the test
 //! certificate, and answers a queue call with audio both ways; a certificate file
-//! that does not load stops the edge with an error naming it.
+//! that does not load stops the edge with an error naming it. Outbound: a call
+//! routed to a `sips:` trunk goes out over a TLS connection the edge opens, the
+//! trunk's certificate checked against `[tls] ca`; a trunk whose certificate is
+//! not trusted gets no INVITE and the caller a clear failure.
 
 use edge_tests::baresip::Baresip;
 use edge_tests::ua::Uac;
@@ -14,7 +17,7 @@ use edge_tests::{
 use rustls::pki_types::{CertificateDer, ServerName};
 use sip::digest::{self, Algorithm, Challenge};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,12 +51,65 @@ fn certificate(dir: &tempdir::Dir) -> CertificateDer<'static> {
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+type TlsServer = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
 
-/// A SIP phone on one TLS connection: writes messages, reads them framed by
-/// Content-Length.
-struct Phone {
-    r: BufReader<Tls>,
+/// A SIP peer on one TLS connection (a phone that connected, or a trunk the edge
+/// connected to): writes messages, reads them framed by Content-Length.
+struct Phone<S = Tls> {
+    r: BufReader<S>,
     local: SocketAddr,
+}
+
+/// A certificate for 127.0.0.1 that only the trunk holds: (PEM, server config).
+fn trunk_identity() -> (String, Arc<rustls::ServerConfig>) {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![c.cert.der().clone()], key)
+        .unwrap();
+    (c.cert.pem(), Arc::new(config))
+}
+
+/// The connection the edge opens to the trunk listening on `l` (within 15 s).
+fn accept_trunk(l: &TcpListener, config: Arc<rustls::ServerConfig>) -> Phone<TlsServer> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let tcp = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the edge did not connect"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    tcp.set_nonblocking(false).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let conn = rustls::ServerConnection::new(config).unwrap();
+    Phone {
+        r: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+        local,
+    }
+}
+
+/// EXTRA with `[tls] ca` trusting `ca_pem` and a route `9*` to a `sips:` trunk.
+fn trunk_extra(dir: &tempdir::Dir, ca_pem: &str, trunk: SocketAddr) -> String {
+    std::fs::write(dir.path().join("trunk-ca.pem"), ca_pem).unwrap();
+    let extra = EXTRA.replacen(
+        "key = \"{dir}/edge-key.pem\"\n",
+        "key = \"{dir}/edge-key.pem\"\nca = \"{dir}/trunk-ca.pem\"\n",
+        1,
+    );
+    format!("{extra}\n[[routes]]\nnumber = \"9*\"\ntarget = \"sips:{trunk}\"\n")
 }
 
 impl Phone {
@@ -76,7 +132,9 @@ impl Phone {
             local,
         }
     }
+}
 
+impl<S: Read + Write> Phone<S> {
     fn send(&mut self, msg: &str) {
         let s = self.r.get_mut();
         s.write_all(msg.as_bytes()).unwrap();
@@ -125,7 +183,7 @@ fn status(msg: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn register(p: &mut Phone, edge: SocketAddr, cseq: u32, auth: Option<String>) -> String {
+fn register(p: &mut Phone<Tls>, edge: SocketAddr, cseq: u32, auth: Option<String>) -> String {
     let local = p.local;
     let auth = auth
         .map(|a| format!("Authorization: {a}\r\n"))
@@ -250,6 +308,97 @@ fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
     assert!(bye.starts_with("BYE "), "{bye}");
     phone.send(&answer(&bye, 200, phone.local, ""));
     assert_eq!(bye_thread.join().unwrap(), 200);
+    edge.wait_idle(10);
+}
+
+#[test]
+fn a_call_to_a_sips_trunk_goes_out_over_tls_checked_against_the_configured_ca() {
+    let dir = tempdir::Dir::new("tls-out");
+    certificate(&dir);
+    let (trunk_pem, trunk_config) = trunk_identity();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trunk_addr = listener.local_addr().unwrap();
+    let extra = trunk_extra(&dir, &trunk_pem, trunk_addr);
+    let tls_port = free_port();
+    let edge = Edge::start_in(dir, &format!("\"tls:127.0.0.1:{tls_port}\""), &extra);
+
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || {
+        let mut c = Uac::new(sip);
+        let code = c.call("9123");
+        (c, code)
+    });
+    let mut trunk = accept_trunk(&listener, trunk_config);
+    let invite = trunk.recv();
+    assert!(
+        invite.starts_with(&format!("INVITE sips:{trunk_addr} SIP/2.0")),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "Via").starts_with("SIP/2.0/TLS 127.0.0.1:"),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "Contact").contains(&format!(":{tls_port};transport=tls")),
+        "the trunk's requests come back to the edge's tls: address: {invite}"
+    );
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    trunk.send(&answer(&invite, 200, trunk.local, sdp));
+    let ack = trunk.recv();
+    assert!(ack.starts_with("ACK "), "{ack}");
+    let (mut cust, code) = caller.join().unwrap();
+    assert_eq!(code, 200);
+
+    // The BYE goes down the same TLS connection (no second one is opened).
+    let bye_thread = std::thread::spawn(move || cust.bye());
+    let bye = trunk.recv();
+    assert!(bye.starts_with("BYE "), "{bye}");
+    trunk.send(&answer(&bye, 200, trunk.local, ""));
+    assert_eq!(bye_thread.join().unwrap(), 200);
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "one connection for the dialog"
+    );
+    assert_eq!(edge.metric("edge_sip_tls_handshake_failures_total"), 0.0);
+    edge.wait_idle(10);
+}
+
+#[test]
+fn a_trunk_whose_certificate_is_not_trusted_gets_no_invite_and_the_caller_a_failure() {
+    let dir = tempdir::Dir::new("tls-untrusted");
+    certificate(&dir);
+    // The edge trusts one certificate; the trunk presents another, for the right
+    // address but from no trusted issuer.
+    let (trusted_pem, _) = trunk_identity();
+    let (_, impostor) = trunk_identity();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trunk_addr = listener.local_addr().unwrap();
+    let extra = trunk_extra(&dir, &trusted_pem, trunk_addr);
+    let edge = Edge::start_in(dir, &format!("\"tls:127.0.0.1:{}\"", free_port()), &extra);
+
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || Uac::new(sip).call("9123"));
+    let mut trunk = accept_trunk(&listener, impostor);
+    let mut line = String::new();
+    let read = trunk.r.read_line(&mut line);
+    assert!(
+        read.is_err() || read.is_ok_and(|n| n == 0),
+        "the edge must abort the handshake, got {line:?}"
+    );
+    let code = caller.join().unwrap();
+    assert!(code >= 500, "the caller gets a failure, got {code}");
+    assert!(
+        wait_until(5, || edge.metric("edge_sip_tls_handshake_failures_total")
+            >= 1.0),
+        "{}",
+        edge.log_text()
+    );
+    assert!(
+        edge.log_text()
+            .contains("SIP TLS handshake failed"),
+        "{}",
+        edge.log_text()
+    );
     edge.wait_idle(10);
 }
 

@@ -31,6 +31,9 @@ pub use net::{bind_all, spawn_tcp_listener, spawn_udp_reader, BindError, TcpLimi
 pub struct SipSockets {
     pub udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     pub tcp_limits: Arc<TcpLimits>,
+    /// Opens TLS connections to `sips:` targets (`None`: no `[tls]`, or no trust
+    /// anchors).
+    pub tls_client: Option<tokio_rustls::TlsConnector>,
 }
 
 /// Where the core writes: recordings under `dir`, agents' registrations.
@@ -47,7 +50,7 @@ pub struct Core {
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
     /// Messages waiting for an outbound TCP connection.
-    connecting: HashMap<SocketAddr, (SocketAddr, Vec<Bytes>)>,
+    connecting: HashMap<SocketAddr, (Flow, Vec<Bytes>)>,
     relays: HashMap<CallId, RelayHandle>,
     media: Arc<Relays>,
     metrics: Arc<Metrics>,
@@ -55,6 +58,7 @@ pub struct Core {
     storage_dir: std::path::PathBuf,
     audio: Arc<AudioCache>,
     tcp_limits: Arc<TcpLimits>,
+    tls_client: Option<tokio_rustls::TlsConnector>,
     /// Where agents' bindings are persisted.
     registrations: Arc<storage::registrations::Registrations>,
     desk: Arc<crate::desk::Desk>,
@@ -70,7 +74,11 @@ impl Core {
         stores: Stores,
         audio: Arc<AudioCache>,
     ) -> Self {
-        let SipSockets { udp, tcp_limits } = sip;
+        let SipSockets {
+            udp,
+            tcp_limits,
+            tls_client,
+        } = sip;
         let Stores {
             dir: storage_dir,
             registrations,
@@ -88,6 +96,7 @@ impl Core {
             storage_dir,
             audio,
             tcp_limits,
+            tls_client,
             registrations,
             desk,
         }
@@ -170,15 +179,8 @@ impl Core {
                 // that closed it) goes out before its writer is forgotten.
                 self.drain();
                 self.tcp.remove(&remote);
-                if let Some((l, _)) = self.connecting.remove(&remote) {
-                    self.b2bua.transport_failed(
-                        now,
-                        Flow {
-                            transport: Transport::Tcp,
-                            local: l,
-                            remote,
-                        },
-                    );
+                if let Some((flow, _)) = self.connecting.remove(&remote) {
+                    self.b2bua.transport_failed(now, flow);
                 } else if failed {
                     self.b2bua.transport_failed(
                         now,
@@ -419,77 +421,110 @@ impl Core {
                     }
                     return;
                 }
-                if flow.transport == Transport::Tcp {
-                    return self.connect_tcp(flow, data);
-                }
-                // A TLS flow is the connection the peer opened (a phone's REGISTER, a
-                // trunk's INVITE): requests to it reuse it. The edge does not open TLS
-                // connections itself (no client trust store is configured).
-                self.metrics.sip_send_failures.fetch_add(1, Relaxed);
-                info!(remote = %flow.remote, "no SIP TLS connection to that peer (the edge opens none): not sent");
-                let core = self.self_tx.clone();
-                tokio::spawn(async move {
-                    let _ = core
-                        .send(CoreMsg::TcpDown {
-                            transport: Transport::Tls,
-                            remote: flow.remote,
-                            local: flow.local,
-                            failed: true,
-                        })
-                        .await;
-                });
+                let tls = match flow.transport {
+                    Transport::Tls => match &self.tls_client {
+                        Some(c) => Some(c.clone()),
+                        None => {
+                            return self.not_connectable(
+                                flow,
+                                "no SIP TLS connection to that peer and no trust anchors to open one ([tls] ca): not sent",
+                            )
+                        }
+                    },
+                    _ => None,
+                };
+                self.connect(flow, data, tls);
             }
         }
     }
 
+    /// A message for a stream the edge cannot open: counted, logged, and the
+    /// transaction told at once (its flow failed).
+    fn not_connectable(&mut self, flow: Flow, why: &'static str) {
+        self.metrics.sip_send_failures.fetch_add(1, Relaxed);
+        info!(remote = %flow.remote, transport = %flow.transport, "{why}");
+        let core = self.self_tx.clone();
+        tokio::spawn(async move {
+            let _ = core
+                .send(CoreMsg::TcpDown {
+                    transport: flow.transport,
+                    remote: flow.remote,
+                    local: flow.local,
+                    failed: true,
+                })
+                .await;
+        });
+    }
+
     /// Open a TCP connection to `flow.remote` for `data` (and what is sent there
-    /// until it is up).
-    fn connect_tcp(&mut self, flow: Flow, data: Bytes) {
+    /// until it is up), with a TLS handshake over it when `tls` is given: the
+    /// peer's certificate must name its IP address.
+    fn connect(&mut self, flow: Flow, data: Bytes, tls: Option<tokio_rustls::TlsConnector>) {
         if let Some((_, q)) = self.connecting.get_mut(&flow.remote) {
             q.push(data);
             return;
         }
         if self.metrics.tcp_connections.load(Relaxed) >= self.tcp_limits.total {
-            self.metrics.sip_send_failures.fetch_add(1, Relaxed);
-            return;
+            return self.not_connectable(flow, "SIP connection limit reached: not connecting");
         }
-        self.connecting
-            .insert(flow.remote, (flow.local, vec![data]));
+        self.connecting.insert(flow.remote, (flow, vec![data]));
         let core = self.self_tx.clone();
         let metrics = self.metrics.clone();
         let limits = self.tcp_limits.clone();
-        let (local, remote) = (flow.local, flow.remote);
+        let Flow {
+            transport,
+            local,
+            remote,
+        } = flow;
         tokio::spawn(async move {
-            let r = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                TcpStream::connect(remote),
-            )
-            .await;
-            match r {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    net::spawn_connection(
-                        stream,
-                        Transport::Tcp,
-                        local,
+            let wait = std::time::Duration::from_secs(5);
+            let stream = match tokio::time::timeout(wait, TcpStream::connect(remote)).await {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    info!(%remote, %transport, error = %e, "SIP connect failed");
+                    None
+                }
+                Err(_) => {
+                    info!(%remote, %transport, "SIP connect not completed in 5s");
+                    None
+                }
+            };
+            let ctx = net::Streams {
+                core: core.clone(),
+                metrics,
+                limits,
+            };
+            let up = match (stream, tls) {
+                (None, _) => false,
+                (Some(s), None) => {
+                    let _ = s.set_nodelay(true);
+                    net::spawn_connection(s, flow, ctx, false);
+                    true
+                }
+                (Some(s), Some(connector)) => {
+                    let _ = s.set_nodelay(true);
+                    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+                    match tokio::time::timeout(wait, connector.connect(name, s)).await {
+                        Ok(Ok(s)) => {
+                            net::spawn_connection(s, flow, ctx, false);
+                            true
+                        }
+                        failed => {
+                            net::tls_failed(&ctx.metrics, remote, failed.map(|r| r.map(drop)));
+                            false
+                        }
+                    }
+                }
+            };
+            if !up {
+                let _ = core
+                    .send(CoreMsg::TcpDown {
+                        transport,
                         remote,
-                        core,
-                        metrics,
-                        limits,
-                        false,
-                    )
-                }
-                _ => {
-                    info!(%remote, "SIP TCP connect failed");
-                    let _ = core
-                        .send(CoreMsg::TcpDown {
-                            transport: Transport::Tcp,
-                            remote,
-                            local,
-                            failed: true,
-                        })
-                        .await;
-                }
+                        local,
+                        failed: true,
+                    })
+                    .await;
             }
         });
     }

@@ -188,42 +188,28 @@ pub fn spawn_tcp_listener(
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let (core, metrics, limits) = (core.clone(), metrics.clone(), limits.clone());
+                    let ctx = Streams {
+                        core: core.clone(),
+                        metrics: metrics.clone(),
+                        limits: limits.clone(),
+                    };
+                    let flow = move |transport| Flow {
+                        transport,
+                        local,
+                        remote,
+                    };
                     let Some(acceptor) = tls.clone() else {
-                        spawn_connection(
-                            stream,
-                            Transport::Tcp,
-                            local,
-                            remote,
-                            core,
-                            metrics,
-                            limits,
-                            true,
-                        );
+                        spawn_connection(stream, flow(Transport::Tcp), ctx, true);
                         continue;
                     };
                     tokio::spawn(async move {
                         let shake =
-                            tokio::time::timeout(limits.message, acceptor.accept(stream)).await;
+                            tokio::time::timeout(ctx.limits.message, acceptor.accept(stream)).await;
                         match shake {
-                            Ok(Ok(s)) => spawn_connection(
-                                s,
-                                Transport::Tls,
-                                local,
-                                remote,
-                                core,
-                                metrics,
-                                limits,
-                                true,
-                            ),
+                            Ok(Ok(s)) => spawn_connection(s, flow(Transport::Tls), ctx, true),
                             failed => {
-                                let error = match failed {
-                                    Ok(Err(e)) => e.to_string(),
-                                    _ => "not completed in time".to_string(),
-                                };
-                                metrics.tls_handshake_failures.fetch_add(1, Relaxed);
-                                info!(%remote, %error, "SIP TLS handshake failed");
-                                limits.leave(remote.ip());
+                                tls_failed(&ctx.metrics, remote, failed.map(|r| r.map(drop)));
+                                ctx.limits.leave(remote.ip());
                             }
                         }
                     });
@@ -237,32 +223,50 @@ pub fn spawn_tcp_listener(
     });
 }
 
-/// Run one TCP or TLS connection: a writer fed by the core, a reader that frames
-/// messages. `inbound`: accepted (counted against its source's share, released at
-/// the end).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn spawn_connection<S>(
-    stream: S,
-    transport: Transport,
-    local: SocketAddr,
+/// What every SIP stream connection reports to and counts against.
+pub(super) struct Streams {
+    pub core: CoreTx,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<TcpLimits>,
+}
+
+/// A TLS handshake (either side) that failed or timed out: counted and logged
+/// with the reason (`Err(_)`: not completed in time).
+pub(super) fn tls_failed(
+    metrics: &Metrics,
     remote: SocketAddr,
-    core: CoreTx,
-    metrics: Arc<Metrics>,
-    limits: Arc<TcpLimits>,
-    inbound: bool,
-) where
+    result: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+) {
+    let error = match result {
+        Ok(Err(e)) => e.to_string(),
+        _ => "not completed in time".to_string(),
+    };
+    metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+    info!(%remote, %error, "SIP TLS handshake failed");
+}
+
+/// Run one TCP or TLS connection on `flow`: a writer fed by the core, a reader
+/// that frames messages. `inbound`: accepted (counted against its source's share,
+/// released at the end).
+pub(super) fn spawn_connection<S>(stream: S, flow: Flow, ctx: Streams, inbound: bool)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let Streams {
+        core,
+        metrics,
+        limits,
+    } = ctx;
+    let Flow {
+        transport,
+        local,
+        remote,
+    } = flow;
     let (rd, wr) = tokio::io::split(stream);
     let (tx, writer) = sip_io::spawn_writer(wr, 1024);
     metrics.tcp_connections.fetch_add(1, Relaxed);
     tokio::spawn(async move {
         let _ = core.send(CoreMsg::TcpUp { remote, tx }).await;
-        let flow = Flow {
-            transport,
-            local,
-            remote,
-        };
         let mut reader =
             sip_io::StreamReader::new(rd, flow).with_timeouts(limits.idle, limits.message);
         // Ok: the core is gone (the process is stopping); Err: the stream ended.
