@@ -442,14 +442,13 @@ impl B2bua {
             .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
         info!(call = %c.public_id, min_se = min, "callee wants a longer session interval (422): calling again");
         let flow = b.dialog.flow;
-        self.start_b(
-            now,
-            id,
-            b.dialog.remote_target,
-            flow.remote,
-            flow.transport,
-            b.agent,
-        );
+        let target = crate::invite::LegTarget {
+            uri: b.dialog.remote_target,
+            remote: flow.remote,
+            transport: flow.transport,
+            local: Some(flow.local),
+        };
+        self.start_b(now, id, target, b.agent);
         true
     }
 

@@ -24,6 +24,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+/// Where a new leg goes: its Request-URI and the peer; `local` is the flow's own
+/// end when the target is a registration (the flow its REGISTER came on), else
+/// one of the listen addresses of that transport is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LegTarget {
+    pub uri: String,
+    pub remote: SocketAddr,
+    pub transport: Transport,
+    pub local: Option<SocketAddr>,
+}
+
 impl B2bua {
     pub(crate) fn on_invite(
         &mut self,
@@ -189,7 +200,13 @@ impl B2bua {
             Route::Static { target, .. } => {
                 let number = self.calls[&id].callee.clone();
                 let uri = Self::target_uri(&target, &number);
-                self.start_b(now, id, uri, target.addr, target.transport, None);
+                let target = LegTarget {
+                    uri,
+                    remote: target.addr,
+                    transport: target.transport,
+                    local: None,
+                };
+                self.start_b(now, id, target, None);
             }
             Route::Queue { name } => {
                 let max_wait = self
@@ -249,12 +266,10 @@ impl B2bua {
         &mut self,
         now: Instant,
         id: CallId,
-        uri: String,
-        addr: SocketAddr,
-        transport: Transport,
+        target: LegTarget,
         agent: Option<String>,
     ) {
-        self.place_leg(now, id, (uri, addr, transport), agent, false);
+        self.place_leg(now, id, target, agent, false);
     }
 
     /// Ring every target of an agent at once (its registered phones): the first
@@ -263,7 +278,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         id: CallId,
-        targets: Vec<(String, SocketAddr, Transport)>,
+        targets: Vec<LegTarget>,
         agent: Option<String>,
     ) {
         let mut targets = targets.into_iter();
@@ -284,12 +299,25 @@ impl B2bua {
         &mut self,
         now: Instant,
         id: CallId,
-        target: (String, SocketAddr, Transport),
+        target: LegTarget,
         agent: Option<String>,
         fork: bool,
     ) {
-        let (uri, addr, transport) = target;
-        let Some(flow) = self.local_flow(transport, addr) else {
+        let LegTarget {
+            uri,
+            remote: addr,
+            transport,
+            local,
+        } = target;
+        let flow = match local {
+            Some(local) => Some(Flow {
+                transport,
+                local,
+                remote: addr,
+            }),
+            None => self.local_flow(transport, addr),
+        };
+        let Some(flow) = flow else {
             warn!(%addr, %transport, "no listen address for this transport/family: cannot reach callee");
             if fork {
                 return;

@@ -70,7 +70,7 @@ use rsip::{Header, Method, Request};
 use sip::endpoint::{Endpoint, Event, Screen, Transmit};
 use sip::message::{self, Head};
 use sip::pike::{Pike, PikeConfig, Verdict};
-use sip::{Flow, Transport, TxId};
+use sip::{Flow, TxId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -257,11 +257,7 @@ fn pike_config(c: &control::SipConfig) -> PikeConfig {
 }
 
 fn contact_for(flow: Flow) -> String {
-    match flow.transport {
-        Transport::Udp => format!("<sip:edge@{}>", flow.local),
-        Transport::Tcp => format!("<sip:edge@{};transport=tcp>", flow.local),
-        Transport::Tls => format!("<sip:edge@{};transport=tls>", flow.local),
-    }
+    format!("<sip:edge@{}{}>", flow.local, flow.transport.uri_param())
 }
 
 /// The extensions a `Require` may name: `timer` (RFC 4028) unless session timers

@@ -59,7 +59,7 @@ struct Failures {
 
 pub(crate) struct Registrar {
     verifier: Verifier,
-    bindings: HashMap<String, Vec<Binding>>,
+    pub(crate) bindings: HashMap<String, Vec<Binding>>,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -93,10 +93,15 @@ impl Registrar {
 
     /// Drop expired bindings; the agents whose bindings changed.
     pub(crate) fn expire(&mut self, wall: SystemTime) -> Vec<String> {
+        self.drop_where(|b| b.expires <= wall)
+    }
+
+    /// Drop the bindings `gone` picks; the agents whose bindings changed.
+    fn drop_where(&mut self, gone: impl Fn(&Binding) -> bool) -> Vec<String> {
         let mut changed = Vec::new();
         self.bindings.retain(|agent, list| {
             let before = list.len();
-            list.retain(|b| b.expires > wall);
+            list.retain(|b| !gone(b));
             if list.len() != before {
                 changed.push(agent.clone());
             }
@@ -349,7 +354,13 @@ impl B2bua {
             Header::UserAgent(u) => Some(u.value().chars().take(128).collect::<String>()),
             _ => None,
         });
-        let list = self.registrar.bindings.entry(agent_id.clone()).or_default();
+        // Most agents have one phone: room for one (a Vec's first push reserves
+        // four, ~0.7 KB a registered agent never uses).
+        let list = self
+            .registrar
+            .bindings
+            .entry(agent_id.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         list.retain(|b| b.expires > wall);
         let before = list.clone();
         match wanted {
@@ -415,10 +426,13 @@ impl B2bua {
         self.dispatch_queues(now);
     }
 
-    /// Bindings loaded from storage at start (expired ones are skipped).
+    /// Bindings loaded from storage at start (expired ones are skipped, and
+    /// WebSocket ones: their sockets died with the previous process and only the
+    /// browser can open a new one).
     pub fn restore_bindings(&mut self, now: Instant, bindings: Vec<Binding>) {
         let wall = self.wall(now);
-        for b in bindings.into_iter().filter(|b| b.expires > wall) {
+        let live = |b: &Binding| b.expires > wall && !b.flow.transport.is_websocket();
+        for b in bindings.into_iter().filter(live) {
             self.registrar
                 .bindings
                 .entry(b.agent.clone())
@@ -451,17 +465,33 @@ impl B2bua {
         v
     }
 
+    /// A WebSocket flow closed: its bindings can never be reached again (only the
+    /// browser can open a socket; it registers anew on the next one), so they go
+    /// now rather than at expiry, and their agents stop being offered calls.
+    pub fn flow_closed(&mut self, now: Instant, flow: Flow) {
+        if !flow.transport.is_websocket() {
+            return;
+        }
+        let changed = self.registrar.drop_where(|b| b.flow == flow);
+        self.bindings_dropped(now, changed, "its WebSocket closed");
+    }
+
     /// Drop expired bindings (and tell the driver).
     pub(crate) fn expire_bindings(&mut self, now: Instant) {
         let wall = self.wall(now);
-        for agent in self.registrar.expire(wall) {
+        let changed = self.registrar.expire(wall);
+        self.bindings_dropped(now, changed, "registration expired");
+    }
+
+    fn bindings_dropped(&mut self, now: Instant, agents: Vec<String>, why: &'static str) {
+        for agent in agents {
             let bindings = self
                 .registrar
                 .bindings
                 .get(&agent)
                 .cloned()
                 .unwrap_or_default();
-            info!(%agent, left = bindings.len(), "registration expired");
+            info!(%agent, left = bindings.len(), "binding dropped: {why}");
             self.outputs.push_back(Output::Bindings {
                 agent: agent.clone(),
                 bindings,
@@ -483,17 +513,21 @@ impl B2bua {
 
     /// Where to call agent `id`: its live bindings (newest first, all rung at
     /// once), else its static contact; none: the agent cannot be reached.
-    pub(crate) fn agent_targets(
-        &self,
-        now: Instant,
-        id: &str,
-    ) -> Vec<(String, std::net::SocketAddr, sip::Transport)> {
+    pub(crate) fn agent_targets(&self, now: Instant, id: &str) -> Vec<crate::invite::LegTarget> {
+        use crate::invite::LegTarget;
         let wall = self.wall(now);
+        // A binding is reached on the flow its REGISTER came on (a WebSocket has
+        // no listen address of its own).
         let live: Vec<_> = self
             .registrar
             .live(id, wall)
             .into_iter()
-            .map(|b| (b.contact.clone(), b.flow.remote, b.flow.transport))
+            .map(|b| LegTarget {
+                uri: b.contact.clone(),
+                remote: b.flow.remote,
+                transport: b.flow.transport,
+                local: Some(b.flow.local),
+            })
             .collect();
         if !live.is_empty() {
             return live;
@@ -501,7 +535,14 @@ impl B2bua {
         self.snap
             .agent(id)
             .and_then(|a| a.contact.as_ref())
-            .map(|c| vec![(c.uri.clone(), c.addr, c.transport)])
+            .map(|c| {
+                vec![LegTarget {
+                    uri: c.uri.clone(),
+                    remote: c.addr,
+                    transport: c.transport,
+                    local: None,
+                }]
+            })
             .unwrap_or_default()
     }
 

@@ -300,7 +300,10 @@ fn expiry_several_bindings_unregister_and_423() {
     let r = sign_in(&mut n, "1001", "alice-sip-secret", PHONE2, "e3", &second);
     assert_eq!(r.to_string().matches(";expires=").count(), 2, "{r}");
     assert_eq!(n.b.registrations(n.now).len(), 2);
-    assert_eq!(n.b.agent_targets(n.now, "1001")[0].1.to_string(), PHONE2);
+    assert_eq!(
+        n.b.agent_targets(n.now, "1001")[0].remote.to_string(),
+        PHONE2
+    );
     // The second phone's binding expires; the sweep tells the driver.
     n.outputs.clear();
     n.advance(Duration::from_secs(131));
@@ -309,7 +312,10 @@ fn expiry_several_bindings_unregister_and_423() {
         .outputs
         .iter()
         .any(|o| matches!(o, Output::Bindings { bindings, .. } if bindings.len() == 1)));
-    assert_eq!(n.b.agent_targets(n.now, "1001")[0].1.to_string(), PHONE);
+    assert_eq!(
+        n.b.agent_targets(n.now, "1001")[0].remote.to_string(),
+        PHONE
+    );
     // Expires: 0 on a contact removes it; `*` removes all (and needs Expires: 0).
     let r = sign_in(
         &mut n,
@@ -375,6 +381,55 @@ fn restored_bindings_are_used_and_expired_ones_skipped() {
     n.send(CALLER, &invite("1000", "q2", &sdp(4000)));
     let (inv, _) = n.expect_request(PHONE, Method::Invite);
     assert_eq!(inv.uri.to_string(), "sip:1001@127.0.0.1:5092");
+}
+
+#[test]
+fn websocket_bindings_go_when_their_socket_closes_and_are_not_restored() {
+    let mut n = Net::new(REG_CONFIG);
+    let wall = n.b.wall(n.now);
+    let ws = |remote: &str| sip::Flow {
+        transport: control::Transport::Ws,
+        local: "127.0.0.1:8080".parse().unwrap(),
+        remote: remote.parse().unwrap(),
+    };
+    let binding = |contact: &str, flow: sip::Flow| Binding {
+        agent: "1001".into(),
+        contact: contact.into(),
+        flow,
+        expires: wall + Duration::from_secs(300),
+        call_id: "ws".into(),
+        cseq: 1,
+        user_agent: None,
+    };
+    // A restart: the WebSocket binding's socket died with the old process.
+    n.b.restore_bindings(
+        n.now,
+        vec![
+            binding("sip:a@a.invalid;transport=ws", ws("127.0.0.1:40001")),
+            binding(
+                "sip:1001@127.0.0.1:5092",
+                testing::flow("127.0.0.1:5060", PHONE),
+            ),
+        ],
+    );
+    assert_eq!(n.b.registrations(n.now).len(), 1);
+    // Two live tabs; one closes: only its binding goes.
+    let (a, b) = (ws("127.0.0.1:40002"), ws("127.0.0.1:40003"));
+    n.b.registrar.bindings.get_mut("1001").unwrap().extend([
+        binding("sip:b@b.invalid;transport=ws", a),
+        binding("sip:c@c.invalid;transport=ws", b),
+    ]);
+    n.b.flow_closed(n.now, a);
+    let left: Vec<String> =
+        n.b.registrations(n.now)
+            .into_iter()
+            .map(|r| r.contact)
+            .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.iter().any(|c| c.contains("b.invalid")), "{left:?}");
+    // A TCP connection closing keeps its bindings (as before).
+    n.b.flow_closed(n.now, testing::flow("127.0.0.1:5060", PHONE));
+    assert_eq!(n.b.registrations(n.now).len(), 2);
 }
 
 #[test]

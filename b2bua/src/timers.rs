@@ -122,6 +122,13 @@ impl B2bua {
             Timer::AfterHours(id) => self.after_hours_timer(now, id),
             Timer::RegistrationSweep => {
                 self.expire_bindings(now);
+                self.ep.compact();
+                if self.outputs.capacity() > 1024
+                    && self.outputs.len() * 4 < self.outputs.capacity()
+                {
+                    // Sized by a burst (every agent's state at start).
+                    self.outputs.shrink_to(self.outputs.len() * 2);
+                }
                 self.timers
                     .set(now + crate::REGISTRATION_SWEEP, Timer::RegistrationSweep);
             }

@@ -16,17 +16,39 @@ pub enum Transport {
     Tcp,
     /// SIP over TLS (RFC 3261 §26): a TCP stream with rustls on it.
     Tls,
+    /// SIP over WebSocket (RFC 7118) on the HTTP listener's `/ws/sip`: one SIP
+    /// message per WebSocket message. Only the peer opens these (a browser);
+    /// the edge reaches it back over its socket.
+    Ws,
+    /// The same over a TLS WebSocket (`wss:`; Via `SIP/2.0/WSS`).
+    Wss,
 }
 
 impl Transport {
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp | Transport::Tls)
+        !matches!(self, Transport::Udp)
+    }
+    /// A WebSocket flow: only the peer can open it.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+    /// The `;transport=` parameter of a SIP URI reached over it ("" for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+            Transport::Ws => ";transport=ws",
+            Transport::Wss => ";transport=wss",
+        }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub tcp_timeouts_message: AtomicU64,
     /// SIP TLS handshakes that failed or did not finish in time.
     pub tls_handshake_failures: AtomicU64,
+    /// SIP WebSockets open, and upgrades refused for lacking the `sip` subprotocol.
+    pub sip_ws_connections: AtomicU64,
+    pub sip_ws_refused: AtomicU64,
     /// HTTP connections open, and refused over [http] max_connections.
     pub http_connections: AtomicU64,
     pub http_refused: AtomicU64,
@@ -458,6 +461,20 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "SIP TLS connections closed because their handshake failed or timed out.",
         "counter",
         m.tls_handshake_failures.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_sip_ws_connections",
+        "SIP WebSockets (/ws/sip) open now.",
+        "gauge",
+        m.sip_ws_connections.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_sip_ws_refused_total",
+        "WebSocket upgrades on /ws/sip refused because the client did not ask for the `sip` subprotocol.",
+        "counter",
+        m.sip_ws_refused.load(Relaxed),
     );
     metric(
         &mut o,

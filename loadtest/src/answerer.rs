@@ -208,11 +208,8 @@ impl Answerer {
                 let remote = Sdp::parse(&req.body)
                     .ok()
                     .and_then(|s| s.audio_target().ok().flatten());
-                let local_contact = match flow.transport {
-                    control::Transport::Udp => format!("<sip:answer@{}>", flow.local),
-                    control::Transport::Tcp => format!("<sip:answer@{};transport=tcp>", flow.local),
-                    control::Transport::Tls => format!("<sip:answer@{};transport=tls>", flow.local),
-                };
+                let local_contact =
+                    format!("<sip:answer@{}{}>", flow.local, flow.transport.uri_param());
                 let mut ringing = message::response(&req, 180, Some(&tag), &server);
                 ringing
                     .headers

@@ -138,15 +138,12 @@ impl Caller {
 
     fn contact(&self) -> String {
         let f = self.cfg.flow;
-        match f.transport {
-            control::Transport::Udp => format!("<sip:{}@{}>", self.cfg.from_user, f.local),
-            control::Transport::Tcp => {
-                format!("<sip:{}@{};transport=tcp>", self.cfg.from_user, f.local)
-            }
-            control::Transport::Tls => {
-                format!("<sip:{}@{};transport=tls>", self.cfg.from_user, f.local)
-            }
-        }
+        format!(
+            "<sip:{}@{}{}>",
+            self.cfg.from_user,
+            f.local,
+            f.transport.uri_param()
+        )
     }
 
     /// Place a call. `rtp_port`: the local RTP port to offer (None: no SDP).

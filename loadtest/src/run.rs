@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
-    #[error("loadtest speaks SIP over UDP and TCP, not TLS")]
-    NoTls,
+    #[error("loadtest speaks SIP over UDP and TCP, not {0}")]
+    Unsupported(Transport),
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -172,7 +172,9 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                 target: a.target,
                 source,
             })?,
-        Transport::Tls => return Err(RunError::NoTls),
+        t @ (Transport::Tls | Transport::Ws | Transport::Wss) => {
+            return Err(RunError::Unsupported(t))
+        }
     };
     let flow = Flow {
         transport: a.transport,
@@ -390,7 +392,9 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
     let (net, mut inbound) = match a.transport {
         Transport::Udp => Net::udp(a.listen, true).await,
         Transport::Tcp => Net::tcp_listen(a.listen).await,
-        Transport::Tls => return Err(RunError::NoTls),
+        t @ (Transport::Tls | Transport::Ws | Transport::Wss) => {
+            return Err(RunError::Unsupported(t))
+        }
     }
     .map_err(|source| RunError::Bind {
         what: "the SIP listener",

@@ -298,6 +298,20 @@ impl Endpoint {
         self.transactions.len()
     }
 
+    /// What the transaction tables can hold without growing (the largest of
+    /// them), for memory accounting.
+    pub fn table_capacity(&self) -> usize {
+        [
+            self.transactions.capacity(),
+            self.server_keys.capacity(),
+            self.client_keys.capacity(),
+            self.keys_of.capacity(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
     /// Bytes that arrived on `flow` (a UDP datagram or one framed TCP message).
     pub fn handle_datagram(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         self.handle_datagram_screened(now, flow, data, |_, _, _| Screen::Accept)
@@ -714,6 +728,35 @@ impl Endpoint {
         let id = TxId(self.next_tx);
         self.next_tx += 1;
         id
+    }
+
+    /// Give back what the transaction tables grew to at a peak: a burst (100 000
+    /// phones registering) leaves tables sized for it that never shrink on their
+    /// own, most of the memory a registered phone appeared to cost. A table is
+    /// halved towards twice its length once it is four times emptier than its
+    /// capacity (rehashing O(len), rare).
+    pub fn compact(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        shrink(&mut self.transactions);
+        shrink(&mut self.server_keys);
+        shrink(&mut self.client_keys);
+        shrink(&mut self.keys_of);
+        shrink(&mut self.invites);
+        shrink(&mut self.pending);
+        shrink(&mut self.pending_by_dialog);
+        if self.timers.capacity() > 1024 && self.timers.len() * 4 < self.timers.capacity() {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.events.capacity() > 1024 && self.events.is_empty() {
+            self.events.shrink_to_fit();
+        }
+        if self.transmits.capacity() > 1024 && self.transmits.is_empty() {
+            self.transmits.shrink_to_fit();
+        }
     }
 
     /// Re-register a transaction's next deadline, or remove it when terminated.

@@ -94,6 +94,28 @@ fn client_invite_over_tcp_never_retransmits() {
 }
 
 #[test]
+fn compact_gives_back_what_a_burst_grew_the_tables_to() {
+    let t0 = Instant::now();
+    let mut ep = Endpoint::new("edge", 1);
+    for _ in 0..5000 {
+        ep.send_request(t0, request(Method::Options), flow(Transport::Tcp));
+    }
+    drain(&mut ep);
+    let peak = ep.table_capacity();
+    assert!(peak >= 5000);
+    ep.compact();
+    assert_eq!(ep.table_capacity(), peak, "a full table is left alone");
+    ep.transport_failed(t0, flow(Transport::Tcp));
+    drain(&mut ep);
+    assert_eq!(ep.transaction_count(), 0);
+    ep.compact();
+    assert!(ep.table_capacity() < 1024, "{}", ep.table_capacity());
+    // Still works after shrinking.
+    ep.send_request(t0, request(Method::Options), flow(Transport::Udp));
+    assert_eq!(ep.transaction_count(), 1);
+}
+
+#[test]
 fn a_failed_flow_ends_its_client_transactions_with_a_transport_error() {
     let t0 = Instant::now();
     let mut ep = Endpoint::new("edge", 1);

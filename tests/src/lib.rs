@@ -8,6 +8,7 @@ pub use md5;
 pub use sha2;
 pub mod http;
 pub mod lossy;
+pub mod sipmsg;
 pub mod tone_peer;
 pub mod ua;
 pub mod ws;

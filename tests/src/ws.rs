@@ -5,10 +5,19 @@
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+pub use tungstenite;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+
+/// A read that only hit the socket's read timeout (nothing arrived yet).
+pub fn read_timed_out(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
 
 pub struct Ws {
     s: WebSocket<MaybeTlsStream<TcpStream>>,
@@ -69,11 +78,7 @@ impl Ws {
                     self.close = Some(f.map(|f: CloseFrame| u16::from(f.code)).unwrap_or(1005));
                 }
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if read_timed_out(&e) => {}
                 Err(_) => self.close = Some(1006),
             }
         }

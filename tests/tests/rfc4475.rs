@@ -163,12 +163,7 @@ fn with_rport(msg: &[u8]) -> Vec<u8> {
     let head = String::from_utf8_lossy(&msg[..head_end]).to_string();
     let lines: Vec<&str> = head.split("\r\n").collect();
     let Some(top) = lines.iter().position(|l| {
-        let name = l
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let name = edge_tests::sipmsg::header_name(l);
         !l.starts_with([' ', '\t']) && (name == "via" || name == "v")
     }) else {
         return msg.to_vec();

@@ -10,12 +10,12 @@
 //! not trusted gets no INVITE and the caller a clear failure.
 
 use edge_tests::baresip::Baresip;
+use edge_tests::sipmsg::{self, header, status};
 use edge_tests::ua::Uac;
 use edge_tests::{
     free_port, have_tool, http, run_with_timeout, tempdir, wait_until, Edge, ADMIN_TOKEN,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
-use sip::digest::{self, Algorithm, Challenge};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -166,21 +166,9 @@ impl<S: Read + Write> Phone<S> {
     }
 }
 
-/// The value of the first header `name` (case-insensitive).
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-        .unwrap_or("")
-}
-
-fn status(msg: &str) -> u16 {
-    msg.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+/// The Contact a TLS phone or trunk answers with.
+fn tls_contact(local: SocketAddr) -> String {
+    format!("<sip:5001@{local};transport=tls>")
 }
 
 fn register(p: &mut Phone<Tls>, edge: SocketAddr, cseq: u32, auth: Option<String>) -> String {
@@ -196,45 +184,6 @@ Contact: <sips:5001@{local}>\r\nExpires: 300\r\nMax-Forwards: 70\r\n{auth}Conten
     p.recv()
 }
 
-/// A response to `req` from the phone: its Via, From, To (with our tag), Call-ID and CSeq.
-fn answer(req: &str, code: u16, local: SocketAddr, body: &str) -> String {
-    let mut r = format!(
-        "SIP/2.0 {code} {}\r\n",
-        if code == 200 { "OK" } else { "Ringing" }
-    );
-    for l in req.lines() {
-        let name = l
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "via" | "from" | "call-id" | "cseq" | "record-route"
-        ) {
-            r.push_str(l);
-            r.push_str("\r\n");
-        }
-    }
-    let to = header(req, "To");
-    if to.contains("tag=") {
-        r.push_str(&format!("To: {to}\r\n"));
-    } else {
-        r.push_str(&format!("To: {to};tag=ph-tag\r\n"));
-    }
-    r.push_str(&format!("Contact: <sip:5001@{local};transport=tls>\r\n"));
-    if body.is_empty() {
-        r.push_str("Content-Length: 0\r\n\r\n");
-    } else {
-        r.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    }
-    r
-}
-
 #[test]
 fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
     let dir = tempdir::Dir::new("tls");
@@ -248,22 +197,8 @@ fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
     let r = register(&mut phone, tls_addr, 1, None);
     assert_eq!(status(&r), 401, "{r}");
     assert!(header(&r, "Via").starts_with("SIP/2.0/TLS"), "{r}");
-    let ch = Challenge::parse(header(&r, "WWW-Authenticate")).unwrap();
     let uri = format!("sips:{tls_addr}");
-    let resp = digest::response(
-        Algorithm::Md5,
-        "5001",
-        &ch.realm,
-        "tess-sip-secret",
-        "REGISTER",
-        &uri,
-        &ch.nonce,
-        Some(("00000001", "c0ffee")),
-    );
-    let auth = format!(
-        "Digest username=\"5001\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
-        ch.realm, ch.nonce
-    );
+    let auth = sipmsg::register_authorization(&r, "5001", "tess-sip-secret", &uri);
     let r = register(&mut phone, tls_addr, 2, Some(auth));
     assert_eq!(status(&r), 200, "{r}");
     let regs = http::get(edge.http, "/api/v1/registrations", Some(ADMIN_TOKEN))
@@ -294,9 +229,14 @@ fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
         header(&invite, "Contact").contains("transport=tls"),
         "{invite}"
     );
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    phone.send(&answer(&invite, 180, phone.local, ""));
-    phone.send(&answer(&invite, 200, phone.local, sdp));
+    let sdp = &sipmsg::pcmu_sdp(40000);
+    phone.send(&sipmsg::answer(&invite, 180, &tls_contact(phone.local), ""));
+    phone.send(&sipmsg::answer(
+        &invite,
+        200,
+        &tls_contact(phone.local),
+        sdp,
+    ));
     let ack = phone.recv();
     assert!(ack.starts_with("ACK "), "{ack}");
     let (mut cust, code) = caller.join().unwrap();
@@ -306,7 +246,7 @@ fn a_phone_registers_over_tls_and_takes_a_queue_call_on_that_connection() {
     let bye_thread = std::thread::spawn(move || cust.bye());
     let bye = phone.recv();
     assert!(bye.starts_with("BYE "), "{bye}");
-    phone.send(&answer(&bye, 200, phone.local, ""));
+    phone.send(&sipmsg::answer(&bye, 200, &tls_contact(phone.local), ""));
     assert_eq!(bye_thread.join().unwrap(), 200);
     edge.wait_idle(10);
 }
@@ -342,8 +282,13 @@ fn a_call_to_a_sips_trunk_goes_out_over_tls_checked_against_the_configured_ca() 
         header(&invite, "Contact").contains(&format!(":{tls_port};transport=tls")),
         "the trunk's requests come back to the edge's tls: address: {invite}"
     );
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    trunk.send(&answer(&invite, 200, trunk.local, sdp));
+    let sdp = &sipmsg::pcmu_sdp(40000);
+    trunk.send(&sipmsg::answer(
+        &invite,
+        200,
+        &tls_contact(trunk.local),
+        sdp,
+    ));
     let ack = trunk.recv();
     assert!(ack.starts_with("ACK "), "{ack}");
     let (mut cust, code) = caller.join().unwrap();
@@ -353,7 +298,7 @@ fn a_call_to_a_sips_trunk_goes_out_over_tls_checked_against_the_configured_ca() 
     let bye_thread = std::thread::spawn(move || cust.bye());
     let bye = trunk.recv();
     assert!(bye.starts_with("BYE "), "{bye}");
-    trunk.send(&answer(&bye, 200, trunk.local, ""));
+    trunk.send(&sipmsg::answer(&bye, 200, &tls_contact(trunk.local), ""));
     assert_eq!(bye_thread.join().unwrap(), 200);
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
@@ -394,8 +339,7 @@ fn a_trunk_whose_certificate_is_not_trusted_gets_no_invite_and_the_caller_a_fail
         edge.log_text()
     );
     assert!(
-        edge.log_text()
-            .contains("SIP TLS handshake failed"),
+        edge.log_text().contains("SIP TLS handshake failed"),
         "{}",
         edge.log_text()
     );

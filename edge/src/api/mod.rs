@@ -22,6 +22,7 @@ mod transcripts;
 
 pub use auth::authorize_user;
 pub use error::error;
+pub use serve::Peer;
 pub use state::AppState;
 
 use axum::http::StatusCode;

@@ -15,6 +15,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::debug;
 
+/// The two ends of a request's connection (a request extension on every request):
+/// a SIP WebSocket is the flow `local` ↔ `remote`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+}
+
 pub struct HttpLimits {
     pub header_timeout: Duration,
     pub max_connections: u64,
@@ -32,6 +40,7 @@ pub async fn serve(
     // Tells every connection to finish its request in flight and close.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let service = TowerToHyperService::new(app);
+    let local = listener.local_addr()?;
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -57,8 +66,15 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true);
+        let inner = service.clone();
+        let peer = Peer { local, remote };
+        let with_peer =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                hyper::service::Service::call(&inner, req)
+            });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service.clone())
+            .serve_connection(TokioIo::new(stream), with_peer)
             .with_upgrades();
         let metrics = metrics.clone();
         let mut stop = stop.clone();

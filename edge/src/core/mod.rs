@@ -48,9 +48,10 @@ pub struct Stores {
 pub struct Core {
     b2bua: B2bua,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
-    tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    /// Stream connections by transport and peer: TCP, TLS and WebSocket.
+    tcp: HashMap<(Transport, SocketAddr), mpsc::Sender<Bytes>>,
     /// Messages waiting for an outbound TCP connection.
-    connecting: HashMap<SocketAddr, (Flow, Vec<Bytes>)>,
+    connecting: HashMap<(Transport, SocketAddr), (Flow, Vec<Bytes>)>,
     relays: HashMap<CallId, RelayHandle>,
     media: Arc<Relays>,
     metrics: Arc<Metrics>,
@@ -161,13 +162,17 @@ impl Core {
                 let waited = now.saturating_duration_since(at);
                 self.b2bua.handle_datagram_waited(now, flow, &data, waited);
             }
-            CoreMsg::TcpUp { remote, tx } => {
-                if let Some((_, queued)) = self.connecting.remove(&remote) {
+            CoreMsg::TcpUp {
+                transport,
+                remote,
+                tx,
+            } => {
+                if let Some((_, queued)) = self.connecting.remove(&(transport, remote)) {
                     for b in queued {
                         let _ = tx.try_send(b);
                     }
                 }
-                self.tcp.insert(remote, tx);
+                self.tcp.insert((transport, remote), tx);
             }
             CoreMsg::TcpDown {
                 transport,
@@ -178,18 +183,17 @@ impl Core {
                 // What the batch produced for this connection (a 400 for the message
                 // that closed it) goes out before its writer is forgotten.
                 self.drain();
-                self.tcp.remove(&remote);
-                if let Some((flow, _)) = self.connecting.remove(&remote) {
+                self.tcp.remove(&(transport, remote));
+                let flow = Flow {
+                    transport,
+                    local,
+                    remote,
+                };
+                self.b2bua.flow_closed(now, flow);
+                if let Some((flow, _)) = self.connecting.remove(&(transport, remote)) {
                     self.b2bua.transport_failed(now, flow);
                 } else if failed {
-                    self.b2bua.transport_failed(
-                        now,
-                        Flow {
-                            transport,
-                            local,
-                            remote,
-                        },
-                    );
+                    self.b2bua.transport_failed(now, flow);
                 }
             }
             CoreMsg::ListCalls(reply) => {
@@ -414,14 +418,18 @@ impl Core {
                     }
                 }
             }
-            Transport::Tcp | Transport::Tls => {
-                if let Some(tx) = self.tcp.get(&flow.remote) {
+            Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
+                if let Some(tx) = self.tcp.get(&(flow.transport, flow.remote)) {
                     if tx.try_send(data).is_err() {
                         self.metrics.sip_send_failures.fetch_add(1, Relaxed);
                     }
                     return;
                 }
                 let tls = match flow.transport {
+                    Transport::Ws | Transport::Wss => {
+                        // Only the browser can open its WebSocket: it is gone.
+                        return self.not_connectable(flow, "the SIP WebSocket of that peer is closed: not sent");
+                    }
                     Transport::Tls => match &self.tls_client {
                         Some(c) => Some(c.clone()),
                         None => {
@@ -460,14 +468,15 @@ impl Core {
     /// until it is up), with a TLS handshake over it when `tls` is given: the
     /// peer's certificate must name its IP address.
     fn connect(&mut self, flow: Flow, data: Bytes, tls: Option<tokio_rustls::TlsConnector>) {
-        if let Some((_, q)) = self.connecting.get_mut(&flow.remote) {
+        if let Some((_, q)) = self.connecting.get_mut(&(flow.transport, flow.remote)) {
             q.push(data);
             return;
         }
         if self.metrics.tcp_connections.load(Relaxed) >= self.tcp_limits.total {
             return self.not_connectable(flow, "SIP connection limit reached: not connecting");
         }
-        self.connecting.insert(flow.remote, (flow, vec![data]));
+        self.connecting
+            .insert((flow.transport, flow.remote), (flow, vec![data]));
         let core = self.self_tx.clone();
         let metrics = self.metrics.clone();
         let limits = self.tcp_limits.clone();
@@ -551,6 +560,8 @@ pub fn binding_from_row(r: storage::registrations::Row) -> Option<b2bua::Binding
         "udp" => Transport::Udp,
         "tcp" => Transport::Tcp,
         "tls" => Transport::Tls,
+        "ws" => Transport::Ws,
+        "wss" => Transport::Wss,
         _ => return None,
     };
     Some(b2bua::Binding {

@@ -19,7 +19,10 @@ pub enum CoreMsg {
         /// When the reader queued it (the core sheds new calls when behind).
         at: Instant,
     },
+    /// A stream connection is up (TCP, TLS, or a SIP WebSocket): what is sent to
+    /// `(transport, remote)` goes to `tx`.
     TcpUp {
+        transport: control::Transport,
         remote: SocketAddr,
         tx: mpsc::Sender<Bytes>,
     },

@@ -128,6 +128,9 @@ pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, BindError> {
                     transport: l.transport,
                 });
             }
+            // SIP over WebSocket is served at `/ws/sip` on the HTTP listener; the
+            // configuration has no `ws:` listen entries.
+            Transport::Ws | Transport::Wss => {}
         }
     }
     Ok((udp, tcp))
@@ -266,7 +269,13 @@ where
     let (tx, writer) = sip_io::spawn_writer(wr, 1024);
     metrics.tcp_connections.fetch_add(1, Relaxed);
     tokio::spawn(async move {
-        let _ = core.send(CoreMsg::TcpUp { remote, tx }).await;
+        let _ = core
+            .send(CoreMsg::TcpUp {
+                transport,
+                remote,
+                tx,
+            })
+            .await;
         let mut reader =
             sip_io::StreamReader::new(rd, flow).with_timeouts(limits.idle, limits.message);
         // Ok: the core is gone (the process is stopping); Err: the stream ended.

@@ -9,12 +9,15 @@
 
 pub mod agent;
 pub mod customer;
+pub mod sip;
 
-/// `/ws/chat` (customers) and `/ws/agent` (agents, supervisors).
+/// `/ws/chat` (customers), `/ws/agent` (agents, supervisors) and `/ws/sip` (SIP
+/// over WebSocket for browser phones).
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/ws/chat", axum::routing::get(customer::ws_customer))
         .route("/ws/agent", axum::routing::get(agent::ws_agent))
+        .route("/ws/sip", axum::routing::get(sip::ws_sip))
 }
 
 use crate::api::AppState;
