@@ -108,6 +108,7 @@ async fn run(mut sock: WebSocket, s: AppState, peer: Peer) {
                     }
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
+                        debug!(remote = %peer.remote, error = %e, "SIP WebSocket read failed");
                         close_with = super::close_code_for(e);
                         reason = close_with.map_or("read failed", |(_, r)| r);
                         break;
