@@ -5,6 +5,8 @@
 //! come the same way; closing the socket drops its binding at once. Bad input: no
 //! `sip` subprotocol (400, counted), a frame that is not SIP (the socket stays,
 //! the next request is answered), a message over the size limit (socket closed).
+//! And JsSIP itself (npm, in Node over `ws`): registers, receives a queue call's
+//! INVITE at its contact and turns it down, un-registers when stopped.
 
 use edge_tests::sipmsg::{self, header, status};
 use edge_tests::ua::Uac;
@@ -261,4 +263,99 @@ To: <sip:{0}>\r\nFrom: <sip:5001@{0}>;tag=o1\r\nCall-ID: ws-opt-1\r\nCSeq: 1 OPT
         "{}",
         edge.log_text()
     );
+}
+
+/// JsSIP itself (npm, run in Node with `ws` as its WebSocket: Node has no WebRTC,
+/// so it turns calls down): it registers over /ws/sip with digest, gets a queue
+/// call's INVITE at its registered contact, answers 486, and un-registers when
+/// stopped.
+#[test]
+fn jssip_registers_over_websocket_receives_a_queue_call_and_unregisters() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    if !edge_tests::have_tool("node") {
+        return;
+    }
+    if !dir.join("node_modules/jssip").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "jssip is required under CI (npm ci in tests/browser: see .ci/run)"
+        );
+        eprintln!("SKIP: run `npm ci` in tests/browser");
+        return;
+    }
+    let edge = Edge::start_logged(
+        "",
+        &EXTRA.replace("max_wait = \"20s\"", "max_wait = \"3s\""),
+        "info,edge::ws=debug",
+    );
+    let mut node = std::process::Command::new("node")
+        .arg(dir.join("jssip-phone.mjs"))
+        .args([
+            &format!("ws://{}/ws/sip", edge.http),
+            "5001",
+            "wendy-sip-secret",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node runs");
+    let (tx, events) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let next = |what: &str| {
+        events
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "JsSIP did not report {what}; edge log:\n{}",
+                    edge.log_text()
+                )
+            })
+    };
+    let e = next("registered");
+    assert_eq!(e["event"], "registered", "{e}");
+    let regs = edge.registrations();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs[0]["transport"], "WS");
+    assert_eq!(regs[0]["user_agent"], "JsSIP (edge interop test)");
+
+    let mut caller = Uac::new(edge.sip);
+    let call = std::thread::spawn(move || caller.call("5000"));
+    let e = next("an INVITE");
+    assert_eq!(e["event"], "invite", "{e}");
+    assert!(
+        e["ruri"].as_str().unwrap().contains(".invalid"),
+        "the INVITE went to JsSIP's registered contact: {e}"
+    );
+    assert!(e["sdp"].as_str().unwrap().contains("m=audio"), "{e}");
+    // terminate() fires the session's `failed` before it returns.
+    let (a, b) = (next("the session's end"), next("the rejection"));
+    assert_eq!(
+        (a["event"].as_str(), b["event"].as_str()),
+        (Some("failed"), Some("rejected")),
+        "{a} {b}"
+    );
+    let code = call.join().unwrap();
+    assert!(code >= 400, "no agent took it: {code}");
+
+    // Stopping JsSIP un-registers (REGISTER Expires: 0 over the socket).
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status();
+    assert!(
+        wait_until(10, || edge.registrations().is_empty()),
+        "{:?}",
+        edge.registrations()
+    );
+    let _ = node.wait();
 }
