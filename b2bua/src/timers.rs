@@ -123,11 +123,10 @@ impl B2bua {
             Timer::RegistrationSweep => {
                 self.expire_bindings(now);
                 self.ep.compact();
-                if self.outputs.capacity() > 1024
-                    && self.outputs.len() * 4 < self.outputs.capacity()
-                {
-                    // Sized by a burst (every agent's state at start).
-                    self.outputs.shrink_to(self.outputs.len() * 2);
+                // Sized by a burst (every agent's state at start).
+                let (len, cap) = (self.outputs.len(), self.outputs.capacity());
+                if let Some(n) = sip::endpoint::shrink_target(len, cap) {
+                    self.outputs.shrink_to(n);
                 }
                 self.timers
                     .set(now + crate::REGISTRATION_SWEEP, Timer::RegistrationSweep);

@@ -32,6 +32,14 @@ impl Transport {
     pub fn is_websocket(self) -> bool {
         matches!(self, Transport::Ws | Transport::Wss)
     }
+    /// The port a SIP URI without one means (RFC 3261 §19.1.2): 5061 for TLS.
+    pub fn default_port(self) -> u16 {
+        if self == Transport::Tls {
+            5061
+        } else {
+            5060
+        }
+    }
     /// The `;transport=` parameter of a SIP URI reached over it ("" for UDP).
     pub fn uri_param(self) -> &'static str {
         match self {
@@ -170,12 +178,10 @@ impl FromStr for SipTarget {
                 ))
             }
         };
-        let default_port = if transport == Transport::Tls {
-            5061
-        } else {
-            5060
-        };
-        let port = uri.port().map(|p| *p.value()).unwrap_or(default_port);
+        let port = uri
+            .port()
+            .map(|p| *p.value())
+            .unwrap_or(transport.default_port());
         Ok(SipTarget {
             uri: s.to_string(),
             user: uri.user().map(str::to_string),

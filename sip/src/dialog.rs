@@ -114,12 +114,7 @@ pub fn uri_addr(uri: &str) -> Option<(SocketAddr, Option<Transport>)> {
         _ if sips => Some(Transport::Tls),
         _ => None,
     };
-    // RFC 3261 §19.1.2: TLS defaults to 5061.
-    let default_port = if t == Some(Transport::Tls) {
-        5061
-    } else {
-        5060
-    };
+    let default_port = t.unwrap_or(Transport::Udp).default_port();
     let port = u.port().map(|p| *p.value()).unwrap_or(default_port);
     Some((SocketAddr::new(ip, port), t))
 }

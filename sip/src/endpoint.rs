@@ -736,27 +736,25 @@ impl Endpoint {
     /// halved towards twice its length once it is four times emptier than its
     /// capacity (rehashing O(len), rare).
     pub fn compact(&mut self) {
-        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
-            if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
-                m.shrink_to(m.len() * 2);
-            }
+        macro_rules! shrink {
+            ($($c:expr),*) => {$(
+                if let Some(n) = shrink_target($c.len(), $c.capacity()) {
+                    $c.shrink_to(n);
+                }
+            )*};
         }
-        shrink(&mut self.transactions);
-        shrink(&mut self.server_keys);
-        shrink(&mut self.client_keys);
-        shrink(&mut self.keys_of);
-        shrink(&mut self.invites);
-        shrink(&mut self.pending);
-        shrink(&mut self.pending_by_dialog);
-        if self.timers.capacity() > 1024 && self.timers.len() * 4 < self.timers.capacity() {
-            self.timers.shrink_to(self.timers.len() * 2);
-        }
-        if self.events.capacity() > 1024 && self.events.is_empty() {
-            self.events.shrink_to_fit();
-        }
-        if self.transmits.capacity() > 1024 && self.transmits.is_empty() {
-            self.transmits.shrink_to_fit();
-        }
+        shrink!(
+            self.transactions,
+            self.server_keys,
+            self.client_keys,
+            self.keys_of,
+            self.invites,
+            self.pending,
+            self.pending_by_dialog,
+            self.timers,
+            self.events,
+            self.transmits
+        );
     }
 
     /// Re-register a transaction's next deadline, or remove it when terminated.
@@ -817,6 +815,12 @@ impl Endpoint {
 
 fn class_index(code: u16) -> usize {
     ((code / 100).clamp(1, 6) - 1) as usize
+}
+
+/// The capacity to shrink a collection of `len` items to, when a burst left it
+/// four times emptier than its `capacity` (and over 1024): twice its length.
+pub fn shrink_target(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > 1024 && len * 4 < capacity).then_some(len * 2)
 }
 
 fn message_bytes<M: std::fmt::Display>(m: &M) -> Bytes {

@@ -451,17 +451,7 @@ impl Core {
     fn not_connectable(&mut self, flow: Flow, why: &'static str) {
         self.metrics.sip_send_failures.fetch_add(1, Relaxed);
         info!(remote = %flow.remote, transport = %flow.transport, "{why}");
-        let core = self.self_tx.clone();
-        tokio::spawn(async move {
-            let _ = core
-                .send(CoreMsg::TcpDown {
-                    transport: flow.transport,
-                    remote: flow.remote,
-                    local: flow.local,
-                    failed: true,
-                })
-                .await;
-        });
+        tokio::spawn(flow_failed(self.self_tx.clone(), flow));
     }
 
     /// Open a TCP connection to `flow.remote` for `data` (and what is sent there
@@ -480,11 +470,7 @@ impl Core {
         let core = self.self_tx.clone();
         let metrics = self.metrics.clone();
         let limits = self.tcp_limits.clone();
-        let Flow {
-            transport,
-            local,
-            remote,
-        } = flow;
+        let (transport, remote) = (flow.transport, flow.remote);
         tokio::spawn(async move {
             let wait = std::time::Duration::from_secs(5);
             let stream = match tokio::time::timeout(wait, TcpStream::connect(remote)).await {
@@ -526,17 +512,23 @@ impl Core {
                 }
             };
             if !up {
-                let _ = core
-                    .send(CoreMsg::TcpDown {
-                        transport,
-                        remote,
-                        local,
-                        failed: true,
-                    })
-                    .await;
+                flow_failed(core, flow).await;
             }
         });
     }
+}
+
+/// Tell the core that `flow` failed (it never came up, or cannot be opened): what
+/// waits on it ends as a transport error.
+async fn flow_failed(core: CoreTx, flow: Flow) {
+    let _ = core
+        .send(CoreMsg::TcpDown {
+            transport: flow.transport,
+            remote: flow.remote,
+            local: flow.local,
+            failed: true,
+        })
+        .await;
 }
 
 /// A binding as stored.
