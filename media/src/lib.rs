@@ -29,3 +29,4 @@ mod session_tests;
 pub mod stats;
 pub mod tone;
 pub mod wav;
+pub mod webrtc;

@@ -1,0 +1,364 @@
+//! The leg against a browser stand-in built from the same webrtc-rs crates: an ICE
+//! controlling agent's checks (rtc-stun), a DTLS client or server (rtc-dtls) with its
+//! own certificate, and SRTP from its side of the handshake. Virtual clock: a base
+//! `Instant` plus offsets.
+
+use super::*;
+use rtc_stun::attributes::AttrType;
+use rtc_stun::attributes::ATTR_ICE_CONTROLLING;
+use rtc_stun::textattrs::TextAttribute;
+
+/// An attribute with a given value (ICE-CONTROLLING's tie-breaker, USE-CANDIDATE).
+struct Raw(AttrType, Vec<u8>);
+
+impl Setter for Raw {
+    fn add_to(&self, m: &mut Message) -> rtc_shared::error::Result<()> {
+        m.add(self.0, &self.1);
+        Ok(())
+    }
+}
+
+fn browser_addr() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
+fn edge_addr() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+fn local() -> IceCredentials {
+    IceCredentials {
+        ufrag: "edgeufrag".into(),
+        pwd: "edgepassword0123456789ab".into(),
+    }
+}
+
+struct Browser {
+    identity: Identity,
+    ep: Endpoint,
+    srtp: Option<(Context, Context)>,
+}
+
+impl Browser {
+    fn new(client: bool) -> Browser {
+        let identity = Identity::generate().unwrap();
+        let config = Arc::new(
+            ConfigBuilder::default()
+                .with_crypto_provider(identity.provider.clone())
+                .with_certificates(vec![identity.certificate.clone()])
+                .with_srtp_protection_profiles(vec![
+                    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+                ])
+                .with_client_auth(ClientAuthType::RequireAnyClientCert)
+                .with_insecure_skip_verify(true)
+                .with_extended_master_secret(ExtendedMasterSecretType::Require)
+                .build(client, None)
+                .unwrap(),
+        );
+        let ep = Endpoint::new(
+            browser_addr(),
+            rtc_shared::TransportProtocol::UDP,
+            (!client).then(|| config.clone()),
+        );
+        let mut b = Browser {
+            identity,
+            ep,
+            srtp: None,
+        };
+        if client {
+            b.ep.connect(Instant::now(), edge_addr(), config, None)
+                .unwrap();
+        }
+        b
+    }
+
+    fn remote(&self, setup: Setup) -> RemoteParams {
+        RemoteParams {
+            ufrag: "brow".into(),
+            pwd: "browserpassword0123456789".into(),
+            fingerprint: self.identity.fingerprint().to_lowercase(),
+            setup,
+        }
+    }
+
+    fn check(&self, user: &str, pwd: &str, use_candidate: bool) -> Vec<u8> {
+        let mut m = Message::new();
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        let crypto = self.identity.provider.crypto();
+        let username = TextAttribute::new(ATTR_USERNAME, user.into());
+        let integrity =
+            MessageIntegrity::new_short_term_integrity_with_provider(pwd.into(), crypto);
+        let mut setters: Vec<&dyn Setter> = vec![&BINDING_REQUEST, &username];
+        let controlling = Raw(ATTR_ICE_CONTROLLING, 7u64.to_be_bytes().to_vec());
+        let nominate = Raw(ATTR_USE_CANDIDATE, Vec::new());
+        setters.push(&controlling);
+        if use_candidate {
+            setters.push(&nominate);
+        }
+        setters.push(&integrity);
+        setters.push(&FINGERPRINT);
+        for s in setters {
+            s.add_to(&mut m).unwrap();
+        }
+        m.raw
+    }
+
+    fn keys(&mut self) {
+        let state = self.ep.get_connection_state(edge_addr()).unwrap();
+        self.srtp = Some(srtp_contexts(state, &*self.identity.provider).unwrap());
+    }
+}
+
+/// Datagrams both ways until quiet; returns whether the browser saw the handshake end.
+fn pump(leg: &mut Leg, b: &mut Browser, now: Instant) -> bool {
+    let mut done = false;
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some(t) = b.ep.poll_transmit() {
+            moved = true;
+            leg.on_datagram(now, browser_addr(), &t.message);
+        }
+        while let Some((to, pkt)) = leg.poll_transmit() {
+            assert_eq!(to, browser_addr());
+            moved = true;
+            if pkt[0] >= 20 && pkt[0] <= 63 {
+                let events =
+                    b.ep.read(now, edge_addr(), None, BytesMut::from(&pkt[..]))
+                        .unwrap();
+                done |= events
+                    .iter()
+                    .any(|e| matches!(e, EndpointEvent::HandshakeComplete));
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    done
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut p = vec![
+        0x80,
+        0,
+        (seq >> 8) as u8,
+        seq as u8,
+        0,
+        0,
+        0,
+        160,
+        1,
+        2,
+        3,
+        4,
+    ];
+    p.extend(std::iter::repeat_n(0xFF, 160));
+    p
+}
+
+fn connected(setup: Setup) -> (Leg, Browser, Instant) {
+    let now = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut b = Browser::new(setup == Setup::Active);
+    // Checks may come before the browser's SIP answer: answered all the same.
+    let check = b.check("edgeufrag:brow", &local().pwd, true);
+    assert_eq!(
+        leg.on_datagram(now, browser_addr(), &check),
+        Inbound::Consumed
+    );
+    let (to, answer) = leg.poll_transmit().expect("binding success");
+    assert_eq!(to, browser_addr());
+    let mut m = Message::new();
+    m.unmarshal_binary(&answer).unwrap();
+    assert_eq!(m.typ, BINDING_SUCCESS);
+    MessageIntegrity::check(&mut m, local().pwd.as_bytes(), b.identity.provider.crypto()).unwrap();
+    let mut mapped = XorMappedAddress::default();
+    mapped
+        .get_from_as(&m, rtc_stun::attributes::ATTR_XORMAPPED_ADDRESS)
+        .unwrap();
+    assert_eq!(SocketAddr::new(mapped.ip, mapped.port), browser_addr());
+    assert_eq!(leg.peer(), Some(browser_addr()));
+    leg.set_remote(now, b.remote(setup));
+    assert!(pump(&mut leg, &mut b, now) || setup == Setup::Passive);
+    if setup == Setup::Passive {
+        // The browser is the server: its completion shows in its state.
+        assert!(b.ep.get_connection_state(edge_addr()).is_some());
+    }
+    b.keys();
+    (leg, b, now)
+}
+
+#[test]
+fn browser_as_dtls_client_media_both_ways() {
+    let (mut leg, mut b, now) = connected(Setup::Active);
+    assert_eq!(leg.state(), DtlsState::Connected);
+    assert!(leg.ready());
+    let (b_out, b_in) = b.srtp.as_mut().unwrap();
+    let plain = rtp(1);
+    let sealed = b_out.encrypt_rtp(&plain).unwrap();
+    assert_ne!(&sealed[..], &plain[..]);
+    match leg.on_datagram(now, browser_addr(), &sealed) {
+        Inbound::Rtp(p) => assert_eq!(&p[..], &plain[..]),
+        other => panic!("{other:?}"),
+    }
+    let out = leg.protect(&rtp(9)).unwrap();
+    assert_eq!(&b_in.decrypt_rtp(&out).unwrap()[..], &rtp(9)[..]);
+    assert_eq!(leg.stats.srtp_refused, 0);
+}
+
+#[test]
+fn edge_as_dtls_client_when_remote_is_passive() {
+    let (mut leg, mut b, now) = connected(Setup::Passive);
+    assert_eq!(leg.state(), DtlsState::Connected);
+    let (b_out, b_in) = b.srtp.as_mut().unwrap();
+    let sealed = b_out.encrypt_rtp(&rtp(5)).unwrap();
+    assert!(matches!(
+        leg.on_datagram(now, browser_addr(), &sealed),
+        Inbound::Rtp(_)
+    ));
+    let out = leg.protect(&rtp(6)).unwrap();
+    assert_eq!(&b_in.decrypt_rtp(&out).unwrap()[..], &rtp(6)[..]);
+}
+
+#[test]
+fn tampered_and_replayed_srtp_is_dropped_and_counted() {
+    let (mut leg, mut b, now) = connected(Setup::Active);
+    let (b_out, _) = b.srtp.as_mut().unwrap();
+    let sealed = b_out.encrypt_rtp(&rtp(1)).unwrap();
+    let mut bad = sealed.to_vec();
+    bad[20] ^= 1;
+    assert_eq!(leg.on_datagram(now, browser_addr(), &bad), Inbound::Dropped);
+    assert_eq!(leg.stats.srtp_refused, 1);
+    assert!(matches!(
+        leg.on_datagram(now, browser_addr(), &sealed),
+        Inbound::Rtp(_)
+    ));
+    // The same packet again is a replay.
+    assert_eq!(
+        leg.on_datagram(now, browser_addr(), &sealed),
+        Inbound::Dropped
+    );
+    assert_eq!(leg.stats.srtp_refused, 2);
+    // Media from another address than the checked one is refused too.
+    let sealed = b_out.encrypt_rtp(&rtp(2)).unwrap();
+    let stranger: SocketAddr = "127.0.0.9:50000".parse().unwrap();
+    assert_eq!(leg.on_datagram(now, stranger, &sealed), Inbound::Dropped);
+}
+
+#[test]
+fn wrong_fingerprint_fails_and_passes_no_media() {
+    let now = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut b = Browser::new(true);
+    let check = b.check("edgeufrag:brow", &local().pwd, true);
+    leg.on_datagram(now, browser_addr(), &check);
+    let mut remote = b.remote(Setup::Active);
+    remote.fingerprint = Identity::generate().unwrap().fingerprint().to_string();
+    leg.set_remote(now, remote);
+    pump(&mut leg, &mut b, now);
+    assert_eq!(leg.state(), DtlsState::Failed);
+    assert!(!leg.ready());
+    assert_eq!(leg.protect(&rtp(1)), None);
+}
+
+#[test]
+fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
+    let now = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut b = Browser::new(true);
+    leg.on_datagram(
+        now,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    leg.poll_transmit();
+    pump(&mut leg, &mut b, now);
+    // Keys are ready but the SDP has not said whose certificate to expect.
+    assert_eq!(leg.state(), DtlsState::Handshaking);
+    assert_eq!(leg.protect(&rtp(1)), None);
+    leg.set_remote(now, b.remote(Setup::Active));
+    assert_eq!(leg.state(), DtlsState::Connected);
+}
+
+#[test]
+fn bad_checks_are_refused_without_an_answer() {
+    let now = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let b = Browser::new(true);
+    leg.set_remote(now, b.remote(Setup::Active));
+    for check in [
+        b.check("other:brow", &local().pwd, true),
+        b.check("edgeufrag:someoneelse", &local().pwd, true),
+        b.check("edgeufrag:brow", "wrong-password-wrong-password", true),
+        vec![0x01, 0x01, 0, 0],
+        vec![0xFF; 40],
+    ] {
+        assert_eq!(
+            leg.on_datagram(now, browser_addr(), &check),
+            Inbound::Dropped
+        );
+    }
+    assert_eq!(leg.stats.stun_refused, 5);
+    assert!(leg.poll_transmit().is_none());
+    assert_eq!(leg.peer(), None);
+    // DTLS from an address no check validated is refused too.
+    let mut client = Browser::new(true);
+    let hello = client.ep.poll_transmit().unwrap();
+    assert_eq!(
+        leg.on_datagram(now, browser_addr(), &hello.message),
+        Inbound::Dropped
+    );
+    assert_eq!(leg.state(), DtlsState::Waiting);
+    let _ = &mut client;
+}
+
+#[test]
+fn nomination_moves_the_peer_and_later_plain_checks_do_not() {
+    let now = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let b = Browser::new(true);
+    let other: SocketAddr = "127.0.0.2:50001".parse().unwrap();
+    leg.on_datagram(now, other, &b.check("edgeufrag:brow", &local().pwd, false));
+    assert_eq!(leg.peer(), Some(other));
+    leg.on_datagram(
+        now,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    assert_eq!(leg.peer(), Some(browser_addr()));
+    leg.on_datagram(now, other, &b.check("edgeufrag:brow", &local().pwd, false));
+    assert_eq!(leg.peer(), Some(browser_addr()));
+    assert_eq!(leg.stats.stun_answered, 3);
+}
+
+#[test]
+fn a_handshake_that_never_completes_fails_by_timeout() {
+    let start = Instant::now();
+    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut b = Browser::new(true);
+    leg.on_datagram(
+        start,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    leg.set_remote(start, b.remote(Setup::Active));
+    // Only the ClientHello arrives; the browser then goes silent.
+    let hello = b.ep.poll_transmit().unwrap();
+    leg.on_datagram(start, browser_addr(), &hello.message);
+    assert_eq!(leg.state(), DtlsState::Handshaking);
+    let mut now = start;
+    for _ in 0..200 {
+        match leg.poll_timeout() {
+            Some(t) => {
+                now = t.max(now);
+                leg.handle_timeout(now);
+                while leg.poll_transmit().is_some() {}
+            }
+            None => break,
+        }
+    }
+    assert_eq!(leg.state(), DtlsState::Failed, "after {:?}", now - start);
+    assert!(now - start <= HANDSHAKE_LIMIT);
+    assert_eq!(leg.poll_timeout(), None);
+}
