@@ -284,7 +284,14 @@ impl B2bua {
         } else {
             None
         };
-        let rewritten = sdp.as_ref().map(|s| s.rewrite(media_addr, c.a_port));
+        // Early media from a browser: its transport, as from its answer. An SDP the
+        // edge cannot use here is not relayed; the 2xx decides.
+        let sdp = sdp.filter(|s| self.webrtc_sdp(id, Side::B, s).is_ok());
+        let c = self.calls.get_mut(&id).expect("present");
+        let fingerprint = self.webrtc_fingerprint.as_deref();
+        let rewritten = sdp
+            .as_ref()
+            .map(|s| c.sdp_towards(Side::A, s, media_addr, fingerprint, false));
         if let Some(s) = &sdp {
             let addr = s.audio_target().ok().flatten();
             c.remote[1] = addr;
@@ -321,6 +328,7 @@ impl B2bua {
             return;
         }
         b.tx = None;
+        b.answered = true;
         b.dialog.on_response(resp, head);
         c.session.peer_update[Side::B as usize] = session_timer::allows_update(&resp.headers);
         let granted = session_timer::from_answer(&resp.headers);
@@ -346,6 +354,12 @@ impl B2bua {
             warn!(call = %c.public_id, "callee answered without SDP: ending call");
             return self.end_call(now, id, 488, "answer without SDP");
         };
+        if self.webrtc_sdp(id, Side::B, &sdp).is_err() {
+            let c = self.calls.get_mut(&id).expect("present");
+            warn!(call = %c.public_id, "callee answered with a secure stream the edge cannot use: ending call");
+            return self.end_call(now, id, 488, "unusable secure answer");
+        }
+        let c = self.calls.get_mut(&id).expect("present");
         let addr = sdp.audio_target().ok().flatten();
         c.remote[1] = addr;
         c.te_pt[1] = sdp.telephone_event_pt();
@@ -356,7 +370,8 @@ impl B2bua {
                 addr,
             },
         ));
-        let rewritten = sdp.rewrite(media_addr, c.a_port);
+        let fingerprint = self.webrtc_fingerprint.as_deref();
+        let rewritten = c.sdp_towards(Side::A, &sdp, media_addr, fingerprint, false);
         c.agent = agent.or(c.agent.take());
         self.acd.withdraw(id);
         let (queue, route) = c.route_names();

@@ -67,6 +67,9 @@ pub struct BLeg {
     /// Agent id when the attempt goes to a queue agent.
     pub agent: Option<String>,
     pub attempt: u32,
+    /// Its INVITE got a 2xx (and our ACK): ending the call needs a BYE, whatever
+    /// state the call is in (an answer the edge refuses comes before `Answered`).
+    pub answered: bool,
 }
 
 /// A re-INVITE being passed from one side to the other.
@@ -148,6 +151,8 @@ pub struct Call {
     /// The after-hours action that decided where the call went (`queue`,
     /// `forward`, `announce`, `voicemail`), if its queue was closed.
     pub deflected: Option<&'static str>,
+    /// The edge's ICE credentials on a side that is a browser (WebRTC) leg.
+    pub webrtc: [Option<media::webrtc::IceCredentials>; 2],
 }
 
 /// A call the edge answered because its queue was closed.
@@ -201,6 +206,33 @@ impl Call {
     }
 
     /// The edge's RTP port facing `side`.
+    /// The SDP the edge sends `side` for `sdp` (what the other side said): WebRTC
+    /// (`offer`: `setup:actpass`, else `passive`) when `side` is a browser leg and
+    /// the edge has a DTLS `fingerprint`, plain RTP otherwise.
+    pub fn sdp_towards(
+        &self,
+        side: Side,
+        sdp: &Sdp,
+        addr: std::net::IpAddr,
+        fingerprint: Option<&str>,
+        offer: bool,
+    ) -> String {
+        let port = self.port(side);
+        match (&self.webrtc[side as usize], fingerprint) {
+            (Some(ice), Some(fingerprint)) => sdp.rewrite_webrtc(
+                addr,
+                port,
+                &sip::sdp::WebRtcLocal {
+                    ufrag: &ice.ufrag,
+                    pwd: &ice.pwd,
+                    fingerprint,
+                    setup: if offer { "actpass" } else { "passive" },
+                },
+            ),
+            _ => sdp.rewrite(addr, port),
+        }
+    }
+
     pub fn port(&self, side: Side) -> u16 {
         match side {
             Side::A => self.a_port,

@@ -56,8 +56,8 @@ impl B2bua {
                         .push_back(Output::Media(id, Command::Remote { side, addr }));
                 }
                 let other = side.other();
-                let port = c.port(other);
-                let body = sdp.map(|s| s.rewrite(media_addr, port));
+                let fingerprint = self.webrtc_fingerprint.as_deref();
+                let body = sdp.map(|s| c.sdp_towards(other, &s, media_addr, fingerprint, false));
                 if body.is_some() {
                     c.session.sent_sdp[other as usize] = body.clone();
                 }

@@ -94,7 +94,19 @@ impl B2bua {
             r => r,
         };
         let a_sdp = if is_sdp(&req.headers, &req.body) {
-            match Sdp::parse(&req.body).and_then(|s| s.audio_target().map(|_| s)) {
+            match Sdp::parse(&req.body)
+                .and_then(|s| s.audio_target().map(|_| s))
+                .and_then(|s| s.webrtc().map(|_| s))
+            {
+                Ok(s) if s.webrtc().is_ok_and(|w| w.is_some()) && !s.has_g711() => {
+                    // A browser that offers no G.711: the edge does not transcode.
+                    info!(call_id = %head.call_id, "WebRTC offer without PCMU/PCMA: 488");
+                    let w = rsip::headers::Warning::new(
+                        "399 edge \"offer PCMU or PCMA: the edge does not transcode\"",
+                    )
+                    .into();
+                    return self.reply_with(now, tx, &req, 488, vec![w]);
+                }
                 Ok(s) => Some(s),
                 Err(e) => {
                     info!(call_id = %head.call_id, error = %e, "unusable SDP offer: 488");
@@ -173,6 +185,7 @@ impl B2bua {
             reserved,
             after_hours: None,
             deflected,
+            webrtc: [None, None],
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -184,10 +197,15 @@ impl B2bua {
             .a_sdp
             .as_ref()
             .and_then(|s| s.audio_target().ok().flatten());
+        let a_webrtc = call.a_sdp.as_ref().and_then(|s| s.webrtc().ok().flatten());
         self.calls.insert(call);
         self.outputs
             .push_back(Output::Media(id, Command::Open { a_port, b_port }));
         self.set_remote(id, Side::A, a_addr);
+        if let Some(w) = &a_webrtc {
+            // The caller is a browser: its leg is WebRTC from the start.
+            self.make_webrtc(id, Side::A, Some(w));
+        }
         if let Some(voicemail) = closed {
             if !self.answer_closed(now, id, voicemail) {
                 info!(call_id = %head.call_id, "after hours: the caller offered no G.711 (or no SDP): 488");
@@ -347,10 +365,26 @@ impl B2bua {
             flow,
             contact_for(flow),
         );
-        let body = c
-            .a_sdp
-            .as_ref()
-            .map(|s| s.rewrite(self.snap.config.media.address, c.b_port));
+        // A browser (SIP over WebSocket) gets WebRTC media: ICE-lite and DTLS-SRTP
+        // on the B port. One set of credentials serves an attempt's forks.
+        let browser = flow.transport.is_websocket();
+        let had = c.webrtc[Side::B as usize].is_some();
+        if browser && (!fork || !had) {
+            self.make_webrtc(id, Side::B, None);
+        } else if !browser && !fork && had {
+            self.plain_rtp(id, Side::B);
+        }
+        let c = self.calls.get_mut(&id).expect("present");
+        let fingerprint = self.webrtc_fingerprint.as_deref().filter(|_| browser);
+        let body = c.a_sdp.as_ref().map(|s| {
+            c.sdp_towards(
+                Side::B,
+                s,
+                self.snap.config.media.address,
+                fingerprint,
+                true,
+            )
+        });
         let mut req = dialog.request(
             Method::Invite,
             body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
@@ -388,6 +422,7 @@ impl B2bua {
             cancel_pending: false,
             agent,
             attempt,
+            answered: false,
         };
         if fork {
             c.forks.push(leg);

@@ -70,6 +70,7 @@ use rsip::{Header, Method, Request};
 use sip::endpoint::{Endpoint, Event, Screen, Transmit};
 use sip::message::{self, Head};
 use sip::pike::{Pike, PikeConfig, Verdict};
+use sip::sdp::Sdp;
 use sip::{Flow, TxId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -241,6 +242,12 @@ pub struct B2bua {
     /// The instant and wall-clock time the core started (bindings are kept in
     /// wall time).
     epoch: (Instant, std::time::SystemTime),
+    /// The edge's DTLS certificate fingerprint for browser legs (set by the driver;
+    /// without it, browsers get plain RTP SDP and cannot connect).
+    webrtc_fingerprint: Option<String>,
+    /// Keys the ICE credentials of browser legs, and how many were made.
+    ice_secret: [u8; 32],
+    ice_made: u64,
     pub stats: CallStats,
 }
 
@@ -321,9 +328,106 @@ impl B2bua {
             probe: None,
             registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
             epoch: (now, std::time::SystemTime::now()),
+            webrtc_fingerprint: None,
+            ice_secret: sip::digest::secret_from_seed(seed ^ 0x1CE5_EC2E_7000_0001),
+            ice_made: 0,
             stats: CallStats::default(),
         }
         .with_sweep(now)
+    }
+
+    /// The SHA-256 fingerprint of the edge's DTLS certificate (`AB:CD:…`), written
+    /// into the SDP of browser legs.
+    pub fn set_webrtc_fingerprint(&mut self, fingerprint: String) {
+        self.webrtc_fingerprint = Some(fingerprint);
+    }
+
+    /// Fresh ICE credentials for one browser leg (RFC 8445 §5.3: ufrag ≥ 4 and pwd
+    /// ≥ 22 characters; hex is within the ICE character set).
+    pub(crate) fn new_ice_credentials(&mut self) -> media::webrtc::IceCredentials {
+        self.ice_made += 1;
+        let h = sip::digest::keyed_hex(&self.ice_secret, self.ice_made);
+        media::webrtc::IceCredentials {
+            ufrag: h[..8].to_string(),
+            pwd: h[8..40].to_string(),
+        }
+    }
+
+    /// `side` of call `id` is a browser: the edge's SDP to it is WebRTC, and its
+    /// media port runs ICE-lite and DTLS-SRTP (told to the media with `remote`, the
+    /// browser's parameters, when they are known).
+    pub(crate) fn make_webrtc(
+        &mut self,
+        id: CallId,
+        side: Side,
+        remote: Option<&sip::sdp::WebRtcRemote>,
+    ) {
+        let local = self.new_ice_credentials();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.webrtc[side as usize] = Some(local.clone());
+        self.outputs.push_back(Output::Media(
+            id,
+            Command::WebRtc {
+                side,
+                local: Some(local),
+            },
+        ));
+        if let Some(r) = remote {
+            self.webrtc_remote(id, side, r);
+        }
+    }
+
+    /// `side` is plain RTP again (a desk phone answered where a browser rang too).
+    pub(crate) fn plain_rtp(&mut self, id: CallId, side: Side) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.webrtc[side as usize].take().is_some() {
+                self.outputs
+                    .push_back(Output::Media(id, Command::WebRtc { side, local: None }));
+            }
+        }
+    }
+
+    /// What `side`'s new SDP says of its transport: the browser's parameters go to
+    /// the media; a plain answer where a browser leg was prepared makes it plain.
+    /// `Err`: a secure stream the edge cannot use (no fingerprint, SDES).
+    pub(crate) fn webrtc_sdp(&mut self, id: CallId, side: Side, sdp: &Sdp) -> Result<(), ()> {
+        match sdp.webrtc() {
+            Ok(Some(r)) => {
+                let prepared = self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.webrtc[side as usize].is_some());
+                if !prepared {
+                    return Err(());
+                }
+                self.webrtc_remote(id, side, &r);
+                Ok(())
+            }
+            Ok(None) => {
+                self.plain_rtp(id, side);
+                Ok(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    /// The browser on `side` sent its SDP (answer, or offer).
+    pub(crate) fn webrtc_remote(&mut self, id: CallId, side: Side, r: &sip::sdp::WebRtcRemote) {
+        let setup = media::webrtc::Setup::parse(&r.setup).unwrap_or(media::webrtc::Setup::ActPass);
+        self.outputs.push_back(Output::Media(
+            id,
+            Command::WebRtcRemote {
+                side,
+                remote: media::webrtc::RemoteParams {
+                    ufrag: r.ufrag.clone(),
+                    pwd: r.pwd.clone(),
+                    fingerprint: r.fingerprint.clone(),
+                    setup,
+                },
+            },
+        ));
     }
 
     fn with_sweep(mut self, now: Instant) -> Self {

@@ -40,7 +40,10 @@ impl B2bua {
             return self.reply_with(now, tx, &req, 491, vec![h]);
         }
         let sdp = if is_sdp(&req.headers, &req.body) {
-            match Sdp::parse(&req.body).and_then(|s| s.audio_target().map(|_| s)) {
+            match Sdp::parse(&req.body)
+                .and_then(|s| s.audio_target().map(|_| s))
+                .and_then(|s| s.webrtc().map(|_| s))
+            {
                 Ok(s) => Some(s),
                 Err(e) => {
                     let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
@@ -54,13 +57,22 @@ impl B2bua {
         let Ok(grant) = self.grant_for(now, tx, &req) else {
             return;
         };
+        if let Some(s) = &sdp {
+            if self.webrtc_sdp(id, side, s).is_err() {
+                let w = rsip::headers::Warning::new("399 edge \"secure stream not usable here\"");
+                return self.reply_with(now, tx, &req, 488, vec![w.into()]);
+            }
+        }
         let c = self.calls.get_mut(&id).expect("checked");
         if let Some(d) = c.dialog_mut(side) {
             d.on_refresh(&req);
         }
         let previous = c.remote[side as usize];
         let other = side.other();
-        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, c.port(other)));
+        let fingerprint = self.webrtc_fingerprint.as_deref();
+        let mut body = sdp
+            .as_ref()
+            .map(|s| c.sdp_towards(other, s, media_addr, fingerprint, true));
         let hold = sdp.as_ref().map(Sdp::is_hold);
         let (queue, route) = c.route_names();
         let hold_audio = self
@@ -164,6 +176,9 @@ impl B2bua {
         } else {
             None
         };
+        // A browser's answer keeps its transport (same ICE and DTLS, or new ones).
+        let sdp = sdp.filter(|s| self.webrtc_sdp(id, other, s).is_ok());
+        let c = self.calls.get_mut(&id).expect("present");
         if let Some(d) = c.dialog_mut(other) {
             d.on_response(&resp, &head);
         }
@@ -171,7 +186,6 @@ impl B2bua {
         let granted = session_timer::from_answer(&resp.headers);
         session::arm(c, &mut self.timers, now, other, granted);
         session::arm(c, &mut self.timers, now, rv.from, rv.grant);
-        let from_port = c.port(rv.from);
         if rv.offerless {
             c.b_ack_waits_for_a = Some((head.cseq, other));
         } else if let Some(d) = c.dialog(other) {
@@ -181,7 +195,10 @@ impl B2bua {
             .dialog(rv.from)
             .map(|d| d.local_contact.clone())
             .unwrap_or_default();
-        let mut body = sdp.as_ref().map(|s| s.rewrite(media_addr, from_port));
+        let fingerprint = self.webrtc_fingerprint.as_deref();
+        let mut body = sdp
+            .as_ref()
+            .map(|s| c.sdp_towards(rv.from, s, media_addr, fingerprint, false));
         if rv.answer_inactive {
             body = body.map(|b| b.replace("a=recvonly\r\n", "a=inactive\r\n"));
         }

@@ -70,7 +70,7 @@ impl B2bua {
                     send_cancel(&mut self.ep, &mut self.index, c, t, now);
                 }
                 Some(_) => b.cancel_pending = true,
-                None if b_confirmed && from != Some(Side::B) => {
+                None if (b_confirmed || b.answered) && from != Some(Side::B) => {
                     byes.push((
                         b.dialog.request(Method::Bye, None, &user_agent),
                         b.dialog.flow,

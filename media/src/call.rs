@@ -47,6 +47,8 @@ pub struct CallMedia {
     session: Option<Box<Session>>,
     monitors: Vec<MonitorLeg>,
     seed: u64,
+    /// A side that is a browser: its port carries ICE, DTLS and SRTP (index `Side`).
+    webrtc: [Option<Box<crate::webrtc::Leg>>; 2],
     /// When the last datagram from a party arrived (or the silence clock was reset).
     last_heard_us: u64,
 }
@@ -61,6 +63,7 @@ impl CallMedia {
             session: None,
             monitors: Vec::new(),
             seed,
+            webrtc: [None, None],
             last_heard_us: now_us,
         }
     }
@@ -74,6 +77,24 @@ impl CallMedia {
     /// Start the silence clock again (after it was reported).
     pub fn reset_silence(&mut self, now_us: u64) {
         self.last_heard_us = now_us;
+    }
+
+    /// Make `side` a browser leg (or plain RTP again with `None`).
+    pub fn set_webrtc(&mut self, side: Side, leg: Option<Box<crate::webrtc::Leg>>) {
+        self.webrtc[side as usize] = leg;
+    }
+
+    /// The browser leg of `side`, if it is one.
+    pub fn webrtc(&mut self, side: Side) -> Option<&mut crate::webrtc::Leg> {
+        self.webrtc[side as usize].as_deref_mut()
+    }
+
+    /// Both browser legs (for timers and counters).
+    pub fn webrtc_legs(&mut self) -> impl Iterator<Item = (Side, &mut crate::webrtc::Leg)> {
+        let [a, b] = &mut self.webrtc;
+        [(Side::A, a), (Side::B, b)]
+            .into_iter()
+            .filter_map(|(s, l)| l.as_deref_mut().map(|l| (s, l)))
     }
 
     /// A party is on hold (its phone may legitimately send nothing).
@@ -190,7 +211,9 @@ impl CallMedia {
 
     /// Carry out a command that needs nothing from the driver; whether the call now
     /// mixes (ticks must run). The commands naming sockets or audio (Open, Close,
-    /// MonitorOpen, Announce, Hold) have their own methods and return `false` here.
+    /// MonitorOpen, Announce, Hold) and the WebRTC ones (which need the driver's
+    /// certificate and clock: [`CallMedia::set_webrtc`], [`CallMedia::webrtc`]) are
+    /// the driver's, and return `false` here.
     pub fn apply(&mut self, cmd: &Command) -> bool {
         match cmd {
             Command::Remote { side, addr } => {
@@ -238,7 +261,9 @@ impl CallMedia {
             | Command::Close
             | Command::MonitorOpen { .. }
             | Command::Announce { .. }
-            | Command::Hold { .. } => false,
+            | Command::Hold { .. }
+            | Command::WebRtc { .. }
+            | Command::WebRtcRemote { .. } => false,
         }
     }
 

@@ -76,4 +76,16 @@ pub enum Command {
     },
     /// Customer and agent hear the monitor beep.
     Beep,
+    /// `side` is a browser (WebRTC, the edge offered or answered with `local`): its
+    /// port answers ICE checks and runs DTLS-SRTP. `None`: plain RTP again (another
+    /// of the agent's phones answered).
+    WebRtc {
+        side: Side,
+        local: Option<crate::webrtc::IceCredentials>,
+    },
+    /// The browser's ICE credentials, fingerprint and DTLS role from its SDP.
+    WebRtcRemote {
+        side: Side,
+        remote: crate::webrtc::RemoteParams,
+    },
 }

@@ -279,6 +279,15 @@ pub struct Verifier {
 type HmacSha256 = Hmac<Sha256>;
 
 /// A nonce secret derived from a process's random seed.
+/// 64 hex digits keyed by `secret` and numbered `n` (ICE credentials: unguessable
+/// from the Call-IDs and tags, which come from the seed's plain generator).
+pub fn keyed_hex(secret: &[u8; 32], n: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(n.to_le_bytes());
+    hex::encode(h.finalize())
+}
+
 pub fn secret_from_seed(seed: u64) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"edge digest nonces");

@@ -26,6 +26,54 @@ pub enum SdpError {
     Address(String),
     #[error("SDP has no audio stream")]
     NoAudio,
+    #[error("SDP secure audio stream: {0}")]
+    WebRtc(&'static str),
+}
+
+/// What a WebRTC peer's SDP says about its transport (RFC 8839 ICE, RFC 8842 DTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcRemote {
+    pub ufrag: String,
+    pub pwd: String,
+    /// The `sha-256` fingerprint (hex with colons).
+    pub fingerprint: String,
+    /// `active`, `passive` or `actpass`.
+    pub setup: String,
+}
+
+/// What the edge writes into SDP for its side of a WebRTC leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebRtcLocal<'a> {
+    pub ufrag: &'a str,
+    pub pwd: &'a str,
+    /// The edge certificate's SHA-256 fingerprint.
+    pub fingerprint: &'a str,
+    /// `actpass` in an offer, `passive` in an answer.
+    pub setup: &'a str,
+}
+
+/// Attributes that belong to a WebRTC transport (DTLS, ICE, BUNDLE, RTP extensions a
+/// plain RTP peer would not understand); dropped when a stream crosses to plain RTP,
+/// rewritten with the edge's own when it goes to a browser.
+fn is_webrtc_attr(l: &str) -> bool {
+    const PREFIXES: [&str; 15] = [
+        "a=fingerprint:",
+        "a=setup:",
+        "a=mid:",
+        "a=group:",
+        "a=rtcp-mux",
+        "a=rtcp-rsize",
+        "a=rtcp-fb:",
+        "a=extmap",
+        "a=msid",
+        "a=ssrc",
+        "a=ice-lite",
+        "a=tls-id:",
+        "a=crypto:",
+        "a=identity:",
+        "a=sctp",
+    ];
+    PREFIXES.iter().any(|p| l.starts_with(p))
 }
 
 /// Stream direction (RFC 3264 §5.1).
@@ -129,7 +177,49 @@ impl Sdp {
     fn audio_index(&self) -> Option<usize> {
         self.media
             .iter()
-            .position(|m| m.kind == "audio" && m.proto.starts_with("RTP/"))
+            .position(|m| m.kind == "audio" && m.proto.contains("RTP/"))
+    }
+
+    /// The WebRTC transport of the audio stream: `None` for plain RTP (`RTP/AVP`),
+    /// an error for a secure profile without ICE credentials and a SHA-256
+    /// fingerprint (SDES keys, `a=crypto`, are not supported).
+    pub fn webrtc(&self) -> Result<Option<WebRtcRemote>, SdpError> {
+        let i = self.audio_index().ok_or(SdpError::NoAudio)?;
+        let m = &self.media[i];
+        if !m.proto.contains("SAVP") {
+            return Ok(None);
+        }
+        let attr = |name: &str| {
+            m.lines
+                .iter()
+                .chain(&self.session)
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        };
+        let ufrag = attr("a=ice-ufrag:").ok_or(SdpError::WebRtc("no a=ice-ufrag"))?;
+        let pwd = attr("a=ice-pwd:").ok_or(SdpError::WebRtc("no a=ice-pwd"))?;
+        let fingerprint = m
+            .lines
+            .iter()
+            .chain(&self.session)
+            .filter_map(|l| l.strip_prefix("a=fingerprint:"))
+            .find_map(|v| {
+                let (alg, fp) = v.trim().split_once(' ')?;
+                alg.eq_ignore_ascii_case("sha-256")
+                    .then(|| fp.trim().to_string())
+            })
+            .ok_or(SdpError::WebRtc("no a=fingerprint:sha-256"))?;
+        let setup = attr("a=setup:").unwrap_or_else(|| "actpass".into());
+        if !matches!(setup.as_str(), "active" | "passive" | "actpass") {
+            return Err(SdpError::WebRtc(
+                "a=setup is not active, passive or actpass",
+            ));
+        }
+        Ok(Some(WebRtcRemote {
+            ufrag,
+            pwd,
+            fingerprint,
+            setup,
+        }))
     }
 
     /// Where the first audio stream wants RTP: `None` when the stream is refused
@@ -241,10 +331,32 @@ impl Sdp {
     /// The SDP to send to the other party: the edge's `addr` and `port` for the first
     /// audio stream, other streams refused.
     pub fn rewrite(&self, addr: IpAddr, port: u16) -> String {
+        self.rewrite_as(addr, port, None)
+    }
+
+    /// The SDP to send to a browser: as [`Sdp::rewrite`], with the audio stream made
+    /// a WebRTC one (`UDP/TLS/RTP/SAVPF`, ICE-lite with the edge's one host
+    /// candidate, the edge's DTLS fingerprint and `setup`, `rtcp-mux`, BUNDLE of the
+    /// one stream) carrying only G.711 and telephone-event (the edge does not
+    /// transcode).
+    pub fn rewrite_webrtc(&self, addr: IpAddr, port: u16, local: &WebRtcLocal<'_>) -> String {
+        self.rewrite_as(addr, port, Some(local))
+    }
+
+    /// Whether the audio stream offers PCMU or PCMA (a browser leg needs one).
+    pub fn has_g711(&self) -> bool {
+        self.first_g711_pt().is_some()
+    }
+
+    fn rewrite_as(&self, addr: IpAddr, port: u16, webrtc: Option<&WebRtcLocal<'_>>) -> String {
         let ip_kind = if addr.is_ipv4() { "IP4" } else { "IP6" };
         let audio = self.audio_index();
+        // A stream that crosses between WebRTC and plain RTP keeps G.711 and
+        // telephone-event only, and sheds the other side's transport attributes.
+        let secure_in = audio.is_some_and(|i| self.media[i].proto.contains("SAVP"));
+        let crossing = secure_in || webrtc.is_some();
         let hold_addr = |c: &str| conn_addr(c).map(|a| a.is_unspecified()).unwrap_or(false);
-        let mut out = String::with_capacity(512);
+        let mut out = String::with_capacity(if webrtc.is_some() { 1024 } else { 512 });
         for l in &self.session {
             if let Some(o) = l.strip_prefix("o=") {
                 // o=<user> <sess-id> <sess-version> IN IP4 <addr>
@@ -269,22 +381,43 @@ impl Sdp {
                 }
                 continue;
             }
-            if is_transport_attr(l) {
+            if is_transport_attr(l) || (crossing && is_webrtc_attr(l)) {
                 continue;
             }
             out.push_str(l);
             out.push_str("\r\n");
         }
+        if webrtc.is_some() {
+            out.push_str("a=ice-lite\r\n");
+            if audio.is_some_and(|i| self.media[i].port != 0) {
+                out.push_str("a=group:BUNDLE 0\r\n");
+            }
+        }
         for (i, m) in self.media.iter().enumerate() {
             let relayed = Some(i) == audio && m.port != 0;
             let p = if relayed { port } else { 0 };
-            out.push_str(&format!(
-                "m={} {} {} {}\r\n",
-                m.kind,
-                p,
-                m.proto,
-                m.formats.join(" ")
-            ));
+            let audio_here = Some(i) == audio;
+            let formats: Vec<&str> = if audio_here && crossing {
+                m.formats
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|f| self.g711_or_events(m, f))
+                    .collect()
+            } else {
+                m.formats.iter().map(String::as_str).collect()
+            };
+            let proto = match (audio_here, webrtc.is_some(), secure_in) {
+                (true, true, _) => "UDP/TLS/RTP/SAVPF",
+                (true, false, true) => "RTP/AVP",
+                _ => m.proto.as_str(),
+            };
+            let formats = if formats.is_empty() {
+                // Nothing left to offer: keep the line well-formed (refused anyway).
+                "0".to_string()
+            } else {
+                formats.join(" ")
+            };
+            out.push_str(&format!("m={} {p} {proto} {formats}\r\n", m.kind));
             for l in &m.lines {
                 if let Some(c) = l.strip_prefix("c=") {
                     if relayed && !hold_addr(c) {
@@ -292,14 +425,59 @@ impl Sdp {
                         continue;
                     }
                 }
-                if is_transport_attr(l) {
+                if is_transport_attr(l) || (crossing && is_webrtc_attr(l)) {
+                    continue;
+                }
+                if audio_here && crossing && !self.keeps_format_line(m, l) {
                     continue;
                 }
                 out.push_str(l);
                 out.push_str("\r\n");
             }
+            if let (Some(w), true) = (webrtc, relayed) {
+                for (pt, name) in [("0", "PCMU"), ("8", "PCMA")] {
+                    let mapped = m
+                        .lines
+                        .iter()
+                        .any(|l| l.starts_with(&format!("a=rtpmap:{pt} ")));
+                    if m.formats.iter().any(|f| f == pt) && !mapped {
+                        out.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+                    }
+                }
+                out.push_str(&format!(
+                    "a=mid:0\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\na=setup:{}\r\na=rtcp-mux\r\na=msid:edge edge-audio\r\na=candidate:1 1 udp 2130706431 {addr} {port} typ host\r\na=end-of-candidates\r\n",
+                    w.ufrag, w.pwd, w.fingerprint, w.setup
+                ));
+            }
         }
         out
+    }
+
+    /// A payload type the edge carries between WebRTC and plain RTP: PCMU, PCMA,
+    /// or telephone-event at 8 kHz.
+    fn g711_or_events(&self, m: &Media, pt: &str) -> bool {
+        if pt == "0" || pt == "8" {
+            return true;
+        }
+        m.lines.iter().any(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .and_then(|v| v.split_once(' '))
+                .is_some_and(|(p, enc)| {
+                    p == pt && enc.to_ascii_lowercase().starts_with("telephone-event/8000")
+                })
+        })
+    }
+
+    /// Whether an `a=rtpmap`/`a=fmtp` line is about a payload type that stays.
+    fn keeps_format_line(&self, m: &Media, l: &str) -> bool {
+        let pt = l
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| l.strip_prefix("a=fmtp:"))
+            .and_then(|v| v.split_whitespace().next());
+        match pt {
+            Some(pt) => self.g711_or_events(m, pt),
+            None => true,
+        }
     }
 }
 

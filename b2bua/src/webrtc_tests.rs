@@ -1,0 +1,223 @@
+//! Browser legs (SIP over WebSocket): the offer to a browser is WebRTC, its answer
+//! reaches the media as ICE/DTLS parameters and the caller as plain RTP.
+
+use super::*;
+use sip::digest::{response, Challenge};
+
+const CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060"]
+[media]
+address = "127.0.0.1"
+rtp_ports = "20000-20099"
+[[trunks]]
+name = "t"
+sources = ["127.0.0.1/32"]
+[[queues]]
+name = "sales"
+numbers = ["1000"]
+agents = ["1001"]
+max_wait = "30s"
+[[agents]]
+id = "1001"
+password = "alice-sip-secret"
+"#;
+
+const BROWSER: &str = "127.0.0.1:40777";
+
+fn ws_flow() -> sip::Flow {
+    sip::Flow {
+        transport: control::Transport::Ws,
+        local: "127.0.0.1:8080".parse().unwrap(),
+        remote: BROWSER.parse().unwrap(),
+    }
+}
+
+fn send_ws(n: &mut Net, text: &str) {
+    n.b.handle_datagram(n.now, ws_flow(), text.as_bytes());
+    n.pump();
+}
+
+/// JsSIP's REGISTER: a `.invalid` contact with `transport=ws`.
+fn register(cseq: u32, auth: &str) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bK-ws{cseq}\r\n\
+From: <sip:1001@127.0.0.1>;tag=js\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: jsreg\r\nCSeq: {cseq} REGISTER\r\n\
+Max-Forwards: 70\r\nContact: <sip:r4nd0m@r4nd0m.invalid;transport=ws>;expires=600\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn sign_in_over_ws(n: &mut Net) {
+    send_ws(n, &register(1, ""));
+    let (r, _) = n.expect_response(BROWSER, 401);
+    let c = r
+        .headers
+        .iter()
+        .find_map(|h| match h {
+            Header::WwwAuthenticate(w) => Challenge::parse(w.value()),
+            _ => None,
+        })
+        .unwrap();
+    let uri = "sip:127.0.0.1";
+    let resp = response(
+        c.algorithm,
+        "1001",
+        &c.realm,
+        "alice-sip-secret",
+        "REGISTER",
+        uri,
+        &c.nonce,
+        Some(("00000001", "cn")),
+    );
+    let auth = format!(
+        "Authorization: Digest username=\"1001\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"cn\"\r\n",
+        c.realm, c.nonce
+    );
+    send_ws(n, &register(2, &auth));
+    n.expect_response(BROWSER, 200);
+}
+
+/// Chromium's answer to the edge's offer (it takes `setup:active`).
+fn browser_answer() -> String {
+    "v=0\r\no=- 77 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS s1\r\n\
+m=audio 50123 UDP/TLS/RTP/SAVPF 0 101\r\nc=IN IP4 127.0.0.1\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=candidate:9 1 udp 2113937151 127.0.0.1 50123 typ host generation 0\r\na=ice-ufrag:Br0w\r\n\
+a=ice-pwd:browserpasswordbrowserpw\r\na=fingerprint:sha-256 0A:0B:0C\r\na=setup:active\r\na=mid:0\r\n\
+a=sendrecv\r\na=msid:s1 t1\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=ssrc:99 cname:x\r\n"
+        .to_string()
+}
+
+fn webrtc_commands(outputs: &[Output]) -> Vec<Command> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(_, c @ (Command::WebRtc { .. } | Command::WebRtcRemote { .. })) => {
+                Some(c.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_queue_call_reaches_a_browser_as_webrtc_and_the_caller_as_plain_rtp() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    sign_in_over_ws(&mut n);
+    n.send(CALLER, &invite("1000", "wr1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    let offer = String::from_utf8(inv.body.clone()).unwrap();
+    for want in [
+        "a=ice-lite\r\n",
+        "UDP/TLS/RTP/SAVPF 0 8 101\r\n",
+        "a=fingerprint:sha-256 AA:BB:CC\r\n",
+        "a=setup:actpass\r\n",
+        "a=rtcp-mux\r\n",
+        "typ host\r\n",
+    ] {
+        assert!(offer.contains(want), "{want:?} not in {offer}");
+    }
+    let cmds = webrtc_commands(&n.outputs);
+    let Some(Command::WebRtc {
+        side: Side::B,
+        local: Some(local),
+    }) = cmds.first()
+    else {
+        panic!("{cmds:?}")
+    };
+    assert!(offer.contains(&format!("a=ice-ufrag:{}\r\n", local.ufrag)));
+    assert!(offer.contains(&format!("a=ice-pwd:{}\r\n", local.pwd)));
+    assert!(local.ufrag.len() >= 4 && local.pwd.len() >= 22);
+    n.outputs.clear();
+    send_ws(
+        &mut n,
+        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
+    );
+    n.expect_request(BROWSER, Method::Ack);
+    let (ok, _) = n.expect_response(CALLER, 200);
+    let to_caller = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(
+        to_caller.contains("m=audio 20000 RTP/AVP 0 101\r\n"),
+        "{to_caller}"
+    );
+    for gone in [
+        "ice",
+        "fingerprint",
+        "setup",
+        "rtcp-mux",
+        "msid",
+        "ssrc",
+        "BUNDLE",
+    ] {
+        assert!(!to_caller.contains(gone), "{gone} in {to_caller}");
+    }
+    let cmds = webrtc_commands(&n.outputs);
+    assert_eq!(
+        cmds,
+        vec![Command::WebRtcRemote {
+            side: Side::B,
+            remote: media::webrtc::RemoteParams {
+                ufrag: "Br0w".into(),
+                pwd: "browserpasswordbrowserpw".into(),
+                fingerprint: "0A:0B:0C".into(),
+                setup: media::webrtc::Setup::Active,
+            },
+        }]
+    );
+}
+
+#[test]
+fn a_browser_answer_without_a_fingerprint_ends_the_call() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    sign_in_over_ws(&mut n);
+    n.send(CALLER, &invite("1000", "wr2", &sdp(4000)));
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    let bad = browser_answer().replace("a=fingerprint:sha-256 0A:0B:0C\r\n", "");
+    send_ws(&mut n, &answer(&inv, 200, "js", Some(&bad), BROWSER));
+    n.expect_request(BROWSER, Method::Ack);
+    n.expect_request(BROWSER, Method::Bye);
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    n.expect_response(CALLER, 488);
+}
+
+#[test]
+fn a_caller_offering_webrtc_without_g711_gets_488_and_with_it_a_webrtc_leg() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    let opus_only = browser_answer()
+        .replace("a=setup:active", "a=setup:actpass")
+        .replace("SAVPF 0 101", "SAVPF 111")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:111 opus/48000/2\r\n");
+    n.send(CALLER, &invite("1000", "wr3", &opus_only));
+    let (r, _) = n.expect_response(CALLER, 488);
+    assert!(r.to_string().contains("does not transcode"));
+    n.outputs.clear();
+    let offer = browser_answer().replace("a=setup:active", "a=setup:actpass");
+    n.send(CALLER, &invite("1000", "wr4", &offer));
+    n.expect_response(CALLER, 100);
+    let cmds = webrtc_commands(&n.outputs);
+    assert!(
+        matches!(
+            cmds.as_slice(),
+            [
+                Command::WebRtc {
+                    side: Side::A,
+                    local: Some(_)
+                },
+                Command::WebRtcRemote {
+                    side: Side::A,
+                    remote: media::webrtc::RemoteParams {
+                        setup: media::webrtc::Setup::ActPass,
+                        ..
+                    }
+                }
+            ]
+        ),
+        "{cmds:?}"
+    );
+}
