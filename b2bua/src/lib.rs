@@ -640,6 +640,19 @@ impl B2bua {
         self.process(now);
     }
 
+    /// A browser leg's DTLS failed (no handshake in time, or another certificate
+    /// than its SDP named): the call can carry no media on that side, so it ends
+    /// (503 to a caller not yet answered, BYE otherwise).
+    pub fn webrtc_failed(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let _span = self.span(call).entered();
+        info!(call = %c.public_id, "WebRTC media failed (DTLS): ending the call");
+        self.end_call(now, call, 503, "WebRTC DTLS failed");
+        self.process(now);
+    }
+
     /// The driver could not open the call's RTP sockets.
     pub fn media_failed(&mut self, now: Instant, call: CallId) {
         if self.calls.contains(&call) {

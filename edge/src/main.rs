@@ -242,15 +242,25 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         normal: c.media.rtp_timeout,
         hold: c.media.rtp_hold_timeout,
     };
-    let relays = rtp::Relays::start(
+    // Browser legs (WebRTC): one self-signed DTLS certificate per process, its
+    // fingerprint in their SDP (RFC 8842), as browsers and other servers do.
+    let identity = Arc::new(
+        media::webrtc::Identity::generate().map_err(|e| EdgeError::Start {
+            what: "the WebRTC DTLS certificate",
+            source: std::io::Error::other(e.to_string()),
+        })?,
+    );
+    b2bua.set_webrtc_fingerprint(identity.fingerprint().to_string());
+    let relays = rtp::Relays::start(rtp::RelaySetup {
         threads,
-        metrics.clone(),
-        media_tx,
+        metrics: metrics.clone(),
+        events: media_tx,
         finisher,
-        seed(),
+        seed: seed(),
         silence,
-        reserved.clone(),
-    )
+        reserved: reserved.clone(),
+        identity,
+    })
     .map_err(|source| EdgeError::Start {
         what: "the RTP relay workers",
         source,

@@ -30,6 +30,14 @@ pub struct Metrics {
     /// SIP WebSockets open, and upgrades refused for lacking the `sip` subprotocol.
     pub sip_ws_connections: AtomicU64,
     pub sip_ws_refused: AtomicU64,
+    /// WebRTC legs: ready (DTLS done, fingerprint matched), failed (handshake,
+    /// timeout, fingerprint), and packets refused (STUN checks that fail, SRTP that
+    /// fails authentication or replay, media before the keys).
+    pub webrtc_connected: AtomicU64,
+    pub webrtc_failed: AtomicU64,
+    pub webrtc_stun_refused: AtomicU64,
+    pub webrtc_srtp_refused: AtomicU64,
+    pub webrtc_not_ready: AtomicU64,
     /// HTTP connections open, and refused over [http] max_connections.
     pub http_connections: AtomicU64,
     pub http_refused: AtomicU64,
@@ -406,6 +414,35 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "counter",
         m.rtp_dropped.load(Relaxed),
     );
+    for (name, help, v) in [
+        (
+            "edge_webrtc_legs_connected_total",
+            "WebRTC legs whose DTLS handshake completed with the SDP fingerprint.",
+            &m.webrtc_connected,
+        ),
+        (
+            "edge_webrtc_legs_failed_total",
+            "WebRTC legs whose DTLS failed, timed out, or showed another certificate.",
+            &m.webrtc_failed,
+        ),
+        (
+            "edge_webrtc_stun_refused_total",
+            "STUN on WebRTC ports refused (wrong user, integrity, fingerprint).",
+            &m.webrtc_stun_refused,
+        ),
+        (
+            "edge_webrtc_srtp_refused_total",
+            "SRTP/SRTCP packets dropped for failed authentication or replay.",
+            &m.webrtc_srtp_refused,
+        ),
+        (
+            "edge_webrtc_not_ready_total",
+            "Media to or from a WebRTC leg before its keys were ready: dropped.",
+            &m.webrtc_not_ready,
+        ),
+    ] {
+        metric(&mut o, name, help, "counter", v.load(Relaxed));
+    }
     metric(
         &mut o,
         "edge_rtp_relays_active",

@@ -16,9 +16,10 @@ use crate::recorder::{Finisher, Recorder};
 use b2bua::DigitFrom;
 use media::call::{Out, Party};
 use media::mixer::MonitorMode;
+use media::webrtc::{Identity, Inbound, Leg};
 use media::{CallId, CallMedia, Command, MonitorId, Side, Socket};
 use rtp_io::{Flow, Handler, Poller, Workers};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
@@ -220,19 +221,35 @@ fn bind(ip: IpAddr, port: u16) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// What the relay workers are started with.
+pub struct RelaySetup {
+    pub threads: usize,
+    pub metrics: Arc<Metrics>,
+    /// Digits, played announcements, silence and failed browser legs go here.
+    pub events: MediaEvents,
+    /// Finished recordings go here.
+    pub finisher: Finisher,
+    /// Varies the mix sessions' SSRCs.
+    pub seed: u64,
+    pub silence: SilenceLimits,
+    pub reserved: Reserved,
+    /// The DTLS certificate of browser legs.
+    pub identity: Arc<Identity>,
+}
+
 impl Relays {
-    /// Start `threads` workers (at least one); `seed` varies their mix sessions' SSRCs.
-    /// Digits and played announcements go to `events`; finished recordings to
-    /// `finisher`.
-    pub fn start(
-        threads: usize,
-        metrics: Arc<Metrics>,
-        events: MediaEvents,
-        finisher: Finisher,
-        seed: u64,
-        silence: SilenceLimits,
-        reserved: Reserved,
-    ) -> io::Result<Arc<Relays>> {
+    /// Start the workers (at least one).
+    pub fn start(setup: RelaySetup) -> io::Result<Arc<Relays>> {
+        let RelaySetup {
+            threads,
+            metrics,
+            events,
+            finisher,
+            seed,
+            silence,
+            reserved,
+            identity,
+        } = setup;
         let m = metrics.clone();
         let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
             calls: HashMap::new(),
@@ -243,12 +260,15 @@ impl Relays {
             epoch: Instant::now(),
             next_tick: None,
             last_sweep: Instant::now(),
+            webrtc_slots: HashSet::new(),
+            next_webrtc: None,
             ctx: Ctx {
                 metrics: m.clone(),
                 events: events.clone(),
                 finisher: finisher.clone(),
                 seed: seed ^ (i as u64) << 56,
                 silence,
+                identity: identity.clone(),
             },
         })?;
         Ok(Arc::new(Relays {
@@ -318,6 +338,9 @@ pub enum MediaEvent {
     /// No datagram from either party of a call for its silence limit (reported
     /// again after each further limit while it lasts).
     Silent { call: CallId },
+    /// A browser leg of the call failed (DTLS handshake, its timeout, or a
+    /// certificate that is not the SDP's): it will carry no media.
+    WebRtcFailed { call: CallId },
     /// An RFC 4733 digit decoded in a call's media (a party's or a supervisor's).
     Digit {
         call: CallId,
@@ -344,6 +367,8 @@ struct Ctx {
     finisher: Finisher,
     seed: u64,
     silence: SilenceLimits,
+    /// The DTLS certificate of browser legs.
+    identity: Arc<Identity>,
 }
 
 #[derive(Default)]
@@ -381,6 +406,10 @@ struct RelayWorker {
     next_tick: Option<Instant>,
     /// When calls were last checked for silence (once a second).
     last_sweep: Instant,
+    /// Calls with a browser (WebRTC) leg: their DTLS timers and counters are looked
+    /// at by `on_wake`, no later than `next_webrtc`.
+    webrtc_slots: HashSet<usize>,
+    next_webrtc: Option<Instant>,
     ctx: Ctx,
 }
 
@@ -403,9 +432,52 @@ impl Handler for RelayWorker {
         let on = Socket::ALL[i];
         // One datagram per readiness; if more are queued, the next wait reports the
         // socket again. WouldBlock (spurious) or ICMP errors: nothing to do.
-        let Ok((len, src)) = call.sockets[i].recv_from(buf) else {
+        let Ok((mut len, src)) = call.sockets[i].recv_from(buf) else {
             return;
         };
+        if let Some(leg) = call.media.webrtc(on.side) {
+            // A browser: STUN, DTLS and SRTP share the RTP port (rtcp-mux); the
+            // RTCP port carries nothing of it.
+            if on.rtcp {
+                c.dropped += 1;
+                return;
+            }
+            let inbound = leg.on_datagram(now, src, &buf[..len]);
+            while let Some((to, out)) = leg.poll_transmit() {
+                let _ = call.sockets[i].send_to(&out, to);
+            }
+            if let Some(t) = leg.poll_timeout() {
+                self.next_webrtc = Some(self.next_webrtc.map_or(t, |n| n.min(t)));
+            }
+            let peer = leg.peer();
+            match inbound {
+                Inbound::Rtp(plain) if plain.len() <= buf.len() => {
+                    buf[..plain.len()].copy_from_slice(&plain);
+                    len = plain.len();
+                }
+                // The browser's own reports: not relayed (the trunk gets the edge's
+                // plain RTP stream, and reports on it itself).
+                Inbound::Rtcp(_) => return,
+                Inbound::Consumed => {
+                    // The first valid check: media to the browser goes there.
+                    let rtp = Socket {
+                        side: on.side,
+                        rtcp: false,
+                    };
+                    if peer.is_some() && call.media.destination(rtp) != peer {
+                        call.media.apply(&Command::Remote {
+                            side: on.side,
+                            addr: peer,
+                        });
+                    }
+                    return;
+                }
+                Inbound::Rtp(_) | Inbound::Dropped => {
+                    c.dropped += 1;
+                    return;
+                }
+            }
+        }
         let pkt = &mut buf[..len];
         let (verdict, digit) = call.media.on_party(on, src, pkt, now_us);
         if let Some(d) = digit {
@@ -416,19 +488,35 @@ impl Handler for RelayWorker {
             });
         }
         match verdict {
-            Party::Forward(dst) => match call.sockets[on.peer().index()].send_to(pkt, dst) {
-                Ok(_) => {
-                    c.packets += 1;
-                    c.bytes += len as u64;
+            Party::Forward(dst) => {
+                let to = on.peer();
+                match call.media.outbound(to, pkt, dst) {
+                    Some((out, dst)) => match call.sockets[to.index()].send_to(&out, dst) {
+                        Ok(_) => {
+                            c.packets += 1;
+                            c.bytes += out.len() as u64;
+                        }
+                        Err(_) => c.dropped += 1,
+                    },
+                    None => c.dropped += 1,
                 }
-                Err(_) => c.dropped += 1,
-            },
+            }
             Party::Refused => c.dropped += 1,
             Party::Consumed => {}
         }
     }
 
     fn on_command(&mut self, poller: &Poller, cmd: Cmd, now: Instant) -> Flow {
+        let cmd = match cmd {
+            Cmd::Media {
+                slot,
+                cmd: cmd @ (Command::WebRtc { .. } | Command::WebRtcRemote { .. }),
+            } => {
+                self.on_webrtc(slot, cmd, now);
+                return Flow::Continue;
+            }
+            cmd => cmd,
+        };
         let now_us = now.duration_since(self.epoch).as_micros() as u64;
         let mixes = apply(
             poller,
@@ -462,6 +550,9 @@ impl Handler for RelayWorker {
                 next
             });
         }
+        if self.next_webrtc.is_some_and(|t| now >= t) {
+            self.webrtc_timers(now);
+        }
         if now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
             self.last_sweep = now;
             let now_us = now.duration_since(self.epoch).as_micros() as u64;
@@ -478,8 +569,101 @@ impl Handler for RelayWorker {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        match (self.next_tick, self.next_webrtc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
+}
+
+/// How often a worker with browser legs looks at them when no DTLS timer is due
+/// sooner (their counters reach the metrics then).
+const WEBRTC_SWEEP: Duration = Duration::from_secs(1);
+
+impl RelayWorker {
+    /// A call's side becomes a browser leg (or plain again), or learns the
+    /// browser's parameters.
+    fn on_webrtc(&mut self, slot: usize, cmd: Command, now: Instant) {
+        let Some(call) = self.calls.get_mut(&slot) else {
+            return;
+        };
+        match cmd {
+            Command::WebRtc { side, local } => {
+                if let Some(mut old) = call.media.webrtc(side).map(|l| l.take_stats()) {
+                    flush_webrtc(&mut old, call.call, &self.ctx);
+                }
+                let leg = local.map(|l| Box::new(Leg::new(self.ctx.identity.clone(), l)));
+                call.media.set_webrtc(side, leg);
+                self.webrtc_slots.insert(slot);
+                self.next_webrtc.get_or_insert(now + WEBRTC_SWEEP);
+            }
+            Command::WebRtcRemote { side, remote } => {
+                if let Some(leg) = call.media.webrtc(side) {
+                    leg.set_remote(now, remote);
+                    let i = Socket { side, rtcp: false }.index();
+                    while let Some((to, out)) = leg.poll_transmit() {
+                        let _ = call.sockets[i].send_to(&out, to);
+                    }
+                } else {
+                    tracing::debug!(call = %call.call, ?side, "browser parameters for a plain leg: ignored");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// DTLS retransmissions and give-ups of browser legs; their counters.
+    fn webrtc_timers(&mut self, now: Instant) {
+        let mut next = now + WEBRTC_SWEEP;
+        let ctx = &self.ctx;
+        self.webrtc_slots.retain(|slot| {
+            let Some(call) = self.calls.get_mut(slot) else {
+                return false;
+            };
+            let id = call.call;
+            let mut any = false;
+            for (side, leg) in call.media.webrtc_legs() {
+                any = true;
+                if leg.poll_timeout().is_some_and(|t| now >= t) {
+                    leg.handle_timeout(now);
+                    let i = Socket { side, rtcp: false }.index();
+                    while let Some((to, out)) = leg.poll_transmit() {
+                        let _ = call.sockets[i].send_to(&out, to);
+                    }
+                }
+                if let Some(t) = leg.poll_timeout() {
+                    next = next.min(t);
+                }
+                flush_webrtc(&mut leg.take_stats(), id, ctx);
+            }
+            any
+        });
+        self.next_webrtc = (!self.webrtc_slots.is_empty()).then_some(next);
+    }
+}
+
+/// Add a browser leg's counters to the metrics; say when it connected, and tell
+/// the core when it failed (the call cannot carry media: it ends).
+fn flush_webrtc(s: &mut media::webrtc::LegStats, call: CallId, ctx: &Ctx) {
+    let m = &ctx.metrics;
+    if s.connected > 0 {
+        tracing::debug!(%call, "WebRTC leg ready (DTLS-SRTP, fingerprint matched)");
+    }
+    if s.failed > 0 {
+        tracing::warn!(%call, "WebRTC leg failed: DTLS handshake did not complete or the certificate is not the one in the SDP");
+        if ctx
+            .events
+            .try_send(MediaEvent::WebRtcFailed { call })
+            .is_err()
+        {
+            tracing::warn!(%call, "core busy: failed WebRTC leg not reported (the silence limit ends the call)");
+        }
+    }
+    m.webrtc_connected.fetch_add(s.connected, Relaxed);
+    m.webrtc_failed.fetch_add(s.failed, Relaxed);
+    m.webrtc_stun_refused.fetch_add(s.stun_refused, Relaxed);
+    m.webrtc_srtp_refused.fetch_add(s.srtp_refused, Relaxed);
+    m.webrtc_not_ready.fetch_add(s.not_ready, Relaxed);
 }
 
 fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8], ctx: &Ctx) {
@@ -648,6 +832,9 @@ fn apply(
         }
         Cmd::Close { slot } => {
             if let Some(mut call) = calls.remove(&slot) {
+                for (_, leg) in call.media.webrtc_legs() {
+                    flush_webrtc(&mut leg.take_stats(), call.call, ctx);
+                }
                 for s in &call.sockets {
                     poll.delete(s);
                 }

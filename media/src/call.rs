@@ -89,6 +89,31 @@ impl CallMedia {
         self.webrtc[side as usize].as_deref_mut()
     }
 
+    /// What to send towards `to` for a relayed datagram `pkt` bound for `dst`: the
+    /// datagram itself, or for a browser its SRTP at the address ICE validated.
+    /// `None`: nothing may go (RTCP is not passed to a browser, which reports on
+    /// its own; its leg is not ready yet).
+    pub fn outbound<'p>(
+        &mut self,
+        to: Socket,
+        pkt: &'p [u8],
+        dst: SocketAddr,
+    ) -> Option<(std::borrow::Cow<'p, [u8]>, SocketAddr)> {
+        match self.webrtc[to.side as usize].as_deref_mut() {
+            None => Some((std::borrow::Cow::Borrowed(pkt), dst)),
+            Some(_) if to.rtcp => None,
+            Some(leg) => {
+                let sealed = leg.protect(pkt)?;
+                Some((std::borrow::Cow::Owned(sealed.into()), leg.peer()?))
+            }
+        }
+    }
+
+    /// Where the relay sends `to`'s datagrams now (latched, else announced).
+    pub fn destination(&self, to: Socket) -> Option<SocketAddr> {
+        self.relay.destination(to)
+    }
+
     /// Both browser legs (for timers and counters).
     pub fn webrtc_legs(&mut self) -> impl Iterator<Item = (Side, &mut crate::webrtc::Leg)> {
         let [a, b] = &mut self.webrtc;
@@ -181,13 +206,23 @@ impl CallMedia {
         let Some(s) = self.session.as_mut().filter(|s| s.active()) else {
             return false;
         };
-        let (relay, monitors) = (&self.relay, &self.monitors);
+        let (relay, monitors, webrtc) = (&self.relay, &self.monitors, &mut self.webrtc);
         s.tick(
             now_us,
             |dest, pkt| match dest {
                 Dest::Party(side) => {
                     let sock = Socket { side, rtcp: false };
-                    send(Out::Party(sock), relay.destination(sock), pkt)
+                    match webrtc[side as usize].as_deref_mut() {
+                        // A browser: SRTP to the address its checks came from
+                        // (nowhere, counted by the driver, until the leg is ready).
+                        Some(leg) => match (leg.protect(pkt), leg.peer()) {
+                            (Some(sealed), Some(peer)) => {
+                                send(Out::Party(sock), Some(peer), &sealed)
+                            }
+                            _ => send(Out::Party(sock), None, pkt),
+                        },
+                        None => send(Out::Party(sock), relay.destination(sock), pkt),
+                    }
                 }
                 Dest::Monitor(id) => {
                     let to = monitors

@@ -170,6 +170,10 @@ pub struct LegStats {
     pub srtp_refused: u64,
     /// Media that arrived (or was to leave) before the keys were ready: dropped.
     pub not_ready: u64,
+    /// The leg became ready (handshake done, fingerprint matched): 0 or 1.
+    pub connected: u64,
+    /// The leg failed (handshake, timeout or fingerprint): 0 or 1.
+    pub failed: u64,
 }
 
 /// What became of an inbound datagram.
@@ -413,6 +417,9 @@ impl Leg {
 
     fn fail(&mut self) {
         self.stats.dtls_errors += 1;
+        if self.state != DtlsState::Failed {
+            self.stats.failed += 1;
+        }
         self.state = DtlsState::Failed;
         self.srtp = None;
     }
@@ -518,6 +525,7 @@ impl Leg {
         };
         if r.fingerprint.eq_ignore_ascii_case(fp) {
             self.state = DtlsState::Connected;
+            self.stats.connected += 1;
         } else {
             self.fail();
         }
@@ -555,6 +563,11 @@ impl Leg {
                 None
             }
         }
+    }
+
+    /// The counters since the last call (the driver adds them to its metrics).
+    pub fn take_stats(&mut self) -> LegStats {
+        std::mem::take(&mut self.stats)
     }
 
     /// A STUN answer or DTLS record to send, and where.

@@ -137,6 +137,21 @@ pub struct Edge {
     pub rtp: (u16, u16),
 }
 
+/// A queue (number 5000) with one agent, 5001 "Wendy", who signs in with a
+/// password (browser phones over /ws/sip in the WebSocket and WebRTC tests).
+pub const WEB_AGENT: &str = r#"
+[[queues]]
+name = "web"
+numbers = ["5000"]
+agents = ["5001"]
+max_wait = "20s"
+
+[[agents]]
+id = "5001"
+name = "Wendy"
+password = "wendy-sip-secret"
+"#;
+
 pub mod tempdir {
     use std::path::{Path, PathBuf};
     /// A temporary directory removed on drop.

@@ -19,18 +19,7 @@ use tg::client::IntoClientRequest;
 use tg::stream::MaybeTlsStream;
 use tg::{Message, WebSocket};
 
-const EXTRA: &str = r#"
-[[queues]]
-name = "web"
-numbers = ["5000"]
-agents = ["5001"]
-max_wait = "20s"
-
-[[agents]]
-id = "5001"
-name = "Wendy"
-password = "wendy-sip-secret"
-"#;
+const EXTRA: &str = edge_tests::WEB_AGENT;
 
 const CONTACT: &str = "<sip:k3l2m9@df7jal23ls0d.invalid;transport=ws>;+sip.ice;reg-id=1;+sip.instance=\"<urn:uuid:0f2d9a2e-6a38-4f7e-9d55-5b3c2a1d4e6f>\"";
 

@@ -237,6 +237,9 @@ impl Core {
             CoreMsg::Media(MediaEvent::Silent { call }) => {
                 self.b2bua.media_silent(now, call);
             }
+            CoreMsg::Media(MediaEvent::WebRtcFailed { call }) => {
+                self.b2bua.webrtc_failed(now, call);
+            }
             CoreMsg::Command(cmd, reply) => {
                 let _ = reply.send(self.b2bua.handle_command(now, cmd));
             }
