@@ -217,20 +217,8 @@ impl Call {
         fingerprint: Option<&str>,
         offer: bool,
     ) -> String {
-        let port = self.port(side);
-        match (&self.webrtc[side as usize], fingerprint) {
-            (Some(ice), Some(fingerprint)) => sdp.rewrite_webrtc(
-                addr,
-                port,
-                &sip::sdp::WebRtcLocal {
-                    ufrag: &ice.ufrag,
-                    pwd: &ice.pwd,
-                    fingerprint,
-                    setup: if offer { "actpass" } else { "passive" },
-                },
-            ),
-            _ => sdp.rewrite(addr, port),
-        }
+        let ice = self.webrtc[side as usize].as_ref();
+        crate::sdp_for(sdp, addr, self.port(side), ice, fingerprint, offer)
     }
 
     pub fn port(&self, side: Side) -> u16 {

@@ -248,6 +248,8 @@ pub struct B2bua {
     /// Keys the ICE credentials of browser legs, and how many were made.
     ice_secret: [u8; 32],
     ice_made: u64,
+    /// SIP WebSockets opened with a user's API token → that user.
+    signed_in: HashMap<Flow, String>,
     pub stats: CallStats,
 }
 
@@ -260,6 +262,42 @@ fn pike_config(c: &control::SipConfig) -> PikeConfig {
         window: Duration::from_secs(1),
         block: c.rate_limit_block,
         max_sources: 100_000,
+    }
+}
+
+/// The edge's SDP at `addr`:`port` for what `sdp` says: WebRTC for a browser leg
+/// (its ICE credentials `ice`, the edge's DTLS `fingerprint`; `offer`:
+/// `setup:actpass`, else `passive`), plain RTP otherwise.
+fn sdp_for(
+    sdp: &Sdp,
+    addr: std::net::IpAddr,
+    port: u16,
+    ice: Option<&media::webrtc::IceCredentials>,
+    fingerprint: Option<&str>,
+    offer: bool,
+) -> String {
+    match (ice, fingerprint) {
+        (Some(ice), Some(fingerprint)) => sdp.rewrite_webrtc(
+            addr,
+            port,
+            &sip::sdp::WebRtcLocal {
+                ufrag: &ice.ufrag,
+                pwd: &ice.pwd,
+                fingerprint,
+                setup: if offer { "actpass" } else { "passive" },
+            },
+        ),
+        _ => sdp.rewrite(addr, port),
+    }
+}
+
+/// A browser's SDP transport as the media takes it.
+fn webrtc_params(r: &sip::sdp::WebRtcRemote) -> media::webrtc::RemoteParams {
+    media::webrtc::RemoteParams {
+        ufrag: r.ufrag.clone(),
+        pwd: r.pwd.clone(),
+        fingerprint: r.fingerprint.clone(),
+        setup: media::webrtc::Setup::parse(&r.setup).unwrap_or(media::webrtc::Setup::ActPass),
     }
 }
 
@@ -331,6 +369,7 @@ impl B2bua {
             webrtc_fingerprint: None,
             ice_secret: sip::digest::secret_from_seed(seed ^ 0x1CE5_EC2E_7000_0001),
             ice_made: 0,
+            signed_in: HashMap::new(),
             stats: CallStats::default(),
         }
         .with_sweep(now)
@@ -415,19 +454,9 @@ impl B2bua {
 
     /// The browser on `side` sent its SDP (answer, or offer).
     pub(crate) fn webrtc_remote(&mut self, id: CallId, side: Side, r: &sip::sdp::WebRtcRemote) {
-        let setup = media::webrtc::Setup::parse(&r.setup).unwrap_or(media::webrtc::Setup::ActPass);
-        self.outputs.push_back(Output::Media(
-            id,
-            Command::WebRtcRemote {
-                side,
-                remote: media::webrtc::RemoteParams {
-                    ufrag: r.ufrag.clone(),
-                    pwd: r.pwd.clone(),
-                    fingerprint: r.fingerprint.clone(),
-                    setup,
-                },
-            },
-        ));
+        let remote = webrtc_params(r);
+        self.outputs
+            .push_back(Output::Media(id, Command::WebRtcRemote { side, remote }));
     }
 
     fn with_sweep(mut self, now: Instant) -> Self {

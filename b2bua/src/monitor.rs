@@ -120,6 +120,33 @@ pub struct Monitor {
     pub port: u16,
     /// The `o=` session id of our SDP: the same in every answer of this dialog.
     pub sdp_session: u64,
+    /// The edge's ICE credentials when the supervisor is in a browser (a binding
+    /// made over SIP WebSocket): the monitor leg is WebRTC.
+    pub webrtc: Option<media::webrtc::IceCredentials>,
+}
+
+impl Monitor {
+    /// The edge's SDP for the supervisor (`offer`: `setup:actpass`, else `passive`).
+    fn sdp(&self, addr: std::net::IpAddr, fingerprint: Option<&str>, offer: bool) -> String {
+        let ice = self.webrtc.as_ref();
+        monitor_sdp(addr, self.port, self.sdp_session, ice, fingerprint, offer)
+    }
+}
+
+/// The edge's SDP for a supervisor: G.711 and events, as WebRTC for a browser.
+fn monitor_sdp(
+    addr: std::net::IpAddr,
+    port: u16,
+    session: u64,
+    ice: Option<&media::webrtc::IceCredentials>,
+    fingerprint: Option<&str>,
+    offer: bool,
+) -> String {
+    let plain = monitor_offer(addr, port, session);
+    match (ice, Sdp::parse(plain.as_bytes())) {
+        (Some(_), Ok(sdp)) => crate::sdp_for(&sdp, addr, port, ice, fingerprint, offer),
+        _ => plain,
+    }
 }
 
 /// A monitor as listed by the API.
@@ -195,13 +222,20 @@ impl B2bua {
     ) -> Result<String, CommandError> {
         let id = self.answered_call(call_public)?;
         let u = self.snap.user(user).ok_or(CommandError::NoUser)?;
-        let target = u
-            .contact
-            .clone()
-            .ok_or_else(|| CommandError::NoContact(user.to_string()))?;
-        let flow = self
-            .local_flow(target.transport, target.addr)
-            .ok_or(CommandError::Unreachable(target.addr))?;
+        // The user's phone: its static contact, else where it registered last (a
+        // browser signed in over /ws/sip, a softphone).
+        let wall = self.wall(now);
+        let (uri, flow) = match (&u.contact, self.registrar.live(user, wall).first()) {
+            (Some(t), _) => (
+                t.uri.clone(),
+                self.local_flow(t.transport, t.addr)
+                    .ok_or(CommandError::Unreachable(t.addr))?,
+            ),
+            (None, Some(b)) => (b.contact.clone(), b.flow),
+            (None, None) => return Err(CommandError::NoContact(user.to_string())),
+        };
+        let webrtc = (flow.transport.is_websocket() && self.webrtc_fingerprint.is_some())
+            .then(|| self.new_ice_credentials());
         let port = self.allocate_port().ok_or(CommandError::NoPorts)?;
         let mid = MonitorId(self.calls.next_id());
         let public_id = format!("m{mid}");
@@ -214,12 +248,20 @@ impl B2bua {
             call_id.clone(),
             tag.clone(),
             "<sip:monitor@edge.invalid>".into(),
-            format!("<{}>", target.uri),
-            target.uri.clone(),
+            format!("<{uri}>"),
+            uri.clone(),
             flow,
             contact_for(flow),
         );
-        let offer = monitor_offer(media_addr, port, session);
+        let fingerprint = self.webrtc_fingerprint.as_deref();
+        let offer = monitor_sdp(
+            media_addr,
+            port,
+            session,
+            webrtc.as_ref(),
+            fingerprint,
+            true,
+        );
         let mut req = dialog.request(
             Method::Invite,
             Some((offer.as_bytes(), "application/sdp")),
@@ -248,6 +290,7 @@ impl B2bua {
                 open: 0,
                 port,
                 sdp_session: session,
+                webrtc: webrtc.clone(),
             },
         );
         self.outputs.push_back(Output::Media(
@@ -258,6 +301,15 @@ impl B2bua {
                 mode,
             },
         ));
+        if let Some(local) = webrtc {
+            self.outputs.push_back(Output::Media(
+                id,
+                Command::MonitorWebRtc {
+                    monitor: mid,
+                    local,
+                },
+            ));
+        }
         info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
         Ok(public_id)
     }
@@ -405,7 +457,17 @@ impl B2bua {
             let sdp = is_sdp(&resp.headers, &resp.body)
                 .then(|| Sdp::parse(&resp.body).ok())
                 .flatten();
-            let Some(addr) = sdp.and_then(|s| s.audio_target().ok().flatten()) else {
+            // A browser: its ICE and DTLS parameters (a plain answer to a WebRTC
+            // offer, or the reverse, is unusable).
+            let secure = sdp.as_ref().map(|s| s.webrtc());
+            let usable = matches!(
+                (&secure, m.webrtc.is_some()),
+                (Some(Ok(Some(_))), true) | (Some(Ok(None)), false)
+            );
+            let addr = sdp
+                .and_then(|s| s.audio_target().ok().flatten())
+                .filter(|_| usable);
+            let Some(addr) = addr else {
                 warn!(monitor = %m.public_id, "supervisor answered without usable SDP: hanging up");
                 m.state = MonitorState::Active;
                 return self.end_monitor(now, mid, true, "answer without SDP");
@@ -417,6 +479,15 @@ impl B2bua {
                 call,
                 Command::MonitorRemote { monitor: mid, addr },
             ));
+            if let Some(Ok(Some(r))) = secure {
+                self.outputs.push_back(Output::Media(
+                    call,
+                    Command::MonitorWebRtcRemote {
+                        monitor: mid,
+                        remote: crate::webrtc_params(&r),
+                    },
+                ));
+            }
             let beep = self.calls.get(&call).is_some_and(|c| {
                 let (queue, route) = c.route_names();
                 self.snap
@@ -492,7 +563,7 @@ impl B2bua {
                     .then(|| Sdp::parse(&req.body).ok())
                     .flatten()
                     .and_then(|s| s.audio_target().ok().flatten());
-                let body = monitor_offer(media_addr, m.port, m.sdp_session);
+                let body = m.sdp(media_addr, self.webrtc_fingerprint.as_deref(), false);
                 let call = m.call;
                 let mut r =
                     message::response(&req, 200, Some(&m.dialog.local_tag), self.ep.server_name());

@@ -291,56 +291,70 @@ impl B2bua {
             .and_then(|r| r.split_once('@').map(|(u, _)| u))
             .unwrap_or("")
             .to_string();
-        let agent = self
-            .snap
-            .agent(&agent_id)
-            .filter(|a| a.password.is_some())
-            .cloned();
-        let algs = agent
-            .as_ref()
-            .and_then(|a| a.digest.clone())
-            .unwrap_or_else(|| self.snap.config.sip.digest.clone());
-        let realm = self.snap.config.sip.realm.clone();
-        // The credentials for our realm, if any.
-        let creds = req.headers.iter().find_map(|h| match h {
-            Header::Authorization(a) => Credentials::parse(a.value()).filter(|c| c.realm == realm),
-            _ => None,
+        // A browser signed in with its user's token (`/ws/sip?token=`) registers
+        // that user (a supervisor) or the agent linked to it without digest.
+        let by_token = self.signed_in.get(&flow).is_some_and(|u| {
+            *u == agent_id
+                || self
+                    .snap
+                    .agent(&agent_id)
+                    .is_some_and(|a| a.user.as_deref() == Some(u.as_str()))
         });
-        let Some(creds) = creds else {
-            return self.challenge(now, tx, &req, &algs, false);
-        };
-        let allowed = creds
-            .algorithm()
-            .is_some_and(|a| algs.iter().any(|x| algorithm(*x) == a));
-        if !allowed {
-            return self.challenge(now, tx, &req, &algs, false);
-        }
-        let wall = self.wall(now);
-        // An unknown agent, or credentials for another user than the AOR, fail like
-        // a wrong password (nothing tells a guesser which agents exist).
-        let password = agent
-            .as_ref()
-            .filter(|_| creds.username == agent_id)
-            .and_then(|a| a.password.clone());
-        let verdict = match &password {
-            Some(p) => self
-                .registrar
-                .verifier
-                .verify(wall, &creds, &realm, "REGISTER", p),
-            None => Verdict::Wrong,
-        };
-        match verdict {
-            Verdict::Ok => {}
-            Verdict::Stale => return self.challenge(now, tx, &req, &algs, true),
-            Verdict::UnknownNonce | Verdict::Replayed => {
-                debug!(source = %ip, agent = %agent_id, ?verdict, "REGISTER with an unusable nonce: challenging again");
+        if !by_token {
+            let agent = self
+                .snap
+                .agent(&agent_id)
+                .filter(|a| a.password.is_some())
+                .cloned();
+            let algs = agent
+                .as_ref()
+                .and_then(|a| a.digest.clone())
+                .unwrap_or_else(|| self.snap.config.sip.digest.clone());
+            let realm = self.snap.config.sip.realm.clone();
+            // The credentials for our realm, if any.
+            let creds = req.headers.iter().find_map(|h| match h {
+                Header::Authorization(a) => {
+                    Credentials::parse(a.value()).filter(|c| c.realm == realm)
+                }
+                _ => None,
+            });
+            let Some(creds) = creds else {
+                return self.challenge(now, tx, &req, &algs, false);
+            };
+            let allowed = creds
+                .algorithm()
+                .is_some_and(|a| algs.iter().any(|x| algorithm(*x) == a));
+            if !allowed {
                 return self.challenge(now, tx, &req, &algs, false);
             }
-            Verdict::Wrong => {
-                self.auth_failed(ip, now, &agent_id);
-                return self.reply(now, tx, &req, 403, None);
+            let wall = self.wall(now);
+            // An unknown agent, or credentials for another user than the AOR, fail like
+            // a wrong password (nothing tells a guesser which agents exist).
+            let password = agent
+                .as_ref()
+                .filter(|_| creds.username == agent_id)
+                .and_then(|a| a.password.clone());
+            let verdict = match &password {
+                Some(p) => self
+                    .registrar
+                    .verifier
+                    .verify(wall, &creds, &realm, "REGISTER", p),
+                None => Verdict::Wrong,
+            };
+            match verdict {
+                Verdict::Ok => {}
+                Verdict::Stale => return self.challenge(now, tx, &req, &algs, true),
+                Verdict::UnknownNonce | Verdict::Replayed => {
+                    debug!(source = %ip, agent = %agent_id, ?verdict, "REGISTER with an unusable nonce: challenging again");
+                    return self.challenge(now, tx, &req, &algs, false);
+                }
+                Verdict::Wrong => {
+                    self.auth_failed(ip, now, &agent_id);
+                    return self.reply(now, tx, &req, 403, None);
+                }
             }
         }
+        let wall = self.wall(now);
         let sip = &self.snap.config.sip;
         let (min, max) = (
             u32::try_from(sip.register_min_expires.as_secs()).unwrap_or(u32::MAX),
@@ -426,6 +440,12 @@ impl B2bua {
         self.dispatch_queues(now);
     }
 
+    /// The SIP WebSocket `flow` was opened with `user`'s API token: REGISTERs on
+    /// it for that user, or for the agent linked to it, need no digest.
+    pub fn flow_signed_in(&mut self, flow: Flow, user: String) {
+        self.signed_in.insert(flow, user);
+    }
+
     /// Bindings loaded from storage at start (expired ones are skipped, and
     /// WebSocket ones: their sockets died with the previous process and only the
     /// browser can open a new one).
@@ -472,6 +492,7 @@ impl B2bua {
         if !flow.transport.is_websocket() {
             return;
         }
+        self.signed_in.remove(&flow);
         let changed = self.registrar.drop_where(|b| b.flow == flow);
         self.bindings_dropped(now, changed, "its WebSocket closed");
     }

@@ -21,30 +21,44 @@ max_wait = "30s"
 [[agents]]
 id = "1001"
 password = "alice-sip-secret"
+[[users]]
+name = "sam"
+role = "supervisor"
+token = "sam-token"
 "#;
 
 const BROWSER: &str = "127.0.0.1:40777";
 
-fn ws_flow() -> sip::Flow {
+const SUPERVISOR: &str = "127.0.0.1:40888";
+
+fn ws_flow_at(remote: &str) -> sip::Flow {
     sip::Flow {
         transport: control::Transport::Ws,
         local: "127.0.0.1:8080".parse().unwrap(),
-        remote: BROWSER.parse().unwrap(),
+        remote: remote.parse().unwrap(),
     }
 }
 
-fn send_ws(n: &mut Net, text: &str) {
-    n.b.handle_datagram(n.now, ws_flow(), text.as_bytes());
+fn send_ws_at(n: &mut Net, remote: &str, text: &str) {
+    n.b.handle_datagram(n.now, ws_flow_at(remote), text.as_bytes());
     n.pump();
 }
 
+fn send_ws(n: &mut Net, text: &str) {
+    send_ws_at(n, BROWSER, text)
+}
+
 /// JsSIP's REGISTER: a `.invalid` contact with `transport=ws`.
-fn register(cseq: u32, auth: &str) -> String {
+fn register_as(aor: &str, cseq: u32, auth: &str) -> String {
     format!(
-        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bK-ws{cseq}\r\n\
-From: <sip:1001@127.0.0.1>;tag=js\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: jsreg\r\nCSeq: {cseq} REGISTER\r\n\
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bK-ws{aor}{cseq}\r\n\
+From: <sip:{aor}@127.0.0.1>;tag=js\r\nTo: <sip:{aor}@127.0.0.1>\r\nCall-ID: jsreg{aor}\r\nCSeq: {cseq} REGISTER\r\n\
 Max-Forwards: 70\r\nContact: <sip:r4nd0m@r4nd0m.invalid;transport=ws>;expires=600\r\n{auth}Content-Length: 0\r\n\r\n"
     )
+}
+
+fn register(cseq: u32, auth: &str) -> String {
+    register_as("1001", cseq, auth)
 }
 
 fn sign_in_over_ws(n: &mut Net) {
@@ -220,4 +234,65 @@ fn a_caller_offering_webrtc_without_g711_gets_488_and_with_it_a_webrtc_leg() {
         ),
         "{cmds:?}"
     );
+}
+
+#[test]
+fn a_supervisor_signed_in_by_token_registers_without_digest_and_is_monitored_over_webrtc() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    // Not signed in: challenged like any phone.
+    send_ws_at(&mut n, SUPERVISOR, &register_as("sam", 1, ""));
+    n.expect_response(SUPERVISOR, 401);
+    // Signed in as sam: sam registers at once; another AOR is still challenged.
+    n.b.flow_signed_in(ws_flow_at(SUPERVISOR), "sam".into());
+    send_ws_at(&mut n, SUPERVISOR, &register_as("1001", 7, ""));
+    n.expect_response(SUPERVISOR, 401);
+    send_ws_at(&mut n, SUPERVISOR, &register_as("sam", 3, ""));
+    n.expect_response(SUPERVISOR, 200);
+
+    // A browser agent takes a call.
+    sign_in_over_ws(&mut n);
+    n.send(CALLER, &invite("1000", "wr5", &sdp(4000)));
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    send_ws(
+        &mut n,
+        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
+    );
+    n.expect_request(BROWSER, Method::Ack);
+    let call = n.b.calls(n.now)[0].id.clone();
+    n.outputs.clear();
+
+    // Monitoring calls sam's browser with a WebRTC offer of its own.
+    n.b.add_monitor(n.now, &call, "sam", MonitorMode::Listen)
+        .unwrap();
+    n.pump();
+    let (inv, _) = n.expect_request(SUPERVISOR, Method::Invite);
+    let offer = String::from_utf8(inv.body.clone()).unwrap();
+    assert!(offer.contains("UDP/TLS/RTP/SAVPF"), "{offer}");
+    assert!(offer.contains("a=setup:actpass"), "{offer}");
+    let local = n
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Media(_, Command::MonitorWebRtc { local, .. }) => Some(local.clone()),
+            _ => None,
+        })
+        .expect("the monitor's port becomes a WebRTC leg");
+    assert!(offer.contains(&format!("a=ice-ufrag:{}", local.ufrag)));
+    n.outputs.clear();
+    send_ws_at(
+        &mut n,
+        SUPERVISOR,
+        &answer(&inv, 200, "sup", Some(&browser_answer()), SUPERVISOR),
+    );
+    n.expect_request(SUPERVISOR, Method::Ack);
+    assert!(n.outputs.iter().any(|o| matches!(
+        o,
+        Output::Media(_, Command::MonitorWebRtcRemote { remote, .. }) if remote.ufrag == "Br0w"
+    )));
+    // A plain answer to the WebRTC offer would have been refused; the socket
+    // closing drops the sign-in with the binding.
+    n.b.flow_closed(n.now, ws_flow_at(SUPERVISOR));
+    send_ws_at(&mut n, SUPERVISOR, &register_as("sam", 4, ""));
+    n.expect_response(SUPERVISOR, 401);
 }

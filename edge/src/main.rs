@@ -483,12 +483,22 @@ const WIRE_DUMPERS: &[&str] = &[
     "reqwest",
     "rustls",
     "tower_http",
+    "rtc_dtls",
+    "rtc_srtp",
+    "rtc_stun",
 ];
 
 fn init_logging(filter: &str) {
     use tracing_subscriber::filter::{filter_fn, EnvFilter};
     use tracing_subscriber::prelude::*;
-    let env = EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    // webrtc-rs's DTLS warns about every DTLS 1.3 extension a browser offers
+    // before settling on 1.2 (each browser call): errors only, unless asked for.
+    let filter = if filter.contains("rtc_dtls") {
+        filter.to_string()
+    } else {
+        format!("{filter},rtc_dtls=error")
+    };
+    let env = EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
     let quiet = filter_fn(|m| {
         *m.level() <= tracing::Level::INFO
             || !WIRE_DUMPERS.iter().any(|t| {

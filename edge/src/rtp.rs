@@ -422,7 +422,7 @@ impl Handler for RelayWorker {
         let (buf, c, ctx) = (&mut self.buf, &mut self.c, &self.ctx);
         if let Some(&(call_slot, id)) = self.monitor_slots.get(&slot) {
             if let Some(call) = self.calls.get_mut(&call_slot) {
-                on_monitor_datagram(call, id, i, buf, ctx);
+                on_monitor_datagram(call, id, i, buf, ctx, now);
             }
             return;
         }
@@ -510,7 +510,11 @@ impl Handler for RelayWorker {
         let cmd = match cmd {
             Cmd::Media {
                 slot,
-                cmd: cmd @ (Command::WebRtc { .. } | Command::WebRtcRemote { .. }),
+                cmd:
+                    cmd @ (Command::WebRtc { .. }
+                    | Command::WebRtcRemote { .. }
+                    | Command::MonitorWebRtc { .. }
+                    | Command::MonitorWebRtcRemote { .. }),
             } => {
                 self.on_webrtc(slot, cmd, now);
                 return Flow::Continue;
@@ -608,6 +612,21 @@ impl RelayWorker {
                     tracing::debug!(call = %call.call, ?side, "browser parameters for a plain leg: ignored");
                 }
             }
+            Command::MonitorWebRtc { monitor, local } => {
+                let leg = Box::new(Leg::new(self.ctx.identity.clone(), local));
+                call.media.set_monitor_webrtc(monitor, leg);
+                self.webrtc_slots.insert(slot);
+                self.next_webrtc.get_or_insert(now + WEBRTC_SWEEP);
+            }
+            Command::MonitorWebRtcRemote { monitor, remote } => {
+                let sock = call.monitors.iter().find(|m| m.id == monitor);
+                if let (Some(leg), Some(m)) = (call.media.monitor_webrtc(monitor), sock) {
+                    leg.set_remote(now, remote);
+                    while let Some((to, out)) = leg.poll_transmit() {
+                        let _ = m.sockets[0].send_to(&out, to);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -622,13 +641,21 @@ impl RelayWorker {
             };
             let id = call.call;
             let mut any = false;
-            for (side, leg) in call.media.webrtc_legs() {
+            let (sockets, monitors) = (&call.sockets, &call.monitors);
+            for (out, leg) in call.media.webrtc_legs() {
                 any = true;
                 if leg.poll_timeout().is_some_and(|t| now >= t) {
                     leg.handle_timeout(now);
-                    let i = Socket { side, rtcp: false }.index();
-                    while let Some((to, out)) = leg.poll_transmit() {
-                        let _ = call.sockets[i].send_to(&out, to);
+                    let sock = match out {
+                        Out::Party(s) => Some(&sockets[s.index()]),
+                        Out::Monitor(m) => {
+                            monitors.iter().find(|x| x.id == m).map(|x| &x.sockets[0])
+                        }
+                    };
+                    while let Some((to, pkt)) = leg.poll_transmit() {
+                        if let Some(sock) = sock {
+                            let _ = sock.send_to(&pkt, to);
+                        }
                     }
                 }
                 if let Some(t) = leg.poll_timeout() {
@@ -666,15 +693,36 @@ fn flush_webrtc(s: &mut media::webrtc::LegStats, call: CallId, ctx: &Ctx) {
     m.webrtc_not_ready.fetch_add(s.not_ready, Relaxed);
 }
 
-fn on_monitor_datagram(call: &mut Call, id: MonitorId, i: usize, buf: &mut [u8], ctx: &Ctx) {
+fn on_monitor_datagram(
+    call: &mut Call,
+    id: MonitorId,
+    i: usize,
+    buf: &mut [u8],
+    ctx: &Ctx,
+    now: Instant,
+) {
     let Some(m) = call.monitors.iter().find(|m| m.id == id) else {
         return;
     };
-    let Ok((len, src)) = m.sockets[i.min(1)].recv_from(buf) else {
+    let Ok((mut len, src)) = m.sockets[i.min(1)].recv_from(buf) else {
         return;
     };
     if i != 0 {
         return; // the supervisor's RTCP: read and dropped
+    }
+    if let Some(leg) = call.media.monitor_webrtc(id) {
+        // A supervisor in a browser: STUN, DTLS and SRTP on the one port.
+        let inbound = leg.on_datagram(now, src, &buf[..len]);
+        while let Some((to, out)) = leg.poll_transmit() {
+            let _ = m.sockets[0].send_to(&out, to);
+        }
+        match inbound {
+            Inbound::Rtp(plain) if plain.len() <= buf.len() => {
+                buf[..plain.len()].copy_from_slice(&plain);
+                len = plain.len();
+            }
+            _ => return,
+        }
     }
     if let Some(d) = call.media.on_monitor(id, src, &buf[..len]) {
         let _ = ctx.events.try_send(MediaEvent::Digit {
@@ -840,7 +888,7 @@ fn apply(
                 }
                 let ids: Vec<MonitorId> = call.monitors.iter().map(|m| m.id).collect();
                 for id in ids {
-                    close_monitor(poll, &mut call, monitor_slots, id, metrics);
+                    close_monitor(poll, &mut call, monitor_slots, id, ctx);
                 }
                 if let Some(r) = call.recorder.take() {
                     metrics.recordings_active.fetch_sub(1, Relaxed);
@@ -867,7 +915,7 @@ fn apply_media(
     };
     match cmd {
         Command::MonitorClose { monitor } => {
-            close_monitor(poll, call, monitor_slots, monitor, &ctx.metrics);
+            close_monitor(poll, call, monitor_slots, monitor, ctx);
             false
         }
         Command::RecordPause { paused } => {
@@ -898,14 +946,18 @@ fn close_monitor(
     call: &mut Call,
     monitor_slots: &mut HashMap<usize, (usize, MonitorId)>,
     id: MonitorId,
-    metrics: &Metrics,
+    ctx: &Ctx,
 ) {
+    let metrics = &ctx.metrics;
     let Some(i) = call.monitors.iter().position(|m| m.id == id) else {
         return;
     };
     let m = call.monitors.remove(i);
     for s in &m.sockets {
         poll.delete(s);
+    }
+    if let Some(leg) = call.media.monitor_webrtc(id) {
+        flush_webrtc(&mut leg.take_stats(), call.call, ctx);
     }
     monitor_slots.remove(&m.mslot);
     call.media.remove_monitor(id);

@@ -38,6 +38,8 @@ struct MonitorLeg {
     announced: Option<SocketAddr>,
     /// The first source its RTP came from (symmetric RTP); wins over `announced`.
     latched: Option<SocketAddr>,
+    /// The supervisor is in a browser: its port runs ICE-lite and DTLS-SRTP.
+    webrtc: Option<Box<crate::webrtc::Leg>>,
 }
 
 #[derive(Debug)]
@@ -114,12 +116,39 @@ impl CallMedia {
         self.relay.destination(to)
     }
 
-    /// Both browser legs (for timers and counters).
-    pub fn webrtc_legs(&mut self) -> impl Iterator<Item = (Side, &mut crate::webrtc::Leg)> {
+    /// Make supervisor `id`'s leg a browser one.
+    pub fn set_monitor_webrtc(&mut self, id: MonitorId, leg: Box<crate::webrtc::Leg>) {
+        if let Some(m) = self.monitors.iter_mut().find(|m| m.id == id) {
+            m.webrtc = Some(leg);
+        }
+    }
+
+    /// Supervisor `id`'s browser leg, if it is one.
+    pub fn monitor_webrtc(&mut self, id: MonitorId) -> Option<&mut crate::webrtc::Leg> {
+        self.monitors
+            .iter_mut()
+            .find(|m| m.id == id)
+            .and_then(|m| m.webrtc.as_deref_mut())
+    }
+
+    /// Every browser leg of the call (parties' and supervisors'), with the socket
+    /// its packets leave from (for timers and counters).
+    pub fn webrtc_legs(&mut self) -> impl Iterator<Item = (Out, &mut crate::webrtc::Leg)> {
         let [a, b] = &mut self.webrtc;
-        [(Side::A, a), (Side::B, b)]
+        let parties = [(Side::A, a), (Side::B, b)]
             .into_iter()
-            .filter_map(|(s, l)| l.as_deref_mut().map(|l| (s, l)))
+            .filter_map(|(s, l)| {
+                let out = Out::Party(Socket {
+                    side: s,
+                    rtcp: false,
+                });
+                l.as_deref_mut().map(|l| (out, l))
+            });
+        let monitors = self.monitors.iter_mut().filter_map(|m| {
+            let out = Out::Monitor(m.id);
+            m.webrtc.as_deref_mut().map(|l| (out, l))
+        });
+        parties.chain(monitors)
     }
 
     /// A party is on hold (its phone may legitimately send nothing).
@@ -187,6 +216,9 @@ impl CallMedia {
     pub fn on_monitor(&mut self, id: MonitorId, src: SocketAddr, pkt: &[u8]) -> Option<char> {
         let m = self.monitors.iter_mut().find(|m| m.id == id)?;
         match m.latched {
+            // A browser's source is the one ICE validated (the leg drops others),
+            // and it moves when the browser nominates another pair.
+            _ if m.webrtc.is_some() => m.latched = Some(src),
             None => m.latched = Some(src),
             Some(l) if l != src => return None,
             Some(_) => {}
@@ -206,7 +238,7 @@ impl CallMedia {
         let Some(s) = self.session.as_mut().filter(|s| s.active()) else {
             return false;
         };
-        let (relay, monitors, webrtc) = (&self.relay, &self.monitors, &mut self.webrtc);
+        let (relay, monitors, webrtc) = (&self.relay, &mut self.monitors, &mut self.webrtc);
         s.tick(
             now_us,
             |dest, pkt| match dest {
@@ -224,13 +256,18 @@ impl CallMedia {
                         None => send(Out::Party(sock), relay.destination(sock), pkt),
                     }
                 }
-                Dest::Monitor(id) => {
-                    let to = monitors
-                        .iter()
-                        .find(|m| m.id == id)
-                        .and_then(|m| m.latched.or(m.announced));
-                    send(Out::Monitor(id), to, pkt)
-                }
+                Dest::Monitor(id) => match monitors.iter_mut().find(|m| m.id == id) {
+                    Some(MonitorLeg {
+                        webrtc: Some(leg), ..
+                    }) => match (leg.protect(pkt), leg.peer()) {
+                        (Some(sealed), Some(peer)) => send(Out::Monitor(id), Some(peer), &sealed),
+                        _ => send(Out::Monitor(id), None, pkt),
+                    },
+                    m => {
+                        let to = m.and_then(|m| m.latched.or(m.announced));
+                        send(Out::Monitor(id), to, pkt)
+                    }
+                },
             },
             record,
         );
@@ -298,7 +335,9 @@ impl CallMedia {
             | Command::Announce { .. }
             | Command::Hold { .. }
             | Command::WebRtc { .. }
-            | Command::WebRtcRemote { .. } => false,
+            | Command::WebRtcRemote { .. }
+            | Command::MonitorWebRtc { .. }
+            | Command::MonitorWebRtcRemote { .. } => false,
         }
     }
 
@@ -309,6 +348,7 @@ impl CallMedia {
             id,
             announced: None,
             latched: None,
+            webrtc: None,
         });
     }
 

@@ -88,4 +88,14 @@ pub enum Command {
         side: Side,
         remote: crate::webrtc::RemoteParams,
     },
+    /// Supervisor `monitor` is in a browser: its port runs ICE-lite and DTLS-SRTP.
+    MonitorWebRtc {
+        monitor: MonitorId,
+        local: crate::webrtc::IceCredentials,
+    },
+    /// The supervisor's browser parameters from its SDP.
+    MonitorWebRtcRemote {
+        monitor: MonitorId,
+        remote: crate::webrtc::RemoteParams,
+    },
 }

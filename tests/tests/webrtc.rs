@@ -6,27 +6,56 @@
 //! stream, the customer in the RTP the edge relays after SRTP unwrapping.
 //! `.ci/run` installs chromium and the npm packages.
 
+use edge_tests::http::{self, request_body};
 use edge_tests::tone_peer::TonePeer;
 use edge_tests::ua::Uac;
+use edge_tests::ws::tungstenite as tg;
 use edge_tests::{have_tool, tempdir, tone_wav, wait_until, Edge};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tg::client::IntoClientRequest;
 
 const EXTRA: &str = edge_tests::WEB_AGENT;
 
-/// The browser script's JSON lines, as they come.
-struct Script {
+/// A browser phone (tests/browser/webrtc-phone.mjs): its JSON lines as they come.
+struct Phone {
+    name: &'static str,
     child: Child,
     lines: mpsc::Receiver<serde_json::Value>,
     seen: Vec<serde_json::Value>,
+    /// The last `levels` line: dB per listened-for frequency.
+    levels: Option<serde_json::Value>,
 }
 
-impl Script {
-    fn start(cmd: &mut Command) -> Script {
-        let mut child = cmd
+/// Louder than this (dB, WebAudio's FFT) is a tone heard; quieter than `QUIET`
+/// is one not heard (G.711 noise and leakage stay well below).
+const LOUD: f64 = -60.0;
+const QUIET: f64 = -75.0;
+
+impl Phone {
+    /// Start a phone for `user` (`password` "-": signed in by the token in `ws`)
+    /// whose microphone plays `tone_hz`, listening for `hear`.
+    fn start(
+        name: &'static str,
+        ws: &str,
+        user: &str,
+        password: &str,
+        tmp: &Path,
+        tone_hz: f64,
+        hear: &[u32],
+    ) -> Phone {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+        let wav = tmp.join(format!("{name}-{tone_hz}.wav"));
+        tone_wav(&wav, tone_hz, 60.0);
+        let hz: Vec<String> = hear.iter().map(u32::to_string).collect();
+        let mut child = Command::new("node")
+            .arg(dir.join("webrtc-phone.mjs"))
+            .args([ws, user, password])
+            .arg(&wav)
+            .arg(hz.join(","))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -42,50 +71,99 @@ impl Script {
                 }
             }
         });
-        Script {
+        Phone {
+            name,
             child,
             lines,
             seen: Vec::new(),
+            levels: None,
         }
+    }
+
+    /// Agent 5001 (digest sign-in), its microphone at 1100 Hz.
+    fn agent(ws: &str, tmp: &Path, hear: &[u32]) -> Phone {
+        Phone::start("agent", ws, "5001", "wendy-sip-secret", tmp, 1100.0, hear)
+    }
+
+    /// The next line within `left`; panics on `fail`.
+    fn next(&mut self, left: Duration, edge: &Edge) -> Option<serde_json::Value> {
+        let v = self.lines.recv_timeout(left).ok()?;
+        if v["event"] == "levels" {
+            self.levels = Some(v["levels"].clone());
+        } else {
+            self.seen.push(v.clone());
+        }
+        assert_ne!(
+            v["event"],
+            "fail",
+            "{}: {v}\nseen: {:?}\nedge log:\n{}",
+            self.name,
+            self.seen,
+            edge.log_text()
+        );
+        Some(v)
     }
 
     /// Wait for `event`; panics on `fail` or after `secs`.
     fn expect(&mut self, event: &str, secs: u64, edge: &Edge) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if v["event"] == event {
-                        return v;
-                    }
-                    assert_ne!(
-                        v["event"],
-                        "fail",
-                        "browser: {v}\nseen: {:?}\nedge log:\n{}",
-                        self.seen,
-                        edge.log_text()
-                    );
-                }
-                Err(_) => panic!(
-                    "no {event} from the browser in {secs} s; seen: {:?}\nedge log:\n{}",
-                    self.seen,
-                    edge.log_text()
-                ),
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while let Some(v) = self.next(deadline.saturating_duration_since(Instant::now()), edge) {
+            if v["event"] == event {
+                return v;
             }
         }
+        panic!(
+            "{}: no {event} in {secs} s; seen: {:?}\nedge log:\n{}",
+            self.name,
+            self.seen,
+            edge.log_text()
+        )
+    }
+
+    /// Whether the page hears `hz` (`true`: louder than LOUD) or not (quieter than
+    /// QUIET) for three readings in a row, within `secs`.
+    fn settles(&mut self, hz: u32, heard: bool, secs: u64, edge: &Edge) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut run = 0;
+        while let Some(v) = self.next(deadline.saturating_duration_since(Instant::now()), edge) {
+            if v["event"] != "levels" {
+                continue;
+            }
+            let db = v["levels"][hz.to_string()].as_f64().unwrap_or(-200.0);
+            let ok = if heard { db > LOUD } else { db < QUIET };
+            run = if ok { run + 1 } else { 0 };
+            if run >= 3 {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn assert_hears(&mut self, hz: u32, heard: bool, edge: &Edge) {
+        assert!(
+            self.settles(hz, heard, 10, edge),
+            "{} {} {hz} Hz; last levels {:?}\nedge log:\n{}",
+            self.name,
+            if heard {
+                "does not hear"
+            } else {
+                "still hears"
+            },
+            self.levels,
+            edge.log_text()
+        );
     }
 }
 
-impl Drop for Script {
+impl Drop for Phone {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn browser_ready(dir: &Path) -> bool {
+fn browser_ready() -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
     if !have_tool("node") || !have_tool("chromium") {
         eprintln!("SKIP: node or chromium missing");
         return false;
@@ -103,41 +181,37 @@ fn browser_ready(dir: &Path) -> bool {
     ok
 }
 
-#[test]
-fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
-    if !browser_ready(&dir) {
-        return;
-    }
-    let edge = Edge::start_with(EXTRA);
-    let tmp = tempdir::Dir::new("webrtc");
-    let wav = tmp.path().join("agent-1100.wav");
-    tone_wav(&wav, 1100.0, 30.0);
-    let mut page = Script::start(
-        Command::new("node")
-            .arg(dir.join("webrtc-agent.mjs"))
-            .arg(format!("ws://{}/ws/sip", edge.http))
-            .args(["5001", "wendy-sip-secret"])
-            .arg(&wav)
-            .arg("440"),
-    );
-    page.expect("registered", 30, &edge);
-
+/// A customer on plain RTP calls the queue; the browser agent answers. The
+/// customer's phone and its 440 Hz tone peer.
+fn customer_calls(edge: &Edge, agent: &mut Phone) -> (Uac, TonePeer) {
     let mut cust = Uac::new(edge.sip);
     assert_eq!(cust.call("5000"), 200, "edge log:\n{}", edge.log_text());
-    page.expect("confirmed", 10, &edge);
+    agent.expect("confirmed", 10, edge);
     let c = TonePeer::start(
         cust.rtp.try_clone().unwrap(),
         cust.remote_rtp.unwrap(),
         440.0,
         0xC0FFEE,
     );
+    (cust, c)
+}
+
+#[test]
+fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
+    if !browser_ready() {
+        return;
+    }
+    let edge = Edge::start_with(EXTRA);
+    let tmp = tempdir::Dir::new("webrtc");
+    let ws = format!("ws://{}/ws/sip", edge.http);
+    let mut agent = Phone::agent(&ws, tmp.path(), &[440, 1100]);
+    agent.expect("registered", 30, &edge);
+
+    let (mut cust, c) = customer_calls(&edge, &mut agent);
     // The browser hears the customer (plain RTP → SRTP)...
-    let heard = page.expect("heard", 20, &edge);
-    assert_eq!(
-        heard["hz"].as_i64().map(|h| (h - 440).abs() < 25),
-        Some(true)
-    );
+    agent.assert_hears(440, true, &edge);
+    // (and not itself: nothing loops back)
+    agent.assert_hears(1100, false, &edge);
     // ...and the customer hears the browser (SRTP → plain RTP).
     assert!(
         wait_until(15, || c.hears(1100.0, 500)),
@@ -154,8 +228,114 @@ fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
 
     // The customer hangs up: the browser's session ends.
     assert_eq!(cust.bye(), 200);
-    page.expect("ended", 10, &edge);
-    eprintln!("browser events: {:?}", page.seen);
+    agent.expect("ended", 10, &edge);
+    drop(c);
+    edge.wait_idle(10);
+}
+
+const SAM: &str = "sam-super-token";
+
+#[test]
+fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
+    if !browser_ready() {
+        return;
+    }
+    let edge = Edge::start_with(&format!(
+        "{EXTRA}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAM}\"\n"
+    ));
+    let tmp = tempdir::Dir::new("webrtc-sup");
+    let ws = format!("ws://{}/ws/sip", edge.http);
+    // A wrong token is refused before the WebSocket opens.
+    let mut req = format!("{ws}?token=nope").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    match tg::connect(req) {
+        Err(tg::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!(
+            "a wrong token opened a SIP WebSocket: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let hear = [440, 1100, 1700];
+    let mut agent = Phone::agent(&ws, tmp.path(), &hear);
+    // The supervisor signs in with the console's token, not a SIP password.
+    let mut sup = Phone::start(
+        "supervisor",
+        &format!("{ws}?token={SAM}"),
+        "sam",
+        "-",
+        tmp.path(),
+        1700.0,
+        &hear,
+    );
+    agent.expect("registered", 30, &edge);
+    sup.expect("registered", 30, &edge);
+
+    let (mut cust, c) = customer_calls(&edge, &mut agent);
+    agent.assert_hears(440, true, &edge);
+
+    let calls = http::get(edge.http, "/api/v1/calls", Some(SAM))
+        .unwrap()
+        .json();
+    let call = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/calls/{call}/monitors");
+    let r = request_body(edge.http, "POST", &path, Some(SAM), r#"{"mode":"listen"}"#).unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mid = r.json()["id"].as_str().unwrap().to_string();
+    sup.expect("confirmed", 10, &edge);
+
+    // Listen: the supervisor hears both; nobody hears the supervisor.
+    sup.assert_hears(440, true, &edge);
+    sup.assert_hears(1100, true, &edge);
+    agent.assert_hears(1700, false, &edge);
+    c.clear();
+    assert!(
+        wait_until(3, || c.packets() > 50) && !c.hears(1700.0, 500),
+        "listen leaks the supervisor to the customer"
+    );
+
+    // Whisper: the agent hears the supervisor, the customer does not.
+    let mode = |m: &str| {
+        let r = request_body(
+            edge.http,
+            "PATCH",
+            &format!("{path}/{mid}"),
+            Some(SAM),
+            &format!(r#"{{"mode":"{m}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    mode("whisper");
+    agent.assert_hears(1700, true, &edge);
+    agent.assert_hears(440, true, &edge);
+    c.clear();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!c.hears(1700.0, 500), "whisper reaches the customer");
+    assert!(
+        c.hears(1100.0, 500),
+        "the customer lost the agent during whisper"
+    );
+
+    // Barge: everyone hears everyone.
+    mode("barge");
+    assert!(
+        wait_until(10, || c.hears(1700.0, 500)),
+        "barge does not reach the customer\nedge log:\n{}",
+        edge.log_text()
+    );
+    agent.assert_hears(1700, true, &edge);
+    sup.assert_hears(440, true, &edge);
+
+    // Both browser legs came up (agent, supervisor); none failed.
+    assert!(wait_until(3, || edge
+        .metric("edge_webrtc_legs_connected_total")
+        == 2.0));
+    assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 0.0);
+
+    assert_eq!(cust.bye(), 200);
+    agent.expect("ended", 10, &edge);
+    sup.expect("ended", 10, &edge);
     drop(c);
     edge.wait_idle(10);
 }

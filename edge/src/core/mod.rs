@@ -174,6 +174,9 @@ impl Core {
                 }
                 self.tcp.insert((transport, remote), tx);
             }
+            CoreMsg::WsSignedIn { flow, user } => {
+                self.b2bua.flow_signed_in(flow, user);
+            }
             CoreMsg::TcpDown {
                 transport,
                 remote,

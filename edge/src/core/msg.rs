@@ -26,6 +26,11 @@ pub enum CoreMsg {
         remote: SocketAddr,
         tx: mpsc::Sender<Bytes>,
     },
+    /// A SIP WebSocket was opened with `user`'s API token (`/ws/sip?token=`).
+    WsSignedIn {
+        flow: Flow,
+        user: String,
+    },
     TcpDown {
         transport: control::Transport,
         remote: SocketAddr,
@@ -91,7 +96,10 @@ impl CoreMsg {
     fn is_sip(&self) -> bool {
         matches!(
             self,
-            CoreMsg::Inbound { .. } | CoreMsg::TcpUp { .. } | CoreMsg::TcpDown { .. }
+            CoreMsg::Inbound { .. }
+                | CoreMsg::TcpUp { .. }
+                | CoreMsg::TcpDown { .. }
+                | CoreMsg::WsSignedIn { .. }
         )
     }
 }

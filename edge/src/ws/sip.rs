@@ -7,11 +7,17 @@
 //!
 //! The handshake must ask for the `sip` subprotocol (RFC 7118 §4.1): without it
 //! the upgrade is refused with 400 and counted.
+//!
+//! A browser whose page already holds an API token (our console) may open the
+//! socket as `/ws/sip?token=TOKEN` instead of keeping a SIP password: its REGISTER
+//! for that user (a supervisor) or for the agent linked to the user (`[[agents]]
+//! user`) is then accepted without a digest challenge. A wrong token is refused
+//! (401) before the upgrade. The token is never logged.
 
 use crate::api::{error, AppState, Peer};
 use crate::core::CoreMsg;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
@@ -42,12 +48,29 @@ fn offers_sip(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("sip"))
 }
 
+/// `?token=`: the user's API token (see the module documentation).
+#[derive(serde::Deserialize)]
+pub struct SipWsQuery {
+    token: Option<String>,
+}
+
 pub async fn ws_sip(
     State(s): State<AppState>,
     Extension(peer): Extension<Peer>,
+    Query(q): Query<SipWsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let user = match q.token {
+        None => None,
+        Some(t) => match s.snapshot.load().user_by_token(&t) {
+            Some(u) => Some(u.name.clone()),
+            None => {
+                debug!(remote = %peer.remote, "SIP WebSocket with an invalid token: refused");
+                return error(StatusCode::UNAUTHORIZED, "invalid token");
+            }
+        },
+    };
     if !offers_sip(&headers) {
         s.metrics.sip_ws_refused.fetch_add(1, Relaxed);
         debug!(remote = %peer.remote, "SIP WebSocket without the `sip` subprotocol: refused");
@@ -58,11 +81,11 @@ pub async fn ws_sip(
     }
     super::limits(ws)
         .protocols(["sip"])
-        .on_upgrade(move |sock| run(sock, s, peer))
+        .on_upgrade(move |sock| run(sock, s, peer, user))
 }
 
 /// One SIP WebSocket: frames in → the core's inbox; the core's sends → frames out.
-async fn run(mut sock: WebSocket, s: AppState, peer: Peer) {
+async fn run(mut sock: WebSocket, s: AppState, peer: Peer, user: Option<String>) {
     let flow = Flow {
         transport: Transport::Ws,
         local: peer.local,
@@ -78,6 +101,10 @@ async fn run(mut sock: WebSocket, s: AppState, peer: Peer) {
     if s.core.send(up).await.is_err() {
         s.metrics.sip_ws_connections.fetch_sub(1, Relaxed);
         return;
+    }
+    if let Some(user) = user {
+        debug!(remote = %peer.remote, %user, "SIP WebSocket signed in with a token");
+        let _ = s.core.send(CoreMsg::WsSignedIn { flow, user }).await;
     }
     debug!(remote = %peer.remote, "SIP WebSocket open");
     let mut reason = "closed by the peer";
