@@ -423,6 +423,14 @@ pub struct MediaConfig {
     /// The same while a party is on hold (a holding phone may send nothing).
     #[serde(default = "default_rtp_hold_timeout", with = "duration_str")]
     pub rtp_hold_timeout: Duration,
+    /// A browser (WebRTC) leg whose ICE and DTLS are not done this long after its
+    /// SDP (or its first DTLS record) fails, and its call ends.
+    #[serde(default = "default_webrtc_timeout", with = "duration_str")]
+    pub webrtc_timeout: Duration,
+}
+
+fn default_webrtc_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn default_rtp_timeout() -> Duration {
@@ -449,6 +457,7 @@ impl Default for MediaConfig {
             rtp_ports: default_rtp_ports(),
             rtp_timeout: default_rtp_timeout(),
             rtp_hold_timeout: default_rtp_hold_timeout(),
+            webrtc_timeout: default_webrtc_timeout(),
         }
     }
 }

@@ -260,6 +260,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         silence,
         reserved: reserved.clone(),
         identity,
+        webrtc_timeout: c.media.webrtc_timeout,
     })
     .map_err(|source| EdgeError::Start {
         what: "the RTP relay workers",

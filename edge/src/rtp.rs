@@ -235,6 +235,8 @@ pub struct RelaySetup {
     pub reserved: Reserved,
     /// The DTLS certificate of browser legs.
     pub identity: Arc<Identity>,
+    /// How long a browser leg's ICE and DTLS may take (`[media] webrtc_timeout`).
+    pub webrtc_timeout: Duration,
 }
 
 impl Relays {
@@ -249,6 +251,7 @@ impl Relays {
             silence,
             reserved,
             identity,
+            webrtc_timeout,
         } = setup;
         let m = metrics.clone();
         let workers = Workers::start(threads, "rtp-relay", MAX_WAIT, |i| RelayWorker {
@@ -269,6 +272,7 @@ impl Relays {
                 seed: seed ^ (i as u64) << 56,
                 silence,
                 identity: identity.clone(),
+                webrtc_timeout,
             },
         })?;
         Ok(Arc::new(Relays {
@@ -369,6 +373,8 @@ struct Ctx {
     silence: SilenceLimits,
     /// The DTLS certificate of browser legs.
     identity: Arc<Identity>,
+    /// How long a browser leg's ICE and DTLS may take.
+    webrtc_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -596,7 +602,13 @@ impl RelayWorker {
                 if let Some(mut old) = call.media.webrtc(side).map(|l| l.take_stats()) {
                     flush_webrtc(&mut old, call.call, &self.ctx);
                 }
-                let leg = local.map(|l| Box::new(Leg::new(self.ctx.identity.clone(), l)));
+                let leg = local.map(|l| {
+                    Box::new(Leg::new(
+                        self.ctx.identity.clone(),
+                        l,
+                        self.ctx.webrtc_timeout,
+                    ))
+                });
                 call.media.set_webrtc(side, leg);
                 self.webrtc_slots.insert(slot);
                 self.next_webrtc.get_or_insert(now + WEBRTC_SWEEP);
@@ -613,7 +625,11 @@ impl RelayWorker {
                 }
             }
             Command::MonitorWebRtc { monitor, local } => {
-                let leg = Box::new(Leg::new(self.ctx.identity.clone(), local));
+                let leg = Box::new(Leg::new(
+                    self.ctx.identity.clone(),
+                    local,
+                    self.ctx.webrtc_timeout,
+                ));
                 call.media.set_monitor_webrtc(monitor, leg);
                 self.webrtc_slots.insert(slot);
                 self.next_webrtc.get_or_insert(now + WEBRTC_SWEEP);

@@ -36,8 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a DTLS handshake may take from its first record (a peer that stops half
-/// way must not hold the leg: a DTLS server waiting for the client has no timer).
+/// How long ICE and DTLS may take by default (see [`Leg::new`]).
 pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(20);
 
 /// Why the edge's WebRTC identity could not be made.
@@ -214,8 +213,9 @@ pub struct Leg {
     /// (outbound, inbound) contexts, once the handshake completed.
     srtp: Option<Box<(Context, Context)>>,
     state: DtlsState,
-    /// When a handshake in progress is given up.
+    /// When a handshake in progress (or one that never starts) is given up.
     deadline: Option<Instant>,
+    limit: Duration,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     pub stats: LegStats,
 }
@@ -254,7 +254,11 @@ fn is_rtcp(pkt: &[u8]) -> bool {
 }
 
 impl Leg {
-    pub fn new(identity: Arc<Identity>, local: IceCredentials) -> Leg {
+    /// `limit`: how long ICE and DTLS may take from the remote's SDP or from the
+    /// first DTLS record, whichever comes first (a browser that never checks, or
+    /// stops half way, must not hold the call: a DTLS server has no timer of its
+    /// own while it waits for the client).
+    pub fn new(identity: Arc<Identity>, local: IceCredentials, limit: Duration) -> Leg {
         Leg {
             identity,
             local,
@@ -266,6 +270,7 @@ impl Leg {
             srtp: None,
             state: DtlsState::Waiting,
             deadline: None,
+            limit,
             transmits: VecDeque::new(),
             stats: LegStats::default(),
         }
@@ -274,6 +279,9 @@ impl Leg {
     /// The remote's SDP arrived (its answer, or its offer).
     pub fn set_remote(&mut self, now: Instant, remote: RemoteParams) {
         self.remote = Some(remote);
+        if self.state == DtlsState::Waiting && self.deadline.is_none() {
+            self.deadline = Some(now + self.limit);
+        }
         self.verify();
         self.maybe_connect(now);
     }
@@ -410,7 +418,7 @@ impl Leg {
             return;
         }
         self.state = DtlsState::Handshaking;
-        self.deadline = Some(now + HANDSHAKE_LIMIT);
+        self.deadline.get_or_insert(now + self.limit);
         self.dtls = Some((ep, peer));
         self.drain_dtls();
     }
@@ -452,7 +460,7 @@ impl Leg {
             let local = SocketAddr::new(src.ip(), 0);
             let ep = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, Some(config));
             self.state = DtlsState::Handshaking;
-            self.deadline = Some(now + HANDSHAKE_LIMIT);
+            self.deadline.get_or_insert(now + self.limit);
             self.dtls = Some((ep, src));
         }
         let (ep, remote) = self.dtls.as_mut().expect("set above");
@@ -577,18 +585,18 @@ impl Leg {
 
     /// When DTLS next needs [`Leg::handle_timeout`] (handshake retransmission).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state != DtlsState::Handshaking {
+        if !matches!(self.state, DtlsState::Handshaking | DtlsState::Waiting) {
             return None;
         }
-        let (ep, remote) = self.dtls.as_ref()?;
-        match (ep.poll_timeout(remote), self.deadline) {
+        let dtls = self.dtls.as_ref().and_then(|(ep, r)| ep.poll_timeout(r));
+        match (dtls, self.deadline) {
             (Some(t), Some(d)) => Some(t.min(d)),
             (t, d) => t.or(d),
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state != DtlsState::Handshaking {
+        if !matches!(self.state, DtlsState::Handshaking | DtlsState::Waiting) {
             return;
         }
         if self.deadline.is_some_and(|d| now >= d) {

@@ -7,6 +7,7 @@ use super::*;
 use rtc_stun::attributes::AttrType;
 use rtc_stun::attributes::ATTR_ICE_CONTROLLING;
 use rtc_stun::textattrs::TextAttribute;
+use std::time::Duration;
 
 /// An attribute with a given value (ICE-CONTROLLING's tie-breaker, USE-CANDIDATE).
 struct Raw(AttrType, Vec<u8>);
@@ -31,6 +32,14 @@ fn local() -> IceCredentials {
         ufrag: "edgeufrag".into(),
         pwd: "edgepassword0123456789ab".into(),
     }
+}
+
+fn new_leg() -> Leg {
+    Leg::new(
+        Arc::new(Identity::generate().unwrap()),
+        local(),
+        HANDSHAKE_LIMIT,
+    )
 }
 
 struct Browser {
@@ -159,7 +168,7 @@ fn rtp(seq: u16) -> Vec<u8> {
 
 fn connected(setup: Setup) -> (Leg, Browser, Instant) {
     let now = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let mut b = Browser::new(setup == Setup::Active);
     // Checks may come before the browser's SIP answer: answered all the same.
     let check = b.check("edgeufrag:brow", &local().pwd, true);
@@ -249,7 +258,7 @@ fn tampered_and_replayed_srtp_is_dropped_and_counted() {
 #[test]
 fn wrong_fingerprint_fails_and_passes_no_media() {
     let now = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let mut b = Browser::new(true);
     let check = b.check("edgeufrag:brow", &local().pwd, true);
     leg.on_datagram(now, browser_addr(), &check);
@@ -265,7 +274,7 @@ fn wrong_fingerprint_fails_and_passes_no_media() {
 #[test]
 fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
     let now = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let mut b = Browser::new(true);
     leg.on_datagram(
         now,
@@ -284,7 +293,7 @@ fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
 #[test]
 fn bad_checks_are_refused_without_an_answer() {
     let now = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let b = Browser::new(true);
     leg.set_remote(now, b.remote(Setup::Active));
     for check in [
@@ -316,7 +325,7 @@ fn bad_checks_are_refused_without_an_answer() {
 #[test]
 fn nomination_moves_the_peer_and_later_plain_checks_do_not() {
     let now = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let b = Browser::new(true);
     let other: SocketAddr = "127.0.0.2:50001".parse().unwrap();
     leg.on_datagram(now, other, &b.check("edgeufrag:brow", &local().pwd, false));
@@ -335,7 +344,7 @@ fn nomination_moves_the_peer_and_later_plain_checks_do_not() {
 #[test]
 fn a_handshake_that_never_completes_fails_by_timeout() {
     let start = Instant::now();
-    let mut leg = Leg::new(Arc::new(Identity::generate().unwrap()), local());
+    let mut leg = new_leg();
     let mut b = Browser::new(true);
     leg.on_datagram(
         start,
@@ -360,5 +369,24 @@ fn a_handshake_that_never_completes_fails_by_timeout() {
     }
     assert_eq!(leg.state(), DtlsState::Failed, "after {:?}", now - start);
     assert!(now - start <= HANDSHAKE_LIMIT);
+    assert_eq!(leg.poll_timeout(), None);
+}
+
+#[test]
+fn a_browser_that_never_checks_fails_after_the_limit() {
+    let start = Instant::now();
+    let mut leg = Leg::new(
+        Arc::new(Identity::generate().unwrap()),
+        local(),
+        Duration::from_secs(3),
+    );
+    assert_eq!(leg.poll_timeout(), None, "no clock before the SDP");
+    leg.set_remote(start, Browser::new(true).remote(Setup::Active));
+    assert_eq!(leg.poll_timeout(), Some(start + Duration::from_secs(3)));
+    leg.handle_timeout(start + Duration::from_secs(2));
+    assert_eq!(leg.state(), DtlsState::Waiting);
+    leg.handle_timeout(start + Duration::from_secs(3));
+    assert_eq!(leg.state(), DtlsState::Failed);
+    assert_eq!(leg.take_stats().failed, 1);
     assert_eq!(leg.poll_timeout(), None);
 }

@@ -127,6 +127,15 @@ Supported: path,gruu,outbound\r\nUser-Agent: JsSIP-like test\r\nContent-Length: 
     }
 }
 
+/// A customer calls the queue from another thread: its phone and final status.
+fn call_in_background(sip: SocketAddr) -> std::thread::JoinHandle<(Uac, u16)> {
+    std::thread::spawn(move || {
+        let mut c = Uac::new(sip);
+        let code = c.call("5000");
+        (c, code)
+    })
+}
+
 #[test]
 fn a_browser_phone_registers_over_websocket_and_takes_a_queue_call_on_its_socket() {
     let edge = Edge::start_with(EXTRA);
@@ -137,12 +146,7 @@ fn a_browser_phone_registers_over_websocket_and_takes_a_queue_call_on_its_socket
     assert_eq!(regs[0]["transport"], "WS", "{regs:?}");
     assert_eq!(edge.metric("edge_sip_ws_connections"), 1.0);
 
-    let sip = edge.sip;
-    let caller = std::thread::spawn(move || {
-        let mut c = Uac::new(sip);
-        let code = c.call("5000");
-        (c, code)
-    });
+    let caller = call_in_background(edge.sip);
     let invite = phone.expect("INVITE");
     assert!(
         // (URI parameter values compare case-insensitively, RFC 3261 §19.1.4.)
@@ -347,4 +351,67 @@ fn jssip_registers_over_websocket_receives_a_queue_call_and_unregisters() {
         edge.registrations()
     );
     let _ = node.wait();
+}
+
+/// What a browser answers (ICE credentials, a fingerprint, `setup:active`) — from a
+/// phone that then never runs ICE or DTLS.
+fn webrtc_answer(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 5 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+m=audio {port} UDP/TLS/RTP/SAVPF 0 101\r\nc=IN IP4 127.0.0.1\r\na=ice-ufrag:Qx9z\r\n\
+a=ice-pwd:silentbrowserpassword123\r\na=fingerprint:sha-256 01:02:03:04\r\na=setup:active\r\n\
+a=mid:0\r\na=rtcp-mux\r\na=sendrecv\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+}
+
+#[test]
+fn a_browser_that_never_completes_ice_and_dtls_ends_its_call_and_returns_the_ports() {
+    let edge = Edge::start_tables("", "webrtc_timeout = \"2s\"", "", EXTRA);
+    let mut phone = open(edge.http, Some("sip")).expect("the sip subprotocol is accepted");
+    phone.sign_in(edge.http);
+    let caller = call_in_background(edge.sip);
+    let invite = phone.expect("INVITE");
+    // The edge offers a browser WebRTC: ICE-lite, its fingerprint, actpass.
+    for want in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=ice-lite",
+        "a=fingerprint:sha-256 ",
+        "a=setup:actpass",
+    ] {
+        assert!(invite.contains(want), "{want} not in {invite}");
+    }
+    let contact = "<sip:k3l2m9@df7jal23ls0d.invalid;transport=ws>";
+    phone.send(&sipmsg::answer(
+        &invite,
+        200,
+        contact,
+        &webrtc_answer(40200),
+    ));
+    phone.expect("ACK");
+    let (mut cust, code) = caller.join().unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        edge.metric("edge_rtp_ports_in_use"),
+        2.0,
+        "two RTP/RTCP pairs"
+    );
+    // No check, no DTLS: after webrtc_timeout the leg fails and the call ends on
+    // both sides, its ports back in the pool.
+    let bye = loop {
+        let m = phone.expect("BYE");
+        if m.starts_with("BYE ") {
+            break m;
+        }
+    };
+    phone.send(&sipmsg::answer(&bye, 200, contact, ""));
+    assert!(
+        cust.answer_bye(10),
+        "the customer gets no BYE\n{}",
+        edge.log_text()
+    );
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 1.0);
+    assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 0.0);
+    assert!(edge.log_text().contains("WebRTC media failed"));
 }
