@@ -47,9 +47,13 @@ impl B2bua {
         if head.max_forwards == 0 {
             return self.reply(now, tx, &req, 483, None);
         }
-        let Some(trunk) = self.snap.trunk_for(flow.remote.ip()).map(str::to_string) else {
-            info!(source = %flow.remote, call_id = %head.call_id, "INVITE from a source that is no trunk: 403");
-            return self.reply(now, tx, &req, 403, None);
+        let trunk = match self.caller(now, tx, &req, flow) {
+            crate::outbound::Caller::Trunk(t) => t,
+            crate::outbound::Caller::Agent(id) => {
+                info!(call_id = %head.call_id, agent = %id, "agent dials out");
+                format!("agent:{id}")
+            }
+            crate::outbound::Caller::Replied => return,
         };
         // Require was checked by the endpoint (420 for any request but CANCEL/ACK).
         if self.calls.len() >= self.snap.config.sip.max_calls {

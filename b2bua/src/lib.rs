@@ -36,6 +36,7 @@ mod in_dialog;
 mod index;
 mod invite;
 mod monitor;
+mod outbound;
 mod recording;
 mod registrar;
 mod reinvite;
@@ -579,9 +580,15 @@ impl B2bua {
         let policy = self.snap.config.sip.strangers;
         let strangers = &mut self.stats.strangers;
         let shed = &mut self.stats.shed;
+        let snap = &self.snap;
         self.ep
             .handle_datagram_screened(now, flow, data, |req, head, _| {
                 if req.method != Method::Invite || head.to_tag.is_some() {
+                    return Screen::Accept;
+                }
+                // An agent dialling out (a browser, or a phone with or for
+                // credentials) is authenticated by the call logic (407).
+                if !trusted && outbound::maybe_agent(snap, req, flow) {
                     return Screen::Accept;
                 }
                 if trusted {

@@ -58,7 +58,7 @@ struct Failures {
 }
 
 pub(crate) struct Registrar {
-    verifier: Verifier,
+    pub(crate) verifier: Verifier,
     pub(crate) bindings: HashMap<String, Vec<Binding>>,
     failures: HashMap<IpAddr, Failures>,
 }
@@ -194,6 +194,14 @@ impl B2bua {
     }
 
     /// A source over its failed-authentication budget is refused unchecked.
+    pub(crate) fn auth_blocked_at(&mut self, ip: IpAddr, now: Instant) -> bool {
+        self.auth_blocked(ip, now)
+    }
+
+    pub(crate) fn auth_failed_at(&mut self, ip: IpAddr, now: Instant, agent: &str) {
+        self.auth_failed(ip, now, agent)
+    }
+
     fn auth_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
         let Some(f) = self.registrar.failures.get_mut(&ip) else {
             return false;
@@ -239,13 +247,16 @@ impl B2bua {
         }
     }
 
-    fn challenge(
+    /// 401 with WWW-Authenticate (a registrar), or 407 with Proxy-Authenticate
+    /// (`proxy`: an agent's INVITE), one per algorithm in order.
+    pub(crate) fn challenge_for(
         &mut self,
         now: Instant,
         tx: TxId,
         req: &Request,
         algs: &[DigestAlgorithm],
         stale: bool,
+        proxy: bool,
     ) {
         let wall = self.wall(now);
         let realm = self.snap.config.sip.realm.clone();
@@ -260,10 +271,15 @@ impl B2bua {
                     qop_auth: true,
                     stale,
                 };
-                Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(c.to_header_value()))
+                let v = c.to_header_value();
+                if proxy {
+                    Header::ProxyAuthenticate(rsip::headers::ProxyAuthenticate::new(v))
+                } else {
+                    Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(v))
+                }
             })
             .collect();
-        self.reply_with(now, tx, req, 401, headers);
+        self.reply_with(now, tx, req, if proxy { 407 } else { 401 }, headers);
     }
 
     pub(crate) fn on_register(
@@ -319,13 +335,13 @@ impl B2bua {
                 _ => None,
             });
             let Some(creds) = creds else {
-                return self.challenge(now, tx, &req, &algs, false);
+                return self.challenge_for(now, tx, &req, &algs, false, false);
             };
             let allowed = creds
                 .algorithm()
                 .is_some_and(|a| algs.iter().any(|x| algorithm(*x) == a));
             if !allowed {
-                return self.challenge(now, tx, &req, &algs, false);
+                return self.challenge_for(now, tx, &req, &algs, false, false);
             }
             let wall = self.wall(now);
             // An unknown agent, or credentials for another user than the AOR, fail like
@@ -343,10 +359,10 @@ impl B2bua {
             };
             match verdict {
                 Verdict::Ok => {}
-                Verdict::Stale => return self.challenge(now, tx, &req, &algs, true),
+                Verdict::Stale => return self.challenge_for(now, tx, &req, &algs, true, false),
                 Verdict::UnknownNonce | Verdict::Replayed => {
                     debug!(source = %ip, agent = %agent_id, ?verdict, "REGISTER with an unusable nonce: challenging again");
-                    return self.challenge(now, tx, &req, &algs, false);
+                    return self.challenge_for(now, tx, &req, &algs, false, false);
                 }
                 Verdict::Wrong => {
                     self.auth_failed(ip, now, &agent_id);

@@ -25,6 +25,9 @@ password = "alice-sip-secret"
 name = "sam"
 role = "supervisor"
 token = "sam-token"
+[[routes]]
+number = "service"
+target = "sip:service@127.0.0.1:5090"
 "#;
 
 const BROWSER: &str = "127.0.0.1:40777";
@@ -295,4 +298,109 @@ fn a_supervisor_signed_in_by_token_registers_without_digest_and_is_monitored_ove
     n.b.flow_closed(n.now, ws_flow_at(SUPERVISOR));
     send_ws_at(&mut n, SUPERVISOR, &register_as("sam", 4, ""));
     n.expect_response(SUPERVISOR, 401);
+}
+
+/// The browser's own offer (Chromium offers `actpass`).
+fn browser_offer() -> String {
+    browser_answer().replace("a=setup:active", "a=setup:actpass")
+}
+
+/// An INVITE from agent 1001's browser to `number`, with `auth` lines.
+fn agent_invite(number: &str, cseq: u32, auth: &str) -> String {
+    let body = browser_offer();
+    format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS abc.invalid;branch=z9hG4bK-out{cseq}\r\n\
+From: <sip:1001@127.0.0.1>;tag=out\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: out-1\r\nCSeq: {cseq} INVITE\r\n\
+Max-Forwards: 70\r\nContact: <sip:r4nd0m@r4nd0m.invalid;transport=ws;ob>\r\n{auth}\
+Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn an_agent_dials_out_from_the_browser_with_digest_and_gets_a_webrtc_answer() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    // Over a WebSocket the caller is an agent (never a trunk): 407 first.
+    send_ws(&mut n, &agent_invite("service", 1, ""));
+    let (r, _) = n.expect_response(BROWSER, 407);
+    let c = r
+        .headers
+        .iter()
+        .find_map(|h| match h {
+            Header::ProxyAuthenticate(w) => Challenge::parse(w.value()),
+            _ => None,
+        })
+        .expect("a Proxy-Authenticate challenge");
+    let auth = |pw: &str| {
+        let uri = "sip:service@127.0.0.1";
+        let resp = response(
+            c.algorithm,
+            "1001",
+            &c.realm,
+            pw,
+            "INVITE",
+            uri,
+            &c.nonce,
+            Some(("00000001", "cn")),
+        );
+        format!(
+            "Proxy-Authorization: Digest username=\"1001\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"cn\"\r\n",
+            c.realm, c.nonce
+        )
+    };
+    // A wrong password: 403.
+    send_ws(&mut n, &agent_invite("service", 2, &auth("guess")));
+    n.expect_response(BROWSER, 403);
+    n.outputs.clear();
+    send_ws(
+        &mut n,
+        &agent_invite("service", 3, &auth("alice-sip-secret")),
+    );
+    n.expect_response(BROWSER, 100);
+    // The route target gets plain RTP; the browser's leg is WebRTC (actpass offer).
+    let (inv, _) = n.expect_request(SERVICE, Method::Invite);
+    let to_service = String::from_utf8(inv.body.clone()).unwrap();
+    assert!(to_service.contains("RTP/AVP 0 101"), "{to_service}");
+    assert!(!to_service.contains("fingerprint"), "{to_service}");
+    let cmds = webrtc_commands(&n.outputs);
+    assert!(
+        matches!(
+            cmds.as_slice(),
+            [
+                Command::WebRtc { side: Side::A, .. },
+                Command::WebRtcRemote { side: Side::A, .. }
+            ]
+        ),
+        "{cmds:?}"
+    );
+    n.send(
+        SERVICE,
+        &answer(&inv, 200, "svc", Some(&sdp(7000)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    let (ok, _) = n.expect_response(BROWSER, 200);
+    let to_browser = String::from_utf8(ok.body.clone()).unwrap();
+    for want in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=setup:passive",
+        "a=ice-lite",
+        "a=fingerprint:sha-256 AA:BB:CC",
+    ] {
+        assert!(to_browser.contains(want), "{want} not in {to_browser}");
+    }
+    // From a source that is no trunk, a phone naming an agent is challenged too;
+    // a stranger still gets 403.
+    let phone = "192.0.2.50:5060";
+    let udp = |from: &str| {
+        format!(
+            "INVITE sip:service@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK-u{from}\r\n\
+From: <sip:{from}@127.0.0.1>;tag=u\r\nTo: <sip:service@127.0.0.1>\r\nCall-ID: u-{from}\r\nCSeq: 1 INVITE\r\n\
+Max-Forwards: 70\r\nContact: <sip:{from}@{phone}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    n.send(phone, &udp("1001"));
+    n.expect_response(phone, 407);
+    n.send(phone, &udp("stranger"));
+    n.expect_response(phone, 403);
 }

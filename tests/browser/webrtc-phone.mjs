@@ -3,10 +3,12 @@
 // WebRTC media. It registers, answers every call with its fake microphone playing
 // WAV, and measures the remote audio with WebAudio.
 //
-// usage: node webrtc-phone.mjs WS_URL USER PASSWORD WAV HZ[,HZ...]
+// usage: node webrtc-phone.mjs WS_URL USER PASSWORD WAV HZ[,HZ...] [NUMBER]
 //   WS_URL may carry ?token=… (the console's sign-in: no SIP password, give "-").
+//   NUMBER: once registered, call it (the browser is the offerer).
 //
-// One JSON line per event on stdout: registered, incoming {from}, confirmed,
+// One JSON line per event on stdout: registered, incoming {from} or calling,
+// confirmed,
 // levels {levels: {HZ: dB}} every 250 ms while a call is up (the loudest of the
 // FFT bins within 12 Hz of each HZ, -200 for silence), ended; `fail` {why} and
 // exit 1 on the first thing that does not happen. The page comes from a loopback
@@ -18,7 +20,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [wsUrl, user, password, wav, hzList] = process.argv.slice(2);
+const [wsUrl, user, password, wav, hzList, dial] = process.argv.slice(2);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const say = (o) => console.log(JSON.stringify(o));
 let browser;
@@ -56,11 +58,18 @@ const conf = {
 };
 if (q.get('password') !== '-') conf.password = q.get('password');
 const ua = new JsSIP.UA(conf);
-ua.on('registered', () => ev({ event: 'registered' }));
+const media = { mediaConstraints: { audio: true, video: false } };
+ua.on('registered', () => {
+  ev({ event: 'registered' });
+  if (q.get('dial') && !window.dialled) {
+    window.dialled = true;
+    ev({ event: 'calling' });
+    ua.call('sip:' + q.get('dial') + '@' + host, media);
+  }
+});
 ua.on('registrationFailed', (e) => ev({ event: 'fail', why: 'registration: ' + e.cause }));
 ua.on('newRTCSession', ({ originator, session, request }) => {
-  if (originator !== 'remote') return;
-  ev({ event: 'incoming', from: request.from.uri.toString() });
+  if (originator === 'remote') ev({ event: 'incoming', from: request.from.uri.toString() });
   session.on('confirmed', () => {
     ev({ event: 'confirmed' });
     const pc = session.connection;
@@ -92,7 +101,7 @@ ua.on('newRTCSession', ({ originator, session, request }) => {
   });
   session.on('ended', (e) => ev({ event: 'ended', cause: e.cause }));
   session.on('failed', (e) => ev({ event: 'fail', why: 'session failed: ' + e.cause }));
-  session.answer({ mediaConstraints: { audio: true, video: false } });
+  if (originator === 'remote') session.answer(media);
 });
 ua.start();
 </script>`;
@@ -127,7 +136,7 @@ const ctx = await browser.newContext();
 await ctx.grantPermissions(['microphone']);
 const tab = await ctx.newPage();
 tab.on('pageerror', (e) => fail('page error: ' + e.message));
-const qs = new URLSearchParams({ ws: wsUrl, user, password, hz: hzList });
+const qs = new URLSearchParams({ ws: wsUrl, user, password, hz: hzList, dial: dial || '' });
 await tab.goto(base + '?' + qs);
 
 // Events stream on; the browser ends when the test kills this process.

@@ -37,7 +37,15 @@ fn recv_msg(sock: &UdpSocket, timeout: Duration) -> Option<(SipMessage, String)>
             {
                 return None
             }
-            Err(e) => panic!("recv: {e}"),
+            // A signal, or an ICMP error for an earlier datagram (a peer's port
+            // that closed): not this message's fault; keep waiting for it.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                eprintln!("ua: recv: {e} (ignored)");
+            }
+            Err(e) => panic!("recv: {e} ({:?})", e.kind()),
         }
     }
     None

@@ -8,7 +8,7 @@
 
 use edge_tests::http::{self, request_body};
 use edge_tests::tone_peer::TonePeer;
-use edge_tests::ua::Uac;
+use edge_tests::ua::{Uac, Uas};
 use edge_tests::ws::tungstenite as tg;
 use edge_tests::{have_tool, tempdir, tone_wav, wait_until, Edge};
 use std::io::{BufRead, BufReader};
@@ -37,7 +37,9 @@ const QUIET: f64 = -75.0;
 
 impl Phone {
     /// Start a phone for `user` (`password` "-": signed in by the token in `ws`)
-    /// whose microphone plays `tone_hz`, listening for `hear`.
+    /// whose microphone plays `tone_hz`, listening for `hear`; with `dial`, it
+    /// calls that number once registered.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         name: &'static str,
         ws: &str,
@@ -46,6 +48,7 @@ impl Phone {
         tmp: &Path,
         tone_hz: f64,
         hear: &[u32],
+        dial: Option<&str>,
     ) -> Phone {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
         let wav = tmp.join(format!("{name}-{tone_hz}.wav"));
@@ -56,6 +59,7 @@ impl Phone {
             .args([ws, user, password])
             .arg(&wav)
             .arg(hz.join(","))
+            .args(dial)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -82,7 +86,16 @@ impl Phone {
 
     /// Agent 5001 (digest sign-in), its microphone at 1100 Hz.
     fn agent(ws: &str, tmp: &Path, hear: &[u32]) -> Phone {
-        Phone::start("agent", ws, "5001", "wendy-sip-secret", tmp, 1100.0, hear)
+        Phone::start(
+            "agent",
+            ws,
+            "5001",
+            "wendy-sip-secret",
+            tmp,
+            1100.0,
+            hear,
+            None,
+        )
     }
 
     /// The next line within `left`; panics on `fail`.
@@ -181,6 +194,17 @@ fn browser_ready() -> bool {
     ok
 }
 
+/// The edge with `extra`, a temporary directory, and the `/ws/sip` URL; `None`
+/// (the test skips) without node, chromium or the npm packages.
+fn start(extra: &str, tag: &str) -> Option<(Edge, tempdir::Dir, String)> {
+    if !browser_ready() {
+        return None;
+    }
+    let edge = Edge::start_with(extra);
+    let ws = format!("ws://{}/ws/sip", edge.http);
+    Some((edge, tempdir::Dir::new(tag), ws))
+}
+
 /// A customer on plain RTP calls the queue; the browser agent answers. The
 /// customer's phone and its 440 Hz tone peer.
 fn customer_calls(edge: &Edge, agent: &mut Phone) -> (Uac, TonePeer) {
@@ -198,12 +222,9 @@ fn customer_calls(edge: &Edge, agent: &mut Phone) -> (Uac, TonePeer) {
 
 #[test]
 fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
-    if !browser_ready() {
+    let Some((edge, tmp, ws)) = start(EXTRA, "webrtc") else {
         return;
-    }
-    let edge = Edge::start_with(EXTRA);
-    let tmp = tempdir::Dir::new("webrtc");
-    let ws = format!("ws://{}/ws/sip", edge.http);
+    };
     let mut agent = Phone::agent(&ws, tmp.path(), &[440, 1100]);
     agent.expect("registered", 30, &edge);
 
@@ -237,14 +258,11 @@ const SAM: &str = "sam-super-token";
 
 #[test]
 fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
-    if !browser_ready() {
+    let users =
+        format!("{EXTRA}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAM}\"\n");
+    let Some((edge, tmp, ws)) = start(&users, "webrtc-sup") else {
         return;
-    }
-    let edge = Edge::start_with(&format!(
-        "{EXTRA}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAM}\"\n"
-    ));
-    let tmp = tempdir::Dir::new("webrtc-sup");
-    let ws = format!("ws://{}/ws/sip", edge.http);
+    };
     // A wrong token is refused before the WebSocket opens.
     let mut req = format!("{ws}?token=nope").into_client_request().unwrap();
     req.headers_mut()
@@ -267,6 +285,7 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
         tmp.path(),
         1700.0,
         &hear,
+        None,
     );
     agent.expect("registered", 30, &edge);
     sup.expect("registered", 30, &edge);
@@ -338,4 +357,43 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
     sup.expect("ended", 10, &edge);
     drop(c);
     edge.wait_idle(10);
+}
+
+#[test]
+fn an_agent_in_chromium_dials_out_and_both_sides_hear_each_other() {
+    let Some((edge, tmp, ws)) = start(EXTRA, "webrtc-out") else {
+        return;
+    };
+    // The route `service` answers on plain RTP.
+    let service = Uas::spawn(edge.route_port);
+    let mut agent = Phone::start(
+        "agent",
+        &ws,
+        "5001",
+        "wendy-sip-secret",
+        tmp.path(),
+        1100.0,
+        &[440, 1100],
+        Some("service"),
+    );
+    agent.expect("registered", 30, &edge);
+    // The browser's INVITE is challenged (407) and sent again with credentials.
+    agent.expect("confirmed", 20, &edge);
+    let mut addr = None;
+    assert!(wait_until(10, || {
+        addr = *service.edge_rtp.lock().unwrap();
+        addr.is_some()
+    }));
+    let s = TonePeer::start(service.rtp.try_clone().unwrap(), addr.unwrap(), 440.0, 0x5E);
+    agent.assert_hears(440, true, &edge);
+    assert!(
+        wait_until(15, || s.hears(1100.0, 500)),
+        "the far end does not hear the browser ({} packets)\nedge log:\n{}",
+        s.packets(),
+        edge.log_text()
+    );
+    assert!(edge.log_text().contains("agent dials out"));
+    assert!(wait_until(3, || edge
+        .metric("edge_webrtc_legs_connected_total")
+        == 1.0));
 }
