@@ -6,6 +6,8 @@
 // usage: node webrtc-phone.mjs WS_URL USER PASSWORD WAV HZ[,HZ...] [NUMBER]
 //   WS_URL may carry ?token=… (the console's sign-in: no SIP password, give "-").
 //   NUMBER: once registered, call it (the browser is the offerer).
+// Commands on stdin, one per line, act on the call in progress: `hold`,
+// `unhold`, `dtmf DIGITS` (RFC 4733 in the media), `hangup`.
 //
 // One JSON line per event on stdout: registered, incoming {from} or calling,
 // confirmed,
@@ -68,7 +70,19 @@ ua.on('registered', () => {
   }
 });
 ua.on('registrationFailed', (e) => ev({ event: 'fail', why: 'registration: ' + e.cause }));
+window.command = (line) => {
+  const s = window.session;
+  if (!s) return ev({ event: 'fail', why: 'no call for command ' + line });
+  const [verb, arg] = line.split(' ');
+  if (verb === 'hold') s.hold();
+  else if (verb === 'unhold') s.unhold();
+  else if (verb === 'dtmf') s.sendDTMF(arg, { transportType: 'RFC2833', duration: 160, interToneGap: 100 });
+  else if (verb === 'hangup') s.terminate();
+  else return ev({ event: 'fail', why: 'unknown command ' + line });
+  ev({ event: 'done', command: line });
+};
 ua.on('newRTCSession', ({ originator, session, request }) => {
+  window.session = session;
   if (originator === 'remote') ev({ event: 'incoming', from: request.from.uri.toString() });
   session.on('confirmed', () => {
     ev({ event: 'confirmed' });
@@ -139,8 +153,24 @@ tab.on('pageerror', (e) => fail('page error: ' + e.message));
 const qs = new URLSearchParams({ ws: wsUrl, user, password, hz: hzList, dial: dial || '' });
 await tab.goto(base + '?' + qs);
 
+// Commands from the test, as they come.
+const pending = [];
+let input = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  input += d;
+  let i;
+  while ((i = input.indexOf('\n')) >= 0) {
+    pending.push(input.slice(0, i).trim());
+    input = input.slice(i + 1);
+  }
+});
 // Events stream on; the browser ends when the test kills this process.
 for (;;) {
+  while (pending.length) {
+    const line = pending.shift();
+    if (line) await tab.evaluate((l) => window.command(l), line);
+  }
   const events = await tab.evaluate(() => window.events.splice(0));
   for (const e of events) {
     if (e.event === 'fail') await fail(e.why);

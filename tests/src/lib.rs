@@ -653,6 +653,24 @@ pub fn run_with_timeout(cmd: &mut Command, secs: u64) -> (i32, String, String) {
     )
 }
 
+/// Stereo 16-bit WAV → (left, right).
+pub fn wav_channels(bytes: &[u8]) -> (Vec<i16>, Vec<i16>) {
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "stereo");
+    assert_eq!(
+        u32::from_le_bytes(bytes[24..28].try_into().unwrap()),
+        8000,
+        "the call's rate"
+    );
+    let data = &bytes[44..];
+    let (mut l, mut r) = (Vec::new(), Vec::new());
+    for f in data.chunks_exact(4) {
+        l.push(i16::from_le_bytes([f[0], f[1]]));
+        r.push(i16::from_le_bytes([f[2], f[3]]));
+    }
+    (l, r)
+}
+
 /// Write an 8 kHz 16-bit WAV of `hz` lasting `secs` (an announcement or hold audio
 /// a tone detector can recognise). The writer is stereo; the edge's decoder mixes
 /// the two equal channels down.

@@ -220,6 +220,45 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         false
     }
 
+    /// Wait up to `secs` for a re-INVITE from the edge and answer it 200 with this
+    /// phone's SDP (`recvonly` to a `sendonly` offer: being held); the offer's
+    /// direction, or `None` when none came.
+    pub fn answer_reinvite(&mut self, secs: u64) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            let Some((SipMessage::Request(req), _)) =
+                recv_msg(&self.sock, Duration::from_millis(200))
+            else {
+                continue;
+            };
+            if req.method != rsip::Method::Invite {
+                continue;
+            }
+            let offer = String::from_utf8_lossy(&req.body).into_owned();
+            let dir = ["sendonly", "recvonly", "inactive", "sendrecv"]
+                .into_iter()
+                .find(|d| offer.contains(&format!("a={d}")))
+                .unwrap_or("sendrecv");
+            let answer_dir = match dir {
+                "sendonly" => "recvonly",
+                "recvonly" => "sendonly",
+                d => d,
+            };
+            let body = sdp(self.rtp.local_addr().unwrap().port())
+                .replace("a=sendrecv", &format!("a={answer_dir}"));
+            let mut ok = sip::message::response(&req, 200, None, "uac");
+            ok.headers
+                .push(rsip::headers::Contact::new(format!("<sip:caller@{}>", self.local())).into());
+            ok.body =
+                sip::message::set_body(&mut ok.headers, body.as_bytes(), Some("application/sdp"));
+            self.sock
+                .send_to(ok.to_string().as_bytes(), self.edge)
+                .unwrap();
+            return Some(dir.to_string());
+        }
+        None
+    }
+
     /// BYE the established call; returns the response code.
     pub fn bye(&mut self) -> u16 {
         self.cseq += 1;

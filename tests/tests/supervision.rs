@@ -99,24 +99,6 @@ fn tones(p: &TonePeer) -> [bool; 3] {
     ]
 }
 
-/// Stereo 16-bit WAV → (left, right).
-fn wav_channels(bytes: &[u8]) -> (Vec<i16>, Vec<i16>) {
-    assert_eq!(&bytes[..4], b"RIFF");
-    assert_eq!(u16::from_le_bytes([bytes[22], bytes[23]]), 2, "stereo");
-    assert_eq!(
-        u32::from_le_bytes(bytes[24..28].try_into().unwrap()),
-        8000,
-        "the call's rate"
-    );
-    let data = &bytes[44..];
-    let (mut l, mut r) = (Vec::new(), Vec::new());
-    for f in data.chunks_exact(4) {
-        l.push(i16::from_le_bytes([f[0], f[1]]));
-        r.push(i16::from_le_bytes([f[2], f[3]]));
-    }
-    (l, r)
-}
-
 fn has(s: &[i16], hz: f64) -> bool {
     media::tone::detect(s, hz, 8000)
 }
@@ -345,7 +327,7 @@ fn listen_whisper_barge_dtmf_and_the_recording_by_tone() {
         h.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
     assert_eq!(meta["sha256"], sha.as_str());
-    let (left, right) = wav_channels(&bytes);
+    let (left, right) = edge_tests::wav_channels(&bytes);
     // Windows well inside each phase (recording time ≈ time since the answer).
     let span = |from: Duration, to: Duration| {
         let a = (from.as_secs_f64() + 0.3) * 8000.0;
@@ -660,7 +642,7 @@ beep_on_monitor = true
     let wav = archive.join(format!("{call}.wav"));
     wait_for("the recording in the archive", 20, || wav.exists());
     std::thread::sleep(Duration::from_millis(200));
-    let (l, r) = wav_channels(&std::fs::read(&wav).unwrap());
+    let (l, r) = edge_tests::wav_channels(&std::fs::read(&wav).unwrap());
     assert!(
         !has(&l, 2300.0) && !has(&r, 2300.0),
         "no announcement recorded"
@@ -710,7 +692,7 @@ fn a_recording_interrupted_by_a_crash_is_recovered_at_start() {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(meta["recovered"], true);
     assert_eq!(meta["route"], "rec");
-    let (l, r) = wav_channels(&std::fs::read(&wav).unwrap());
+    let (l, r) = edge_tests::wav_channels(&std::fs::read(&wav).unwrap());
     // At most the writer's 16 KiB buffer (0.5 s) is lost with the process.
     assert!(l.len() >= 2 * 8000, "{} samples recovered", l.len());
     assert!(has(&l[4000..], 440.0) && has(&r[4000..], 1100.0));

@@ -10,7 +10,7 @@ use edge_tests::http::{self, request_body};
 use edge_tests::tone_peer::TonePeer;
 use edge_tests::ua::{Uac, Uas};
 use edge_tests::ws::tungstenite as tg;
-use edge_tests::{have_tool, tempdir, tone_wav, wait_until, Edge};
+use edge_tests::{have_tool, tempdir, tone_wav, wait_until, Edge, ADMIN_TOKEN};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +24,8 @@ const EXTRA: &str = edge_tests::WEB_AGENT;
 struct Phone {
     name: &'static str,
     child: Child,
+    /// Commands to the page (hold, unhold, dtmf DIGITS, hangup).
+    stdin: std::process::ChildStdin,
     lines: mpsc::Receiver<serde_json::Value>,
     seen: Vec<serde_json::Value>,
     /// The last `levels` line: dB per listened-for frequency.
@@ -60,11 +62,13 @@ impl Phone {
             .arg(&wav)
             .arg(hz.join(","))
             .args(dial)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("node runs");
         let out = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -78,6 +82,7 @@ impl Phone {
         Phone {
             name,
             child,
+            stdin,
             lines,
             seen: Vec::new(),
             levels: None,
@@ -96,6 +101,14 @@ impl Phone {
             hear,
             None,
         )
+    }
+
+    /// Tell the page to act on its call; waits until it did.
+    fn command(&mut self, line: &str, edge: &Edge) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").expect("the page's script reads commands");
+        let done = self.expect("done", 10, edge);
+        assert_eq!(done["command"], line);
     }
 
     /// The next line within `left`; panics on `fail`.
@@ -194,15 +207,30 @@ fn browser_ready() -> bool {
     ok
 }
 
-/// The edge with `extra`, a temporary directory, and the `/ws/sip` URL; `None`
-/// (the test skips) without node, chromium or the npm packages.
-fn start(extra: &str, tag: &str) -> Option<(Edge, tempdir::Dir, String)> {
+/// The edge with the configuration `extra` makes (given a temporary directory for
+/// files it names), the directory, and the `/ws/sip` URL; `None` (the test skips)
+/// without node, chromium or the npm packages.
+fn start(extra: impl FnOnce(&Path) -> String, tag: &str) -> Option<(Edge, tempdir::Dir, String)> {
     if !browser_ready() {
         return None;
     }
-    let edge = Edge::start_with(extra);
+    let tmp = tempdir::Dir::new(tag);
+    let edge = Edge::start_with(&extra(tmp.path()));
     let ws = format!("ws://{}/ws/sip", edge.http);
-    Some((edge, tempdir::Dir::new(tag), ws))
+    Some((edge, tmp, ws))
+}
+
+/// The web queue with hold audio (700 Hz) and recording on.
+fn recorded_queue_with_hold_audio(dir: &Path) -> String {
+    let hold = dir.join("hold-700.wav");
+    tone_wav(&hold, 700.0, 1.0);
+    EXTRA.replace(
+        "max_wait = \"20s\"",
+        &format!(
+            "max_wait = \"20s\"\nrecord = true\nhold_audio = \"{}\"",
+            hold.display()
+        ),
+    )
 }
 
 /// A customer on plain RTP calls the queue; the browser agent answers. The
@@ -222,7 +250,7 @@ fn customer_calls(edge: &Edge, agent: &mut Phone) -> (Uac, TonePeer) {
 
 #[test]
 fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
-    let Some((edge, tmp, ws)) = start(EXTRA, "webrtc") else {
+    let Some((edge, tmp, ws)) = start(recorded_queue_with_hold_audio, "webrtc") else {
         return;
     };
     let mut agent = Phone::agent(&ws, tmp.path(), &[440, 1100]);
@@ -247,6 +275,58 @@ fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
     assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 0.0);
     assert_eq!(edge.metric("edge_webrtc_srtp_refused_total"), 0.0);
 
+    // DTMF from the browser (RFC 4733 inside SRTP): the edge reads the digit and
+    // the customer gets the event.
+    agent.command("dtmf 5", &edge);
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let call = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(5, || {
+            let j = http::get(
+                edge.http,
+                &format!("/api/v1/calls/{call}"),
+                Some(ADMIN_TOKEN),
+            )
+            .unwrap()
+            .json();
+            j["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["digit"] == "5" && e["from"] == "agent"))
+        }),
+        "the browser's digit is not seen\nedge log:\n{}",
+        edge.log_text()
+    );
+    assert!(
+        wait_until(5, || c
+            .received
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .any(|(e, end)| *e == 5 && *end)),
+        "the customer gets no RFC 4733 event 5"
+    );
+
+    // The browser holds the customer (re-INVITE, sendonly): the customer hears the
+    // hold audio and nobody hears the customer; then it resumes.
+    agent.command("hold", &edge);
+    assert_eq!(cust.answer_reinvite(10).as_deref(), Some("sendonly"));
+    assert!(
+        wait_until(10, || c.hears(700.0, 500)),
+        "the held customer does not hear the hold audio\nedge log:\n{}",
+        edge.log_text()
+    );
+    agent.assert_hears(440, false, &edge);
+    agent.command("unhold", &edge);
+    assert_eq!(cust.answer_reinvite(10).as_deref(), Some("sendrecv"));
+    agent.assert_hears(440, true, &edge);
+    assert!(
+        wait_until(10, || c.hears(1100.0, 500)),
+        "the customer does not hear the browser after the hold"
+    );
+
     // The customer hangs up: the browser's session ends.
     assert_eq!(cust.bye(), 200);
     agent.expect("ended", 10, &edge);
@@ -258,9 +338,13 @@ const SAM: &str = "sam-super-token";
 
 #[test]
 fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
-    let users =
-        format!("{EXTRA}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAM}\"\n");
-    let Some((edge, tmp, ws)) = start(&users, "webrtc-sup") else {
+    let users = |dir: &Path| {
+        format!(
+            "{}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAM}\"\n",
+            recorded_queue_with_hold_audio(dir)
+        )
+    };
+    let Some((edge, tmp, ws)) = start(users, "webrtc-sup") else {
         return;
     };
     // A wrong token is refused before the WebSocket opens.
@@ -291,6 +375,7 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
     sup.expect("registered", 30, &edge);
 
     let (mut cust, c) = customer_calls(&edge, &mut agent);
+    let t0 = Instant::now();
     agent.assert_hears(440, true, &edge);
 
     let calls = http::get(edge.http, "/api/v1/calls", Some(SAM))
@@ -302,6 +387,7 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
     assert_eq!(r.status, 201, "{}", r.body);
     let mid = r.json()["id"].as_str().unwrap().to_string();
     sup.expect("confirmed", 10, &edge);
+    let listen_from = t0.elapsed();
 
     // Listen: the supervisor hears both; nobody hears the supervisor.
     sup.assert_hears(440, true, &edge);
@@ -326,6 +412,7 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
         assert_eq!(r.status, 200, "{}", r.body);
     };
     mode("whisper");
+    let whisper_from = t0.elapsed();
     agent.assert_hears(1700, true, &edge);
     agent.assert_hears(440, true, &edge);
     c.clear();
@@ -337,6 +424,7 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
     );
 
     // Barge: everyone hears everyone.
+    let whisper_to = t0.elapsed();
     mode("barge");
     assert!(
         wait_until(10, || c.hears(1700.0, 500)),
@@ -357,11 +445,47 @@ fn a_supervisor_in_chromium_listens_whispers_and_barges_on_a_browser_agent() {
     sup.expect("ended", 10, &edge);
     drop(c);
     edge.wait_idle(10);
+    // The recording (archived by the fs upload): customer left, agent right; the
+    // supervisor's voice is in neither channel while listening or whispering.
+    let wav = edge
+        .dir
+        .path()
+        .join("data")
+        .join("archive")
+        .join(format!("{call}.wav"));
+    assert!(wait_until(20, || wav.exists()), "no recording archived");
+    let (left, right) = edge_tests::wav_channels(&std::fs::read(&wav).unwrap());
+    let window = |from: Duration, to: Duration| {
+        let a = ((from.as_secs_f64() + 0.3) * 8000.0) as usize;
+        let b = (((to.as_secs_f64() - 0.1) * 8000.0) as usize).min(left.len());
+        assert!(b > a + 1600, "phase too short ({a}..{b} of {})", left.len());
+        (a, b)
+    };
+    for (phase, (a, b)) in [
+        ("listen", window(listen_from, whisper_from)),
+        ("whisper", window(whisper_from, whisper_to)),
+    ] {
+        let (l, r) = (&left[a..b], &right[a..b]);
+        assert!(
+            media::tone::detect(l, 440.0, 8000),
+            "{phase}: customer channel lacks the customer"
+        );
+        assert!(
+            media::tone::detect(r, 1100.0, 8000),
+            "{phase}: agent channel lacks the agent"
+        );
+        for (name, ch) in [("customer", l), ("agent", r)] {
+            assert!(
+                !media::tone::detect(ch, 1700.0, 8000),
+                "{phase}: the supervisor is recorded in the {name} channel"
+            );
+        }
+    }
 }
 
 #[test]
 fn an_agent_in_chromium_dials_out_and_both_sides_hear_each_other() {
-    let Some((edge, tmp, ws)) = start(EXTRA, "webrtc-out") else {
+    let Some((edge, tmp, ws)) = start(|_| EXTRA.to_string(), "webrtc-out") else {
         return;
     };
     // The route `service` answers on plain RTP.
