@@ -467,6 +467,10 @@ impl Default for MediaConfig {
 pub struct HttpConfig {
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// HTTPS (and `wss:` for /ws/sip and the chat sockets) on this address, with
+    /// the `[tls]` certificate; unset: plain HTTP only.
+    #[serde(default)]
+    pub tls_listen: Option<SocketAddr>,
     /// A request's headers must have arrived this long after the client started
     /// sending them, and a kept-alive connection is closed after this long without
     /// a new request.
@@ -497,6 +501,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            tls_listen: None,
             header_timeout: default_http_header_timeout(),
             max_connections: default_http_max_connections(),
             max_uploads: default_http_uploads(),

@@ -26,6 +26,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             ));
         }
     }
+    if c.http.tls_listen.is_some() && c.tls.is_none() {
+        return Err(Issue::new(
+            root().key("http").key("tls_listen"),
+            "HTTPS needs [tls] cert and key",
+        ));
+    }
     check_target_transports(c)?;
     if c.sip.max_calls == 0 {
         return Err(Issue::new(

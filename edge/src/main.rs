@@ -178,6 +178,20 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             addr: c.http.listen,
             source,
         })?;
+    // HTTPS / wss: browsers give a page the microphone only in a secure context.
+    let https = match (c.http.tls_listen, &c.tls) {
+        (Some(addr), Some(t)) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| EdgeError::Listen {
+                    what: "https",
+                    addr,
+                    source,
+                })?;
+            Some((l, tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)))
+        }
+        _ => None,
+    };
     let (core_tx, core_rx) = core::inbox(65_536, 4_096);
     for (addr, s) in &udp {
         core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
@@ -335,17 +349,40 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     };
     ws::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
-    info!(sip = ?listen, http = %c.http.listen, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
+    let https_addr = https
+        .as_ref()
+        .and_then(|(l, _)| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "-".into());
+    info!(sip = ?listen, http = %c.http.listen, https = %https_addr, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
     let http_metrics = state.metrics.clone();
     let app = api::routes().merge(ws::routes()).with_state(state);
     let limits = api::serve::HttpLimits {
         header_timeout: c.http.header_timeout,
         max_connections: u64::from(c.http.max_connections),
     };
-    let server = api::serve::serve(http, app, limits, http_metrics, shutdown());
+    let secure = match https {
+        Some((l, acceptor)) => {
+            let limits = api::serve::HttpLimits { ..limits };
+            let server = api::serve::serve(
+                l,
+                Some(acceptor),
+                app.clone(),
+                limits,
+                http_metrics.clone(),
+                shutdown(),
+            );
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
+    let server = api::serve::serve(http, None, app, limits, http_metrics, shutdown());
     tokio::select! {
         r = server => r.map_err(EdgeError::Http)?,
         _ = core_task => return Err(EdgeError::CoreStopped),
+    }
+    if let Some(s) = secure {
+        let _ = s.await;
     }
     // Everything the chats accepted is committed before the process goes, and the
     // registrations too.

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub tcp_timeouts_message: AtomicU64,
     /// SIP TLS handshakes that failed or did not finish in time.
     pub tls_handshake_failures: AtomicU64,
+    /// HTTPS (and wss) handshakes that failed or did not finish in time.
+    pub https_handshake_failures: AtomicU64,
     /// SIP WebSockets open, and upgrades refused for lacking the `sip` subprotocol.
     pub sip_ws_connections: AtomicU64,
     pub sip_ws_refused: AtomicU64,
@@ -498,6 +500,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "SIP TLS connections closed because their handshake failed or timed out.",
         "counter",
         m.tls_handshake_failures.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_https_handshake_failures_total",
+        "HTTPS/wss TLS handshakes that failed or did not finish within [http] header_timeout.",
+        "counter",
+        m.https_handshake_failures.load(Relaxed),
     );
     metric(
         &mut o,

@@ -112,23 +112,29 @@ fn trunk_extra(dir: &tempdir::Dir, ca_pem: &str, trunk: SocketAddr) -> String {
     format!("{extra}\n[[routes]]\nnumber = \"9*\"\ntarget = \"sips:{trunk}\"\n")
 }
 
+/// A TLS connection to `edge` trusting `ca` only (15 s read timeout).
+fn tls_to(edge: SocketAddr, ca: CertificateDer<'static>) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(edge).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 impl Phone {
     fn connect(edge: SocketAddr, ca: CertificateDer<'static>) -> Phone {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = ServerName::try_from("127.0.0.1").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let tcp = TcpStream::connect(edge).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let local = tcp.local_addr().unwrap();
+        let s = tls_to(edge, ca);
+        let local = s.sock.local_addr().unwrap();
         Phone {
-            r: BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+            r: BufReader::new(s),
             local,
         }
     }
@@ -417,4 +423,92 @@ fn baresip_registers_over_tls_and_answers_a_queue_call_with_audio_both_ways() {
         200,
         "the BYE reaches baresip over TLS and is answered"
     );
+}
+
+/// The HTTPS address the edge reports at start (`[http] tls_listen` on port 0).
+fn https_addr(edge: &Edge) -> SocketAddr {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = edge.log_text();
+        if let Some(a) = log
+            .split("https=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+        {
+            return a;
+        }
+        assert!(std::time::Instant::now() < deadline, "no https= in {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn browsers_reach_sip_over_secure_websocket_on_the_https_listener() {
+    use edge_tests::ws::tungstenite as tg;
+    use tg::client::IntoClientRequest;
+    let dir = tempdir::Dir::new("wss");
+    let ca = certificate(&dir);
+    let edge = Edge::start_tables(
+        "",
+        "",
+        "tls_listen = \"127.0.0.1:0\"",
+        &EXTRA.replace("{dir}", &dir.path().display().to_string()),
+    );
+    let https = https_addr(&edge);
+    // The API answers over HTTPS too.
+    let mut s = tls_to(https, ca.clone());
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    let mut req = format!("wss://{https}/ws/sip")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let (mut ws, _) = tg::client(req, tls_to(https, ca)).expect("wss upgrade");
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{https} SIP/2.0\r\nVia: SIP/2.0/WSS q1w2e3.invalid;branch=z9hG4bK-wss-{cseq}\r\n\
+Max-Forwards: 69\r\nTo: <sip:5001@{https}>\r\nFrom: <sip:5001@{https}>;tag=w1\r\nCall-ID: wss-reg\r\n\
+CSeq: {cseq} REGISTER\r\nContact: <sip:z9@q1w2e3.invalid;transport=wss>;expires=600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let mut exchange = |text: String| -> String {
+        ws.send(tg::Message::text(text)).unwrap();
+        loop {
+            match ws.read().unwrap() {
+                tg::Message::Text(t) => return t.to_string(),
+                tg::Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
+                _ => {}
+            }
+        }
+    };
+    let r = exchange(register(1, ""));
+    assert_eq!(status(&r), 401, "{r}");
+    assert!(header(&r, "Via").starts_with("SIP/2.0/WSS "), "{r}");
+    let auth =
+        sipmsg::register_authorization(&r, "5001", "tess-sip-secret", &format!("sip:{https}"));
+    let r = exchange(register(2, &format!("Authorization: {auth}\r\n")));
+    assert_eq!(status(&r), 200, "{r}");
+    let regs = edge.registrations();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs[0]["transport"], "WSS", "{regs:?}");
+    // Plain HTTP on the HTTPS port gets no page, and its failed handshake is
+    // counted (one that never finishes is dropped after [http] header_timeout).
+    let mut raw = TcpStream::connect(https).unwrap();
+    raw.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = Vec::new();
+    let _ = raw.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200"),
+        "plain HTTP on the HTTPS port"
+    );
+    let failures = || edge.metric("edge_https_handshake_failures_total");
+    assert!(wait_until(5, || failures() >= 1.0));
 }

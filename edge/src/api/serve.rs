@@ -3,6 +3,8 @@
 //! that also closes kept-alive connections left idle (slowloris), a cap on open
 //! connections (refused ones are closed at once, counted), and graceful shutdown
 //! (open requests and WebSockets finish; new connections are no longer accepted).
+//! The same server runs HTTPS (`[http] tls_listen`): the TLS handshake must finish
+//! within the header timeout.
 
 use crate::metrics::Metrics;
 use axum::Router;
@@ -21,6 +23,8 @@ use tracing::debug;
 pub struct Peer {
     pub local: std::net::SocketAddr,
     pub remote: std::net::SocketAddr,
+    /// Over TLS (HTTPS, `wss:`).
+    pub secure: bool,
 }
 
 pub struct HttpLimits {
@@ -32,6 +36,7 @@ pub struct HttpLimits {
 /// connections to finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     limits: HttpLimits,
     metrics: Arc<Metrics>,
@@ -67,35 +72,63 @@ pub async fn serve(
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true);
         let inner = service.clone();
-        let peer = Peer { local, remote };
+        let peer = Peer {
+            local,
+            remote,
+            secure: tls.is_some(),
+        };
         let with_peer =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(peer);
                 hyper::service::Service::call(&inner, req)
             });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), with_peer)
-            .with_upgrades();
         let metrics = metrics.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
         metrics.http_connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let r = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
+            match tls {
+                None => {
+                    run(
+                        builder
+                            .serve_connection(TokioIo::new(stream), with_peer)
+                            .with_upgrades(),
+                        stop,
+                        remote,
+                    )
+                    .await
                 }
-            };
-            if let Err(e) = r {
-                debug!(%remote, error = %e, "http connection ended");
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => {
+                            run(
+                                builder
+                                    .serve_connection(TokioIo::new(s), with_peer)
+                                    .with_upgrades(),
+                                stop,
+                                remote,
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => {
+                            metrics.https_handshake_failures.fetch_add(1, Relaxed);
+                            debug!(%remote, error = %e, "HTTPS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.https_handshake_failures.fetch_add(1, Relaxed);
+                            debug!(%remote, "HTTPS handshake did not finish in time");
+                        }
+                    }
+                }
             }
             metrics.http_connections.fetch_sub(1, Relaxed);
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
+    // (Both servers, HTTP and HTTPS, wait for the connections of both: the
+    // counter is shared.)
     // Open requests finish (bounded: a client that never reads must not hold the
     // process).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -103,4 +136,39 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// One connection until it ends, or until shutdown asks it to finish its request.
+async fn run<C>(conn: C, mut stop: tokio::sync::watch::Receiver<bool>, remote: std::net::SocketAddr)
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = r {
+        debug!(%remote, error = %e, "http connection ended");
+    }
+}
+
+/// hyper's upgradeable HTTP/1 connection, whatever its stream.
+trait GracefulConnection {
+    fn graceful(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
 }

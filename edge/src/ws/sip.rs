@@ -86,15 +86,21 @@ pub async fn ws_sip(
 
 /// One SIP WebSocket: frames in → the core's inbox; the core's sends → frames out.
 async fn run(mut sock: WebSocket, s: AppState, peer: Peer, user: Option<String>) {
+    // Over HTTPS the socket is `wss:` (Via SIP/2.0/WSS, `transport=wss`).
+    let transport = if peer.secure {
+        Transport::Wss
+    } else {
+        Transport::Ws
+    };
     let flow = Flow {
-        transport: Transport::Ws,
+        transport,
         local: peer.local,
         remote: peer.remote,
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     s.metrics.sip_ws_connections.fetch_add(1, Relaxed);
     let up = CoreMsg::TcpUp {
-        transport: Transport::Ws,
+        transport,
         remote: peer.remote,
         tx,
     };
@@ -166,7 +172,7 @@ async fn run(mut sock: WebSocket, s: AppState, peer: Peer, user: Option<String>)
     let _ = s
         .core
         .send(CoreMsg::TcpDown {
-            transport: Transport::Ws,
+            transport,
             remote: peer.remote,
             local: peer.local,
             // Nothing more can arrive on it: what waits for a response fails now.
