@@ -17,3 +17,4 @@ pub mod rtp;
 pub mod run;
 pub mod sdp;
 pub mod summary;
+pub mod webrtc;

@@ -144,6 +144,37 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         max_failed: u64,
     },
+    /// Agents in browsers: COUNT agents each open a SIP WebSocket, REGISTER with
+    /// digest and answer every call with WebRTC media (ICE, DTLS-SRTP), sending a
+    /// tone and measuring what arrives.
+    AnswerWebrtc {
+        /// The edge's SIP WebSocket, ws://HOST:PORT/ws/sip.
+        #[arg(long)]
+        ws: String,
+        /// Agents FIRST, FIRST + 1, …
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        #[arg(long, default_value_t = 1000)]
+        first: u64,
+        /// Each agent's password; `{user}` is replaced by the agent id.
+        #[arg(long, default_value = "secret-{user}")]
+        password: String,
+        /// Agents signed in per second.
+        #[arg(long, default_value_t = 200.0, value_parser = parse_rate)]
+        rate: f64,
+        /// The tone the agents send (Hz).
+        #[arg(long, default_value_t = 1000.0)]
+        tone: f64,
+        /// Exit after this many calls ended (default: run until Ctrl-C).
+        #[arg(long)]
+        calls: Option<u64>,
+        #[arg(long, default_value = "127.0.0.1")]
+        media_ip: IpAddr,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Answer any number of calls (the agents' side of a test, or a stand-in SIP server).
     Answer {
         /// Address to listen on, HOST:PORT.
@@ -431,6 +462,36 @@ fn main() -> ExitCode {
                 media_threads,
             };
             (rt.block_on(run::run_answer(args)), report, None)
+        }
+        Command::AnswerWebrtc {
+            ws,
+            count,
+            first,
+            password,
+            rate,
+            tone,
+            calls,
+            media_ip,
+            report,
+            quiet,
+        } => {
+            let args = loadtest::webrtc::WebRtcAnswerArgs {
+                url: ws,
+                first,
+                count,
+                password,
+                rate,
+                tone,
+                media_ip,
+                calls,
+                progress: !quiet,
+                media_threads,
+            };
+            (
+                rt.block_on(loadtest::webrtc::run_answer_webrtc(args)),
+                report,
+                None,
+            )
         }
     };
     let (summary, collector) = match result {

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use media::rtp::{self, RtpHeader};
 use media::stats::RecvStats;
 use media::tone::ToneTable;
+use media::webrtc::{Inbound, Leg};
 use rtp_io::{Flow, Handler, Poller, Workers};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -76,6 +77,7 @@ enum Cmd {
         remote: Option<SocketAddr>,
         cfg: StreamConfig,
         ssrc: u32,
+        webrtc: Option<Box<Leg>>,
     },
     Stop {
         id: u64,
@@ -86,6 +88,8 @@ enum Cmd {
 struct Stream {
     sock: UdpSocket,
     peer: Option<SocketAddr>,
+    /// A WebRTC stream (a browser's): ICE, DTLS and SRTP around the RTP.
+    webrtc: Option<Box<Leg>>,
     tone: Option<Arc<ToneTable>>,
     tone_pos: usize,
     plan: Vec<Option<(u8, usize)>>,
@@ -124,6 +128,7 @@ impl Stream {
         Stream {
             sock,
             peer: remote,
+            webrtc: None,
             tone,
             tone_pos: 0,
             plan: cfg.dtmf.as_deref().map(dtmf_plan).unwrap_or_default(),
@@ -148,8 +153,37 @@ impl Stream {
         }
     }
 
+    /// A WebRTC stream's timers (its checks, DTLS retransmissions) and what they
+    /// send.
+    fn webrtc_timers(&mut self, now: Instant) {
+        if let Some(leg) = self.webrtc.as_deref_mut() {
+            if leg.poll_timeout().is_some_and(|t| t <= now) {
+                leg.handle_timeout(now);
+            }
+            while let Some((to, p)) = leg.poll_transmit() {
+                let _ = self.sock.send_to(&p, to);
+            }
+        }
+    }
+
+    /// Send `pkt` to the peer: as it is, or protected for a WebRTC peer once its
+    /// keys are ready (before that nothing is sent, nor counted).
+    fn send(&mut self, pkt: &[u8], peer: SocketAddr) {
+        let sent = match self.webrtc.as_deref_mut() {
+            None => self.sock.send_to(pkt, peer).is_ok(),
+            Some(leg) => match (leg.protect(pkt), leg.peer()) {
+                (Some(sealed), Some(to)) => self.sock.send_to(&sealed, to).is_ok(),
+                _ => false,
+            },
+        };
+        if sent {
+            self.sent += 1;
+        }
+    }
+
     /// Send the packet of the next 20 ms slot (audio or a DTMF event packet).
-    fn send_slot(&mut self, out: &mut [u8; 256]) {
+    fn send_slot(&mut self, out: &mut [u8; 256], now: Instant) {
+        self.webrtc_timers(now);
         let (Some(tone), Some(peer)) = (&self.tone, self.peer) else {
             return;
         };
@@ -195,16 +229,27 @@ impl Stream {
         };
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(160);
-        if self.sock.send_to(&out[..n], peer).is_ok() {
-            self.sent += 1;
-        }
+        self.send(&out[..n], peer);
     }
 
     /// Read one datagram and account for it.
     fn receive(&mut self, buf: &mut [u8], now: Instant, collector: &Collector) {
-        let Ok((n, src)) = self.sock.recv_from(buf) else {
+        let Ok((mut n, src)) = self.sock.recv_from(buf) else {
             return;
         };
+        if let Some(leg) = self.webrtc.as_deref_mut() {
+            let inbound = leg.on_datagram(now, src, &buf[..n]);
+            while let Some((to, p)) = leg.poll_transmit() {
+                let _ = self.sock.send_to(&p, to);
+            }
+            match inbound {
+                Inbound::Rtp(plain) if plain.len() <= buf.len() => {
+                    buf[..plain.len()].copy_from_slice(&plain);
+                    n = plain.len();
+                }
+                _ => return,
+            }
+        }
         let Some(p) = rtp::parse(&buf[..n]) else {
             return;
         };
@@ -229,9 +274,7 @@ impl Stream {
         }
         if self.tone.is_none() {
             self.peer.get_or_insert(src);
-            if self.sock.send_to(&buf[..n], src).is_ok() {
-                self.sent += 1;
-            }
+            self.send(&buf[..n], src);
         }
         if now >= self.next_second {
             self.publish_second(now, collector);
@@ -311,6 +354,20 @@ impl Engine {
         cfg: StreamConfig,
         ssrc: u32,
     ) {
+        self.start_webrtc_stream(id, sock, remote, cfg, ssrc, None);
+    }
+
+    /// As [`Engine::start_stream`], the stream wrapped in `webrtc` (ICE, DTLS,
+    /// SRTP: a browser's stream).
+    pub fn start_webrtc_stream(
+        &self,
+        id: u64,
+        sock: UdpSocket,
+        remote: Option<SocketAddr>,
+        cfg: StreamConfig,
+        ssrc: u32,
+        webrtc: Option<Box<Leg>>,
+    ) {
         self.send(
             self.worker_of(id),
             Cmd::Start {
@@ -319,6 +376,7 @@ impl Engine {
                 remote,
                 cfg,
                 ssrc,
+                webrtc,
             },
         );
     }
@@ -363,10 +421,15 @@ impl Handler for StreamWorker {
                 remote,
                 cfg,
                 ssrc,
+                webrtc,
             } => {
                 if poller.add(&sock, id).is_ok() {
-                    let s = Stream::new(sock, remote, cfg, ssrc, now);
-                    if s.tone.is_some() {
+                    let mut s = Stream::new(sock, remote, cfg, ssrc, now);
+                    s.webrtc = webrtc;
+                    // The browser's checks start at once.
+                    s.webrtc_timers(now);
+                    // A WebRTC stream ticks even when it only echoes: its timers.
+                    if s.tone.is_some() || s.webrtc.is_some() {
                         self.due.push(Reverse((now, id)));
                     }
                     self.streams.insert(id, s);
@@ -397,7 +460,7 @@ impl Handler for StreamWorker {
             }
             self.due.pop();
             if let Some(s) = self.streams.get_mut(&id) {
-                s.send_slot(&mut self.out);
+                s.send_slot(&mut self.out, now);
                 self.due.push(Reverse((t + PTIME, id)));
             }
         }

@@ -66,7 +66,7 @@ pub struct CallArgs {
     pub media_threads: usize,
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

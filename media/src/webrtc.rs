@@ -217,8 +217,23 @@ pub struct Leg {
     deadline: Option<Instant>,
     limit: Duration,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// The controlling side's connectivity check in progress (see
+    /// [`Leg::controlling`]).
+    checking: Option<Check>,
     pub stats: LegStats,
 }
+
+/// A connectivity check the controlling side repeats until it is answered.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    to: SocketAddr,
+    tx: [u8; 12],
+    next: Instant,
+}
+
+/// How often an unanswered check is sent again (RFC 8445 §14.3 Ta is 50 ms; one
+/// pair only, so no pacing across pairs is needed).
+const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for Leg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -272,8 +287,99 @@ impl Leg {
             deadline: None,
             limit,
             transmits: VecDeque::new(),
+            checking: None,
             stats: LegStats::default(),
         }
+    }
+
+    /// The other end of a WebRTC call (what a load generator plays instead of a
+    /// browser): ICE *controlling* — it checks `to` (the lite side's one
+    /// candidate), nominating it (USE-CANDIDATE), until a valid response comes —
+    /// and DTLS in the role `remote.setup` leaves it. The checks start at `now`.
+    pub fn controlling(
+        identity: Arc<Identity>,
+        local: IceCredentials,
+        remote: RemoteParams,
+        to: SocketAddr,
+        now: Instant,
+        limit: Duration,
+    ) -> Leg {
+        let mut leg = Leg::new(identity, local, limit);
+        leg.set_remote(now, remote);
+        leg.checking = Some(Check {
+            to,
+            tx: [0; 12],
+            next: now,
+        });
+        leg
+    }
+
+    /// Send the controlling side's check (USERNAME `remote:local`, PRIORITY,
+    /// ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY with the remote's
+    /// password, FINGERPRINT).
+    fn send_check(&mut self, now: Instant) {
+        let (Some(c), Some(r)) = (self.checking.as_mut(), self.remote.as_ref()) else {
+            return;
+        };
+        let mut m = Message::new();
+        if m.new_transaction_id().is_err() {
+            return;
+        }
+        m.write_header();
+        c.tx = m.transaction_id.0;
+        c.next = now + CHECK_INTERVAL;
+        let to = c.to;
+        let crypto = self.identity.provider.crypto();
+        let user = rtc_stun::textattrs::TextAttribute::new(
+            ATTR_USERNAME,
+            format!("{}:{}", r.ufrag, self.local.ufrag),
+        );
+        let tie = Raw(
+            rtc_stun::attributes::ATTR_ICE_CONTROLLING,
+            c.tx[..8].to_vec(),
+        );
+        let priority = Raw(
+            rtc_stun::attributes::ATTR_PRIORITY,
+            2_130_706_431u32.to_be_bytes().to_vec(),
+        );
+        let nominate = Raw(ATTR_USE_CANDIDATE, Vec::new());
+        let integrity =
+            MessageIntegrity::new_short_term_integrity_with_provider(r.pwd.clone(), crypto);
+        let setters: [&dyn Setter; 7] = [
+            &BINDING_REQUEST,
+            &user,
+            &priority,
+            &tie,
+            &nominate,
+            &integrity,
+            &FINGERPRINT,
+        ];
+        if setters.iter().all(|s| s.add_to(&mut m).is_ok()) {
+            self.transmits.push_back((to, m.raw));
+        }
+    }
+
+    /// A response to the controlling side's check: valid (transaction, integrity
+    /// with the remote's password) makes its source the peer.
+    fn on_check_response(&mut self, now: Instant, src: SocketAddr, m: &mut Message) -> Inbound {
+        let (Some(c), Some(r)) = (self.checking, self.remote.as_ref()) else {
+            self.stats.stun_refused += 1;
+            return Inbound::Dropped;
+        };
+        let crypto = self.identity.provider.crypto();
+        let valid = m.transaction_id.0 == c.tx
+            && src == c.to
+            && FINGERPRINT.check(m).is_ok()
+            && MessageIntegrity::check(m, r.pwd.as_bytes(), crypto).is_ok();
+        if !valid {
+            self.stats.stun_refused += 1;
+            return Inbound::Dropped;
+        }
+        self.checking = None;
+        self.peer = Some(src);
+        self.nominated = true;
+        self.maybe_connect(now);
+        Inbound::Consumed
     }
 
     /// The remote's SDP arrived (its answer, or its offer).
@@ -317,6 +423,12 @@ impl Leg {
     }
 
     fn on_stun(&mut self, now: Instant, src: SocketAddr, pkt: &[u8]) -> Inbound {
+        if self.checking.is_some() {
+            let mut m = Message::new();
+            if m.unmarshal_binary(pkt).is_ok() && m.typ == BINDING_SUCCESS {
+                return self.on_check_response(now, src, &mut m);
+            }
+        }
         match self.answer_check(src, pkt) {
             Ok((response, use_candidate)) => {
                 self.stats.stun_answered += 1;
@@ -589,10 +701,10 @@ impl Leg {
             return None;
         }
         let dtls = self.dtls.as_ref().and_then(|(ep, r)| ep.poll_timeout(r));
-        match (dtls, self.deadline) {
-            (Some(t), Some(d)) => Some(t.min(d)),
-            (t, d) => t.or(d),
-        }
+        [dtls, self.deadline, self.checking.map(|c| c.next)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -600,7 +712,11 @@ impl Leg {
             return;
         }
         if self.deadline.is_some_and(|d| now >= d) {
+            self.checking = None;
             return self.fail();
+        }
+        if self.checking.is_some_and(|c| now >= c.next) {
+            self.send_check(now);
         }
         let Some((ep, remote)) = self.dtls.as_mut() else {
             return;
@@ -610,6 +726,17 @@ impl Leg {
         if failed {
             self.fail();
         }
+    }
+}
+
+/// An attribute written as given (ICE-CONTROLLING's tie-breaker, PRIORITY,
+/// USE-CANDIDATE), which rtc-stun has no setter for.
+struct Raw(rtc_stun::attributes::AttrType, Vec<u8>);
+
+impl Setter for Raw {
+    fn add_to(&self, m: &mut Message) -> rtc_shared::error::Result<()> {
+        m.add(self.0, &self.1);
+        Ok(())
     }
 }
 

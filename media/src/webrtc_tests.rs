@@ -4,20 +4,9 @@
 //! `Instant` plus offsets.
 
 use super::*;
-use rtc_stun::attributes::AttrType;
 use rtc_stun::attributes::ATTR_ICE_CONTROLLING;
 use rtc_stun::textattrs::TextAttribute;
 use std::time::Duration;
-
-/// An attribute with a given value (ICE-CONTROLLING's tie-breaker, USE-CANDIDATE).
-struct Raw(AttrType, Vec<u8>);
-
-impl Setter for Raw {
-    fn add_to(&self, m: &mut Message) -> rtc_shared::error::Result<()> {
-        m.add(self.0, &self.1);
-        Ok(())
-    }
-}
 
 fn browser_addr() -> SocketAddr {
     "127.0.0.1:50000".parse().unwrap()
@@ -389,4 +378,72 @@ fn a_browser_that_never_checks_fails_after_the_limit() {
     assert_eq!(leg.state(), DtlsState::Failed);
     assert_eq!(leg.take_stats().failed, 1);
     assert_eq!(leg.poll_timeout(), None);
+}
+
+#[test]
+fn a_controlling_leg_connects_to_a_lite_leg_and_media_flows_both_ways() {
+    let start = Instant::now();
+    let edge_id = Arc::new(Identity::generate().unwrap());
+    let browser_id = Arc::new(Identity::generate().unwrap());
+    let mut lite = Leg::new(edge_id.clone(), local(), HANDSHAKE_LIMIT);
+    let browser_creds = IceCredentials {
+        ufrag: "brow".into(),
+        pwd: "browserpassword0123456789".into(),
+    };
+    // The browser answered `active`: the lite side (the edge) is passive.
+    let mut ctl = Leg::controlling(
+        browser_id.clone(),
+        browser_creds.clone(),
+        RemoteParams {
+            ufrag: local().ufrag,
+            pwd: local().pwd,
+            fingerprint: edge_id.fingerprint().into(),
+            setup: Setup::Passive,
+        },
+        edge_addr(),
+        start,
+        HANDSHAKE_LIMIT,
+    );
+    lite.set_remote(
+        start,
+        RemoteParams {
+            ufrag: browser_creds.ufrag.clone(),
+            pwd: browser_creds.pwd.clone(),
+            fingerprint: browser_id.fingerprint().into(),
+            setup: Setup::Active,
+        },
+    );
+    let mut now = start;
+    for _ in 0..50 {
+        if let Some(t) = ctl.poll_timeout().filter(|t| *t <= now) {
+            ctl.handle_timeout(t);
+        }
+        while let Some((to, p)) = ctl.poll_transmit() {
+            assert_eq!(to, edge_addr());
+            lite.on_datagram(now, browser_addr(), &p);
+        }
+        while let Some((to, p)) = lite.poll_transmit() {
+            assert_eq!(to, browser_addr());
+            ctl.on_datagram(now, edge_addr(), &p);
+        }
+        if ctl.ready() && lite.ready() {
+            break;
+        }
+        now += Duration::from_millis(10);
+    }
+    assert!(ctl.ready() && lite.ready(), "{ctl:?} {lite:?}");
+    assert_eq!(ctl.peer(), Some(edge_addr()));
+    assert_eq!(lite.peer(), Some(browser_addr()));
+    let sealed = ctl.protect(&rtp(3)).unwrap();
+    match lite.on_datagram(now, browser_addr(), &sealed) {
+        Inbound::Rtp(p) => assert_eq!(&p[..], &rtp(3)[..]),
+        other => panic!("{other:?}"),
+    }
+    let sealed = lite.protect(&rtp(4)).unwrap();
+    assert!(matches!(
+        ctl.on_datagram(now, edge_addr(), &sealed),
+        Inbound::Rtp(_)
+    ));
+    // Nothing was refused on the way.
+    assert_eq!(ctl.stats.stun_refused, 0);
 }

@@ -289,3 +289,68 @@ fn interop_loadtest_call_against_sipp_uas_and_sipp_uac_against_loadtest_answer()
     let a = finish(a);
     assert_eq!(a["calls"]["answered"], 50);
 }
+
+#[test]
+fn answer_webrtc_plays_browser_agents_against_the_edge_with_no_loss() {
+    // Three agents sign in over /ws/sip; three trunk calls reach them through the
+    // edge, each leg ICE + DTLS-SRTP, a tone both ways.
+    let agents: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[agents]]\nid = \"{}\"\npassword = \"secret-{}\"\n",
+                7000 + i,
+                7000 + i
+            )
+        })
+        .collect();
+    let edge = edge_tests::Edge::start_with(&format!(
+        "[[queues]]\nname = \"web\"\nnumbers = [\"7777\"]\nagents = [\"7000\", \"7001\", \"7002\"]\nmax_wait = \"20s\"\n{agents}"
+    ));
+    let agents = Command::new(loadtest_binary())
+        .args([
+            "answer-webrtc",
+            "--ws",
+            &format!("ws://{}/ws/sip", edge.http),
+            "--count",
+            "3",
+            "--first",
+            "7000",
+            "--calls",
+            "3",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadtest answer-webrtc");
+    assert!(
+        edge_tests::wait_until(20, || edge.registrations().len() == 3),
+        "{:?}",
+        edge.registrations()
+    );
+    let (code, c, err) = call(
+        &edge.sip.to_string(),
+        &[
+            "--to",
+            "7777",
+            "--rate",
+            "10",
+            "--calls",
+            "3",
+            "--duration",
+            "3s",
+            "--rtp",
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{}", edge.log_text());
+    let a = finish(agents);
+    assert_eq!(f(&c["calls"]["answered"]), 3.0, "{c}");
+    assert_eq!(f(&a["config"]["registered"]), 3.0, "{a}");
+    for (who, v) in [("trunk", &c), ("agents", &a)] {
+        assert_eq!(f(&v["rtp"]["streams"]), 3.0, "{who}: {v}");
+        assert!(f(&v["rtp"]["packets_received"]) > 300.0, "{who}: {v}");
+        assert_eq!(f(&v["rtp"]["lost"]), 0.0, "{who}: {v}");
+    }
+    assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 3.0);
+    assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 0.0);
+}
