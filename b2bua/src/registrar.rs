@@ -316,6 +316,18 @@ impl B2bua {
                     .agent(&agent_id)
                     .is_some_and(|a| a.user.as_deref() == Some(u.as_str()))
         });
+        // The console registers its user's name: the binding is the agent's when
+        // an agent names that user.
+        let agent_id = match self.signed_in.get(&flow).filter(|_| by_token) {
+            Some(u) => self
+                .snap
+                .config
+                .agents
+                .iter()
+                .find(|a| a.user.as_deref() == Some(u.as_str()))
+                .map_or(agent_id, |a| a.id.clone()),
+            None => agent_id,
+        };
         if !by_token {
             let agent = self
                 .snap

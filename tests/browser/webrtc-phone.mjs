@@ -16,7 +16,7 @@
 // exit 1 on the first thing that does not happen. The page comes from a loopback
 // server of its own (Chromium blocks a page that is not local from opening a
 // WebSocket to 127.0.0.1).
-import { chromium } from 'playwright-core';
+import { phoneBrowser, stdinLines } from './phone-common.mjs';
 import * as esbuild from 'esbuild';
 import http from 'node:http';
 import path from 'node:path';
@@ -132,39 +132,15 @@ await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
 server.unref();
 const base = `http://127.0.0.1:${server.address().port}/`;
 
-browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}`,
-    '--allow-loopback-in-peer-connection',
-    '--autoplay-policy=no-user-gesture-required',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-const ctx = await browser.newContext();
-await ctx.grantPermissions(['microphone']);
-const tab = await ctx.newPage();
+const opened = await phoneBrowser(wav);
+browser = opened.browser;
+const tab = opened.page;
 tab.on('pageerror', (e) => fail('page error: ' + e.message));
 const qs = new URLSearchParams({ ws: wsUrl, user, password, hz: hzList, dial: dial || '' });
 await tab.goto(base + '?' + qs);
 
 // Commands from the test, as they come.
-const pending = [];
-let input = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => {
-  input += d;
-  let i;
-  while ((i = input.indexOf('\n')) >= 0) {
-    pending.push(input.slice(0, i).trim());
-    input = input.slice(i + 1);
-  }
-});
+const pending = stdinLines();
 // Events stream on; the browser ends when the test kills this process.
 for (;;) {
   while (pending.length) {

@@ -151,6 +151,16 @@ impl TonePeer {
             .any(|i| detect(&g.samples[i..i + n], hz, 8000))
     }
 
+    /// Whether an RFC 4733 event `code` arrived with its end bit.
+    pub fn got_event(&self, code: u8) -> bool {
+        self.received
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .any(|(e, end)| *e == code && *end)
+    }
+
     pub fn packets(&self) -> usize {
         self.received.lock().unwrap().headers.len()
     }

@@ -52,16 +52,41 @@ impl Phone {
         hear: &[u32],
         dial: Option<&str>,
     ) -> Phone {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
         let wav = tmp.join(format!("{name}-{tone_hz}.wav"));
         tone_wav(&wav, tone_hz, 60.0);
         let hz: Vec<String> = hear.iter().map(u32::to_string).collect();
-        let mut child = Command::new("node")
-            .arg(dir.join("webrtc-phone.mjs"))
+        let mut cmd = Command::new("node");
+        cmd.arg(browser_dir().join("webrtc-phone.mjs"))
             .args([ws, user, password])
             .arg(&wav)
             .arg(hz.join(","))
-            .args(dial)
+            .args(dial);
+        Phone::spawn(name, cmd)
+    }
+
+    /// The edge's /console page at `base`, signed in with `token`, as a phone
+    /// whose microphone plays `tone_hz`, listening for `hear`.
+    fn console(
+        name: &'static str,
+        base: &str,
+        token: &str,
+        tmp: &Path,
+        tone_hz: f64,
+        hear: &[u32],
+    ) -> Phone {
+        let wav = tmp.join(format!("{name}-{tone_hz}.wav"));
+        tone_wav(&wav, tone_hz, 60.0);
+        let hz: Vec<String> = hear.iter().map(u32::to_string).collect();
+        let mut cmd = Command::new("node");
+        cmd.arg(browser_dir().join("console-phone.mjs"))
+            .args([base, token])
+            .arg(&wav)
+            .arg(hz.join(","));
+        Phone::spawn(name, cmd)
+    }
+
+    fn spawn(name: &'static str, mut cmd: Command) -> Phone {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -188,8 +213,12 @@ impl Drop for Phone {
     }
 }
 
+fn browser_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
+}
+
 fn browser_ready() -> bool {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let dir = browser_dir();
     if !have_tool("node") || !have_tool("chromium") {
         eprintln!("SKIP: node or chromium missing");
         return false;
@@ -299,13 +328,7 @@ fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
         edge.log_text()
     );
     assert!(
-        wait_until(5, || c
-            .received
-            .lock()
-            .unwrap()
-            .events
-            .iter()
-            .any(|(e, end)| *e == 5 && *end)),
+        wait_until(5, || c.got_event(5)),
         "the customer gets no RFC 4733 event 5"
     );
 
@@ -520,4 +543,110 @@ fn an_agent_in_chromium_dials_out_and_both_sides_hear_each_other() {
     assert!(wait_until(3, || edge
         .metric("edge_webrtc_legs_connected_total")
         == 1.0));
+}
+
+const WENDY: &str = "wendy-console-token";
+const SAMC: &str = "sam-console-token";
+
+#[test]
+fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_it() {
+    // Agent 5001 is Wendy's: her console registers for it with her token alone.
+    let extra = |dir: &Path| {
+        format!(
+            "{}\n[[users]]\nname = \"wendy\"\nrole = \"agent\"\ntoken = \"{WENDY}\"\n\
+             [[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAMC}\"\n",
+            recorded_queue_with_hold_audio(dir).replace(
+                "password = \"wendy-sip-secret\"",
+                "password = \"wendy-sip-secret\"\nuser = \"wendy\""
+            )
+        )
+    };
+    let Some((edge, tmp, _ws)) = start(extra, "webrtc-console") else {
+        return;
+    };
+    let base = format!("http://{}", edge.http);
+    let hear = [440, 1100, 1700];
+    let mut agent = Phone::console("agent-console", &base, WENDY, tmp.path(), 1100.0, &hear);
+    let mut sup = Phone::console("supervisor-console", &base, SAMC, tmp.path(), 1700.0, &hear);
+    agent.expect("registered", 30, &edge);
+    sup.expect("registered", 30, &edge);
+    let regs = edge.registrations();
+    assert!(regs.iter().any(|r| r["agent"] == "5001"), "{regs:?}");
+
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || {
+        let mut c = Uac::new(sip);
+        let code = c.call("5000");
+        (c, code)
+    });
+    let incoming = agent.expect("incoming", 15, &edge);
+    assert!(
+        incoming["who"].as_str().unwrap().contains("caller"),
+        "{incoming}"
+    );
+    agent.command("answer", &edge);
+    agent.expect("confirmed", 15, &edge);
+    let (mut cust, code) = caller.join().unwrap();
+    assert_eq!(code, 200);
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC0FFEE,
+    );
+    agent.assert_hears(440, true, &edge);
+    assert!(
+        wait_until(15, || c.hears(1100.0, 500)),
+        "the customer does not hear the console ({} packets)\nedge log:\n{}",
+        c.packets(),
+        edge.log_text()
+    );
+    // The keypad sends RFC 4733.
+    agent.command("dtmf 7", &edge);
+    assert!(
+        wait_until(5, || c.got_event(7)),
+        "the customer gets no event 7 from the keypad"
+    );
+    // Mute: the customer stops hearing the agent.
+    agent.command("mute", &edge);
+    c.clear();
+    assert!(
+        wait_until(10, || c.packets() > 40 && !c.hears(1100.0, 500)),
+        "mute does not silence the console"
+    );
+    agent.command("mute", &edge);
+    assert!(
+        wait_until(10, || c.hears(1100.0, 500)),
+        "unmute does not restore"
+    );
+
+    // The supervisor's console: listen, then whisper (the agent hears it, the
+    // customer does not), then barge.
+    sup.command("listen", &edge);
+    sup.expect("confirmed", 15, &edge);
+    sup.assert_hears(440, true, &edge);
+    sup.assert_hears(1100, true, &edge);
+    agent.assert_hears(1700, false, &edge);
+    sup.command("whisper", &edge);
+    agent.assert_hears(1700, true, &edge);
+    c.clear();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!c.hears(1700.0, 500), "whisper reaches the customer");
+    sup.command("barge", &edge);
+    assert!(
+        wait_until(10, || c.hears(1700.0, 500)),
+        "barge does not reach the customer"
+    );
+
+    // The agent hangs up from the console: the customer gets BYE.
+    agent.command("hangup", &edge);
+    assert!(
+        cust.answer_bye(10),
+        "no BYE to the customer\n{}",
+        edge.log_text()
+    );
+    agent.expect("ended", 10, &edge);
+    sup.expect("ended", 10, &edge);
+    drop(c);
+    edge.wait_idle(10);
 }
