@@ -438,7 +438,7 @@ impl Handler for RelayWorker {
         let on = Socket::ALL[i];
         // One datagram per readiness; if more are queued, the next wait reports the
         // socket again. WouldBlock (spurious) or ICMP errors: nothing to do.
-        let Ok((mut len, src)) = call.sockets[i].recv_from(buf) else {
+        let Ok((mut len, mut src)) = call.sockets[i].recv_from(buf) else {
             return;
         };
         if let Some(leg) = call.media.webrtc(on.side) {
@@ -460,6 +460,9 @@ impl Handler for RelayWorker {
                 Inbound::Rtp(plain) if plain.len() <= buf.len() => {
                     buf[..plain.len()].copy_from_slice(&plain);
                     len = plain.len();
+                    // The leg took it from a pair ICE validated; to the relay the
+                    // browser is one source, its current peer.
+                    src = peer.unwrap_or(src);
                 }
                 // The browser's own reports: not relayed (the trunk gets the edge's
                 // plain RTP stream, and reports on it itself).

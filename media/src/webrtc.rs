@@ -206,6 +206,10 @@ pub struct Leg {
     remote: Option<RemoteParams>,
     /// The address the last valid check came from (nominated, or the first valid).
     peer: Option<SocketAddr>,
+    /// Every address a valid check came from (a few): media and DTLS are taken
+    /// from any of them, as the browser may move between pairs (RFC 8445 §7.3),
+    /// and sent to `peer`.
+    validated: Vec<SocketAddr>,
     nominated: bool,
     dtls: Option<(Endpoint, SocketAddr)>,
     /// SHA-256 of the peer's certificate once the handshake completed.
@@ -279,6 +283,7 @@ impl Leg {
             local,
             remote: None,
             peer: None,
+            validated: Vec::new(),
             nominated: false,
             dtls: None,
             peer_fingerprint: None,
@@ -377,9 +382,20 @@ impl Leg {
         }
         self.checking = None;
         self.peer = Some(src);
+        self.validate(src);
         self.nominated = true;
         self.maybe_connect(now);
         Inbound::Consumed
+    }
+
+    /// Remember an address a valid check came from (at most 8, the oldest goes).
+    fn validate(&mut self, src: SocketAddr) {
+        if !self.validated.contains(&src) {
+            if self.validated.len() == 8 {
+                self.validated.remove(0);
+            }
+            self.validated.push(src);
+        }
     }
 
     /// The remote's SDP arrived (its answer, or its offer).
@@ -439,6 +455,7 @@ impl Leg {
                     self.nominated |= use_candidate;
                     self.peer = Some(src);
                 }
+                self.validate(src);
                 self.maybe_connect(now);
                 Inbound::Consumed
             }
@@ -550,7 +567,7 @@ impl Leg {
             return Inbound::Dropped;
         }
         // Only from the address ICE validated (RFC 8445 §7.3: no media before checks).
-        if self.peer != Some(src) {
+        if !self.validated.contains(&src) {
             self.stats.dtls_errors += 1;
             return Inbound::Dropped;
         }
@@ -576,11 +593,9 @@ impl Leg {
             self.dtls = Some((ep, src));
         }
         let (ep, remote) = self.dtls.as_mut().expect("set above");
-        if *remote != src {
-            self.stats.dtls_errors += 1;
-            return Inbound::Dropped;
-        }
-        match ep.read(now, src, None, BytesMut::from(pkt)) {
+        // One association, whichever validated pair its records take.
+        let key = *remote;
+        match ep.read(now, key, None, BytesMut::from(pkt)) {
             Ok(events) => {
                 let done = events
                     .iter()
@@ -605,11 +620,13 @@ impl Leg {
         }
     }
 
+    /// DTLS records go to the current peer (the association is keyed by the
+    /// address it started on).
     fn drain_dtls(&mut self) {
         if let Some((ep, _)) = self.dtls.as_mut() {
             while let Some(t) = ep.poll_transmit() {
-                self.transmits
-                    .push_back((t.transport.peer_addr, t.message.to_vec()));
+                let to = self.peer.unwrap_or(t.transport.peer_addr);
+                self.transmits.push_back((to, t.message.to_vec()));
             }
         }
     }
@@ -652,7 +669,7 @@ impl Leg {
     }
 
     fn on_srtp(&mut self, src: SocketAddr, pkt: &[u8]) -> Inbound {
-        if self.state != DtlsState::Connected || self.peer != Some(src) {
+        if self.state != DtlsState::Connected || !self.validated.contains(&src) {
             self.stats.not_ready += 1;
             return Inbound::Dropped;
         }

@@ -7,7 +7,9 @@
 //   WS_URL may carry ?token=… (the console's sign-in: no SIP password, give "-").
 //   NUMBER: once registered, call it (the browser is the offerer).
 // Commands on stdin, one per line, act on the call in progress: `hold`,
-// `unhold`, `dtmf DIGITS` (RFC 4733 in the media), `hangup`.
+// `unhold`, `dtmf DIGITS` (RFC 4733 in the media), `hangup`, `stats` (the
+// `done` line then carries the inbound RTP streams from getStats: ssrc,
+// packetsReceived, packetsLost).
 //
 // One JSON line per event on stdout: registered, incoming {from} or calling,
 // confirmed,
@@ -78,7 +80,17 @@ window.command = (line) => {
   else if (verb === 'unhold') s.unhold();
   else if (verb === 'dtmf') s.sendDTMF(arg, { transportType: 'RFC2833', duration: 160, interToneGap: 100 });
   else if (verb === 'hangup') s.terminate();
-  else return ev({ event: 'fail', why: 'unknown command ' + line });
+  else if (verb === 'stats') {
+    return s.connection.getStats().then((r) => {
+      const inbound = [];
+      r.forEach((x) => {
+        if (x.type === 'inbound-rtp' && x.kind === 'audio') {
+          inbound.push({ ssrc: x.ssrc, packetsReceived: x.packetsReceived, packetsLost: x.packetsLost });
+        }
+      });
+      ev({ event: 'done', command: line, inbound });
+    });
+  } else return ev({ event: 'fail', why: 'unknown command ' + line });
   ev({ event: 'done', command: line });
 };
 ua.on('newRTCSession', ({ originator, session, request }) => {

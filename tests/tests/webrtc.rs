@@ -128,12 +128,13 @@ impl Phone {
         )
     }
 
-    /// Tell the page to act on its call; waits until it did.
-    fn command(&mut self, line: &str, edge: &Edge) {
+    /// Tell the page to act on its call; waits until it did (the `done` line).
+    fn command(&mut self, line: &str, edge: &Edge) -> serde_json::Value {
         use std::io::Write;
         writeln!(self.stdin, "{line}").expect("the page's script reads commands");
         let done = self.expect("done", 10, edge);
         assert_eq!(done["command"], line);
+        done
     }
 
     /// The next line within `left`; panics on `fail`.
@@ -345,6 +346,38 @@ fn jssip_in_chromium_answers_a_queue_call_and_both_sides_hear_each_other() {
     agent.command("unhold", &edge);
     assert_eq!(cust.answer_reinvite(10).as_deref(), Some("sendrecv"));
     agent.assert_hears(440, true, &edge);
+    // RTP continuity across relay → hold mix → relay: the customer got one SSRC
+    // with no sequence jump, and the browser one SRTP stream (the customer's SSRC,
+    // kept by the relay and the mix alike) with (almost) no loss.
+    {
+        let g = c.received.lock().unwrap();
+        let ssrc = g.headers[0].0;
+        assert!(
+            g.headers.iter().all(|h| h.0 == ssrc),
+            "the customer saw another SSRC"
+        );
+        let jumps = g
+            .headers
+            .windows(2)
+            .filter(|w| w[1].1 != w[0].1.wrapping_add(1))
+            .count();
+        let at: Vec<_> = g
+            .headers
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| w[1].1 != w[0].1.wrapping_add(1))
+            .map(|(i, w)| (i, g.headers.len(), w[0], w[1]))
+            .collect();
+        assert_eq!(jumps, 0, "the customer's sequence numbers jumped: {at:?}");
+    }
+    let stats = agent.command("stats", &edge);
+    let inbound = stats["inbound"].as_array().unwrap();
+    assert_eq!(inbound.len(), 1, "one stream into the browser: {stats}");
+    let received = inbound[0]["packetsReceived"].as_f64().unwrap();
+    let lost = inbound[0]["packetsLost"].as_f64().unwrap();
+    // (Chromium restarts the counters of an unsignalled stream at a renegotiation:
+    // these are the packets since the resume.)
+    assert!(received > 20.0 && lost <= received * 0.01, "{stats}");
     assert!(
         wait_until(10, || c.hears(1100.0, 500)),
         "the customer does not hear the browser after the hold"
@@ -649,4 +682,44 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     sup.expect("ended", 10, &edge);
     drop(c);
     edge.wait_idle(10);
+}
+
+#[test]
+fn a_browser_agent_hears_the_queue_announcement_before_the_customer() {
+    let extra = |dir: &Path| {
+        let ann = dir.join("announce-2300.wav");
+        tone_wav(&ann, 2300.0, 1.5);
+        EXTRA.replace(
+            "max_wait = \"20s\"",
+            &format!("max_wait = \"20s\"\nannouncement = \"{}\"", ann.display()),
+        )
+    };
+    let Some((edge, tmp, ws)) = start(extra, "webrtc-ann") else {
+        return;
+    };
+    let mut agent = Phone::agent(&ws, tmp.path(), &[440, 2300]);
+    agent.expect("registered", 30, &edge);
+    // The customer is answered only after the announcement: call in a thread.
+    let sip = edge.sip;
+    let caller = std::thread::spawn(move || {
+        let mut c = Uac::new(sip);
+        let code = c.call("5000");
+        (c, code)
+    });
+    agent.expect("confirmed", 15, &edge);
+    agent.assert_hears(2300, true, &edge);
+    let (cust, code) = caller.join().unwrap();
+    assert_eq!(code, 200);
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC0FFEE,
+    );
+    agent.assert_hears(440, true, &edge);
+    agent.assert_hears(2300, false, &edge);
+    assert!(
+        wait_until(10, || c.hears(1100.0, 500)),
+        "the customer does not hear the agent"
+    );
 }
