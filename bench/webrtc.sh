@@ -64,6 +64,7 @@ for sys in $SYSTEMS; do
       TO=service
     fi
     c0=$(metric edge_webrtc_legs_connected_total); f0=$(metric edge_webrtc_legs_failed_total)
+    r0=$(metric edge_webrtc_srtp_refused_total); n0=$(metric edge_webrtc_not_ready_total); d0=$(metric edge_rtp_dropped_packets_total)
     rss0=$(rss_kb $EPID)
     s0=$(date +%s.%N)
     "$LT" call --target 127.0.0.1:$SUT --to $TO --rate $RATE --calls "$n" --concurrency "$n" --duration "${HOLD}s" \
@@ -83,11 +84,14 @@ for sys in $SYSTEMS; do
     per_call=$(awk -v c="$cores" -v n="$n" 'BEGIN {printf "%.1f", c*1e6/n}')
     rss=$(awk -v a="$rss1" -v b="$rss0" -v n="$n" 'BEGIN {printf "%.1f", (a-b)/n}')
     c1=$(metric edge_webrtc_legs_connected_total); f1=$(metric edge_webrtc_legs_failed_total)
+    r1=$(metric edge_webrtc_srtp_refused_total); n1=$(metric edge_webrtc_not_ready_total); d1=$(metric edge_rtp_dropped_packets_total)
+    delta() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN{print a-b}'; }
     echo "$sys concurrent=$n answered=$(json "$WORK/call.json" "['calls']['answered']") failed=$(json "$WORK/call.json" "['calls']['failed']")" \
       "setup_rate_per_s=$(json "$WORK/call.json" "['calls']['rate_per_s']") setup_p50_ms=$(json "$WORK/call.json" "['setup_ms']['p50']")" \
       "loss_to_trunk_pct=$(json "$WORK/call.json" "['rtp']['loss_pct']") loss_to_agent_pct=$(json "$WORK/ans.json" "['rtp']['loss_pct']")" \
       "agent_streams=$(json "$WORK/ans.json" "['rtp']['streams']") webrtc_connected=$(awk -v a="${c1:-0}" -v b="${c0:-0}" 'BEGIN{print a-b}')" \
-      "webrtc_failed=$(awk -v a="${f1:-0}" -v b="${f0:-0}" 'BEGIN{print a-b}') edge_cores=$cores edge_cpu_per_call_ppm_core=$per_call rss_kb_per_call=$rss"
+      "webrtc_failed=$(delta "$f1" "$f0") srtp_refused=$(delta "$r1" "$r0") not_ready=$(delta "$n1" "$n0") edge_dropped=$(delta "$d1" "$d0")" \
+      "agent_sent=$(json "$WORK/ans.json" "['rtp']['packets_sent']") trunk_received=$(json "$WORK/call.json" "['rtp']['packets_received']") edge_cores=$cores edge_cpu_per_call_ppm_core=$per_call rss_kb_per_call=$rss"
     sleep 3
   done
 done
