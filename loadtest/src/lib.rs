@@ -18,3 +18,4 @@ pub mod run;
 pub mod sdp;
 pub mod summary;
 pub mod webrtc;
+pub mod webrtc_call;

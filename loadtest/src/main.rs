@@ -175,6 +175,38 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Browsers placing calls: COUNT agents each open a SIP WebSocket; calls start
+    /// at RATE, each an INVITE with a WebRTC offer (the 407 answered with the
+    /// agent's digest credentials), ICE + DTLS-SRTP with a tone, held for DURATION.
+    CallWebrtc {
+        /// The edge's SIP WebSocket, ws://HOST:PORT/ws/sip.
+        #[arg(long)]
+        ws: String,
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        #[arg(long, default_value_t = 1000)]
+        first: u64,
+        /// Each agent's password; `{user}` is replaced by the agent id.
+        #[arg(long, default_value = "secret-{user}")]
+        password: String,
+        /// The number dialled.
+        #[arg(long, default_value = "service")]
+        to: String,
+        #[arg(long, default_value_t = 10.0, value_parser = parse_rate)]
+        rate: f64,
+        #[arg(long, default_value_t = 100)]
+        calls: u64,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 1000.0)]
+        tone: f64,
+        #[arg(long, default_value = "127.0.0.1")]
+        media_ip: IpAddr,
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Answer any number of calls (the agents' side of a test, or a stand-in SIP server).
     Answer {
         /// Address to listen on, HOST:PORT.
@@ -462,6 +494,40 @@ fn main() -> ExitCode {
                 media_threads,
             };
             (rt.block_on(run::run_answer(args)), report, None)
+        }
+        Command::CallWebrtc {
+            ws,
+            count,
+            first,
+            password,
+            to,
+            rate,
+            calls,
+            duration,
+            tone,
+            media_ip,
+            report,
+            quiet,
+        } => {
+            let args = loadtest::webrtc_call::WebRtcCallArgs {
+                url: ws,
+                first,
+                count,
+                password,
+                to,
+                rate,
+                calls,
+                duration,
+                tone,
+                media_ip,
+                progress: !quiet,
+                media_threads,
+            };
+            (
+                rt.block_on(loadtest::webrtc_call::run_call_webrtc(args)),
+                report,
+                None,
+            )
         }
         Command::AnswerWebrtc {
             ws,

@@ -61,7 +61,7 @@ struct Shared {
 }
 
 /// Random hex (ICE credentials: not secrets worth more here).
-fn token(n: usize) -> String {
+pub(crate) fn token(n: usize) -> String {
     let mut s = String::new();
     while s.len() < n {
         s.push_str(&format!("{:016x}", crate::run::seed()));
@@ -81,13 +81,23 @@ Call-ID: lt-reg-{user}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{local};
     )
 }
 
-/// The browser's answer to the edge's offer.
-fn answer_sdp(
+/// `host:port` of a `ws://host:port/path` URL.
+pub(crate) fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A browser's SDP (`setup` `active` in an answer, `actpass` in an offer).
+pub(crate) fn browser_sdp(
     ip: IpAddr,
     port: u16,
     ice: &IceCredentials,
     fingerprint: &str,
     te: Option<u8>,
+    setup: &str,
 ) -> String {
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let (fmts, te_lines) = match te {
@@ -100,7 +110,7 @@ fn answer_sdp(
     format!(
         "v=0\r\no=- {port} 1 IN {fam} {ip}\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
 m=audio {port} UDP/TLS/RTP/SAVPF {fmts}\r\nc=IN {fam} {ip}\r\na=mid:0\r\n\
-a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fingerprint}\r\na=setup:active\r\n\
+a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fingerprint}\r\na=setup:{setup}\r\n\
 a=rtcp-mux\r\na=sendrecv\r\na=rtpmap:0 PCMU/8000\r\n{te_lines}\
 a=candidate:1 1 udp 2130706431 {ip} {port} typ host\r\n",
         ice.ufrag, ice.pwd
@@ -109,23 +119,10 @@ a=candidate:1 1 udp 2130706431 {ip} {port} typ host\r\n",
 
 /// One agent: its socket, registration and calls, until the socket closes.
 async fn agent(user: String, password: String, url: String, host: String, sh: Arc<Shared>) {
-    let Ok(mut req) = url.as_str().into_client_request() else {
+    let Some((ws, local)) = open_sip_ws(&url, sh.media_ip).await else {
         sh.failed_registrations.fetch_add(1, Relaxed);
         return;
     };
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "sip".parse().expect("a header value"),
-    );
-    let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await else {
-        sh.failed_registrations.fetch_add(1, Relaxed);
-        return;
-    };
-    let local = match ws.get_ref() {
-        tokio_tungstenite::MaybeTlsStream::Plain(t) => t.local_addr().ok(),
-        _ => None,
-    }
-    .unwrap_or_else(|| SocketAddr::new(sh.media_ip, 0));
     let (mut tx, mut rx) = ws.split();
     let mut cseq = 1;
     if tx
@@ -252,7 +249,14 @@ fn on_invite(
         ufrag: token(8),
         pwd: token(24),
     };
-    let body = answer_sdp(sh.media_ip, port, &ice, sh.identity.fingerprint(), te);
+    let body = browser_sdp(
+        sh.media_ip,
+        port,
+        &ice,
+        sh.identity.fingerprint(),
+        te,
+        "active",
+    );
     // We answered `active`: the edge is the DTLS server, whatever it offered.
     let leg = Leg::controlling(
         sh.identity.clone(),
@@ -291,25 +295,49 @@ fn on_invite(
     ok.to_string()
 }
 
-/// Run `loadtest answer-webrtc` until `calls` ended or Ctrl-C / SIGTERM.
-pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collector>), RunError> {
+/// The clock, collector, RTP workers and DTLS certificate of a browsers' run.
+pub(crate) fn begin(
+    threads: usize,
+    media_ip: IpAddr,
+) -> Result<(Instant, Arc<Collector>, rtp::Engine, Arc<Identity>), RunError> {
     let start = Instant::now();
     let collector = Arc::new(Collector::new(start));
-    let engine = rtp::Engine::start(a.media_threads, collector.clone()).map_err(|source| {
-        RunError::Bind {
+    let engine =
+        rtp::Engine::start(threads, collector.clone()).map_err(|source| RunError::Bind {
             what: "the RTP workers",
-            addr: SocketAddr::new(a.media_ip, 0),
+            addr: SocketAddr::new(media_ip, 0),
             source,
-        }
-    })?;
+        })?;
     let identity = Arc::new(Identity::generate().map_err(|e| RunError::Plot(e.to_string()))?);
-    let host = a
-        .url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("")
-        .to_string();
+    Ok((start, collector, engine, identity))
+}
+
+/// A SIP WebSocket to `url` (subprotocol `sip`) and its local address.
+pub(crate) async fn open_sip_ws(
+    url: &str,
+    fallback: IpAddr,
+) -> Option<(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    SocketAddr,
+)> {
+    let mut req = url.into_client_request().ok()?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "sip".parse().expect("a header value"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.ok()?;
+    let local = match ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(t) => t.local_addr().ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| SocketAddr::new(fallback, 0));
+    Some((ws, local))
+}
+
+/// Run `loadtest answer-webrtc` until `calls` ended or Ctrl-C / SIGTERM.
+pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collector>), RunError> {
+    let (start, collector, engine, identity) = begin(a.media_threads, a.media_ip)?;
+    let host = host_of(&a.url);
     let sh = Arc::new(Shared {
         engine,
         collector: collector.clone(),

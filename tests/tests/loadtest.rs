@@ -354,3 +354,49 @@ fn answer_webrtc_plays_browser_agents_against_the_edge_with_no_loss() {
     assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 3.0);
     assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 0.0);
 }
+
+#[test]
+fn call_webrtc_plays_browsers_dialling_out_through_the_edge_with_no_loss() {
+    // Two agents dial the route `service` from "browsers": 407, credentials, then
+    // ICE + DTLS-SRTP towards the edge and plain RTP to a `loadtest answer`.
+    let agents: String = (0..2)
+        .map(|i| {
+            format!(
+                "[[agents]]\nid = \"{}\"\npassword = \"secret-{}\"\n",
+                8000 + i,
+                8000 + i
+            )
+        })
+        .collect();
+    let edge = edge_tests::Edge::start_with(&agents);
+    let ans = answer(edge.route_port, &["--rtp", "tone:1100", "--calls", "3"]);
+    let mut cmd = Command::new(loadtest_binary());
+    cmd.args([
+        "call-webrtc",
+        "--ws",
+        &format!("ws://{}/ws/sip", edge.http),
+        "--count",
+        "2",
+        "--first",
+        "8000",
+        "--calls",
+        "3",
+        "--rate",
+        "5",
+        "--duration",
+        "3s",
+        "--quiet",
+    ]);
+    let (code, out, err) = run_with_timeout(&mut cmd, 90);
+    assert_eq!(code, 0, "{err}\n{}", edge.log_text());
+    let c: Value = serde_json::from_str(&out).unwrap();
+    let a = finish(ans);
+    assert_eq!(f(&c["calls"]["answered"]), 3.0, "{c}\n{}", edge.log_text());
+    for (who, v) in [("browsers", &c), ("far end", &a)] {
+        assert_eq!(f(&v["rtp"]["streams"]), 3.0, "{who}: {v}");
+        assert!(f(&v["rtp"]["packets_received"]) > 300.0, "{who}: {v}");
+        assert_eq!(f(&v["rtp"]["lost"]), 0.0, "{who}: {v}");
+    }
+    assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 3.0);
+    assert!(edge.log_text().contains("agent dials out"));
+}
