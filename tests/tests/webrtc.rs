@@ -605,6 +605,33 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     sup.expect("registered", 30, &edge);
     let regs = edge.registrations();
     assert!(regs.iter().any(|r| r["agent"] == "5001"), "{regs:?}");
+    // The state selector: not ready (lunch), then ready again, as the API sees it.
+    let wendy = || {
+        let j = http::get(edge.http, "/api/v1/agents", Some(ADMIN_TOKEN))
+            .unwrap()
+            .json();
+        j["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "5001")
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        wait_until(10, || wendy()["state"] == "ready"),
+        "{}",
+        wendy()
+    );
+    agent.command("state not_ready lunch", &edge);
+    assert!(
+        wait_until(5, || wendy()["state"] == "not_ready"
+            && wendy()["reason"] == "lunch"),
+        "{}",
+        wendy()
+    );
+    agent.command("state ready", &edge);
+    assert!(wait_until(5, || wendy()["state"] == "ready"), "{}", wendy());
 
     let sip = edge.sip;
     let caller = std::thread::spawn(move || {
