@@ -153,6 +153,8 @@ pub struct Call {
     pub deflected: Option<&'static str>,
     /// The edge's ICE credentials on a side that is a browser (WebRTC) leg.
     pub webrtc: [Option<media::webrtc::IceCredentials>; 2],
+    /// The agent who placed this call (dialling out): busy until it ends.
+    pub dialler: Option<String>,
 }
 
 /// A call the edge answered because its queue was closed.

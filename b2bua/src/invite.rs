@@ -47,11 +47,11 @@ impl B2bua {
         if head.max_forwards == 0 {
             return self.reply(now, tx, &req, 483, None);
         }
-        let trunk = match self.caller(now, tx, &req, flow) {
-            crate::outbound::Caller::Trunk(t) => t,
+        let (trunk, dialler) = match self.caller(now, tx, &req, flow) {
+            crate::outbound::Caller::Trunk(t) => (t, None),
             crate::outbound::Caller::Agent(id) => {
                 info!(call_id = %head.call_id, agent = %id, "agent dials out");
-                format!("agent:{id}")
+                (format!("agent:{id}"), Some(id))
             }
             crate::outbound::Caller::Replied => return,
         };
@@ -190,6 +190,7 @@ impl B2bua {
             after_hours: None,
             deflected,
             webrtc: [None, None],
+            dialler: dialler.clone(),
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -203,6 +204,11 @@ impl B2bua {
             .and_then(|s| s.audio_target().ok().flatten());
         let a_webrtc = call.a_sdp.as_ref().and_then(|s| s.webrtc().ok().flatten());
         self.calls.insert(call);
+        if let Some(agent) = &dialler {
+            // An agent on its own call is offered nothing else until it ends.
+            self.acd.seize(agent);
+            self.agent_changed(now, agent);
+        }
         self.outputs
             .push_back(Output::Media(id, Command::Open { a_port, b_port }));
         self.set_remote(id, Side::A, a_addr);

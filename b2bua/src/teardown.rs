@@ -155,6 +155,9 @@ impl B2bua {
             }
             self.agent_released(now, agent, c.answered.is_some());
         }
+        if let Some(agent) = &c.dialler {
+            self.agent_released(now, agent, c.answered.is_some());
+        }
         let outcome = c
             .outcome
             .unwrap_or(if c.answered.is_some() { 200 } else { 487 });

@@ -321,6 +321,15 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
 fn an_agent_dials_out_from_the_browser_with_digest_and_gets_a_webrtc_answer() {
     let mut n = Net::new(CONFIG);
     n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    // Signed in on the same socket: ready for queue calls.
+    sign_in_over_ws(&mut n);
+    let state = |n: &Net| {
+        n.b.agents(n.now)
+            .into_iter()
+            .find(|a| a.id == "1001")
+            .map(|a| a.state)
+    };
+    assert_eq!(state(&n), Some("ready"));
     // Over a WebSocket the caller is an agent (never a trunk): 407 first.
     send_ws(&mut n, &agent_invite("service", 1, ""));
     let (r, _) = n.expect_response(BROWSER, 407);
@@ -389,6 +398,27 @@ fn an_agent_dials_out_from_the_browser_with_digest_and_gets_a_webrtc_answer() {
     ] {
         assert!(to_browser.contains(want), "{want} not in {to_browser}");
     }
+    // On its own call the agent is busy: a queue call waits rather than ring it.
+    assert_eq!(state(&n), Some("busy"));
+    n.send(CALLER, &invite("1000", "q-while-out", &sdp(4100)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    assert!(n.quiet(BROWSER), "a busy agent is offered a queue call");
+    // The call ends: the agent is free again and the waiting call rings it.
+    let out =
+        n.b.calls(n.now)
+            .into_iter()
+            .find(|c| c.callee == "service")
+            .unwrap()
+            .id;
+    assert!(n.b.hangup(n.now, &out));
+    n.pump();
+    let (b1, _) = n.expect_request(SERVICE, Method::Bye);
+    n.send(SERVICE, &answer(&b1, 200, "x", None, SERVICE));
+    let (b2, _) = n.expect_request(BROWSER, Method::Bye);
+    send_ws(&mut n, &answer(&b2, 200, "out", None, BROWSER));
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    assert!(String::from_utf8_lossy(&inv.body).contains("UDP/TLS/RTP/SAVPF"));
     // From a source that is no trunk, a phone naming an agent is challenged too;
     // a stranger still gets 403.
     let phone = "192.0.2.50:5060";
