@@ -17,7 +17,7 @@
 //! forever if they differ, no media passes.
 
 use bytes::BytesMut;
-use rtc_dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType};
+use rtc_dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig};
 use rtc_dtls::crypto::Certificate;
 use rtc_dtls::crypto_provider::{self as crypto, HashAlgorithm, RTCCryptoProvider};
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
@@ -45,11 +45,13 @@ pub const HANDSHAKE_LIMIT: Duration = Duration::from_secs(20);
 pub struct IdentityError(String);
 
 /// The edge's DTLS certificate (self-signed ECDSA P-256, made at start-up, as every
-/// WebRTC endpoint does) and its SHA-256 fingerprint for SDP.
+/// WebRTC endpoint does), its SHA-256 fingerprint for SDP, and the DTLS handshake
+/// configurations built on it once for every leg (client and server role).
 pub struct Identity {
     provider: Arc<dyn RTCCryptoProvider>,
-    certificate: Certificate,
     fingerprint: String,
+    client: Arc<HandshakeConfig>,
+    server: Arc<HandshakeConfig>,
 }
 
 impl fmt::Debug for Identity {
@@ -72,10 +74,29 @@ impl Identity {
             .ok_or_else(|| IdentityError("no certificate generated".into()))?;
         let fingerprint =
             fingerprint_of(&*provider, der).map_err(|e| IdentityError(e.to_string()))?;
+        let config = |client: bool| {
+            ConfigBuilder::default()
+                .with_crypto_provider(provider.clone())
+                .with_certificates(vec![certificate.clone()])
+                .with_srtp_protection_profiles(vec![
+                    SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                    SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+                ])
+                .with_client_auth(ClientAuthType::RequireAnyClientCert)
+                // Self-signed on both sides: the SDP fingerprint is the trust
+                // (checked in `Leg::verify` once the handshake is done).
+                .with_insecure_skip_verify(true)
+                .with_extended_master_secret(ExtendedMasterSecretType::Require)
+                .build(client, None)
+                .map(Arc::new)
+                .map_err(|e| IdentityError(e.to_string()))
+        };
+        let (client, server) = (config(true)?, config(false)?);
         Ok(Identity {
             provider,
-            certificate,
             fingerprint,
+            client,
+            server,
         })
     }
 
@@ -509,24 +530,6 @@ impl Leg {
         Ok((out.raw, use_candidate))
     }
 
-    fn config(&self, client: bool) -> Option<Arc<rtc_dtls::config::HandshakeConfig>> {
-        ConfigBuilder::default()
-            .with_crypto_provider(self.identity.provider.clone())
-            .with_certificates(vec![self.identity.certificate.clone()])
-            .with_srtp_protection_profiles(vec![
-                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            ])
-            .with_client_auth(ClientAuthType::RequireAnyClientCert)
-            // Self-signed on both sides: the SDP fingerprint is the trust (checked in
-            // `verify` once the handshake is done).
-            .with_insecure_skip_verify(true)
-            .with_extended_master_secret(ExtendedMasterSecretType::Require)
-            .build(client, None)
-            .ok()
-            .map(Arc::new)
-    }
-
     /// The edge is the DTLS client when the remote said `passive`: connect once the
     /// remote's parameters and its address are known.
     fn maybe_connect(&mut self, now: Instant) {
@@ -536,10 +539,7 @@ impl Leg {
         if r.setup != Setup::Passive || self.dtls.is_some() {
             return;
         }
-        let Some(config) = self.config(true) else {
-            self.fail();
-            return;
-        };
+        let config = self.identity.client.clone();
         let local = SocketAddr::new(peer.ip(), 0);
         let mut ep = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, None);
         if ep.connect(now, peer, config, None).is_err() {
@@ -582,10 +582,7 @@ impl Leg {
                 self.stats.dtls_errors += 1;
                 return Inbound::Dropped;
             }
-            let Some(config) = self.config(false) else {
-                self.fail();
-                return Inbound::Dropped;
-            };
+            let config = self.identity.server.clone();
             let local = SocketAddr::new(src.ip(), 0);
             let ep = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, Some(config));
             self.state = DtlsState::Handshaking;

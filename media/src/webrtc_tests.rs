@@ -32,18 +32,24 @@ fn new_leg() -> Leg {
 }
 
 struct Browser {
-    identity: Identity,
+    provider: Arc<dyn RTCCryptoProvider>,
+    /// Its certificate's, as its SDP would say.
+    fingerprint: String,
     ep: Endpoint,
     srtp: Option<(Context, Context)>,
 }
 
 impl Browser {
     fn new(client: bool) -> Browser {
-        let identity = Identity::generate().unwrap();
+        let provider = crypto::default_provider().unwrap();
+        let certificate =
+            Certificate::generate_self_signed(vec!["browser".to_string()], provider.crypto())
+                .unwrap();
+        let fingerprint = fingerprint_of(&*provider, &certificate.certificate[0]).unwrap();
         let config = Arc::new(
             ConfigBuilder::default()
-                .with_crypto_provider(identity.provider.clone())
-                .with_certificates(vec![identity.certificate.clone()])
+                .with_crypto_provider(provider.clone())
+                .with_certificates(vec![certificate])
                 .with_srtp_protection_profiles(vec![
                     SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
                 ])
@@ -59,7 +65,8 @@ impl Browser {
             (!client).then(|| config.clone()),
         );
         let mut b = Browser {
-            identity,
+            provider,
+            fingerprint,
             ep,
             srtp: None,
         };
@@ -74,7 +81,7 @@ impl Browser {
         RemoteParams {
             ufrag: "brow".into(),
             pwd: "browserpassword0123456789".into(),
-            fingerprint: self.identity.fingerprint().to_lowercase(),
+            fingerprint: self.fingerprint.to_lowercase(),
             setup,
         }
     }
@@ -83,7 +90,7 @@ impl Browser {
         let mut m = Message::new();
         m.new_transaction_id().unwrap();
         m.write_header();
-        let crypto = self.identity.provider.crypto();
+        let crypto = self.provider.crypto();
         let username = TextAttribute::new(ATTR_USERNAME, user.into());
         let integrity =
             MessageIntegrity::new_short_term_integrity_with_provider(pwd.into(), crypto);
@@ -104,7 +111,7 @@ impl Browser {
 
     fn keys(&mut self) {
         let state = self.ep.get_connection_state(edge_addr()).unwrap();
-        self.srtp = Some(srtp_contexts(state, &*self.identity.provider).unwrap());
+        self.srtp = Some(srtp_contexts(state, &*self.provider).unwrap());
     }
 }
 
@@ -170,7 +177,7 @@ fn connected(setup: Setup) -> (Leg, Browser, Instant) {
     let mut m = Message::new();
     m.unmarshal_binary(&answer).unwrap();
     assert_eq!(m.typ, BINDING_SUCCESS);
-    MessageIntegrity::check(&mut m, local().pwd.as_bytes(), b.identity.provider.crypto()).unwrap();
+    MessageIntegrity::check(&mut m, local().pwd.as_bytes(), b.provider.crypto()).unwrap();
     let mut mapped = XorMappedAddress::default();
     mapped
         .get_from_as(&m, rtc_stun::attributes::ATTR_XORMAPPED_ADDRESS)
