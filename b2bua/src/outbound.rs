@@ -25,15 +25,6 @@ pub(crate) enum Caller {
     Replied,
 }
 
-/// The user part of a `From`/`To` header value's URI.
-fn uri_user(value: &str) -> &str {
-    message::uri_of(value)
-        .split_once(':')
-        .map(|(_, r)| r)
-        .and_then(|r| r.split_once('@').map(|(u, _)| u))
-        .unwrap_or("")
-}
-
 /// Whether a new INVITE from a source that is no trunk may be an agent's (it
 /// came over a WebSocket, carries Proxy-Authorization, or names an agent with a
 /// password in From): it then gets a digest challenge, not the strangers' 403.
@@ -42,7 +33,7 @@ pub(crate) fn maybe_agent(snap: &control::Snapshot, req: &Request, flow: Flow) -
         || req.headers.iter().any(|h| match h {
             Header::ProxyAuthorization(_) => true,
             Header::From(f) => snap
-                .agent(uri_user(f.value()))
+                .agent(message::user_of(f.value()))
                 .is_some_and(|a| a.password.is_some()),
             _ => false,
         })
@@ -59,7 +50,7 @@ impl B2bua {
             .headers
             .iter()
             .find_map(|h| match h {
-                Header::From(f) => Some(uri_user(f.value()).to_string()),
+                Header::From(f) => Some(message::user_of(f.value()).to_string()),
                 _ => None,
             })
             .unwrap_or_default();
@@ -75,14 +66,7 @@ impl B2bua {
         }
         // A browser signed in with its user's token: that user's agent.
         if let Some(user) = self.signed_in.get(&flow) {
-            let agent = self
-                .snap
-                .config
-                .agents
-                .iter()
-                .find(|a| a.id == *user || a.user.as_deref() == Some(user.as_str()))
-                .map(|a| a.id.clone());
-            return match agent {
+            return match self.agent_of_user(user) {
                 Some(id) => Caller::Agent(id),
                 None => {
                     info!(%user, "INVITE from a signed-in user who is no agent: 403");
@@ -91,7 +75,7 @@ impl B2bua {
                 }
             };
         }
-        if self.auth_blocked_at(ip, now) {
+        if self.auth_blocked(ip, now) {
             self.stats.auth_blocked += 1;
             self.reply(now, tx, req, 403, None);
             return Caller::Replied;
@@ -134,7 +118,7 @@ impl B2bua {
                 Caller::Replied
             }
             Verdict::Wrong => {
-                self.auth_failed_at(ip, now, &agent);
+                self.auth_failed(ip, now, &agent);
                 self.reply(now, tx, req, 403, None);
                 Caller::Replied
             }

@@ -194,15 +194,7 @@ impl B2bua {
     }
 
     /// A source over its failed-authentication budget is refused unchecked.
-    pub(crate) fn auth_blocked_at(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.auth_blocked(ip, now)
-    }
-
-    pub(crate) fn auth_failed_at(&mut self, ip: IpAddr, now: Instant, agent: &str) {
-        self.auth_failed(ip, now, agent)
-    }
-
-    fn auth_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
+    pub(crate) fn auth_blocked(&mut self, ip: IpAddr, now: Instant) -> bool {
         let Some(f) = self.registrar.failures.get_mut(&ip) else {
             return false;
         };
@@ -216,7 +208,7 @@ impl B2bua {
         }
     }
 
-    fn auth_failed(&mut self, ip: IpAddr, now: Instant, agent: &str) {
+    pub(crate) fn auth_failed(&mut self, ip: IpAddr, now: Instant, agent: &str) {
         self.stats.auth_failures += 1;
         let sip = &self.snap.config.sip;
         let (max, window) = (sip.auth_max_failures, sip.auth_block);
@@ -300,13 +292,7 @@ impl B2bua {
             Header::To(t) => Some(t.value().to_string()),
             _ => None,
         });
-        let agent_id = to
-            .as_deref()
-            .map(message::uri_of)
-            .and_then(|u| u.split_once(':').map(|(_, r)| r))
-            .and_then(|r| r.split_once('@').map(|(u, _)| u))
-            .unwrap_or("")
-            .to_string();
+        let agent_id = to.as_deref().map_or("", message::user_of).to_string();
         // A browser signed in with its user's token (`/ws/sip?token=`) registers
         // that user (a supervisor) or the agent linked to it without digest.
         let by_token = self.signed_in.get(&flow).is_some_and(|u| {
@@ -319,13 +305,7 @@ impl B2bua {
         // The console registers its user's name: the binding is the agent's when
         // an agent names that user.
         let agent_id = match self.signed_in.get(&flow).filter(|_| by_token) {
-            Some(u) => self
-                .snap
-                .config
-                .agents
-                .iter()
-                .find(|a| a.user.as_deref() == Some(u.as_str()))
-                .map_or(agent_id, |a| a.id.clone()),
+            Some(u) => self.agent_of_user(u).unwrap_or(agent_id),
             None => agent_id,
         };
         if !by_token {
@@ -466,6 +446,17 @@ impl B2bua {
             .collect();
         self.reply_with(now, tx, &req, 200, contacts);
         self.dispatch_queues(now);
+    }
+
+    /// The agent a signed-in user is: the one naming it as `[[agents]] user`, else
+    /// the agent whose id is the user's name.
+    pub(crate) fn agent_of_user(&self, user: &str) -> Option<String> {
+        let agents = &self.snap.config.agents;
+        agents
+            .iter()
+            .find(|a| a.user.as_deref() == Some(user))
+            .or_else(|| agents.iter().find(|a| a.id == user))
+            .map(|a| a.id.clone())
     }
 
     /// The SIP WebSocket `flow` was opened with `user`'s API token: REGISTERs on

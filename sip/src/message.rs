@@ -167,6 +167,16 @@ pub fn uri_of(value: &str) -> &str {
     }
 }
 
+/// The user part of the URI of a From/To/Contact value (`""` when it has none):
+/// an address of record's user, an agent id.
+pub fn user_of(value: &str) -> &str {
+    uri_of(value)
+        .split_once(':')
+        .map(|(_, r)| r)
+        .and_then(|r| r.split_once('@').map(|(u, _)| u))
+        .unwrap_or("")
+}
+
 /// The user part of a request's `sip:`/`sips:` Request-URI as written (a `;` the
 /// parser had to escape is given back as `;`). Read from the URI's text: `rsip`
 /// takes a user part containing `.` for a host name.
