@@ -41,6 +41,8 @@ pub enum RunError {
     },
     #[error("cannot draw the report: {0}")]
     Plot(String),
+    #[error("cannot make the DTLS certificate of the browsers: {0}")]
+    Certificate(String),
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +102,7 @@ fn due_at(rate: f64, ramp: Duration, n: u64) -> Duration {
     Duration::from_secs_f64(t.max(0.0))
 }
 
-struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     tty: bool,
     next: Instant,
@@ -356,7 +358,7 @@ pub struct AnswerArgs {
 }
 
 /// The clock, collector, progress line and RTP engine of a run.
-fn begin(
+pub(crate) fn begin(
     progress: bool,
     threads: usize,
     media_ip: IpAddr,

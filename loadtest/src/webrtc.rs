@@ -46,16 +46,98 @@ pub struct WebRtcAnswerArgs {
     pub media_threads: usize,
 }
 
-/// What every agent task shares.
-struct Shared {
-    engine: rtp::Engine,
-    collector: Arc<Collector>,
-    identity: Arc<Identity>,
-    tone: f64,
-    media_ip: IpAddr,
+/// What the browsers of a run share (`answer-webrtc` and `call-webrtc`): the RTP
+/// workers and collector, the DTLS certificate, their tone, and the calls counted.
+pub(crate) struct Browsers {
+    pub(crate) engine: rtp::Engine,
+    pub(crate) collector: Arc<Collector>,
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) tone: f64,
+    pub(crate) media_ip: IpAddr,
     next_call: AtomicU64,
-    active: AtomicU64,
-    finished: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) finished: AtomicU64,
+}
+
+impl Browsers {
+    /// The run's clock and its browsers.
+    pub(crate) fn start(
+        threads: usize,
+        media_ip: IpAddr,
+        tone: f64,
+    ) -> Result<(Instant, Browsers), RunError> {
+        let (start, collector, _, engine) = crate::run::begin(false, threads, media_ip)?;
+        let identity = Identity::generate().map_err(|e| RunError::Certificate(e.to_string()))?;
+        Ok((
+            start,
+            Browsers {
+                engine,
+                collector,
+                identity: Arc::new(identity),
+                tone,
+                media_ip,
+                next_call: AtomicU64::new(1),
+                active: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+            },
+        ))
+    }
+
+    /// A new call: its id, counted as started.
+    pub(crate) fn call_started(&self) -> u64 {
+        let active = self.active.fetch_add(1, Relaxed) + 1;
+        self.collector.call_started(Instant::now(), active);
+        self.next_call.fetch_add(1, Relaxed)
+    }
+
+    /// A browser's media for call `id` on `sock`: ICE as the controlling agent
+    /// towards `to` (the edge's candidate), DTLS as client (this side answered
+    /// `active`, or the edge answered `passive`), SRTP carrying the tone.
+    pub(crate) fn start_media(
+        &self,
+        id: u64,
+        sock: std::net::UdpSocket,
+        ice: IceCredentials,
+        edge: sip::sdp::WebRtcRemote,
+        to: SocketAddr,
+    ) {
+        let remote = RemoteParams {
+            ufrag: edge.ufrag,
+            pwd: edge.pwd,
+            fingerprint: edge.fingerprint,
+            setup: Setup::Passive,
+        };
+        let leg = Leg::controlling(
+            self.identity.clone(),
+            ice,
+            remote,
+            to,
+            Instant::now(),
+            Duration::from_secs(20),
+        );
+        let cfg = StreamConfig {
+            mode: Mode::Tone(self.tone),
+            dtmf: None,
+            dtmf_after: Duration::ZERO,
+        };
+        let ssrc = (crate::run::seed() as u32) | 1;
+        self.engine
+            .start_webrtc_stream(id, sock, Some(to), cfg, ssrc, Some(Box::new(leg)));
+    }
+
+    /// Call `id` ended with `status` (its stream, if it had one, stopped).
+    pub(crate) fn call_ended(&self, id: u64, status: u16, setup: Option<Duration>) {
+        self.engine.stop_stream(id);
+        self.active.fetch_sub(1, Relaxed);
+        self.finished.fetch_add(1, Relaxed);
+        self.collector
+            .call_finished(Instant::now(), status, false, setup, None);
+    }
+}
+
+/// What every agent task of `answer-webrtc` shares.
+struct Shared {
+    b: Browsers,
     registered: AtomicU64,
     failed_registrations: AtomicU64,
 }
@@ -119,7 +201,7 @@ a=candidate:1 1 udp 2130706431 {ip} {port} typ host\r\n",
 
 /// One agent: its socket, registration and calls, until the socket closes.
 async fn agent(user: String, password: String, url: String, host: String, sh: Arc<Shared>) {
-    let Some((ws, local)) = open_sip_ws(&url, sh.media_ip).await else {
+    let Some((ws, local)) = open_sip_ws(&url, sh.b.media_ip).await else {
         sh.failed_registrations.fetch_add(1, Relaxed);
         return;
     };
@@ -200,11 +282,7 @@ async fn agent(user: String, password: String, url: String, host: String, sh: Ar
                 Method::Ack => None,
                 Method::Bye => {
                     if let Some(id) = calls.remove(&head.call_id) {
-                        sh.engine.stop_stream(id);
-                        sh.active.fetch_sub(1, Relaxed);
-                        sh.finished.fetch_add(1, Relaxed);
-                        sh.collector
-                            .call_finished(Instant::now(), 200, false, None, None);
+                        sh.b.call_ended(id, 200, None);
                     }
                     Some(message::response(&req, 200, None, "loadtest").to_string())
                 }
@@ -218,7 +296,7 @@ async fn agent(user: String, password: String, url: String, host: String, sh: Ar
         }
     }
     for (_, id) in calls.drain() {
-        sh.engine.stop_stream(id);
+        sh.b.engine.stop_stream(id);
     }
 }
 
@@ -232,12 +310,11 @@ fn on_invite(
     sh: &Shared,
     calls: &mut HashMap<String, u64>,
 ) -> String {
-    let now = Instant::now();
     let offer = Sdp::parse(&req.body).ok();
     let remote = offer.as_ref().and_then(|s| s.webrtc().ok().flatten());
     let target = offer.as_ref().and_then(|s| s.audio_target().ok().flatten());
     let te = offer.as_ref().and_then(Sdp::telephone_event_pt);
-    let sock = std::net::UdpSocket::bind((sh.media_ip, 0))
+    let sock = std::net::UdpSocket::bind((sh.b.media_ip, 0))
         .and_then(|s| s.set_nonblocking(true).map(|_| s));
     let (Some(remote), Some(target), Ok(sock)) = (remote, target, sock) else {
         return message::response(req, 488, Some("lt"), "loadtest").to_string();
@@ -250,66 +327,21 @@ fn on_invite(
         pwd: token(24),
     };
     let body = browser_sdp(
-        sh.media_ip,
+        sh.b.media_ip,
         port,
         &ice,
-        sh.identity.fingerprint(),
+        sh.b.identity.fingerprint(),
         te,
         "active",
     );
-    // We answered `active`: the edge is the DTLS server, whatever it offered.
-    let leg = Leg::controlling(
-        sh.identity.clone(),
-        ice,
-        RemoteParams {
-            ufrag: remote.ufrag,
-            pwd: remote.pwd,
-            fingerprint: remote.fingerprint,
-            setup: Setup::Passive,
-        },
-        target,
-        now,
-        Duration::from_secs(20),
-    );
-    let id = sh.next_call.fetch_add(1, Relaxed);
-    let active = sh.active.fetch_add(1, Relaxed) + 1;
-    sh.collector.call_started(now, active);
-    let cfg = StreamConfig {
-        mode: Mode::Tone(sh.tone),
-        dtmf: None,
-        dtmf_after: Duration::ZERO,
-    };
-    sh.engine.start_webrtc_stream(
-        id,
-        sock,
-        Some(target),
-        cfg,
-        (crate::run::seed() as u32) | 1,
-        Some(Box::new(leg)),
-    );
+    let id = sh.b.call_started();
+    sh.b.start_media(id, sock, ice, remote, target);
     calls.insert(head.call_id.clone(), id);
     let mut ok = message::response(req, 200, Some("lt"), "loadtest");
     ok.headers
         .push(rsip::headers::Contact::new(format!("<sip:{user}@{local};transport=ws>")).into());
     ok.body = message::set_body(&mut ok.headers, body.as_bytes(), Some("application/sdp"));
     ok.to_string()
-}
-
-/// The clock, collector, RTP workers and DTLS certificate of a browsers' run.
-pub(crate) fn begin(
-    threads: usize,
-    media_ip: IpAddr,
-) -> Result<(Instant, Arc<Collector>, rtp::Engine, Arc<Identity>), RunError> {
-    let start = Instant::now();
-    let collector = Arc::new(Collector::new(start));
-    let engine =
-        rtp::Engine::start(threads, collector.clone()).map_err(|source| RunError::Bind {
-            what: "the RTP workers",
-            addr: SocketAddr::new(media_ip, 0),
-            source,
-        })?;
-    let identity = Arc::new(Identity::generate().map_err(|e| RunError::Plot(e.to_string()))?);
-    Ok((start, collector, engine, identity))
 }
 
 /// A SIP WebSocket to `url` (subprotocol `sip`) and its local address.
@@ -336,17 +368,11 @@ pub(crate) async fn open_sip_ws(
 
 /// Run `loadtest answer-webrtc` until `calls` ended or Ctrl-C / SIGTERM.
 pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collector>), RunError> {
-    let (start, collector, engine, identity) = begin(a.media_threads, a.media_ip)?;
+    let (start, b) = Browsers::start(a.media_threads, a.media_ip, a.tone)?;
+    let collector = b.collector.clone();
     let host = host_of(&a.url);
     let sh = Arc::new(Shared {
-        engine,
-        collector: collector.clone(),
-        identity,
-        tone: a.tone,
-        media_ip: a.media_ip,
-        next_call: AtomicU64::new(1),
-        active: AtomicU64::new(0),
-        finished: AtomicU64::new(0),
+        b,
         registered: AtomicU64::new(0),
         failed_registrations: AtomicU64::new(0),
     });
@@ -368,7 +394,7 @@ pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collec
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut last = Instant::now();
     loop {
-        if a.calls.is_some_and(|n| sh.finished.load(Relaxed) >= n) {
+        if a.calls.is_some_and(|n| sh.b.finished.load(Relaxed) >= n) {
             break;
         }
         if a.progress && last.elapsed() >= Duration::from_secs(1) {
@@ -377,8 +403,8 @@ pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collec
                 "answer-webrtc: {} registered ({} failed), {} calls up, {} ended",
                 sh.registered.load(Relaxed),
                 sh.failed_registrations.load(Relaxed),
-                sh.active.load(Relaxed),
-                sh.finished.load(Relaxed)
+                sh.b.active.load(Relaxed),
+                sh.b.finished.load(Relaxed)
             );
         }
         tokio::select! {
@@ -387,7 +413,7 @@ pub async fn run_answer_webrtc(a: WebRtcAnswerArgs) -> Result<(Value, Arc<Collec
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
         }
     }
-    sh.engine.shutdown();
+    sh.b.engine.shutdown();
     let config = json!({
         "url": a.url, "agents": a.count, "first": a.first, "tone_hz": a.tone,
         "registered": sh.registered.load(Relaxed),

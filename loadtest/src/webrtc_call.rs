@@ -7,11 +7,10 @@
 //! BYE. The media is the edge's own `media::webrtc::Leg` in its controlling mode.
 
 use crate::collector::Collector;
-use crate::rtp::{self, Mode, StreamConfig};
 use crate::run::RunError;
-use crate::webrtc::browser_sdp;
+use crate::webrtc::{browser_sdp, Browsers};
 use futures_util::{SinkExt, StreamExt};
-use media::webrtc::{IceCredentials, Identity, Leg, RemoteParams, Setup};
+use media::webrtc::IceCredentials;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, SipMessage};
 use serde_json::{json, Value};
@@ -19,7 +18,7 @@ use sip::message;
 use sip::sdp::Sdp;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -43,17 +42,11 @@ pub struct WebRtcCallArgs {
     pub media_threads: usize,
 }
 
+/// What every agent task of `call-webrtc` shares.
 struct Shared {
-    engine: rtp::Engine,
-    collector: Arc<Collector>,
-    identity: Arc<Identity>,
-    tone: f64,
-    media_ip: IpAddr,
+    b: Browsers,
     duration: Duration,
     to: String,
-    next: AtomicU64,
-    active: AtomicU64,
-    finished: AtomicU64,
 }
 
 /// One call of an agent, from its INVITE to its BYE's answer.
@@ -108,7 +101,7 @@ async fn agent(
     mut cmds: mpsc::Receiver<Cmd>,
     me: mpsc::Sender<Cmd>,
 ) {
-    let Some((ws, local)) = crate::webrtc::open_sip_ws(&url, sh.media_ip).await else {
+    let Some((ws, local)) = crate::webrtc::open_sip_ws(&url, sh.b.media_ip).await else {
         return;
     };
     let (mut tx, mut rx) = ws.split();
@@ -117,26 +110,18 @@ async fn agent(
     let to = format!("<{ruri}>");
     let contact = format!("Contact: <sip:{user}@{local};transport=ws>\r\n");
     let mut calls: HashMap<String, Call> = HashMap::new();
-    let fail = |sh: &Shared, c: &Call, code: u16| {
-        sh.active.fetch_sub(1, Relaxed);
-        sh.finished.fetch_add(1, Relaxed);
-        sh.collector
-            .call_finished(Instant::now(), code, false, Some(c.started.elapsed()), None);
-    };
     loop {
         let out: Vec<String> = tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => break,
                 Some(Cmd::Place) => {
-                    let id = sh.next.fetch_add(1, Relaxed);
-                    let Ok(sock) = std::net::UdpSocket::bind((sh.media_ip, 0)).and_then(|s| s.set_nonblocking(true).map(|_| s)) else { continue };
+                    let Ok(sock) = std::net::UdpSocket::bind((sh.b.media_ip, 0)).and_then(|s| s.set_nonblocking(true).map(|_| s)) else { continue };
                     let Ok(port) = sock.local_addr().map(|a| a.port()) else { continue };
                     let ice = IceCredentials { ufrag: crate::webrtc::token(8), pwd: crate::webrtc::token(24) };
-                    let body = browser_sdp(sh.media_ip, port, &ice, sh.identity.fingerprint(), Some(101), "actpass");
+                    let body = browser_sdp(sh.b.media_ip, port, &ice, sh.b.identity.fingerprint(), Some(101), "actpass");
+                    let id = sh.b.call_started();
                     let call_id = format!("lt-{user}-{id}");
                     let c = Call { id, cseq: 1, tag: format!("t{id}"), sock: Some(sock), ice, body, started: Instant::now(), target: None };
-                    let active = sh.active.fetch_add(1, Relaxed) + 1;
-                    sh.collector.call_started(Instant::now(), active);
                     let inv = request("INVITE", &ruri, local, &format!("{call_id}-1"), (&format!("{from};tag={}", c.tag), &to, &call_id), 1, (&contact, &c.body));
                     calls.insert(call_id, c);
                     vec![inv]
@@ -175,7 +160,7 @@ async fn agent(
                                     _ => None,
                                 });
                                 let ack = request("ACK", &ruri, local, &format!("{}-1", head.call_id), (&format!("{from};tag={}", c.tag), &to_hdr, &head.call_id), 1, ("", ""));
-                                let Some(ch) = challenge else { fail(&sh, c, 407); calls.remove(&head.call_id); continue };
+                                let Some(ch) = challenge else { sh.b.call_ended(c.id, 407, Some(c.started.elapsed())); calls.remove(&head.call_id); continue };
                                 let resp = sip::digest::response(ch.algorithm, &user, &ch.realm, &password, "INVITE", &ruri, &ch.nonce, Some(("00000001", "lt")));
                                 let auth = format!(
                                     "Proxy-Authorization: Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{ruri}\", response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"lt\"\r\n",
@@ -194,10 +179,7 @@ async fn agent(
                                     let remote = answer.as_ref().and_then(|s| s.webrtc().ok().flatten());
                                     let addr = answer.as_ref().and_then(|s| s.audio_target().ok().flatten());
                                     if let (Some(remote), Some(addr), Some(sock)) = (remote, addr, c.sock.take()) {
-                                        // The edge answered `passive`: this side is the DTLS client.
-                                        let leg = Leg::controlling(sh.identity.clone(), c.ice.clone(), RemoteParams { ufrag: remote.ufrag, pwd: remote.pwd, fingerprint: remote.fingerprint, setup: Setup::Passive }, addr, Instant::now(), Duration::from_secs(20));
-                                        let cfg = StreamConfig { mode: Mode::Tone(sh.tone), dtmf: None, dtmf_after: Duration::ZERO };
-                                        sh.engine.start_webrtc_stream(c.id, sock, Some(addr), cfg, (crate::run::seed() as u32) | 1, Some(Box::new(leg)));
+                                        sh.b.start_media(c.id, sock, c.ice.clone(), remote, addr);
                                     }
                                     let (me, call_id, hold) = (me.clone(), head.call_id.clone(), sh.duration);
                                     tokio::spawn(async move { tokio::time::sleep(hold).await; let _ = me.send(Cmd::Bye(call_id)).await; });
@@ -206,15 +188,12 @@ async fn agent(
                             }
                             (Method::Invite, code) => {
                                 let ack = request("ACK", &ruri, local, &format!("{}-{}", head.call_id, c.cseq), (&format!("{from};tag={}", c.tag), &to_hdr, &head.call_id), c.cseq, ("", ""));
-                                fail(&sh, c, code);
+                                sh.b.call_ended(c.id, code, Some(c.started.elapsed()));
                                 calls.remove(&head.call_id);
                                 vec![ack]
                             }
                             (Method::Bye, 200..=699) => {
-                                sh.engine.stop_stream(c.id);
-                                sh.active.fetch_sub(1, Relaxed);
-                                sh.finished.fetch_add(1, Relaxed);
-                                sh.collector.call_finished(Instant::now(), 200, false, Some(c.started.elapsed()), None);
+                                sh.b.call_ended(c.id, 200, Some(c.started.elapsed()));
                                 calls.remove(&head.call_id);
                                 vec![]
                             }
@@ -234,19 +213,13 @@ async fn agent(
 
 /// Run `loadtest call-webrtc`: place `calls` at `rate`, wait for them to end.
 pub async fn run_call_webrtc(a: WebRtcCallArgs) -> Result<(Value, Arc<Collector>), RunError> {
-    let (start, collector, engine, identity) = crate::webrtc::begin(a.media_threads, a.media_ip)?;
+    let (start, b) = Browsers::start(a.media_threads, a.media_ip, a.tone)?;
+    let collector = b.collector.clone();
     let host = crate::webrtc::host_of(&a.url);
     let sh = Arc::new(Shared {
-        engine,
-        collector: collector.clone(),
-        identity,
-        tone: a.tone,
-        media_ip: a.media_ip,
+        b,
         duration: a.duration,
         to: a.to.clone(),
-        next: AtomicU64::new(1),
-        active: AtomicU64::new(0),
-        finished: AtomicU64::new(0),
     });
     let mut agents = Vec::new();
     for i in 0..a.count.max(1) {
@@ -276,18 +249,18 @@ pub async fn run_call_webrtc(a: WebRtcCallArgs) -> Result<(Value, Arc<Collector>
         tokio::time::sleep_until(next).await;
     }
     let deadline = Instant::now() + a.duration + Duration::from_secs(30);
-    while sh.finished.load(Relaxed) < a.calls && Instant::now() < deadline {
+    while sh.b.finished.load(Relaxed) < a.calls && Instant::now() < deadline {
         if a.progress {
             eprintln!(
                 "call-webrtc: {} up, {} ended",
-                sh.active.load(Relaxed),
-                sh.finished.load(Relaxed)
+                sh.b.active.load(Relaxed),
+                sh.b.finished.load(Relaxed)
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(agents);
-    sh.engine.shutdown();
+    sh.b.engine.shutdown();
     let config = json!({
         "url": a.url, "agents": a.count, "to": a.to, "rate": a.rate, "calls": a.calls,
         "duration_s": a.duration.as_secs_f64(), "tone_hz": a.tone,
