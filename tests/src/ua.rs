@@ -152,6 +152,20 @@ impl Uac {
         self.sock.local_addr().unwrap()
     }
 
+    /// A caller dialling `number` from another thread (the answer waits on
+    /// something the test does meanwhile): its phone and final status.
+    pub fn call_in_background(
+        edge: SocketAddr,
+        number: &str,
+    ) -> std::thread::JoinHandle<(Uac, u16)> {
+        let number = number.to_string();
+        std::thread::spawn(move || {
+            let mut c = Uac::new(edge);
+            let code = c.call(&number);
+            (c, code)
+        })
+    }
+
     /// INVITE `number`; wait for the final response (ACKing a 2xx). Returns its code.
     pub fn call(&mut self, number: &str) -> u16 {
         let body = sdp(self.rtp.local_addr().unwrap().port());

@@ -127,15 +127,6 @@ Supported: path,gruu,outbound\r\nUser-Agent: JsSIP-like test\r\nContent-Length: 
     }
 }
 
-/// A customer calls the queue from another thread: its phone and final status.
-fn call_in_background(sip: SocketAddr) -> std::thread::JoinHandle<(Uac, u16)> {
-    std::thread::spawn(move || {
-        let mut c = Uac::new(sip);
-        let code = c.call("5000");
-        (c, code)
-    })
-}
-
 #[test]
 fn a_browser_phone_registers_over_websocket_and_takes_a_queue_call_on_its_socket() {
     let edge = Edge::start_with(EXTRA);
@@ -146,7 +137,7 @@ fn a_browser_phone_registers_over_websocket_and_takes_a_queue_call_on_its_socket
     assert_eq!(regs[0]["transport"], "WS", "{regs:?}");
     assert_eq!(edge.metric("edge_sip_ws_connections"), 1.0);
 
-    let caller = call_in_background(edge.sip);
+    let caller = Uac::call_in_background(edge.sip, "5000");
     let invite = phone.expect("INVITE");
     assert!(
         // (URI parameter values compare case-insensitively, RFC 3261 §19.1.4.)
@@ -369,7 +360,7 @@ fn a_browser_that_never_completes_ice_and_dtls_ends_its_call_and_returns_the_por
     let edge = Edge::start_tables("", "webrtc_timeout = \"2s\"", "", EXTRA);
     let mut phone = open(edge.http, Some("sip")).expect("the sip subprotocol is accepted");
     phone.sign_in(edge.http);
-    let caller = call_in_background(edge.sip);
+    let caller = Uac::call_in_background(edge.sip, "5000");
     let invite = phone.expect("INVITE");
     // The edge offers a browser WebRTC: ICE-lite, its fingerprint, actpass.
     for want in [

@@ -263,18 +263,23 @@ fn recorded_queue_with_hold_audio(dir: &Path) -> String {
     )
 }
 
+/// The customer's tone peer: 440 Hz to the edge from the customer's RTP socket.
+fn customer_tone(cust: &Uac) -> TonePeer {
+    TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC0FFEE,
+    )
+}
+
 /// A customer on plain RTP calls the queue; the browser agent answers. The
 /// customer's phone and its 440 Hz tone peer.
 fn customer_calls(edge: &Edge, agent: &mut Phone) -> (Uac, TonePeer) {
     let mut cust = Uac::new(edge.sip);
     assert_eq!(cust.call("5000"), 200, "edge log:\n{}", edge.log_text());
     agent.expect("confirmed", 10, edge);
-    let c = TonePeer::start(
-        cust.rtp.try_clone().unwrap(),
-        cust.remote_rtp.unwrap(),
-        440.0,
-        0xC0FFEE,
-    );
+    let c = customer_tone(&cust);
     (cust, c)
 }
 
@@ -633,12 +638,7 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     agent.command("state ready", &edge);
     assert!(wait_until(5, || wendy()["state"] == "ready"), "{}", wendy());
 
-    let sip = edge.sip;
-    let caller = std::thread::spawn(move || {
-        let mut c = Uac::new(sip);
-        let code = c.call("5000");
-        (c, code)
-    });
+    let caller = Uac::call_in_background(edge.sip, "5000");
     let incoming = agent.expect("incoming", 15, &edge);
     assert!(
         incoming["who"].as_str().unwrap().contains("caller"),
@@ -648,12 +648,7 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     agent.expect("confirmed", 15, &edge);
     let (mut cust, code) = caller.join().unwrap();
     assert_eq!(code, 200);
-    let c = TonePeer::start(
-        cust.rtp.try_clone().unwrap(),
-        cust.remote_rtp.unwrap(),
-        440.0,
-        0xC0FFEE,
-    );
+    let c = customer_tone(&cust);
     agent.assert_hears(440, true, &edge);
     assert!(
         wait_until(15, || c.hears(1100.0, 500)),
@@ -727,22 +722,12 @@ fn a_browser_agent_hears_the_queue_announcement_before_the_customer() {
     let mut agent = Phone::agent(&ws, tmp.path(), &[440, 2300]);
     agent.expect("registered", 30, &edge);
     // The customer is answered only after the announcement: call in a thread.
-    let sip = edge.sip;
-    let caller = std::thread::spawn(move || {
-        let mut c = Uac::new(sip);
-        let code = c.call("5000");
-        (c, code)
-    });
+    let caller = Uac::call_in_background(edge.sip, "5000");
     agent.expect("confirmed", 15, &edge);
     agent.assert_hears(2300, true, &edge);
     let (cust, code) = caller.join().unwrap();
     assert_eq!(code, 200);
-    let c = TonePeer::start(
-        cust.rtp.try_clone().unwrap(),
-        cust.remote_rtp.unwrap(),
-        440.0,
-        0xC0FFEE,
-    );
+    let c = customer_tone(&cust);
     agent.assert_hears(440, true, &edge);
     agent.assert_hears(2300, false, &edge);
     assert!(
