@@ -363,7 +363,6 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     };
     let secure = match https {
         Some((l, acceptor)) => {
-            let limits = api::serve::HttpLimits { ..limits };
             let server = api::serve::serve(
                 l,
                 Some(acceptor),

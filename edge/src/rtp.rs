@@ -449,9 +449,7 @@ impl Handler for RelayWorker {
                 return;
             }
             let inbound = leg.on_datagram(now, src, &buf[..len]);
-            while let Some((to, out)) = leg.poll_transmit() {
-                let _ = call.sockets[i].send_to(&out, to);
-            }
+            send_transmits(leg, Some(&call.sockets[i]));
             if let Some(t) = leg.poll_timeout() {
                 self.next_webrtc = Some(self.next_webrtc.map_or(t, |n| n.min(t)));
             }
@@ -620,9 +618,7 @@ impl RelayWorker {
                 if let Some(leg) = call.media.webrtc(side) {
                     leg.set_remote(now, remote);
                     let i = Socket { side, rtcp: false }.index();
-                    while let Some((to, out)) = leg.poll_transmit() {
-                        let _ = call.sockets[i].send_to(&out, to);
-                    }
+                    send_transmits(leg, Some(&call.sockets[i]));
                 } else {
                     tracing::debug!(call = %call.call, ?side, "browser parameters for a plain leg: ignored");
                 }
@@ -641,9 +637,7 @@ impl RelayWorker {
                 let sock = call.monitors.iter().find(|m| m.id == monitor);
                 if let (Some(leg), Some(m)) = (call.media.monitor_webrtc(monitor), sock) {
                     leg.set_remote(now, remote);
-                    while let Some((to, out)) = leg.poll_transmit() {
-                        let _ = m.sockets[0].send_to(&out, to);
-                    }
+                    send_transmits(leg, Some(&m.sockets[0]));
                 }
             }
             _ => {}
@@ -671,11 +665,7 @@ impl RelayWorker {
                             monitors.iter().find(|x| x.id == m).map(|x| &x.sockets[0])
                         }
                     };
-                    while let Some((to, pkt)) = leg.poll_transmit() {
-                        if let Some(sock) = sock {
-                            let _ = sock.send_to(&pkt, to);
-                        }
-                    }
+                    send_transmits(leg, sock);
                 }
                 if let Some(t) = leg.poll_timeout() {
                     next = next.min(t);
@@ -685,6 +675,16 @@ impl RelayWorker {
             any
         });
         self.next_webrtc = (!self.webrtc_slots.is_empty()).then_some(next);
+    }
+}
+
+/// Send what a browser leg has to send (STUN answers, DTLS records) out of its
+/// socket; with no socket (its supervisor left) it is dropped.
+fn send_transmits(leg: &mut Leg, sock: Option<&UdpSocket>) {
+    while let Some((to, pkt)) = leg.poll_transmit() {
+        if let Some(sock) = sock {
+            let _ = sock.send_to(&pkt, to);
+        }
     }
 }
 
@@ -732,9 +732,7 @@ fn on_monitor_datagram(
     if let Some(leg) = call.media.monitor_webrtc(id) {
         // A supervisor in a browser: STUN, DTLS and SRTP on the one port.
         let inbound = leg.on_datagram(now, src, &buf[..len]);
-        while let Some((to, out)) = leg.poll_transmit() {
-            let _ = m.sockets[0].send_to(&out, to);
-        }
+        send_transmits(leg, Some(&m.sockets[0]));
         match inbound {
             Inbound::Rtp(plain) if plain.len() <= buf.len() => {
                 buf[..plain.len()].copy_from_slice(&plain);

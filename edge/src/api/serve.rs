@@ -27,6 +27,7 @@ pub struct Peer {
     pub secure: bool,
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     pub header_timeout: Duration,
     pub max_connections: u64,
