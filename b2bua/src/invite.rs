@@ -97,12 +97,13 @@ impl B2bua {
             },
             r => r,
         };
-        let a_sdp = if is_sdp(&req.headers, &req.body) {
+        // The offer, and what it says of a browser's transport (read once).
+        let (a_sdp, a_webrtc) = if is_sdp(&req.headers, &req.body) {
             match Sdp::parse(&req.body)
                 .and_then(|s| s.audio_target().map(|_| s))
-                .and_then(|s| s.webrtc().map(|_| s))
+                .and_then(|s| s.webrtc().map(|w| (s, w)))
             {
-                Ok(s) if s.webrtc().is_ok_and(|w| w.is_some()) && !s.has_g711() => {
+                Ok((s, Some(_))) if !s.has_g711() => {
                     // A browser that offers no G.711: the edge does not transcode.
                     info!(call_id = %head.call_id, "WebRTC offer without PCMU/PCMA: 488");
                     let w = rsip::headers::Warning::new(
@@ -111,7 +112,7 @@ impl B2bua {
                     .into();
                     return self.reply_with(now, tx, &req, 488, vec![w]);
                 }
-                Ok(s) => Some(s),
+                Ok((s, w)) => (Some(s), w),
                 Err(e) => {
                     info!(call_id = %head.call_id, error = %e, "unusable SDP offer: 488");
                     let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
@@ -122,7 +123,7 @@ impl B2bua {
             let h = rsip::headers::Accept::new("application/sdp").into();
             return self.reply_with(now, tx, &req, 415, vec![h]);
         } else {
-            None
+            (None, None)
         };
         let a_te = a_sdp.as_ref().and_then(|s| s.telephone_event_pt());
         let Some((a_port, b_port)) = self.allocate_ports() else {
@@ -202,7 +203,6 @@ impl B2bua {
             .a_sdp
             .as_ref()
             .and_then(|s| s.audio_target().ok().flatten());
-        let a_webrtc = call.a_sdp.as_ref().and_then(|s| s.webrtc().ok().flatten());
         self.calls.insert(call);
         if let Some(agent) = &dialler {
             // An agent on its own call is offered nothing else until it ends.
