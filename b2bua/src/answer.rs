@@ -54,6 +54,11 @@ impl B2bua {
             ClientRole::Refresh(side, invite) => {
                 self.on_refresh_response(now, id, side, invite, resp, head)
             }
+            ClientRole::Notify => {
+                if code >= 300 {
+                    debug!(code, "the transferor refused a NOTIFY");
+                }
+            }
         }
     }
 
@@ -278,6 +283,11 @@ impl B2bua {
             send_cancel(&mut self.ep, &mut self.index, c, tx, now);
             return;
         }
+        if c.transfer.is_some() {
+            // A transfer's target rings: the transferor hears of it; the customer
+            // keeps its hold audio (no early media from the target).
+            return self.notify_transferor(now, id, code, false);
+        }
         c.state = CallState::Early;
         let sdp = if is_sdp(&resp.headers, &resp.body) {
             Sdp::parse(&resp.body).ok()
@@ -343,12 +353,15 @@ impl B2bua {
             None
         };
         let agent = b.agent.clone();
-        if c.a_sdp.is_some() {
+        if c.a_sdp.is_some() || c.transfer.is_some() {
             // Normal offer/answer: ACK B at once.
             ack_2xx(&mut self.ep, &b.dialog, head.cseq, None, &user_agent);
         } else {
             // Late offer: B's 2xx holds the offer, A's ACK will hold the answer.
             c.b_ack_waits_for_a = Some((head.cseq, Side::B));
+        }
+        if c.transfer.is_some() {
+            return self.transfer_answer(now, id, sdp);
         }
         let Some(sdp) = sdp else {
             warn!(call = %c.public_id, "callee answered without SDP: ending call");
@@ -469,6 +482,15 @@ impl B2bua {
 
     /// The current B attempt failed with `code`: try the next agent, or fail the call.
     pub(crate) fn fail_attempt(&mut self, now: Instant, id: CallId, code: u16) {
+        let transfer = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.transfer.as_ref())
+            .map(|t| t.queued);
+        if transfer == Some(false) {
+            return self.transfer_failed(now, id, code);
+        }
+        let queued_transfer = transfer == Some(true);
         self.cancel_forks(now, id);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -483,9 +505,11 @@ impl B2bua {
             }
         }
         match (&c.route, agent) {
-            (Route::Queue { name }, Some(agent)) if c.a_tx.is_some() => {
+            (Route::Queue { name }, Some(agent)) if c.a_tx.is_some() || queued_transfer => {
                 let queue = name.clone();
-                c.state = CallState::Queued;
+                if !queued_transfer {
+                    c.state = CallState::Queued;
+                }
                 c.agent = None;
                 self.acd.enqueue(id);
                 // 480 (the ring timeout, or the phone's own) and 408: it rang out.

@@ -155,6 +155,10 @@ pub struct Call {
     pub webrtc: [Option<media::webrtc::IceCredentials>; 2],
     /// The agent who placed this call (dialling out): busy until it ends.
     pub dialler: Option<String>,
+    /// A blind transfer under way.
+    pub transfer: Option<crate::transfer::Transfer>,
+    /// The call's transfers (for the API's call events).
+    pub transfers: Vec<crate::TransferEvent>,
 }
 
 /// A call the edge answered because its queue was closed.

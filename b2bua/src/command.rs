@@ -44,6 +44,13 @@ pub enum CallCommand {
         side: Side,
         held: bool,
     },
+    /// Blind transfer to `to` (`1002`, `queue:sales`, `sip:…`). `by_agent`: the
+    /// asking user's agent when it is an agent (its own calls only).
+    Transfer {
+        call: String,
+        to: String,
+        by_agent: Option<String>,
+    },
 }
 
 /// What a successful command gives back.
@@ -86,6 +93,9 @@ impl B2bua {
             }
             CallCommand::Dtmf { call, digits, to } => done(self.send_dtmf(&call, &digits, to)),
             CallCommand::Hold { call, side, held } => done(self.hold(&call, side, held)),
+            CallCommand::Transfer { call, to, by_agent } => {
+                done(self.transfer_command(now, &call, &to, by_agent.as_deref()))
+            }
         }
     }
 

@@ -110,6 +110,7 @@ impl B2bua {
                 self.reply_with(now, tx, &req, 200, vec![allow]);
             }
             Method::Info => self.relay_request(now, id, side, tx, req),
+            Method::Refer => self.on_refer(now, id, side, tx, req, head.cseq),
             Method::Update => self.on_update(now, id, side, tx, req),
             _ => {
                 let allow = rsip::headers::Allow::new(message::ALLOW).into();
@@ -129,6 +130,11 @@ impl B2bua {
     ) {
         let user_agent = self.snap.config.sip.user_agent.clone();
         let c = self.calls.get_mut(&id).expect("checked");
+        if c.transfer.is_some() {
+            // The other side is changing hands: ask again once it is settled.
+            let h = rsip::headers::RetryAfter::new("1").into();
+            return self.reply_with(now, tx, &req, 491, vec![h]);
+        }
         let established = c.is_established();
         let Some(d) = c.dialog_mut(side.other()).filter(|_| established) else {
             return self.reply(now, tx, &req, 481, None);

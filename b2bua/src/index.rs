@@ -30,6 +30,8 @@ pub(crate) enum ClientRole {
     Ending,
     /// A session refresh the edge sent on a leg (`true`: a re-INVITE, else UPDATE).
     Refresh(Side, bool),
+    /// A transfer's NOTIFY to the transferor (its answer changes nothing).
+    Notify,
 }
 
 /// What a client transaction towards a supervisor's phone is.
@@ -67,6 +69,8 @@ impl ClientTx {
 pub(crate) enum DialogOwner {
     Call(CallId, Side),
     Monitor(MonitorId),
+    /// The agent's leg of a call being transferred, aside until the target answers.
+    Transferor(CallId),
 }
 
 /// A dialog as the edge keys it: Call-ID and the edge's own tag.

@@ -192,6 +192,8 @@ impl B2bua {
             deflected,
             webrtc: [None, None],
             dialler: dialler.clone(),
+            transfer: None,
+            transfers: Vec::new(),
         };
         self.stats.started += 1;
         self.index.add_dialog(
@@ -378,23 +380,42 @@ impl B2bua {
         // A browser (SIP over WebSocket) gets WebRTC media: ICE-lite and DTLS-SRTP
         // on the B port. One set of credentials serves an attempt's forks.
         let browser = flow.transport.is_websocket();
-        let had = c.webrtc[Side::B as usize].is_some();
-        if browser && (!fork || !had) {
-            self.make_webrtc(id, Side::B, None);
-        } else if !browser && !fork && had {
-            self.plain_rtp(id, Side::B);
+        let transferring = c.transfer.is_some();
+        if let Some(t) = c.transfer.as_mut() {
+            // A transfer's target: the transferor keeps side B's media until the
+            // target answers, so a browser target's credentials wait here.
+            if browser && (!fork || t.target_webrtc.is_none()) {
+                let ice = self.new_ice_credentials();
+                let c = self.calls.get_mut(&id).expect("present");
+                c.transfer.as_mut().expect("checked").target_webrtc = Some(ice);
+            } else if !browser && !fork {
+                t.target_webrtc = None;
+            }
+        } else {
+            let had = c.webrtc[Side::B as usize].is_some();
+            if browser && (!fork || !had) {
+                self.make_webrtc(id, Side::B, None);
+            } else if !browser && !fork && had {
+                self.plain_rtp(id, Side::B);
+            }
         }
         let c = self.calls.get_mut(&id).expect("present");
         let fingerprint = self.webrtc_fingerprint.as_deref().filter(|_| browser);
-        let body = c.a_sdp.as_ref().map(|s| {
-            c.sdp_towards(
-                Side::B,
-                s,
-                self.snap.config.media.address,
-                fingerprint,
-                true,
-            )
-        });
+        let addr = self.snap.config.media.address;
+        let body = if transferring {
+            // What the customer agreed to, from the edge's B port.
+            let ice = c
+                .transfer
+                .as_ref()
+                .and_then(|t| t.target_webrtc.as_ref())
+                .filter(|_| browser);
+            c.transfer_offer()
+                .map(|s| crate::sdp_for(&s, addr, c.b_port, ice, fingerprint, true))
+        } else {
+            c.a_sdp
+                .as_ref()
+                .map(|s| c.sdp_towards(Side::B, s, addr, fingerprint, true))
+        };
         let mut req = dialog.request(
             Method::Invite,
             body.as_deref().map(|b| (b.as_bytes(), "application/sdp")),
@@ -441,21 +462,27 @@ impl B2bua {
                 c.stale.push(old);
             }
             c.b = Some(leg);
-            c.state = CallState::Calling;
+            if !transferring {
+                c.state = CallState::Calling;
+            }
         }
         debug!(call = %c.public_id, %uri, agent = ?agent_for_log, attempt, fork, "calling callee");
         c.client_txs.push(tx);
         self.index.add_client(tx, id, ClientRole::Initial(attempt));
         self.index
             .add_dialog((call_id, tag), DialogOwner::Call(id, Side::B));
-        self.outputs.push_back(Output::Media(
-            id,
-            Command::Remote {
-                side: Side::B,
-                addr: None,
-            },
-        ));
+        if !transferring {
+            // (A transferor stays latched on side B until its target answers.)
+            self.outputs.push_back(Output::Media(
+                id,
+                Command::Remote {
+                    side: Side::B,
+                    addr: None,
+                },
+            ));
+        }
         let deadline = match &c.route {
+            _ if transferring => Timer::Ring(id, attempt),
             Route::Queue { .. } => Timer::Ring(id, attempt),
             Route::Static { .. } => Timer::NoAnswer(id, attempt),
         };
@@ -474,7 +501,13 @@ impl B2bua {
             let Some(c) = self.calls.get(&id) else {
                 continue;
             };
-            if c.state != CallState::Queued || c.a_tx.is_none() {
+            // A caller waiting for its answer, or an answered call transferred to
+            // the queue (no leg ringing for it yet).
+            let transferred = c
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.queued && c.b.is_none() && c.state != CallState::Ending);
+            if !transferred && (c.state != CallState::Queued || c.a_tx.is_none()) {
                 continue;
             }
             let Route::Queue { name } = &c.route else {

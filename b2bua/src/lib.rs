@@ -46,6 +46,7 @@ mod teardown;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod transfer;
 use timers::TimerTable;
 
 pub use acd::{Choice, Presence};
@@ -77,6 +78,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
+pub use transfer::{TransferBy, TransferEvent};
 
 /// How long a static-route callee may ring before the edge gives up (like a proxy's
 /// timer C).
@@ -194,6 +196,10 @@ pub struct CallStats {
     /// forward), and voicemails recorded.
     pub after_hours: HashMap<&'static str, u64>,
     pub voicemails: u64,
+    /// Blind transfers by outcome (`completed`, `queued`, `recalled`,
+    /// `requeued`, `failed`, `abandoned`), and by who asked (`refer`, `api`).
+    pub transfers: HashMap<&'static str, u64>,
+    pub transfers_by: HashMap<&'static str, u64>,
 }
 
 /// A call as listed by the API.
@@ -218,6 +224,8 @@ pub struct CallInfo {
     pub reserved: Vec<(String, String)>,
     /// The queue was closed: `announce` or `voicemail` (the edge answered).
     pub after_hours: Option<&'static str>,
+    /// The call's transfers, oldest first (the last may be `pending`).
+    pub transfers: Vec<TransferEvent>,
 }
 
 pub struct B2bua {
@@ -643,6 +651,7 @@ impl B2bua {
                 held: c.held,
                 reserved: c.reserved.clone(),
                 after_hours: c.deflected,
+                transfers: c.transfers.clone(),
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));
@@ -767,6 +776,10 @@ impl B2bua {
         if let Some(to_tag) = head.to_tag.clone() {
             return match self.index.dialog(&head.call_id, &to_tag) {
                 Some(DialogOwner::Monitor(mid)) => self.on_monitor_request(now, mid, tx, req),
+                Some(DialogOwner::Transferor(id)) => {
+                    let _span = self.span(id).entered();
+                    self.on_transferor_request(now, id, tx, req, head)
+                }
                 owner => self.on_in_dialog(now, tx, req, head, owner),
             };
         }

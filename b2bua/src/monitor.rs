@@ -52,6 +52,14 @@ pub enum CommandError {
     DigitCount,
     #[error("the {0} did not offer RFC 4733 telephone-event")]
     NoTelephoneEvent(&'static str),
+    #[error("this call is not yours")]
+    NotYours,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no agent, queue or number `{0}`")]
+    NoTarget(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

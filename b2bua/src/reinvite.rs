@@ -33,6 +33,7 @@ impl B2bua {
         let c = self.calls.get_mut(&id).expect("checked");
         c.server_txs.push(tx);
         let busy = c.reinvite.is_some()
+            || c.transfer.is_some()
             || c.b_ack_waits_for_a.is_some()
             || c.session.refreshing.contains(&true);
         if !c.is_established() || busy || (c.state == CallState::Answered && side == Side::A) {

@@ -58,6 +58,7 @@ impl B2bua {
         }
         self.end_monitors_of(now, id);
         self.cancel_forks(now, id);
+        self.transfer_abandoned(now, id);
         let c = self.calls.get_mut(&id).expect("present");
         c.end_reason = reason;
         c.state = CallState::Ending;
@@ -133,6 +134,9 @@ impl B2bua {
             return;
         };
         self.index.remove_dialog(&c.a.call_id, &c.a.local_tag);
+        for d in c.transfer.iter().filter_map(|t| t.transferor_dialog()) {
+            self.index.remove_dialog(&d.call_id, &d.local_tag);
+        }
         for b in c.b.iter().chain(&c.forks).chain(&c.stale) {
             self.index
                 .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
@@ -256,6 +260,7 @@ impl B2bua {
                 }
                 ClientRole::Ending => self.ending_done(now, id),
                 ClientRole::Refresh(side, _) => self.refresh_timed_out(now, id, side),
+                ClientRole::Notify => {}
             }
         }
     }

@@ -17,6 +17,8 @@ mod session_tests;
 
 #[path = "registrar_tests.rs"]
 mod registrar_tests;
+#[path = "transfer_tests.rs"]
+mod transfer_tests;
 #[path = "webrtc_tests.rs"]
 mod webrtc_tests;
 

@@ -65,7 +65,9 @@ impl B2bua {
         match timer {
             Timer::MaxWait(id) => {
                 if self.calls.get(&id).is_some_and(|c| {
-                    c.a_tx.is_some()
+                    let waiting = c.a_tx.is_some() || c.transfer.as_ref().is_some_and(|t| t.queued);
+                    waiting
+                        && c.wait_deadline.is_some_and(|d| d <= now)
                         && !matches!(c.state, CallState::Ending | CallState::Announcing)
                 }) {
                     info!(call = %self.calls[&id].public_id, "max_wait reached: 480");
@@ -91,7 +93,8 @@ impl B2bua {
             }
             Timer::Ring(id, attempt) => {
                 let current = self.calls.get(&id).is_some_and(|c| {
-                    matches!(c.state, CallState::Calling | CallState::Early)
+                    (matches!(c.state, CallState::Calling | CallState::Early)
+                        || c.transfer.is_some() && c.state != CallState::Ending)
                         && c.b
                             .as_ref()
                             .is_some_and(|b| b.attempt == attempt && b.tx.is_some())

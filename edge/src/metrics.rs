@@ -177,6 +177,31 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     for (action, n) in by {
         let _ = writeln!(o, "edge_calls_after_hours_total{{action=\"{action}\"}} {n}");
     }
+    header(
+        &mut o,
+        "edge_call_transfers_total",
+        "Call transfers by kind and outcome (completed, queued, recalled, requeued, failed, abandoned).",
+        "counter",
+    );
+    let mut by: Vec<_> = core.calls.transfers.iter().collect();
+    by.sort();
+    for (outcome, n) in by {
+        let _ = writeln!(
+            o,
+            "edge_call_transfers_total{{kind=\"blind\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    header(
+        &mut o,
+        "edge_call_transfers_started_total",
+        "Call transfers started, by who asked (refer: the agent's phone; api).",
+        "counter",
+    );
+    let mut by: Vec<_> = core.calls.transfers_by.iter().collect();
+    by.sort();
+    for (who, n) in by {
+        let _ = writeln!(o, "edge_call_transfers_started_total{{by=\"{who}\"}} {n}");
+    }
     metric(
         &mut o,
         "edge_voicemails_total",

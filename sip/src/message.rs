@@ -766,7 +766,7 @@ pub fn status(code: u16) -> rsip::StatusCode {
 }
 
 /// The methods the edge implements, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER";
 
 /// Build a response to `req` (RFC 3261 §8.2.6): Via, From, Call-ID and CSeq copied,
 /// To copied with `to_tag` added when it has none.

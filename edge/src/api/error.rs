@@ -43,8 +43,13 @@ impl From<ApiError> for Response {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> ApiError {
         let status = match e {
-            CommandError::NoCall | CommandError::NoMonitor => StatusCode::NOT_FOUND,
-            CommandError::NotAnswered | CommandError::NotRecording => StatusCode::CONFLICT,
+            CommandError::NoCall | CommandError::NoMonitor | CommandError::NoTarget(_) => {
+                StatusCode::NOT_FOUND
+            }
+            CommandError::NotAnswered | CommandError::NotRecording | CommandError::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            CommandError::NotYours | CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
             CommandError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };

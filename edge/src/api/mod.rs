@@ -68,6 +68,10 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/calls/{id}/hold",
             axum::routing::post(supervision::set_hold),
         )
+        .route(
+            "/api/v1/calls/{id}/transfer",
+            axum::routing::post(supervision::transfer),
+        )
         .route("/api/v1/chats", get(chats::list))
         .route("/api/v1/chats/{id}", axum::routing::delete(chats::end))
         .route(

@@ -312,3 +312,57 @@ pub async fn set_hold(
         Err(e) => e,
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    to: String,
+}
+
+/// `POST /api/v1/calls/{id}/transfer {"to": "1002" | "queue:sales" | "sip:…"}`:
+/// blind transfer. The call's own agent, supervisors and admins may; another
+/// agent gets 403.
+pub async fn transfer(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Body,
+) -> Response {
+    let (me, req): (_, Transfer) = match user_and_body(&s, &headers, Role::Agent, b).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    if req.to.trim().is_empty() || req.to.len() > 256 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`to` names an agent, a number, queue:NAME or a SIP URI (at most 256 bytes)",
+        );
+    }
+    let by_agent = if me.has_role(Role::Supervisor) {
+        None
+    } else {
+        // An agent transfers only a call it is on (a user with no agent: none).
+        Some(
+            s.snapshot
+                .load()
+                .agent_of_user(&me.name)
+                .map_or_else(String::new, |a| a.id.clone()),
+        )
+    };
+    let cmd = CallCommand::Transfer {
+        call: call.clone(),
+        to: req.to.clone(),
+        by_agent,
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, to = %req.to, "transfer");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "call": call, "to": req.to, "state": "transferring" })),
+            )
+                .into_response()
+        }
+        Err(e) => e,
+    }
+}

@@ -1,0 +1,439 @@
+//! Blind transfer (REFER and API) with in-memory peers and the virtual clock.
+
+use super::*;
+
+/// A queue call answered by Alice (agent 1001) and ACKed by the caller: the
+/// INVITE Alice got and the 200 the caller got.
+fn call_at_alice(n: &mut Net, call_id: &str) -> (Request, Response) {
+    n.send(CALLER, &invite("1000", call_id, &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
+    n.send(
+        ALICE,
+        &answer(&to_alice, 200, "alice", Some(&sdp(7000)), ALICE),
+    );
+    n.expect_request(ALICE, Method::Ack);
+    let (ok, _) = n.expect_response(CALLER, 200);
+    let to = ok
+        .to_string()
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .unwrap()
+        .to_string();
+    n.send(
+        CALLER,
+        &invite("1000", call_id, "")
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("To: <sip:1000@127.0.0.1>", &to)
+            .replace(&format!("z9hG4bK-{call_id}"), "z9hG4bK-ack"),
+    );
+    assert_eq!(n.b.calls(n.now)[0].state, "connected");
+    n.outputs.clear();
+    (to_alice, ok)
+}
+
+/// An in-dialog request from the caller of queue call `call_id` (`ok`: the 200 it got).
+fn from_caller(ok: &Response, call_id: &str, method: &str, cseq: u32, headers: &str) -> String {
+    let tag = message::tag_of(
+        &ok.to_string()
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()[3..],
+    )
+    .unwrap()
+    .to_string();
+    format!(
+        "{method} sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{method}{cseq}\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\n\
+To: <sip:1000@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Alice transfers to Bob (agent 1002) by REFER: 202, NOTIFY 100, and Bob's
+/// INVITE (answered 180 and NOTIFY 180 when `ringing`).
+fn refer_to_bob(n: &mut Net, to_alice: &Request, ringing: bool) -> Request {
+    n.send(
+        ALICE,
+        &refer(to_alice, 2, "Refer-To: <sip:1002@127.0.0.1>\r\n"),
+    );
+    n.expect_response(ALICE, 202);
+    notify(n, ALICE);
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    if ringing {
+        n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+        assert_eq!(notify(n, ALICE).0, "SIP/2.0 180 Ringing");
+    }
+    to_bob
+}
+
+/// Alice's REFER (CSeq `cseq`) with header lines `headers`.
+fn refer(to_alice: &Request, cseq: u32, headers: &str) -> String {
+    with_headers(
+        &in_dialog(
+            Method::Refer,
+            to_alice,
+            true,
+            "alice",
+            cseq,
+            &format!("refer{cseq}"),
+            ALICE,
+            "",
+        ),
+        headers,
+    )
+}
+
+/// The next NOTIFY at `at`, answered 200: its sipfrag status line and
+/// Subscription-State.
+fn notify(n: &mut Net, at: &str) -> (String, String) {
+    let (req, _) = n.expect_request(at, Method::Notify);
+    let text = req.to_string();
+    assert!(text.contains("Event: refer;id="), "{text}");
+    assert!(
+        text.contains("Content-Type: message/sipfrag;version=2.0"),
+        "{text}"
+    );
+    let state = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Subscription-State: "))
+        .unwrap()
+        .to_string();
+    n.send(at, &answer(&req, 200, "alice", None, at));
+    (
+        String::from_utf8(req.body.clone())
+            .unwrap()
+            .trim()
+            .to_string(),
+        state,
+    )
+}
+
+fn holds(n: &Net) -> Vec<(Side, bool)> {
+    n.outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(_, Command::Hold { side, held, .. }) => Some((*side, *held)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn remotes_b(n: &Net) -> Vec<Option<std::net::SocketAddr>> {
+    n.outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(
+                _,
+                Command::Remote {
+                    side: Side::B,
+                    addr,
+                },
+            ) => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn refer_to_an_agent_rings_it_on_the_same_port_and_completes_without_touching_the_caller() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "t1");
+    n.send(
+        ALICE,
+        &refer(&to_alice, 2, "Refer-To: <sip:1002@127.0.0.1>\r\n"),
+    );
+    n.expect_response(ALICE, 202);
+    assert_eq!(
+        notify(&mut n, ALICE),
+        ("SIP/2.0 100 Trying".into(), "active;expires=60".into())
+    );
+    assert_eq!(
+        holds(&n),
+        vec![(Side::A, true)],
+        "the customer hears hold audio"
+    );
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    assert_eq!(
+        sdp_port(&to_bob.body),
+        sdp_port(&to_alice.body),
+        "the target gets the edge's B port"
+    );
+    assert!(
+        !String::from_utf8_lossy(&to_bob.body).contains("a=sendonly"),
+        "the target is offered sendrecv"
+    );
+    assert!(
+        remotes_b(&n).is_empty(),
+        "the transferor stays latched while the target rings"
+    );
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].state, "connected");
+    assert_eq!(calls[0].transfers[0].outcome, "pending");
+    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    assert_eq!(notify(&mut n, ALICE).0, "SIP/2.0 180 Ringing");
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    assert_eq!(
+        notify(&mut n, ALICE),
+        (
+            "SIP/2.0 200 OK".into(),
+            "terminated;reason=noresource".into()
+        )
+    );
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    assert_eq!(holds(&n), vec![(Side::A, true), (Side::A, false)]);
+    assert_eq!(remotes_b(&n), vec![Some("127.0.0.1:7100".parse().unwrap())]);
+    assert!(n.quiet(CALLER), "the customer's leg is never re-INVITEd");
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1002"));
+    assert_eq!(calls[0].transfers[0].outcome, "completed");
+    assert_eq!(calls[0].transfers[0].by, TransferBy::Refer);
+    assert_eq!(n.b.stats.transfers.get("completed"), Some(&1));
+    // Bob talks, then hangs up: the call ends, nothing is left behind.
+    n.send(
+        BOB,
+        &in_dialog(Method::Bye, &to_bob, true, "bob", 1, "bb", BOB, ""),
+    );
+    n.expect_response(BOB, 200);
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+    assert_eq!(n.b.ports_in_use(), 0);
+}
+
+#[test]
+fn a_busy_target_gives_the_call_back_to_the_transferor() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "t2");
+    n.send(
+        ALICE,
+        &refer(&to_alice, 2, "Refer-To: sip:1002@127.0.0.1\r\n"),
+    );
+    n.expect_response(ALICE, 202);
+    notify(&mut n, ALICE);
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 486, "bob", None, BOB));
+    n.expect_request(BOB, Method::Ack);
+    assert_eq!(
+        notify(&mut n, ALICE),
+        (
+            "SIP/2.0 486 Busy Here".into(),
+            "terminated;reason=noresource".into()
+        )
+    );
+    assert!(n.quiet(ALICE), "the transferor is not hung up");
+    assert_eq!(holds(&n), vec![(Side::A, true), (Side::A, false)]);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1001"));
+    assert_eq!(calls[0].transfers[0].outcome, "recalled");
+    assert_eq!(calls[0].transfers[0].status, Some(486));
+    // Alice's leg is the call's again: her BYE ends it.
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, &to_alice, true, "alice", 3, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}
+
+#[test]
+fn a_transferor_that_left_sends_an_unanswered_transfer_back_to_its_queue() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "t3");
+    let to_bob = refer_to_bob(&mut n, &to_alice, true);
+    // Alice hangs up after the 202, as many phones do.
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, &to_alice, true, "alice", 3, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    assert!(n.quiet(CALLER), "the customer stays, on hold audio");
+    // Bob lets it ring out (agent_ring_timeout 10 s): CANCEL, back to the queue.
+    n.advance(Duration::from_secs(10));
+    let (cancel, _) = n.expect_request(BOB, Method::Cancel);
+    n.send(BOB, &answer(&cancel, 200, "bob", None, BOB));
+    n.send(BOB, &answer(&to_bob, 487, "bob", None, BOB));
+    n.expect_request(BOB, Method::Ack);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls.len(), 1, "the call goes on");
+    assert_eq!(calls[0].queue.as_deref(), Some("sales"));
+    assert_eq!(calls[0].transfers[0].outcome, "requeued");
+    assert!(n.quiet(CALLER));
+    // Nobody takes it within the queue's max_wait (30 s): the edge ends it.
+    n.advance(Duration::from_secs(31));
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
+    // (Alice, out of wrap-up, was offered it meanwhile: refuse what rang.)
+    while let Some((m, _)) = n.wire.try_recv(ALICE) {
+        if let SipMessage::Request(r) = m {
+            if r.method == Method::Invite {
+                n.send(ALICE, &answer(&r, 486, "alice", None, ALICE));
+            }
+        }
+    }
+    n.advance(Duration::from_secs(40));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}
+
+#[test]
+fn refers_the_edge_cannot_carry_out_are_refused_with_a_reason() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, ok) = call_at_alice(&mut n, "t4");
+    let cases = [
+        ("", 400),
+        (
+            "Refer-To: <sip:1002@127.0.0.1>\r\nRefer-To: <sip:1000@127.0.0.1>\r\n",
+            400,
+        ),
+        ("Refer-To: <sip:nobody@127.0.0.1>\r\n", 403),
+        ("Refer-To: <sip:x@198.51.100.7:5060>\r\n", 403),
+        ("Refer-To: <sip:1001@127.0.0.1>\r\n", 403),
+        (
+            "Refer-To: <sip:1002@127.0.0.1?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n",
+            501,
+        ),
+    ];
+    for (i, (h, code)) in cases.iter().enumerate() {
+        n.send(ALICE, &refer(&to_alice, 2 + i as u32, h));
+        let (r, _) = n.expect_response(ALICE, *code);
+        if *code != 400 || i > 0 {
+            assert!(r.to_string().contains("Warning: 399 edge"), "{r}");
+        }
+    }
+    // The caller's side may not transfer (the carrier's REFER is not followed).
+    n.send(
+        CALLER,
+        &from_caller(&ok, "t4", "REFER", 2, "Refer-To: <sip:1002@127.0.0.1>\r\n"),
+    );
+    n.expect_response(CALLER, 403);
+    assert!(n.quiet(BOB) && n.quiet(SERVICE), "nothing was rung");
+    assert_eq!(n.b.calls(n.now)[0].transfers.len(), 0);
+    assert_eq!(n.b.calls(n.now)[0].agent.as_deref(), Some("1001"));
+}
+
+#[test]
+fn a_refer_to_a_route_number_or_an_allowed_uri_calls_that_target() {
+    for (refer_to, at) in [
+        ("<sip:service@127.0.0.1>", SERVICE),
+        ("<sip:447700900123@127.0.0.1>", "127.0.0.1:5091"),
+        ("<sip:desk@127.0.0.1:5091>", "127.0.0.1:5091"),
+    ] {
+        let mut n = Net::new(CONFIG);
+        let (to_alice, _) = call_at_alice(&mut n, "t5");
+        n.send(
+            ALICE,
+            &refer(&to_alice, 2, &format!("Refer-To: {refer_to}\r\n")),
+        );
+        n.expect_response(ALICE, 202);
+        notify(&mut n, ALICE);
+        let (inv, _) = n.expect_request(at, Method::Invite);
+        n.send(at, &answer(&inv, 200, "svc", Some(&sdp(7200)), at));
+        n.expect_request(at, Method::Ack);
+        assert_eq!(notify(&mut n, ALICE).0, "SIP/2.0 200 OK");
+        let (bye, _) = n.expect_request(ALICE, Method::Bye);
+        n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+        let calls = n.b.calls(n.now);
+        assert_eq!(calls[0].agent, None, "{refer_to}");
+        assert_eq!(calls[0].transfers[0].outcome, "completed");
+    }
+}
+
+#[test]
+fn a_refer_crossing_a_reinvite_gets_491_and_a_reinvite_during_a_transfer_too() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "t6");
+    // Alice holds the caller: the re-INVITE waits for the caller's answer.
+    n.send(
+        ALICE,
+        &in_dialog(
+            Method::Invite,
+            &to_alice,
+            true,
+            "alice",
+            2,
+            "hold",
+            ALICE,
+            &sdp(7000).replace("a=sendrecv", "a=sendonly"),
+        ),
+    );
+    n.expect_request(CALLER, Method::Invite);
+    n.send(
+        ALICE,
+        &refer(&to_alice, 3, "Refer-To: <sip:1002@127.0.0.1>\r\n"),
+    );
+    let (r, _) = n.expect_response(ALICE, 491);
+    assert!(r.to_string().contains("Retry-After: 1"));
+    assert!(n.quiet(BOB));
+}
+
+#[test]
+fn the_api_transfers_only_for_the_calls_agent_and_a_queue_target_releases_the_agent_at_once() {
+    let mut n = Net::new(CONFIG);
+    let (_to_alice, _) = call_at_alice(&mut n, "t7");
+    let id = n.b.calls(n.now)[0].id.clone();
+    let cmd = |to: &str, by: Option<&str>| CallCommand::Transfer {
+        call: id.clone(),
+        to: to.into(),
+        by_agent: by.map(str::to_string),
+    };
+    assert_eq!(
+        n.b.handle_command(n.now, cmd("queue:sales", Some("1002"))),
+        Err(CommandError::NotYours)
+    );
+    assert!(matches!(
+        n.b.handle_command(n.now, cmd("queue:nope", None)),
+        Err(CommandError::NoTarget(_))
+    ));
+    assert!(matches!(
+        n.b.handle_command(n.now, cmd("1001", None)),
+        Err(CommandError::Forbidden(_))
+    ));
+    assert_eq!(
+        n.b.handle_command(n.now, cmd("queue:sales", Some("1001"))),
+        Ok(Reply::Done)
+    );
+    n.pump();
+    // No REFER, no NOTIFY: Alice's leg just ends, and Bob is offered the call.
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    assert!(matches!(
+        n.b.handle_command(n.now, cmd("1002", None)),
+        Err(CommandError::Conflict(_))
+    ));
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1002"));
+    assert_eq!(calls[0].transfers[0].by, TransferBy::Api);
+    assert_eq!(calls[0].transfers[0].outcome, "completed");
+    assert!(n.quiet(CALLER));
+    assert_eq!(n.b.stats.transfers.get("queued"), Some(&1));
+    assert_eq!(n.b.stats.transfers.get("completed"), Some(&1));
+}
+
+#[test]
+fn the_caller_hanging_up_during_a_transfer_ends_every_leg() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, ok) = call_at_alice(&mut n, "t8");
+    let to_bob = refer_to_bob(&mut n, &to_alice, true);
+    n.send(CALLER, &from_caller(&ok, "t8", "BYE", 2, ""));
+    n.expect_response(CALLER, 200);
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    let (cancel, _) = n.expect_request(BOB, Method::Cancel);
+    n.send(BOB, &answer(&cancel, 200, "bob", None, BOB));
+    n.send(BOB, &answer(&to_bob, 487, "bob", None, BOB));
+    n.expect_request(BOB, Method::Ack);
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+    assert_eq!(n.b.stats.transfers.get("abandoned"), Some(&1));
+    assert_eq!(n.b.ports_in_use(), 0);
+}
