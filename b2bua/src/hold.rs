@@ -8,6 +8,12 @@ impl B2bua {
     /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
     /// queue's hold audio to it.
     pub(super) fn set_held(&mut self, id: CallId, side: Side, on: bool) {
+        self.set_held_or(id, side, on, None);
+    }
+
+    /// As [`Self::set_held`]; `fallback` is played when the call's settings name
+    /// no hold audio (a transfer plays ringback rather than silence).
+    pub(super) fn set_held_or(&mut self, id: CallId, side: Side, on: bool, fallback: Option<&str>) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -20,7 +26,8 @@ impl B2bua {
             .snap
             .call_settings(queue.as_deref(), route.as_deref())
             .hold_audio
-            .map(|p| p.to_path_buf());
+            .map(|p| p.to_path_buf())
+            .or_else(|| fallback.map(std::path::PathBuf::from));
         info!(call = %c.public_id, side = ?side, held = on, "hold");
         self.outputs.push_back(Output::Media(
             id,

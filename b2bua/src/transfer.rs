@@ -386,6 +386,7 @@ impl B2bua {
         // would go to the new leg); a recall starts it again.
         session::arm(c, &mut self.timers, now, Side::B, None);
         let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
+        let c_held_before = c.held[Side::A as usize];
         c.transfers.push(crate::TransferEvent {
             to: to.clone(),
             by,
@@ -409,7 +410,11 @@ impl B2bua {
             from_route: c.route.clone(),
         });
         self.notify_transferor(now, id, 100, false);
-        self.set_held(id, Side::A, true);
+        if c_held_before {
+            // Held already (silence, or its hold audio): now it hears the transfer.
+            self.set_held(id, Side::A, false);
+        }
+        self.set_held_or(id, Side::A, true, Some(media::audio::RINGBACK));
         match target {
             Target::Agent(agent) => {
                 if !self.agent_reachable(now, &agent) {
@@ -715,8 +720,10 @@ impl B2bua {
             }
             info!(call = %c.public_id, agent = ?c.agent, "back to the transferring agent");
             *self.stats.transfers.entry("recalled").or_default() += 1;
-            if !t.a_held {
-                self.set_held(id, Side::A, false);
+            // Off the ringback; back on its own hold audio if the agent had held it.
+            self.set_held(id, Side::A, false);
+            if t.a_held {
+                self.set_held(id, Side::A, true);
             }
             return;
         }

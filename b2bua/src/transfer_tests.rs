@@ -153,6 +153,12 @@ fn refer_to_an_agent_rings_it_on_the_same_port_and_completes_without_touching_th
         vec![(Side::A, true)],
         "the customer hears hold audio"
     );
+    assert!(
+        n.outputs.iter().any(|o| matches!(o,
+            Output::Media(_, Command::Hold { side: Side::A, held: true, audio: Some(p) })
+                if p == std::path::Path::new(media::audio::RINGBACK))),
+        "no hold audio configured: ringback, never silence"
+    );
     let (to_bob, _) = n.expect_request(BOB, Method::Invite);
     assert_eq!(
         sdp_port(&to_bob.body),

@@ -30,7 +30,7 @@ pub struct AudioCache {
 
 impl AudioCache {
     /// Decode every `announcement` and `hold_audio` of the routes and queues, and the
-    /// queues' `after_hours_announcement`.
+    /// queues' `after_hours_announcement`; the built-in ringback is always there.
     pub fn load(snap: &Snapshot) -> Result<AudioCache, AudioError> {
         let c = &snap.config;
         let paths = c
@@ -44,6 +44,10 @@ impl AudioCache {
             )
             .flatten();
         let mut files = HashMap::new();
+        files.insert(
+            PathBuf::from(media::audio::RINGBACK),
+            media::audio::ringback().into(),
+        );
         for p in paths {
             if files.contains_key(p) {
                 continue;

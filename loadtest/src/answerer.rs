@@ -1,10 +1,13 @@
 //! The answering side, sans-IO: a UAS that answers every INVITE (180, then 200
 //! with SDP after `ring`), rejects a configured share with a configured status,
-//! answers BYE/CANCEL/re-INVITE, and reports each call. Same drive order as
-//! [`crate::caller::Caller`].
+//! answers BYE/CANCEL/re-INVITE, and reports each call. With a [`ReferPlan`] it is
+//! an agent that transfers each answered call blind: REFER (RFC 3515) after a
+//! delay, then the NOTIFY sipfrag progress until the final one. Same drive order
+//! as [`crate::caller::Caller`].
 
 use rsip::headers::UntypedHeader;
 use rsip::{Method, Request};
+use sip::dialog::Dialog;
 use sip::endpoint::{Endpoint, Event, Transmit};
 use sip::message::{self, Head};
 use sip::sdp::Sdp;
@@ -21,6 +24,14 @@ pub struct AnswerConfig {
     pub reject: Option<(u16, f64)>,
     pub media_ip: IpAddr,
     pub user_agent: String,
+    pub refer: Option<ReferPlan>,
+}
+
+/// Transfer every answered call to `to` (a SIP URI) by REFER, `after` the answer.
+#[derive(Debug, Clone)]
+pub struct ReferPlan {
+    pub to: String,
+    pub after: Duration,
 }
 
 /// Where the driver gets a local RTP port for an answer.
@@ -48,6 +59,15 @@ pub enum Output {
         call: u64,
     },
     Finished(AnswerRecord),
+    /// A transfer this side asked for ended: the REFER's response, the final
+    /// sipfrag status (none when the REFER was refused or the call ended first)
+    /// and the time from REFER to that final NOTIFY.
+    Transfer {
+        call: u64,
+        refer_status: u16,
+        outcome: Option<u16>,
+        took: Option<Duration>,
+    },
 }
 
 #[derive(Debug)]
@@ -59,6 +79,10 @@ struct Call {
     port: Option<u16>,
     remote: Option<SocketAddr>,
     local_contact: String,
+    /// The call's dialog (this side is its UAS), for the REFER.
+    dialog: Dialog,
+    /// When the REFER left, and its response.
+    referred: Option<(Instant, Option<u16>)>,
 }
 
 pub struct Answerer {
@@ -66,7 +90,10 @@ pub struct Answerer {
     ep: Endpoint,
     calls: HashMap<String, Call>,
     by_tx: HashMap<TxId, String>,
-    timers: BinaryHeap<Reverse<(Instant, String)>>,
+    /// REFER client transactions → their call.
+    refers: HashMap<TxId, String>,
+    /// (when, refer: false answers the call, true transfers it, call id).
+    timers: BinaryHeap<Reverse<(Instant, bool, String)>>,
     outputs: VecDeque<Output>,
     seen: u64,
 }
@@ -79,6 +106,7 @@ impl Answerer {
             ep,
             calls: HashMap::new(),
             by_tx: HashMap::new(),
+            refers: HashMap::new(),
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             seen: 0,
@@ -98,7 +126,7 @@ impl Answerer {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mine = self.timers.peek().map(|Reverse((t, _))| *t);
+        let mine = self.timers.peek().map(|Reverse((t, _, _))| *t);
         match (mine, self.ep.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -118,12 +146,16 @@ impl Answerer {
 
     pub fn handle_timeout(&mut self, now: Instant, ports: &mut dyn PortSource) {
         self.ep.handle_timeout(now);
-        while let Some(Reverse((t, _))) = self.timers.peek() {
+        while let Some(Reverse((t, _, _))) = self.timers.peek() {
             if *t > now {
                 break;
             }
-            let Reverse((_, call_id)) = self.timers.pop().expect("peeked");
-            self.answer(now, &call_id, ports);
+            let Reverse((_, refer, call_id)) = self.timers.pop().expect("peeked");
+            if refer {
+                self.refer(now, &call_id);
+            } else {
+                self.answer(now, &call_id, ports);
+            }
         }
         self.process(now, ports);
     }
@@ -160,6 +192,41 @@ impl Answerer {
                                 status: 487,
                                 ended_by_bye: false,
                             }));
+                        }
+                    }
+                }
+                Event::Response { tx, response, .. } => {
+                    let code = response.status_code.code();
+                    if code < 200 {
+                        continue;
+                    }
+                    let Some(call_id) = self.refers.remove(&tx) else {
+                        continue;
+                    };
+                    let Some(c) = self.calls.get_mut(&call_id) else {
+                        continue;
+                    };
+                    if let Some((_, status)) = c.referred.as_mut() {
+                        *status = Some(code);
+                    }
+                    if code >= 300 {
+                        self.outputs.push_back(Output::Transfer {
+                            call: c.id,
+                            refer_status: code,
+                            outcome: None,
+                            took: None,
+                        });
+                    }
+                }
+                Event::Timeout { tx } | Event::TransportError { tx } => {
+                    if let Some(call_id) = self.refers.remove(&tx) {
+                        if let Some(c) = self.calls.get(&call_id) {
+                            self.outputs.push_back(Output::Transfer {
+                                call: c.id,
+                                refer_status: 408,
+                                outcome: None,
+                                took: None,
+                            });
                         }
                     }
                 }
@@ -210,6 +277,7 @@ impl Answerer {
                     .and_then(|s| s.audio_target().ok().flatten());
                 let local_contact =
                     format!("<sip:answer@{}{}>", flow.local, flow.transport.uri_param());
+                let dialog = Dialog::uas(&req, &head, tag.clone(), flow, local_contact.clone());
                 let mut ringing = message::response(&req, 180, Some(&tag), &server);
                 ringing
                     .headers
@@ -226,13 +294,15 @@ impl Answerer {
                         port: None,
                         remote,
                         local_contact,
+                        dialog,
+                        referred: None,
                     },
                 );
                 if self.cfg.ring.is_zero() {
                     self.answer(now, &head.call_id, ports);
                 } else {
                     self.timers
-                        .push(Reverse((now + self.cfg.ring, head.call_id)));
+                        .push(Reverse((now + self.cfg.ring, false, head.call_id)));
                 }
             }
             (Method::Bye, true) => {
@@ -265,6 +335,11 @@ impl Answerer {
                         message::set_body(&mut r.headers, b.as_bytes(), Some("application/sdp"));
                 }
                 self.ep.respond(now, tx, r);
+            }
+            (Method::Notify, true) => {
+                let r = message::response(&req, 200, None, &server);
+                self.ep.respond(now, tx, r);
+                self.on_notify(now, &head.call_id, &req);
             }
             (Method::Options, _) | (Method::Info, true) => {
                 let r = message::response(&req, 200, None, &server);
@@ -315,5 +390,63 @@ impl Answerer {
             port,
             remote: c.remote,
         });
+        if let Some(plan) = &self.cfg.refer {
+            self.timers
+                .push(Reverse((now + plan.after, true, call_id.to_string())));
+        }
+    }
+
+    /// Transfer the answered call `call_id` blind (its ACK may not have come: a
+    /// REFER is in the dialog all the same).
+    fn refer(&mut self, now: Instant, call_id: &str) {
+        let Some(plan) = self.cfg.refer.clone() else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let mut req = c.dialog.request(Method::Refer, None, &self.cfg.user_agent);
+        req.headers.push(rsip::Header::Other(
+            "Refer-To".into(),
+            format!("<{}>", plan.to),
+        ));
+        req.headers
+            .push(rsip::headers::Contact::new(c.local_contact.clone()).into());
+        c.referred = Some((now, None));
+        let flow = c.dialog.flow;
+        let tx = self.ep.send_request(now, req, flow);
+        self.refers.insert(tx, call_id.to_string());
+    }
+
+    /// A NOTIFY of the transfer: its final sipfrag status ends the transfer.
+    fn on_notify(&mut self, now: Instant, call_id: &str, req: &Request) {
+        let Some(c) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        // (rsip parses Subscription-State as an unknown header.)
+        let terminated = req.headers.iter().any(|h| match h {
+            rsip::Header::SubscriptionState(s) => s.value().trim_start().starts_with("terminated"),
+            rsip::Header::Other(name, value) if name.eq_ignore_ascii_case("Subscription-State") => {
+                value.trim_start().starts_with("terminated")
+            }
+            _ => false,
+        });
+        let code = std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|b| b.strip_prefix("SIP/2.0 "))
+            .and_then(|b| b.get(..3))
+            .and_then(|c| c.parse::<u16>().ok());
+        let Some((sent, status)) = c.referred else {
+            return;
+        };
+        if terminated {
+            c.referred = None;
+            self.outputs.push_back(Output::Transfer {
+                call: c.id,
+                refer_status: status.unwrap_or(202),
+                outcome: code,
+                took: Some(now.saturating_duration_since(sent)),
+            });
+        }
     }
 }

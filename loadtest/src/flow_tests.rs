@@ -37,6 +37,7 @@ fn setup(reject: Option<(u16, f64)>, ring: Duration) -> (Caller, Answerer, Flow,
             reject,
             media_ip: "127.0.0.1".parse().unwrap(),
             user_agent: "answer".into(),
+            refer: None,
         },
         2,
     );

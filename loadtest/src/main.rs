@@ -228,6 +228,13 @@ enum Command {
         calls: Option<u64>,
         #[arg(long)]
         media_ip: Option<IpAddr>,
+        /// Act as an agent that transfers each answered call blind: REFER with
+        /// this Refer-To (a SIP URI), `--refer-after` the answer. The summary
+        /// gets `transfers` (REFER responses, final NOTIFY statuses, latency).
+        #[arg(long)]
+        refer_to: Option<String>,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        refer_after: Duration,
         #[arg(long)]
         report: Option<PathBuf>,
         #[arg(long)]
@@ -479,10 +486,16 @@ fn main() -> ExitCode {
             reject,
             calls,
             media_ip,
+            refer_to,
+            refer_after,
             report,
             quiet,
         } => {
             let args = AnswerArgs {
+                refer: refer_to.map(|to| loadtest::answerer::ReferPlan {
+                    to,
+                    after: refer_after,
+                }),
                 listen,
                 transport: transport.into(),
                 mode: rtp,

@@ -355,6 +355,44 @@ pub struct AnswerArgs {
     pub calls: Option<u64>,
     pub progress: bool,
     pub media_threads: usize,
+    /// Transfer each answered call blind by REFER.
+    pub refer: Option<crate::answerer::ReferPlan>,
+}
+
+/// What the transfers asked by `loadtest answer --refer-to` came to.
+#[derive(Debug, Default)]
+struct TransferTally {
+    /// By the REFER's response (202 when accepted).
+    refer_status: std::collections::BTreeMap<u16, u64>,
+    /// Accepted transfers by their final sipfrag status (0: none came).
+    outcome: std::collections::BTreeMap<u16, u64>,
+    took: Vec<Duration>,
+}
+
+impl TransferTally {
+    fn json(&mut self) -> Value {
+        self.took.sort();
+        let pct = |p: f64| -> Value {
+            if self.took.is_empty() {
+                return Value::Null;
+            }
+            let i = ((self.took.len() - 1) as f64 * p).round() as usize;
+            json!(self.took[i].as_secs_f64() * 1000.0)
+        };
+        let completed = self.outcome.get(&200).copied().unwrap_or(0);
+        let asked: u64 = self.refer_status.values().sum();
+        let map = |m: &std::collections::BTreeMap<u16, u64>| -> serde_json::Map<String, Value> {
+            m.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()
+        };
+        json!({
+            "referred": asked,
+            "refer_status": map(&self.refer_status),
+            "outcome": map(&self.outcome),
+            "completed": completed,
+            "failed": asked - completed,
+            "refer_to_final_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0) },
+        })
+    }
 }
 
 /// The clock, collector, progress line and RTP engine of a run.
@@ -409,9 +447,11 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
             reject: a.reject,
             media_ip: a.media_ip,
             user_agent: format!("loadtest/{}", env!("CARGO_PKG_VERSION")),
+            refer: a.refer.clone(),
         },
         seed(),
     );
+    let mut transfers = TransferTally::default();
     let (start, collector, mut progress, engine) = begin(a.progress, a.media_threads, a.media_ip)?;
     let mut ports = BoundPorts {
         ip: a.media_ip,
@@ -453,6 +493,18 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
                     }
                     collector.call_finished(now, r.status, false, None, None);
                     finished += 1;
+                }
+                answerer::Output::Transfer {
+                    refer_status,
+                    outcome,
+                    took,
+                    ..
+                } => {
+                    *transfers.refer_status.entry(refer_status).or_default() += 1;
+                    if (200..300).contains(&refer_status) {
+                        *transfers.outcome.entry(outcome.unwrap_or(0)).or_default() += 1;
+                    }
+                    transfers.took.extend(took);
                 }
             }
         }
@@ -498,13 +550,16 @@ pub async fn run_answer(a: AnswerArgs) -> Result<(Value, Arc<Collector>), RunErr
         "rtp": match a.mode { Some(Mode::Echo) => json!("echo"), Some(Mode::Tone(hz)) => json!(format!("tone:{hz}")), None => Value::Null },
         "ring_s": a.ring.as_secs_f64(), "reject": a.reject.map(|(c, p)| format!("{c}%{p}")),
     });
-    let summary = crate::summary::build(
+    let mut summary = crate::summary::build(
         "answer",
         &a.listen.to_string(),
         config,
         &collector,
         start.elapsed(),
     );
+    if a.refer.is_some() {
+        summary["transfers"] = transfers.json();
+    }
     Ok((summary, collector))
 }
 

@@ -124,6 +124,28 @@ fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     Ok(out.take_data())
 }
 
+/// The name under which the built-in ringback is asked for (a `Hold` command's
+/// `audio`): what a customer hears while a transfer's target rings when its queue or
+/// route configures no `hold_audio`, so it never hears dead silence.
+pub const RINGBACK: &str = "builtin:ringback";
+
+/// One cycle of ringback at 8 kHz: 440 + 480 Hz for 2 s, then 4 s of silence
+/// (ITU-T E.180 / North American cadence), at about -16 dBm0 per tone.
+pub fn ringback() -> Vec<i16> {
+    let rate = 8000.0;
+    (0..6 * 8000)
+        .map(|i| {
+            if i >= 2 * 8000 {
+                return 0;
+            }
+            let t = i as f64 / rate;
+            let s = (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+                + (2.0 * std::f64::consts::PI * 480.0 * t).sin();
+            (s * 4000.0) as i16
+        })
+        .collect()
+}
+
 /// Plays samples one frame at a time, once or looped.
 #[derive(Debug, Clone)]
 pub struct Player {

@@ -8,7 +8,8 @@
 //! Symmetric RTP (RFC 4961 practice): the peer address announced in SDP is only a
 //! first guess. The first datagram that arrives on a socket *latches* that socket's
 //! peer to the datagram's source address, and later datagrams from other sources are
-//! dropped (counted). A new SDP from that side (re-INVITE) unlatches it.
+//! dropped (counted) — except from the announced address itself, which takes the
+//! latch over. A new SDP from that side (re-INVITE, a transfer) unlatches it.
 
 use std::net::SocketAddr;
 
@@ -136,6 +137,10 @@ impl Relay {
         let me = &mut self.peers[on.index()];
         match me.latched {
             None => me.latched = Some(src),
+            // The address the SDP names takes the latch from whatever latched
+            // first: a previous party still sending after a transfer (its stream
+            // stops a moment later and would leave the socket latched on nothing).
+            Some(l) if l != src && me.announced == Some(src) => me.latched = Some(src),
             Some(l) if l != src => {
                 self.stats.foreign += 1;
                 return None;

@@ -81,3 +81,25 @@ fn new_sdp_unlatches_and_hold_stops_sending() {
     r.set_remote(Side::A, None);
     assert_eq!(r.on_datagram(B_RTP, a("10.0.0.3:6100"), &RTP), None);
 }
+
+#[test]
+fn the_announced_party_takes_the_latch_from_a_previous_party_still_sending() {
+    let mut r = Relay::new();
+    r.set_remote(Side::A, Some(a("10.0.0.1:4000")));
+    r.set_remote(Side::B, Some(a("10.0.0.2:6000")));
+    r.on_datagram(B_RTP, a("10.0.0.2:6000"), &RTP);
+    // A transfer: B is now another phone; the old one still sends a moment and
+    // latches first.
+    r.set_remote(Side::B, Some(a("10.0.0.3:6100")));
+    assert!(r.on_datagram(B_RTP, a("10.0.0.2:6000"), &RTP).is_some());
+    // The new party's first packet takes the latch; the old one is foreign now.
+    assert!(r.on_datagram(B_RTP, a("10.0.0.3:6100"), &RTP).is_some());
+    assert_eq!(r.on_datagram(B_RTP, a("10.0.0.2:6000"), &RTP), None);
+    assert_eq!(r.stats.foreign, 1);
+    assert_eq!(
+        r.on_datagram(A_RTP, a("10.0.0.1:4000"), &RTP),
+        Some(a("10.0.0.3:6100"))
+    );
+    // A third source (not announced) still cannot take it.
+    assert_eq!(r.on_datagram(B_RTP, a("10.0.0.9:1"), &RTP), None);
+}

@@ -15,6 +15,20 @@ pub struct Baresip {
     pub dir: tempdir::Dir,
 }
 
+/// One command to a baresip started with [`Baresip::with_control`] (its `ctrl_tcp`
+/// module: JSON in a netstring), e.g. `("transfer", "sip:…")`; baresip's answer.
+pub fn control(port: u16, command: &str, params: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let json =
+        serde_json::json!({ "command": command, "params": params, "token": "t1" }).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("{}:{json},", json.len()).as_bytes())?;
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 impl Baresip {
     /// Agent `2001` at the edge's UDP address with `password`, answering at once.
     pub fn start(sip: SocketAddr, password: &str) -> Baresip {
@@ -24,6 +38,15 @@ impl Baresip {
     /// `answermode`: `auto` (answers at once) or `manual` (rings until cancelled).
     pub fn start_answering(sip: SocketAddr, password: &str, answermode: &str) -> Baresip {
         Baresip::spawn(&format!("<sip:2001@{sip}>"), password, answermode, "")
+    }
+
+    /// As [`Baresip::start`], controllable over TCP at the returned port
+    /// ([`control`]).
+    pub fn with_control(sip: SocketAddr, password: &str) -> (Baresip, u16) {
+        let port = crate::free_port();
+        let config = format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{port}");
+        let b = Baresip::spawn(&format!("<sip:2001@{sip}>"), password, "auto", &config);
+        (b, port)
     }
 
     /// Any account address of record (`<sip:…;transport=tls>`), with `config` lines

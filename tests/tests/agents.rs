@@ -1,5 +1,6 @@
 //! Agents sign in from SIP phones nobody here wrote: baresip registers with digest
-//! authentication (MD5) and answers a queue call with audio both ways; SIPp
+//! authentication (MD5), answers a queue call with audio both ways and transfers
+//! one blind with its own REFER; SIPp
 //! registers with `[authentication]` and a wrong password is refused; bindings
 //! survive a restart of the edge. Without the tools the tests print SKIP; under
 //! `CI` they fail instead.
@@ -177,4 +178,60 @@ fn registrations_survive_a_restart() {
     assert_eq!(regs.len(), 1, "log:\n{}", edge.log_text());
     assert_eq!(regs[0]["source"], format!("127.0.0.1:{p}"));
     assert!(regs[0]["expires_in"].as_u64().unwrap() > 3000);
+}
+
+#[test]
+fn baresip_transfers_a_queue_call_blind_with_its_refer() {
+    if !have_tool("baresip") {
+        return;
+    }
+    let edge = Edge::start_with(AGENT);
+    let target = edge_tests::ua::Uas::spawn(edge.route_port);
+    let (phone, ctrl) = Baresip::with_control(edge.sip, "carol-sip-secret");
+    assert!(
+        wait_until(10, || !edge.registrations().is_empty()),
+        "baresip did not register; log:\n{}",
+        phone.log()
+    );
+    let mut uac = Uac::new(edge.sip);
+    assert_eq!(uac.call("2000"), 200, "{}", phone.log());
+    // The agent transfers from its phone: baresip sends REFER (Refer-To the
+    // `service` route), the edge calls the route's phone, NOTIFYs and ends
+    // baresip's leg.
+    let reply =
+        edge_tests::baresip::control(ctrl, "transfer", &format!("sip:service@{}", edge.sip))
+            .unwrap_or_else(|e| panic!("ctrl_tcp: {e}\n{}", phone.log()));
+    assert!(
+        wait_until(10, || {
+            edge.metric("edge_call_transfers_total{kind=\"blind\",outcome=\"completed\"}") == 1.0
+        }),
+        "ctrl_tcp said {reply}\nbaresip log:\n{}\nedge log:\n{}",
+        phone.log(),
+        edge.log_text()
+    );
+    assert_eq!(
+        target.invites.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the route's phone was called"
+    );
+    assert_eq!(
+        edge.metric("edge_call_transfers_started_total{by=\"refer\"}"),
+        1.0
+    );
+    assert!(
+        edge.log_text().contains("transfer completed"),
+        "{}",
+        edge.log_text()
+    );
+    // The customer is still on the call, now with the route's phone.
+    let calls = edge_tests::http::get(edge.http, "/api/v1/calls", Some(edge_tests::ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 1, "{calls}");
+    assert_eq!(calls["calls"][0]["agent"], serde_json::Value::Null);
+    assert_eq!(uac.bye(), 200);
+    assert!(wait_until(5, || {
+        target.byes.load(std::sync::atomic::Ordering::Relaxed) == 1
+    }));
+    edge.wait_idle(10);
 }

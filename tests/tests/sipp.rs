@@ -358,3 +358,42 @@ fn sipp_reserved_data_reaches_the_agent_leg_the_api_and_the_recording_without_in
     assert_eq!(m["reserved_data"]["verified_customer"], "yes", "{m}");
     assert_eq!(m["reserved_data"]["repeat_customer"], "3");
 }
+
+/// A queue whose calls go to agent 1001 only (SIPp plays its phone).
+const REFER_QUEUE: &str = r#"
+[[queues]]
+name = "first-line"
+numbers = ["7000"]
+agents = ["1001"]
+max_wait = "10s"
+"#;
+
+#[test]
+fn sipp_agent_transfers_blind_by_refer_and_gets_the_notify_progress() {
+    if !have_tool("sipp") {
+        return;
+    }
+    let edge = Edge::start_with(REFER_QUEUE);
+    // The target: the `service` route's phone, answering with 180 + 200.
+    let target = uas(edge.route_port, &["-sn", "uas", "-m", "1"]);
+    let sf = scenario("uas_refer.xml");
+    let agent = uas(edge.agent_ports[0], &["-sf", &sf, "-m", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The customer talks 4 s, then hangs up (on the target, after the transfer).
+    let caller = uac(
+        &edge,
+        &["-sn", "uac", "-s", "7000", "-d", "4000", "-m", "1"],
+    );
+    assert_clean("refer (customer)", caller, 1, &edge);
+    assert_clean("refer (agent's phone: 202, NOTIFYs, BYE)", agent, 1, &edge);
+    assert_clean("refer (target)", target, 1, &edge);
+    edge.wait_idle(10);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"blind\",outcome=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("edge_call_transfers_started_total{by=\"refer\"}"),
+        1.0
+    );
+}

@@ -1,0 +1,221 @@
+//! Blind transfer through the real edge on loopback, proved with tones: the
+//! customer sends 440 Hz, Alice (agent 1001) 1100 Hz, Bob (agent 1002) 1700 Hz.
+//! After `POST /api/v1/calls/{id}/transfer` the customer hears Bob and no longer
+//! Alice, Bob hears the customer, Alice's leg is ended, and the customer's RTP
+//! stream never changes SSRC or skips a sequence number.
+
+use edge_tests::http::{self, request_body};
+use edge_tests::tone_peer::TonePeer;
+use edge_tests::ua::{Uac, Uas};
+use edge_tests::{wait_until, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// A queue that offers its calls to Alice only (so the first offer is hers).
+const ALICE_QUEUE: &str = r#"
+[[queues]]
+name = "first-line"
+numbers = ["7000"]
+agents = ["1001"]
+max_wait = "10s"
+"#;
+
+const WIN: usize = 400;
+
+fn call_json(edge: &Edge, id: &str) -> serde_json::Value {
+    http::get(edge.http, &format!("/api/v1/calls/{id}"), Some(ADMIN_TOKEN))
+        .unwrap()
+        .json()
+}
+
+#[test]
+fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_stream() {
+    let edge = Edge::start_with(ALICE_QUEUE);
+    let alice = Uas::spawn(edge.agent_ports[0]);
+    let bob = Uas::spawn(edge.agent_ports[1]);
+    let mut cust = Uac::new(edge.sip);
+    assert_eq!(cust.call("7000"), 200);
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC,
+    );
+    let a = TonePeer::start(
+        alice.rtp.try_clone().unwrap(),
+        alice.edge_rtp.lock().unwrap().unwrap(),
+        1100.0,
+        0xA1,
+    );
+    assert!(
+        wait_until(5, || c.hears(1100.0, WIN) && a.hears(440.0, WIN)),
+        "customer and Alice hear each other"
+    );
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(calls["calls"][0]["agent"], "1001");
+    let path = format!("/api/v1/calls/{id}/transfer");
+
+    // Who may, and what is refused.
+    for (token, body, status, why) in [
+        (AGENT_TOKEN, r#"{"to":"1002"}"#, 403, "another agent's call"),
+        (ADMIN_TOKEN, r#"{"to":"4242"}"#, 404, "no such target"),
+        (ADMIN_TOKEN, r#"{"to":"1001"}"#, 403, "a transfer to itself"),
+        (
+            ADMIN_TOKEN,
+            r#"{"to":"sip:x@192.0.2.1:5060"}"#,
+            403,
+            "a URI no route allows",
+        ),
+        (ADMIN_TOKEN, r#"{"too":"1"}"#, 400, "bad JSON"),
+    ] {
+        let r = request_body(edge.http, "POST", &path, Some(token), body).unwrap();
+        assert_eq!(r.status, status, "{why}: {}", r.body);
+    }
+    c.clear();
+    let r = request_body(
+        edge.http,
+        "POST",
+        &path,
+        Some(ADMIN_TOKEN),
+        r#"{"to":"1002"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(
+        wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()),
+        "Bob's phone is called"
+    );
+    let b = TonePeer::start(
+        bob.rtp.try_clone().unwrap(),
+        bob.edge_rtp.lock().unwrap().unwrap(),
+        1700.0,
+        0xB0B,
+    );
+    assert!(
+        wait_until(5, || c.hears(1700.0, WIN)
+            && !c.hears(1100.0, WIN)
+            && b.hears(440.0, WIN)),
+        "the customer hears Bob (not Alice) and Bob hears the customer\n{}",
+        edge.log_text()
+    );
+    assert!(
+        wait_until(5, || alice.byes.load(Ordering::Relaxed) == 1),
+        "Alice's leg is ended"
+    );
+    let call = call_json(&edge, &id);
+    assert_eq!(call["agent"], "1002", "{call}");
+    let transfer = call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "transfer")
+        .cloned()
+        .unwrap();
+    assert_eq!(transfer["outcome"], "completed", "{call}");
+    assert_eq!(transfer["by"], "api");
+    assert_eq!(transfer["to"], "1002");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The customer's stream: one SSRC, sequence numbers without a gap, timestamps
+    // moving forward with time, across relay (Alice) → ringback → relay (Bob).
+    {
+        let g = c.received.lock().unwrap();
+        let h = &g.headers;
+        assert!(h.len() > 30, "{} packets", h.len());
+        assert!(
+            h.iter().all(|x| x.0 == h[0].0),
+            "one SSRC towards the customer"
+        );
+        let gaps = h
+            .windows(2)
+            .filter(|w| w[1].1.wrapping_sub(w[0].1) != 1)
+            .count();
+        assert_eq!(gaps, 0, "no sequence jump");
+        let backwards = h
+            .windows(2)
+            .filter(|w| w[1].2.wrapping_sub(w[0].2) > 160 * 50)
+            .count();
+        assert_eq!(backwards, 0, "timestamps only move forward");
+    }
+
+    assert_eq!(cust.bye(), 200);
+    assert!(wait_until(5, || bob.byes.load(Ordering::Relaxed) == 1));
+    edge.wait_idle(10);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"blind\",outcome=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("edge_call_transfers_started_total{by=\"api\"}"),
+        1.0
+    );
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    drop((a, b, c));
+}
+
+/// `loadtest answer --refer-to` as agents transferring every call blind through
+/// the edge to a second `loadtest answer`: every REFER accepted, every transfer
+/// completed, every call then ended by the caller at the target (the benchmark's
+/// tool, checked here at a small rate).
+#[test]
+fn loadtest_agents_transfer_every_call_and_the_target_gets_each_bye() {
+    use edge_tests::{free_port, loadtest_binary, run_with_timeout};
+    use std::process::{Command, Stdio};
+    let first = free_port();
+    let edge = Edge::start_with(&format!(
+        r#"
+[[routes]]
+number = "first"
+target = "sip:first@127.0.0.1:{first}"
+"#
+    ));
+    let answer = |port: u16, extra: &[&str]| {
+        Command::new(loadtest_binary())
+            .args([
+                "answer",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--quiet",
+            ])
+            .args(["--calls", "20"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start loadtest answer")
+    };
+    let refer_to = format!("sip:service@{}", edge.sip);
+    let agents = answer(first, &["--refer-to", &refer_to, "--refer-after", "300ms"]);
+    let target = answer(edge.route_port, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cmd = Command::new(loadtest_binary());
+    cmd.args(["call", "--target", &edge.sip.to_string(), "--quiet"])
+        .args(["--to", "first", "--calls", "20", "--rate", "10"])
+        .args(["--duration", "1500ms"]);
+    let (code, out, err) = run_with_timeout(&mut cmd, 60);
+    let caller: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{out}\n{}", edge.log_text());
+    assert_eq!(caller["calls"]["answered"], 20, "{caller}");
+    let json = |c: std::process::Child| -> serde_json::Value {
+        let o = c.wait_with_output().unwrap();
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+    };
+    let a = json(agents);
+    let t = json(target);
+    let tr = &a["transfers"];
+    assert_eq!(tr["referred"], 20, "{a}");
+    assert_eq!(tr["refer_status"]["202"], 20, "{a}");
+    assert_eq!(tr["completed"], 20, "{a}");
+    assert_eq!(tr["failed"], 0, "{a}");
+    assert_eq!(t["calls"]["answered"], 20, "{t}");
+    edge.wait_idle(10);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"blind\",outcome=\"completed\"}"),
+        20.0
+    );
+    assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 20.0);
+}
