@@ -219,3 +219,151 @@ target = "sip:first@127.0.0.1:{first}"
     );
     assert_eq!(edge.metric("edge_calls_ended_total{status=\"200\"}"), 20.0);
 }
+
+/// A recorded queue of Alice's, and a supervisor whose phone is at `sam_port`.
+fn recorded(sam_port: u16) -> String {
+    format!(
+        r#"
+[[queues]]
+name = "first-line"
+numbers = ["7000"]
+agents = ["1001"]
+max_wait = "10s"
+record = true
+
+[[users]]
+name = "sam"
+role = "supervisor"
+token = "sam-token-1"
+contact = "sip:sam@127.0.0.1:{sam_port}"
+"#
+    )
+}
+
+#[test]
+fn a_supervisor_keeps_listening_and_the_recording_keeps_its_channels_across_a_transfer() {
+    use media::tone::detect;
+    let sam_port = edge_tests::free_port();
+    let edge = Edge::start_with(&recorded(sam_port));
+    let alice = Uas::spawn(edge.agent_ports[0]);
+    let bob = Uas::spawn(edge.agent_ports[1]);
+    let sam = Uas::spawn(sam_port);
+    let mut cust = Uac::new(edge.sip);
+    assert_eq!(cust.call("7000"), 200);
+    let t0 = std::time::Instant::now();
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC,
+    );
+    let a = TonePeer::start(
+        alice.rtp.try_clone().unwrap(),
+        alice.edge_rtp.lock().unwrap().unwrap(),
+        1100.0,
+        0xA1,
+    );
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    let r = request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{id}/monitors"),
+        Some("sam-token-1"),
+        r#"{"mode":"listen"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(wait_until(5, || sam.edge_rtp.lock().unwrap().is_some()));
+    let s = TonePeer::start(
+        sam.rtp.try_clone().unwrap(),
+        sam.edge_rtp.lock().unwrap().unwrap(),
+        2300.0,
+        0x5A,
+    );
+    assert!(
+        wait_until(5, || s.hears(440.0, WIN) && s.hears(1100.0, WIN)),
+        "the supervisor hears customer and Alice"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = t0.elapsed();
+    let path = format!("/api/v1/calls/{id}/transfer");
+    let r = request_body(
+        edge.http,
+        "POST",
+        &path,
+        Some("sam-token-1"),
+        r#"{"to":"1002"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "a supervisor may transfer: {}", r.body);
+    assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()));
+    let b = TonePeer::start(
+        bob.rtp.try_clone().unwrap(),
+        bob.edge_rtp.lock().unwrap().unwrap(),
+        1700.0,
+        0xB0B,
+    );
+    assert!(
+        wait_until(5, || s.hears(440.0, WIN)
+            && s.hears(1700.0, WIN)
+            && !s.hears(1100.0, WIN)),
+        "the supervisor now hears customer and Bob, not Alice"
+    );
+    assert!(
+        !c.hears(2300.0, WIN) && !b.hears(2300.0, WIN),
+        "listen stays silent"
+    );
+    let after = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(2000));
+    let end = t0.elapsed();
+    let monitors = http::get(edge.http, &format!("/api/v1/calls/{id}"), Some(ADMIN_TOKEN))
+        .unwrap()
+        .json()["monitors"]
+        .clone();
+    assert_eq!(monitors[0]["state"], "active", "{monitors}");
+    assert_eq!(cust.bye(), 200);
+    edge.wait_idle(10);
+    drop((a, b, c, s));
+
+    // The recording: customer left throughout; Alice right before, Bob after.
+    let wav = edge
+        .dir
+        .path()
+        .join("data")
+        .join("archive")
+        .join(format!("{id}.wav"));
+    assert!(wait_until(20, || wav.exists()), "the recording is archived");
+    let (left, right) = edge_tests::wav_channels(&std::fs::read(&wav).unwrap());
+    let at = |d: Duration| ((d.as_secs_f64() * 8000.0) as usize).min(left.len());
+    let first = at(Duration::from_millis(500))..at(before - Duration::from_millis(100));
+    let second = at(after + Duration::from_millis(200))..at(end - Duration::from_millis(200));
+    assert!(
+        first.len() > 4000 && second.len() > 4000,
+        "{first:?} {second:?}"
+    );
+    assert!(
+        detect(&left[first.clone()], 440.0, 8000),
+        "customer left, before"
+    );
+    assert!(
+        detect(&left[second.clone()], 440.0, 8000),
+        "customer left, after"
+    );
+    assert!(
+        detect(&right[first.clone()], 1100.0, 8000),
+        "Alice right, before"
+    );
+    assert!(!detect(&right[first], 1700.0, 8000));
+    assert!(
+        detect(&right[second.clone()], 1700.0, 8000),
+        "Bob right, after"
+    );
+    assert!(!detect(&right[second.clone()], 1100.0, 8000), "Alice gone");
+    assert!(
+        !detect(&left[second.clone()], 2300.0, 8000) && !detect(&right[second], 2300.0, 8000),
+        "a listening supervisor is not recorded"
+    );
+}
