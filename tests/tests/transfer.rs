@@ -28,9 +28,9 @@ fn call_json(edge: &Edge, id: &str) -> serde_json::Value {
         .json()
 }
 
-#[test]
-fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_stream() {
-    let edge = Edge::start_with(ALICE_QUEUE);
+/// A customer (440 Hz) on queue 7000, answered by Alice (agent 1001, 1100 Hz),
+/// hearing each other; Bob's phone (agent 1002) waits. The call's public id.
+fn call_alice(edge: &Edge) -> (Uac, Uas, Uas, TonePeer, TonePeer, String) {
     let alice = Uas::spawn(edge.agent_ports[0]);
     let bob = Uas::spawn(edge.agent_ports[1]);
     let mut cust = Uac::new(edge.sip);
@@ -54,8 +54,15 @@ fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_st
     let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
         .unwrap()
         .json();
-    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(calls["calls"][0]["agent"], "1001");
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    (cust, alice, bob, c, a, id)
+}
+
+#[test]
+fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_stream() {
+    let edge = Edge::start_with(ALICE_QUEUE);
+    let (mut cust, alice, bob, c, a, id) = call_alice(&edge);
     let path = format!("/api/v1/calls/{id}/transfer");
 
     // Who may, and what is refused.
@@ -245,28 +252,9 @@ fn a_supervisor_keeps_listening_and_the_recording_keeps_its_channels_across_a_tr
     use media::tone::detect;
     let sam_port = edge_tests::free_port();
     let edge = Edge::start_with(&recorded(sam_port));
-    let alice = Uas::spawn(edge.agent_ports[0]);
-    let bob = Uas::spawn(edge.agent_ports[1]);
     let sam = Uas::spawn(sam_port);
-    let mut cust = Uac::new(edge.sip);
-    assert_eq!(cust.call("7000"), 200);
     let t0 = std::time::Instant::now();
-    let c = TonePeer::start(
-        cust.rtp.try_clone().unwrap(),
-        cust.remote_rtp.unwrap(),
-        440.0,
-        0xC,
-    );
-    let a = TonePeer::start(
-        alice.rtp.try_clone().unwrap(),
-        alice.edge_rtp.lock().unwrap().unwrap(),
-        1100.0,
-        0xA1,
-    );
-    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
-        .unwrap()
-        .json();
-    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    let (mut cust, _alice, bob, c, a, id) = call_alice(&edge);
     let r = request_body(
         edge.http,
         "POST",
