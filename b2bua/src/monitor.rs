@@ -60,6 +60,8 @@ pub enum CommandError {
     Conflict(String),
     #[error("no agent, queue or number `{0}`")]
     NoTarget(String),
+    #[error("queue `{0}` is closed and its after_hours action answers calls itself")]
+    Closed(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -187,11 +187,11 @@ impl B2bua {
     /// Resolve what a transfer asks for: `queue:NAME`, an agent id, a queue or
     /// route number, or a SIP URI (its user part first; a URI naming no agent or
     /// number must point at a static route's target).
-    pub(crate) fn transfer_target(&self, to: &str) -> Result<Target, CommandError> {
+    pub(crate) fn transfer_target(&self, now: Instant, to: &str) -> Result<Target, CommandError> {
         let to = to.trim();
         if let Some(name) = to.strip_prefix("queue:") {
             return match self.snap.queue(name) {
-                Some(q) => Ok(Target::Queue(q.name.clone())),
+                Some(q) => self.open_queue(now, &q.name),
                 None => Err(CommandError::NoTarget(to.to_string())),
             };
         }
@@ -203,7 +203,7 @@ impl B2bua {
                 return Ok(Target::Agent(n.to_string()));
             }
             match self.snap.destination(n) {
-                Some(control::Destination::Queue(q)) => return Ok(Target::Queue(q.name.clone())),
+                Some(control::Destination::Queue(q)) => return self.open_queue(now, &q.name),
                 Some(control::Destination::Route(r)) => {
                     return Ok(Target::Leg(LegTarget {
                         uri: Self::target_uri(&r.target, n),
@@ -235,6 +235,23 @@ impl B2bua {
             None => Err(CommandError::Forbidden(format!(
                 "`{uri}` is not a destination the routes allow"
             ))),
+        }
+    }
+
+    /// A transfer into queue `name` as its hours have it: the queue, the queue
+    /// its `after_hours` deflects to, or the forward target; a closed queue that
+    /// would answer the caller itself (announce, voicemail) refuses the transfer.
+    fn open_queue(&self, now: Instant, name: &str) -> Result<Target, CommandError> {
+        let r = self.snap.after_hours_route(name, self.wall(now));
+        match r.action {
+            None => Ok(Target::Queue(r.queue)),
+            Some(control::AfterHours::Forward(t)) => Ok(Target::Leg(LegTarget {
+                uri: t.uri.clone(),
+                remote: t.addr,
+                transport: t.transport,
+                local: None,
+            })),
+            Some(_) => Err(CommandError::Closed(r.queue)),
         }
     }
 
@@ -287,7 +304,7 @@ impl B2bua {
                 return Err(CommandError::NotYours);
             }
         }
-        let target = self.transfer_target(to)?;
+        let target = self.transfer_target(now, to)?;
         self.transfer_allowed(id, &target)?;
         let _span = self.span(id).entered();
         self.begin_transfer(now, id, target, to.to_string(), TransferBy::Api, None);
@@ -333,7 +350,7 @@ impl B2bua {
             return self.reply_with(now, tx, &req, 501, w);
         }
         let target = self
-            .transfer_target(uri)
+            .transfer_target(now, uri)
             .and_then(|t| self.transfer_allowed(id, &t).map(|_| t));
         let target = match target {
             Ok(t) => t,
@@ -341,6 +358,7 @@ impl B2bua {
                 let code = match &e {
                     CommandError::NoTarget(_) => 404,
                     CommandError::Forbidden(_) => 403,
+                    CommandError::Closed(_) => 480,
                     CommandError::NoCall => 481,
                     _ => 491,
                 };

@@ -443,3 +443,77 @@ fn the_caller_hanging_up_during_a_transfer_ends_every_leg() {
     assert_eq!(n.b.stats.transfers.get("abandoned"), Some(&1));
     assert_eq!(n.b.ports_in_use(), 0);
 }
+
+/// CONFIG with two queues that are never open: `night` (2000) answers by itself
+/// after hours, `late` (3000) deflects to `sales`.
+fn with_closed_queues() -> String {
+    format!(
+        "{CONFIG}\n[[queues]]\nname = \"night\"\nnumbers = [\"2000\"]\nagents = [\"1002\"]\n\
+hours = \"never\"\nafter_hours = \"announce\"\nafter_hours_announcement = \"Cargo.toml\"\n\
+[[queues]]\nname = \"late\"\nnumbers = [\"3000\"]\nagents = [\"1002\"]\nhours = \"never\"\n\
+after_hours = \"queue:sales\"\n[[hours]]\nname = \"never\"\ntimezone = \"UTC\"\nopen = []\n"
+    )
+}
+
+#[test]
+fn a_closed_queue_refuses_a_transfer_or_deflects_it_as_its_hours_say() {
+    let mut n = Net::new(&with_closed_queues());
+    let (to_alice, _) = call_at_alice(&mut n, "t9");
+    n.send(
+        ALICE,
+        &refer(&to_alice, 2, "Refer-To: <sip:2000@127.0.0.1>\r\n"),
+    );
+    let (r, _) = n.expect_response(ALICE, 480);
+    assert!(r.to_string().contains("is closed"), "{r}");
+    let id = n.b.calls(n.now)[0].id.clone();
+    assert!(matches!(
+        n.b.handle_command(
+            n.now,
+            CallCommand::Transfer {
+                call: id,
+                to: "queue:night".into(),
+                by_agent: None
+            }
+        ),
+        Err(CommandError::Closed(q)) if q == "night"
+    ));
+    // `late` is closed too but sends its calls to `sales`: Bob is offered it.
+    n.send(
+        ALICE,
+        &refer(&to_alice, 3, "Refer-To: <sip:3000@127.0.0.1>\r\n"),
+    );
+    n.expect_response(ALICE, 202);
+    notify(&mut n, ALICE);
+    assert_eq!(notify(&mut n, ALICE).0, "SIP/2.0 200 OK");
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].queue.as_deref(), Some("sales"));
+    assert_eq!(calls[0].agent.as_deref(), Some("1002"));
+}
+
+#[test]
+fn a_call_that_is_ending_cannot_be_transferred() {
+    let mut n = Net::new(CONFIG);
+    let (_to_alice, ok) = call_at_alice(&mut n, "t10");
+    n.send(CALLER, &from_caller(&ok, "t10", "BYE", 2, ""));
+    n.expect_response(CALLER, 200);
+    // Alice has not answered the edge's BYE yet: the call is ending.
+    n.expect_request(ALICE, Method::Bye);
+    let id = n.b.calls(n.now)[0].id.clone();
+    assert!(matches!(
+        n.b.handle_command(
+            n.now,
+            CallCommand::Transfer {
+                call: id,
+                to: "1002".into(),
+                by_agent: None
+            }
+        ),
+        Err(CommandError::Conflict(_))
+    ));
+    assert!(n.quiet(BOB));
+}

@@ -46,9 +46,10 @@ impl From<CommandError> for ApiError {
             CommandError::NoCall | CommandError::NoMonitor | CommandError::NoTarget(_) => {
                 StatusCode::NOT_FOUND
             }
-            CommandError::NotAnswered | CommandError::NotRecording | CommandError::Conflict(_) => {
-                StatusCode::CONFLICT
-            }
+            CommandError::NotAnswered
+            | CommandError::NotRecording
+            | CommandError::Conflict(_)
+            | CommandError::Closed(_) => StatusCode::CONFLICT,
             CommandError::NotYours | CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
             CommandError::NoPorts => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
