@@ -32,6 +32,9 @@ impl B2bua {
             ClientTx::Monitor(mid, MonitorRole::Invite) => {
                 return self.on_monitor_response(now, mid, tx, resp, head)
             }
+            ClientTx::Monitor(mid, MonitorRole::Move) => {
+                return self.consult_moved(now, mid, tx, resp, head)
+            }
             ClientTx::Monitor(mid, MonitorRole::End) => {
                 if code >= 200 {
                     self.on_monitor_end_done(mid);

@@ -159,6 +159,9 @@ pub struct Call {
     pub transfer: Option<crate::transfer::Transfer>,
     /// The call's transfers (for the API's call events).
     pub transfers: Vec<crate::TransferEvent>,
+    /// A consultation under way (the agent talks to a third party, the
+    /// customer on hold).
+    pub consult: Option<crate::consult::Consult>,
 }
 
 /// A call the edge answered because its queue was closed.

@@ -51,6 +51,22 @@ pub enum CallCommand {
         to: String,
         by_agent: Option<String>,
     },
+    /// Hold the customer and call `to` for the agent (consult transfer).
+    Consult {
+        call: String,
+        to: String,
+        by_agent: Option<String>,
+    },
+    /// The consultation's target takes the customer; the agent leaves.
+    ConsultComplete {
+        call: String,
+        by_agent: Option<String>,
+    },
+    /// Hang up on the consultation's target; back to the customer.
+    ConsultCancel {
+        call: String,
+        by_agent: Option<String>,
+    },
 }
 
 /// What a successful command gives back.
@@ -95,6 +111,15 @@ impl B2bua {
             CallCommand::Hold { call, side, held } => done(self.hold(&call, side, held)),
             CallCommand::Transfer { call, to, by_agent } => {
                 done(self.transfer_command(now, &call, &to, by_agent.as_deref()))
+            }
+            CallCommand::Consult { call, to, by_agent } => {
+                done(self.consult_command(now, &call, &to, by_agent.as_deref()))
+            }
+            CallCommand::ConsultComplete { call, by_agent } => {
+                done(self.consult_complete(now, &call, by_agent.as_deref()))
+            }
+            CallCommand::ConsultCancel { call, by_agent } => {
+                done(self.consult_cancel(now, &call, by_agent.as_deref()))
             }
         }
     }

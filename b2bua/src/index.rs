@@ -41,6 +41,8 @@ pub(crate) enum MonitorRole {
     Invite,
     /// BYE or CANCEL while ending.
     End,
+    /// The re-INVITE moving a consultation's target onto the call's B port.
+    Move,
 }
 
 /// Whose a client transaction is.
@@ -59,7 +61,7 @@ impl ClientTx {
             ClientTx::Call(
                 _,
                 ClientRole::Initial(_) | ClientRole::Reinvite | ClientRole::Refresh(_, true)
-            ) | ClientTx::Monitor(_, MonitorRole::Invite)
+            ) | ClientTx::Monitor(_, MonitorRole::Invite | MonitorRole::Move)
         )
     }
 }

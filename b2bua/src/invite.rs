@@ -194,6 +194,7 @@ impl B2bua {
             dialler: dialler.clone(),
             transfer: None,
             transfers: Vec::new(),
+            consult: None,
         };
         self.stats.started += 1;
         self.index.add_dialog(

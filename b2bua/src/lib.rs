@@ -30,6 +30,7 @@ mod announce;
 mod answer;
 mod call;
 mod command;
+mod consult;
 mod dtmf;
 mod hold;
 mod in_dialog;
@@ -197,7 +198,8 @@ pub struct CallStats {
     pub after_hours: HashMap<&'static str, u64>,
     pub voicemails: u64,
     /// Blind transfers by outcome (`completed`, `queued`, `recalled`,
-    /// `requeued`, `failed`, `abandoned`), and by who asked (`refer`, `api`).
+    /// `requeued`, `failed`, `abandoned`; consultations as `consult_completed`,
+    /// `consult_cancelled`), and by who asked (`refer`, `api`).
     pub transfers: HashMap<&'static str, u64>,
     pub transfers_by: HashMap<&'static str, u64>,
 }

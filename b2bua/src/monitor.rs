@@ -116,6 +116,8 @@ pub struct Monitor {
     pub call: CallId,
     pub user: String,
     pub mode: MonitorMode,
+    /// The target of a consultation (not a supervisor: not listed as a monitor).
+    pub consult: bool,
     pub state: MonitorState,
     pub dialog: Dialog,
     /// The INVITE client transaction until its final response.
@@ -244,6 +246,25 @@ impl B2bua {
             (None, Some(b)) => (b.contact.clone(), b.flow),
             (None, None) => return Err(CommandError::NoContact(user.to_string())),
         };
+        let (_, public_id) =
+            self.place_monitor(now, id, uri, flow, user.to_string(), mode, false)?;
+        info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
+        Ok(public_id)
+    }
+
+    /// Call `uri` over `flow` as a third party of call `id` on a port of its own,
+    /// mixed in `mode` (a supervisor; `consult`: a consultation's target).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn place_monitor(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        uri: String,
+        flow: sip::Flow,
+        user: String,
+        mode: MonitorMode,
+        consult: bool,
+    ) -> Result<(MonitorId, String), CommandError> {
         let webrtc = (flow.transport.is_websocket() && self.webrtc_fingerprint.is_some())
             .then(|| self.new_ice_credentials());
         let port = self.allocate_port().ok_or(CommandError::NoPorts)?;
@@ -289,8 +310,9 @@ impl B2bua {
                 id: mid,
                 public_id: public_id.clone(),
                 call: id,
-                user: user.to_string(),
+                user,
                 mode,
+                consult,
                 state: MonitorState::Calling,
                 dialog,
                 tx: Some(tx),
@@ -320,15 +342,16 @@ impl B2bua {
                 },
             ));
         }
-        info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
-        Ok(public_id)
+        Ok((mid, public_id))
     }
 
     fn find_monitor(&self, call_public: &str, mid: &str) -> Result<MonitorId, CommandError> {
         let id = self.call_index(call_public)?;
         self.monitors
             .values()
-            .find(|m| m.call == id && m.public_id == mid && m.state != MonitorState::Ending)
+            .find(|m| {
+                m.call == id && m.public_id == mid && m.state != MonitorState::Ending && !m.consult
+            })
             .map(|m| m.id)
             .ok_or(CommandError::NoMonitor)
     }
@@ -384,6 +407,13 @@ impl B2bua {
         let answered = m.state == MonitorState::Active;
         m.state = MonitorState::Ending;
         info!(monitor = %m.public_id, reason = why, "monitor ended");
+        if m.consult {
+            let call = m.call;
+            self.consult_ended(now, call, answered);
+        }
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return;
+        };
         self.outputs.push_back(Output::Media(
             m.call,
             Command::MonitorClose { monitor: mid },
@@ -498,12 +528,14 @@ impl B2bua {
                     },
                 ));
             }
-            let beep = self.calls.get(&call).is_some_and(|c| {
-                let (queue, route) = c.route_names();
-                self.snap
-                    .call_settings(queue.as_deref(), route.as_deref())
-                    .beep_on_monitor
-            });
+            let consult = m.consult;
+            let beep = !consult
+                && self.calls.get(&call).is_some_and(|c| {
+                    let (queue, route) = c.route_names();
+                    self.snap
+                        .call_settings(queue.as_deref(), route.as_deref())
+                        .beep_on_monitor
+                });
             if beep {
                 self.outputs.push_back(Output::Media(call, Command::Beep));
             }
@@ -602,7 +634,7 @@ impl B2bua {
         let mut v: Vec<(MonitorId, MonitorInfo)> = self
             .monitors
             .values()
-            .filter(|m| m.call == id && m.state != MonitorState::Ending)
+            .filter(|m| m.call == id && m.state != MonitorState::Ending && !m.consult)
             .map(|m| {
                 (
                     m.id,

@@ -202,6 +202,9 @@ impl B2bua {
     pub(super) fn on_tx_failed(&mut self, now: Instant, tx: TxId, code: u16) {
         let (id, role) = match self.index.remove_client(&tx) {
             Some(ClientTx::Call(id, role)) => (id, role),
+            Some(ClientTx::Monitor(mid, MonitorRole::Move)) => {
+                return self.consult_move_failed(mid, code);
+            }
             Some(ClientTx::Monitor(mid, role)) => {
                 let invite = matches!(role, MonitorRole::Invite);
                 return self.on_monitor_tx_timeout(now, mid, invite);

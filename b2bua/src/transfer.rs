@@ -55,6 +55,8 @@ pub struct TransferEvent {
     /// The target as asked (`1002`, `queue:sales`, `sip:…`).
     pub to: String,
     pub by: TransferBy,
+    /// `blind`, or `consult` (the agent talked to the target first).
+    pub kind: &'static str,
     /// `pending`, `completed` (the target answered), `queued` (waits in a queue),
     /// `recalled` (back to the transferor), `requeued` (back to its queue),
     /// `failed` (the call ended) or `abandoned` (the call ended meanwhile).
@@ -256,7 +258,7 @@ impl B2bua {
     }
 
     /// Whether call `id` can be transferred to `target` now.
-    fn transfer_allowed(&self, id: CallId, target: &Target) -> Result<(), CommandError> {
+    pub(crate) fn transfer_allowed(&self, id: CallId, target: &Target) -> Result<(), CommandError> {
         let c = &self.calls[&id];
         if c.state == CallState::Ending {
             return Err(CommandError::Conflict("the call is ending".into()));
@@ -408,6 +410,7 @@ impl B2bua {
         c.transfers.push(crate::TransferEvent {
             to: to.clone(),
             by,
+            kind: "blind",
             outcome: "pending",
             status: None,
             at_secs,
@@ -647,7 +650,7 @@ impl B2bua {
     /// The customer was told `sendonly`/`inactive` (the transferor held it by
     /// re-INVITE before transferring): offer `sendrecv` again so it sends to the
     /// new party. Otherwise the customer's leg is left alone.
-    fn resume_customer(&mut self, now: Instant, id: CallId) {
+    pub(crate) fn resume_customer(&mut self, now: Instant, id: CallId) {
         let user_agent = self.snap.config.sip.user_agent.clone();
         let Some(c) = self.calls.get_mut(&id) else {
             return;

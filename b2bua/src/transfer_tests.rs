@@ -50,6 +50,20 @@ To: <sip:1000@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method
     )
 }
 
+/// The agent at `at` (its leg created by `leg`, its tag `tag`) hangs up with CSeq
+/// `cseq`: the customer gets BYE and the call is gone without a trace.
+fn hang_up(n: &mut Net, at: &str, leg: &Request, tag: &str, cseq: u32) {
+    n.send(
+        at,
+        &in_dialog(Method::Bye, leg, true, tag, cseq, "hang-up", at, ""),
+    );
+    n.expect_response(at, 200);
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}
+
 /// Alice transfers to Bob (agent 1002) by REFER: 202, NOTIFY 100, and Bob's
 /// INVITE (answered 180 and NOTIFY 180 when `ringing`).
 fn refer_to_bob(n: &mut Net, to_alice: &Request, ringing: bool) -> Request {
@@ -198,15 +212,7 @@ fn refer_to_an_agent_rings_it_on_the_same_port_and_completes_without_touching_th
     assert_eq!(calls[0].transfers[0].by, TransferBy::Refer);
     assert_eq!(n.b.stats.transfers.get("completed"), Some(&1));
     // Bob talks, then hangs up: the call ends, nothing is left behind.
-    n.send(
-        BOB,
-        &in_dialog(Method::Bye, &to_bob, true, "bob", 1, "bb", BOB, ""),
-    );
-    n.expect_response(BOB, 200);
-    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
-    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
-    assert_eq!(n.b.active_calls(), 0);
-    assert_eq!(n.b.index_sizes(), [0; 5]);
+    hang_up(&mut n, BOB, &to_bob, "bob", 1);
     assert_eq!(n.b.ports_in_use(), 0);
 }
 
@@ -237,15 +243,7 @@ fn a_busy_target_gives_the_call_back_to_the_transferor() {
     assert_eq!(calls[0].transfers[0].outcome, "recalled");
     assert_eq!(calls[0].transfers[0].status, Some(486));
     // Alice's leg is the call's again: her BYE ends it.
-    n.send(
-        ALICE,
-        &in_dialog(Method::Bye, &to_alice, true, "alice", 3, "ab", ALICE, ""),
-    );
-    n.expect_response(ALICE, 200);
-    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
-    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
-    assert_eq!(n.b.active_calls(), 0);
-    assert_eq!(n.b.index_sizes(), [0; 5]);
+    hang_up(&mut n, ALICE, &to_alice, "alice", 3);
 }
 
 #[test]
@@ -516,4 +514,125 @@ fn a_call_that_is_ending_cannot_be_transferred() {
         Err(CommandError::Conflict(_))
     ));
     assert!(n.quiet(BOB));
+}
+
+fn consult_cmd(n: &mut Net, kind: &str, to: &str) -> Result<Reply, CommandError> {
+    let call = n.b.calls(n.now)[0].id.clone();
+    let by_agent = Some("1001".to_string());
+    let cmd = match kind {
+        "start" => CallCommand::Consult {
+            call,
+            to: to.into(),
+            by_agent,
+        },
+        "complete" => CallCommand::ConsultComplete { call, by_agent },
+        _ => CallCommand::ConsultCancel { call, by_agent },
+    };
+    let r = n.b.handle_command(n.now, cmd);
+    n.pump();
+    r
+}
+
+/// Alice consults Bob: Bob's phone is called on a port of its own and answers.
+fn consult_bob(n: &mut Net, to_alice: &Request) -> Request {
+    assert_eq!(consult_cmd(n, "start", "1002"), Ok(Reply::Done));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    assert_ne!(
+        sdp_port(&to_bob.body),
+        sdp_port(&to_alice.body),
+        "the consultation has a port of its own"
+    );
+    assert!(n.outputs.iter().any(|o| matches!(
+        o,
+        Output::Media(
+            _,
+            Command::MonitorOpen {
+                mode: MonitorMode::Whisper,
+                ..
+            }
+        )
+    )));
+    assert_eq!(holds(n), vec![(Side::A, true)], "the customer is on hold");
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let calls = n.b.calls(n.now);
+    assert!(calls[0].monitors.is_empty(), "a consultation is no monitor");
+    let last = calls[0].transfers.last().unwrap();
+    assert_eq!((last.kind, last.outcome), ("consult", "consulting"));
+    to_bob
+}
+
+#[test]
+fn a_consultation_completes_by_moving_the_target_onto_the_b_port() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "k1");
+    assert_eq!(
+        consult_cmd(&mut n, "complete", ""),
+        Err(CommandError::Conflict("no consultation to complete".into()))
+    );
+    let to_bob = consult_bob(&mut n, &to_alice);
+    assert!(matches!(
+        consult_cmd(&mut n, "start", "1002"),
+        Err(CommandError::Conflict(_))
+    ));
+    n.outputs.clear();
+    assert_eq!(consult_cmd(&mut n, "complete", ""), Ok(Reply::Done));
+    let (reinvite, head) = n.expect_request(BOB, Method::Invite);
+    assert!(head.to_tag.is_some(), "a re-INVITE in Bob's dialog");
+    assert_eq!(
+        sdp_port(&reinvite.body),
+        sdp_port(&to_alice.body),
+        "Bob moves to the call's B port"
+    );
+    let body = String::from_utf8_lossy(&reinvite.body).into_owned();
+    assert!(body.contains(" 2 IN IP4 "), "o= version one on: {body}");
+    n.send(BOB, &answer(&reinvite, 200, "bob", Some(&sdp(7102)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    assert_eq!(remotes_b(&n), vec![Some("127.0.0.1:7102".parse().unwrap())]);
+    assert!(n
+        .outputs
+        .iter()
+        .any(|o| matches!(o, Output::Media(_, Command::MonitorClose { .. }))));
+    assert_eq!(holds(&n), vec![(Side::A, false)]);
+    assert!(n.quiet(CALLER), "the customer's leg is untouched");
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1002"));
+    assert_eq!(calls[0].transfers[0].outcome, "completed");
+    // Bob is the call's B leg: his BYE ends the call.
+    hang_up(&mut n, BOB, &to_bob, "bob", 1);
+    assert_eq!(n.b.ports_in_use(), 0);
+}
+
+#[test]
+fn a_consultation_cancelled_or_hung_up_goes_back_to_the_customer() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "k2");
+    consult_bob(&mut n, &to_alice);
+    n.outputs.clear();
+    assert_eq!(consult_cmd(&mut n, "cancel", ""), Ok(Reply::Done));
+    let (bye, _) = n.expect_request(BOB, Method::Bye);
+    n.send(BOB, &answer(&bye, 200, "bob", None, BOB));
+    assert_eq!(holds(&n), vec![(Side::A, false)]);
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent.as_deref(), Some("1001"));
+    assert_eq!(calls[0].transfers[0].outcome, "cancelled");
+    // Again; this time Bob hangs up himself.
+    n.outputs.clear();
+    let to_bob = consult_bob(&mut n, &to_alice);
+    n.outputs.clear();
+    n.send(
+        BOB,
+        &in_dialog(Method::Bye, &to_bob, true, "bob", 1, "kb2", BOB, ""),
+    );
+    n.expect_response(BOB, 200);
+    assert_eq!(holds(&n), vec![(Side::A, false)]);
+    assert!(n.b.calls(n.now)[0]
+        .transfers
+        .iter()
+        .all(|e| e.outcome == "cancelled"));
+    // Alice's leg is still the call's.
+    hang_up(&mut n, ALICE, &to_alice, "alice", 2);
+    assert_eq!(n.b.ports_in_use(), 0);
 }

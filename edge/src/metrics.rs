@@ -185,10 +185,15 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     let mut by: Vec<_> = core.calls.transfers.iter().collect();
     by.sort();
-    for (outcome, n) in by {
+    for (key, n) in by {
+        // Consultations count as `consult_<outcome>`.
+        let (kind, outcome) = match key.strip_prefix("consult_") {
+            Some(outcome) => ("consult", outcome),
+            None => ("blind", *key),
+        };
         let _ = writeln!(
             o,
-            "edge_call_transfers_total{{kind=\"blind\",outcome=\"{outcome}\"}} {n}"
+            "edge_call_transfers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
         );
     }
     header(

@@ -59,6 +59,72 @@ fn call_alice(edge: &Edge) -> (Uac, Uas, Uas, TonePeer, TonePeer, String) {
     (cust, alice, bob, c, a, id)
 }
 
+/// Bob's phone (answered, its RTP target known) sends 1700 Hz: the customer
+/// hears Bob and not Alice, Bob hears the customer, Alice's leg is ended, and the
+/// call is Bob's. Bob's tone peer.
+fn bob_talks_to_the_customer(
+    edge: &Edge,
+    id: &str,
+    bob: &Uas,
+    alice: &Uas,
+    c: &TonePeer,
+) -> TonePeer {
+    let b = TonePeer::start(
+        bob.rtp.try_clone().unwrap(),
+        bob.edge_rtp.lock().unwrap().unwrap(),
+        1700.0,
+        0xB0B,
+    );
+    assert!(
+        wait_until(5, || c.hears(1700.0, WIN)
+            && !c.hears(1100.0, WIN)
+            && b.hears(440.0, WIN)),
+        "the customer hears Bob (not Alice) and Bob hears the customer\n{}",
+        edge.log_text()
+    );
+    assert!(
+        wait_until(5, || alice.byes.load(Ordering::Relaxed) == 1),
+        "Alice's leg is ended"
+    );
+    let call = call_json(edge, id);
+    assert_eq!(call["agent"], "1002", "{call}");
+    b
+}
+
+/// The call's (first) transfer event.
+fn transfer_event(edge: &Edge, id: &str) -> serde_json::Value {
+    let call = call_json(edge, id);
+    call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "transfer")
+        .cloned()
+        .unwrap_or_else(|| panic!("no transfer event: {call}"))
+}
+
+/// What the customer received since its last `clear`: one SSRC, sequence
+/// numbers without a gap, timestamps only moving forward.
+fn assert_one_stream(c: &TonePeer) {
+    let g = c.received.lock().unwrap();
+    let h = &g.headers;
+    assert!(h.len() > 30, "{} packets", h.len());
+    assert!(
+        h.iter().all(|x| x.0 == h[0].0),
+        "one SSRC towards the customer"
+    );
+    let gaps = h
+        .windows(2)
+        .filter(|w| w[1].1.wrapping_sub(w[0].1) != 1)
+        .count();
+    assert_eq!(gaps, 0, "no sequence jump");
+    let backwards = h
+        .windows(2)
+        .filter(|w| w[1].2.wrapping_sub(w[0].2) > 160 * 50)
+        .count();
+    assert_eq!(backwards, 0, "timestamps only move forward");
+}
+
 #[test]
 fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_stream() {
     let edge = Edge::start_with(ALICE_QUEUE);
@@ -95,58 +161,16 @@ fn api_blind_transfer_moves_the_customer_to_the_new_agent_with_one_continuous_st
         wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()),
         "Bob's phone is called"
     );
-    let b = TonePeer::start(
-        bob.rtp.try_clone().unwrap(),
-        bob.edge_rtp.lock().unwrap().unwrap(),
-        1700.0,
-        0xB0B,
-    );
-    assert!(
-        wait_until(5, || c.hears(1700.0, WIN)
-            && !c.hears(1100.0, WIN)
-            && b.hears(440.0, WIN)),
-        "the customer hears Bob (not Alice) and Bob hears the customer\n{}",
-        edge.log_text()
-    );
-    assert!(
-        wait_until(5, || alice.byes.load(Ordering::Relaxed) == 1),
-        "Alice's leg is ended"
-    );
-    let call = call_json(&edge, &id);
-    assert_eq!(call["agent"], "1002", "{call}");
-    let transfer = call["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "transfer")
-        .cloned()
-        .unwrap();
-    assert_eq!(transfer["outcome"], "completed", "{call}");
+    let b = bob_talks_to_the_customer(&edge, &id, &bob, &alice, &c);
+    let transfer = transfer_event(&edge, &id);
+    assert_eq!(transfer["outcome"], "completed", "{transfer}");
     assert_eq!(transfer["by"], "api");
     assert_eq!(transfer["to"], "1002");
     std::thread::sleep(Duration::from_millis(500));
 
     // The customer's stream: one SSRC, sequence numbers without a gap, timestamps
     // moving forward with time, across relay (Alice) → ringback → relay (Bob).
-    {
-        let g = c.received.lock().unwrap();
-        let h = &g.headers;
-        assert!(h.len() > 30, "{} packets", h.len());
-        assert!(
-            h.iter().all(|x| x.0 == h[0].0),
-            "one SSRC towards the customer"
-        );
-        let gaps = h
-            .windows(2)
-            .filter(|w| w[1].1.wrapping_sub(w[0].1) != 1)
-            .count();
-        assert_eq!(gaps, 0, "no sequence jump");
-        let backwards = h
-            .windows(2)
-            .filter(|w| w[1].2.wrapping_sub(w[0].2) > 160 * 50)
-            .count();
-        assert_eq!(backwards, 0, "timestamps only move forward");
-    }
+    assert_one_stream(&c);
 
     assert_eq!(cust.bye(), 200);
     assert!(wait_until(5, || bob.byes.load(Ordering::Relaxed) == 1));
@@ -354,4 +378,64 @@ fn a_supervisor_keeps_listening_and_the_recording_keeps_its_channels_across_a_tr
         !detect(&left[second.clone()], 2300.0, 8000) && !detect(&right[second], 2300.0, 8000),
         "a listening supervisor is not recorded"
     );
+}
+
+#[test]
+fn api_consult_lets_the_agents_talk_privately_then_hands_the_customer_over() {
+    let edge = Edge::start_with(ALICE_QUEUE);
+    let (mut cust, alice, bob, c, a, id) = call_alice(&edge);
+    let post = |path: &str, body: &str| {
+        request_body(
+            edge.http,
+            "POST",
+            &format!("/api/v1/calls/{id}/{path}"),
+            Some(ADMIN_TOKEN),
+            body,
+        )
+        .unwrap()
+    };
+    let r = post("consult/complete", "");
+    assert_eq!(r.status, 409, "nothing to complete: {}", r.body);
+    let r = post("consult", r#"{"to":"1002"}"#);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()));
+    let consult_port = bob.edge_rtp.lock().unwrap().unwrap();
+    let b = TonePeer::start(bob.rtp.try_clone().unwrap(), consult_port, 1700.0, 0xB0B);
+    assert!(
+        wait_until(5, || a.hears(1700.0, WIN)
+            && !a.hears(440.0, WIN)
+            && b.hears(1100.0, WIN)
+            && !b.hears(440.0, WIN)),
+        "Alice and Bob talk; neither hears the customer (on hold)"
+    );
+    assert!(
+        !c.hears(1100.0, WIN) && !c.hears(1700.0, WIN),
+        "the customer hears neither agent"
+    );
+    c.clear();
+    let r = post("consult/complete", "");
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Bob's phone is moved (re-INVITE) to the call's own port: follow it.
+    assert!(
+        wait_until(5, || *bob.edge_rtp.lock().unwrap() != Some(consult_port)),
+        "Bob is re-INVITEd to another port"
+    );
+    drop(b);
+    let b = bob_talks_to_the_customer(&edge, &id, &bob, &alice, &c);
+    let ev = transfer_event(&edge, &id);
+    assert_eq!(
+        (ev["kind"].as_str(), ev["outcome"].as_str()),
+        (Some("consult"), Some("completed"))
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_one_stream(&c);
+    assert_eq!(cust.bye(), 200);
+    assert!(wait_until(5, || bob.byes.load(Ordering::Relaxed) == 1));
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"consult\",outcome=\"completed\"}"),
+        1.0
+    );
+    drop((a, b, c));
 }

@@ -47,7 +47,7 @@ fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
         "events": c.digits.iter().map(|d| json!({
             "type": "dtmf", "digit": d.digit.to_string(), "from": d.from, "at_secs": d.at_secs,
         })).chain(c.transfers.iter().map(|t| json!({
-            "type": "transfer", "kind": "blind", "to": t.to, "by": t.by.as_str(),
+            "type": "transfer", "kind": t.kind, "to": t.to, "by": t.by.as_str(),
             "outcome": t.outcome, "status": t.status, "at_secs": t.at_secs,
         }))).collect::<Vec<_>>(),
     })

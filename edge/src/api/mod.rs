@@ -72,6 +72,14 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/calls/{id}/transfer",
             axum::routing::post(supervision::transfer),
         )
+        .route(
+            "/api/v1/calls/{id}/consult",
+            axum::routing::post(supervision::consult),
+        )
+        .route(
+            "/api/v1/calls/{id}/consult/{action}",
+            axum::routing::post(supervision::consult_action),
+        )
         .route("/api/v1/chats", get(chats::list))
         .route("/api/v1/chats/{id}", axum::routing::delete(chats::end))
         .route(

@@ -328,6 +328,17 @@ pub async fn transfer(
     Path(call): Path<String>,
     b: Body,
 ) -> Response {
+    move_call(s, headers, call, b, false).await
+}
+
+/// A blind transfer, or (`consult`) a consultation, of `call` to the body's `to`.
+async fn move_call(
+    s: AppState,
+    headers: HeaderMap,
+    call: String,
+    b: Body,
+    consult: bool,
+) -> Response {
     let (me, req): (_, Transfer) = match user_and_body(&s, &headers, Role::Agent, b).await {
         Ok(v) => v,
         Err(e) => return e,
@@ -338,28 +349,94 @@ pub async fn transfer(
             "`to` names an agent, a number, queue:NAME or a SIP URI (at most 256 bytes)",
         );
     }
-    let by_agent = if me.has_role(Role::Supervisor) {
-        None
+    let (call_, to, by_agent) = (call.clone(), req.to.clone(), acting_agent(&s, &me));
+    let (cmd, what, state) = if consult {
+        let cmd = CallCommand::Consult {
+            call: call_,
+            to,
+            by_agent,
+        };
+        (cmd, "consultation", "consulting")
     } else {
-        // An agent transfers only a call it is on (a user with no agent: none).
-        Some(
-            s.snapshot
-                .load()
-                .agent_of_user(&me.name)
-                .map_or_else(String::new, |a| a.id.clone()),
-        )
-    };
-    let cmd = CallCommand::Transfer {
-        call: call.clone(),
-        to: req.to.clone(),
-        by_agent,
+        let cmd = CallCommand::Transfer {
+            call: call_,
+            to,
+            by_agent,
+        };
+        (cmd, "transfer", "transferring")
     };
     match command(&s, cmd).await {
         Ok(_) => {
-            tracing::info!(%call, by = %me.name, to = %req.to, "transfer");
+            tracing::info!(%call, by = %me.name, to = %req.to, "{what}");
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "call": call, "to": req.to, "state": "transferring" })),
+                Json(json!({ "call": call, "to": req.to, "state": state })),
+            )
+                .into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+/// `None` for supervisors and admins (any call); an agent acts only on a call it
+/// is on (a user linked to no agent: on none).
+fn acting_agent(s: &AppState, me: &control::User) -> Option<String> {
+    if me.has_role(Role::Supervisor) {
+        return None;
+    }
+    Some(
+        s.snapshot
+            .load()
+            .agent_of_user(&me.name)
+            .map_or_else(String::new, |a| a.id.clone()),
+    )
+}
+
+/// `POST /api/v1/calls/{id}/consult {"to"}`: the customer on hold, the agent
+/// talks to `to` (consult transfer). Same permissions as a transfer.
+pub async fn consult(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(call): Path<String>,
+    b: Body,
+) -> Response {
+    move_call(s, headers, call, b, true).await
+}
+
+/// `POST /api/v1/calls/{id}/consult/{action}`: `complete` (the target takes the
+/// customer, the agent leaves) or `cancel` (back to the customer).
+pub async fn consult_action(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((call, action)): Path<(String, String)>,
+) -> Response {
+    let me = match super::auth::authorize_user(&s, &headers, Role::Agent) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    let by_agent = acting_agent(&s, &me);
+    let cmd = match action.as_str() {
+        "complete" => CallCommand::ConsultComplete {
+            call: call.clone(),
+            by_agent,
+        },
+        "cancel" => CallCommand::ConsultCancel {
+            call: call.clone(),
+            by_agent,
+        },
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "use consult/complete or consult/cancel",
+            )
+        }
+    };
+    match command(&s, cmd).await {
+        Ok(_) => {
+            tracing::info!(%call, by = %me.name, %action, "consultation");
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "call": call, "consult": action })),
             )
                 .into_response()
         }
