@@ -92,6 +92,11 @@ impl B2bua {
                     "consult an agent, a number or a URI (queue `{q}`: transfer to it instead)"
                 )))
             }
+            Target::Join(_) => {
+                return Err(CommandError::Conflict(
+                    "consult an agent, a number or a URI".into(),
+                ))
+            }
         };
         let label = format!("consult:{to}");
         let (mid, _) = self.place_monitor(now, id, uri, flow, label, MonitorMode::Whisper, true)?;

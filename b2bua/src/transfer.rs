@@ -74,6 +74,9 @@ pub(crate) enum Target {
     Queue(String),
     /// A static route's number, or a SIP URI a route allows.
     Leg(LegTarget),
+    /// Attended transfer from a phone (REFER with `Replaces`): the far party of
+    /// this other call — the agent's consultation — takes the customer.
+    Join(CallId),
 }
 
 /// The transfer under way on a call.
@@ -154,6 +157,57 @@ fn uri_user(uri: &str) -> Option<&str> {
         .or_else(|| uri.strip_prefix("sips:"))?;
     let (user, _) = rest.split_once('@')?;
     Some(user.split(';').next().unwrap_or(user))
+}
+
+/// The dialog a `Replaces` embedded in a Refer-To names (RFC 3891): Call-ID and
+/// the two tags, percent-decoded (`Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replaces {
+    pub call_id: String,
+    pub to_tag: String,
+    pub from_tag: String,
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The `Replaces` among a URI's embedded headers (`a=b&Replaces=…`), if valid.
+pub(crate) fn replaces_of(headers: &str) -> Option<Replaces> {
+    let value = headers.split('&').find_map(|h| {
+        let (k, v) = h.split_once('=')?;
+        k.eq_ignore_ascii_case("Replaces").then_some(v)
+    })?;
+    let value = percent_decode(value)?;
+    let mut parts = value.split(';');
+    let call_id = parts.next()?.trim().to_string();
+    let (mut to_tag, mut from_tag) = (None, None);
+    for p in parts {
+        match p.trim().split_once('=') {
+            Some((k, v)) if k.eq_ignore_ascii_case("to-tag") => to_tag = Some(v.to_string()),
+            Some((k, v)) if k.eq_ignore_ascii_case("from-tag") => from_tag = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    (!call_id.is_empty()).then_some(())?;
+    Some(Replaces {
+        call_id,
+        to_tag: to_tag?,
+        from_tag: from_tag?,
+    })
 }
 
 /// `sdp` as an offer to a new party: the codecs the customer agreed to, always
@@ -257,6 +311,128 @@ impl B2bua {
         }
     }
 
+    /// The agent's consultation call a REFER's `Replaces` names: another answered
+    /// call whose caller's leg is that dialog (the edge's tag is the To or From
+    /// tag, as phones differ) and comes from the same phone as the REFER (or was
+    /// placed by the same agent).
+    fn consultation_of(&self, id: CallId, r: &Replaces) -> Result<CallId, CommandError> {
+        let c = &self.calls[&id];
+        let phone = c.b.as_ref().map(|b| b.dialog.flow.remote);
+        let agent = c.agent.as_deref();
+        let other = self.calls.values().find(|o| {
+            o.id != id
+                && o.a.call_id == r.call_id
+                && (o.a.local_tag == r.to_tag || o.a.local_tag == r.from_tag)
+                && o.a
+                    .remote_tag
+                    .as_deref()
+                    .is_some_and(|t| t == r.from_tag || t == r.to_tag)
+        });
+        let Some(o) = other else {
+            return Err(CommandError::Forbidden(
+                "no call of this phone matches the Replaces dialog".into(),
+            ));
+        };
+        let same_phone = phone == Some(o.a.flow.remote);
+        let same_agent = agent.is_some() && o.dialler.as_deref() == agent;
+        if !same_phone && !same_agent {
+            return Err(CommandError::Forbidden(
+                "the Replaces dialog is another phone's call".into(),
+            ));
+        }
+        let ready = o.is_established()
+            && o.transfer.is_none()
+            && o.consult.is_none()
+            && o.reinvite.is_none()
+            && o.b.as_ref().is_some_and(|b| b.answered && b.tx.is_none());
+        if !ready {
+            return Err(CommandError::Conflict(
+                "the consultation call is not answered or is busy".into(),
+            ));
+        }
+        if o.webrtc[Side::B as usize].is_some() {
+            return Err(CommandError::Conflict(
+                "the consultation's far party is a browser: transfer blind".into(),
+            ));
+        }
+        Ok(o.id)
+    }
+
+    /// Attended transfer: the far party of call `other` (the agent's
+    /// consultation) is moved onto call `id`'s B port by a re-INVITE and becomes
+    /// its B leg (the transfer completes as a blind one does when it answers);
+    /// the consultation call ends with a BYE to the agent's phone. A refused
+    /// re-INVITE ends the far party and gives the customer back to the agent.
+    fn join(&mut self, now: Instant, id: CallId, other: CallId) {
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let Some(o) = self.calls.get_mut(&other) else {
+            return self.transfer_failed(now, id, 481);
+        };
+        let Some(mut leg) = o.b.take() else {
+            return self.transfer_failed(now, id, 481);
+        };
+        // Its agent (if the consultation went to one) stays busy: it is this call's now.
+        o.agent = None;
+        let last_sent = o.session.sent_sdp[Side::B as usize].clone();
+        let o_public = o.public_id.clone();
+        self.index
+            .remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
+        self.index.add_dialog(
+            (leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()),
+            DialogOwner::Call(id, Side::B),
+        );
+        self.end_call(now, other, 200, "joined into a transfer");
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(offer) = c.transfer_offer() else {
+            return self.transfer_failed(now, id, 488);
+        };
+        // The far party's dialog keeps its o= session; the version goes one up.
+        let body = offer.rewrite(media_addr, c.b_port);
+        let body = match last_sent
+            .as_deref()
+            .and_then(|s| s.lines().find(|l| l.starts_with("o=")))
+        {
+            Some(o_line) => {
+                let bumped = bump_o_version(&format!("{o_line}\r\n"));
+                body.split_inclusive("\r\n")
+                    .map(|l| {
+                        if l.starts_with("o=") {
+                            bumped.clone()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect()
+            }
+            None => body,
+        };
+        let mut req = leg.dialog.request(
+            Method::Invite,
+            Some((body.as_bytes(), "application/sdp")),
+            &user_agent,
+        );
+        req.headers
+            .push(rsip::headers::Allow::new(sip::message::ALLOW).into());
+        c.attempts += 1;
+        leg.attempt = c.attempts;
+        leg.provisional = true;
+        let tx = self.ep.send_request(now, req, leg.dialog.flow);
+        leg.tx = Some(tx);
+        let c = self.calls.get_mut(&id).expect("present");
+        if let Some(t) = c.transfer.as_mut() {
+            t.target_agent = leg.agent.clone();
+        }
+        c.session.sent_sdp[Side::B as usize] = Some(body);
+        info!(call = %c.public_id, consultation = %o_public, "attended transfer: the consultation's far party moves to the customer");
+        c.b = Some(leg);
+        c.client_txs.push(tx);
+        self.index
+            .add_client(tx, id, ClientRole::Initial(self.calls[&id].attempts));
+    }
+
     /// Whether call `id` can be transferred to `target` now.
     pub(crate) fn transfer_allowed(&self, id: CallId, target: &Target) -> Result<(), CommandError> {
         let c = &self.calls[&id];
@@ -345,15 +521,19 @@ impl B2bua {
             return self.reply_with(now, tx, &req, 400, w);
         };
         let uri = uri_in(value);
-        if uri.contains('?') {
-            // Refer-To with embedded headers (Replaces: an attended transfer).
-            info!(refer_to = %uri, "REFER with embedded headers (Replaces): 501");
-            let w = warn("attended transfer (Replaces) is not supported; transfer blind");
-            return self.reply_with(now, tx, &req, 501, w);
-        }
-        let target = self
-            .transfer_target(now, uri)
-            .and_then(|t| self.transfer_allowed(id, &t).map(|_| t));
+        let target = match uri.split_once('?') {
+            // Refer-To with embedded headers: only Replaces (an attended transfer).
+            Some((_, headers)) => match replaces_of(headers) {
+                Some(r) => self.consultation_of(id, &r).map(Target::Join),
+                None => {
+                    info!(refer_to = %uri, "REFER with embedded headers other than Replaces: 501");
+                    let w = warn("of the headers a Refer-To may embed, only Replaces is supported");
+                    return self.reply_with(now, tx, &req, 501, w);
+                }
+            },
+            None => self.transfer_target(now, uri),
+        };
+        let target = target.and_then(|t| self.transfer_allowed(id, &t).map(|_| t));
         let target = match target {
             Ok(t) => t,
             Err(e) => {
@@ -465,6 +645,7 @@ impl B2bua {
                 self.enqueue_transferred(now, id, name, "queued", exclude);
             }
             Target::Leg(target) => self.start_b(now, id, target, None),
+            Target::Join(other) => self.join(now, id, other),
         }
     }
 

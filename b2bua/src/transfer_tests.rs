@@ -301,8 +301,9 @@ fn refers_the_edge_cannot_carry_out_are_refused_with_a_reason() {
         ("Refer-To: <sip:1001@127.0.0.1>\r\n", 403),
         (
             "Refer-To: <sip:1002@127.0.0.1?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n",
-            501,
+            403,
         ),
+        ("Refer-To: <sip:1002@127.0.0.1?Subject=hi>\r\n", 501),
     ];
     for (i, (h, code)) in cases.iter().enumerate() {
         n.send(ALICE, &refer(&to_alice, 2 + i as u32, h));
@@ -634,5 +635,74 @@ fn a_consultation_cancelled_or_hung_up_goes_back_to_the_customer() {
         .all(|e| e.outcome == "cancelled"));
     // Alice's leg is still the call's.
     hang_up(&mut n, ALICE, &to_alice, "alice", 2);
+    assert_eq!(n.b.ports_in_use(), 0);
+}
+
+#[test]
+fn an_attended_transfer_moves_the_consultations_far_party_to_the_customer() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "j1");
+    // Alice's phone calls the service line itself: the consultation.
+    n.send(
+        ALICE,
+        &invite("service", "j2", &sdp(4100)).replace(CALLER, ALICE),
+    );
+    n.expect_response(ALICE, 100);
+    let (to_svc, _) = n.expect_request(SERVICE, Method::Invite);
+    n.send(
+        SERVICE,
+        &answer(&to_svc, 200, "svc", Some(&sdp(7300)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    let (ok2, _) = n.expect_response(ALICE, 200);
+    let edge_tag = message::tag_of(
+        &ok2.to_string()
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()[3..],
+    )
+    .unwrap()
+    .to_string();
+    assert_eq!(n.b.active_calls(), 2);
+    // Alice completes: REFER on the customer's call, Replaces naming her call.
+    n.send(
+        ALICE,
+        &refer(
+            &to_alice,
+            2,
+            &format!(
+                "Refer-To: <sip:service@127.0.0.1?Replaces=j2%3Bto-tag%3D{edge_tag}%3Bfrom-tag%3Dct-j2>\r\n"
+            ),
+        ),
+    );
+    n.expect_response(ALICE, 202);
+    assert_eq!(notify(&mut n, ALICE).0, "SIP/2.0 100 Trying");
+    // Her consultation call ends at her phone; the service line is moved.
+    let (bye2, _) = n.expect_request(ALICE, Method::Bye);
+    assert!(bye2.to_string().contains("Call-ID: j2"));
+    n.send(ALICE, &answer(&bye2, 200, "x", None, ALICE));
+    let (reinvite, head) = n.expect_request(SERVICE, Method::Invite);
+    assert!(head.to_tag.is_some(), "a re-INVITE in the service's dialog");
+    assert_eq!(
+        sdp_port(&reinvite.body),
+        sdp_port(&to_alice.body),
+        "the service line moves to the customer's call's B port"
+    );
+    n.send(
+        SERVICE,
+        &answer(&reinvite, 200, "svc", Some(&sdp(7302)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    assert_eq!(notify(&mut n, ALICE).0, "SIP/2.0 200 OK");
+    let (bye1, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye1, 200, "alice", None, ALICE));
+    assert!(n.quiet(CALLER), "the customer's leg is untouched");
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls.len(), 1, "the consultation call is gone");
+    assert_eq!(calls[0].transfers[0].outcome, "completed");
+    assert_eq!(calls[0].agent, None);
+    assert!(remotes_b(&n).contains(&Some("127.0.0.1:7302".parse().unwrap())));
+    // The service line is the customer's call's B leg now.
+    hang_up(&mut n, SERVICE, &to_svc, "svc", 1);
     assert_eq!(n.b.ports_in_use(), 0);
 }
