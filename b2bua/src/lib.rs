@@ -320,9 +320,9 @@ fn contact_for(flow: Flow) -> String {
 /// are off.
 fn supported_options(sip: &control::SipConfig) -> &'static [&'static str] {
     if sip.session_expires.is_zero() {
-        &[]
+        &["replaces"]
     } else {
-        &["timer"]
+        &["timer", "replaces"]
     }
 }
 

@@ -22,9 +22,10 @@ use crate::index::{ClientRole, DialogOwner};
 use crate::invite::LegTarget;
 use crate::session;
 use crate::timers::Timer;
-use crate::{B2bua, CallId, CallState, CommandError, Output, Route, Side};
+use crate::{is_sdp, B2bua, CallId, CallState, CommandError, Output, Route, Side};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request};
+use sip::dialog::Dialog;
 use sip::message::Head;
 use sip::sdp::Sdp;
 use sip::session_timer::Negotiated;
@@ -38,6 +39,8 @@ pub enum TransferBy {
     /// A REFER from the agent's phone.
     Refer,
     Api,
+    /// A phone's INVITE with `Replaces` took the agent's leg.
+    Replaces,
 }
 
 impl TransferBy {
@@ -45,6 +48,7 @@ impl TransferBy {
         match self {
             TransferBy::Refer => "refer",
             TransferBy::Api => "api",
+            TransferBy::Replaces => "invite",
         }
     }
 }
@@ -183,6 +187,16 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// A new INVITE's `Replaces` header (RFC 3891 §6.1), if it has a valid one.
+pub(crate) fn replaces_header(req: &Request) -> Option<Replaces> {
+    let v = req.headers.iter().find_map(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case("Replaces") => Some(value),
+        _ => None,
+    })?;
+    // The same syntax as in a Refer-To, not percent-encoded.
+    replaces_of(&format!("Replaces={}", v.replace('%', "%25")))
 }
 
 /// The `Replaces` among a URI's embedded headers (`a=b&Replaces=…`), if valid.
@@ -431,6 +445,167 @@ impl B2bua {
         c.client_txs.push(tx);
         self.index
             .add_client(tx, id, ClientRole::Initial(self.calls[&id].attempts));
+    }
+
+    /// A new INVITE with `Replaces` (RFC 3891): its sender takes the place of the
+    /// agent's leg the header names (a phone the agent REFERred to the edge, a
+    /// pickup). The edge answers it with the customer's codecs on the B port and
+    /// BYEs the replaced leg; the customer's leg is untouched. No such confirmed
+    /// dialog: 481; the customer's own leg: 403; a call busy with a transfer or
+    /// an offer: 491; no offer (or a browser's): 488.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_invite_replaces(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        req: Request,
+        head: Head,
+        flow: sip::Flow,
+        r: Replaces,
+        agent: Option<String>,
+    ) {
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let matches = |d: &sip::dialog::Dialog| {
+            d.call_id == r.call_id
+                && d.local_tag == r.to_tag
+                && d.remote_tag.as_deref() == Some(r.from_tag.as_str())
+        };
+        let found = self.calls.values().find_map(|c| {
+            if matches(&c.a) {
+                Some((c.id, Side::A))
+            } else if c
+                .b
+                .as_ref()
+                .is_some_and(|b| b.answered && matches(&b.dialog))
+            {
+                Some((c.id, Side::B))
+            } else {
+                None
+            }
+        });
+        let warn = |text: &str| -> Vec<Header> {
+            vec![rsip::headers::Warning::new(format!("399 edge \"{text}\"")).into()]
+        };
+        let Some((id, side)) = found else {
+            info!(call_id = %head.call_id, "INVITE with Replaces naming no dialog of the edge: 481");
+            return self.reply(now, tx, &req, 481, None);
+        };
+        let _span = self.span(id).entered();
+        if side == Side::A {
+            info!("INVITE with Replaces naming the customer's leg: 403");
+            let w = warn("only the agent's leg of a call can be replaced");
+            return self.reply_with(now, tx, &req, 403, w);
+        }
+        let c = &self.calls[&id];
+        let busy = !c.is_established()
+            || c.transfer.is_some()
+            || c.consult.is_some()
+            || c.reinvite.is_some()
+            || c.b_ack_waits_for_a.is_some();
+        if busy {
+            let mut h = warn("the call is busy with a transfer or an offer");
+            h.push(rsip::headers::RetryAfter::new("1").into());
+            return self.reply_with(now, tx, &req, 491, h);
+        }
+        let offer = is_sdp(&req.headers, &req.body)
+            .then(|| Sdp::parse(&req.body).ok())
+            .flatten()
+            .filter(|s| matches!(s.webrtc(), Ok(None)));
+        let (Some(offer), Some(ours)) = (offer, c.transfer_offer()) else {
+            let w = warn("an offer of plain RTP is needed (no late offer, no browser)");
+            return self.reply_with(now, tx, &req, 488, w);
+        };
+        let addr = offer.audio_target().ok().flatten();
+        let te = offer.telephone_event_pt();
+        // The customer's codecs from the B port, as the edge's own session.
+        let session = self.ep.ids().next_u64() >> 1;
+        let fam = if media_addr.is_ipv4() { "IP4" } else { "IP6" };
+        let body: String = ours
+            .rewrite(media_addr, c.b_port)
+            .split_inclusive("\r\n")
+            .map(|l| {
+                if l.starts_with("o=") {
+                    format!("o=edge {session} 1 IN {fam} {media_addr}\r\n")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        let tag = self.ep.ids().token();
+        let dialog = Dialog::uas(&req, &head, tag.clone(), flow, crate::contact_for(flow));
+        let mut ok = sip::message::response(&req, 200, Some(&tag), self.ep.server_name());
+        ok.headers
+            .push(rsip::headers::Contact::new(dialog.local_contact.clone()).into());
+        ok.headers
+            .push(rsip::headers::Allow::new(sip::message::ALLOW).into());
+        ok.body = sip::message::set_body(&mut ok.headers, body.as_bytes(), Some("application/sdp"));
+        self.ep.respond(now, tx, ok);
+        let c = self.calls.get_mut(&id).expect("present");
+        c.attempts += 1;
+        let leg = BLeg {
+            dialog,
+            tx: None,
+            provisional: true,
+            cancel_pending: false,
+            agent: agent.clone(),
+            attempt: c.attempts,
+            answered: true,
+        };
+        self.index
+            .add_dialog((head.call_id.clone(), tag), DialogOwner::Call(id, Side::B));
+        let mut old = c.b.replace(leg).expect("answered B leg");
+        self.index
+            .remove_dialog(&old.dialog.call_id, &old.dialog.local_tag);
+        let bye = old.dialog.request(Method::Bye, None, &user_agent);
+        let t = self.ep.send_request(now, bye, old.dialog.flow);
+        let c = self.calls.get_mut(&id).expect("present");
+        c.client_txs.push(t);
+        c.open_ending += 1;
+        self.index.add_client(t, id, ClientRole::Ending);
+        let old_agent = std::mem::replace(&mut c.agent, agent.clone());
+        c.te_pt[Side::B as usize] = te;
+        c.session.sent_sdp[Side::B as usize] = Some(body);
+        session::arm(c, &mut self.timers, now, Side::B, None);
+        let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
+        c.transfers.push(crate::TransferEvent {
+            to: agent.clone().unwrap_or_else(|| flow.remote.to_string()),
+            by: TransferBy::Replaces,
+            kind: "replaces",
+            outcome: "completed",
+            status: None,
+            at_secs,
+        });
+        let had_webrtc = c.webrtc[Side::B as usize].take().is_some();
+        info!(call = %c.public_id, from = %flow.remote, agent = ?agent, "INVITE with Replaces: the new phone has the call");
+        *self
+            .stats
+            .transfers
+            .entry("replaces_completed")
+            .or_default() += 1;
+        *self.stats.transfers_by.entry("invite").or_default() += 1;
+        if had_webrtc {
+            self.outputs.push_back(Output::Media(
+                id,
+                media::Command::WebRtc {
+                    side: Side::B,
+                    local: None,
+                },
+            ));
+        }
+        if let Some(a) = old_agent.filter(|a| Some(a) != agent.as_ref()) {
+            self.agent_call(id, &a, "ended");
+            self.agent_released(now, &a, true);
+        }
+        if let Some(a) = &agent {
+            self.acd.seize(a);
+            self.offer_answered(now, a);
+            self.agent_changed(now, a);
+            self.agent_call(id, a, "connected");
+        }
+        self.set_remote(id, Side::B, addr);
+        self.set_held(id, Side::A, false);
+        self.resume_customer(now, id);
     }
 
     /// Whether call `id` can be transferred to `target` now.

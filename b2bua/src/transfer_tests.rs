@@ -706,3 +706,80 @@ fn an_attended_transfer_moves_the_consultations_far_party_to_the_customer() {
     hang_up(&mut n, SERVICE, &to_svc, "svc", 1);
     assert_eq!(n.b.ports_in_use(), 0);
 }
+
+/// An INVITE from another phone (a trunk's address, so trusted) carrying
+/// `Replaces: {replaces}`.
+fn invite_replacing(call_id: &str, replaces: &str) -> String {
+    with_headers(
+        &invite("1000", call_id, &sdp(4200)).replace(CALLER, CAROL),
+        &format!("Replaces: {replaces}\r\nRequire: replaces\r\n"),
+    )
+}
+
+const CAROL: &str = "127.0.0.1:5096";
+
+#[test]
+fn an_invite_with_replaces_takes_the_agents_leg_and_mismatches_get_481() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, ok) = call_at_alice(&mut n, "r1");
+    let text = to_alice.to_string();
+    let edge_tag = message::tag_of(&text.lines().find(|l| l.starts_with("From:")).unwrap()[5..])
+        .unwrap()
+        .to_string();
+    let alice_call_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Call-ID: "))
+        .unwrap()
+        .to_string();
+    // No such dialog; the customer's own leg; the agent's leg with wrong tags.
+    n.send(CAROL, &invite_replacing("r2", "nope;to-tag=a;from-tag=b"));
+    n.expect_response(CAROL, 481);
+    let a_tag = message::tag_of(
+        &ok.to_string()
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()[3..],
+    )
+    .unwrap()
+    .to_string();
+    n.send(
+        CAROL,
+        &invite_replacing("r3", &format!("r1;to-tag={a_tag};from-tag=ct-r1")),
+    );
+    n.expect_response(CAROL, 403);
+    n.send(
+        CAROL,
+        &invite_replacing(
+            "r4",
+            &format!("{alice_call_id};to-tag=alice;from-tag={edge_tag}"),
+        ),
+    );
+    n.expect_response(CAROL, 481);
+    assert_eq!(n.b.active_calls(), 1, "nothing was started");
+    // The right dialog: Carol's phone takes Alice's place on the B port.
+    n.send(
+        CAROL,
+        &invite_replacing(
+            "r5",
+            &format!("{alice_call_id};to-tag={edge_tag};from-tag=alice"),
+        ),
+    );
+    let (ok5, _) = n.expect_response(CAROL, 200);
+    assert_eq!(sdp_port(&ok5.body), sdp_port(&to_alice.body));
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    assert!(remotes_b(&n).contains(&Some("127.0.0.1:4200".parse().unwrap())));
+    assert!(n.quiet(CALLER), "the customer's leg is untouched");
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].agent, None);
+    assert_eq!(calls[0].transfers[0].kind, "replaces");
+    assert_eq!(n.b.stats.transfers.get("replaces_completed"), Some(&1));
+    // The customer hangs up: Carol's phone gets the BYE.
+    n.send(CALLER, &from_caller(&ok, "r1", "BYE", 2, ""));
+    n.expect_response(CALLER, 200);
+    let (bye, _) = n.expect_request(CAROL, Method::Bye);
+    assert!(bye.to_string().contains("Call-ID: r5"));
+    n.send(CAROL, &answer(&bye, 200, "carol", None, CAROL));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}

@@ -186,10 +186,11 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     let mut by: Vec<_> = core.calls.transfers.iter().collect();
     by.sort();
     for (key, n) in by {
-        // Consultations count as `consult_<outcome>`.
-        let (kind, outcome) = match key.strip_prefix("consult_") {
-            Some(outcome) => ("consult", outcome),
-            None => ("blind", *key),
+        // Consultations count as `consult_<outcome>`, INVITEs with Replaces as
+        // `replaces_<outcome>`.
+        let (kind, outcome) = match key.split_once('_') {
+            Some((kind @ ("consult" | "replaces"), outcome)) => (kind, outcome),
+            _ => ("blind", *key),
         };
         let _ = writeln!(
             o,

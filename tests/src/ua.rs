@@ -306,6 +306,8 @@ pub struct Uas {
     pub edge_rtp: Arc<std::sync::Mutex<Option<SocketAddr>>>,
     pub byes: Arc<AtomicU64>,
     pub invites: Arc<AtomicU64>,
+    /// The last new INVITE's Call-ID and From tag (its dialog is that and `uas1`).
+    pub dialog: Arc<std::sync::Mutex<Option<(String, String)>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -318,11 +320,13 @@ impl Uas {
         let byes = Arc::new(AtomicU64::new(0));
         let invites = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (e, b, i, s) = (
+        let dialog = Arc::new(std::sync::Mutex::new(None));
+        let (e, b, i, s, d) = (
             edge_rtp.clone(),
             byes.clone(),
             invites.clone(),
             stop.clone(),
+            dialog.clone(),
         );
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
@@ -353,6 +357,9 @@ impl Uas {
                     rsip::Method::Invite => {
                         if head.to_tag.is_none() {
                             i.fetch_add(1, Ordering::Relaxed);
+                            if let Some(tag) = head.from_tag.clone() {
+                                *d.lock().unwrap() = Some((head.call_id.clone(), tag));
+                            }
                         }
                         *e.lock().unwrap() = Sdp::parse(&req.body)
                             .ok()
@@ -375,6 +382,7 @@ impl Uas {
             edge_rtp,
             byes,
             invites,
+            dialog,
             stop,
         }
     }

@@ -397,3 +397,40 @@ fn sipp_agent_transfers_blind_by_refer_and_gets_the_notify_progress() {
         1.0
     );
 }
+
+#[test]
+fn sipp_phone_takes_over_the_agents_leg_with_an_invite_with_replaces() {
+    if !have_tool("sipp") {
+        return;
+    }
+    use std::sync::atomic::Ordering;
+    let edge = Edge::start_with(REFER_QUEUE);
+    let alice = edge_tests::ua::Uas::spawn(edge.agent_ports[0]);
+    let mut cust = edge_tests::ua::Uac::new(edge.sip);
+    assert_eq!(cust.call("7000"), 200);
+    let (call_id, edge_tag) = alice
+        .dialog
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("Alice was called");
+    let dir = edge_tests::tempdir::Dir::new("replaces");
+    let inf = dir.path().join("dialog.csv");
+    std::fs::write(&inf, format!("SEQUENTIAL\n{call_id};{edge_tag};\n")).unwrap();
+    let sf = scenario("uac_replaces.xml");
+    let inf = inf.display().to_string();
+    let phone = uac(&edge, &["-sf", &sf, "-inf", &inf, "-s", "7000", "-m", "1"]);
+    assert!(
+        edge_tests::wait_until(10, || alice.byes.load(Ordering::Relaxed) == 1),
+        "Alice's leg is replaced (BYE)\n{}",
+        edge.log_text()
+    );
+    // The call goes on with SIPp's phone; the customer hangs up.
+    assert_eq!(cust.bye(), 200);
+    assert_clean("INVITE with Replaces (the new phone)", phone, 1, &edge);
+    edge.wait_idle(10);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"replaces\",outcome=\"completed\"}"),
+        1.0
+    );
+}
