@@ -11,7 +11,7 @@
 
 use crate::call::BLeg;
 use crate::in_dialog::ack_2xx;
-use crate::index::{ClientRole, DialogOwner, MonitorRole};
+use crate::index::{DialogOwner, MonitorRole};
 use crate::monitor::MonitorState;
 use crate::session;
 use crate::transfer::{Target, TransferBy};
@@ -349,14 +349,8 @@ impl B2bua {
         info!(call = %c.public_id, agent = ?c.agent, "consultation completed: the target has the customer");
         *self.stats.transfers.entry("consult_completed").or_default() += 1;
         if let Some(mut old) = old {
-            self.index
-                .remove_dialog(&old.dialog.call_id, &old.dialog.local_tag);
-            let bye = old.dialog.request(Method::Bye, None, &user_agent);
-            let t = self.ep.send_request(now, bye, old.dialog.flow);
             let c = self.calls.get_mut(&id).expect("present");
-            c.client_txs.push(t);
-            c.open_ending += 1;
-            self.index.add_client(t, id, ClientRole::Ending);
+            crate::transfer::bye_leg(&mut self.ep, &mut self.index, c, &mut old, now, &user_agent);
         }
         if let Some(a) = old_agent {
             self.agent_call(id, &a, "ended");

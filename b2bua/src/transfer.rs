@@ -189,6 +189,24 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// BYE `leg`, which leaves call `c` while the call goes on: its dialog is
+/// unindexed and the BYE is one of the call's ending transactions.
+pub(crate) fn bye_leg(
+    ep: &mut sip::endpoint::Endpoint,
+    index: &mut crate::index::Index,
+    c: &mut Call,
+    leg: &mut BLeg,
+    now: Instant,
+    user_agent: &str,
+) {
+    index.remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
+    let bye = leg.dialog.request(Method::Bye, None, user_agent);
+    let tx = ep.send_request(now, bye, leg.dialog.flow);
+    c.client_txs.push(tx);
+    c.open_ending += 1;
+    index.add_client(tx, c.id, ClientRole::Ending);
+}
+
 /// A new INVITE's `Replaces` header (RFC 3891 §6.1), if it has a valid one.
 pub(crate) fn replaces_header(req: &Request) -> Option<Replaces> {
     let v = req.headers.iter().find_map(|h| match h {
@@ -555,14 +573,7 @@ impl B2bua {
         self.index
             .add_dialog((head.call_id.clone(), tag), DialogOwner::Call(id, Side::B));
         let mut old = c.b.replace(leg).expect("answered B leg");
-        self.index
-            .remove_dialog(&old.dialog.call_id, &old.dialog.local_tag);
-        let bye = old.dialog.request(Method::Bye, None, &user_agent);
-        let t = self.ep.send_request(now, bye, old.dialog.flow);
-        let c = self.calls.get_mut(&id).expect("present");
-        c.client_txs.push(t);
-        c.open_ending += 1;
-        self.index.add_client(t, id, ClientRole::Ending);
+        bye_leg(&mut self.ep, &mut self.index, c, &mut old, now, &user_agent);
         let old_agent = std::mem::replace(&mut c.agent, agent.clone());
         c.te_pt[Side::B as usize] = te;
         c.session.sent_sdp[Side::B as usize] = Some(body);
@@ -912,13 +923,7 @@ impl B2bua {
         };
         let agent = t.transferor_agent.take();
         if let Some(mut leg) = t.transferor.take() {
-            self.index
-                .remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
-            let bye = leg.dialog.request(Method::Bye, None, &user_agent);
-            let tx = self.ep.send_request(now, bye, leg.dialog.flow);
-            c.client_txs.push(tx);
-            c.open_ending += 1;
-            self.index.add_client(tx, id, ClientRole::Ending);
+            bye_leg(&mut self.ep, &mut self.index, c, &mut leg, now, &user_agent);
         }
         if c.agent == agent {
             c.agent = None;
@@ -1057,11 +1062,7 @@ impl B2bua {
                 if old.answered {
                     // It answered with something the edge cannot use.
                     let ua = self.snap.config.sip.user_agent.clone();
-                    let bye = old.dialog.request(Method::Bye, None, &ua);
-                    let tx = self.ep.send_request(now, bye, old.dialog.flow);
-                    c.client_txs.push(tx);
-                    c.open_ending += 1;
-                    self.index.add_client(tx, id, ClientRole::Ending);
+                    bye_leg(&mut self.ep, &mut self.index, c, &mut old, now, &ua);
                 }
             }
         }
