@@ -87,6 +87,7 @@ pub fn mode_str(m: MonitorMode) -> &'static str {
         MonitorMode::Listen => "listen",
         MonitorMode::Whisper => "whisper",
         MonitorMode::Barge => "barge",
+        MonitorMode::Member => "member",
     }
 }
 

@@ -329,6 +329,21 @@ impl CallMedia {
                 self.session().beep();
                 true
             }
+            Command::PartyFlags { side, muted, deaf } => {
+                self.session().set_party_flags(*side, *muted, *deaf);
+                true
+            }
+            Command::MemberFlags {
+                monitor,
+                muted,
+                deaf,
+                held,
+            } => {
+                if let Some(s) = self.session.as_mut() {
+                    s.set_member_flags(*monitor, *muted, *deaf, *held);
+                }
+                false
+            }
             Command::Open { .. }
             | Command::Close
             | Command::MonitorOpen { .. }

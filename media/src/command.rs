@@ -76,6 +76,16 @@ pub enum Command {
     },
     /// Customer and agent hear the monitor beep.
     Beep,
+    /// A conference's flags for a party: muted (nobody hears it), deaf (it hears
+    /// nothing). Its hold is [`Command::Hold`].
+    PartyFlags { side: Side, muted: bool, deaf: bool },
+    /// A conference member's flags (a monitor stream opened in `Member` mode).
+    MemberFlags {
+        monitor: MonitorId,
+        muted: bool,
+        deaf: bool,
+        held: bool,
+    },
     /// `side` is a browser (WebRTC, the edge offered or answered with `local`): its
     /// port answers ICE checks and runs DTLS-SRTP. `None`: plain RTP again (another
     /// of the agent's phones answered).

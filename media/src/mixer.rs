@@ -19,6 +19,8 @@ pub enum MonitorMode {
     Whisper,
     /// Everyone hears the supervisor.
     Barge,
+    /// Not a supervisor: a conference party (the mixer's [`Role::Member`]).
+    Member,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,13 @@ impl Mixer {
         if let Some(p) = self.part(id) {
             p.held = on;
         }
+    }
+
+    pub fn is_held(&self, id: ParticipantId) -> bool {
+        self.parts
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .is_some_and(|p| p.held)
     }
 
     /// The hold audio frame of this tick (None: held parties hear silence).

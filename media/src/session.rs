@@ -121,6 +121,10 @@ pub struct Session {
     announce_done: bool,
     /// Parties on hold (index: `Side as usize`) and what they hear.
     held: [bool; 2],
+    /// Parties muted or deaf (a conference's flags).
+    flagged: [bool; 2],
+    /// Conference members on hold.
+    members_held: usize,
     hold_audio: Option<Player>,
     /// Ticks of beep left, and the tone it is cut from.
     beep: u8,
@@ -166,6 +170,8 @@ impl Session {
             announce_to: Side::B,
             announce_done: false,
             held: [false, false],
+            flagged: [false, false],
+            members_held: 0,
             hold_audio: None,
             beep: 0,
             beep_tone: tone::Tone::new(BEEP_HZ, 8000),
@@ -181,6 +187,7 @@ impl Session {
             || !self.monitors.is_empty()
             || self.announce.is_some()
             || self.held != [false, false]
+            || self.flagged != [false, false]
             || self.beep > 0
             || self.sending_dtmf(Side::A)
             || self.sending_dtmf(Side::B)
@@ -244,6 +251,40 @@ impl Session {
         self.held[side as usize]
     }
 
+    /// A conference's flags for party `side`: muted (nobody hears it), deaf (it
+    /// hears nothing). Either makes the session feed both parties' ears.
+    pub fn set_party_flags(&mut self, side: Side, muted: bool, deaf: bool) {
+        if muted || deaf {
+            self.activating();
+        }
+        let pid = self.parties[side as usize].pid;
+        self.mixer.set_muted(pid, muted);
+        self.mixer.set_deaf(pid, deaf);
+        self.flagged[side as usize] = muted || deaf;
+        self.update_generating();
+    }
+
+    /// A conference member's flags: muted, deaf, held (it hears the hold audio,
+    /// nobody hears it).
+    pub fn set_member_flags(&mut self, id: MonitorId, muted: bool, deaf: bool, held: bool) {
+        let Some(pid) = self
+            .monitors
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.input.pid)
+        else {
+            return;
+        };
+        self.mixer.set_muted(pid, muted);
+        self.mixer.set_deaf(pid, deaf);
+        self.mixer.set_held(pid, held);
+        self.members_held = self
+            .monitors
+            .iter()
+            .filter(|m| self.mixer.is_held(m.input.pid))
+            .count();
+    }
+
     /// The audio held parties hear, looped (`None`: silence).
     pub fn set_hold_audio(&mut self, samples: Option<Arc<[i16]>>) {
         self.hold_audio = samples.map(|s| Player::new(s, true));
@@ -300,7 +341,11 @@ impl Session {
             return self.set_mode(id, mode);
         }
         self.activating();
-        let pid = self.mixer.add(Role::Supervisor(mode));
+        let role = match mode {
+            MonitorMode::Member => Role::Member,
+            m => Role::Supervisor(m),
+        };
+        let pid = self.mixer.add(role);
         let out = new_stream(&mut self.seed);
         self.monitors.push(MonitorLeg {
             id,
@@ -323,6 +368,9 @@ impl Session {
     pub fn remove_monitor(&mut self, id: MonitorId) {
         if let Some(i) = self.monitors.iter().position(|m| m.id == id) {
             let m = self.monitors.remove(i);
+            if self.mixer.is_held(m.input.pid) {
+                self.members_held -= 1;
+            }
             self.mixer.remove(m.input.pid);
         }
         self.update_generating();
@@ -330,10 +378,11 @@ impl Session {
 
     fn update_generating(&mut self) {
         let any = |f: fn(MonitorMode) -> bool| self.monitors.iter().any(|m| f(m.mode));
-        // Hold and beep need both ears fed from the session.
-        let both = self.held != [false, false] || self.beep > 0;
+        // Hold, beep and a muted or deaf party need both ears fed from the
+        // session.
+        let both = self.held != [false, false] || self.beep > 0 || self.flagged != [false, false];
         let agent = both || any(|m| m != MonitorMode::Listen);
-        let customer = both || any(|m| m == MonitorMode::Barge);
+        let customer = both || any(|m| matches!(m, MonitorMode::Barge | MonitorMode::Member));
         self.generating = [customer, agent];
         // A party without an outgoing stream yet continues the one it is relayed
         // (the next packet seeds it); see `on_party_rtp` and `tick`.
@@ -477,7 +526,7 @@ impl Session {
         for side in [Side::A, Side::B] {
             self.dtmf_tick(side, now_us, &mut send);
         }
-        if self.held != [false, false] {
+        if self.held != [false, false] || self.members_held > 0 {
             let f = self.hold_audio.as_mut().and_then(Player::next_frame);
             self.mixer.set_hold_audio(f);
         }

@@ -479,3 +479,86 @@ fn beep_reaches_both_parties_then_relay_resumes() {
         assert_continuous(&sc.heard.headers[who], who);
     }
 }
+
+#[test]
+fn a_conference_member_and_every_flag_by_tone() {
+    let mut sc = Scene::new();
+    sc.run(5);
+    sc.s.set_recording(true);
+    sc.s.set_hold_audio(Some(tone_samples(2300.0, 1.0)));
+    // The third party (1700 Hz) is a member: everyone hears everyone.
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Member);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(h.has("customer", 1100.0) && h.has("customer", 1700.0));
+    assert!(h.has("agent", 440.0) && h.has("agent", 1700.0));
+    assert!(h.has("supervisor", 440.0) && h.has("supervisor", 1100.0));
+    assert!(tone_in(&sc.left, 440.0) && !tone_in(&sc.left, 1700.0));
+    assert!(
+        tone_in(&sc.right, 1100.0) && tone_in(&sc.right, 1700.0),
+        "members on the right"
+    );
+
+    sc.s.set_member_flags(MonitorId(1), true, false, false);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(
+        !h.has("customer", 1700.0) && !h.has("agent", 1700.0),
+        "muted: heard by nobody"
+    );
+    assert!(h.has("supervisor", 440.0), "a muted member still hears");
+    assert!(!tone_in(&sc.right, 1700.0), "nor recorded");
+
+    sc.s.set_member_flags(MonitorId(1), false, true, false);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(
+        !h.has("supervisor", 440.0) && !h.has("supervisor", 1100.0),
+        "deaf: hears nothing"
+    );
+    assert!(h.has("customer", 1700.0), "a deaf member is heard");
+
+    sc.s.set_member_flags(MonitorId(1), false, false, true);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(h.has("supervisor", 2300.0), "held: hears the hold audio");
+    assert!(!h.has("supervisor", 440.0));
+    assert!(
+        !h.has("customer", 1700.0) && !h.has("agent", 1700.0),
+        "held: heard by nobody"
+    );
+    assert!(!tone_in(&sc.right, 2300.0), "hold audio never recorded");
+
+    sc.s.set_member_flags(MonitorId(1), false, false, false);
+    sc.s.set_party_flags(Side::A, true, false);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(
+        !h.has("agent", 440.0) && !h.has("supervisor", 440.0),
+        "a muted customer"
+    );
+    assert!(h.has("agent", 1700.0) && h.has("customer", 1100.0));
+    assert!(!tone_in(&sc.left, 440.0));
+
+    sc.s.set_party_flags(Side::A, false, false);
+    sc.s.set_party_flags(Side::B, false, true);
+    sc.run(20);
+    let h = &sc.heard;
+    assert!(
+        !h.has("agent", 440.0) && !h.has("agent", 1700.0),
+        "a deaf agent"
+    );
+    assert!(
+        h.has("customer", 1100.0) && h.has("supervisor", 1100.0),
+        "is still heard"
+    );
+
+    sc.s.set_party_flags(Side::B, false, false);
+    sc.s.remove_monitor(MonitorId(1));
+    sc.run(20);
+    assert!(sc.heard.has("agent", 440.0) && sc.heard.has("customer", 1100.0));
+    assert!(
+        !sc.s.generating(Side::A) && !sc.s.generating(Side::B),
+        "back to relaying"
+    );
+}
