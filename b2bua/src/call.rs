@@ -162,6 +162,11 @@ pub struct Call {
     /// A consultation under way (the agent talks to a third party, the
     /// customer on hold).
     pub consult: Option<crate::consult::Consult>,
+    /// A conference's flags of the customer and the agent (index `Side`):
+    /// muted, deaf (their hold is `held`).
+    pub party_flags: [[bool; 2]; 2],
+    /// Parties added to and removed from the call's conference.
+    pub participant_events: Vec<crate::ParticipantEvent>,
 }
 
 /// A call the edge answered because its queue was closed.

@@ -67,6 +67,32 @@ pub enum CallCommand {
         call: String,
         by_agent: Option<String>,
     },
+    /// Call `to` into the call's conference.
+    AddParticipant {
+        call: String,
+        to: String,
+        by_agent: Option<String>,
+    },
+    /// Mute, deafen or hold a party (`customer`, `agent` or a member's id).
+    SetParticipant {
+        call: String,
+        participant: String,
+        flags: crate::ParticipantFlags,
+        by_agent: Option<String>,
+    },
+    /// BYE a member.
+    RemoveParticipant {
+        call: String,
+        participant: String,
+        by_agent: Option<String>,
+    },
+    /// RFC 4733 digits to a party.
+    ParticipantDtmf {
+        call: String,
+        participant: String,
+        digits: String,
+        by_agent: Option<String>,
+    },
 }
 
 /// What a successful command gives back.
@@ -75,6 +101,8 @@ pub enum Reply {
     Done,
     /// The public id of the monitor created.
     Monitor(String),
+    /// The id of the conference party added.
+    Participant(String),
 }
 
 impl B2bua {
@@ -120,6 +148,38 @@ impl B2bua {
             }
             CallCommand::ConsultCancel { call, by_agent } => {
                 done(self.consult_cancel(now, &call, by_agent.as_deref()))
+            }
+            CallCommand::AddParticipant { call, to, by_agent } => self
+                .add_participant(now, &call, &to, by_agent.as_deref())
+                .map(Reply::Participant),
+            CallCommand::SetParticipant {
+                call,
+                participant,
+                flags,
+                by_agent,
+            } => done(self.set_participant(&call, &participant, flags, by_agent.as_deref())),
+            CallCommand::RemoveParticipant {
+                call,
+                participant,
+                by_agent,
+            } => done(self.remove_participant(now, &call, &participant, by_agent.as_deref())),
+            CallCommand::ParticipantDtmf {
+                call,
+                participant,
+                digits,
+                by_agent,
+            } => {
+                self.own_call(&call, by_agent.as_deref())?;
+                let to = match participant.as_str() {
+                    "customer" => Side::A,
+                    "agent" => Side::B,
+                    _ => {
+                        return Err(CommandError::Conflict(
+                            "digits go to the customer or the agent (not yet to a member)".into(),
+                        ))
+                    }
+                };
+                done(self.send_dtmf(&call, &digits, to))
             }
         }
     }

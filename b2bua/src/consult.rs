@@ -57,47 +57,7 @@ impl B2bua {
                 "a consultation is under way on this call".into(),
             ));
         }
-        let (uri, flow, agent) = match target {
-            Target::Agent(a) => {
-                if !self.agent_reachable(now, &a) || !self.acd.is_free(&a) {
-                    return Err(CommandError::Conflict(format!(
-                        "agent {a} is not ready to take a consultation"
-                    )));
-                }
-                let t = self
-                    .agent_targets(now, &a)
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| CommandError::Conflict(format!("agent {a} has no phone")))?;
-                let flow = match t.local {
-                    Some(local) => sip::Flow {
-                        transport: t.transport,
-                        local,
-                        remote: t.remote,
-                    },
-                    None => self
-                        .local_flow(t.transport, t.remote)
-                        .ok_or(CommandError::Unreachable(t.remote))?,
-                };
-                (t.uri, flow, Some(a))
-            }
-            Target::Leg(t) => {
-                let flow = self
-                    .local_flow(t.transport, t.remote)
-                    .ok_or(CommandError::Unreachable(t.remote))?;
-                (t.uri, flow, None)
-            }
-            Target::Queue(q) => {
-                return Err(CommandError::Conflict(format!(
-                    "consult an agent, a number or a URI (queue `{q}`: transfer to it instead)"
-                )))
-            }
-            Target::Join(_) => {
-                return Err(CommandError::Conflict(
-                    "consult an agent, a number or a URI".into(),
-                ))
-            }
-        };
+        let (uri, flow, agent) = self.third_party(now, target)?;
         let label = format!("consult:{to}");
         let (mid, _) = self.place_monitor(now, id, uri, flow, label, MonitorMode::Whisper, true)?;
         if let Some(a) = &agent {
@@ -133,8 +93,60 @@ impl B2bua {
         Ok(())
     }
 
+    /// Where a third party of a call is reached: an agent who is ready (its first
+    /// phone), or a route number / allowed URI. Not a queue, not a join.
+    pub(crate) fn third_party(
+        &mut self,
+        now: Instant,
+        target: Target,
+    ) -> Result<(String, sip::Flow, Option<String>), CommandError> {
+        Ok(match target {
+            Target::Agent(a) => {
+                if !self.agent_reachable(now, &a) || !self.acd.is_free(&a) {
+                    return Err(CommandError::Conflict(format!("agent {a} is not ready")));
+                }
+                let t = self
+                    .agent_targets(now, &a)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| CommandError::Conflict(format!("agent {a} has no phone")))?;
+                let flow = match t.local {
+                    Some(local) => sip::Flow {
+                        transport: t.transport,
+                        local,
+                        remote: t.remote,
+                    },
+                    None => self
+                        .local_flow(t.transport, t.remote)
+                        .ok_or(CommandError::Unreachable(t.remote))?,
+                };
+                (t.uri, flow, Some(a))
+            }
+            Target::Leg(t) => {
+                let flow = self
+                    .local_flow(t.transport, t.remote)
+                    .ok_or(CommandError::Unreachable(t.remote))?;
+                (t.uri, flow, None)
+            }
+            Target::Queue(q) => {
+                return Err(CommandError::Conflict(format!(
+                    "consult an agent, a number or a URI (queue `{q}`: transfer to it instead)"
+                )))
+            }
+            Target::Join(_) => {
+                return Err(CommandError::Conflict(
+                    "consult an agent, a number or a URI".into(),
+                ))
+            }
+        })
+    }
+
     /// The call the API names, when `by_agent` (an agent asking) is on it.
-    fn own_call(&self, call_public: &str, by_agent: Option<&str>) -> Result<CallId, CommandError> {
+    pub(crate) fn own_call(
+        &self,
+        call_public: &str,
+        by_agent: Option<&str>,
+    ) -> Result<CallId, CommandError> {
         let id = self.call_index(call_public)?;
         if let Some(me) = by_agent {
             if self.calls[&id].agent.as_deref() != Some(me) {

@@ -4,6 +4,14 @@
 use crate::{B2bua, CallId, Command, CommandError, Output, Side};
 use tracing::info;
 
+/// The hold audio of call `c`'s queue or route, if it has one.
+pub(crate) fn hold_audio(snap: &control::Snapshot, c: &crate::Call) -> Option<std::path::PathBuf> {
+    let (queue, route) = c.route_names();
+    snap.call_settings(queue.as_deref(), route.as_deref())
+        .hold_audio
+        .map(|p| p.to_path_buf())
+}
+
 impl B2bua {
     /// Hold or resume `side` of call `id` (re-INVITE or API): the driver plays the
     /// queue's hold audio to it.
@@ -21,13 +29,7 @@ impl B2bua {
             return;
         }
         c.held[side as usize] = on;
-        let (queue, route) = c.route_names();
-        let audio = self
-            .snap
-            .call_settings(queue.as_deref(), route.as_deref())
-            .hold_audio
-            .map(|p| p.to_path_buf())
-            .or_else(|| fallback.map(std::path::PathBuf::from));
+        let audio = hold_audio(&self.snap, c).or_else(|| fallback.map(std::path::PathBuf::from));
         info!(call = %c.public_id, side = ?side, held = on, "hold");
         self.outputs.push_back(Output::Media(
             id,

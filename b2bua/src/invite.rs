@@ -198,6 +198,8 @@ impl B2bua {
             transfer: None,
             transfers: Vec::new(),
             consult: None,
+            party_flags: [[false; 2]; 2],
+            participant_events: Vec::new(),
         };
         self.stats.started += 1;
         self.index.add_dialog(

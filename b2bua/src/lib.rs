@@ -30,6 +30,7 @@ mod announce;
 mod answer;
 mod call;
 mod command;
+mod conference;
 mod consult;
 mod dtmf;
 mod hold;
@@ -62,6 +63,7 @@ pub use monitor::{
 
 use crate::acd::Acd;
 use call::Calls;
+pub use conference::{Flags as ParticipantFlags, ParticipantEvent, ParticipantInfo};
 use control::Snapshot;
 use control::Strangers;
 use index::{DialogOwner, Index};
@@ -228,6 +230,9 @@ pub struct CallInfo {
     pub after_hours: Option<&'static str>,
     /// The call's transfers, oldest first (the last may be `pending`).
     pub transfers: Vec<TransferEvent>,
+    /// Its parties: customer, agent and conference members, with their flags.
+    pub participants: Vec<ParticipantInfo>,
+    pub participant_events: Vec<ParticipantEvent>,
 }
 
 pub struct B2bua {
@@ -654,6 +659,8 @@ impl B2bua {
                 reserved: c.reserved.clone(),
                 after_hours: c.deflected,
                 transfers: c.transfers.clone(),
+                participants: self.participants(c),
+                participant_events: c.participant_events.clone(),
             })
             .collect();
         v.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));

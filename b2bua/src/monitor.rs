@@ -34,6 +34,8 @@ pub enum CommandError {
     NoCall,
     #[error("no such monitor on this call")]
     NoMonitor,
+    #[error("no such participant on this call")]
+    NoParticipant,
     #[error("no such user")]
     NoUser,
     #[error("user `{0}` has no contact configured")]
@@ -119,6 +121,11 @@ pub struct Monitor {
     pub mode: MonitorMode,
     /// The target of a consultation (not a supervisor: not listed as a monitor).
     pub consult: bool,
+    /// The agent called (a consultation's or a conference member's), released
+    /// when the leg ends.
+    pub agent: Option<String>,
+    /// A conference member's flags: muted, deaf, held.
+    pub flags: [bool; 3],
     pub state: MonitorState,
     pub dialog: Dialog,
     /// The INVITE client transaction until its final response.
@@ -314,6 +321,8 @@ impl B2bua {
                 user,
                 mode,
                 consult,
+                agent: None,
+                flags: [false; 3],
                 state: MonitorState::Calling,
                 dialog,
                 tx: Some(tx),
@@ -351,7 +360,11 @@ impl B2bua {
         self.monitors
             .values()
             .find(|m| {
-                m.call == id && m.public_id == mid && m.state != MonitorState::Ending && !m.consult
+                m.call == id
+                    && m.public_id == mid
+                    && m.state != MonitorState::Ending
+                    && !m.consult
+                    && m.mode != MonitorMode::Member
             })
             .map(|m| m.id)
             .ok_or(CommandError::NoMonitor)
@@ -411,6 +424,8 @@ impl B2bua {
         if m.consult {
             let call = m.call;
             self.consult_ended(now, call, answered);
+        } else if m.mode == MonitorMode::Member {
+            self.member_left(now, mid, answered);
         }
         let Some(m) = self.monitors.get_mut(&mid) else {
             return;
@@ -635,7 +650,12 @@ impl B2bua {
         let mut v: Vec<(MonitorId, MonitorInfo)> = self
             .monitors
             .values()
-            .filter(|m| m.call == id && m.state != MonitorState::Ending && !m.consult)
+            .filter(|m| {
+                m.call == id
+                    && m.state != MonitorState::Ending
+                    && !m.consult
+                    && m.mode != MonitorMode::Member
+            })
             .map(|m| {
                 (
                     m.id,

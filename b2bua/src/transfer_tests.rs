@@ -783,3 +783,171 @@ fn an_invite_with_replaces_takes_the_agents_leg_and_mismatches_get_481() {
     assert_eq!(n.b.active_calls(), 0);
     assert_eq!(n.b.index_sizes(), [0; 5]);
 }
+
+fn conf(n: &mut Net, cmd: CallCommand) -> Result<Reply, CommandError> {
+    let r = n.b.handle_command(n.now, cmd);
+    n.pump();
+    r
+}
+
+#[test]
+fn conference_parties_are_added_flagged_listed_and_removed() {
+    let mut n = Net::new(&CONFIG.replace("max_calls = 3", "max_calls = 3\nmax_participants = 3"));
+    let (to_alice, _) = call_at_alice(&mut n, "c1");
+    let call = n.b.calls(n.now)[0].id.clone();
+    let add = |to: &str, by: Option<&str>| CallCommand::AddParticipant {
+        call: call.clone(),
+        to: to.into(),
+        by_agent: by.map(str::to_string),
+    };
+    assert_eq!(
+        conf(&mut n, add("1002", Some("1002"))),
+        Err(CommandError::NotYours)
+    );
+    let Ok(Reply::Participant(pid)) = conf(&mut n, add("1002", Some("1001"))) else {
+        panic!("added")
+    };
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    assert_ne!(
+        sdp_port(&to_bob.body),
+        sdp_port(&to_alice.body),
+        "a port of its own"
+    );
+    assert!(n.outputs.iter().any(|o| matches!(
+        o,
+        Output::Media(
+            _,
+            Command::MonitorOpen {
+                mode: MonitorMode::Member,
+                ..
+            }
+        )
+    )));
+    assert!(matches!(
+        conf(&mut n, add("service", None)),
+        Err(CommandError::Conflict(m)) if m.contains("full")
+    ));
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let c = &n.b.calls(n.now)[0];
+    let roles: Vec<_> = c.participants.iter().map(|p| (p.role, p.state)).collect();
+    assert_eq!(
+        roles,
+        vec![
+            ("customer", "connected"),
+            ("agent", "connected"),
+            ("member", "connected")
+        ]
+    );
+    assert!(c.monitors.is_empty(), "a member is no supervisor");
+    n.outputs.clear();
+    let set = |p: &str, muted: Option<bool>, deaf: Option<bool>, held: Option<bool>| {
+        CallCommand::SetParticipant {
+            call: call.clone(),
+            participant: p.into(),
+            flags: ParticipantFlags { muted, deaf, held },
+            by_agent: None,
+        }
+    };
+    assert_eq!(
+        conf(&mut n, set(&pid, Some(true), None, None)),
+        Ok(Reply::Done)
+    );
+    assert_eq!(
+        conf(&mut n, set("customer", None, Some(true), None)),
+        Ok(Reply::Done)
+    );
+    assert_eq!(
+        conf(&mut n, set(&pid, None, None, Some(true))),
+        Ok(Reply::Done)
+    );
+    assert_eq!(
+        conf(&mut n, set("agent", None, None, Some(true))),
+        Ok(Reply::Done)
+    );
+    assert_eq!(
+        conf(&mut n, set("m999", Some(true), None, None)),
+        Err(CommandError::NoParticipant)
+    );
+    let media: Vec<&Command> = n
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Media(_, c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(
+        media[0],
+        Command::MemberFlags {
+            muted: true,
+            deaf: false,
+            held: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        media[1],
+        Command::PartyFlags {
+            side: Side::A,
+            muted: false,
+            deaf: true
+        }
+    ));
+    assert!(matches!(
+        media[2],
+        Command::MemberFlags {
+            muted: true,
+            held: true,
+            ..
+        }
+    ));
+    assert!(
+        matches!(
+            media[3],
+            Command::Hold {
+                held: false,
+                audio: Some(_),
+                ..
+            }
+        ),
+        "a held member's audio is loaded: {media:?}"
+    );
+    assert!(matches!(
+        media[4],
+        Command::Hold {
+            side: Side::B,
+            held: true,
+            ..
+        }
+    ));
+    let c = &n.b.calls(n.now)[0];
+    let flags: Vec<_> = c
+        .participants
+        .iter()
+        .map(|p| (p.muted, p.deaf, p.held))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            (false, true, false),
+            (false, false, true),
+            (true, false, true)
+        ]
+    );
+    // Removed: BYE; the call goes on between customer and agent.
+    let del = CallCommand::RemoveParticipant {
+        call: call.clone(),
+        participant: pid.clone(),
+        by_agent: None,
+    };
+    assert_eq!(conf(&mut n, del), Ok(Reply::Done));
+    let (bye, _) = n.expect_request(BOB, Method::Bye);
+    n.send(BOB, &answer(&bye, 200, "bob", None, BOB));
+    let c = &n.b.calls(n.now)[0];
+    assert_eq!(c.participants.len(), 2);
+    let actions: Vec<_> = c.participant_events.iter().map(|e| e.action).collect();
+    assert_eq!(actions, vec!["added", "removed"]);
+    hang_up(&mut n, ALICE, &to_alice, "alice", 2);
+    assert_eq!(n.b.ports_in_use(), 0);
+}

@@ -245,6 +245,9 @@ pub struct SipConfig {
     /// Calls up at once before new INVITEs get 503 with Retry-After.
     #[serde(default = "default_max_calls")]
     pub max_calls: usize,
+    /// Most parties of one call's conference (customer and agent included).
+    #[serde(default = "default_max_participants")]
+    pub max_participants: usize,
     /// How long an agent's phone rings before the queue skips to the next agent.
     #[serde(default = "default_ring_timeout", with = "duration_str")]
     pub agent_ring_timeout: Duration,
@@ -374,6 +377,9 @@ fn default_listen() -> Vec<ListenAddr> {
 fn default_max_calls() -> usize {
     20_000
 }
+fn default_max_participants() -> usize {
+    10
+}
 fn default_ring_timeout() -> Duration {
     Duration::from_secs(20)
 }
@@ -386,6 +392,7 @@ impl Default for SipConfig {
         SipConfig {
             listen: default_listen(),
             max_calls: default_max_calls(),
+            max_participants: default_max_participants(),
             agent_ring_timeout: default_ring_timeout(),
             user_agent: default_user_agent(),
             strangers: Strangers::default(),

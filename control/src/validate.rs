@@ -39,6 +39,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
             "must be at least 1",
         ));
     }
+    if !(2..=64).contains(&c.sip.max_participants) {
+        return Err(Issue::new(
+            root().key("sip").key("max_participants"),
+            "must be 2 to 64",
+        ));
+    }
     let (se, min_se) = (c.sip.session_expires, c.sip.min_se);
     if min_se.as_secs() < 90 || min_se.subsec_nanos() != 0 {
         return Err(Issue::new(

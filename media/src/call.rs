@@ -397,7 +397,8 @@ impl CallMedia {
     /// Hold or resume `side`; `audio` is what a held party hears. Whether it mixes.
     pub fn hold(&mut self, side: Side, held: bool, audio: Option<Arc<[i16]>>) -> bool {
         let s = self.session();
-        if held {
+        // (Audio with `held: false` only loads it: a conference member's hold.)
+        if held || audio.is_some() {
             s.set_hold_audio(audio);
         }
         s.set_held(side, held);

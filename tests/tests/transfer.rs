@@ -439,3 +439,127 @@ fn api_consult_lets_the_agents_talk_privately_then_hands_the_customer_over() {
     );
     drop((a, b, c));
 }
+
+/// `PATCH` a participant's flags (as an admin).
+fn patch_participant(edge: &Edge, id: &str, pid: &str, body: &str) {
+    let r = request_body(
+        edge.http,
+        "PATCH",
+        &format!("/api/v1/calls/{id}/participants/{pid}"),
+        Some(ADMIN_TOKEN),
+        body,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[test]
+fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
+    let edge = Edge::start_with(ALICE_QUEUE);
+    let carol = Uas::spawn(edge.route_port);
+    let (mut cust, _alice, bob, c, a, id) = call_alice(&edge);
+    let add = |to: &str| {
+        let r = request_body(
+            edge.http,
+            "POST",
+            &format!("/api/v1/calls/{id}/participants"),
+            Some(ADMIN_TOKEN),
+            &format!(r#"{{"to":"{to}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    let bob_id = add("1002");
+    let carol_id = add("service");
+    assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()
+        && carol.edge_rtp.lock().unwrap().is_some()));
+    let b = TonePeer::start(
+        bob.rtp.try_clone().unwrap(),
+        bob.edge_rtp.lock().unwrap().unwrap(),
+        1700.0,
+        0xB0B,
+    );
+    let k = TonePeer::start(
+        carol.rtp.try_clone().unwrap(),
+        carol.edge_rtp.lock().unwrap().unwrap(),
+        2300.0,
+        0xCA,
+    );
+    let peers = [(&c, 440.0), (&a, 1100.0), (&b, 1700.0), (&k, 2300.0)];
+    // Who hears whom: `ears[i][j]` = party i hears party j's tone.
+    let check = |what: &str, ears: [[bool; 4]; 4]| {
+        let ok = wait_until(6, || {
+            peers.iter().enumerate().all(|(i, (p, _))| {
+                peers
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .all(|(j, (_, hz))| p.hears(*hz, WIN) == ears[i][j])
+            })
+        });
+        let got: Vec<Vec<bool>> = peers
+            .iter()
+            .map(|(p, _)| peers.iter().map(|(_, hz)| p.hears(*hz, WIN)).collect())
+            .collect();
+        assert!(ok, "{what}: heard {got:?}, wanted {ears:?}");
+    };
+    let all = [[true; 4]; 4];
+    check("everyone hears everyone", all);
+    let call = call_json(&edge, &id);
+    assert_eq!(call["participants"].as_array().unwrap().len(), 4, "{call}");
+
+    patch_participant(&edge, &id, &bob_id, r#"{"muted":true}"#);
+    let mut ears = all;
+    ears.iter_mut().for_each(|e| e[2] = false);
+    check("Bob muted: heard by nobody", ears);
+    patch_participant(&edge, &id, &bob_id, r#"{"muted":false}"#);
+
+    patch_participant(&edge, &id, &carol_id, r#"{"deaf":true}"#);
+    let mut ears = all;
+    ears[3] = [false; 4];
+    check("Carol deaf: hears nobody, is heard", ears);
+    patch_participant(&edge, &id, &carol_id, r#"{"deaf":false}"#);
+
+    patch_participant(&edge, &id, "customer", r#"{"muted":true}"#);
+    let mut ears = all;
+    ears.iter_mut().for_each(|e| e[0] = false);
+    check("the customer muted", ears);
+    patch_participant(&edge, &id, "customer", r#"{"muted":false}"#);
+
+    patch_participant(&edge, &id, &bob_id, r#"{"held":true}"#);
+    let mut ears = all;
+    ears.iter_mut().for_each(|e| e[2] = false);
+    ears[2] = [false; 4];
+    check("Bob held: hears only hold audio, heard by nobody", ears);
+    patch_participant(&edge, &id, &bob_id, r#"{"held":false}"#);
+    check("Bob back", all);
+
+    let r = request_body(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id}/participants/{bob_id}"),
+        Some(ADMIN_TOKEN),
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(wait_until(5, || bob.byes.load(Ordering::Relaxed) == 1));
+    // Bob's tone peer still sends, but to a closed port: nobody hears it, and
+    // nothing reaches him.
+    b.clear();
+    assert!(
+        wait_until(6, || [&c, &a, &k].iter().all(|p| !p.hears(1700.0, WIN))
+            && c.hears(1100.0, WIN)
+            && c.hears(2300.0, WIN)
+            && k.hears(440.0, WIN)
+            && a.hears(2300.0, WIN)),
+        "Bob removed: the three others go on"
+    );
+    assert_eq!(b.packets(), 0, "nothing reaches a removed party");
+    assert_eq!(cust.bye(), 200);
+    assert!(wait_until(5, || carol.byes.load(Ordering::Relaxed) == 1));
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    drop((a, b, c, k));
+}

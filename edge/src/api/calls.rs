@@ -49,7 +49,14 @@ fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
         })).chain(c.transfers.iter().map(|t| json!({
             "type": "transfer", "kind": t.kind, "to": t.to, "by": t.by.as_str(),
             "outcome": t.outcome, "status": t.status, "at_secs": t.at_secs,
+        }))).chain(c.participant_events.iter().map(|e| json!({
+            "type": "participant", "participant": e.participant, "who": e.who,
+            "action": e.action, "at_secs": e.at_secs,
         }))).collect::<Vec<_>>(),
+        "participants": c.participants.iter().map(|p| json!({
+            "id": p.id, "role": p.role, "who": p.who, "state": p.state,
+            "muted": p.muted, "deaf": p.deaf, "held": p.held,
+        })).collect::<Vec<_>>(),
     })
 }
 

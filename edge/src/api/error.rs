@@ -43,9 +43,10 @@ impl From<ApiError> for Response {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> ApiError {
         let status = match e {
-            CommandError::NoCall | CommandError::NoMonitor | CommandError::NoTarget(_) => {
-                StatusCode::NOT_FOUND
-            }
+            CommandError::NoCall
+            | CommandError::NoMonitor
+            | CommandError::NoParticipant
+            | CommandError::NoTarget(_) => StatusCode::NOT_FOUND,
             CommandError::NotAnswered
             | CommandError::NotRecording
             | CommandError::Conflict(_)

@@ -11,6 +11,7 @@ pub mod attachments;
 pub mod auth;
 mod calls;
 mod chats;
+mod conference;
 pub mod error;
 mod health;
 mod recordings;
@@ -71,6 +72,18 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/calls/{id}/transfer",
             axum::routing::post(supervision::transfer),
+        )
+        .route(
+            "/api/v1/calls/{id}/participants",
+            axum::routing::post(conference::add),
+        )
+        .route(
+            "/api/v1/calls/{id}/participants/{pid}",
+            axum::routing::patch(conference::patch).delete(conference::remove),
+        )
+        .route(
+            "/api/v1/calls/{id}/participants/{pid}/dtmf",
+            axum::routing::post(conference::dtmf),
         )
         .route(
             "/api/v1/calls/{id}/consult",

@@ -84,9 +84,9 @@ fn party(s: &str, field: &str) -> Result<media::Side, Response> {
     }
 }
 
-async fn command(s: &AppState, cmd: CallCommand) -> Result<Option<String>, Response> {
+pub(super) async fn command(s: &AppState, cmd: CallCommand) -> Result<Option<String>, Response> {
     match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await? {
-        Ok(Reply::Monitor(id)) => Ok(Some(id)),
+        Ok(Reply::Monitor(id) | Reply::Participant(id)) => Ok(Some(id)),
         Ok(Reply::Done) => Ok(None),
         Err(e) => Err(ApiError::from(e).into()),
     }
@@ -380,7 +380,7 @@ async fn move_call(
 
 /// `None` for supervisors and admins (any call); an agent acts only on a call it
 /// is on (a user linked to no agent: on none).
-fn acting_agent(s: &AppState, me: &control::User) -> Option<String> {
+pub(super) fn acting_agent(s: &AppState, me: &control::User) -> Option<String> {
     if me.has_role(Role::Supervisor) {
         return None;
     }

@@ -1,0 +1,319 @@
+//! Conferences: parties added to an answered call by API. Each added party is a
+//! leg of its own (its dialog and RTP port, like a supervisor's) mixed in the
+//! call's session as a member: it hears the customer, the agent and the other
+//! members and is heard by them (not by whispering supervisors' ears only), and
+//! is recorded on the agent's channel. Every party (customer, agent, member) can
+//! be muted (heard by nobody), made deaf (hears nothing) or held (hears the hold
+//! audio, heard by nobody); a member can be removed (BYE). `max_participants`
+//! (`[sip]`, default 10) bounds a call's parties.
+
+use crate::monitor::MonitorState;
+use crate::transfer::Target;
+use crate::{B2bua, Call, CallId, Command, CommandError, MonitorId, MonitorMode, Output, Side};
+use std::time::Instant;
+use tracing::info;
+
+/// One party of a call, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    /// `customer`, `agent`, or the member's id (`m7`).
+    pub id: String,
+    /// `customer`, `agent` or `member`.
+    pub role: &'static str,
+    /// Who it is: the caller, the agent's id, or what the member was added as.
+    pub who: String,
+    /// `calling` (a member not answered yet) or `connected`.
+    pub state: &'static str,
+    pub muted: bool,
+    pub deaf: bool,
+    pub held: bool,
+}
+
+/// A party added to or removed from a call's conference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantEvent {
+    pub participant: String,
+    pub who: String,
+    /// `added`, `answered`, `removed` or `left` (hung up or refused).
+    pub action: &'static str,
+    pub at_secs: f64,
+}
+
+/// What `PATCH …/participants/{pid}` changes (absent: unchanged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub muted: Option<bool>,
+    pub deaf: Option<bool>,
+    pub held: Option<bool>,
+}
+
+fn push_event(c: &mut Call, now: Instant, participant: &str, who: &str, action: &'static str) {
+    let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
+    c.participant_events.push(ParticipantEvent {
+        participant: participant.to_string(),
+        who: who.to_string(),
+        action,
+        at_secs,
+    });
+}
+
+impl B2bua {
+    /// The members of call `id` still in it.
+    fn members(&self, id: CallId) -> impl Iterator<Item = &crate::monitor::Monitor> {
+        self.monitors.values().filter(move |m| {
+            m.call == id && m.mode == MonitorMode::Member && m.state != MonitorState::Ending
+        })
+    }
+
+    /// The parties of call `c`, for the API.
+    pub(crate) fn participants(&self, c: &Call) -> Vec<ParticipantInfo> {
+        let mut v = vec![ParticipantInfo {
+            id: "customer".into(),
+            role: "customer",
+            who: c.caller.clone(),
+            state: if c.is_established() {
+                "connected"
+            } else {
+                "calling"
+            },
+            muted: c.party_flags[0][0],
+            deaf: c.party_flags[0][1],
+            held: c.held[0],
+        }];
+        if c.b.as_ref().is_some_and(|b| b.answered) {
+            v.push(ParticipantInfo {
+                id: "agent".into(),
+                role: "agent",
+                who: c.agent.clone().unwrap_or_else(|| c.callee.clone()),
+                state: "connected",
+                muted: c.party_flags[1][0],
+                deaf: c.party_flags[1][1],
+                held: c.held[1],
+            });
+        }
+        let mut members: Vec<_> = self.members(c.id).collect();
+        members.sort_by_key(|m| m.id);
+        v.extend(members.into_iter().map(|m| ParticipantInfo {
+            id: m.public_id.clone(),
+            role: "member",
+            who: m.user.clone(),
+            state: if m.state == MonitorState::Active {
+                "connected"
+            } else {
+                "calling"
+            },
+            muted: m.flags[0],
+            deaf: m.flags[1],
+            held: m.flags[2],
+        }));
+        v
+    }
+
+    /// `POST /api/v1/calls/{id}/participants {"to"}`: call `to` (an agent, a
+    /// queue's longest-idle free agent, a route number or an allowed URI) into the
+    /// call. The new party's id.
+    pub(crate) fn add_participant(
+        &mut self,
+        now: Instant,
+        call_public: &str,
+        to: &str,
+        by_agent: Option<&str>,
+    ) -> Result<String, CommandError> {
+        let id = self.own_call(call_public, by_agent)?;
+        let c = &self.calls[&id];
+        if !c.is_established() || c.b.is_none() {
+            return Err(CommandError::NotAnswered);
+        }
+        if c.transfer.is_some() || c.consult.is_some() {
+            return Err(CommandError::Conflict(
+                "a transfer or consultation is under way on this call".into(),
+            ));
+        }
+        let max = self.snap.config.sip.max_participants;
+        if 2 + self.members(id).count() >= max {
+            return Err(CommandError::Conflict(format!(
+                "the conference is full (max_participants = {max})"
+            )));
+        }
+        let target = match self.transfer_target(now, to)? {
+            Target::Queue(q) => {
+                let agents = self
+                    .snap
+                    .queue(&q)
+                    .map(|q| q.agents.clone())
+                    .unwrap_or_default();
+                let exclude = agents
+                    .iter()
+                    .filter(|a| !self.agent_reachable(now, a))
+                    .cloned()
+                    .collect();
+                match self.acd.pick(&agents, &exclude) {
+                    Some(a) => Target::Agent(a.to_string()),
+                    None => {
+                        return Err(CommandError::Conflict(format!(
+                            "no agent of queue `{q}` is ready"
+                        )))
+                    }
+                }
+            }
+            t => t,
+        };
+        let (uri, flow, agent) = self.third_party(now, target)?;
+        let (mid, pid) = self.place_monitor(
+            now,
+            id,
+            uri,
+            flow,
+            to.to_string(),
+            MonitorMode::Member,
+            false,
+        )?;
+        if let Some(a) = &agent {
+            self.acd.seize(a);
+            self.agent_changed(now, a);
+        }
+        if let Some(m) = self.monitors.get_mut(&mid) {
+            m.agent = agent;
+        }
+        let c = self.calls.get_mut(&id).expect("checked");
+        push_event(c, now, &pid, to, "added");
+        info!(call = %c.public_id, participant = %pid, %to, "conference: calling a party");
+        *self.stats.transfers.entry("conference_added").or_default() += 1;
+        self.process(now);
+        Ok(pid)
+    }
+
+    /// `PATCH …/participants/{pid}`: mute, deafen or hold a party.
+    pub(crate) fn set_participant(
+        &mut self,
+        call_public: &str,
+        pid: &str,
+        f: Flags,
+        by_agent: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let id = self.own_call(call_public, by_agent)?;
+        if !self.calls[&id].is_established() {
+            return Err(CommandError::NotAnswered);
+        }
+        let side = match pid {
+            "customer" => Some(Side::A),
+            "agent" => Some(Side::B),
+            _ => None,
+        };
+        if let Some(side) = side {
+            let c = self.calls.get_mut(&id).expect("checked");
+            let old = c.party_flags[side as usize];
+            let new = [f.muted.unwrap_or(old[0]), f.deaf.unwrap_or(old[1])];
+            if new != old {
+                c.party_flags[side as usize] = new;
+                info!(call = %c.public_id, participant = %pid, muted = new[0], deaf = new[1], "participant flags");
+                self.outputs.push_back(Output::Media(
+                    id,
+                    Command::PartyFlags {
+                        side,
+                        muted: new[0],
+                        deaf: new[1],
+                    },
+                ));
+            }
+            if let Some(h) = f.held {
+                self.set_held(id, side, h);
+            }
+            return Ok(());
+        }
+        let Some(m) = self.monitors.values_mut().find(|m| {
+            m.call == id
+                && m.public_id == pid
+                && m.mode == MonitorMode::Member
+                && m.state != MonitorState::Ending
+        }) else {
+            return Err(CommandError::NoParticipant);
+        };
+        let old = m.flags;
+        m.flags = [
+            f.muted.unwrap_or(old[0]),
+            f.deaf.unwrap_or(old[1]),
+            f.held.unwrap_or(old[2]),
+        ];
+        if m.flags != old {
+            info!(participant = %pid, muted = m.flags[0], deaf = m.flags[1], held = m.flags[2], "participant flags");
+            let [muted, deaf, held] = m.flags;
+            let (call, mid) = (m.call, m.id);
+            self.outputs.push_back(Output::Media(
+                call,
+                Command::MemberFlags {
+                    monitor: mid,
+                    muted,
+                    deaf,
+                    held,
+                },
+            ));
+            if held != old[2] {
+                // What a held member hears: the call's hold audio (the session
+                // keeps one for the call).
+                let c = &self.calls[&call];
+                let audio = crate::hold::hold_audio(&self.snap, c)
+                    .unwrap_or_else(|| media::audio::RINGBACK.into());
+                if held && !c.held.contains(&true) {
+                    // Only loads the audio: nobody of the two parties is held.
+                    self.outputs.push_back(Output::Media(
+                        call,
+                        Command::Hold {
+                            side: Side::A,
+                            held: false,
+                            audio: Some(audio),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `DELETE …/participants/{pid}`: BYE (or CANCEL) a member.
+    pub(crate) fn remove_participant(
+        &mut self,
+        now: Instant,
+        call_public: &str,
+        pid: &str,
+        by_agent: Option<&str>,
+    ) -> Result<(), CommandError> {
+        let id = self.own_call(call_public, by_agent)?;
+        if matches!(pid, "customer" | "agent") {
+            return Err(CommandError::Conflict(
+                "the customer's and the agent's legs end by hanging up the call".into(),
+            ));
+        }
+        let mid = self
+            .members(id)
+            .find(|m| m.public_id == pid)
+            .map(|m| m.id)
+            .ok_or(CommandError::NoParticipant)?;
+        if let Some(c) = self.calls.get_mut(&id) {
+            push_event(c, now, pid, "", "removed");
+        }
+        self.end_monitor(now, mid, true, "removed from the conference");
+        self.process(now);
+        Ok(())
+    }
+
+    /// A member's leg ended (removed, hung up, refused, the call ending).
+    pub(crate) fn member_left(&mut self, now: Instant, mid: MonitorId, answered: bool) {
+        let Some(m) = self.monitors.get_mut(&mid) else {
+            return;
+        };
+        let (call, pid, who, agent) = (m.call, m.public_id.clone(), m.user.clone(), m.agent.take());
+        if let Some(a) = agent {
+            self.agent_released(now, &a, answered);
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            let removed = c
+                .participant_events
+                .last()
+                .is_some_and(|e| e.participant == pid && e.action == "removed");
+            if !removed {
+                push_event(c, now, &pid, &who, "left");
+            }
+        }
+    }
+}
