@@ -167,6 +167,8 @@ pub struct Call {
     pub party_flags: [[bool; 2]; 2],
     /// Parties added to and removed from the call's conference.
     pub participant_events: Vec<crate::ParticipantEvent>,
+    /// The conference member being moved onto the B port (the agent left).
+    pub promoting: Option<crate::MonitorId>,
 }
 
 /// A call the edge answered because its queue was closed.

@@ -297,6 +297,55 @@ impl B2bua {
         Ok(())
     }
 
+    /// The agent hung up (its BYE answered) while members are on the call: the
+    /// conference goes on — the first answered member (plain RTP) is moved onto
+    /// the B port by a re-INVITE and takes the agent's place. False (the call
+    /// ends as usual) when no member can.
+    pub(crate) fn agent_leaves_conference(&mut self, now: Instant, id: CallId) -> bool {
+        let c = &self.calls[&id];
+        if !c.is_established()
+            || c.transfer.is_some()
+            || c.consult.is_some()
+            || c.promoting.is_some()
+            || c.reinvite.is_some()
+        {
+            return false;
+        }
+        let Some(mid) = self
+            .members(id)
+            .filter(|m| m.state == MonitorState::Active && m.webrtc.is_none())
+            .map(|m| m.id)
+            .min()
+        else {
+            return false;
+        };
+        let c = self.calls.get_mut(&id).expect("checked");
+        if let Some(leg) = c.b.take() {
+            self.index
+                .remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
+        }
+        crate::session::arm(c, &mut self.timers, now, Side::B, None);
+        c.promoting = Some(mid);
+        let agent = c.agent.take();
+        info!(call = %c.public_id, agent = ?agent, "the agent left the conference: a member moves onto the call");
+        if let Some(a) = agent {
+            self.agent_call(id, &a, "ended");
+            self.agent_released(now, &a, true);
+        }
+        self.set_remote(id, Side::B, None);
+        match self.move_to_b(now, id, mid) {
+            Ok(body) => {
+                let c = self.calls.get_mut(&id).expect("checked");
+                c.session.sent_sdp[Side::B as usize] = Some(body);
+                true
+            }
+            Err(_) => {
+                self.calls.get_mut(&id).expect("checked").promoting = None;
+                false
+            }
+        }
+    }
+
     /// A member's leg ended (removed, hung up, refused, the call ending).
     pub(crate) fn member_left(&mut self, now: Instant, mid: MonitorId, answered: bool) {
         let Some(m) = self.monitors.get_mut(&mid) else {

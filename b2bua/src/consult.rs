@@ -166,8 +166,6 @@ impl B2bua {
         by_agent: Option<&str>,
     ) -> Result<(), CommandError> {
         let id = self.own_call(call_public, by_agent)?;
-        let media_addr = self.snap.config.media.address;
-        let user_agent = self.snap.config.sip.user_agent.clone();
         let c = &self.calls[&id];
         let Some(k) = c.consult.as_ref().filter(|k| !k.completing) else {
             return Err(CommandError::Conflict("no consultation to complete".into()));
@@ -184,13 +182,35 @@ impl B2bua {
                 "a consultation with a browser cannot be completed yet: transfer blind".into(),
             ));
         }
+        let body = self.move_to_b(now, id, mid)?;
+        let c = self.calls.get_mut(&id).expect("checked");
+        let k = c.consult.as_mut().expect("checked");
+        k.completing = true;
+        k.offer = Some(body);
+        info!(call = %c.public_id, "completing the consultation: the target moves to the customer");
+        self.process(now);
+        Ok(())
+    }
+
+    /// Send the re-INVITE that moves third party `mid` (answered, plain RTP)
+    /// onto call `id`'s B port: the customer's codecs, the dialog's own `o=`
+    /// line one version on (RFC 3264 §8). Its answer comes to
+    /// [`Self::consult_moved`]. The SDP offered.
+    pub(crate) fn move_to_b(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        mid: MonitorId,
+    ) -> Result<String, CommandError> {
+        let media_addr = self.snap.config.media.address;
+        let user_agent = self.snap.config.sip.user_agent.clone();
+        let c = &self.calls[&id];
+        let m = &self.monitors[&mid];
         let Some(offer) = c.transfer_offer() else {
             return Err(CommandError::Conflict(
                 "the customer's SDP is unknown".into(),
             ));
         };
-        // The customer's codecs from the B port; the dialog's own o= line, one
-        // version on (RFC 3264 §8).
         let body = offer
             .rewrite(media_addr, c.b_port)
             .split_inclusive("\r\n")
@@ -212,13 +232,7 @@ impl B2bua {
         let flow = m.dialog.flow;
         let tx = self.ep.send_request(now, req, flow);
         self.index.add_monitor_client(tx, mid, MonitorRole::Move);
-        let c = self.calls.get_mut(&id).expect("checked");
-        let k = c.consult.as_mut().expect("checked");
-        k.completing = true;
-        k.offer = Some(body);
-        info!(call = %c.public_id, "completing the consultation: the target moves to the customer");
-        self.process(now);
-        Ok(())
+        Ok(body)
     }
 
     /// `POST …/consult/cancel`: hang up on the target, back to the customer.
@@ -268,10 +282,25 @@ impl B2bua {
 
     /// The target's phone could not move (its re-INVITE failed): the
     /// consultation goes on as it was.
-    pub(crate) fn consult_move_failed(&mut self, mid: MonitorId, code: u16) {
+    pub(crate) fn consult_move_failed(&mut self, now: Instant, mid: MonitorId, code: u16) {
         let Some(call) = self.monitors.get(&mid).map(|m| m.call) else {
             return;
         };
+        if let Some(c) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| c.promoting == Some(mid))
+        {
+            // No member could take the agent's place: the conference ends.
+            c.promoting = None;
+            warn!(code, "the member refused to move onto the call: ending it");
+            return self.end_call(
+                now,
+                call,
+                200,
+                "conference: nobody left to take the agent's place",
+            );
+        }
         if let Some(k) = self
             .calls
             .get_mut(&call)
@@ -308,7 +337,7 @@ impl B2bua {
         let id = m.call;
         if code >= 300 {
             self.index.remove_client(&tx);
-            return self.consult_move_failed(mid, code);
+            return self.consult_move_failed(now, mid, code);
         }
         let sdp = is_sdp(&resp.headers, &resp.body)
             .then(|| Sdp::parse(&resp.body).ok())
@@ -323,9 +352,19 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(k) = c.consult.take() else {
-            return;
+        // A consultation completing, or a conference member taking the place of
+        // the agent who left.
+        let k = match c.consult.take() {
+            Some(k) => k,
+            None => Consult {
+                monitor: mid,
+                target_agent: m.agent.take(),
+                a_held: false,
+                completing: true,
+                offer: c.session.sent_sdp[Side::B as usize].take(),
+            },
         };
+        let promoted = c.promoting.take() == Some(mid);
         // The target's leg is the call's B leg now, on the B port.
         self.index
             .remove_dialog(&m.dialog.call_id, &m.dialog.local_tag);
@@ -351,15 +390,26 @@ impl B2bua {
         c.te_pt[Side::B as usize] = sdp.as_ref().and_then(|s| s.telephone_event_pt());
         c.session.sent_sdp[Side::B as usize] = k.offer;
         session::arm(c, &mut self.timers, now, Side::B, None);
-        if let Some(e) = c
-            .transfers
-            .last_mut()
-            .filter(|e| e.kind == "consult" && e.outcome == "consulting")
-        {
-            e.outcome = "completed";
+        if promoted {
+            let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
+            c.participant_events.push(crate::ParticipantEvent {
+                participant: m.public_id.clone(),
+                who: m.user.clone(),
+                action: "promoted",
+                at_secs,
+            });
+            info!(call = %c.public_id, participant = %m.public_id, "the agent left the conference: a member took its place");
+        } else {
+            if let Some(e) = c
+                .transfers
+                .last_mut()
+                .filter(|e| e.kind == "consult" && e.outcome == "consulting")
+            {
+                e.outcome = "completed";
+            }
+            info!(call = %c.public_id, agent = ?c.agent, "consultation completed: the target has the customer");
+            *self.stats.transfers.entry("consult_completed").or_default() += 1;
         }
-        info!(call = %c.public_id, agent = ?c.agent, "consultation completed: the target has the customer");
-        *self.stats.transfers.entry("consult_completed").or_default() += 1;
         if let Some(mut old) = old {
             let c = self.calls.get_mut(&id).expect("present");
             crate::transfer::bye_leg(&mut self.ep, &mut self.index, c, &mut old, now, &user_agent);
@@ -373,7 +423,22 @@ impl B2bua {
             self.agent_call(id, &a, "connected");
         }
         self.set_remote(id, Side::B, addr);
-        self.set_held(id, Side::A, false);
+        // The new party starts with no flags of the one it replaces.
+        let c = self.calls.get_mut(&id).expect("present");
+        if std::mem::take(&mut c.party_flags[Side::B as usize]) != [false, false] {
+            self.outputs.push_back(Output::Media(
+                id,
+                Command::PartyFlags {
+                    side: Side::B,
+                    muted: false,
+                    deaf: false,
+                },
+            ));
+        }
+        self.set_held(id, Side::B, false);
+        if !promoted {
+            self.set_held(id, Side::A, false);
+        }
         self.resume_customer(now, id);
     }
 }

@@ -102,6 +102,9 @@ impl B2bua {
                         .push_back(Output::Media(id, Command::AnnounceStop));
                     return self.fail_attempt(now, id, 480);
                 }
+                if side == Side::B && self.agent_leaves_conference(now, id) {
+                    return;
+                }
                 self.end_call_from(now, id, side, "BYE");
             }
             Method::Invite => self.on_reinvite(now, id, side, tx, req),

@@ -200,6 +200,7 @@ impl B2bua {
             consult: None,
             party_flags: [[false; 2]; 2],
             participant_events: Vec::new(),
+            promoting: None,
         };
         self.stats.started += 1;
         self.index.add_dialog(

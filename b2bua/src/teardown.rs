@@ -203,7 +203,7 @@ impl B2bua {
         let (id, role) = match self.index.remove_client(&tx) {
             Some(ClientTx::Call(id, role)) => (id, role),
             Some(ClientTx::Monitor(mid, MonitorRole::Move)) => {
-                return self.consult_move_failed(mid, code);
+                return self.consult_move_failed(now, mid, code);
             }
             Some(ClientTx::Monitor(mid, role)) => {
                 let invite = matches!(role, MonitorRole::Invite);

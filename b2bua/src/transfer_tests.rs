@@ -951,3 +951,54 @@ fn conference_parties_are_added_flagged_listed_and_removed() {
     hang_up(&mut n, ALICE, &to_alice, "alice", 2);
     assert_eq!(n.b.ports_in_use(), 0);
 }
+
+#[test]
+fn a_conference_goes_on_when_the_agent_leaves_a_member_takes_its_place() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "c2");
+    let call = n.b.calls(n.now)[0].id.clone();
+    let add = CallCommand::AddParticipant {
+        call: call.clone(),
+        to: "1002".into(),
+        by_agent: None,
+    };
+    let Ok(Reply::Participant(pid)) = conf(&mut n, add) else {
+        panic!("added")
+    };
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    n.outputs.clear();
+    // Alice hangs up: the call is not ended; Bob moves onto the B port.
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, &to_alice, true, "alice", 2, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    assert!(n.quiet(CALLER), "the customer stays");
+    let (reinvite, head) = n.expect_request(BOB, Method::Invite);
+    assert!(head.to_tag.is_some());
+    assert_eq!(sdp_port(&reinvite.body), sdp_port(&to_alice.body));
+    n.send(BOB, &answer(&reinvite, 200, "bob", Some(&sdp(7102)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    assert!(remotes_b(&n).contains(&Some("127.0.0.1:7102".parse().unwrap())));
+    let c = &n.b.calls(n.now)[0];
+    assert_eq!(c.agent.as_deref(), Some("1002"));
+    let parts: Vec<_> = c
+        .participants
+        .iter()
+        .map(|p| (p.role, p.who.clone()))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            ("customer", "sip:caller@127.0.0.1:5070".to_string()),
+            ("agent", "1002".to_string())
+        ]
+    );
+    assert_eq!(c.participant_events.last().unwrap().participant, pid);
+    assert_eq!(c.participant_events.last().unwrap().action, "promoted");
+    // Bob is the call's agent side now: when he leaves, the call ends.
+    hang_up(&mut n, BOB, &to_bob, "bob", 1);
+    assert_eq!(n.b.ports_in_use(), 0);
+}
