@@ -65,6 +65,20 @@ impl B2bua {
         })
     }
 
+    /// Conferences now by their number of parties (customer, agent and members
+    /// still in the call), for the metrics.
+    pub fn conference_sizes(&self) -> Vec<(usize, usize)> {
+        let mut by: std::collections::BTreeMap<usize, usize> = Default::default();
+        for c in self.calls.values() {
+            let members = self.members(c.id).count();
+            if members > 0 {
+                let parties = 1 + usize::from(c.b.is_some()) + members;
+                *by.entry(parties).or_default() += 1;
+            }
+        }
+        by.into_iter().collect()
+    }
+
     /// The parties of call `c`, for the API.
     pub(crate) fn participants(&self, c: &Call) -> Vec<ParticipantInfo> {
         let mut v = vec![ParticipantInfo {

@@ -64,6 +64,8 @@ pub struct CoreStats {
     pub agents: Vec<(&'static str, usize)>,
     pub ports_in_use: usize,
     pub ports_capacity: usize,
+    /// Conferences now by their number of parties.
+    pub conferences: Vec<(usize, usize)>,
 }
 
 /// One metric without labels: HELP, TYPE and its value.
@@ -180,7 +182,7 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     header(
         &mut o,
         "edge_call_transfers_total",
-        "Call transfers by kind and outcome (completed, queued, recalled, requeued, failed, abandoned).",
+        "Call transfers by kind (blind, consult, replaces; conference: parties added) and outcome (completed, queued, recalled, requeued, failed, abandoned, cancelled, added).",
         "counter",
     );
     let mut by: Vec<_> = core.calls.transfers.iter().collect();
@@ -189,13 +191,22 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         // Consultations count as `consult_<outcome>`, INVITEs with Replaces as
         // `replaces_<outcome>`.
         let (kind, outcome) = match key.split_once('_') {
-            Some((kind @ ("consult" | "replaces"), outcome)) => (kind, outcome),
+            Some((kind @ ("consult" | "replaces" | "conference"), outcome)) => (kind, outcome),
             _ => ("blind", *key),
         };
         let _ = writeln!(
             o,
             "edge_call_transfers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
         );
+    }
+    header(
+        &mut o,
+        "edge_conferences",
+        "Calls with conference members now, by their number of parties (customer and agent included).",
+        "gauge",
+    );
+    for (parties, n) in &core.conferences {
+        let _ = writeln!(o, "edge_conferences{{parties=\"{parties}\"}} {n}");
     }
     header(
         &mut o,

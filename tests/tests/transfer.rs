@@ -508,6 +508,11 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     check("everyone hears everyone", all);
     let call = call_json(&edge, &id);
     assert_eq!(call["participants"].as_array().unwrap().len(), 4, "{call}");
+    assert_eq!(edge.metric("edge_conferences{parties=\"4\"}"), 1.0);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"conference\",outcome=\"added\"}"),
+        2.0
+    );
 
     patch_participant(&edge, &id, &bob_id, r#"{"muted":true}"#);
     let mut ears = all;
@@ -557,6 +562,7 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
         "Bob removed: the three others go on"
     );
     assert_eq!(b.packets(), 0, "nothing reaches a removed party");
+    assert_eq!(edge.metric("edge_conferences{parties=\"3\"}"), 1.0);
     assert_eq!(cust.bye(), 200);
     assert!(wait_until(5, || carol.byes.load(Ordering::Relaxed) == 1));
     edge.wait_idle(10);

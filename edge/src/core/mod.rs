@@ -228,6 +228,7 @@ impl Core {
                         .to_vec(),
                     ports_in_use: self.b2bua.ports_in_use(),
                     ports_capacity: self.b2bua.ports_capacity(),
+                    conferences: self.b2bua.conference_sizes(),
                 });
             }
             CoreMsg::Reload(snap, audio) => {
