@@ -317,7 +317,10 @@ impl B2bua {
     /// ends as usual) when no member can.
     pub(crate) fn agent_leaves_conference(&mut self, now: Instant, id: CallId) -> bool {
         let c = &self.calls[&id];
-        if !c.is_established()
+        let (queue, route) = c.route_names();
+        let settings = self.snap.call_settings(queue.as_deref(), route.as_deref());
+        if settings.conference_ends_without_agent
+            || !c.is_established()
             || c.transfer.is_some()
             || c.consult.is_some()
             || c.promoting.is_some()

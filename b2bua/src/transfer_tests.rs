@@ -1002,3 +1002,34 @@ fn a_conference_goes_on_when_the_agent_leaves_a_member_takes_its_place() {
     hang_up(&mut n, BOB, &to_bob, "bob", 1);
     assert_eq!(n.b.ports_in_use(), 0);
 }
+
+#[test]
+fn a_conference_can_be_set_to_end_with_its_agent() {
+    let cfg = CONFIG.replace(
+        "max_wait = \"30s\"",
+        "max_wait = \"30s\"\nconference_ends_without_agent = true",
+    );
+    let mut n = Net::new(&cfg);
+    let (to_alice, _) = call_at_alice(&mut n, "c3");
+    let call = n.b.calls(n.now)[0].id.clone();
+    let add = CallCommand::AddParticipant {
+        call,
+        to: "1002".into(),
+        by_agent: None,
+    };
+    assert!(matches!(conf(&mut n, add), Ok(Reply::Participant(_))));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, &to_alice, true, "alice", 2, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    let (a_bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&a_bye, 200, "x", None, CALLER));
+    let (m_bye, _) = n.expect_request(BOB, Method::Bye);
+    n.send(BOB, &answer(&m_bye, 200, "bob", None, BOB));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+}

@@ -711,6 +711,10 @@ pub struct Route {
     /// A short beep tells the parties that a supervisor joined.
     #[serde(default)]
     pub beep_on_monitor: bool,
+    /// A conference ends when its agent leaves (instead of going on with a
+    /// member in the agent's place).
+    #[serde(default)]
+    pub conference_ends_without_agent: bool,
 }
 
 /// A queue of agents.
@@ -737,6 +741,10 @@ pub struct Queue {
     /// A short beep tells the parties that a supervisor joined.
     #[serde(default)]
     pub beep_on_monitor: bool,
+    /// A conference ends when its agent leaves (instead of going on with a
+    /// member in the agent's place).
+    #[serde(default)]
+    pub conference_ends_without_agent: bool,
     /// `voice` (calls, default) or `chat` (web chats; `agents` are user names).
     #[serde(default)]
     pub channel: Channel,

@@ -19,6 +19,7 @@ pub struct CallSettings<'a> {
     pub announcement: Option<&'a std::path::Path>,
     pub hold_audio: Option<&'a std::path::Path>,
     pub beep_on_monitor: bool,
+    pub conference_ends_without_agent: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +130,7 @@ impl Snapshot {
                 announcement: q.announcement.as_deref(),
                 hold_audio: q.hold_audio.as_deref(),
                 beep_on_monitor: q.beep_on_monitor,
+                conference_ends_without_agent: q.conference_ends_without_agent,
             };
         }
         if let Some(r) = route.and_then(|n| self.config.routes.iter().find(|r| r.number == n)) {
@@ -137,6 +139,7 @@ impl Snapshot {
                 announcement: r.announcement.as_deref(),
                 hold_audio: r.hold_audio.as_deref(),
                 beep_on_monitor: r.beep_on_monitor,
+                conference_ends_without_agent: r.conference_ends_without_agent,
             };
         }
         CallSettings::default()

@@ -455,7 +455,11 @@ fn patch_participant(edge: &Edge, id: &str, pid: &str, body: &str) {
 
 #[test]
 fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
-    let edge = Edge::start_with(ALICE_QUEUE);
+    let sam_port = edge_tests::free_port();
+    let edge = Edge::start_with(&format!(
+        "{ALICE_QUEUE}\n[[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"sam-token-1\"\ncontact = \"sip:sam@127.0.0.1:{sam_port}\"\n"
+    ));
+    let sam = Uas::spawn(sam_port);
     let carol = Uas::spawn(edge.route_port);
     let (mut cust, _alice, bob, c, a, id) = call_alice(&edge);
     let add = |to: &str| {
@@ -539,6 +543,37 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     check("Bob held: hears only hold audio, heard by nobody", ears);
     patch_participant(&edge, &id, &bob_id, r#"{"held":false}"#);
     check("Bob back", all);
+
+    // A supervisor whispers to the agent in the conference: only the agent hears
+    // it; the supervisor hears all four.
+    let r = request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{id}/monitors"),
+        Some("sam-token-1"),
+        r#"{"mode":"whisper"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(wait_until(5, || sam.edge_rtp.lock().unwrap().is_some()));
+    let s = TonePeer::start(
+        sam.rtp.try_clone().unwrap(),
+        sam.edge_rtp.lock().unwrap().unwrap(),
+        2900.0,
+        0x5A,
+    );
+    assert!(
+        wait_until(6, || a.hears(2900.0, WIN)
+            && [440.0, 1100.0, 1700.0, 2300.0]
+                .iter()
+                .all(|hz| s.hears(*hz, WIN))),
+        "the agent hears the whisper; the supervisor hears everyone"
+    );
+    assert!(
+        [&c, &b, &k].iter().all(|p| !p.hears(2900.0, WIN)),
+        "customer and members never hear a whisper"
+    );
+    drop(s);
 
     let r = request_body(
         edge.http,
