@@ -173,11 +173,7 @@ impl B2bua {
                 let to = match participant.as_str() {
                     "customer" => Side::A,
                     "agent" => Side::B,
-                    _ => {
-                        return Err(CommandError::Conflict(
-                            "digits go to the customer or the agent (not yet to a member)".into(),
-                        ))
-                    }
+                    member => return done(self.member_dtmf(&call, member, &digits)),
                 };
                 done(self.send_dtmf(&call, &digits, to))
             }

@@ -38,6 +38,38 @@ impl B2bua {
         }
     }
 
+    /// Send `digits` as RFC 4733 events to conference member `member`.
+    pub(crate) fn member_dtmf(
+        &mut self,
+        call_public: &str,
+        member: &str,
+        digits: &str,
+    ) -> Result<(), CommandError> {
+        let id = self.answered_call(call_public)?;
+        let events = dtmf_events(digits)?;
+        let m = self
+            .monitors
+            .values()
+            .find(|m| {
+                m.call == id
+                    && m.public_id == member
+                    && m.mode == crate::MonitorMode::Member
+                    && m.state == crate::monitor::MonitorState::Active
+            })
+            .ok_or(CommandError::NoParticipant)?;
+        let pt = m.te_pt.ok_or(CommandError::NoTelephoneEvent("member"))?;
+        info!(participant = %member, digits = events.len(), "sending DTMF");
+        self.outputs.push_back(Output::Media(
+            id,
+            Command::MemberDtmf {
+                monitor: m.id,
+                events,
+                pt,
+            },
+        ));
+        Ok(())
+    }
+
     /// Send `digits` as RFC 4733 events into the call towards `to` (A: the customer).
     pub fn send_dtmf(
         &mut self,
@@ -48,13 +80,7 @@ impl B2bua {
         let id = self.answered_call(call_public)?;
         let c = &self.calls[&id];
         let n = digits.chars().count();
-        if n == 0 || n > 32 {
-            return Err(CommandError::DigitCount);
-        }
-        let events = digits
-            .chars()
-            .map(|d| media::dtmf::event_code(d).ok_or(CommandError::BadDigit(d)))
-            .collect::<Result<Vec<u8>, _>>()?;
+        let events = dtmf_events(digits)?;
         let who = match to {
             Side::A => "customer",
             Side::B => "agent",
@@ -71,4 +97,16 @@ impl B2bua {
         ));
         Ok(())
     }
+}
+
+/// 1 to 32 DTMF digits (0-9, *, #, A-D) as RFC 4733 event codes.
+fn dtmf_events(digits: &str) -> Result<Vec<u8>, CommandError> {
+    let n = digits.chars().count();
+    if n == 0 || n > 32 {
+        return Err(CommandError::DigitCount);
+    }
+    digits
+        .chars()
+        .map(|d| media::dtmf::event_code(d).ok_or(CommandError::BadDigit(d)))
+        .collect()
 }

@@ -126,6 +126,8 @@ pub struct Monitor {
     pub agent: Option<String>,
     /// A conference member's flags: muted, deaf, held.
     pub flags: [bool; 3],
+    /// The RFC 4733 payload type its answer named.
+    pub te_pt: Option<u8>,
     pub state: MonitorState,
     pub dialog: Dialog,
     /// The INVITE client transaction until its final response.
@@ -323,6 +325,7 @@ impl B2bua {
                 consult,
                 agent: None,
                 flags: [false; 3],
+                te_pt: None,
                 state: MonitorState::Calling,
                 dialog,
                 tx: Some(tx),
@@ -520,6 +523,7 @@ impl B2bua {
                 (&secure, m.webrtc.is_some()),
                 (Some(Ok(Some(_))), true) | (Some(Ok(None)), false)
             );
+            m.te_pt = sdp.as_ref().and_then(Sdp::telephone_event_pt);
             let addr = sdp
                 .and_then(|s| s.audio_target().ok().flatten())
                 .filter(|_| usable);

@@ -935,6 +935,18 @@ fn conference_parties_are_added_flagged_listed_and_removed() {
             (true, false, true)
         ]
     );
+    n.outputs.clear();
+    let dtmf = CallCommand::ParticipantDtmf {
+        call: call.clone(),
+        participant: pid.clone(),
+        digits: "12".into(),
+        by_agent: None,
+    };
+    assert_eq!(conf(&mut n, dtmf), Ok(Reply::Done));
+    assert!(n.outputs.iter().any(|o| matches!(
+        o,
+        Output::Media(_, Command::MemberDtmf { events, pt: 101, .. }) if events == &vec![1, 2]
+    )));
     // Removed: BYE; the call goes on between customer and agent.
     let del = CallCommand::RemoveParticipant {
         call: call.clone(),

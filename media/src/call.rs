@@ -313,6 +313,14 @@ impl CallMedia {
                 self.session().send_digits(*side, events, *pt);
                 true
             }
+            Command::MemberDtmf {
+                monitor,
+                events,
+                pt,
+            } => {
+                self.session().send_digits_to_member(*monitor, events, *pt);
+                true
+            }
             Command::RecordPause { paused } => {
                 if let Some(s) = self.session.as_mut() {
                     s.set_recording_paused(*paused);

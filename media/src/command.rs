@@ -62,6 +62,12 @@ pub enum Command {
     RecordPause { paused: bool },
     /// Send RFC 4733 events (codes 0–15) to `side` in its payload type `pt`.
     SendDtmf { side: Side, events: Vec<u8>, pt: u8 },
+    /// The same to a conference member.
+    MemberDtmf {
+        monitor: MonitorId,
+        events: Vec<u8>,
+        pt: u8,
+    },
     /// Play `file` to `side` in payload type `pt` (the agent: whisper announcement;
     /// the caller: after hours); the driver reports when it has played.
     Announce { side: Side, file: PathBuf, pt: u8 },

@@ -85,6 +85,13 @@ struct MonitorLeg {
     input: Input,
     out: OutStream,
     dtmf: dtmf::Receiver,
+    /// RFC 4733 events queued towards this leg (a conference member), their
+    /// payload type, and the event being sent.
+    dtmf_out: std::collections::VecDeque<u8>,
+    dtmf_pt: u8,
+    dtmf_now: Option<(u8, u8, u32)>,
+    /// This tick's packet to it was an event: its mixed frame waits.
+    sent_event: bool,
 }
 
 /// What the driver does with a party's packet.
@@ -191,6 +198,12 @@ impl Session {
             || self.beep > 0
             || self.sending_dtmf(Side::A)
             || self.sending_dtmf(Side::B)
+            || self.monitors.iter().any(Self::member_busy)
+    }
+
+    /// Whether member `m` is being sent digits (its mixed audio waits).
+    fn member_busy(m: &MonitorLeg) -> bool {
+        m.dtmf_now.is_some() || !m.dtmf_out.is_empty()
     }
 
     fn sending_dtmf(&self, to: Side) -> bool {
@@ -353,6 +366,10 @@ impl Session {
             input: Input::new(pid),
             out,
             dtmf: dtmf::Receiver::default(),
+            dtmf_out: Default::default(),
+            dtmf_pt: 101,
+            dtmf_now: None,
+            sent_event: false,
         });
         self.update_generating();
     }
@@ -432,44 +449,34 @@ impl Session {
 
     /// One tick of an RFC 4733 event towards `to`, if one is being sent.
     fn dtmf_tick(&mut self, to: Side, now_us: u64, send: &mut impl FnMut(Dest, &[u8])) {
-        const PACKETS: u8 = 5; // 100 ms
-        const ENDS: u8 = 3;
-        const GAP: u8 = 2; // 40 ms between digits
         let i = to as usize;
-        if self.dtmf_now[i].is_none() {
-            let Some(code) = self.dtmf_out[i].pop_front() else {
-                return;
-            };
-            self.dtmf_now[i] = Some((code, 0, 0));
-        }
-        let out = self.out[i].get_or_insert_with(|| new_stream(&mut self.seed));
-        let (code, k, ts) = self.dtmf_now[i].expect("set above");
-        if k >= PACKETS + ENDS + GAP {
-            self.dtmf_now[i] = None;
+        if self.dtmf_now[i].is_none() && self.dtmf_out[i].is_empty() {
             return;
         }
-        if k < PACKETS + ENDS {
-            // Each packet takes a sequence number and moves the stream's clock on;
-            // every packet of the event carries the event's start timestamp.
-            let mut h = out.generate(self.dtmf_pt[i], now_us);
-            let start = if k == 0 { h.timestamp } else { ts };
-            h.timestamp = start;
-            h.marker = k == 0;
-            let end = k >= PACKETS;
-            let dur = 160 * (k.min(PACKETS - 1) as u16 + 1);
-            let n = rtp::write_header(&mut self.buf, &h, None);
-            self.buf[n..n + 4].copy_from_slice(&dtmf::payload(code, end, 10, dur));
-            send(Dest::Party(to), &self.buf[..n + 4]);
-            self.dtmf_now[i] = Some((code, k + 1, start));
-        } else {
-            // The pause between digits: silence keeps the stream's clock with time.
-            let pt = self.parties[i].pt;
-            let h = out.generate(pt, now_us);
-            let n = rtp::write_header(&mut self.buf, &h, None);
-            let silence = if pt == 8 { 0xD5 } else { 0xFF };
-            self.buf[n..n + FRAME].fill(silence);
-            send(Dest::Party(to), &self.buf[..n + FRAME]);
-            self.dtmf_now[i] = Some((code, k + 1, ts));
+        let out = self.out[i].get_or_insert_with(|| new_stream(&mut self.seed));
+        let audio_pt = self.parties[i].pt;
+        let step = dtmf_step(
+            &mut self.dtmf_out[i],
+            &mut self.dtmf_now[i],
+            self.dtmf_pt[i],
+            audio_pt,
+            out,
+            now_us,
+            &mut self.buf,
+        );
+        if let Some(n) = step {
+            send(Dest::Party(to), &self.buf[..n]);
+        }
+    }
+
+    /// Queue RFC 4733 events (codes 0–15) towards conference member `id` in
+    /// payload type `pt`; its mixed audio pauses meanwhile (its stream stays
+    /// continuous).
+    pub fn send_digits_to_member(&mut self, id: MonitorId, events: &[u8], pt: u8) {
+        if let Some(m) = self.monitors.iter_mut().find(|m| m.id == id) {
+            m.dtmf_pt = pt;
+            m.dtmf_out
+                .extend(events.iter().copied().filter(|e| *e <= 15));
         }
     }
 
@@ -525,6 +532,21 @@ impl Session {
         }
         for side in [Side::A, Side::B] {
             self.dtmf_tick(side, now_us, &mut send);
+        }
+        for m in self.monitors.iter_mut().filter(|m| Self::member_busy(m)) {
+            let step = dtmf_step(
+                &mut m.dtmf_out,
+                &mut m.dtmf_now,
+                m.dtmf_pt,
+                m.input.pt,
+                &mut m.out,
+                now_us,
+                &mut self.buf,
+            );
+            if let Some(n) = step {
+                m.sent_event = true;
+                send(Dest::Monitor(m.id), &self.buf[..n]);
+            }
         }
         if self.held != [false, false] || self.members_held > 0 {
             let f = self.hold_audio.as_mut().and_then(Player::next_frame);
@@ -582,6 +604,9 @@ impl Session {
                 }
                 (Dest::Party(s), parties[s as usize].pt, o)
             } else if let Some(m) = monitors.iter_mut().find(|m| m.input.pid == pid) {
+                if std::mem::take(&mut m.sent_event) {
+                    return;
+                }
                 (Dest::Monitor(m.id), m.input.pt, &mut m.out)
             } else {
                 return;
@@ -601,6 +626,53 @@ impl Session {
             record(&l, &r);
         }
         self.mixer.end_tick();
+    }
+}
+
+/// One tick of RFC 4733 events on stream `out`: 100 ms of event packets per
+/// digit, three end packets, then 40 ms of silence (in `audio_pt`); the length
+/// of the packet written to `buf`, if any.
+fn dtmf_step(
+    queue: &mut std::collections::VecDeque<u8>,
+    current: &mut Option<(u8, u8, u32)>,
+    event_pt: u8,
+    audio_pt: u8,
+    out: &mut OutStream,
+    now_us: u64,
+    buf: &mut [u8; 12 + FRAME],
+) -> Option<usize> {
+    const PACKETS: u8 = 5; // 100 ms
+    const ENDS: u8 = 3;
+    const GAP: u8 = 2; // 40 ms between digits
+    if current.is_none() {
+        *current = Some((queue.pop_front()?, 0, 0));
+    }
+    let (code, k, ts) = current.expect("set above");
+    if k >= PACKETS + ENDS + GAP {
+        *current = None;
+        return None;
+    }
+    if k < PACKETS + ENDS {
+        // Each packet takes a sequence number and moves the stream's clock on;
+        // every packet of the event carries the event's start timestamp.
+        let mut h = out.generate(event_pt, now_us);
+        let start = if k == 0 { h.timestamp } else { ts };
+        h.timestamp = start;
+        h.marker = k == 0;
+        let end = k >= PACKETS;
+        let dur = 160 * (k.min(PACKETS - 1) as u16 + 1);
+        let n = rtp::write_header(buf, &h, None);
+        buf[n..n + 4].copy_from_slice(&dtmf::payload(code, end, 10, dur));
+        *current = Some((code, k + 1, start));
+        Some(n + 4)
+    } else {
+        // The pause between digits: silence keeps the stream's clock with time.
+        let h = out.generate(audio_pt, now_us);
+        let n = rtp::write_header(buf, &h, None);
+        let silence = if audio_pt == 8 { 0xD5 } else { 0xFF };
+        buf[n..n + FRAME].fill(silence);
+        *current = Some((code, k + 1, ts));
+        Some(n + FRAME)
     }
 }
 

@@ -562,3 +562,35 @@ fn a_conference_member_and_every_flag_by_tone() {
         "back to relaying"
     );
 }
+
+#[test]
+fn digits_reach_a_conference_member_on_its_continuous_stream() {
+    let mut sc = Scene::new();
+    sc.s.add_monitor(MonitorId(1), MonitorMode::Member);
+    sc.run(10);
+    sc.heard.headers.clear();
+    sc.heard.raw.clear();
+    sc.s.send_digits_to_member(MonitorId(1), &[1, 11], 101);
+    sc.run(30);
+    let events: Vec<(u8, bool)> = sc.heard.raw["supervisor"]
+        .iter()
+        .filter_map(|p| {
+            let r = rtp::parse(p).unwrap();
+            (r.header.payload_type == 101)
+                .then(|| (p[r.payload_offset], p[r.payload_offset + 1] & 0x80 != 0))
+        })
+        .collect();
+    assert!(
+        events.contains(&(1, true)) && events.contains(&(11, true)),
+        "{events:?}"
+    );
+    assert!(
+        !sc.heard.raw["customer"].iter().any(|p| p[1] & 0x7F == 101),
+        "only the member"
+    );
+    assert_continuous(&sc.heard.headers["supervisor"], "member");
+    assert!(
+        sc.heard.has("supervisor", 440.0),
+        "the mix goes on after the digits"
+    );
+}

@@ -575,6 +575,18 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     );
     drop(s);
 
+    // Digits to a member reach it in its own stream.
+    let r = request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{id}/participants/{bob_id}/dtmf"),
+        Some(ADMIN_TOKEN),
+        r#"{"digits":"5"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(wait_until(5, || b.got_event(5)), "Bob gets digit 5");
+    assert!(!c.got_event(5) && !k.got_event(5), "only Bob");
     let r = request_body(
         edge.http,
         "DELETE",
