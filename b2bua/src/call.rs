@@ -169,6 +169,8 @@ pub struct Call {
     pub participant_events: Vec<crate::ParticipantEvent>,
     /// The conference member being moved onto the B port (the agent left).
     pub promoting: Option<crate::MonitorId>,
+    /// The customer left a conference that goes on without it (its leg is over).
+    pub a_gone: bool,
 }
 
 /// A call the edge answered because its queue was closed.

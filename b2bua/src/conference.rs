@@ -81,7 +81,8 @@ impl B2bua {
 
     /// The parties of call `c`, for the API.
     pub(crate) fn participants(&self, c: &Call) -> Vec<ParticipantInfo> {
-        let mut v = vec![ParticipantInfo {
+        let mut v = Vec::new();
+        v.extend((!c.a_gone).then(|| ParticipantInfo {
             id: "customer".into(),
             role: "customer",
             who: c.caller.clone(),
@@ -93,7 +94,7 @@ impl B2bua {
             muted: c.party_flags[0][0],
             deaf: c.party_flags[0][1],
             held: c.held[0],
-        }];
+        }));
         if c.b.as_ref().is_some_and(|b| b.answered) {
             v.push(ParticipantInfo {
                 id: "agent".into(),
@@ -336,6 +337,10 @@ impl B2bua {
         else {
             return false;
         };
+        if c.a_gone && self.members(id).count() < 2 {
+            // Without the customer, one member alone is no conference.
+            return false;
+        }
         let c = self.calls.get_mut(&id).expect("checked");
         if let Some(leg) = c.b.take() {
             self.index
@@ -363,6 +368,65 @@ impl B2bua {
         }
     }
 
+    /// The customer hung up (its BYE answered) while the agent and members are
+    /// on the call: unless the queue or route says otherwise, the conference
+    /// goes on without it (its leg is over; the recording's left channel falls
+    /// silent). False (the call ends as usual) otherwise.
+    pub(crate) fn customer_leaves_conference(&mut self, now: Instant, id: CallId) -> bool {
+        let c = &self.calls[&id];
+        let (queue, route) = c.route_names();
+        let settings = self.snap.call_settings(queue.as_deref(), route.as_deref());
+        let members = self
+            .members(id)
+            .filter(|m| m.state == MonitorState::Active)
+            .count();
+        let parties_left = members + usize::from(c.b.as_ref().is_some_and(|b| b.answered));
+        if settings.conference_ends_without_customer
+            || members == 0
+            || parties_left < 2
+            || !c.is_established()
+            || c.transfer.is_some()
+            || c.consult.is_some()
+            || c.a_gone
+        {
+            return false;
+        }
+        let c = self.calls.get_mut(&id).expect("checked");
+        c.a_gone = true;
+        self.index.remove_dialog(&c.a.call_id, &c.a.local_tag);
+        crate::session::arm(c, &mut self.timers, now, Side::A, None);
+        push_event(c, now, "customer", &c.caller.clone(), "left");
+        info!(call = %c.public_id, parties = parties_left, "the customer left the conference: it goes on");
+        // Whatever still arrives on its port is neither heard nor recorded.
+        c.party_flags[Side::A as usize] = [true, true];
+        self.outputs.push_back(Output::Media(
+            id,
+            Command::PartyFlags {
+                side: Side::A,
+                muted: true,
+                deaf: true,
+            },
+        ));
+        self.set_remote(id, Side::A, None);
+        true
+    }
+
+    /// With the customer gone, a conference that is down to one party ends.
+    fn conference_down_to_one(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if !c.a_gone || c.state == crate::CallState::Ending || c.promoting.is_some() {
+            return;
+        }
+        let members = self.members(id).count();
+        let parties = members + usize::from(c.b.is_some());
+        if parties < 2 {
+            info!(call = %c.public_id, "the conference is down to one party: ending it");
+            self.end_call(now, id, 200, "conference down to one party");
+        }
+    }
+
     /// A member's leg ended (removed, hung up, refused, the call ending).
     pub(crate) fn member_left(&mut self, now: Instant, mid: MonitorId, answered: bool) {
         let Some(m) = self.monitors.get_mut(&mid) else {
@@ -381,5 +445,6 @@ impl B2bua {
                 push_event(c, now, &pid, &who, "left");
             }
         }
+        self.conference_down_to_one(now, call);
     }
 }

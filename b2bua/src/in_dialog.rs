@@ -105,6 +105,9 @@ impl B2bua {
                 if side == Side::B && self.agent_leaves_conference(now, id) {
                     return;
                 }
+                if side == Side::A && self.customer_leaves_conference(now, id) {
+                    return;
+                }
                 self.end_call_from(now, id, side, "BYE");
             }
             Method::Invite => self.on_reinvite(now, id, side, tx, req),

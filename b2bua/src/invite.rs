@@ -201,6 +201,7 @@ impl B2bua {
             party_flags: [[false; 2]; 2],
             participant_events: Vec::new(),
             promoting: None,
+            a_gone: false,
         };
         self.stats.started += 1;
         self.index.add_dialog(

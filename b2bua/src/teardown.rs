@@ -56,12 +56,15 @@ impl B2bua {
         if c.a_tx.is_some() {
             self.send_a_final(now, id, code, None);
         }
+        // Ending from here on: what the legs ending below trigger (a member
+        // leaving) sees it.
+        let c = self.calls.get_mut(&id).expect("present");
+        c.end_reason = reason;
+        c.state = CallState::Ending;
         self.end_monitors_of(now, id);
         self.cancel_forks(now, id);
         self.transfer_abandoned(now, id);
         let c = self.calls.get_mut(&id).expect("present");
-        c.end_reason = reason;
-        c.state = CallState::Ending;
         self.acd.withdraw(id);
         // B leg: CANCEL a pending INVITE, BYE a confirmed dialog.
         let mut byes: Vec<(Request, Flow)> = Vec::new();
@@ -80,7 +83,7 @@ impl B2bua {
                 None => {}
             }
         }
-        if established && from != Some(Side::A) {
+        if established && from != Some(Side::A) && !c.a_gone {
             byes.push((c.a.request(Method::Bye, None, &user_agent), c.a.flow));
         }
         for (bye, flow) in byes {

@@ -1045,3 +1045,59 @@ fn a_conference_can_be_set_to_end_with_its_agent() {
     assert_eq!(n.b.active_calls(), 0);
     assert_eq!(n.b.index_sizes(), [0; 5]);
 }
+
+#[test]
+fn a_conference_goes_on_without_its_customer_until_one_party_is_left() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, ok) = call_at_alice(&mut n, "c4");
+    let call = n.b.calls(n.now)[0].id.clone();
+    let add = CallCommand::AddParticipant {
+        call,
+        to: "1002".into(),
+        by_agent: None,
+    };
+    assert!(matches!(conf(&mut n, add), Ok(Reply::Participant(_))));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    // The customer leaves: Alice and Bob go on talking.
+    n.send(CALLER, &from_caller(&ok, "c4", "BYE", 2, ""));
+    n.expect_response(CALLER, 200);
+    assert!(n.quiet(ALICE) && n.quiet(BOB), "nobody is hung up");
+    let c = &n.b.calls(n.now)[0];
+    assert_eq!(c.state, "connected");
+    let e = c.participant_events.last().unwrap();
+    assert_eq!((e.participant.as_str(), e.action), ("customer", "left"));
+    assert!(remotes_a_none(&n));
+    // Bob leaves too: Alice is alone, the call ends.
+    n.send(
+        BOB,
+        &in_dialog(Method::Bye, &to_bob, true, "bob", 1, "bb", BOB, ""),
+    );
+    n.expect_response(BOB, 200);
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    assert!(n.quiet(CALLER), "the customer's leg is over already");
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.index_sizes(), [0; 5]);
+    assert_eq!(n.b.ports_in_use(), 0);
+    let _ = to_alice;
+}
+
+/// The last media command for side A's address withdrew it.
+fn remotes_a_none(n: &Net) -> bool {
+    n.outputs
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::Media(
+                _,
+                Command::Remote {
+                    side: Side::A,
+                    addr,
+                },
+            ) => Some(addr.is_none()),
+            _ => None,
+        })
+        .unwrap_or(false)
+}

@@ -715,6 +715,10 @@ pub struct Route {
     /// member in the agent's place).
     #[serde(default)]
     pub conference_ends_without_agent: bool,
+    /// A conference ends when its customer leaves (instead of going on while
+    /// two or more parties remain).
+    #[serde(default)]
+    pub conference_ends_without_customer: bool,
 }
 
 /// A queue of agents.
@@ -745,6 +749,10 @@ pub struct Queue {
     /// member in the agent's place).
     #[serde(default)]
     pub conference_ends_without_agent: bool,
+    /// A conference ends when its customer leaves (instead of going on while
+    /// two or more parties remain).
+    #[serde(default)]
+    pub conference_ends_without_customer: bool,
     /// `voice` (calls, default) or `chat` (web chats; `agents` are user names).
     #[serde(default)]
     pub channel: Channel,

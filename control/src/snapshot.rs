@@ -20,6 +20,7 @@ pub struct CallSettings<'a> {
     pub hold_audio: Option<&'a std::path::Path>,
     pub beep_on_monitor: bool,
     pub conference_ends_without_agent: bool,
+    pub conference_ends_without_customer: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +132,7 @@ impl Snapshot {
                 hold_audio: q.hold_audio.as_deref(),
                 beep_on_monitor: q.beep_on_monitor,
                 conference_ends_without_agent: q.conference_ends_without_agent,
+                conference_ends_without_customer: q.conference_ends_without_customer,
             };
         }
         if let Some(r) = route.and_then(|n| self.config.routes.iter().find(|r| r.number == n)) {
@@ -140,6 +142,7 @@ impl Snapshot {
                 hold_audio: r.hold_audio.as_deref(),
                 beep_on_monitor: r.beep_on_monitor,
                 conference_ends_without_agent: r.conference_ends_without_agent,
+                conference_ends_without_customer: r.conference_ends_without_customer,
             };
         }
         CallSettings::default()

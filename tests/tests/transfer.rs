@@ -461,7 +461,7 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     ));
     let sam = Uas::spawn(sam_port);
     let carol = Uas::spawn(edge.route_port);
-    let (mut cust, _alice, bob, c, a, id) = call_alice(&edge);
+    let (mut cust, alice, bob, c, a, id) = call_alice(&edge);
     let add = |to: &str| {
         let r = request_body(
             edge.http,
@@ -610,8 +610,31 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     );
     assert_eq!(b.packets(), 0, "nothing reaches a removed party");
     assert_eq!(edge.metric("edge_conferences{parties=\"3\"}"), 1.0);
+    // The customer leaves: the agent and Carol go on.
     assert_eq!(cust.bye(), 200);
-    assert!(wait_until(5, || carol.byes.load(Ordering::Relaxed) == 1));
+    a.clear();
+    k.clear();
+    assert!(
+        wait_until(6, || a.hears(2300.0, WIN) && k.hears(1100.0, WIN)),
+        "the agent and Carol still talk"
+    );
+    assert!(
+        !a.hears(440.0, WIN) && !k.hears(440.0, WIN),
+        "the customer is gone"
+    );
+    assert_eq!(carol.byes.load(Ordering::Relaxed), 0);
+    // Carol leaves (removed): the agent is alone, the call ends.
+    let r = request_body(
+        edge.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id}/participants/{carol_id}"),
+        Some(ADMIN_TOKEN),
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(wait_until(5, || carol.byes.load(Ordering::Relaxed) == 1
+        && alice.byes.load(Ordering::Relaxed) == 1));
     edge.wait_idle(10);
     assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
     drop((a, b, c, k));
