@@ -639,3 +639,91 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
     drop((a, b, c, k));
 }
+
+#[test]
+fn a_conference_goes_on_when_the_agent_hangs_up_a_member_takes_its_place() {
+    if !edge_tests::have_tool("sipp") {
+        return;
+    }
+    let edge = Edge::start_with(ALICE_QUEUE);
+    let bob = Uas::spawn(edge.agent_ports[1]);
+    // Alice's phone is SIPp: it answers and hangs up 3 s later.
+    let sf = edge_tests::scenario("uas_hang_up_later.xml");
+    let (port, mp) = (
+        edge.agent_ports[0].to_string(),
+        edge_tests::free_ports(4).to_string(),
+    );
+    let alice = edge_tests::Sipp::spawn(&[
+        "-sf",
+        &sf,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-mp",
+        &mp,
+        "-d",
+        "3000",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cust = Uac::new(edge.sip);
+    assert_eq!(cust.call("7000"), 200);
+    let c = TonePeer::start(
+        cust.rtp.try_clone().unwrap(),
+        cust.remote_rtp.unwrap(),
+        440.0,
+        0xC,
+    );
+    let calls = http::get(edge.http, "/api/v1/calls", Some(ADMIN_TOKEN))
+        .unwrap()
+        .json();
+    let id = calls["calls"][0]["id"].as_str().unwrap().to_string();
+    let r = request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{id}/participants"),
+        Some(ADMIN_TOKEN),
+        r#"{"to":"1002"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()));
+    let first = bob.edge_rtp.lock().unwrap().unwrap();
+    let b = TonePeer::start(bob.rtp.try_clone().unwrap(), first, 1700.0, 0xB0B);
+    assert!(
+        wait_until(5, || c.hears(1700.0, WIN)),
+        "the member is heard"
+    );
+    // Alice hangs up: Bob is moved (re-INVITE) onto the call's own port.
+    assert!(
+        wait_until(8, || *bob.edge_rtp.lock().unwrap() != Some(first)),
+        "Bob takes Alice's place\n{}",
+        edge.log_text()
+    );
+    drop(b);
+    let b = TonePeer::start(
+        bob.rtp.try_clone().unwrap(),
+        bob.edge_rtp.lock().unwrap().unwrap(),
+        1700.0,
+        0xB0C,
+    );
+    c.clear();
+    assert!(
+        wait_until(5, || c.hears(1700.0, WIN) && b.hears(440.0, WIN)),
+        "the customer and Bob go on"
+    );
+    let call = call_json(&edge, &id);
+    assert_eq!(call["agent"], "1002", "{call}");
+    assert_eq!(call["participants"].as_array().unwrap().len(), 2, "{call}");
+    let (code, errors, ok) = alice.finish(30);
+    assert_eq!((code, ok), (0, Some(1)), "Alice's phone: {errors}");
+    assert_eq!(cust.bye(), 200);
+    assert!(wait_until(5, || bob.byes.load(Ordering::Relaxed) == 1));
+    edge.wait_idle(10);
+    assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
+    drop((b, c));
+}
