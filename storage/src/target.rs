@@ -174,6 +174,53 @@ impl Target {
         }
     }
 
+    /// Whether [`Target::put_chunk_from`] streams chunks from the file itself
+    /// (no whole chunk in memory; reading overlaps sending).
+    pub fn streams(&self) -> bool {
+        matches!(self, Target::Http(_))
+    }
+
+    /// PUT chunk `index` of `j` to the http target as a body streamed from
+    /// `path` (the spooled file), 256 KiB at a time, with its Content-Length.
+    pub async fn put_chunk_from(
+        &self,
+        j: &Journal,
+        index: usize,
+        path: std::path::PathBuf,
+    ) -> ChunkResult {
+        let Target::Http(t) = self else {
+            return Outcome::Fatal {
+                reason: "internal: only the http target streams chunks".into(),
+            }
+            .into();
+        };
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let c = &j.chunks[index];
+        let file = async {
+            let mut f = tokio::fs::File::open(&path).await?;
+            f.seek(std::io::SeekFrom::Start(c.offset)).await?;
+            Ok::<_, std::io::Error>(f.take(c.len))
+        };
+        let reader = match file.await {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: format!("spool: {}: {e}", path.display()),
+                    retry_after: None,
+                }
+                .into()
+            }
+        };
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            256 * 1024,
+        ));
+        let req = chunk_request(t, j, index)
+            .header("Content-Length", c.len.to_string())
+            .body(body);
+        classify(req.send().await).await.into()
+    }
+
     pub async fn put_chunk(&self, j: &Journal, index: usize, data: Vec<u8>) -> ChunkResult {
         match self {
             Target::S3(t) => {
@@ -212,19 +259,7 @@ impl Target {
                 fs_outcome(r).into()
             }
             Target::Http(t) => {
-                let c = &j.chunks[index];
-                let mut req = t
-                    .client
-                    .put(format!("{}/{}/{}", t.url, j.id, index))
-                    .header("X-Recording-Id", &j.id)
-                    .header("X-Chunk-Index", index.to_string())
-                    .header("X-Chunk-Count", j.chunks.len().to_string())
-                    .header("X-Chunk-Sha256", &c.sha256)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(data);
-                if let Some(tok) = &t.token {
-                    req = req.bearer_auth(tok);
-                }
+                let req = chunk_request(t, j, index).body(data);
                 classify(req.send().await).await.into()
             }
         }
@@ -358,6 +393,24 @@ fn fs_outcome(r: Result<std::io::Result<()>, tokio::task::JoinError>) -> Outcome
 
 /// Map an HTTP result to an outcome: 2xx acknowledges; connection errors, timeouts,
 /// 5xx, 408 and 429 retry (Retry-After seconds honoured); other statuses fail.
+/// The PUT of chunk `index` of `j` with its headers (`X-Recording-Id`,
+/// `X-Chunk-Index`, `X-Chunk-Count`, `X-Chunk-Sha256`) and the token; no body yet.
+fn chunk_request(t: &HttpTarget, j: &Journal, index: usize) -> reqwest::RequestBuilder {
+    let c = &j.chunks[index];
+    let req = t
+        .client
+        .put(format!("{}/{}/{}", t.url, j.id, index))
+        .header("X-Recording-Id", &j.id)
+        .header("X-Chunk-Index", index.to_string())
+        .header("X-Chunk-Count", j.chunks.len().to_string())
+        .header("X-Chunk-Sha256", &c.sha256)
+        .header("Content-Type", "application/octet-stream");
+    match &t.token {
+        Some(tok) => req.bearer_auth(tok),
+        None => req,
+    }
+}
+
 async fn classify(r: Result<reqwest::Response, reqwest::Error>) -> Outcome {
     let resp = match r {
         Ok(r) => r,

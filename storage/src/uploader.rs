@@ -334,6 +334,10 @@ impl Uploader {
             self.jobs.lock().insert(id.to_string(), j.clone());
             self.metrics.attempts.fetch_add(1, Relaxed);
             let outcome = match step {
+                Step::PutChunk(i) if self.target.streams() => {
+                    let path = self.spool.file_path(&j);
+                    self.target.put_chunk_from(&j, i, path).await.outcome
+                }
                 Step::PutChunk(i) => match self.read_chunk(&j, i).await {
                     Ok(data) => {
                         let r = self.target.put_chunk(&j, i, data).await;
