@@ -1,7 +1,8 @@
 // The edge's own /console softphone in Debian's chromium (headless,
 // playwright-core): signs in with a token, and reports what the page shows, one
 // JSON line per event on stdout (the same lines as webrtc-phone.mjs, so the Rust
-// test drives both alike): registered, incoming {who, data}, confirmed, levels
+// test drives both alike): registered, incoming {who, data}, data {data} (the
+// incoming call's reserved data, at each change), confirmed, levels
 // {levels: {HZ: dB}} every 250 ms while a call is up (WebAudio on the page's
 // remote <audio>), ended; `fail` {why} and exit 1 on the first problem.
 //
@@ -80,7 +81,7 @@ async function command(line) {
   say({ event: 'done', command: line });
 }
 
-const seen = { registered: false, incoming: false, inCall: false };
+const seen = { registered: false, incoming: false, inCall: false, data: '' };
 let last = 0;
 for (;;) {
   while (pending.length) {
@@ -99,6 +100,9 @@ for (;;) {
   if (!seen.registered && st.phone.startsWith('registered')) { seen.registered = true; say({ event: 'registered' }); }
   if (st.incoming && !seen.incoming) say({ event: 'incoming', who: st.who, data: st.data });
   seen.incoming = st.incoming;
+  // The reserved data: first from the INVITE's X-Edge-* headers, then exactly as
+  // the console's own socket names it (each change is reported).
+  if (st.incoming && st.data && st.data !== seen.data) { seen.data = st.data; say({ event: 'data', data: st.data }); }
   if (st.inCall && !seen.inCall) say({ event: 'confirmed' });
   if (!st.inCall && seen.inCall) say({ event: 'ended', phone: st.phone });
   seen.inCall = st.inCall;

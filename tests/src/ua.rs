@@ -158,21 +158,36 @@ impl Uac {
         edge: SocketAddr,
         number: &str,
     ) -> std::thread::JoinHandle<(Uac, u16)> {
-        let number = number.to_string();
+        Uac::call_in_background_with(edge, number, "")
+    }
+
+    /// [`Uac::call_in_background`] with header lines `headers` (each ending in
+    /// CRLF) in the INVITE.
+    pub fn call_in_background_with(
+        edge: SocketAddr,
+        number: &str,
+        headers: &str,
+    ) -> std::thread::JoinHandle<(Uac, u16)> {
+        let (number, headers) = (number.to_string(), headers.to_string());
         std::thread::spawn(move || {
             let mut c = Uac::new(edge);
-            let code = c.call(&number);
+            let code = c.call_with(&number, &headers);
             (c, code)
         })
     }
 
     /// INVITE `number`; wait for the final response (ACKing a 2xx). Returns its code.
     pub fn call(&mut self, number: &str) -> u16 {
+        self.call_with(number, "")
+    }
+
+    /// [`Uac::call`] with header lines `headers` (each ending in CRLF).
+    pub fn call_with(&mut self, number: &str, headers: &str) -> u16 {
         let body = sdp(self.rtp.local_addr().unwrap().port());
         let local = self.local();
         let inv = format!(
             "INVITE sip:{number}@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-inv-{cid};rport\r\nFrom: <sip:caller@{local}>;tag=uac1\r\n\
-To: <sip:{number}@{edge}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{local}>\r\nMax-Forwards: 70\r\n\
+To: <sip:{number}@{edge}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{local}>\r\nMax-Forwards: 70\r\n{headers}\
 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
             body.len(),
             edge = self.edge,

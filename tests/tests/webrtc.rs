@@ -592,7 +592,8 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     let extra = |dir: &Path| {
         format!(
             "{}\n[[users]]\nname = \"wendy\"\nrole = \"agent\"\ntoken = \"{WENDY}\"\n\
-             [[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAMC}\"\n",
+             [[users]]\nname = \"sam\"\nrole = \"supervisor\"\ntoken = \"{SAMC}\"\n\
+             [[reserved_data]]\nfield = \"verified_customer\"\nheader = \"X-Verified-Customer\"\n",
             recorded_queue_with_hold_audio(dir).replace(
                 "password = \"wendy-sip-secret\"",
                 "password = \"wendy-sip-secret\"\nuser = \"wendy\""
@@ -638,12 +639,16 @@ fn the_console_softphone_answers_a_queue_call_and_a_supervisor_console_monitors_
     agent.command("state ready", &edge);
     assert!(wait_until(5, || wendy()["state"] == "ready"), "{}", wendy());
 
-    let caller = Uac::call_in_background(edge.sip, "5000");
+    let caller = Uac::call_in_background_with(edge.sip, "5000", "X-Verified-Customer: yes\r\n");
     let incoming = agent.expect("incoming", 15, &edge);
     assert!(
         incoming["who"].as_str().unwrap().contains("caller"),
         "{incoming}"
     );
+    // The trunk's reserved data is shown with the incoming call (from the agent
+    // leg's X-Edge-Verified-Customer header: the field's header form).
+    let data = agent.expect("data", 10, &edge);
+    assert_eq!(data["data"], "verified-customer: yes", "{data}");
     agent.command("answer", &edge);
     agent.expect("confirmed", 15, &edge);
     let (mut cust, code) = caller.join().unwrap();
