@@ -177,6 +177,9 @@ pub struct Chats {
     /// Queued chats per queue, oldest first.
     waiting: HashMap<String, VecDeque<String>>,
     agents: HashMap<String, AgentConn>,
+    /// Consoles of users who take no chats (a voice-only agent, a supervisor):
+    /// they still hear of their calls and their agent's state. User → consoles.
+    listeners: HashMap<String, Vec<u64>>,
     /// Console users that are agents (`[[agents]] user`) whose state stops chat
     /// offers (not ready, wrap-up, logged out), with that state.
     held: HashMap<String, String>,
@@ -201,6 +204,7 @@ impl Chats {
             tokens: HashMap::new(),
             waiting: HashMap::new(),
             agents: HashMap::new(),
+            listeners: HashMap::new(),
             held: HashMap::new(),
             started: 0,
             effects: VecDeque::new(),
@@ -820,6 +824,31 @@ impl Chats {
                 conn: a.conn,
                 frame,
             });
+        } else if let Some(conns) = self.listeners.get(agent) {
+            for &conn in conns {
+                self.effects.push_back(Effect::Console {
+                    conn,
+                    frame: frame.clone(),
+                });
+            }
+        }
+    }
+
+    /// Console `conn` of `user`, who takes no chats, hears of its calls and its
+    /// agent's state (until [`Chats::unlisten`]).
+    pub fn listen(&mut self, user: &str, conn: u64) {
+        self.listeners
+            .entry(user.to_string())
+            .or_default()
+            .push(conn);
+    }
+
+    pub fn unlisten(&mut self, user: &str, conn: u64) {
+        if let Some(v) = self.listeners.get_mut(user) {
+            v.retain(|c| *c != conn);
+            if v.is_empty() {
+                self.listeners.remove(user);
+            }
         }
     }
 

@@ -504,3 +504,32 @@ hours = "always"
     let list = c.list(t0);
     assert_eq!(list.iter().find(|x| x.id == moved).unwrap().queue, "late");
 }
+
+#[test]
+fn a_console_that_takes_no_chats_still_hears_of_its_calls() {
+    let rooms = Arc::new(crate::Rooms::in_memory(Limits::default()));
+    let mut c = Chats::new(rooms);
+    let frame = |call: &str| crate::ServerFrame::Call {
+        call: call.into(),
+        state: "ringing".into(),
+        caller: "sip:x@y".into(),
+        queue: None,
+        reserved_data: Map::new(),
+    };
+    c.notify("wendy", frame("c0"));
+    assert!(c.poll_effect().is_none(), "nobody listens yet");
+    c.listen("wendy", 7);
+    c.listen("wendy", 8);
+    c.notify("wendy", frame("c1"));
+    let conns: Vec<u64> = std::iter::from_fn(|| c.poll_effect())
+        .map(|e| match e {
+            Effect::Console { conn, .. } => conn,
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(conns, vec![7, 8], "every console of the user");
+    c.unlisten("wendy", 7);
+    c.unlisten("wendy", 8);
+    c.notify("wendy", frame("c2"));
+    assert!(c.poll_effect().is_none());
+}

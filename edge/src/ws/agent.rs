@@ -143,6 +143,8 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
         s.chats
             .run(|c, at| c.agent_connect(&snap, &user.name, conn, user.max_chats, at.now))
     } else {
+        // No chats, but its calls and its agent's state reach it all the same.
+        s.chats.run(|c, _| c.listen(&user.name, conn));
         Vec::new()
     };
     let hello = ServerFrame::Hello {
@@ -180,8 +182,10 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
     rooms.leave_all();
     s.chats.close_console(conn);
     let snap = s.snapshot.load();
-    s.chats
-        .run(|c, at| c.agent_disconnect(&snap, &user.name, conn, at));
+    s.chats.run(|c, at| {
+        c.agent_disconnect(&snap, &user.name, conn, at);
+        c.unlisten(&user.name, conn);
+    });
 }
 
 async fn serve(
