@@ -26,10 +26,9 @@ use tracing::{info, warn};
 /// A consultation under way on a call.
 #[derive(Debug)]
 pub struct Consult {
-    /// The target's leg (a monitor leg marked `consult`).
+    /// The target's leg (a monitor leg marked `consult`; the agent called, if
+    /// any, is its `agent`).
     pub(crate) monitor: MonitorId,
-    /// The agent called, released when the consultation ends without it.
-    target_agent: Option<String>,
     /// The customer was held before (stays held when the consultation is
     /// cancelled).
     a_held: bool,
@@ -65,11 +64,13 @@ impl B2bua {
             self.agent_changed(now, a);
             self.agent_call(id, a, "ringing");
         }
+        if let Some(m) = self.monitors.get_mut(&mid) {
+            m.agent = agent;
+        }
         let c = self.calls.get_mut(&id).expect("checked");
         let a_held = c.held[Side::A as usize];
         c.consult = Some(Consult {
             monitor: mid,
-            target_agent: agent,
             a_held,
             completing: false,
             offer: None,
@@ -211,18 +212,11 @@ impl B2bua {
                 "the customer's SDP is unknown".into(),
             ));
         };
-        let body = offer
-            .rewrite(media_addr, c.b_port)
-            .split_inclusive("\r\n")
-            .map(|l| {
-                if l.starts_with("o=") {
-                    let fam = if media_addr.is_ipv4() { "IP4" } else { "IP6" };
-                    format!("o=edge {} 2 IN {fam} {media_addr}\r\n", m.sdp_session)
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<String>();
+        let fam = if media_addr.is_ipv4() { "IP4" } else { "IP6" };
+        let body = crate::transfer::with_o_line(
+            &offer.rewrite(media_addr, c.b_port),
+            &format!("o=edge {} 2 IN {fam} {media_addr}\r\n", m.sdp_session),
+        );
         let m = self.monitors.get_mut(&mid).expect("checked");
         let req = m.dialog.request(
             Method::Invite,
@@ -253,8 +247,15 @@ impl B2bua {
     }
 
     /// The consultation's leg ended (cancelled, the target hung up or refused, the
-    /// call ending): the customer is the agent's again.
-    pub(crate) fn consult_ended(&mut self, now: Instant, id: CallId, answered: bool) {
+    /// call ending): the customer is the agent's again; the `agent` called is
+    /// released.
+    pub(crate) fn consult_ended(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        agent: Option<String>,
+        answered: bool,
+    ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -270,7 +271,7 @@ impl B2bua {
         }
         *self.stats.transfers.entry("consult_cancelled").or_default() += 1;
         info!(call = %c.public_id, "consultation over: back to the customer");
-        if let Some(a) = &k.target_agent {
+        if let Some(a) = &agent {
             self.agent_call(id, a, "ended");
             self.agent_released(now, a, answered);
         }
@@ -352,26 +353,18 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        // A consultation completing, or a conference member taking the place of
-        // the agent who left.
-        let k = match c.consult.take() {
-            Some(k) => k,
-            None => Consult {
-                monitor: mid,
-                target_agent: m.agent.take(),
-                a_held: false,
-                completing: true,
-                offer: c.session.sent_sdp[Side::B as usize].take(),
-            },
+        // A consultation completing (its offer kept there), or a conference
+        // member taking the place of the agent who left (the offer already in
+        // the B leg's last SDP).
+        let offer = match c.consult.take() {
+            Some(k) => k.offer,
+            None => c.session.sent_sdp[Side::B as usize].take(),
         };
+        let target_agent = m.agent.take();
         let promoted = c.promoting.take() == Some(mid);
         // The target's leg is the call's B leg now, on the B port.
         self.index
-            .remove_dialog(&m.dialog.call_id, &m.dialog.local_tag);
-        self.index.add_dialog(
-            (m.dialog.call_id.clone(), m.dialog.local_tag.clone()),
-            DialogOwner::Call(id, Side::B),
-        );
+            .own_dialog(&m.dialog, DialogOwner::Call(id, Side::B));
         self.outputs
             .push_back(Output::Media(id, Command::MonitorClose { monitor: mid }));
         c.attempts += 1;
@@ -380,15 +373,15 @@ impl B2bua {
             tx: None,
             provisional: true,
             cancel_pending: false,
-            agent: k.target_agent.clone(),
+            agent: target_agent.clone(),
             attempt: c.attempts,
             answered: true,
         };
         let old = c.b.replace(leg);
         let old_agent = c.agent.take();
-        c.agent = k.target_agent.clone();
+        c.agent = target_agent.clone();
         c.te_pt[Side::B as usize] = sdp.as_ref().and_then(|s| s.telephone_event_pt());
-        c.session.sent_sdp[Side::B as usize] = k.offer;
+        c.session.sent_sdp[Side::B as usize] = offer;
         session::arm(c, &mut self.timers, now, Side::B, None);
         if promoted {
             let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
@@ -418,7 +411,7 @@ impl B2bua {
             self.agent_call(id, &a, "ended");
             self.agent_released(now, &a, true);
         }
-        if let Some(a) = k.target_agent {
+        if let Some(a) = target_agent {
             self.offer_answered(now, &a);
             self.agent_call(id, &a, "connected");
         }

@@ -143,6 +143,12 @@ impl Index {
         self.dialogs.insert(key, owner);
     }
 
+    /// Dialog `d` (keyed by its Call-ID and the edge's tag) belongs to `owner`
+    /// now, whoever had it before.
+    pub(crate) fn own_dialog(&mut self, d: &sip::dialog::Dialog, owner: DialogOwner) {
+        self.add_dialog((d.call_id.clone(), d.local_tag.clone()), owner);
+    }
+
     pub(crate) fn remove_dialog(&mut self, call_id: &str, tag: &str) {
         self.dialogs.remove(&(call_id.to_string(), tag.to_string()));
     }

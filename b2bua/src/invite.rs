@@ -109,16 +109,13 @@ impl B2bua {
                 Ok((s, Some(_))) if !s.has_g711() => {
                     // A browser that offers no G.711: the edge does not transcode.
                     info!(call_id = %head.call_id, "WebRTC offer without PCMU/PCMA: 488");
-                    let w = rsip::headers::Warning::new(
-                        "399 edge \"offer PCMU or PCMA: the edge does not transcode\"",
-                    )
-                    .into();
+                    let w = crate::warning("offer PCMU or PCMA: the edge does not transcode");
                     return self.reply_with(now, tx, &req, 488, vec![w]);
                 }
                 Ok((s, w)) => (Some(s), w),
                 Err(e) => {
                     info!(call_id = %head.call_id, error = %e, "unusable SDP offer: 488");
-                    let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
+                    let w = crate::warning(&e.to_string());
                     return self.reply_with(now, tx, &req, 488, vec![w]);
                 }
             }

@@ -317,6 +317,11 @@ fn webrtc_params(r: &sip::sdp::WebRtcRemote) -> media::webrtc::RemoteParams {
     }
 }
 
+/// A `Warning: 399 edge "…"` header (RFC 3261 §20.43): why the edge refused.
+fn warning(text: &str) -> Header {
+    rsip::headers::Warning::new(format!("399 edge \"{text}\"")).into()
+}
+
 fn contact_for(flow: Flow) -> String {
     format!("<sip:edge@{}{}>", flow.local, flow.transport.uri_param())
 }

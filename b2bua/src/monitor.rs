@@ -425,8 +425,8 @@ impl B2bua {
         m.state = MonitorState::Ending;
         info!(monitor = %m.public_id, reason = why, "monitor ended");
         if m.consult {
-            let call = m.call;
-            self.consult_ended(now, call, answered);
+            let (call, agent) = (m.call, m.agent.take());
+            self.consult_ended(now, call, agent, answered);
         } else if m.mode == MonitorMode::Member {
             self.member_left(now, mid, answered);
         }

@@ -47,7 +47,7 @@ impl B2bua {
             {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    let w = rsip::headers::Warning::new(format!("399 edge \"{e}\"")).into();
+                    let w = crate::warning(&e.to_string());
                     return self.reply_with(now, tx, &req, 488, vec![w]);
                 }
             }
@@ -60,8 +60,8 @@ impl B2bua {
         };
         if let Some(s) = &sdp {
             if self.webrtc_sdp(id, side, s).is_err() {
-                let w = rsip::headers::Warning::new("399 edge \"secure stream not usable here\"");
-                return self.reply_with(now, tx, &req, 488, vec![w.into()]);
+                let w = crate::warning("secure stream not usable here");
+                return self.reply_with(now, tx, &req, 488, vec![w]);
             }
         }
         let c = self.calls.get_mut(&id).expect("checked");

@@ -110,10 +110,8 @@ impl B2bua {
         req: Request,
     ) {
         if !req.body.is_empty() {
-            let w = rsip::headers::Warning::new(
-                "399 edge \"UPDATE with a session description is not supported: use re-INVITE\"",
-            )
-            .into();
+            let w =
+                crate::warning("UPDATE with a session description is not supported: use re-INVITE");
             return self.reply_with(now, tx, &req, 488, vec![w]);
         }
         let Ok(grant) = self.grant_for(now, tx, &req) else {

@@ -255,6 +255,14 @@ fn offer_body(sdp: String) -> String {
         .collect()
 }
 
+/// `body` with its `o=` line replaced by `o_line` (which ends in CRLF): an SDP
+/// offered in a dialog keeps that dialog's session (RFC 3264 §8).
+pub(crate) fn with_o_line(body: &str, o_line: &str) -> String {
+    body.split_inclusive("\r\n")
+        .map(|l| if l.starts_with("o=") { o_line } else { l })
+        .collect()
+}
+
 /// `body` with its `o=` session version one higher (a new offer in a dialog).
 fn bump_o_version(body: &str) -> String {
     body.split_inclusive("\r\n")
@@ -409,11 +417,7 @@ impl B2bua {
         let last_sent = o.session.sent_sdp[Side::B as usize].clone();
         let o_public = o.public_id.clone();
         self.index
-            .remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
-        self.index.add_dialog(
-            (leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()),
-            DialogOwner::Call(id, Side::B),
-        );
+            .own_dialog(&leg.dialog, DialogOwner::Call(id, Side::B));
         self.end_call(now, other, 200, "joined into a transfer");
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -427,18 +431,7 @@ impl B2bua {
             .as_deref()
             .and_then(|s| s.lines().find(|l| l.starts_with("o=")))
         {
-            Some(o_line) => {
-                let bumped = bump_o_version(&format!("{o_line}\r\n"));
-                body.split_inclusive("\r\n")
-                    .map(|l| {
-                        if l.starts_with("o=") {
-                            bumped.clone()
-                        } else {
-                            l.to_string()
-                        }
-                    })
-                    .collect()
-            }
+            Some(o_line) => with_o_line(&body, &bump_o_version(&format!("{o_line}\r\n"))),
             None => body,
         };
         let mut req = leg.dialog.request(
@@ -502,9 +495,7 @@ impl B2bua {
                 None
             }
         });
-        let warn = |text: &str| -> Vec<Header> {
-            vec![rsip::headers::Warning::new(format!("399 edge \"{text}\"")).into()]
-        };
+        let warn = |text: &str| vec![crate::warning(text)];
         let Some((id, side)) = found else {
             info!(call_id = %head.call_id, "INVITE with Replaces naming no dialog of the edge: 481");
             return self.reply(now, tx, &req, 481, None);
@@ -539,17 +530,10 @@ impl B2bua {
         // The customer's codecs from the B port, as the edge's own session.
         let session = self.ep.ids().next_u64() >> 1;
         let fam = if media_addr.is_ipv4() { "IP4" } else { "IP6" };
-        let body: String = ours
-            .rewrite(media_addr, c.b_port)
-            .split_inclusive("\r\n")
-            .map(|l| {
-                if l.starts_with("o=") {
-                    format!("o=edge {session} 1 IN {fam} {media_addr}\r\n")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
+        let body = with_o_line(
+            &ours.rewrite(media_addr, c.b_port),
+            &format!("o=edge {session} 1 IN {fam} {media_addr}\r\n"),
+        );
         let tag = self.ep.ids().token();
         let dialog = Dialog::uas(&req, &head, tag.clone(), flow, crate::contact_for(flow));
         let mut ok = sip::message::response(&req, 200, Some(&tag), self.ep.server_name());
@@ -662,12 +646,7 @@ impl B2bua {
         to: &str,
         by_agent: Option<&str>,
     ) -> Result<(), CommandError> {
-        let id = self.call_index(call_public)?;
-        if let Some(me) = by_agent {
-            if self.calls[&id].agent.as_deref() != Some(me) {
-                return Err(CommandError::NotYours);
-            }
-        }
+        let id = self.own_call(call_public, by_agent)?;
         let target = self.transfer_target(now, to)?;
         self.transfer_allowed(id, &target)?;
         let _span = self.span(id).entered();
@@ -692,9 +671,7 @@ impl B2bua {
             .expect("checked")
             .server_txs
             .push(tx);
-        let warn = |text: &str| -> Vec<Header> {
-            vec![rsip::headers::Warning::new(format!("399 edge \"{text}\"")).into()]
-        };
+        let warn = |text: &str| vec![crate::warning(text)];
         if side == Side::A {
             // The carrier's side: a B2BUA does not let the trunk move its calls.
             info!("REFER from the caller's side: 403");
@@ -762,17 +739,13 @@ impl B2bua {
         let c = self.calls.get_mut(&id).expect("checked");
         let leg = c.b.take().expect("checked: an answered B leg");
         self.index
-            .remove_dialog(&leg.dialog.call_id, &leg.dialog.local_tag);
-        self.index.add_dialog(
-            (leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()),
-            DialogOwner::Transferor(id),
-        );
+            .own_dialog(&leg.dialog, DialogOwner::Transferor(id));
         let timer = c.session.leg[Side::B as usize];
         // The transferor's session timer stops while it is aside (its refreshes
         // would go to the new leg); a recall starts it again.
         session::arm(c, &mut self.timers, now, Side::B, None);
         let at_secs = now.saturating_duration_since(c.started).as_secs_f64();
-        let c_held_before = c.held[Side::A as usize];
+        let a_held = c.held[Side::A as usize];
         c.transfers.push(crate::TransferEvent {
             to: to.clone(),
             by,
@@ -790,14 +763,14 @@ impl B2bua {
             transferor: Some(leg),
             timer,
             sent_sdp: c.session.sent_sdp[Side::B as usize].clone(),
-            a_held: c.held[Side::A as usize],
+            a_held,
             target_agent: None,
             target_webrtc: None,
             queued: false,
             from_route: c.route.clone(),
         });
         self.notify_transferor(now, id, 100, false);
-        if c_held_before {
+        if a_held {
             // Held already (silence, or its hold audio): now it hears the transfer.
             self.set_held(id, Side::A, false);
         }
@@ -1085,10 +1058,8 @@ impl B2bua {
         if t.transferor.is_some() {
             let mut t = c.transfer.take().expect("checked");
             let leg = t.transferor.take().expect("checked");
-            self.index.add_dialog(
-                (leg.dialog.call_id.clone(), leg.dialog.local_tag.clone()),
-                DialogOwner::Call(id, Side::B),
-            );
+            self.index
+                .own_dialog(&leg.dialog, DialogOwner::Call(id, Side::B));
             c.agent = t.transferor_agent.clone();
             c.b = Some(leg);
             c.session.sent_sdp[Side::B as usize] = t.sent_sdp.take();
