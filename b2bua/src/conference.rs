@@ -57,23 +57,31 @@ fn push_event(c: &mut Call, now: Instant, participant: &str, who: &str, action: 
     });
 }
 
+/// A conference member's leg that is still in its call.
+fn live_member(m: &crate::monitor::Monitor) -> bool {
+    m.mode == MonitorMode::Member && m.state != MonitorState::Ending
+}
+
 impl B2bua {
     /// The members of call `id` still in it.
     fn members(&self, id: CallId) -> impl Iterator<Item = &crate::monitor::Monitor> {
-        self.monitors.values().filter(move |m| {
-            m.call == id && m.mode == MonitorMode::Member && m.state != MonitorState::Ending
-        })
+        self.monitors
+            .values()
+            .filter(move |m| m.call == id && live_member(m))
     }
 
     /// Conferences now by their number of parties (customer, agent and members
     /// still in the call), for the metrics.
     pub fn conference_sizes(&self) -> Vec<(usize, usize)> {
+        // One pass over the monitor legs (this runs at every metrics scrape).
+        let mut members: std::collections::HashMap<CallId, usize> = Default::default();
+        for m in self.monitors.values().filter(|m| live_member(m)) {
+            *members.entry(m.call).or_default() += 1;
+        }
         let mut by: std::collections::BTreeMap<usize, usize> = Default::default();
-        for c in self.calls.values() {
-            let members = self.members(c.id).count();
-            if members > 0 {
-                let parties = 1 + usize::from(c.b.is_some()) + members;
-                *by.entry(parties).or_default() += 1;
+        for (call, n) in members {
+            if let Some(c) = self.calls.get(&call) {
+                *by.entry(1 + usize::from(c.b.is_some()) + n).or_default() += 1;
             }
         }
         by.into_iter().collect()
