@@ -784,6 +784,23 @@ fn an_invite_with_replaces_takes_the_agents_leg_and_mismatches_get_481() {
     assert_eq!(n.b.index_sizes(), [0; 5]);
 }
 
+/// Bob (agent 1002) is added to the only call's conference and answers: his id
+/// and the INVITE he got.
+fn bob_joins(n: &mut Net) -> (String, Request) {
+    let add = CallCommand::AddParticipant {
+        call: n.b.calls(n.now)[0].id.clone(),
+        to: "1002".into(),
+        by_agent: None,
+    };
+    let Ok(Reply::Participant(pid)) = conf(n, add) else {
+        panic!("added")
+    };
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    (pid, to_bob)
+}
+
 fn conf(n: &mut Net, cmd: CallCommand) -> Result<Reply, CommandError> {
     let r = n.b.handle_command(n.now, cmd);
     n.pump();
@@ -968,18 +985,7 @@ fn conference_parties_are_added_flagged_listed_and_removed() {
 fn a_conference_goes_on_when_the_agent_leaves_a_member_takes_its_place() {
     let mut n = Net::new(CONFIG);
     let (to_alice, _) = call_at_alice(&mut n, "c2");
-    let call = n.b.calls(n.now)[0].id.clone();
-    let add = CallCommand::AddParticipant {
-        call: call.clone(),
-        to: "1002".into(),
-        by_agent: None,
-    };
-    let Ok(Reply::Participant(pid)) = conf(&mut n, add) else {
-        panic!("added")
-    };
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
-    n.expect_request(BOB, Method::Ack);
+    let (pid, to_bob) = bob_joins(&mut n);
     n.outputs.clear();
     // Alice hangs up: the call is not ended; Bob moves onto the B port.
     n.send(
@@ -1023,16 +1029,7 @@ fn a_conference_can_be_set_to_end_with_its_agent() {
     );
     let mut n = Net::new(&cfg);
     let (to_alice, _) = call_at_alice(&mut n, "c3");
-    let call = n.b.calls(n.now)[0].id.clone();
-    let add = CallCommand::AddParticipant {
-        call,
-        to: "1002".into(),
-        by_agent: None,
-    };
-    assert!(matches!(conf(&mut n, add), Ok(Reply::Participant(_))));
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
-    n.expect_request(BOB, Method::Ack);
+    bob_joins(&mut n);
     n.send(
         ALICE,
         &in_dialog(Method::Bye, &to_alice, true, "alice", 2, "ab", ALICE, ""),
@@ -1050,16 +1047,7 @@ fn a_conference_can_be_set_to_end_with_its_agent() {
 fn a_conference_goes_on_without_its_customer_until_one_party_is_left() {
     let mut n = Net::new(CONFIG);
     let (to_alice, ok) = call_at_alice(&mut n, "c4");
-    let call = n.b.calls(n.now)[0].id.clone();
-    let add = CallCommand::AddParticipant {
-        call,
-        to: "1002".into(),
-        by_agent: None,
-    };
-    assert!(matches!(conf(&mut n, add), Ok(Reply::Participant(_))));
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7100)), BOB));
-    n.expect_request(BOB, Method::Ack);
+    let (_, to_bob) = bob_joins(&mut n);
     // The customer leaves: Alice and Bob go on talking.
     n.send(CALLER, &from_caller(&ok, "c4", "BYE", 2, ""));
     n.expect_response(CALLER, 200);
