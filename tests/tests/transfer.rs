@@ -28,6 +28,31 @@ fn call_json(edge: &Edge, id: &str) -> serde_json::Value {
         .json()
 }
 
+/// What answered phone `p` hears, while it sends `hz` to where the edge wants it.
+fn phone_tone(p: &Uas, hz: f64, ssrc: u32) -> TonePeer {
+    TonePeer::start(
+        p.rtp.try_clone().unwrap(),
+        p.edge_rtp.lock().unwrap().unwrap(),
+        hz,
+        ssrc,
+    )
+}
+
+/// Supervisor sam (phone `sam`, tone `hz`) monitors call `id` in `mode`.
+fn sam_monitors(edge: &Edge, id: &str, mode: &str, sam: &Uas, hz: f64) -> TonePeer {
+    let r = request_body(
+        edge.http,
+        "POST",
+        &format!("/api/v1/calls/{id}/monitors"),
+        Some("sam-token-1"),
+        &format!(r#"{{"mode":"{mode}"}}"#),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(wait_until(5, || sam.edge_rtp.lock().unwrap().is_some()));
+    phone_tone(sam, hz, 0x5A)
+}
+
 /// A customer (440 Hz) on queue 7000, answered by Alice (agent 1001, 1100 Hz),
 /// hearing each other; Bob's phone (agent 1002) waits. The call's public id.
 fn call_alice(edge: &Edge) -> (Uac, Uas, Uas, TonePeer, TonePeer, String) {
@@ -41,12 +66,7 @@ fn call_alice(edge: &Edge) -> (Uac, Uas, Uas, TonePeer, TonePeer, String) {
         440.0,
         0xC,
     );
-    let a = TonePeer::start(
-        alice.rtp.try_clone().unwrap(),
-        alice.edge_rtp.lock().unwrap().unwrap(),
-        1100.0,
-        0xA1,
-    );
+    let a = phone_tone(&alice, 1100.0, 0xA1);
     assert!(
         wait_until(5, || c.hears(1100.0, WIN) && a.hears(440.0, WIN)),
         "customer and Alice hear each other"
@@ -69,12 +89,7 @@ fn bob_talks_to_the_customer(
     alice: &Uas,
     c: &TonePeer,
 ) -> TonePeer {
-    let b = TonePeer::start(
-        bob.rtp.try_clone().unwrap(),
-        bob.edge_rtp.lock().unwrap().unwrap(),
-        1700.0,
-        0xB0B,
-    );
+    let b = phone_tone(bob, 1700.0, 0xB0B);
     assert!(
         wait_until(5, || c.hears(1700.0, WIN)
             && !c.hears(1100.0, WIN)
@@ -279,22 +294,7 @@ fn a_supervisor_keeps_listening_and_the_recording_keeps_its_channels_across_a_tr
     let sam = Uas::spawn(sam_port);
     let t0 = std::time::Instant::now();
     let (mut cust, _alice, bob, c, a, id) = call_alice(&edge);
-    let r = request_body(
-        edge.http,
-        "POST",
-        &format!("/api/v1/calls/{id}/monitors"),
-        Some("sam-token-1"),
-        r#"{"mode":"listen"}"#,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert!(wait_until(5, || sam.edge_rtp.lock().unwrap().is_some()));
-    let s = TonePeer::start(
-        sam.rtp.try_clone().unwrap(),
-        sam.edge_rtp.lock().unwrap().unwrap(),
-        2300.0,
-        0x5A,
-    );
+    let s = sam_monitors(&edge, &id, "listen", &sam, 2300.0);
     assert!(
         wait_until(5, || s.hears(440.0, WIN) && s.hears(1100.0, WIN)),
         "the supervisor hears customer and Alice"
@@ -312,12 +312,7 @@ fn a_supervisor_keeps_listening_and_the_recording_keeps_its_channels_across_a_tr
     .unwrap();
     assert_eq!(r.status, 202, "a supervisor may transfer: {}", r.body);
     assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()));
-    let b = TonePeer::start(
-        bob.rtp.try_clone().unwrap(),
-        bob.edge_rtp.lock().unwrap().unwrap(),
-        1700.0,
-        0xB0B,
-    );
+    let b = phone_tone(&bob, 1700.0, 0xB0B);
     assert!(
         wait_until(5, || s.hears(440.0, WIN)
             && s.hears(1700.0, WIN)
@@ -478,18 +473,8 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
     let carol_id = add("service");
     assert!(wait_until(5, || bob.edge_rtp.lock().unwrap().is_some()
         && carol.edge_rtp.lock().unwrap().is_some()));
-    let b = TonePeer::start(
-        bob.rtp.try_clone().unwrap(),
-        bob.edge_rtp.lock().unwrap().unwrap(),
-        1700.0,
-        0xB0B,
-    );
-    let k = TonePeer::start(
-        carol.rtp.try_clone().unwrap(),
-        carol.edge_rtp.lock().unwrap().unwrap(),
-        2300.0,
-        0xCA,
-    );
+    let b = phone_tone(&bob, 1700.0, 0xB0B);
+    let k = phone_tone(&carol, 2300.0, 0xCA);
     let peers = [(&c, 440.0), (&a, 1100.0), (&b, 1700.0), (&k, 2300.0)];
     // Who hears whom: `ears[i][j]` = party i hears party j's tone.
     let check = |what: &str, ears: [[bool; 4]; 4]| {
@@ -546,22 +531,7 @@ fn a_four_party_conference_proves_who_hears_whom_for_every_flag() {
 
     // A supervisor whispers to the agent in the conference: only the agent hears
     // it; the supervisor hears all four.
-    let r = request_body(
-        edge.http,
-        "POST",
-        &format!("/api/v1/calls/{id}/monitors"),
-        Some("sam-token-1"),
-        r#"{"mode":"whisper"}"#,
-    )
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert!(wait_until(5, || sam.edge_rtp.lock().unwrap().is_some()));
-    let s = TonePeer::start(
-        sam.rtp.try_clone().unwrap(),
-        sam.edge_rtp.lock().unwrap().unwrap(),
-        2900.0,
-        0x5A,
-    );
+    let s = sam_monitors(&edge, &id, "whisper", &sam, 2900.0);
     assert!(
         wait_until(6, || a.hears(2900.0, WIN)
             && [440.0, 1100.0, 1700.0, 2300.0]
@@ -705,12 +675,7 @@ fn a_conference_goes_on_when_the_agent_hangs_up_a_member_takes_its_place() {
         edge.log_text()
     );
     drop(b);
-    let b = TonePeer::start(
-        bob.rtp.try_clone().unwrap(),
-        bob.edge_rtp.lock().unwrap().unwrap(),
-        1700.0,
-        0xB0C,
-    );
+    let b = phone_tone(&bob, 1700.0, 0xB0C);
     c.clear();
     assert!(
         wait_until(5, || c.hears(1700.0, WIN) && b.hears(440.0, WIN)),
