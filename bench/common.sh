@@ -9,3 +9,27 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cores() { awk -v a="$1" -v b="$2" -v hz="$HZ" -v w1="$3" -v w0="$4" 'BEGIN {printf "%.3f", (a-b)/hz/(w1-w0)}'; }
 # A field of a JSON file: json FILE "['calls']['answered']" ("?" when missing).
 json() { python3 -c "import json,sys; d=json.load(open('$1')); print(eval('d'+sys.argv[1]))" "$2" 2>/dev/null || echo "?"; }
+# A metric of the edge at http://127.0.0.1:$HTTP (no labels): metric NAME.
+metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+# POST BODY to /api/v1/calls/{id}/SUB for every live call, TIMES times each, 32
+# requests in flight, with token $TOKEN at $HTTP: post_all SUB BODY TIMES STATUS.
+# Prints on stderr how many were requested and how many got STATUS.
+post_all() {
+  python3 - "$HTTP" "$TOKEN" "$1" "$2" "$3" "$4" <<'PY'
+import json, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+port, token, sub, body, times, want = sys.argv[1:7]
+base = f"http://127.0.0.1:{port}/api/v1/calls"
+h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+calls = json.load(urllib.request.urlopen(urllib.request.Request(base, headers=h)))["calls"]
+def post(c):
+    r = urllib.request.Request(f"{base}/{c['id']}/{sub}", data=body.encode(), headers=h, method="POST")
+    try:
+        return urllib.request.urlopen(r).status
+    except Exception as e:
+        return str(e)
+with ThreadPoolExecutor(32) as ex:
+    res = list(ex.map(post, [c for c in calls for _ in range(int(times))]))
+print(f"{sub} requested={len(res)} created={sum(1 for r in res if r == int(want))}", file=sys.stderr)
+PY
+}

@@ -48,29 +48,6 @@ role = "admin"
 token = "$TOKEN"
 TOML
 
-metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
-
-# Add three members to every live call, 32 requests in flight.
-conference_all() {
-  python3 - "$HTTP" "$TOKEN" <<'PY'
-import json, sys, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-port, token = sys.argv[1], sys.argv[2]
-base = f"http://127.0.0.1:{port}/api/v1/calls"
-h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-calls = json.load(urllib.request.urlopen(urllib.request.Request(base, headers=h)))["calls"]
-def post(c):
-    r = urllib.request.Request(f"{base}/{c['id']}/participants", data=b'{"to":"member"}', headers=h, method="POST")
-    try:
-        return urllib.request.urlopen(r).status
-    except Exception as e:
-        return str(e)
-with ThreadPoolExecutor(32) as ex:
-    res = list(ex.map(post, [c for c in calls for _ in range(3)]))
-print(f"members requested={len(res)} created={sum(1 for r in res if r == 201)}", file=sys.stderr)
-PY
-}
-
 "$EDGE" --config "$WORK/edge.toml" --log warn > "$WORK/edge.log" 2>&1 &
 EPID=$!
 sleep 1
@@ -85,7 +62,7 @@ for n in $STEPS; do
     > "$WORK/call.json" 2> "$WORK/call.err" &
   CPID=$!
   sleep $(( n / RATE + 2 ))
-  conference_all 2>> "$WORK/driver.err"
+  post_all participants '{"to":"member"}' 3 201 2>> "$WORK/driver.err"
   for _ in $(seq 100); do [ "$(metric edge_monitors_active)" -ge $(( 3 * n )) ] 2>/dev/null && break; sleep 0.1; done
   members=$(metric edge_monitors_active)
   t0=$(ticks $EPID); w0=$(date +%s.%N); rss1=$(rss_kb $EPID)

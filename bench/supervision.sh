@@ -51,29 +51,6 @@ token = "bench-sam-token"
 contact = "sip:sam@127.0.0.1:$SUP"
 TOML
 
-metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
-
-# POST a listen monitor on every live call, 32 requests in flight.
-monitor_all() {
-  python3 - "$HTTP" "$TOKEN" <<'PY'
-import json, sys, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-port, token = sys.argv[1], sys.argv[2]
-base = f"http://127.0.0.1:{port}/api/v1/calls"
-h = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-calls = json.load(urllib.request.urlopen(urllib.request.Request(base, headers=h)))["calls"]
-def post(c):
-    r = urllib.request.Request(f"{base}/{c['id']}/monitors", data=b'{"user":"sam","mode":"listen"}', headers=h, method="POST")
-    try:
-        return urllib.request.urlopen(r).status
-    except Exception as e:
-        return str(e)
-with ThreadPoolExecutor(32) as ex:
-    res = list(ex.map(post, calls))
-print(f"monitors requested={len(res)} created={sum(1 for r in res if r == 201)}", file=sys.stderr)
-PY
-}
-
 "$EDGE" --config "$WORK/edge.toml" --log warn > "$WORK/edge.log" 2>&1 &
 EPID=$!
 sleep 1
@@ -89,7 +66,7 @@ for n in $STEPS; do
     > "$WORK/call.json" 2> "$WORK/call.err" &
   CPID=$!
   sleep $(( n / RATE + 2 ))
-  monitor_all
+  post_all monitors '{"user":"sam","mode":"listen"}' 1 201
   for _ in $(seq 100); do [ "$(metric edge_monitors_active)" -ge "$n" ] 2>/dev/null && break; sleep 0.1; done
   mons=$(metric edge_monitors_active); recs=$(metric edge_recordings_active)
   t0=$(ticks $EPID); w0=$(date +%s.%N); rss1=$(rss_kb $EPID)

@@ -43,7 +43,6 @@ with open(f"{work}/edge.toml", "w") as f:
         f.write(f'[[agents]]\nid = "{100000 + i}"\npassword = "secret-{100000 + i}"\n')
 PY
 
-metric() { curl -s "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
 "$EDGE" --config "$WORK/edge.toml" --log warn > "$WORK/edge.log" 2>&1 &
 EPID=$!
