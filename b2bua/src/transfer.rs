@@ -213,17 +213,21 @@ pub(crate) fn replaces_header(req: &Request) -> Option<Replaces> {
         Header::Other(name, value) if name.eq_ignore_ascii_case("Replaces") => Some(value),
         _ => None,
     })?;
-    // The same syntax as in a Refer-To, not percent-encoded.
-    replaces_of(&format!("Replaces={}", v.replace('%', "%25")))
+    parse_replaces(v)
 }
 
-/// The `Replaces` among a URI's embedded headers (`a=b&Replaces=…`), if valid.
+/// The `Replaces` among a URI's embedded headers (`a=b&Replaces=…`, percent-
+/// encoded), if valid.
 pub(crate) fn replaces_of(headers: &str) -> Option<Replaces> {
     let value = headers.split('&').find_map(|h| {
         let (k, v) = h.split_once('=')?;
         k.eq_ignore_ascii_case("Replaces").then_some(v)
     })?;
-    let value = percent_decode(value)?;
+    parse_replaces(&percent_decode(value)?)
+}
+
+/// A `Replaces` value: `call-id;to-tag=…;from-tag=…` (RFC 3891 §6.1).
+fn parse_replaces(value: &str) -> Option<Replaces> {
     let mut parts = value.split(';');
     let call_id = parts.next()?.trim().to_string();
     let (mut to_tag, mut from_tag) = (None, None);
