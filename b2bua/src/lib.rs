@@ -92,6 +92,11 @@ pub const QUEUE_RETRY: Duration = Duration::from_secs(1);
 pub const ANNOUNCEMENT_LIMIT: Duration = Duration::from_secs(60);
 /// Most RTP port pairs tried for one allocation when the driver finds them taken.
 pub const PORT_TRIES: usize = 32;
+
+/// How far ahead of the pool's next pair the probe is told to bind (so the sockets
+/// of a new call are usually ready before its INVITE arrives).
+pub const PORTS_AHEAD: usize = 64;
+const AHEAD_BATCH: usize = 16;
 /// Retry-After sent with 503 on overload.
 pub const RETRY_AFTER_SECS: u32 = 5;
 /// A new INVITE that waited longer than this in the driver's queue before the core
@@ -253,6 +258,8 @@ pub struct B2bua {
     /// The driver's check of a port pair before use (none in tests: every pair is
     /// usable).
     probe: Option<Box<dyn PortProbe>>,
+    /// Allocations until the probe is next told which pairs come soon.
+    ahead_due: usize,
     /// Agents' registrations and the digest verifier.
     registrar: registrar::Registrar,
     /// The instant and wall-clock time the core started (bindings are kept in
@@ -385,6 +392,7 @@ impl B2bua {
             outputs: VecDeque::new(),
             pike,
             probe: None,
+            ahead_due: 0,
             registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
             epoch: (now, std::time::SystemTime::now()),
             webrtc_fingerprint: None,
@@ -499,6 +507,18 @@ impl B2bua {
         let (port, skipped) = self.ports.allocate_with(PORT_TRIES, |p| {
             probe.as_mut().is_none_or(|probe| probe.reserve(p))
         });
+        // Every AHEAD_BATCH allocations, the probe hears of the AHEAD_BATCH pairs
+        // that follow the next PORTS_AHEAD (one message, one wake-up per batch).
+        self.ahead_due = self.ahead_due.saturating_sub(1);
+        if let (Some(probe), 0) = (probe.as_mut(), self.ahead_due) {
+            self.ahead_due = AHEAD_BATCH;
+            let ports: Vec<u16> = (PORTS_AHEAD..PORTS_AHEAD + AHEAD_BATCH)
+                .map_while(|n| self.ports.peek(n))
+                .collect();
+            if !ports.is_empty() {
+                probe.ahead(&ports);
+            }
+        }
         if skipped > 0 {
             self.stats.ports_skipped += skipped;
             warn!(skipped, "RTP ports held by another program: skipped");

@@ -12,6 +12,10 @@ use std::collections::VecDeque;
 pub trait PortProbe: Send {
     fn reserve(&mut self, port: u16) -> bool;
     fn release(&mut self, port: u16);
+
+    /// `ports` are among the next few the pool hands out: a probe may bind them
+    /// now, off the caller's thread, so that [`PortProbe::reserve`] finds them ready.
+    fn ahead(&mut self, _ports: &[u16]) {}
 }
 
 #[derive(Debug)]
@@ -60,6 +64,11 @@ impl PortPool {
             self.free.push_back(port);
         }
         (None, skipped)
+    }
+
+    /// The free pair that `n` more allocations from now would hand out (0: the next).
+    pub fn peek(&self, n: usize) -> Option<u16> {
+        self.free.get(n).copied()
     }
 
     pub fn capacity(&self) -> usize {

@@ -34,3 +34,20 @@ fn pairs_someone_else_holds_are_skipped_and_tried_again_later() {
     assert_eq!((got, skipped), (None, 1));
     assert_eq!(p.in_use(), 4, "20002 is still free");
 }
+
+#[test]
+fn peek_names_the_pair_that_many_allocations_from_now_hands_out() {
+    let mut p = PortPool::new(20000, 20009); // 20000, 20002, 20004, 20006, 20008
+    assert_eq!(p.peek(0), Some(20000));
+    assert_eq!(p.peek(3), Some(20006));
+    assert_eq!(p.peek(5), None);
+    assert_eq!(p.allocate(), Some(20000));
+    assert_eq!(p.allocate(), Some(20002));
+    assert_eq!(
+        p.peek(1),
+        Some(20006),
+        "two allocations moved the queue on by two"
+    );
+    p.release(20000);
+    assert_eq!(p.peek(3), Some(20000), "a released pair comes last");
+}

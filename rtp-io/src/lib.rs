@@ -14,6 +14,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +86,9 @@ pub trait Handler: Send + 'static {
 struct Worker<C> {
     tx: mpsc::Sender<C>,
     waker: Arc<EventFd>,
+    /// Set by the first sender after the worker last took its commands: later
+    /// senders skip the eventfd write (one write per batch, not per command).
+    pending: Arc<AtomicBool>,
 }
 
 /// A set of worker threads running one handler each.
@@ -117,13 +121,15 @@ impl<C: Send + 'static> Workers<C> {
             let (tx, rx) = mpsc::channel();
             let handler = make(i);
             let w = waker.clone();
+            let pending = Arc::new(AtomicBool::new(false));
+            let p = pending.clone();
             let poller = Poller { epoll };
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || run(poller, w, rx, handler, max_wait))?,
+                    .spawn(move || run(poller, w, p, rx, handler, max_wait))?,
             );
-            workers.push(Worker { tx, waker });
+            workers.push(Worker { tx, waker, pending });
         }
         Ok(Workers {
             workers,
@@ -146,7 +152,11 @@ impl<C: Send + 'static> Workers<C> {
         if w.tx.send(cmd).is_err() {
             return false;
         }
-        let _ = w.waker.write(1);
+        // The worker clears `pending` before it drains the channel, so a command
+        // sent while the flag is still set is taken by that drain.
+        if !w.pending.swap(true, SeqCst) {
+            let _ = w.waker.write(1);
+        }
         true
     }
 
@@ -163,6 +173,7 @@ impl<C: Send + 'static> Workers<C> {
 fn run<H: Handler>(
     poller: Poller,
     waker: Arc<EventFd>,
+    pending: Arc<AtomicBool>,
     rx: mpsc::Receiver<H::Command>,
     mut handler: H,
     max_wait: Duration,
@@ -193,6 +204,7 @@ fn run<H: Handler>(
             match ev.data() {
                 WAKER => {
                     let _ = waker.read();
+                    pending.store(false, SeqCst);
                     commands = true;
                 }
                 token => handler.on_readable(&poller, token, now),

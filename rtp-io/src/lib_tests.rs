@@ -88,3 +88,59 @@ fn a_worker_reads_registered_sockets_runs_commands_and_deadlines_then_stops() {
         "a stopped worker refuses commands"
     );
 }
+
+/// Counts commands; the test reads the count when the worker stops.
+struct Count(std_mpsc::Sender<u64>, u64);
+
+impl Handler for Count {
+    type Command = bool;
+    fn on_readable(&mut self, _: &Poller, _: u64, _: Instant) {}
+    fn on_command(&mut self, _: &Poller, stop: bool, _: Instant) -> Flow {
+        if stop {
+            let _ = self.0.send(self.1);
+            return Flow::Stop;
+        }
+        self.1 += 1;
+        Flow::Continue
+    }
+    fn on_wake(&mut self, _: &Poller, _: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+}
+
+#[test]
+fn commands_sent_from_many_threads_while_the_worker_runs_all_arrive() {
+    // The eventfd is written once per batch: a command sent while the worker is
+    // between clearing the flag and draining must still be taken (a long wait
+    // would show a lost wake-up: max_wait is an hour).
+    let (tx, rx) = std_mpsc::channel();
+    let workers = Arc::new(
+        Workers::start(1, "test-count", Duration::from_secs(3600), move |_| {
+            Count(tx.clone(), 0)
+        })
+        .unwrap(),
+    );
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let w = workers.clone();
+            std::thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    assert!(w.send(0, false));
+                    if i % 1000 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    assert!(workers.send(0, true));
+    let n = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker woke for its stop");
+    assert_eq!(n, 80_000);
+    workers.join();
+}
