@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Recording upload throughput of the edge versus a plain loopback copy of the same
 # bytes, in one run: http target (bench/sink.py) vs `curl -T` to the same sink, and
-# s3 target (moto) vs one plain PUT of the file to moto with curl. Also the edge's
-# CPU per uploaded GB.
+# s3 target (moto) vs a plain multipart upload of the same 50 MB parts to moto
+# with curl (one plain PUT of the whole file shown for reference). Also the edge's
+# CPU per uploaded GB and its peak RSS.
 #
 #   bench/upload.sh [MB]
 set -euo pipefail
@@ -51,29 +52,50 @@ TOML
   local ts cs; ts=$(now); cs=$(ticks $pid)
   until curl -s "http://127.0.0.1:$HTTP/metrics" | grep -q '^edge_recordings_uploaded_total 1$'; do sleep 0.05; done
   local t1 c1; t1=$(now); c1=$(ticks $pid)
+  # Peak RSS of the whole edge process over its life (spooling and upload).
+  local hwm; hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
   kill $pid; wait $pid 2>/dev/null || true
-  awk -v a="$t1" -v b="$t0" -v s="$ts" -v c="$c1" -v cs="$cs" -v d="$c0" -v hz="$HZ" 'BEGIN {printf "%.3f %.3f %.3f %.3f\n", a-b, a-s, (c-d)/hz, (c-cs)/hz}'
+  awk -v a="$t1" -v b="$t0" -v s="$ts" -v c="$c1" -v cs="$cs" -v d="$c0" -v hz="$HZ" -v h="$hwm" 'BEGIN {printf "%.3f %.3f %.3f %.3f %d\n", a-b, a-s, (c-d)/hz, (c-cs)/hz, h}'
 }
 
 plain_http() { local t0; t0=$(now); curl -s -o /dev/null -T "$WORK/rec.wav" "http://127.0.0.1:$SINK/plain"; awk -v a="$(now)" -v b="$t0" 'BEGIN {printf "%.3f", a-b}'; }
 plain_s3() { local t0; t0=$(now); curl -s -o /dev/null -T "$WORK/rec.wav" "http://127.0.0.1:$S3/bench/plain.wav"; awk -v a="$(now)" -v b="$t0" 'BEGIN {printf "%.3f", a-b}'; }
+# The same server's plain multipart upload of the same 50 MB parts, one after
+# another with curl (create, PUT each part, complete): what the s3 target is
+# compared with (moto assembles parts slowly, so one plain PUT is no fair peer).
+split -b 50000000 -d -a 3 "$WORK/rec.wav" "$WORK/part."
+plain_s3_multipart() {
+  local t0 url id n etag parts=""; t0=$(now); url="http://127.0.0.1:$S3/bench/plain-mp.wav"
+  id=$(curl -s -X POST "$url?uploads" | sed -n 's:.*<UploadId>\(.*\)</UploadId>.*:\1:p')
+  n=0
+  for f in "$WORK"/part.*; do
+    n=$(( n + 1 ))
+    etag=$(curl -s -D - -o /dev/null -T "$f" "$url?partNumber=$n&uploadId=$id" | tr -d '\r' | awk -F': ' 'tolower($1) == "etag" {print $2}')
+    parts="$parts<Part><PartNumber>$n</PartNumber><ETag>$etag</ETag></Part>"
+  done
+  curl -s -o "$WORK/complete.xml" -X POST -H "Content-Type: application/xml" --data "<CompleteMultipartUpload>$parts</CompleteMultipartUpload>" "$url?uploadId=$id"
+  grep -q "<CompleteMultipartUpload.*<ETag>" "$WORK/complete.xml" || { echo "plain multipart upload failed: $(head -c 300 "$WORK/complete.xml")" >&2; exit 1; }
+  awk -v a="$(now)" -v b="$t0" 'BEGIN {printf "%.3f", a-b}'
+}
 
 p_http=$(plain_http)
-read -r t_http e_http cpu_http ucpu_http < <(run_edge http "[storage.upload]
+read -r t_http e_http cpu_http ucpu_http hwm_http < <(run_edge http "[storage.upload]
 target = \"http\"
 url = \"http://127.0.0.1:$SINK/recordings\"")
 p_s3=$(plain_s3)
-read -r t_s3 e_s3 cpu_s3 ucpu_s3 < <(run_edge s3 "[storage.upload]
+p_s3mp=$(plain_s3_multipart)
+read -r t_s3 e_s3 cpu_s3 ucpu_s3 hwm_s3 < <(run_edge s3 "[storage.upload]
 target = \"s3\"
 endpoint = \"http://127.0.0.1:$S3\"
 bucket = \"bench\"
 access_key_id = \"test\"
 secret_access_key = \"test\"")
-report() { # name total_s upload_s plain_s cpu_total cpu_upload
-  awk -v name="$1" -v mb="$MB" -v t="$2" -v e="$3" -v p="$4" -v cpu="$5" -v ucpu="$6" 'BEGIN {
-    printf "%s: upload %.1f MB/s (%.2f s; %.2f s with spooling), plain copy %.1f MB/s (%.2f s), ratio %.2f; edge CPU %.2f s/GB uploading, %.2f s/GB with spooling\n",
-      name, mb/e, e, t, mb/p, p, p/e, ucpu/(mb/1000), cpu/(mb/1000) }'
+report() { # name total_s upload_s plain_s cpu_total cpu_upload peak_rss_kb
+  awk -v name="$1" -v mb="$MB" -v t="$2" -v e="$3" -v p="$4" -v cpu="$5" -v ucpu="$6" -v h="$7" 'BEGIN {
+    printf "%s: upload %.1f MB/s (%.2f s; %.2f s with spooling), plain copy %.1f MB/s (%.2f s), ratio %.2f; edge CPU %.2f s/GB uploading, %.2f s/GB with spooling; edge peak RSS %.1f MB\n",
+      name, mb/e, e, t, mb/p, p, p/e, ucpu/(mb/1000), cpu/(mb/1000), h/1024 }'
 }
-report http "$t_http" "$e_http" "$p_http" "$cpu_http" "$ucpu_http"
-report s3 "$t_s3" "$e_s3" "$p_s3" "$cpu_s3" "$ucpu_s3"
+report http "$t_http" "$e_http" "$p_http" "$cpu_http" "$ucpu_http" "$hwm_http"
+report s3 "$t_s3" "$e_s3" "$p_s3mp" "$cpu_s3" "$ucpu_s3" "$hwm_s3"
+awk -v mb="$MB" -v p="$p_s3" 'BEGIN {printf "s3 (for reference) one plain PUT of the whole file: %.1f MB/s (%.2f s)\n", mb/p, p}'
 echo "($MB MB file, 50 MB chunks, $(date -u +%F))"

@@ -89,6 +89,10 @@ pub struct Uploader {
     pub metrics: Metrics,
 }
 
+/// Chunks of one recording sent at once (s3: parts read whole, so the memory
+/// bound is this times the chunk size).
+pub const CHUNKS_IN_FLIGHT: usize = 2;
+
 fn now_ms() -> u64 {
     crate::unix_ms(SystemTime::now())
 }
@@ -314,43 +318,21 @@ impl Uploader {
                     }
                     Err(outcome) => {
                         job::begin(&mut j);
-                        self.finish_step(id, j, step, outcome).await;
+                        self.finish_step(id, &mut j, step, outcome).await;
                         return;
                     }
                 }
             }
-            job::begin(&mut j);
-            if let Err(e) = self.spool.save(&j) {
-                // Without a durable journal we do not take the step.
-                self.metrics.spool_errors.fetch_add(1, Relaxed);
-                tracing::error!(recording = %id, error = %e, "cannot write journal; will retry");
-                let mut jobs = self.jobs.lock();
-                if let Some(m) = jobs.get_mut(id) {
-                    m.state = State::Pending;
-                    m.next_attempt_ms = Some(now_ms() + 5_000);
+            if matches!(step, Step::PutChunk(_)) {
+                if !self.put_chunks(id, j).await {
+                    return;
                 }
+                continue;
+            }
+            if !self.begin_step(id, &mut j) {
                 return;
             }
-            self.jobs.lock().insert(id.to_string(), j.clone());
-            self.metrics.attempts.fetch_add(1, Relaxed);
             let outcome = match step {
-                Step::PutChunk(i) if self.target.streams() => {
-                    let path = self.spool.file_path(&j);
-                    self.target.put_chunk_from(&j, i, path).await.outcome
-                }
-                Step::PutChunk(i) => match self.read_chunk(&j, i).await {
-                    Ok(data) => {
-                        let r = self.target.put_chunk(&j, i, data).await;
-                        if r.etag.is_some() {
-                            j.chunks[i].etag = r.etag;
-                        }
-                        r.outcome
-                    }
-                    Err(e) => Outcome::Retry {
-                        reason: format!("spool: {e}"),
-                        retry_after: None,
-                    },
-                },
                 Step::Complete => match self.spool.read_meta(id) {
                     Ok(meta) => self.target.complete(&j, meta).await,
                     Err(e) => Outcome::Retry {
@@ -358,16 +340,118 @@ impl Uploader {
                         retry_after: None,
                     },
                 },
-                Step::Done => unreachable!("handled above"),
+                Step::PutChunk(_) | Step::Done => unreachable!("handled above"),
             };
-            if !self.finish_step(id, j, step, outcome).await {
+            if !self.finish_step(id, &mut j, step, outcome).await {
                 return;
             }
         }
     }
 
+    /// Journal a step as begun (its attempt counted) before it is taken; false when
+    /// the journal cannot be written (the job waits 5 s and the step is not taken).
+    fn begin_step(&self, id: &str, j: &mut Journal) -> bool {
+        job::begin(j);
+        if let Err(e) = self.spool.save(j) {
+            // Without a durable journal we do not take the step.
+            self.metrics.spool_errors.fetch_add(1, Relaxed);
+            tracing::error!(recording = %id, error = %e, "cannot write journal; will retry");
+            let mut jobs = self.jobs.lock();
+            if let Some(m) = jobs.get_mut(id) {
+                m.state = State::Pending;
+                m.next_attempt_ms = Some(now_ms() + 5_000);
+            }
+            return false;
+        }
+        self.jobs.lock().insert(id.to_string(), j.clone());
+        self.metrics.attempts.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Put every chunk not yet acknowledged, [`CHUNKS_IN_FLIGHT`] at a time (the
+    /// next one starts as soon as one is answered, so a chunk's round trip and its
+    /// journal writes overlap the others' bytes). Whether to go on at once: after a
+    /// failure no chunk starts, those in flight are waited for (their
+    /// acknowledgements kept), and the first failure alone sets the backoff.
+    async fn put_chunks(&self, id: &str, mut j: Journal) -> bool {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut todo: std::collections::VecDeque<usize> = (0..j.chunks.len())
+            .filter(|&i| !j.chunks[i].acked)
+            .collect();
+        let mut flight = FuturesUnordered::new();
+        let mut go_on = true;
+        let mut failed = false;
+        loop {
+            while go_on && !failed && flight.len() < CHUNKS_IN_FLIGHT {
+                let Some(i) = todo.pop_front() else {
+                    break;
+                };
+                if !self.begin_step(id, &mut j) {
+                    go_on = false;
+                    break;
+                }
+                let snapshot = j.clone();
+                flight.push(async move {
+                    let r = self.put_chunk(&snapshot, i).await;
+                    (i, r)
+                });
+            }
+            let Some((i, r)) = flight.next().await else {
+                break;
+            };
+            if r.etag.is_some() {
+                j.chunks[i].etag = r.etag;
+            }
+            if !failed {
+                let ok = matches!(r.outcome, Outcome::Ok);
+                go_on &= self
+                    .finish_step(id, &mut j, Step::PutChunk(i), r.outcome)
+                    .await;
+                failed = !ok;
+            } else if matches!(r.outcome, Outcome::Ok) {
+                // After the first failure: keep the acknowledgement, not its reset
+                // of the failure count (the backoff stays the first failure's).
+                j.chunks[i].acked = true;
+                j.bytes_uploaded += j.chunks[i].len;
+                self.metrics
+                    .bytes_uploaded
+                    .fetch_add(j.chunks[i].len, Relaxed);
+                if let Err(e) = self.spool.save(&j) {
+                    self.metrics.spool_errors.fetch_add(1, Relaxed);
+                    tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
+                }
+                self.jobs.lock().insert(id.to_string(), j.clone());
+            } else if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &r.outcome {
+                *self
+                    .metrics
+                    .failures
+                    .lock()
+                    .entry(failure_class(reason))
+                    .or_default() += 1;
+            }
+        }
+        go_on && !failed
+    }
+
+    /// One chunk to the target: streamed from the spooled file (http), or read
+    /// whole and sent (s3 part, fs).
+    async fn put_chunk(&self, j: &Journal, i: usize) -> crate::target::ChunkResult {
+        if self.target.streams() {
+            let path = self.spool.file_path(j);
+            return self.target.put_chunk_from(j, i, path).await;
+        }
+        match self.read_chunk(j, i).await {
+            Ok(data) => self.target.put_chunk(j, i, data).await,
+            Err(e) => Outcome::Retry {
+                reason: format!("spool: {e}"),
+                retry_after: None,
+            }
+            .into(),
+        }
+    }
+
     /// Count, apply and journal a step's outcome. Returns whether to go on at once.
-    async fn finish_step(&self, id: &str, mut j: Journal, step: Step, outcome: Outcome) -> bool {
+    async fn finish_step(&self, id: &str, j: &mut Journal, step: Step, outcome: Outcome) -> bool {
         if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &outcome {
             *self
                 .metrics
@@ -383,7 +467,7 @@ impl Uploader {
         }
         let unit = self.jitter.lock().unit();
         let delay = job::apply(
-            &mut j,
+            j,
             step,
             outcome,
             now_ms(),
@@ -393,9 +477,9 @@ impl Uploader {
         );
         if j.state == State::Failed {
             // An upload that cannot finish must not leave parts behind.
-            self.target.abort(&j).await;
+            self.target.abort(j).await;
         }
-        if let Err(e) = self.spool.save(&j) {
+        if let Err(e) = self.spool.save(j) {
             self.metrics.spool_errors.fetch_add(1, Relaxed);
             tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
         }
@@ -409,7 +493,7 @@ impl Uploader {
             _ => {}
         }
         let go_on = j.state != State::Failed && delay.is_none();
-        self.jobs.lock().insert(id.to_string(), j);
+        self.jobs.lock().insert(id.to_string(), j.clone());
         go_on
     }
 
