@@ -7,13 +7,14 @@
 #
 # Each script's own output is kept in OUT_DIR/NAME.log; the table goes to
 # OUT_DIR/table.md and to stdout. About 30 minutes on the 2-core machine. ONLY=
-# "cps chat ..." runs a subset. Needs what the scripts need: sipp (sip-tester),
-# kamailio, rtpengine-daemon, nats-server, moto (upload's s3 target), curl,
-# python3; release builds of edge and loadtest (built if missing).
+# "cps chat ..." runs a subset. Installs what is missing of what the scripts
+# need (bench/deps.sh: sip-tester, kamailio, rtpengine-daemon, nats-server, moto);
+# release builds of edge and loadtest are built if missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-results/$(date -u +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
+bench/deps.sh
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [ -x "$TARGET_DIR/release/edge" ] && [ -x "$TARGET_DIR/release/loadtest" ] \
   || cargo build --release -p edge -p loadtest
