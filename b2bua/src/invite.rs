@@ -58,6 +58,9 @@ impl B2bua {
         if let Some(r) = crate::transfer::replaces_header(&req) {
             return self.on_invite_replaces(now, tx, req, head, flow, r, dialler);
         }
+        if self.draining() {
+            return self.refuse_draining(now, tx, &req);
+        }
         // Require was checked by the endpoint (420 for any request but CANCEL/ACK).
         if self.calls.len() >= self.snap.config.sip.max_calls {
             self.stats.rejected_overload += 1;

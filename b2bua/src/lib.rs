@@ -172,6 +172,8 @@ pub struct CallStats {
     /// Ended calls by final status sent to the caller (200 for answered calls).
     pub ended_by_status: HashMap<u16, u64>,
     pub rejected_overload: u64,
+    /// New INVITEs and REGISTERs refused 503 because the edge is draining.
+    pub rejected_draining: u64,
     /// New INVITEs refused 503 because they waited over [`OVERLOAD_QUEUE_DELAY`]
     /// in the driver's queue.
     pub shed: u64,
@@ -260,6 +262,8 @@ pub struct B2bua {
     probe: Option<Box<dyn PortProbe>>,
     /// Allocations until the probe is next told which pairs come soon.
     ahead_due: usize,
+    /// Draining ([`B2bua::drain`]): new work is refused, calls in progress go on.
+    draining: bool,
     /// Agents' registrations and the digest verifier.
     registrar: registrar::Registrar,
     /// The instant and wall-clock time the core started (bindings are kept in
@@ -393,6 +397,7 @@ impl B2bua {
             pike,
             probe: None,
             ahead_due: 0,
+            draining: false,
             registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
             epoch: (now, std::time::SystemTime::now()),
             webrtc_fingerprint: None,
@@ -819,11 +824,18 @@ impl B2bua {
         }
         match req.method {
             Method::Invite => self.on_invite(now, tx, req, head, flow),
+            Method::Options if self.draining => {
+                // A proxy's probe (Kamailio's dispatcher) takes this node out of
+                // its set and sends new calls elsewhere.
+                let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
+                self.reply_with(now, tx, &req, 503, vec![h]);
+            }
             Method::Options => {
                 let allow = rsip::headers::Allow::new(message::ALLOW).into();
                 let accept = rsip::headers::Accept::new("application/sdp").into();
                 self.reply_with(now, tx, &req, 200, vec![allow, accept]);
             }
+            Method::Register if self.draining => self.refuse_draining(now, tx, &req),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 self.reply(now, tx, &req, 481, None)
             }
@@ -841,6 +853,34 @@ impl B2bua {
     pub fn transport_failed(&mut self, now: Instant, flow: Flow) {
         self.ep.transport_failed(now, flow);
         self.process(now);
+    }
+
+    /// Stop taking new work, for a node being taken out of service: OPTIONS, new
+    /// INVITEs (from trunks and from agents) and REGISTERs get 503 + Retry-After,
+    /// while calls in progress keep all their signalling (in-dialog requests,
+    /// transfers, monitors, INVITE with Replaces). Returns the calls still up; the
+    /// driver stops once [`B2bua::active_calls`] is 0. There is no way back but a
+    /// restart.
+    pub fn drain(&mut self) -> usize {
+        if !self.draining {
+            self.draining = true;
+            warn!(
+                calls = self.calls.len(),
+                "draining: new calls and registrations refused with 503, calls in progress go on"
+            );
+        }
+        self.calls.len()
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// 503 + Retry-After to a request for new work while draining.
+    pub(crate) fn refuse_draining(&mut self, now: Instant, tx: TxId, req: &Request) {
+        self.stats.rejected_draining += 1;
+        let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
+        self.reply_with(now, tx, req, 503, vec![h]);
     }
 
     /// Snapshot of the configuration in use.

@@ -525,6 +525,22 @@ fn overload_gets_503_with_retry_after() {
     assert!(r.to_string().contains("Retry-After: 5"));
 }
 
+/// The To tag of response `r`.
+fn to_tag(r: &Response) -> String {
+    let text = r.to_string();
+    let to = text.lines().find(|l| l.starts_with("To:")).unwrap();
+    message::tag_of(&to[3..]).unwrap().to_string()
+}
+
+/// The caller's BYE (CSeq 2) of static-route call `call_id`, answered with `ok`.
+fn caller_bye(ok: &Response, call_id: &str) -> String {
+    let tag = to_tag(&ok);
+    format!(
+        "BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-bye\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\n\
+To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
 #[test]
 fn a_new_invite_that_waited_too_long_in_the_queue_is_shed_but_calls_in_progress_go_on() {
     let mut n = Net::new(CONFIG);
@@ -551,18 +567,7 @@ fn a_new_invite_that_waited_too_long_in_the_queue_is_shed_but_calls_in_progress_
     assert_eq!(n.b.stats.shed, 2);
     assert_eq!(n.b.active_calls(), 1);
     // The call in progress still gets its BYE handled, however late.
-    let tag = message::tag_of(
-        &ok.to_string()
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()[3..],
-    )
-    .unwrap()
-    .to_string();
-    let bye = format!(
-        "BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-late-bye\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-up\r\n\
-To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: up\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
+    let bye = caller_bye(&ok, "up");
     n.b.handle_datagram_waited(
         n.now,
         testing::flow("127.0.0.1:5060", CALLER),
@@ -576,6 +581,43 @@ To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: up\r\nCSeq: 2 BYE\r\nMax-Forwa
     n.send(CALLER, &inv);
     n.expect_response(CALLER, 100);
     n.expect_request(SERVICE, Method::Invite);
+}
+
+#[test]
+fn a_draining_edge_refuses_probes_new_calls_and_registrations_but_its_calls_go_on() {
+    let mut n = Net::new(CONFIG);
+    let (_, ok) = connect(&mut n, "kept");
+    assert_eq!(n.b.drain(), 1, "one call up");
+    assert!(n.b.draining());
+    assert_eq!(n.b.drain(), 1, "draining twice changes nothing");
+    let options = invite("service", "probe", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("1 INVITE", "1 OPTIONS");
+    n.send(CALLER, &options);
+    let (r, _) = n.expect_response(CALLER, 503);
+    assert!(r.to_string().contains("Retry-After: 5"), "{r}");
+    n.send(CALLER, &invite("service", "new", &sdp(4100)));
+    n.expect_response(CALLER, 100);
+    let (r, _) = n.expect_response(CALLER, 503);
+    assert!(r.to_string().contains("Retry-After: 5"), "{r}");
+    let register = invite("service", "reg", "")
+        .replace("INVITE sip", "REGISTER sip")
+        .replace("1 INVITE", "1 REGISTER");
+    n.send(CALLER, &register);
+    n.expect_response(CALLER, 503);
+    assert_eq!(
+        n.b.stats.rejected_draining, 2,
+        "the INVITE and the REGISTER"
+    );
+    assert_eq!(n.b.active_calls(), 1, "no call behind the refused INVITE");
+    // The call in progress ends normally, and then nothing is left.
+    let bye = caller_bye(&ok, "kept");
+    n.send(CALLER, &bye);
+    n.expect_response(CALLER, 200);
+    let (b_bye, _) = n.expect_request(SERVICE, Method::Bye);
+    n.send(SERVICE, &answer(&b_bye, 200, "callee", None, SERVICE));
+    assert_eq!(n.b.active_calls(), 0);
+    assert_eq!(n.b.drain(), 0, "drained");
 }
 
 #[test]

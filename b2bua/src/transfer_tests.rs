@@ -36,14 +36,7 @@ fn call_at_alice(n: &mut Net, call_id: &str) -> (Request, Response) {
 
 /// An in-dialog request from the caller of queue call `call_id` (`ok`: the 200 it got).
 fn from_caller(ok: &Response, call_id: &str, method: &str, cseq: u32, headers: &str) -> String {
-    let tag = message::tag_of(
-        &ok.to_string()
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()[3..],
-    )
-    .unwrap()
-    .to_string();
+    let tag = to_tag(&ok);
     format!(
         "{method} sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{method}{cseq}\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\n\
 To: <sip:1000@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
@@ -655,14 +648,7 @@ fn an_attended_transfer_moves_the_consultations_far_party_to_the_customer() {
     );
     n.expect_request(SERVICE, Method::Ack);
     let (ok2, _) = n.expect_response(ALICE, 200);
-    let edge_tag = message::tag_of(
-        &ok2.to_string()
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()[3..],
-    )
-    .unwrap()
-    .to_string();
+    let edge_tag = to_tag(&ok2);
     assert_eq!(n.b.active_calls(), 2);
     // Alice completes: REFER on the customer's call, Replaces naming her call.
     n.send(
@@ -734,14 +720,7 @@ fn an_invite_with_replaces_takes_the_agents_leg_and_mismatches_get_481() {
     // No such dialog; the customer's own leg; the agent's leg with wrong tags.
     n.send(CAROL, &invite_replacing("r2", "nope;to-tag=a;from-tag=b"));
     n.expect_response(CAROL, 481);
-    let a_tag = message::tag_of(
-        &ok.to_string()
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()[3..],
-    )
-    .unwrap()
-    .to_string();
+    let a_tag = to_tag(&ok);
     n.send(
         CAROL,
         &invite_replacing("r3", &format!("r1;to-tag={a_tag};from-tag=ct-r1")),

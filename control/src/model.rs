@@ -275,6 +275,10 @@ pub struct SipConfig {
     /// An answered call is ended (BYE both legs) after this long. `0s`: no limit.
     #[serde(default = "default_max_call_duration", with = "duration_str")]
     pub max_call_duration: Duration,
+    /// How long a draining edge (SIGTERM, `POST /api/v1/drain`) waits for its calls
+    /// to end before it stops anyway.
+    #[serde(default = "default_drain_timeout", with = "duration_str")]
+    pub drain_timeout: Duration,
     /// Session timer interval (RFC 4028) asked of and granted to each leg of a
     /// call: a leg not refreshed within it is ended (BYE both legs). `0s`: the edge
     /// neither asks for nor grants session timers.
@@ -320,6 +324,9 @@ fn default_tcp_message() -> Duration {
 }
 fn default_max_call_duration() -> Duration {
     Duration::ZERO
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(2 * 3600)
 }
 fn default_realm() -> String {
     "edge".into()
@@ -401,6 +408,7 @@ impl Default for SipConfig {
             tcp_idle_timeout: default_tcp_idle(),
             tcp_message_timeout: default_tcp_message(),
             max_call_duration: default_max_call_duration(),
+            drain_timeout: default_drain_timeout(),
             session_expires: default_session_expires(),
             min_se: default_min_se(),
             realm: default_realm(),

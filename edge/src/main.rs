@@ -48,6 +48,14 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Drain a running edge, then let it stop (as SIGTERM does): `POST
+    /// /api/v1/drain` with the admin token in the EDGE_TOKEN environment variable
+    /// (not an argument: arguments are visible to every local user).
+    Drain {
+        /// The edge's HTTP listener (http only; for https use curl).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +91,7 @@ fn main() -> ExitCode {
             print!("{}", control::DEFAULT_CONFIG);
             return ExitCode::SUCCESS;
         }
+        Some(Command::Drain { url }) => return drain_command(&url),
         None => {}
     }
     init_logging(&cli.log);
@@ -346,6 +355,20 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             &c.storage.dir,
             c.http.max_uploads as usize,
         )?),
+        drain: Arc::new(tokio::sync::Notify::new()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(drain_then_stop(
+        core_tx.clone(),
+        state.drain.clone(),
+        c.sip.drain_timeout,
+        stop_tx,
+    ));
+    let shutdown = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
     };
     ws::spawn_sweeper(state.clone());
     let listen: Vec<String> = c.sip.listen.iter().map(|l| l.to_string()).collect();
@@ -436,13 +459,121 @@ fn warn_ephemeral_overlap(first: u16, last: u16) {
     }
 }
 
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// `edge drain`: ask a running edge to drain (plain HTTP/1.1 on a std socket).
+fn drain_command(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Ok(token) = std::env::var("EDGE_TOKEN") else {
+        eprintln!("edge drain: set EDGE_TOKEN to an admin's API token");
+        return ExitCode::from(2);
+    };
+    let Some(host) = url.strip_prefix("http://").map(|h| h.trim_end_matches('/')) else {
+        eprintln!("edge drain: only http:// URLs (over https: curl -X POST -H 'Authorization: Bearer …' URL/api/v1/drain)");
+        return ExitCode::from(2);
+    };
+    let addr = match std::net::ToSocketAddrs::to_socket_addrs(host).map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        _ => {
+            eprintln!("edge drain: {host} is not a host:port");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = std::time::Duration::from_secs(10);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        write!(
+            s,
+            "POST /api/v1/drain HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    });
+    match answer {
+        Ok(text) => {
+            let status = text.lines().next().unwrap_or("").to_string();
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            println!("{status}\n{body}");
+            if status.split_whitespace().nth(1) == Some("202") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("edge drain: {addr}: {e}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// When the process stops. SIGINT (Ctrl-C): at once. SIGTERM or `POST
+/// /api/v1/drain`: drain first — the SIP core refuses new calls and registrations
+/// (OPTIONS 503, so a proxy's dispatcher moves new calls to other nodes), the
+/// calls in progress go on, and the edge stops when the last one ends or after
+/// `[sip] drain_timeout`; a second SIGTERM or a SIGINT stops it at once.
+async fn drain_then_stop(
+    core: core::CoreTx,
+    asked: Arc<tokio::sync::Notify>,
+    limit: std::time::Duration,
+    stop: tokio::sync::watch::Sender<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install the SIGTERM/SIGINT handlers: the edge stops only when killed");
+        // `stop` stays alive: a dropped sender would stop the servers now.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {
+            info!("SIGINT: stopping");
+            let _ = stop.send(true);
+            return;
+        }
+        _ = term.recv() => info!("SIGTERM: draining, then stopping"),
+        _ = asked.notified() => {}
+    }
+    let started = tokio::time::Instant::now();
+    let mut last_log = started;
+    loop {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let calls = match core.send(core::CoreMsg::Drain(tx)).await {
+            Ok(()) => rx.await.unwrap_or(0),
+            Err(_) => 0,
+        };
+        if calls == 0 {
+            info!(
+                after_ms = started.elapsed().as_millis() as u64,
+                "drained: no call left, stopping"
+            );
+            break;
+        }
+        if started.elapsed() >= limit {
+            warn!(
+                calls,
+                "drain_timeout reached: stopping with calls still up (their media stops)"
+            );
+            break;
+        }
+        if last_log.elapsed() >= std::time::Duration::from_secs(10) {
+            last_log = tokio::time::Instant::now();
+            info!(calls, "draining: waiting for calls to end");
+        }
+        tokio::select! {
+            _ = int.recv() => {
+                warn!(calls, "SIGINT while draining: stopping now");
+                break;
+            }
+            _ = term.recv() => {
+                warn!(calls, "second SIGTERM while draining: stopping now");
+                break;
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+    }
+    let _ = stop.send(true);
 }
 
 /// SIGHUP: re-read the config file; swap it in only when valid.

@@ -66,6 +66,8 @@ pub struct CoreStats {
     pub ports_capacity: usize,
     /// Conferences now by their number of parties.
     pub conferences: Vec<(usize, usize)>,
+    /// Draining: new calls and registrations refused.
+    pub draining: bool,
 }
 
 /// One metric without labels: HELP, TYPE and its value.
@@ -119,6 +121,20 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "INVITEs refused with 503 (max_calls or no RTP ports).",
         "counter",
         core.calls.rejected_overload,
+    );
+    metric(
+        &mut o,
+        "edge_calls_rejected_draining_total",
+        "New INVITEs and REGISTERs refused with 503 while the edge drains.",
+        "counter",
+        core.calls.rejected_draining,
+    );
+    metric(
+        &mut o,
+        "edge_draining",
+        "1 while the edge drains (OPTIONS 503, no new calls), else 0.",
+        "gauge",
+        core.draining as u64,
     );
     metric(
         &mut o,

@@ -125,6 +125,10 @@ pub struct Uac {
     cseq: u32,
     pub remote_rtp: Option<SocketAddr>,
     pub last_status: u16,
+    /// The 2xx's Contact and its Record-Route entries in reverse (RFC 3261 §12.1.2):
+    /// in-dialog requests go to that target through those proxies.
+    target: Option<String>,
+    routes: Vec<String>,
 }
 
 impl Uac {
@@ -145,7 +149,17 @@ impl Uac {
             cseq: 1,
             remote_rtp: None,
             last_status: 0,
+            target: None,
+            routes: Vec::new(),
         }
+    }
+
+    /// `Route:` lines for an in-dialog request (none without Record-Route).
+    fn route_lines(&self) -> String {
+        self.routes
+            .iter()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect()
     }
 
     fn local(&self) -> SocketAddr {
@@ -217,11 +231,28 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
                         _ => None,
                     })
                     .unwrap();
+                let mut routes: Vec<String> = r
+                    .headers
+                    .iter()
+                    .filter_map(|h| match h {
+                        Header::RecordRoute(rr) => Some(rr.value().to_string()),
+                        _ => None,
+                    })
+                    .flat_map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                routes.reverse();
+                self.routes = routes;
+                self.target = Some(contact.clone());
                 let ack = format!(
                     "ACK {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ack-{cid}\r\nFrom: <sip:caller@{local}>;tag=uac1\r\nTo: {to}\r\n\
-Call-ID: {cid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+Call-ID: {cid}\r\nCSeq: 1 ACK\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
                     cid = self.call_id,
-                    to = self.to
+                    to = self.to,
+                    routes = self.route_lines()
                 );
                 self.sock.send_to(ack.as_bytes(), self.edge).unwrap();
             }
@@ -292,13 +323,17 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
     pub fn bye(&mut self) -> u16 {
         self.cseq += 1;
         let local = self.local();
+        let target = self
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("sip:edge@{}", self.edge));
         let bye = format!(
-            "BYE sip:edge@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-{cid}\r\nFrom: <sip:caller@{local}>;tag=uac1\r\nTo: {to}\r\n\
-Call-ID: {cid}\r\nCSeq: {cseq} BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-            edge = self.edge,
+            "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-bye-{cid}-{cseq}\r\nFrom: <sip:caller@{local}>;tag=uac1\r\nTo: {to}\r\n\
+Call-ID: {cid}\r\nCSeq: {cseq} BYE\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             cid = self.call_id,
             to = self.to,
-            cseq = self.cseq
+            cseq = self.cseq,
+            routes = self.route_lines()
         );
         self.sock.send_to(bye.as_bytes(), self.edge).unwrap();
         loop {

@@ -11,9 +11,38 @@ use serde_json::json;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` once the edge drains (a
+/// load balancer in front of the HTTP side stops sending new work).
 pub async fn healthz(State(s): State<AppState>) -> Response {
     match ask(&s.core, CoreMsg::Stats).await {
+        Ok(st) if st.draining => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "active_calls": st.active_calls })),
+        )
+            .into_response(),
         Ok(st) => Json(json!({ "status": "ok", "active_calls": st.active_calls })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// `POST /api/v1/drain` (admin): stop taking new calls and registrations (OPTIONS
+/// and new INVITEs/REGISTERs get 503), let the calls in progress end, then stop
+/// the process — as SIGTERM does. 202 `{"draining":true,"active_calls":N}`.
+pub async fn drain(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let user = match super::auth::authorize(&s, &headers, control::Role::Admin) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    match ask(&s.core, CoreMsg::Drain).await {
+        Ok(calls) => {
+            tracing::warn!(by = %user, calls, "drain asked through the API");
+            s.drain.notify_one();
+            (
+                axum::http::StatusCode::ACCEPTED,
+                Json(json!({ "draining": true, "active_calls": calls })),
+            )
+                .into_response()
+        }
         Err(e) => e,
     }
 }

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(health::openapi))
         .route("/api/v1/calls", get(calls::list_calls))
         .route("/api/v1/registrations", get(registrations::list))
+        .route("/api/v1/drain", axum::routing::post(health::drain))
         .route("/api/v1/agents", get(agents::list))
         .route(
             "/api/v1/agents/{id}/state",

@@ -24,6 +24,8 @@ pub struct AppState {
     pub chats: Arc<Desk>,
     pub transcripts: Arc<storage::transcript::Transcripts>,
     pub attachments: Arc<super::attachments::Attachments>,
+    /// Wakes the drain task (`POST /api/v1/drain`): drain, then stop.
+    pub drain: Arc<tokio::sync::Notify>,
 }
 
 /// Ask the SIP core; 503 when it is not running or does not answer in 5 s.

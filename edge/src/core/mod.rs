@@ -229,7 +229,11 @@ impl Core {
                     ports_in_use: self.b2bua.ports_in_use(),
                     ports_capacity: self.b2bua.ports_capacity(),
                     conferences: self.b2bua.conference_sizes(),
+                    draining: self.b2bua.draining(),
                 });
+            }
+            CoreMsg::Drain(reply) => {
+                let _ = reply.send(self.b2bua.drain());
             }
             CoreMsg::Reload(snap, audio) => {
                 self.b2bua.reload(snap, now);

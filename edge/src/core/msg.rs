@@ -47,6 +47,8 @@ pub enum CoreMsg {
         reply: oneshot::Sender<Result<b2bua::AgentInfo, b2bua::AgentError>>,
     },
     Stats(oneshot::Sender<CoreStats>),
+    /// Start draining (idempotent); the answer is the calls still up.
+    Drain(oneshot::Sender<usize>),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// A command on a live call from the API (hangup, supervision, recording,
