@@ -534,7 +534,7 @@ fn to_tag(r: &Response) -> String {
 
 /// The caller's BYE (CSeq 2) of static-route call `call_id`, answered with `ok`.
 fn caller_bye(ok: &Response, call_id: &str) -> String {
-    let tag = to_tag(&ok);
+    let tag = to_tag(ok);
     format!(
         "BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-bye\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\n\
 To: <sip:service@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"

@@ -36,7 +36,7 @@ fn call_at_alice(n: &mut Net, call_id: &str) -> (Request, Response) {
 
 /// An in-dialog request from the caller of queue call `call_id` (`ok`: the 200 it got).
 fn from_caller(ok: &Response, call_id: &str, method: &str, cseq: u32, headers: &str) -> String {
-    let tag = to_tag(&ok);
+    let tag = to_tag(ok);
     format!(
         "{method} sip:edge@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{method}{cseq}\r\nFrom: <sip:caller@127.0.0.1:5070>;tag=ct-{call_id}\r\n\
 To: <sip:1000@127.0.0.1>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{headers}Content-Length: 0\r\n\r\n"
