@@ -283,7 +283,10 @@ impl Call {
 /// with supervisor legs ([`Calls::next_id`]), so a monitor id never equals a call id.
 #[derive(Debug)]
 pub(crate) struct Calls {
-    by_id: HashMap<CallId, Call>,
+    /// Boxed: a `Call` is ~3.7 KB, and held inline the table's spare capacity
+    /// (up to half of it after growing) cost that much again per call — heaptrack
+    /// at 1000 relayed calls: 7.5 MB of a 19.3 MB heap peak was this table.
+    by_id: HashMap<CallId, Box<Call>>,
     by_public: HashMap<String, CallId>,
     next: u64,
 }
@@ -307,21 +310,21 @@ impl Calls {
 
     pub(crate) fn insert(&mut self, call: Call) {
         self.by_public.insert(call.public_id.clone(), call.id);
-        self.by_id.insert(call.id, call);
+        self.by_id.insert(call.id, Box::new(call));
     }
 
     pub(crate) fn remove(&mut self, id: &CallId) -> Option<Call> {
         let c = self.by_id.remove(id)?;
         self.by_public.remove(&c.public_id);
-        Some(c)
+        Some(*c)
     }
 
     pub(crate) fn get(&self, id: &CallId) -> Option<&Call> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|c| &**c)
     }
 
     pub(crate) fn get_mut(&mut self, id: &CallId) -> Option<&mut Call> {
-        self.by_id.get_mut(id)
+        self.by_id.get_mut(id).map(|c| &mut **c)
     }
 
     pub(crate) fn contains(&self, id: &CallId) -> bool {
@@ -338,7 +341,7 @@ impl Calls {
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &Call> {
-        self.by_id.values()
+        self.by_id.values().map(|c| &**c)
     }
 }
 
