@@ -23,7 +23,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BENCHES=(
   "cps|bench/cps.sh 10 2000 3000 4000 5000"
   "generator|bench/generator.sh 10 4000 6000 8000"
-  "register|bench/register.sh 50000 10 4000 6000 8000"
+  "register|bench/register.sh 100000 10 4000 6000 8000"
   "relay|env SYSTEMS='edge rtpengine' bench/relay.sh 20 1000"
   "supervision|bench/supervision.sh 30 1000"
   "webrtc|bench/webrtc.sh 30 1000"
