@@ -51,7 +51,7 @@ echo "== edge: $ROOMS rooms, $((ROOMS * 4)) connections, $RATE msg/s for ${SECS}
 RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" > "$WORK/edge.log" 2>&1 &
 EPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done
-"$LT" chat --target "127.0.0.1:$HTTP" --server edge --rooms "$ROOMS" --rate "$RATE" \
+/usr/bin/time -f "loadtest CPU: %U s user + %S s sys" "$LT" chat --target "127.0.0.1:$HTTP" --server edge --rooms "$ROOMS" --rate "$RATE" \
   --duration "${SECS}s" --server-pid "$EPID" || echo "(edge run exit $?)"
 echo "edge CPU: $(ps -o cputime= -p "$EPID")"
 kill "$EPID"; wait "$EPID" 2>/dev/null || true
@@ -65,7 +65,7 @@ echo "== nats-server $(nats-server --version | awk '{print $NF}'): same pattern"
 nats-server -c "$WORK/nats.conf" > "$WORK/nats.log" 2>&1 &
 NPID=$!
 sleep 1
-"$LT" chat --target "127.0.0.1:$NATSWS" --server nats --rooms "$ROOMS" --rate "$RATE" \
+/usr/bin/time -f "loadtest CPU: %U s user + %S s sys" "$LT" chat --target "127.0.0.1:$NATSWS" --server nats --rooms "$ROOMS" --rate "$RATE" \
   --duration "${SECS}s" --server-pid "$NPID" || echo "(nats run exit $?)"
 echo "nats CPU: $(ps -o cputime= -p "$NPID")"
 kill "$NPID"; wait "$NPID" 2>/dev/null || true

@@ -233,6 +233,12 @@ def chat(out):
         m = re.search(r"deliveries: (\d+) = (\d+)/s\s+latency p50 ([\d.]+) ms\s+p99 ([\d.]+) ms", l)
         if m:
             cur.update(deliveries=int(m.group(1)), rate=int(m.group(2)), p50=float(m.group(3)), p99=float(m.group(4)))
+        m = re.search(r"loadtest CPU: ([\d.]+) s user \+ ([\d.]+) s sys", l)
+        if m:
+            cur["gen_cpu"] = float(m.group(1)) + float(m.group(2))
+        m = re.search(r"sent: (\d+) messages", l)
+        if m:
+            cur["sent"] = int(m.group(1))
         m = re.search(r"= ([\d.]+) KiB per connection", l)
         if m:
             cur["kib"] = float(m.group(1))
@@ -249,6 +255,8 @@ def chat(out):
     pn = n["cpu"] * 1e6 / n["deliveries"] if n.get("cpu") is not None and n.get("deliveries") else None
     row("chat CPU per delivery (server process, whole run incl. setup)", fmt(pe, 1, " µs"), f"NATS {fmt(pn, 1, ' µs')}",
         ratio(pe, pn), "≤ 0.5× NATS", (pe / pn <= 0.5) if pe and pn else None, cmd)
+    ge = e["gen_cpu"] * 1e6 / e["sent"] if e.get("gen_cpu") is not None and e.get("sent") else None
+    row("loadtest chat's own CPU per message sent (4 deliveries each; whole run incl. setup)", fmt(ge, 1, " µs"), "—", "—", "—", None, cmd)
     row("memory per idle chat connection", fmt(e.get("kib"), 1, " KiB"), f"NATS {fmt(n.get('kib'), 1, ' KiB')}",
         ratio(e.get("kib"), n.get("kib")), "≤ 16 KiB", (e["kib"] <= 16) if "kib" in e else None, cmd)
 

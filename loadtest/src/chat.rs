@@ -136,6 +136,8 @@ impl Recv {
 struct Shared {
     recvs: Mutex<Vec<Recv>>,
     disconnects: AtomicU64,
+    /// Frames read by all readers so far (to see when deliveries stop coming).
+    frames: AtomicU64,
 }
 
 async fn connect(target: &str, path: &str, bearer: Option<&str>) -> Result<Ws, String> {
@@ -363,14 +365,21 @@ async fn setup_nats(a: &ChatArgs) -> Result<Vec<Room>, String> {
     Ok(rooms.into_iter().map(|(_, r)| r).collect())
 }
 
-/// Read frames until the stream ends or `stop`; NATS frames carry protocol lines.
-async fn reader(mut rx: Stream, shared: Arc<Shared>, stop: Arc<tokio::sync::Notify>) {
+/// Read frames until the stream ends or `stop` turns true; NATS frames carry
+/// protocol lines. (A `Notify` lost the stop of a reader that was busy with a
+/// frame when it fired: `notify_waiters` wakes only futures waiting right then,
+/// and under heavy load runs hung after sending; `wait_for` sees the value.)
+async fn reader(mut rx: Stream, shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut r = Recv::new();
     loop {
         tokio::select! {
             m = rx.next() => match m {
-                Some(Ok(Message::Text(t))) => r.see(t.as_bytes()),
+                Some(Ok(Message::Text(t))) => {
+                    shared.frames.fetch_add(1, Ordering::Relaxed);
+                    r.see(t.as_bytes())
+                }
                 Some(Ok(Message::Binary(b))) => {
+                    shared.frames.fetch_add(1, Ordering::Relaxed);
                     // NATS: one WS message may hold several MSG lines; payloads are
                     // found by their marker (one per MSG).
                     let mut rest: &[u8] = &b;
@@ -385,7 +394,7 @@ async fn reader(mut rx: Stream, shared: Arc<Shared>, stop: Arc<tokio::sync::Noti
                 }
                 Some(Ok(_)) => {}
             },
-            _ = stop.notified() => break,
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
     shared
@@ -431,8 +440,9 @@ pub async fn run_chat(a: ChatArgs) -> Result<ChatReport, String> {
     let shared = Arc::new(Shared {
         recvs: Mutex::new(Vec::new()),
         disconnects: AtomicU64::new(0),
+        frames: AtomicU64::new(0),
     });
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
     let mut senders: Vec<(String, Sink, Sink)> = Vec::new();
     for (chat, room) in rooms {
@@ -499,9 +509,22 @@ pub async fn run_chat(a: ChatArgs) -> Result<ChatReport, String> {
     }
     rep.send_secs = ts.elapsed().as_secs_f64();
     rep.sent = sent.load(Ordering::Relaxed);
-    // Stragglers: wait until deliveries stop growing (at most 10 s).
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.notify_waiters();
+    // Stragglers: wait until frames stop coming for a second (at least 3 s, at
+    // most 60 s), so a server that is behind is not counted as losing what it
+    // still delivers; what never comes is lost.
+    let grace = Instant::now();
+    let mut last = shared.frames.load(Ordering::Relaxed);
+    let mut quiet = 0;
+    while grace.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = shared.frames.load(Ordering::Relaxed);
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+        if quiet >= 4 && grace.elapsed() >= Duration::from_secs(3) {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
     for r in readers {
         let _ = r.await;
     }
