@@ -94,7 +94,24 @@ fn kamailio_spreads_calls_over_two_edges_and_a_draining_edge_finishes_its_calls_
     let kam = Kamailio::start(port, &[a.sip, b.sip]);
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
-    // Both nodes answered a probe before calls are offered.
+    // Kamailio's own SIP workers answer (its OPTIONS to itself), and both nodes
+    // answered a probe, before calls are offered.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = sock.local_addr().unwrap();
+    let ready = wait_until(10, || {
+        let ping = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{}\r\nFrom: <sip:t@{local}>;tag=r\r\n\
+To: <sip:127.0.0.1:{port}>\r\nCall-ID: ready-{port}@t\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            Instant::now().elapsed().as_nanos()
+        );
+        let _ = sock.send_to(ping.as_bytes(), proxy);
+        let mut buf = [0u8; 4096];
+        sock.recv(&mut buf)
+            .is_ok_and(|n| String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"))
+    });
+    assert!(ready, "Kamailio does not answer; log:\n{}", kam.log());
     let probed =
         |e: &Edge| e.metric("edge_sip_requests_total{direction=\"in\",method=\"OPTIONS\"}") > 0.0;
     assert!(
