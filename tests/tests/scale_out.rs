@@ -7,6 +7,7 @@
 use edge_tests::ua::{Uac, Uas};
 use edge_tests::{free_port, have_tool, http, wait_until, Edge, ADMIN_TOKEN};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +33,10 @@ impl Kamailio {
         let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../deploy/kamailio/edge-dispatcher.cfg");
         let log = dir.path().join("kamailio.log");
+        // Its own process group: Kamailio forks workers, and killing the main
+        // process alone left them running, holding ports later tests used.
         let child = Command::new("kamailio")
+            .process_group(0)
             .arg("-f")
             .arg(&cfg)
             .args(["-DD", "-E", "-w"])
@@ -62,6 +66,10 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
+        // The whole group: the main process and every worker it forked.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
