@@ -64,8 +64,7 @@ impl B2bua {
         // Require was checked by the endpoint (420 for any request but CANCEL/ACK).
         if self.calls.len() >= self.snap.config.sip.max_calls {
             self.stats.rejected_overload += 1;
-            let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
-            return self.reply_with(now, tx, &req, 503, vec![h]);
+            return self.reply_busy(now, tx, &req);
         }
         let Ok(a_grant) = self.grant_for(now, tx, &req) else {
             return;
@@ -132,8 +131,7 @@ impl B2bua {
         let Some((a_port, b_port)) = self.allocate_ports() else {
             warn!(call_id = %head.call_id, "RTP port pool exhausted: 503");
             self.stats.rejected_overload += 1;
-            let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
-            return self.reply_with(now, tx, &req, 503, vec![h]);
+            return self.reply_busy(now, tx, &req);
         };
         let id = CallId(self.calls.next_id());
         let public_id = format!("{:016x}", self.ep.ids().next_u64());

@@ -802,6 +802,12 @@ impl B2bua {
         self.ep.respond(now, tx, r);
     }
 
+    /// 503 + Retry-After ([`RETRY_AFTER_SECS`]): overloaded or draining.
+    fn reply_busy(&mut self, now: Instant, tx: TxId, req: &Request) {
+        let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
+        self.reply_with(now, tx, req, 503, vec![h]);
+    }
+
     fn reply_with(&mut self, now: Instant, tx: TxId, req: &Request, code: u16, extra: Vec<Header>) {
         let mut r = message::response(req, code, None, self.ep.server_name());
         let mut h: Vec<Header> = std::mem::take(&mut r.headers).into_iter().collect();
@@ -827,8 +833,7 @@ impl B2bua {
             Method::Options if self.draining => {
                 // A proxy's probe (Kamailio's dispatcher) takes this node out of
                 // its set and sends new calls elsewhere.
-                let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
-                self.reply_with(now, tx, &req, 503, vec![h]);
+                self.reply_busy(now, tx, &req);
             }
             Method::Options => {
                 let allow = rsip::headers::Allow::new(message::ALLOW).into();
@@ -879,8 +884,7 @@ impl B2bua {
     /// 503 + Retry-After to a request for new work while draining.
     pub(crate) fn refuse_draining(&mut self, now: Instant, tx: TxId, req: &Request) {
         self.stats.rejected_draining += 1;
-        let h = rsip::headers::RetryAfter::new(RETRY_AFTER_SECS.to_string()).into();
-        self.reply_with(now, tx, req, 503, vec![h]);
+        self.reply_busy(now, tx, req);
     }
 
     /// Snapshot of the configuration in use.

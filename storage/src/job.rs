@@ -39,6 +39,12 @@ pub fn next_step(j: &Journal) -> Step {
 }
 
 /// Record that `step` is about to be attempted (journal saved before the attempt).
+/// Chunk `i` was acknowledged by the target.
+pub fn ack(j: &mut Journal, i: usize) {
+    j.chunks[i].acked = true;
+    j.bytes_uploaded += j.chunks[i].len;
+}
+
 pub fn begin(j: &mut Journal) {
     j.state = State::Uploading;
     j.attempts += 1;
@@ -61,10 +67,7 @@ pub fn apply(
             j.last_error = None;
             j.failures = 0;
             match step {
-                Step::PutChunk(i) => {
-                    j.chunks[i].acked = true;
-                    j.bytes_uploaded += j.chunks[i].len;
-                }
+                Step::PutChunk(i) => ack(j, i),
                 Step::Complete => {
                     j.completed = true;
                     j.state = State::Uploaded;

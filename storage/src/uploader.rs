@@ -408,26 +408,15 @@ impl Uploader {
                     .finish_step(id, &mut j, Step::PutChunk(i), r.outcome)
                     .await;
                 failed = !ok;
-            } else if matches!(r.outcome, Outcome::Ok) {
-                // After the first failure: keep the acknowledgement, not its reset
-                // of the failure count (the backoff stays the first failure's).
-                j.chunks[i].acked = true;
-                j.bytes_uploaded += j.chunks[i].len;
-                self.metrics
-                    .bytes_uploaded
-                    .fetch_add(j.chunks[i].len, Relaxed);
-                if let Err(e) = self.spool.save(&j) {
-                    self.metrics.spool_errors.fetch_add(1, Relaxed);
-                    tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
+            } else {
+                // After the first failure: count it, keep an acknowledgement (not
+                // its reset of the failure count: the backoff stays the first
+                // failure's).
+                self.count(&j, Step::PutChunk(i), &r.outcome);
+                if matches!(r.outcome, Outcome::Ok) {
+                    job::ack(&mut j, i);
+                    self.journal(id, &j);
                 }
-                self.jobs.lock().insert(id.to_string(), j.clone());
-            } else if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &r.outcome {
-                *self
-                    .metrics
-                    .failures
-                    .lock()
-                    .entry(failure_class(reason))
-                    .or_default() += 1;
             }
         }
         go_on && !failed
@@ -452,19 +441,7 @@ impl Uploader {
 
     /// Count, apply and journal a step's outcome. Returns whether to go on at once.
     async fn finish_step(&self, id: &str, j: &mut Journal, step: Step, outcome: Outcome) -> bool {
-        if let Outcome::Retry { reason, .. } | Outcome::Fatal { reason } = &outcome {
-            *self
-                .metrics
-                .failures
-                .lock()
-                .entry(failure_class(reason))
-                .or_default() += 1;
-        }
-        if let (Outcome::Ok, Step::PutChunk(i)) = (&outcome, step) {
-            self.metrics
-                .bytes_uploaded
-                .fetch_add(j.chunks[i].len, Relaxed);
-        }
+        self.count(j, step, &outcome);
         let unit = self.jitter.lock().unit();
         let delay = job::apply(
             j,
@@ -479,10 +456,7 @@ impl Uploader {
             // An upload that cannot finish must not leave parts behind.
             self.target.abort(j).await;
         }
-        if let Err(e) = self.spool.save(j) {
-            self.metrics.spool_errors.fetch_add(1, Relaxed);
-            tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
-        }
+        self.journal(id, j);
         match (j.state, delay) {
             (State::Failed, _) => {
                 tracing::warn!(recording = %id, error = ?j.last_error, "upload failed; admin can retry")
@@ -492,9 +466,36 @@ impl Uploader {
             }
             _ => {}
         }
-        let go_on = j.state != State::Failed && delay.is_none();
+        j.state != State::Failed && delay.is_none()
+    }
+
+    /// A step's outcome in the metrics: failures by class, bytes acknowledged.
+    fn count(&self, j: &Journal, step: Step, outcome: &Outcome) {
+        match (outcome, step) {
+            (Outcome::Retry { reason, .. } | Outcome::Fatal { reason }, _) => {
+                *self
+                    .metrics
+                    .failures
+                    .lock()
+                    .entry(failure_class(reason))
+                    .or_default() += 1;
+            }
+            (Outcome::Ok, Step::PutChunk(i)) => {
+                self.metrics
+                    .bytes_uploaded
+                    .fetch_add(j.chunks[i].len, Relaxed);
+            }
+            (Outcome::Ok, _) => {}
+        }
+    }
+
+    /// Write `j` after a step, and keep it as the job's state in memory.
+    fn journal(&self, id: &str, j: &Journal) {
+        if let Err(e) = self.spool.save(j) {
+            self.metrics.spool_errors.fetch_add(1, Relaxed);
+            tracing::error!(recording = %id, error = %e, "cannot write journal after a step");
+        }
         self.jobs.lock().insert(id.to_string(), j.clone());
-        go_on
     }
 
     async fn read_chunk(&self, j: &Journal, i: usize) -> Result<Vec<u8>, SpoolError> {
