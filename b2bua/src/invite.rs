@@ -58,7 +58,7 @@ impl B2bua {
         if let Some(r) = crate::transfer::replaces_header(&req) {
             return self.on_invite_replaces(now, tx, req, head, flow, r, dialler);
         }
-        if self.draining() {
+        if self.refusing_new_work() {
             return self.refuse_draining(now, tx, &req);
         }
         // Require was checked by the endpoint (420 for any request but CANCEL/ACK).

@@ -174,6 +174,9 @@ pub struct CallStats {
     pub rejected_overload: u64,
     /// New INVITEs and REGISTERs refused 503 because the edge is draining.
     pub rejected_draining: u64,
+    /// New INVITEs and REGISTERs refused 503 because the node is held (a cluster
+    /// node that cannot reach the shared state).
+    pub rejected_held: u64,
     /// New INVITEs refused 503 because they waited over [`OVERLOAD_QUEUE_DELAY`]
     /// in the driver's queue.
     pub shed: u64,
@@ -264,6 +267,8 @@ pub struct B2bua {
     ahead_due: usize,
     /// Draining ([`B2bua::drain`]): new work is refused, calls in progress go on.
     draining: bool,
+    /// Held ([`B2bua::hold_new_work`]): new work is refused until released.
+    held: bool,
     /// Agents' registrations and the digest verifier.
     registrar: registrar::Registrar,
     /// The instant and wall-clock time the core started (bindings are kept in
@@ -398,6 +403,7 @@ impl B2bua {
             probe: None,
             ahead_due: 0,
             draining: false,
+            held: false,
             registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
             epoch: (now, std::time::SystemTime::now()),
             webrtc_fingerprint: None,
@@ -830,7 +836,7 @@ impl B2bua {
         }
         match req.method {
             Method::Invite => self.on_invite(now, tx, req, head, flow),
-            Method::Options if self.draining => {
+            Method::Options if self.refusing_new_work() => {
                 // A proxy's probe (Kamailio's dispatcher) takes this node out of
                 // its set and sends new calls elsewhere.
                 self.reply_busy(now, tx, &req);
@@ -840,7 +846,7 @@ impl B2bua {
                 let accept = rsip::headers::Accept::new("application/sdp").into();
                 self.reply_with(now, tx, &req, 200, vec![allow, accept]);
             }
-            Method::Register if self.draining => self.refuse_draining(now, tx, &req),
+            Method::Register if self.refusing_new_work() => self.refuse_draining(now, tx, &req),
             Method::Bye | Method::Info | Method::Update | Method::PRack => {
                 self.reply(now, tx, &req, 481, None)
             }
@@ -881,9 +887,41 @@ impl B2bua {
         self.draining
     }
 
-    /// 503 + Retry-After to a request for new work while draining.
+    /// Hold (`true`) or release new work without stopping: while held the node
+    /// refuses OPTIONS, new INVITEs and REGISTERs with 503 + Retry-After, exactly
+    /// as while draining, and calls in progress go on. A cluster node holds itself
+    /// while it cannot reach the cluster's shared state, so it does not diverge
+    /// from it. Draining wins: releasing a draining node changes nothing.
+    pub fn hold_new_work(&mut self, held: bool) {
+        if self.held != held {
+            self.held = held;
+            if held {
+                warn!(
+                    calls = self.calls.len(),
+                    "held: new calls and registrations refused with 503"
+                );
+            } else {
+                info!("released: taking new calls and registrations again");
+            }
+        }
+    }
+
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// Draining or held: OPTIONS and requests for new work get 503.
+    pub(crate) fn refusing_new_work(&self) -> bool {
+        self.draining || self.held
+    }
+
+    /// 503 + Retry-After to a request for new work while draining or held.
     pub(crate) fn refuse_draining(&mut self, now: Instant, tx: TxId, req: &Request) {
-        self.stats.rejected_draining += 1;
+        if self.draining {
+            self.stats.rejected_draining += 1;
+        } else {
+            self.stats.rejected_held += 1;
+        }
         self.reply_busy(now, tx, req);
     }
 

@@ -621,6 +621,42 @@ fn a_draining_edge_refuses_probes_new_calls_and_registrations_but_its_calls_go_o
 }
 
 #[test]
+fn a_held_node_refuses_new_work_until_released_and_its_calls_go_on() {
+    let mut n = Net::new(CONFIG);
+    let (_, ok) = connect(&mut n, "kept");
+    n.b.hold_new_work(true);
+    assert!(n.b.held() && !n.b.draining());
+    let options = invite("service", "probe", "")
+        .replace("INVITE sip", "OPTIONS sip")
+        .replace("1 INVITE", "1 OPTIONS");
+    n.send(CALLER, &options);
+    n.expect_response(CALLER, 503);
+    n.send(CALLER, &invite("service", "new", &sdp(4100)));
+    n.expect_response(CALLER, 100);
+    let (r, _) = n.expect_response(CALLER, 503);
+    assert!(r.to_string().contains("Retry-After: 5"), "{r}");
+    assert_eq!(n.b.stats.rejected_held, 1);
+    assert_eq!(n.b.stats.rejected_draining, 0);
+    // In-dialog signalling of the call in progress still works while held.
+    let bye = caller_bye(&ok, "kept");
+    n.b.hold_new_work(false);
+    let probe2 = options.replace("probe", "probe2");
+    n.send(CALLER, &probe2);
+    n.expect_response(CALLER, 200);
+    n.b.hold_new_work(true);
+    n.send(CALLER, &bye);
+    n.expect_response(CALLER, 200);
+    let (b_bye, _) = n.expect_request(SERVICE, Method::Bye);
+    n.send(SERVICE, &answer(&b_bye, 200, "callee", None, SERVICE));
+    assert_eq!(n.b.active_calls(), 0);
+    // Released: a new call is taken again.
+    n.b.hold_new_work(false);
+    n.send(CALLER, &invite("service", "again", &sdp(4102)));
+    n.expect_response(CALLER, 100);
+    n.expect_request(SERVICE, Method::Invite);
+}
+
+#[test]
 fn prefix_route_puts_the_dialled_number_in_the_request_uri() {
     let mut n = Net::new(CONFIG);
     n.send(CALLER, &invite("4420123", "p", &sdp(4000)));

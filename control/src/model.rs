@@ -36,6 +36,49 @@ pub struct Config {
     /// Certificate and key for `tls:` listen entries.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Several nodes sharing state through NATS JetStream. Absent: the edge runs
+    /// alone (the default).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node's name, the NATS servers holding the cluster's shared
+/// state, and how other nodes reach this node's SIP. Read at start only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique per node: letters, digits, `-` and `_` (it is part of NATS subjects).
+    pub node: String,
+    /// NATS server URLs (`nats://host:port`); the client connects to any and fails
+    /// over to the others.
+    pub nats: Vec<String>,
+    /// How other nodes (and the proxy) reach this node's SIP: `IP:PORT`.
+    pub advertise_sip: std::net::SocketAddr,
+    /// Replicas of the shared state's JetStream buckets: 3 on a three-server NATS
+    /// cluster (survives one server), 1 on a single server.
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// A node whose heartbeat is older than this is gone: it leaves the member list
+    /// and the cluster-wide API stops asking it.
+    #[serde(default = "default_node_lease", with = "duration_str")]
+    pub node_lease: Duration,
+    /// NATS unreachable (or refusing writes) for this long: this node stops taking
+    /// new work (OPTIONS, new INVITEs and REGISTERs get 503) until NATS is back,
+    /// rather than diverging from the cluster.
+    #[serde(default = "default_nats_grace", with = "duration_str")]
+    pub nats_grace: Duration,
+}
+
+fn default_replicas() -> usize {
+    3
+}
+fn default_node_lease() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_nats_grace() -> Duration {
+    // Longer than a JetStream leader election after one NATS server of three dies
+    // (seen at 1-3 s here), so losing one server never holds the node.
+    Duration::from_secs(5)
 }
 
 /// `[tls]`: PEM files, read at start only (a reload does not change them; paths

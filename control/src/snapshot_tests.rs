@@ -439,3 +439,54 @@ fn after_hours_routes_follow_closed_queues_up_to_the_hop_limit() {
     let r = s.after_hours_route("open", now);
     assert_eq!((r.queue.as_str(), r.hops, r.action), ("open", 0, None));
 }
+
+#[test]
+fn the_cluster_table_is_optional_and_checked() {
+    let s = parse("edge.toml", "").unwrap();
+    assert!(s.config.cluster.is_none(), "single node by default");
+    let ok = "[cluster]\nnode = \"edge-a\"\nnats = [\"nats://127.0.0.1:4222\", \"nats://127.0.0.1:4223\"]\n\
+              advertise_sip = \"127.0.0.2:5060\"\n";
+    let s = parse("edge.toml", ok).unwrap();
+    let c = s.config.cluster.as_ref().unwrap();
+    assert_eq!(c.node, "edge-a");
+    assert_eq!(c.nats.len(), 2);
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.node_lease, std::time::Duration::from_secs(5));
+    assert_eq!(c.nats_grace, std::time::Duration::from_secs(5));
+    for (bad, field, why) in [
+        ("node = \"edge a\"", "cluster.node", "letters, digits"),
+        ("node = \"\"", "cluster.node", "letters, digits"),
+        ("nats = []", "cluster.nats", "at least one"),
+        (
+            "nats = [\"127.0.0.1:4222\"]",
+            "cluster.nats[0]",
+            "nats://HOST:PORT",
+        ),
+        (
+            "nats = [\"nats://127.0.0.1\"]",
+            "cluster.nats[0]",
+            "nats://HOST:PORT",
+        ),
+        (
+            "advertise_sip = \"0.0.0.0:5060\"",
+            "cluster.advertise_sip",
+            "specific IP",
+        ),
+        ("replicas = 0", "cluster.replicas", "1 to 5"),
+        ("node_lease = \"1s\"", "cluster.node_lease", "at least 2s"),
+    ] {
+        let key = bad.split(' ').next().unwrap();
+        let text: String = ok
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} ")))
+            .chain([bad])
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let msg = parse("edge.toml", &text).unwrap_err().to_string();
+        assert!(msg.contains(field) && msg.contains(why), "{bad}: {msg}");
+    }
+    let msg = parse("edge.toml", "[cluster]\nnode = \"a\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("nats"), "nats is required: {msg}");
+}

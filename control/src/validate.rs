@@ -33,6 +33,9 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
         ));
     }
     check_target_transports(c)?;
+    if let Some(cl) = &c.cluster {
+        check_cluster(cl)?;
+    }
     if c.sip.max_calls == 0 {
         return Err(Issue::new(
             root().key("sip").key("max_calls"),
@@ -555,6 +558,58 @@ fn check_after_hours(
             qpath().key("voicemail_max"),
             "must be longer than 0s",
         ));
+    }
+    Ok(())
+}
+
+fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
+    let at = || FieldPath::default().key("cluster");
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !name_ok(&cl.node) {
+        return Err(Issue::new(
+            at().key("node"),
+            "must be 1 to 64 letters, digits, `-` or `_`",
+        ));
+    }
+    if cl.nats.is_empty() {
+        return Err(Issue::new(at().key("nats"), "at least one NATS server URL"));
+    }
+    for (i, u) in cl.nats.iter().enumerate() {
+        let rest = u
+            .strip_prefix("nats://")
+            .or_else(|| u.strip_prefix("tls://"));
+        let ok = rest.is_some_and(|r| {
+            let hostport = r.rsplit('@').next().unwrap_or(r);
+            hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+        });
+        if !ok {
+            return Err(Issue::new(
+                at().key("nats").index(i),
+                "must be nats://HOST:PORT (or tls://HOST:PORT)",
+            ));
+        }
+    }
+    if cl.advertise_sip.port() == 0 || cl.advertise_sip.ip().is_unspecified() {
+        return Err(Issue::new(
+            at().key("advertise_sip"),
+            "must be an address other nodes can reach: a specific IP and a port",
+        ));
+    }
+    if !(1..=5).contains(&cl.replicas) {
+        return Err(Issue::new(at().key("replicas"), "must be 1 to 5"));
+    }
+    if cl.node_lease < std::time::Duration::from_secs(2) {
+        return Err(Issue::new(at().key("node_lease"), "must be at least 2s"));
+    }
+    if cl.nats_grace.is_zero() {
+        return Err(Issue::new(at().key("nats_grace"), "must be more than 0s"));
     }
     Ok(())
 }

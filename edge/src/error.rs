@@ -47,4 +47,6 @@ pub enum EdgeError {
     Http(io::Error),
     #[error("the SIP core stopped")]
     CoreStopped,
+    #[error("cluster: {0}")]
+    Cluster(String),
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod audio;
+mod cluster;
 mod core;
 mod desk;
 mod error;
@@ -316,6 +317,11 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             source: Box::new(e),
         })?;
     chats.run(|c, at| c.restore(open, at.now));
+    if c.cluster.is_some() {
+        // A cluster node takes new work only once it has joined (its first
+        // heartbeat reached NATS); a single node takes it at once.
+        b2bua.hold_new_work(true);
+    }
     let core = core::Core::new(
         b2bua,
         core::SipSockets {
@@ -356,7 +362,21 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             c.http.max_uploads as usize,
         )?),
         drain: Arc::new(tokio::sync::Notify::new()),
+        cluster: None,
     };
+    let mut state = state;
+    if let Some(cfg) = &c.cluster {
+        let http_addr = http
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| c.http.listen.to_string());
+        let cl = cluster::Cluster::start(cfg, http_addr, core_tx.clone())
+            .await
+            .map_err(|e| EdgeError::Cluster(e.to_string()))?;
+        api::cluster::serve_peers(state.clone(), cl.clone());
+        state.cluster = Some(cl);
+    }
+    let cluster = state.cluster.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(drain_then_stop(
         core_tx.clone(),
@@ -405,6 +425,9 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     }
     if let Some(s) = secure {
         let _ = s.await;
+    }
+    if let Some(cl) = cluster {
+        cl.leave().await;
     }
     // Everything the chats accepted is committed before the process goes, and the
     // registrations too.

@@ -68,6 +68,8 @@ pub struct CoreStats {
     pub conferences: Vec<(usize, usize)>,
     /// Draining: new calls and registrations refused.
     pub draining: bool,
+    /// Held (a cluster node without NATS): new calls and registrations refused.
+    pub held: bool,
 }
 
 /// One metric without labels: HELP, TYPE and its value.
@@ -131,10 +133,24 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     );
     metric(
         &mut o,
+        "edge_calls_rejected_held_total",
+        "New INVITEs and REGISTERs refused with 503 while the node is held (cluster without NATS).",
+        "counter",
+        core.calls.rejected_held,
+    );
+    metric(
+        &mut o,
         "edge_draining",
         "1 while the edge drains (OPTIONS 503, no new calls), else 0.",
         "gauge",
         core.draining as u64,
+    );
+    metric(
+        &mut o,
+        "edge_held",
+        "1 while a cluster node holds new work because it cannot reach NATS, else 0.",
+        "gauge",
+        core.held as u64,
     );
     metric(
         &mut o,

@@ -8,6 +8,7 @@ pub use md5;
 pub use sha2;
 pub mod http;
 pub mod lossy;
+pub mod nats;
 pub mod sipmsg;
 pub mod tone_peer;
 pub mod ua;
@@ -339,7 +340,9 @@ token = "{AGENT_TOKEN}"
             route_port,
             agents,
             storage,
-            &extra.replace("{route_port}", &route_port.to_string()),
+            &extra
+                .replace("{route_port}", &route_port.to_string())
+                .replace("{sip_port}", &sip.to_string()),
         );
         let listen_line = format!("\"tcp:127.0.0.1:{sip}\"]");
         let config = if listen.is_empty() {

@@ -60,13 +60,43 @@ fn call_json(c: &b2bua::CallInfo) -> serde_json::Value {
     })
 }
 
+/// This node's calls.
+pub(crate) async fn local_calls(s: &AppState) -> Result<Vec<serde_json::Value>, Response> {
+    Ok(ask(&s.core, CoreMsg::ListCalls)
+        .await?
+        .iter()
+        .map(call_json)
+        .collect())
+}
+
+/// One call of this node.
+pub(crate) async fn local_call(
+    s: &AppState,
+    id: &str,
+) -> Result<Option<serde_json::Value>, Response> {
+    let calls = ask(&s.core, CoreMsg::ListCalls).await?;
+    Ok(calls.iter().find(|c| c.id == id).map(call_json))
+}
+
+/// End a call of this node: `Ok(false)` when it has no such call.
+pub(crate) async fn local_hangup(s: &AppState, id: &str) -> Result<bool, Response> {
+    let cmd = CallCommand::Hangup {
+        call: id.to_string(),
+    };
+    match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await? {
+        Ok(_) => Ok(true),
+        Err(b2bua::CommandError::NoCall) => Ok(false),
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+/// Every call (of every live node, in cluster mode).
 pub async fn list_calls(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&s, &headers, Role::Agent) {
         return e;
     }
-    match ask(&s.core, CoreMsg::ListCalls).await {
-        Ok(calls) => Json(json!({ "calls": calls.iter().map(call_json).collect::<Vec<_>>() }))
-            .into_response(),
+    match local_calls(&s).await {
+        Ok(calls) => super::cluster::merged(&s, "calls", calls).await,
         Err(e) => e,
     }
 }
@@ -79,9 +109,10 @@ pub async fn get_call(
     if let Err(e) = authorize(&s, &headers, Role::Agent) {
         return e;
     }
-    match ask(&s.core, CoreMsg::ListCalls).await {
-        Ok(calls) => match calls.iter().find(|c| c.id == id) {
-            Some(c) => Json(call_json(c)).into_response(),
+    match local_call(&s, &id).await {
+        Ok(Some(c)) => Json(super::cluster::tag_local(&s, c)).into_response(),
+        Ok(None) => match super::cluster::find(&s, json!({ "op": "call", "call": id })).await {
+            Some(c) => Json(c).into_response(),
             None => error(StatusCode::NOT_FOUND, "no such call"),
         },
         Err(e) => e,
@@ -97,13 +128,21 @@ pub async fn delete_call(
         Ok(u) => u,
         Err(e) => return e,
     };
-    let cmd = CallCommand::Hangup { call: id.clone() };
-    match ask(&s.core, |tx| CoreMsg::Command(cmd, tx)).await {
-        Ok(Ok(_)) => {
+    match local_hangup(&s, &id).await {
+        Ok(true) => {
             tracing::info!(call = %id, %user, "call ended by admin");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Ok(false) => {
+            let cmd = json!({ "op": "hangup", "call": id });
+            match super::cluster::find(&s, cmd).await {
+                Some(v) => {
+                    tracing::info!(call = %id, %user, node = %v["node"], "call on another node ended by admin");
+                    StatusCode::NO_CONTENT.into_response()
+                }
+                None => ApiError::from(b2bua::CommandError::NoCall).into_response(),
+            }
+        }
         Err(e) => e,
     }
 }

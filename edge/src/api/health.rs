@@ -11,13 +11,17 @@ use serde_json::json;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` once the edge drains (a
-/// load balancer in front of the HTTP side stops sending new work).
+/// 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` once the edge drains, or
+/// 503 `{"status":"held"}` while a cluster node cannot reach NATS (a load balancer
+/// in front of the HTTP side stops sending new work).
 pub async fn healthz(State(s): State<AppState>) -> Response {
     match ask(&s.core, CoreMsg::Stats).await {
-        Ok(st) if st.draining => (
+        Ok(st) if st.draining || st.held => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "draining", "active_calls": st.active_calls })),
+            Json(json!({
+                "status": if st.draining { "draining" } else { "held" },
+                "active_calls": st.active_calls,
+            })),
         )
             .into_response(),
         Ok(st) => Json(json!({ "status": "ok", "active_calls": st.active_calls })).into_response(),
@@ -52,6 +56,9 @@ pub async fn prometheus(State(s): State<AppState>) -> Response {
         Ok(st) => {
             let mut text = metrics::render(&s.metrics, &st);
             metrics::render_uploads(&mut text, &s.uploader);
+            if let Some(cl) = &s.cluster {
+                cl.render_metrics(&mut text);
+            }
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
         }
         Err(e) => e,

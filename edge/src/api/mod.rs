@@ -11,6 +11,7 @@ pub mod attachments;
 pub mod auth;
 mod calls;
 mod chats;
+pub mod cluster;
 mod conference;
 pub mod error;
 mod health;

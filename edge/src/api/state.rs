@@ -26,6 +26,8 @@ pub struct AppState {
     pub attachments: Arc<super::attachments::Attachments>,
     /// Wakes the drain task (`POST /api/v1/drain`): drain, then stop.
     pub drain: Arc<tokio::sync::Notify>,
+    /// Cluster mode (`[cluster]`): the link to NATS; `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Ask the SIP core; 503 when it is not running or does not answer in 5 s.

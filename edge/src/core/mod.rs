@@ -230,11 +230,13 @@ impl Core {
                     ports_capacity: self.b2bua.ports_capacity(),
                     conferences: self.b2bua.conference_sizes(),
                     draining: self.b2bua.draining(),
+                    held: self.b2bua.held(),
                 });
             }
             CoreMsg::Drain(reply) => {
                 let _ = reply.send(self.b2bua.drain());
             }
+            CoreMsg::HoldNewWork(held) => self.b2bua.hold_new_work(held),
             CoreMsg::Reload(snap, audio) => {
                 self.b2bua.reload(snap, now);
                 self.audio = audio;

@@ -49,6 +49,8 @@ pub enum CoreMsg {
     Stats(oneshot::Sender<CoreStats>),
     /// Start draining (idempotent); the answer is the calls still up.
     Drain(oneshot::Sender<usize>),
+    /// Hold (`true`) or release new work: a cluster node that cannot reach NATS.
+    HoldNewWork(bool),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// A command on a live call from the API (hangup, supervision, recording,

@@ -1,0 +1,371 @@
+//! Cluster mode (`[cluster]`): this node's link to the NATS servers that hold the
+//! cluster's shared state. Without a `[cluster]` table none of this runs.
+//!
+//! - **Membership**: every node publishes a heartbeat ([`NodeInfo`]) on
+//!   [`BEAT_SUBJECT`] (core NATS: it keeps flowing while JetStream elects a new
+//!   leader) and follows everyone's; [`Members`] keeps the nodes heard from within
+//!   `node_lease`. A node that stops on purpose says so on [`LEFT_SUBJECT`]; one
+//!   that dies falls out after the lease.
+//! - **Gate**: each heartbeat is also written into the JetStream key-value bucket
+//!   [`NODES_BUCKET`] (replicated `replicas` times, entries expiring after the
+//!   lease; what an operator lists with any NATS client). A write that succeeds
+//!   proves this node reaches a JetStream quorum. When NATS is unreachable for
+//!   `nats_grace`, or writes fail for [`gate::QUORUM_GRACE`] (too few NATS servers
+//!   for a quorum), the node holds new work ([`Gate`]; OPTIONS, new INVITEs and
+//!   REGISTERs get 503, so Kamailio's dispatcher sends new calls to other nodes)
+//!   rather than diverge from the cluster. It starts held and joins at its first
+//!   successful write.
+//! - **One API**: every node answers requests of the other nodes on
+//!   `edge.api.<node>` (NATS request/reply; `api::cluster` serves them), so any
+//!   node lists the whole cluster's calls, chats and registrations and forwards a
+//!   command to the node that owns the call or chat.
+//!
+//! The decisions are sans-IO ([`gate`], [`members`]); this module only moves them
+//! over NATS and the clock.
+
+pub mod gate;
+#[cfg(test)]
+mod gate_tests;
+pub mod members;
+#[cfg(test)]
+mod members_tests;
+
+use crate::core::{CoreMsg, CoreTx};
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use gate::{Failure, Gate};
+use members::Members;
+pub use members::NodeInfo;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// The JetStream key-value bucket of node heartbeats (key: the node's name).
+pub const NODES_BUCKET: &str = "edge_nodes";
+/// Core NATS subject of the heartbeats ([`NodeInfo`] as JSON).
+pub const BEAT_SUBJECT: &str = "edge.nodes.beat";
+/// Core NATS subject on which a stopping node says it left (its name).
+pub const LEFT_SUBJECT: &str = "edge.nodes.left";
+
+/// How long a node waits for another node's answer to an API request.
+pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The subject on which `node` answers the other nodes' API requests.
+pub fn api_subject(node: &str) -> String {
+    format!("edge.api.{node}")
+}
+
+pub struct Cluster {
+    pub node: String,
+    pub client: async_nats::Client,
+    members: Mutex<Members>,
+    /// Heartbeats written / failed since start.
+    beats_ok: AtomicU64,
+    beats_failed: AtomicU64,
+    /// The bucket, once created or found.
+    kv: tokio::sync::OnceCell<kv::Store>,
+}
+
+/// The answer of the other live nodes to one request.
+pub struct Gathered {
+    /// (node, its answer), in node order.
+    pub answers: Vec<(String, serde_json::Value)>,
+    /// Live nodes that did not answer in [`ASK_TIMEOUT`].
+    pub unreachable: Vec<String>,
+}
+
+impl Cluster {
+    /// Connect (in the background: an unreachable NATS does not stop the edge from
+    /// starting; it starts held) and start the heartbeat and the membership watch.
+    pub async fn start(
+        cfg: &control::ClusterConfig,
+        http: String,
+        core: CoreTx,
+    ) -> Result<Arc<Cluster>, async_nats::ConnectError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("edge {}", cfg.node))
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .ping_interval(Duration::from_secs(2))
+            .max_reconnects(None)
+            .event_callback(|e| async move {
+                match e {
+                    async_nats::Event::Connected => info!("NATS connected"),
+                    async_nats::Event::Disconnected => warn!("NATS disconnected"),
+                    other => debug!(event = %other, "NATS event"),
+                }
+            })
+            .connect(cfg.nats.clone())
+            .await?;
+        let cluster = Arc::new(Cluster {
+            node: cfg.node.clone(),
+            client,
+            members: Mutex::new(Members::new(cfg.node_lease)),
+            beats_ok: AtomicU64::new(0),
+            beats_failed: AtomicU64::new(0),
+            kv: tokio::sync::OnceCell::new(),
+        });
+        info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
+        tokio::spawn(heartbeat(cluster.clone(), cfg.clone(), http, core));
+        let beats = cluster
+            .client
+            .subscribe("edge.nodes.*")
+            .await
+            .map_err(|e| {
+                async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e)
+            })?;
+        tokio::spawn(follow_members(cluster.clone(), beats));
+        Ok(cluster)
+    }
+
+    async fn bucket(&self, cfg: &control::ClusterConfig) -> Result<&kv::Store, String> {
+        self.kv
+            .get_or_try_init(|| async {
+                let js = jetstream::new(self.client.clone());
+                key_value(
+                    &js,
+                    NODES_BUCKET,
+                    "edge cluster: node heartbeats",
+                    cfg.node_lease,
+                    cfg.replicas,
+                )
+                .await
+                .map_err(|e| format!("bucket {NODES_BUCKET}: {e}"))
+            })
+            .await
+    }
+
+    /// The live nodes (this one included once its heartbeat was read back).
+    pub fn live(&self) -> Vec<NodeInfo> {
+        self.members.lock().live(Instant::now())
+    }
+
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Ask one node; `None` when it does not answer in time.
+    pub async fn ask(&self, node: &str, req: &serde_json::Value) -> Option<serde_json::Value> {
+        let body = serde_json::to_vec(req).ok()?;
+        let asked = self.client.request(api_subject(node), body.into());
+        match tokio::time::timeout(ASK_TIMEOUT, asked).await {
+            Ok(Ok(m)) => serde_json::from_slice(&m.payload).ok(),
+            Ok(Err(e)) => {
+                debug!(%node, error = %e, "cluster request failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Ask every other live node at once.
+    pub async fn ask_others(&self, req: &serde_json::Value) -> Gathered {
+        let others: Vec<String> = self
+            .live()
+            .into_iter()
+            .map(|i| i.node)
+            .filter(|n| *n != self.node)
+            .collect();
+        let answers = futures_util::future::join_all(others.iter().map(|n| self.ask(n, req))).await;
+        let mut g = Gathered {
+            answers: Vec::new(),
+            unreachable: Vec::new(),
+        };
+        for (node, a) in others.into_iter().zip(answers) {
+            match a {
+                Some(v) => g.answers.push((node, v)),
+                None => g.unreachable.push(node),
+            }
+        }
+        g
+    }
+
+    /// Leave on purpose (a stop): the other nodes drop this one at once.
+    pub async fn leave(&self) {
+        let _ = self
+            .client
+            .publish(LEFT_SUBJECT, self.node.clone().into())
+            .await;
+        if let Some(kv) = self.kv.get() {
+            let left = tokio::time::timeout(Duration::from_secs(2), kv.delete(&self.node)).await;
+            match left {
+                Ok(Ok(())) => info!(node = %self.node, "left the cluster"),
+                _ => {
+                    warn!(node = %self.node, "could not leave the cluster cleanly: the others drop this node after node_lease")
+                }
+            }
+        }
+        let _ = self.client.flush().await;
+    }
+
+    /// Prometheus lines of the cluster gauges and counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let live = self.live();
+        let refusing = live.iter().filter(|i| i.refusing).count();
+        let _ = write!(
+            out,
+            "# HELP edge_cluster_nodes Live nodes of the cluster as this node sees them.\n\
+             # TYPE edge_cluster_nodes gauge\nedge_cluster_nodes {}\n\
+             # HELP edge_cluster_nodes_refusing Live nodes that take no new work (draining or held).\n\
+             # TYPE edge_cluster_nodes_refusing gauge\nedge_cluster_nodes_refusing {}\n\
+             # HELP edge_cluster_calls Calls up on all live nodes at their last heartbeat.\n\
+             # TYPE edge_cluster_calls gauge\nedge_cluster_calls {}\n\
+             # HELP edge_cluster_nats_connected 1 while this node is connected to a NATS server.\n\
+             # TYPE edge_cluster_nats_connected gauge\nedge_cluster_nats_connected {}\n\
+             # HELP edge_cluster_heartbeats_total Heartbeats this node wrote, by outcome.\n\
+             # TYPE edge_cluster_heartbeats_total counter\n\
+             edge_cluster_heartbeats_total{{outcome=\"ok\"}} {}\n\
+             edge_cluster_heartbeats_total{{outcome=\"failed\"}} {}\n",
+            live.len(),
+            refusing,
+            live.iter().map(|i| i.calls).sum::<usize>(),
+            self.connected() as u8,
+            self.beats_ok.load(Ordering::Relaxed),
+            self.beats_failed.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// A JetStream key-value bucket (one value per key, in memory), made if missing.
+///
+/// The stream is made here with the key-value conventions rather than by
+/// `create_key_value`, which first reads the account's info and cannot parse
+/// nats-server 2.9's answer (it lacks the `reserved_*` fields 2.10 added).
+async fn key_value(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::Memory,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    js.get_key_value(bucket).await.map_err(|e| e.to_string())
+}
+
+/// Write this node's heartbeat every `tick`, feed the gate, and hold or release
+/// the SIP core when the gate says so.
+async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, core: CoreTx) {
+    let tick = (cfg.node_lease / 4)
+        .min(cfg.nats_grace / 2)
+        .max(Duration::from_millis(100));
+    let write_timeout = cfg
+        .nats_grace
+        .clamp(Duration::from_millis(500), Duration::from_secs(2));
+    let mut gate = Gate::new(cfg.nats_grace);
+    let mut last_error = String::new();
+    let mut server = String::new();
+    let mut joined = false;
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let stats = {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if core.send(CoreMsg::Stats(tx)).await.is_err() {
+                return; // the core stopped: so does the edge
+            }
+            rx.await.ok()
+        };
+        let Some(stats) = stats else { return };
+        let info = NodeInfo {
+            node: c.node.clone(),
+            sip: cfg.advertise_sip.to_string(),
+            http: http.clone(),
+            calls: stats.active_calls,
+            refusing: stats.draining || stats.held,
+        };
+        let body = serde_json::to_vec(&info).unwrap_or_default();
+        let outcome = if !c.connected() {
+            Err((
+                Failure::Unreachable,
+                "not connected to any NATS server".to_string(),
+            ))
+        } else {
+            let on = c.client.server_info();
+            if on.server_name != server {
+                info!(server = %on.server_name, port = on.port, "cluster: on NATS server");
+                server = on.server_name;
+            }
+            if let Err(e) = c.client.publish(BEAT_SUBJECT, body.clone().into()).await {
+                debug!(error = %e, "heartbeat not published");
+            }
+            let write = async {
+                let kv = c.bucket(&cfg).await?;
+                kv.put(&c.node, body.into())
+                    .await
+                    .map_err(|e| format!("heartbeat: {e}"))
+            };
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(r) => r.map(|_| ()).map_err(|e| (Failure::NoQuorum, e)),
+                Err(_) => Err((
+                    Failure::NoQuorum,
+                    "heartbeat not acknowledged in time".to_string(),
+                )),
+            }
+        };
+        let now = Instant::now();
+        match outcome {
+            Ok(()) => {
+                c.beats_ok.fetch_add(1, Ordering::Relaxed);
+                gate.ok(now);
+                last_error.clear();
+            }
+            Err((why, e)) => {
+                c.beats_failed.fetch_add(1, Ordering::Relaxed);
+                if e != last_error {
+                    warn!(error = %e, "cluster heartbeat failed");
+                    last_error = e;
+                }
+                gate.failed(now, why);
+            }
+        }
+        if let Some(held) = gate.poll(now) {
+            if held && !joined {
+                info!(node = %c.node, "cluster: new work refused until this node's first heartbeat reaches NATS");
+            } else if held {
+                warn!(node = %c.node, error = %last_error, "cluster: NATS unreachable, holding new work (OPTIONS 503)");
+            } else {
+                joined = true;
+                info!(node = %c.node, "cluster: joined, taking new work");
+            }
+            if core.send(CoreMsg::HoldNewWork(held)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Follow the heartbeats and leavings into [`Members`] (the client subscribes
+/// again by itself after a reconnect).
+async fn follow_members(c: Arc<Cluster>, mut sub: async_nats::Subscriber) {
+    while let Some(m) = sub.next().await {
+        if m.subject.as_str() == BEAT_SUBJECT {
+            match serde_json::from_slice::<NodeInfo>(&m.payload) {
+                Ok(info) => c.members.lock().seen(Instant::now(), info),
+                Err(_) => warn!("cluster: unreadable heartbeat ignored"),
+            }
+        } else if m.subject.as_str() == LEFT_SUBJECT {
+            let node = String::from_utf8_lossy(&m.payload).into_owned();
+            info!(%node, "cluster: node left");
+            c.members.lock().left(&node);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Cluster mode against real NATS servers (Debian `nats-server`, JetStream, three
+//! servers routed into one cluster): edges find each other through their
+//! heartbeats, any node answers the API for the whole cluster and forwards a
+//! command to the node holding the call, a killed node falls out after its lease
+//! and a stopped one at once; one NATS server of three dying (the one the node is
+//! on) stops nothing, and a node that loses NATS holds new work (OPTIONS and INVITE
+//! 503) until NATS is back.
+
+use edge_tests::nats::NatsCluster;
+use edge_tests::ua::{Uac, Uas};
+use edge_tests::{http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
+use serde_json::Value;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+fn node(nats: &NatsCluster, name: &str, extra: &str) -> Edge {
+    Edge::start_with(&format!(
+        "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
+         node_lease = \"3s\"\n{extra}",
+        nats.toml_list()
+    ))
+}
+
+fn get(e: &Edge, path: &str) -> (u16, Value) {
+    let r = http::get(e.http, path, Some(ADMIN_TOKEN)).unwrap();
+    let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+fn nodes_of(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["node"].as_str().unwrap_or("-").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The final status of an OPTIONS sent to `to` over UDP.
+fn options(to: SocketAddr) -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let branch = Instant::now().elapsed().as_nanos();
+    let ping = format!(
+        "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-o{branch}\r\n\
+         From: <sip:probe@{local}>;tag=p\r\nTo: <sip:{to}>\r\nCall-ID: o{branch}@{local}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(ping.as_bytes(), to).unwrap();
+    let mut buf = [0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => sipmsg::status(&String::from_utf8_lossy(&buf[..n])),
+        Err(_) => 0,
+    }
+}
+
+/// The NATS server (its index) the node last said it is on.
+fn on_server(e: &Edge) -> Option<usize> {
+    let log = e.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("cluster: on NATS server"))?;
+    let name = line.split("server=nats-").nth(1)?;
+    name.split(' ').next()?.parse().ok()
+}
+
+#[test]
+fn any_node_answers_for_the_cluster_and_a_dead_node_falls_out() {
+    let nats = NatsCluster::start(3);
+    let a = node(&nats, "edge-a", "");
+    let b = node(&nats, "edge-b", "");
+    let mut c = node(&nats, "edge-c", "");
+    let _uas_b = Uas::spawn(b.route_port);
+    let _uas_c = Uas::spawn(c.route_port);
+    let all = [&a, &b, &c];
+    assert!(
+        wait_until(15, || all
+            .iter()
+            .all(|e| e.metric("edge_cluster_nodes") == 3.0)),
+        "the nodes did not see each other; a's log:\n{}\n{}",
+        a.log_text(),
+        nats.logs()
+    );
+    assert_eq!(a.metric("edge_cluster_nats_connected"), 1.0);
+
+    // A call on B and one on C; A lists both, each with its node.
+    let mut on_b = Uac::new(b.sip);
+    assert_eq!(on_b.call("service"), 200);
+    let mut on_c = Uac::new(c.sip);
+    assert_eq!(on_c.call("service"), 200);
+    let (status, list) = get(&a, "/api/v1/calls");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(nodes_of(&list["calls"]), ["edge-b", "edge-c"], "{list}");
+    assert_eq!(list["unreachable"], serde_json::json!([]), "{list}");
+    let id_c = list["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["node"] == "edge-c")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, one) = get(&a, &format!("/api/v1/calls/{id_c}"));
+    assert_eq!(
+        (status, one["node"].as_str()),
+        (200, Some("edge-c")),
+        "{one}"
+    );
+    assert_eq!(one["id"], id_c.as_str());
+    assert_eq!(get(&a, "/api/v1/calls/no-such-call").0, 404);
+    // The other lists merge the same way.
+    for (path, key) in [
+        ("/api/v1/registrations", "registrations"),
+        ("/api/v1/chats", "chats"),
+    ] {
+        let (status, v) = get(&a, path);
+        assert_eq!(status, 200, "{path}: {v}");
+        assert!(
+            v[key].is_array() && v["unreachable"] == serde_json::json!([]),
+            "{path}: {v}"
+        );
+    }
+
+    // A hangs up C's call: C ends it, its caller gets the BYE.
+    let r = http::request(
+        a.http,
+        "DELETE",
+        &format!("/api/v1/calls/{id_c}"),
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(on_c.answer_bye(5), "C's caller got no BYE");
+    c.wait_idle(5);
+    assert!(
+        c.log_text()
+            .contains("call ended at another node's request"),
+        "{}",
+        c.log_text()
+    );
+    let r = http::request(
+        a.http,
+        "DELETE",
+        "/api/v1/calls/no-such-call",
+        Some(ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    // An agent may not hang up through another node either.
+    let r = http::request(
+        a.http,
+        "DELETE",
+        "/api/v1/calls/whatever",
+        Some(edge_tests::AGENT_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // kill -9 of C: it falls out once its lease (3 s) is over, and lists no
+    // longer wait for it.
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    assert!(
+        wait_until(10, || a.metric("edge_cluster_nodes") == 2.0),
+        "the dead node is still a member; a's log:\n{}",
+        a.log_text()
+    );
+    let (_, list) = get(&a, "/api/v1/calls");
+    assert_eq!(nodes_of(&list["calls"]), ["edge-b"], "{list}");
+    assert_eq!(list["unreachable"], serde_json::json!([]), "{list}");
+
+    // B stops (its call ended, then SIGTERM): it leaves at once, before a lease.
+    assert_eq!(on_b.bye(), 200);
+    b.wait_idle(5);
+    b.signal("TERM");
+    assert!(
+        wait_until(10, || a
+            .log_text()
+            .contains("cluster: node left node=edge-b")),
+        "A did not see B leave; a's log:\n{}\nb's log:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert_eq!(a.metric("edge_cluster_nodes"), 1.0);
+}
+
+#[test]
+fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
+    let mut nats = NatsCluster::start(3);
+    let a = node(&nats, "edge-a", "nats_grace = \"4s\"\n");
+    let _uas = Uas::spawn(a.route_port);
+    assert!(
+        wait_until(15, || a.metric("edge_cluster_nodes") == 1.0),
+        "{}\n{}",
+        a.log_text(),
+        nats.logs()
+    );
+    assert_eq!(a.metric("edge_held"), 0.0);
+
+    // The server the node is on is killed (one of three): the client moves to
+    // another, the heartbeat goes on (a quorum of two is left) and the node never
+    // stops taking work.
+    let on = on_server(&a).expect("the node logs its NATS server");
+    nats.kill(on);
+    let beats = |e: &Edge| e.metric("edge_cluster_heartbeats_total{outcome=\"ok\"}");
+    let before = beats(&a);
+    // Writes fail while the other two elect a new stream leader (5-9 s).
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        let h = http::get(a.http, "/healthz", None).unwrap();
+        assert_eq!(
+            h.status,
+            200,
+            "held with two NATS servers of three: {}\n{}\n{}",
+            h.body,
+            a.log_text(),
+            nats.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        on_server(&a).is_some_and(|s| s != on),
+        "the node did not move to another NATS server; log:\n{}",
+        a.log_text()
+    );
+    assert!(
+        wait_until(10, || beats(&a) > before + 2.0),
+        "heartbeats did not resume on the two servers left; log:\n{}",
+        a.log_text()
+    );
+    assert_eq!(options(a.sip), 200);
+    let mut call = Uac::new(a.sip);
+    assert_eq!(
+        call.call("service"),
+        200,
+        "a new call with one NATS server down"
+    );
+
+    // No NATS at all: after the grace the node holds new work; its call goes on.
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    assert!(
+        wait_until(15, || a.metric("edge_held") == 1.0),
+        "not held without NATS; log:\n{}",
+        a.log_text()
+    );
+    let h = http::get(a.http, "/healthz", None).unwrap();
+    assert_eq!(
+        (h.status, h.json()["status"].as_str()),
+        (503, Some("held")),
+        "{}",
+        h.body
+    );
+    assert_eq!(options(a.sip), 503, "the proxy's probe is refused");
+    let mut refused = Uac::new(a.sip);
+    assert_eq!(refused.call("service"), 503, "a new call is refused");
+    assert_eq!(a.metric("edge_calls_rejected_held_total"), 1.0);
+    assert_eq!(a.metric("edge_cluster_nats_connected"), 0.0);
+    assert_eq!(call.bye(), 200, "the call in progress goes on while held");
+
+    // NATS back: the node takes work again.
+    for i in 0..3 {
+        nats.start_server(i);
+    }
+    assert!(
+        wait_until(30, || a.metric("edge_held") == 0.0),
+        "not released once NATS came back; log:\n{}\n{}",
+        a.log_text(),
+        nats.logs()
+    );
+    assert_eq!(options(a.sip), 200);
+    let mut again = Uac::new(a.sip);
+    assert_eq!(again.call("service"), 200);
+    assert_eq!(again.bye(), 200);
+}
