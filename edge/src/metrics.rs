@@ -50,6 +50,8 @@ pub struct Metrics {
     pub config_reload_failures: AtomicU64,
     /// Chats refused at start because their queue (and any after_hours queue) was closed.
     pub chats_after_hours: AtomicU64,
+    /// New chats refused because the node drains or is held (cluster without NATS).
+    pub chats_refused_busy: AtomicU64,
 }
 
 /// What the SIP core reports when asked.
@@ -602,6 +604,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "Chats started in a closed queue that got the after-hours message and ended.",
         "counter",
         m.chats_after_hours.load(Relaxed),
+    );
+    metric(
+        &mut o,
+        "edge_chats_refused_busy_total",
+        "New chats refused (WebSocket close 1013) because the node drains or is held.",
+        "counter",
+        m.chats_refused_busy.load(Relaxed),
     );
     header(
         &mut o,

@@ -8,6 +8,7 @@
 
 use edge_tests::nats::NatsCluster;
 use edge_tests::ua::{Uac, Uas};
+use edge_tests::ws::Ws;
 use edge_tests::{http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
@@ -192,7 +193,11 @@ fn any_node_answers_for_the_cluster_and_a_dead_node_falls_out() {
 #[test]
 fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
     let mut nats = NatsCluster::start(3);
-    let a = node(&nats, "edge-a", "nats_grace = \"4s\"\n");
+    let a = node(
+        &nats,
+        "edge-a",
+        "nats_grace = \"4s\"\n[[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n",
+    );
     let _uas = Uas::spawn(a.route_port);
     assert!(
         wait_until(15, || a.metric("edge_cluster_nodes") == 1.0),
@@ -261,6 +266,11 @@ fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
     let mut refused = Uac::new(a.sip);
     assert_eq!(refused.call("service"), 503, "a new call is refused");
     assert_eq!(a.metric("edge_calls_rejected_held_total"), 1.0);
+    // Nor a new chat (1013: try again later, elsewhere).
+    let mut cust = Ws::connect(a.http, "/ws/chat", None);
+    cust.send(serde_json::json!({"type":"start","queue":"web"}));
+    assert_eq!(cust.closed(5.0), Some(1013), "{:?}", cust.seen);
+    assert_eq!(a.metric("edge_chats_refused_busy_total"), 1.0);
     assert_eq!(a.metric("edge_cluster_nats_connected"), 0.0);
     assert_eq!(call.bye(), 200, "the call in progress goes on while held");
 
@@ -278,4 +288,8 @@ fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
     let mut again = Uac::new(a.sip);
     assert_eq!(again.call("service"), 200);
     assert_eq!(again.bye(), 200);
+    let mut cust = Ws::connect(a.http, "/ws/chat", None);
+    cust.send(serde_json::json!({"type":"start","queue":"web"}));
+    let started = cust.until("started", 5.0, |v| v["type"] == "started");
+    assert!(started["chat"].is_string(), "{started}");
 }

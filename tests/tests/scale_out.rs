@@ -168,6 +168,11 @@ To: <sip:127.0.0.1:{port}>\r\nCall-ID: ready-{port}@t\r\nCSeq: 1 OPTIONS\r\nMax-
     let h = http::get(a.http, "/healthz", None).unwrap();
     assert_eq!(h.status, 503, "{}", h.body);
     assert_eq!(h.json()["status"], "draining");
+    // No new chat either: the customer is told to try again (elsewhere).
+    let mut cust = edge_tests::ws::Ws::connect(a.http, "/ws/chat", None);
+    cust.send(serde_json::json!({"type":"start","queue":"web"}));
+    assert_eq!(cust.closed(5.0), Some(1013), "{:?}", cust.seen);
+    assert_eq!(a.metric("edge_chats_refused_busy_total"), 1.0);
     // An agent's token is not enough to drain.
     let r = http::request(
         b.http,

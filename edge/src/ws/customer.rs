@@ -4,7 +4,9 @@ use super::{
     close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
     Refusal, FIRST_FRAME,
 };
+use crate::api::state::ask;
 use crate::api::AppState;
+use crate::core::CoreMsg;
 use crate::desk;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -29,6 +31,19 @@ async fn start(
     fields: Map<String, serde_json::Value>,
     previous_ended: bool,
 ) -> Option<(String, Offset)> {
+    // A node taking no new work (draining, or a cluster node without NATS) takes
+    // no new chat either; chats in progress (resume) go on. 1013: try again later,
+    // on another node behind the load balancer.
+    let refusing = match ask(&s.core, CoreMsg::Stats).await {
+        Ok(st) => (st.draining || st.held).then_some(if st.draining { "draining" } else { "held" }),
+        Err(_) => Some("the SIP core does not answer"),
+    };
+    if let Some(why) = refusing {
+        s.metrics.chats_refused_busy.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(why, "new chat refused: this node takes no new work");
+        close(sock, 1013, "this node takes no new chats; try again").await;
+        return None;
+    }
     let snap = s.snapshot.load_full();
     let keys = desk::keys();
     let r = s
