@@ -99,6 +99,9 @@ impl B2bua {
             .agent_changes
             .entry(change.presence.as_str())
             .or_default() += 1;
+        if self.claims.is_some() {
+            self.claim_follow(id, change.presence);
+        }
         if quiet {
             debug!(agent = %id, state = change.presence.as_str(), reason = ?change.reason, "agent state");
         } else {

@@ -126,9 +126,7 @@ fn caller_cancelling_during_the_announcement_hangs_up_the_agent() {
     let (cfg, _) = config(false);
     let mut n = Net::new(&cfg);
     alice_answers(&mut n, "an3");
-    let cancel = invite("1000", "an3", "")
-        .replace("INVITE sip", "CANCEL sip")
-        .replace("1 INVITE", "1 CANCEL");
+    let cancel = cancel_of(&invite("1000", "an3", ""));
     n.send(CALLER, &cancel);
     n.expect_response(CALLER, 200);
     n.expect_response(CALLER, 487);

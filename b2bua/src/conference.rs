@@ -167,7 +167,7 @@ impl B2bua {
                     .unwrap_or_default();
                 let exclude = agents
                     .iter()
-                    .filter(|a| !self.agent_reachable(now, a))
+                    .filter(|a| !self.agent_reachable(now, a) || !self.claimable(now, a))
                     .cloned()
                     .collect();
                 match self.acd.pick(&agents, &exclude) {

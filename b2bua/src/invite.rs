@@ -530,25 +530,23 @@ impl B2bua {
             exclude.extend(
                 agents
                     .iter()
-                    .filter(|a| !self.agent_reachable(now, a))
+                    .filter(|a| !self.agent_reachable(now, a) || !self.claimable(now, a))
                     .cloned(),
             );
             let pick = self.acd.pick(&agents, &exclude).map(str::to_string);
             match pick {
                 Some(agent_id) => {
-                    let targets = self.agent_targets(now, &agent_id);
-                    if targets.is_empty() {
+                    if self.agent_targets(now, &agent_id).is_empty() {
                         still_waiting.push_back(id);
                         continue;
                     }
-                    self.acd.seize(&agent_id);
-                    let c = self.calls.get_mut(&id).expect("present");
-                    c.tried.insert(agent_id.clone());
-                    c.agent = Some(agent_id.clone());
-                    info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
-                    self.agent_changed(now, &agent_id);
-                    self.agent_call(id, &agent_id, "ringing");
-                    self.start_b_forked(now, id, targets, Some(agent_id));
+                    // Cluster mode: the offer waits for the agent's claim.
+                    if self.ask_claim(id, &agent_id) {
+                        continue;
+                    }
+                    if !self.offer(now, id, &agent_id) {
+                        still_waiting.push_back(id);
+                    }
                 }
                 None => {
                     if agents.iter().all(|a| c.tried.contains(a)) {
@@ -558,10 +556,36 @@ impl B2bua {
                 }
             }
         }
+        let waiting = !still_waiting.is_empty();
         self.acd.requeue(still_waiting);
         if any_round_exhausted {
             self.timers.set(now + QUEUE_RETRY, Timer::QueueRetry);
         }
+        // Agents skipped because another node held them: look again when the
+        // first of those holds lapses.
+        if let Some(t) = self.next_claim_lapse(now).filter(|_| waiting) {
+            self.retry_at_lapse(now, t);
+        }
+    }
+
+    /// Offer call `id` to `agent_id`, ringing all its phones; false when it has no
+    /// phone to ring now.
+    pub(crate) fn offer(&mut self, now: Instant, id: CallId, agent_id: &str) -> bool {
+        let targets = self.agent_targets(now, agent_id);
+        if targets.is_empty() {
+            return false;
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        self.acd.seize(agent_id);
+        c.tried.insert(agent_id.to_string());
+        c.agent = Some(agent_id.to_string());
+        info!(call = %c.public_id, agent = %agent_id, "offering call to agent");
+        self.agent_changed(now, agent_id);
+        self.agent_call(id, agent_id, "ringing");
+        self.start_b_forked(now, id, targets, Some(agent_id.to_string()));
+        true
     }
 
     pub(crate) fn send_a_provisional(

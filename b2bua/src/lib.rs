@@ -29,6 +29,7 @@ mod agents;
 mod announce;
 mod answer;
 mod call;
+mod claims;
 mod command;
 mod conference;
 mod consult;
@@ -54,6 +55,7 @@ use timers::TimerTable;
 pub use acd::{Choice, Presence};
 pub use agents::{parse_choice, AgentError, AgentInfo};
 pub use call::{Call, CallState, Route, Side};
+pub use claims::{ClaimResult, CLAIM_LEASE, CLAIM_RECHECK};
 pub use command::{CallCommand, Reply};
 use monitor::Monitor;
 pub use monitor::{
@@ -138,6 +140,11 @@ pub enum Output {
         queue: Option<String>,
         reserved: Vec<(String, String)>,
     },
+    /// Cluster mode: claim `agent` for `call` in the cluster's shared state, then
+    /// answer with [`B2bua::claim_result`].
+    ClaimAgent { call: CallId, agent: String },
+    /// Cluster mode: this node no longer holds `agent`.
+    ReleaseAgent { agent: String },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,
@@ -269,6 +276,8 @@ pub struct B2bua {
     draining: bool,
     /// Held ([`B2bua::hold_new_work`]): new work is refused until released.
     held: bool,
+    /// Cluster mode: agents' claims ([`B2bua::enable_claims`]).
+    claims: Option<claims::Claims>,
     /// Agents' registrations and the digest verifier.
     registrar: registrar::Registrar,
     /// The instant and wall-clock time the core started (bindings are kept in
@@ -404,6 +413,7 @@ impl B2bua {
             ahead_due: 0,
             draining: false,
             held: false,
+            claims: None,
             registrar: registrar::Registrar::new(sip::digest::secret_from_seed(seed)),
             epoch: (now, std::time::SystemTime::now()),
             webrtc_fingerprint: None,

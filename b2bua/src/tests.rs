@@ -15,6 +15,8 @@ mod announce_tests;
 #[path = "session_tests.rs"]
 mod session_tests;
 
+#[path = "claims_tests.rs"]
+mod claims_tests;
 #[path = "registrar_tests.rs"]
 mod registrar_tests;
 #[path = "transfer_tests.rs"]
@@ -377,12 +379,7 @@ fn caller_cancels_before_answer() {
     n.send(SERVICE, &answer(&inv, 180, "callee", None, SERVICE));
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 180);
-    n.send(
-        CALLER,
-        &text
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("1 INVITE", "1 CANCEL"),
-    );
+    n.send(CALLER, &cancel_of(&text));
     n.expect_response(CALLER, 200);
     n.expect_response(CALLER, 487);
     let (cancel, _) = n.expect_request(SERVICE, Method::Cancel);
@@ -400,12 +397,7 @@ fn cancel_crossing_the_callees_200() {
     n.send(CALLER, &text);
     let (inv, _) = n.expect_request(SERVICE, Method::Invite);
     n.send(SERVICE, &answer(&inv, 180, "callee", None, SERVICE));
-    n.send(
-        CALLER,
-        &text
-            .replace("INVITE sip", "CANCEL sip")
-            .replace("1 INVITE", "1 CANCEL"),
-    );
+    n.send(CALLER, &cancel_of(&text));
     let (cancel, _) = n.expect_request(SERVICE, Method::Cancel);
     // The callee had already answered: its 200 crosses our CANCEL.
     n.send(
@@ -526,6 +518,13 @@ fn overload_gets_503_with_retry_after() {
 }
 
 /// The To tag of response `r`.
+/// The CANCEL of an INVITE sent as `invite` (same branch, Call-ID and CSeq number).
+fn cancel_of(invite: &str) -> String {
+    invite
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("1 INVITE", "1 CANCEL")
+}
+
 fn to_tag(r: &Response) -> String {
     let text = r.to_string();
     let to = text.lines().find(|l| l.starts_with("To:")).unwrap();

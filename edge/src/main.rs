@@ -321,6 +321,8 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         // A cluster node takes new work only once it has joined (its first
         // heartbeat reached NATS); a single node takes it at once.
         b2bua.hold_new_work(true);
+        // Agents are offered calls only once this node holds their claim.
+        b2bua.enable_claims();
     }
     let core = core::Core::new(
         b2bua,

@@ -129,6 +129,9 @@ pub struct Uac {
     /// in-dialog requests go to that target through those proxies.
     target: Option<String>,
     routes: Vec<String>,
+    /// How long [`Uac::call`] waits for each response (15 s; longer for a
+    /// caller expected to wait in a queue).
+    pub answer_wait: Duration,
 }
 
 impl Uac {
@@ -151,6 +154,7 @@ impl Uac {
             last_status: 0,
             target: None,
             routes: Vec::new(),
+            answer_wait: Duration::from_secs(15),
         }
     }
 
@@ -209,7 +213,7 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
         );
         self.sock.send_to(inv.as_bytes(), self.edge).unwrap();
         loop {
-            let Some((m, text)) = recv_msg(&self.sock, Duration::from_secs(15)) else {
+            let Some((m, text)) = recv_msg(&self.sock, self.answer_wait) else {
                 return 0;
             };
             let SipMessage::Response(r) = m else { continue };

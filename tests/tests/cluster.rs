@@ -293,3 +293,173 @@ fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
     let started = cust.until("started", 5.0, |v| v["type"] == "started");
     assert!(started["chat"].is_string(), "{started}");
 }
+
+/// An agent's phone at a fixed address both nodes ring: answers every INVITE at
+/// once and counts its calls in progress, keeping the most it ever had.
+struct SharedPhone {
+    port: u16,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    most_at_once: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SharedPhone {
+    fn spawn() -> SharedPhone {
+        use rsip::headers::UntypedHeader;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        use std::sync::Arc;
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp_port = rtp.local_addr().unwrap().port();
+        let answered = Arc::new(AtomicU64::new(0));
+        let most = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, m, s) = (answered.clone(), most.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let _rtp = rtp;
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut up = std::collections::HashSet::new();
+            let mut buf = [0u8; 65536];
+            while !s.load(Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok((rsip::SipMessage::Request(req), head)) = sip::message::parse(&buf[..n])
+                else {
+                    continue;
+                };
+                let reply = |code: u16, sdp: bool| {
+                    let mut r = sip::message::response(&req, code, Some("phone"), "phone");
+                    r.headers.push(
+                        rsip::headers::Contact::new(format!("<sip:7001@127.0.0.1:{port}>")).into(),
+                    );
+                    if sdp {
+                        let body = format!(
+                            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                             m=audio {rtp_port} RTP/AVP 0\r\na=sendrecv\r\n"
+                        );
+                        r.body = sip::message::set_body(
+                            &mut r.headers,
+                            body.as_bytes(),
+                            Some("application/sdp"),
+                        );
+                    }
+                    sock.send_to(r.to_string().as_bytes(), from).unwrap();
+                };
+                match req.method {
+                    rsip::Method::Invite if head.to_tag.is_none() => {
+                        if up.insert(head.call_id.clone()) {
+                            a.fetch_add(1, Relaxed);
+                            m.fetch_max(up.len() as u64, Relaxed);
+                        }
+                        reply(200, true);
+                    }
+                    rsip::Method::Bye => {
+                        up.remove(&head.call_id);
+                        reply(200, false);
+                    }
+                    rsip::Method::Ack => {}
+                    _ => reply(200, false),
+                }
+            }
+        });
+        SharedPhone {
+            port,
+            answered,
+            most_at_once: most,
+            stop,
+        }
+    }
+}
+
+impl Drop for SharedPhone {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn two_nodes_never_offer_one_agent_at_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let nats = NatsCluster::start(3);
+    let phone = SharedPhone::spawn();
+    // One agent whose phone both nodes can ring (a static contact), one queue.
+    let shared = format!(
+        "[[queues]]\nname = \"shared\"\nnumbers = [\"7000\"]\nagents = [\"7001\"]\nmax_wait = \"60s\"\n\
+         [[agents]]\nid = \"7001\"\ncontact = \"sip:7001@127.0.0.1:{}\"\n",
+        phone.port
+    );
+    let mut a = node(&nats, "edge-a", &shared);
+    let b = node(&nats, "edge-b", &shared);
+    assert!(
+        wait_until(15, || a.metric("edge_cluster_nodes") == 2.0),
+        "{}",
+        a.log_text()
+    );
+    // Six callers at once, three on each node, each holding the agent 300 ms.
+    let callers: Vec<_> = (0..6)
+        .map(|i| {
+            let to = if i % 2 == 0 { a.sip } else { b.sip };
+            std::thread::spawn(move || {
+                let mut c = Uac::new(to);
+                let code = c.call("7000");
+                if code == 200 {
+                    std::thread::sleep(Duration::from_millis(300));
+                    assert_eq!(c.bye(), 200);
+                }
+                code
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = callers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        codes,
+        [200; 6],
+        "every caller reached the agent in turn; a:\n{}\nb:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert_eq!(phone.answered.load(Relaxed), 6);
+    assert_eq!(
+        phone.most_at_once.load(Relaxed),
+        1,
+        "the agent was offered two calls at once; a:\n{}\nb:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    // Both nodes offered it calls (the claim moved between them).
+    let offered = |e: &Edge| e.log_text().matches("offering call to agent").count();
+    assert!(
+        offered(&a) >= 1 && offered(&b) >= 1 && offered(&a) + offered(&b) == 6,
+        "offers a {} b {}",
+        offered(&a),
+        offered(&b)
+    );
+
+    // A holds the agent on a call and is killed (no BYE, no release). A caller
+    // waiting on B gets the agent once A's claim lapses in the bucket — A no
+    // longer refreshes it — and not before.
+    let mut on_a = Uac::new(a.sip);
+    assert_eq!(on_a.call("7000"), 200);
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    let mut waiting = Uac::new(b.sip);
+    waiting.answer_wait = Duration::from_secs(60);
+    assert_eq!(
+        waiting.call("7000"),
+        200,
+        "the dead node's claim never lapsed; b:\n{}",
+        b.log_text()
+    );
+    let after = killed.elapsed();
+    assert!(
+        after >= Duration::from_secs(5),
+        "B offered the agent {after:?} after A died, while A's claim stood"
+    );
+    eprintln!("agent offered by B {after:?} after A was killed");
+    assert_eq!(phone.answered.load(Relaxed), 8);
+    assert_eq!(waiting.bye(), 200);
+}

@@ -23,6 +23,7 @@
 //! The decisions are sans-IO ([`gate`], [`members`]); this module only moves them
 //! over NATS and the clock.
 
+pub mod claims;
 pub mod gate;
 #[cfg(test)]
 mod gate_tests;
@@ -108,6 +109,13 @@ impl Cluster {
             kv: tokio::sync::OnceCell::new(),
         });
         info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
+        let claims = claims::start(cluster.clone(), cfg, core.clone());
+        if core.send(CoreMsg::AttachClaims(claims)).await.is_err() {
+            return Err(async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::Io,
+                std::io::Error::other("the SIP core stopped"),
+            ));
+        }
         tokio::spawn(heartbeat(cluster.clone(), cfg.clone(), http, core));
         let beats = cluster
             .client
@@ -234,7 +242,7 @@ impl Cluster {
 /// The stream is made here with the key-value conventions rather than by
 /// `create_key_value`, which first reads the account's info and cannot parse
 /// nats-server 2.9's answer (it lacks the `reserved_*` fields 2.10 added).
-async fn key_value(
+pub(crate) async fn key_value(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,

@@ -63,6 +63,8 @@ pub struct Core {
     /// Where agents' bindings are persisted.
     registrations: Arc<storage::registrations::Registrations>,
     desk: Arc<crate::desk::Desk>,
+    /// Cluster mode: the claims driver (`cluster::claims`).
+    claims: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>>,
 }
 
 impl Core {
@@ -100,6 +102,7 @@ impl Core {
             tls_client,
             registrations,
             desk,
+            claims: None,
         }
     }
 
@@ -237,6 +240,14 @@ impl Core {
                 let _ = reply.send(self.b2bua.drain());
             }
             CoreMsg::HoldNewWork(held) => self.b2bua.hold_new_work(held),
+            CoreMsg::AttachClaims(tx) => self.claims = Some(tx),
+            CoreMsg::ClaimResult {
+                call,
+                agent,
+                result,
+            } => self.b2bua.claim_result(now, call, &agent, result),
+            CoreMsg::ClaimSeen { agent } => self.b2bua.claim_elsewhere(now, &agent),
+            CoreMsg::ClaimGone { agent } => self.b2bua.claim_released_elsewhere(now, &agent),
             CoreMsg::Reload(snap, audio) => {
                 self.b2bua.reload(snap, now);
                 self.audio = audio;
@@ -264,6 +275,7 @@ impl Core {
         let media_ip = self.b2bua.snapshot().config.media.address;
         let mut failed = Vec::new();
         let mut announced = Vec::new();
+        let mut unclaimed = Vec::new();
         while let Some(o) = self.b2bua.poll_output() {
             match o {
                 Output::Media(call, cmd) => {
@@ -327,10 +339,28 @@ impl Core {
                     };
                     self.desk.run(|c, _| c.notify(&user, frame));
                 }
+                Output::ClaimAgent { call, agent } => {
+                    let req = crate::cluster::claims::ClaimReq::Claim {
+                        call,
+                        agent: agent.clone(),
+                    };
+                    if self.claims.as_ref().is_none_or(|tx| tx.send(req).is_err()) {
+                        unclaimed.push((call, agent));
+                    }
+                }
+                Output::ReleaseAgent { agent } => {
+                    if let Some(tx) = &self.claims {
+                        let _ = tx.send(crate::cluster::claims::ClaimReq::Release { agent });
+                    }
+                }
                 Output::CallEnded { .. } => {}
             }
         }
         let now = Instant::now();
+        for (call, agent) in unclaimed {
+            self.b2bua
+                .claim_result(now, call, &agent, b2bua::ClaimResult::Failed);
+        }
         for call in failed {
             self.b2bua.media_failed(now, call);
         }

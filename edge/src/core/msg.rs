@@ -51,6 +51,22 @@ pub enum CoreMsg {
     Drain(oneshot::Sender<usize>),
     /// Hold (`true`) or release new work: a cluster node that cannot reach NATS.
     HoldNewWork(bool),
+    /// Cluster mode: where agents' claims are sent.
+    AttachClaims(tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>),
+    /// The cluster's answer to a claim.
+    ClaimResult {
+        call: b2bua::CallId,
+        agent: String,
+        result: b2bua::ClaimResult,
+    },
+    /// Another node claimed (or refreshed its claim of) an agent.
+    ClaimSeen {
+        agent: String,
+    },
+    /// Another node released an agent.
+    ClaimGone {
+        agent: String,
+    },
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// A command on a live call from the API (hangup, supervision, recording,

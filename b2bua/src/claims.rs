@@ -1,0 +1,249 @@
+//! Cluster claims of agents: in cluster mode an agent is offered a queue call only
+//! once this node holds the agent's claim in the cluster's shared state, so two
+//! nodes never offer one agent at once. Sans-IO like the rest: a pick emits
+//! [`Output::ClaimAgent`] and the call waits; the driver makes the claim (a
+//! compare-and-set in NATS JetStream) and answers with [`B2bua::claim_result`].
+//! Granted: the offer goes out as on a single node. Taken (another node holds it):
+//! the agent is skipped for [`CLAIM_RECHECK`], for [`CLAIM_LEASE`] from each
+//! claim or refresh of it seen ([`B2bua::claim_elsewhere`]), or until that node
+//! releases it ([`B2bua::claim_released_elsewhere`]); the call is dispatched
+//! again at once.
+//! Failed (NATS did not answer): the call waits for the next queue retry.
+//!
+//! A held claim is released ([`Output::ReleaseAgent`]) when the agent is no longer
+//! busy or in wrap-up here. The driver refreshes held claims within the lease; a
+//! node that dies stops refreshing and its claims lapse after the lease.
+//!
+//! Without [`B2bua::enable_claims`] (a single node) none of this runs.
+
+use crate::acd::Presence;
+use crate::call::{CallState, Route};
+use crate::timers::Timer;
+use crate::{B2bua, CallId, Output};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// How long a claim lives without a refresh, and how long an agent another node
+/// holds is skipped without news of it.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+
+/// How long an agent is skipped after a claim of it was refused. Short: the
+/// refusal may come from the claim of a node that just died, about to lapse; a
+/// live holder's next refresh (seen through the watch) extends the skip to a
+/// whole lease anyway.
+pub const CLAIM_RECHECK: Duration = Duration::from_secs(5);
+
+/// The cluster's answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimResult {
+    /// This node holds the agent now.
+    Granted,
+    /// Another node holds it.
+    Taken,
+    /// No answer (NATS unreachable, no quorum): try again later.
+    Failed,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    /// Calls waiting for the cluster's answer, and the agent asked for.
+    pending: HashMap<CallId, String>,
+    /// Agents this node holds.
+    held: HashSet<String>,
+    /// Agents other nodes hold, skipped until then.
+    elsewhere: HashMap<String, Instant>,
+    /// The queue retry set for the first lapse (one timer, not one per dispatch).
+    retry_at: Option<Instant>,
+}
+
+impl Claims {
+    pub(crate) fn held_elsewhere(&self, now: Instant, agent: &str) -> bool {
+        self.elsewhere.get(agent).is_some_and(|t| *t > now)
+    }
+
+    pub(crate) fn pending_for(&self, agent: &str) -> bool {
+        self.pending.values().any(|a| a == agent)
+    }
+}
+
+impl B2bua {
+    /// Cluster mode: claim each agent before offering it a queue call.
+    pub fn enable_claims(&mut self) {
+        self.claims.get_or_insert_with(Claims::default);
+    }
+
+    /// Agents this node holds in the cluster (for the driver's refresh).
+    pub fn claims_held(&self) -> Vec<String> {
+        self.claims
+            .as_ref()
+            .map(|c| c.held.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Another node holds `agent` (its claim was made or refreshed): skip it for
+    /// a lease.
+    pub fn claim_elsewhere(&mut self, now: Instant, agent: &str) {
+        if let Some(c) = self.claims.as_mut() {
+            if c.held.contains(agent) {
+                // Ours lapsed (NATS was away longer than the lease) and another
+                // node took it: the cluster says it is theirs now.
+                warn!(%agent, "claim of an agent held here was taken by another node");
+                c.held.remove(agent);
+            }
+            c.elsewhere.insert(agent.to_string(), now + CLAIM_LEASE);
+        }
+    }
+
+    /// Another node released `agent`: offer it again if calls wait.
+    pub fn claim_released_elsewhere(&mut self, now: Instant, agent: &str) {
+        let Some(c) = self.claims.as_mut() else {
+            return;
+        };
+        if c.elsewhere.remove(agent).is_some() {
+            self.dispatch_queues(now);
+            self.process(now);
+        }
+    }
+
+    /// Whether `agent` may be picked here now (not held by another node, no claim
+    /// of it in flight).
+    pub(crate) fn claimable(&self, now: Instant, agent: &str) -> bool {
+        self.claims
+            .as_ref()
+            .is_none_or(|c| !c.held_elsewhere(now, agent) && !c.pending_for(agent))
+    }
+
+    /// After a pick in cluster mode: ask for the claim; the call waits for the
+    /// answer (neither waiting nor offered). Returns false on a single node.
+    pub(crate) fn ask_claim(&mut self, call: CallId, agent: &str) -> bool {
+        let Some(c) = self.claims.as_mut() else {
+            return false;
+        };
+        if c.held.contains(agent) {
+            return false; // already ours (e.g. a wrap-up ended early): offer now
+        }
+        c.pending.insert(call, agent.to_string());
+        self.acd.seize(agent);
+        self.outputs.push_back(Output::ClaimAgent {
+            call,
+            agent: agent.to_string(),
+        });
+        true
+    }
+
+    /// Whether call `id` still waits for an agent (queued and not given up).
+    fn wants_agent(&self, id: CallId) -> bool {
+        self.calls.get(&id).is_some_and(|c| {
+            let transferred = c
+                .transfer
+                .as_ref()
+                .is_some_and(|t| t.queued && c.b.is_none() && c.state != CallState::Ending);
+            matches!(c.route, Route::Queue { .. })
+                && (transferred || (c.state == CallState::Queued && c.a_tx.is_some()))
+        })
+    }
+
+    /// The cluster's answer to the claim of `agent` for `call`.
+    pub fn claim_result(&mut self, now: Instant, call: CallId, agent: &str, r: ClaimResult) {
+        let Some(c) = self.claims.as_mut() else {
+            return;
+        };
+        if c.pending.get(&call).map(String::as_str) != Some(agent) {
+            debug!(%agent, "claim answer for nothing pending: ignored");
+            if r == ClaimResult::Granted && !c.held.contains(agent) {
+                self.outputs.push_back(Output::ReleaseAgent {
+                    agent: agent.to_string(),
+                });
+            }
+            self.process(now);
+            return;
+        }
+        c.pending.remove(&call);
+        let wants = self.wants_agent(call);
+        match r {
+            ClaimResult::Granted => {
+                self.claims
+                    .as_mut()
+                    .expect("enabled")
+                    .held
+                    .insert(agent.to_string());
+                if wants && self.offer(now, call, agent) {
+                    self.process(now);
+                    return;
+                }
+                // The call went away (or the agent has no phone now): free the agent.
+                self.acd.missed(agent, false, 0);
+                self.release_claim(agent);
+                if wants {
+                    self.acd.requeue([call].into());
+                }
+            }
+            ClaimResult::Taken => {
+                info!(%agent, "agent held by another node: skipped");
+                self.claims
+                    .as_mut()
+                    .expect("enabled")
+                    .elsewhere
+                    .insert(agent.to_string(), now + CLAIM_RECHECK);
+                self.acd.missed(agent, false, 0);
+                if wants {
+                    self.acd.requeue([call].into());
+                }
+            }
+            ClaimResult::Failed => {
+                warn!(%agent, "agent claim failed (cluster state unreachable): the call waits");
+                self.acd.missed(agent, false, 0);
+                if wants {
+                    self.acd.requeue([call].into());
+                }
+                self.timers.set(now + crate::QUEUE_RETRY, Timer::QueueRetry);
+                self.process(now);
+                return;
+            }
+        }
+        self.dispatch_queues(now);
+        self.process(now);
+    }
+
+    fn release_claim(&mut self, agent: &str) {
+        if let Some(c) = self.claims.as_mut() {
+            if c.held.remove(agent) {
+                self.outputs.push_back(Output::ReleaseAgent {
+                    agent: agent.to_string(),
+                });
+            }
+        }
+    }
+
+    /// An agent's presence changed: a claim held here ends when the agent is
+    /// neither busy nor in wrap-up.
+    pub(crate) fn claim_follow(&mut self, agent: &str, presence: Presence) {
+        if !matches!(presence, Presence::Busy | Presence::WrapUp) {
+            self.release_claim(agent);
+        }
+    }
+
+    /// Dispatch again at `t`, when a skipped agent's hold lapses, unless a retry is
+    /// already set for then or earlier.
+    pub(crate) fn retry_at_lapse(&mut self, now: Instant, t: Instant) {
+        let Some(c) = self.claims.as_mut() else {
+            return;
+        };
+        if c.retry_at.is_none_or(|r| r <= now || r > t) {
+            c.retry_at = Some(t);
+            self.timers.set(t, Timer::QueueRetry);
+        }
+    }
+
+    /// When a skipped agent's lease ends (to dispatch again then).
+    pub(crate) fn next_claim_lapse(&self, now: Instant) -> Option<Instant> {
+        self.claims
+            .as_ref()?
+            .elsewhere
+            .values()
+            .filter(|t| **t > now)
+            .min()
+            .copied()
+    }
+}

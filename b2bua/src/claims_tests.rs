@@ -1,0 +1,160 @@
+//! Cluster claims of agents (sans-IO: the test plays the cluster's answers).
+
+use super::*;
+
+fn clustered() -> Net {
+    let mut n = Net::new(&CONFIG.replace("max_wait = \"30s\"", "max_wait = \"300s\""));
+    n.b.enable_claims();
+    n
+}
+
+/// The claims and releases asked of the cluster since the last call.
+fn asked(n: &mut Net) -> Vec<(Option<CallId>, String)> {
+    let mut out = Vec::new();
+    n.outputs.retain(|o| match o {
+        Output::ClaimAgent { call, agent } => {
+            out.push((Some(*call), agent.clone()));
+            false
+        }
+        Output::ReleaseAgent { agent } => {
+            out.push((None, agent.clone()));
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+fn answer_claim(n: &mut Net, call: CallId, agent: &str, r: ClaimResult) {
+    n.b.claim_result(n.now, call, agent, r);
+    n.pump();
+}
+
+#[test]
+fn an_agent_is_offered_only_once_its_claim_is_granted_and_released_when_free() {
+    let mut n = clustered();
+    n.send(CALLER, &invite("1000", "k1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    let a = asked(&mut n);
+    assert_eq!(a.len(), 1, "{a:?}");
+    let (Some(call), agent) = a[0].clone() else {
+        panic!("{a:?}")
+    };
+    assert_eq!(agent, "1001", "the longest idle agent is claimed");
+    assert!(n.quiet(ALICE) && n.quiet(BOB), "no offer before the claim");
+    answer_claim(&mut n, call, "1001", ClaimResult::Granted);
+    let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
+    assert_eq!(n.b.claims_held(), ["1001"]);
+    n.send(
+        ALICE,
+        &answer(&to_alice, 200, "alice", Some(&sdp(7000)), ALICE),
+    );
+    n.expect_request(ALICE, Method::Ack);
+    let (ok, _) = n.expect_response(CALLER, 200);
+    assert!(asked(&mut n).is_empty(), "held while talking");
+    // The call ends (no wrap-up configured): the agent is free, the claim goes.
+    n.send(CALLER, &caller_bye(&ok, "k1"));
+    n.expect_response(CALLER, 200);
+    let (bye, _) = n.expect_request(ALICE, Method::Bye);
+    n.send(ALICE, &answer(&bye, 200, "alice", None, ALICE));
+    assert_eq!(asked(&mut n), [(None, "1001".to_string())]);
+    assert!(n.b.claims_held().is_empty());
+}
+
+#[test]
+fn an_agent_another_node_holds_is_skipped_until_released_or_its_lease_lapses() {
+    let mut n = clustered();
+    let t0 = n.now;
+    n.b.claim_elsewhere(n.now, "1001");
+    assert!(CLAIM_RECHECK < CLAIM_LEASE);
+    n.send(CALLER, &invite("1000", "k2", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    let a = asked(&mut n);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].1, "1002", "1001 is held elsewhere");
+    let call = a[0].0.unwrap();
+    // Another node got 1002 first: both are held elsewhere now, the call waits.
+    answer_claim(&mut n, call, "1002", ClaimResult::Taken);
+    assert!(asked(&mut n).is_empty());
+    assert!(n.quiet(ALICE) && n.quiet(BOB));
+    // That node releases 1001: claimed again at once, and offered when granted.
+    n.b.claim_released_elsewhere(n.now, "1001");
+    n.pump();
+    assert_eq!(asked(&mut n), [(Some(call), "1001".to_string())]);
+    answer_claim(&mut n, call, "1001", ClaimResult::Granted);
+    let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
+    // Alice refuses. 1002 was refused at t0 and its holder's refresh is seen 4 s
+    // later: skipped until a lease after that, then claimed for the call — a
+    // node that died stops refreshing its claims.
+    n.send(ALICE, &answer(&to_alice, 486, "alice", None, ALICE));
+    n.expect_request(ALICE, Method::Ack);
+    assert_eq!(asked(&mut n), [(None, "1001".to_string())], "released");
+    n.advance(Duration::from_secs(4));
+    n.b.claim_elsewhere(n.now, "1002");
+    n.advance(t0 + CLAIM_RECHECK - n.now + Duration::from_secs(1));
+    assert!(asked(&mut n).is_empty(), "the refresh extended the skip");
+    let seen = t0 + Duration::from_secs(4);
+    n.advance(seen + CLAIM_LEASE - n.now - Duration::from_millis(10));
+    assert!(asked(&mut n).is_empty(), "1002 still held elsewhere");
+    n.advance(Duration::from_millis(20));
+    assert_eq!(asked(&mut n), [(Some(call), "1002".to_string())]);
+}
+
+#[test]
+fn a_failed_claim_waits_for_the_queue_retry_and_a_late_grant_is_given_back() {
+    let mut n = clustered();
+    let text = invite("1000", "k3", &sdp(4000));
+    n.send(CALLER, &text);
+    let a = asked(&mut n);
+    let call = a[0].0.unwrap();
+    answer_claim(&mut n, call, "1001", ClaimResult::Failed);
+    assert!(
+        asked(&mut n).is_empty(),
+        "no claim storm while NATS is away"
+    );
+    n.advance(QUEUE_RETRY);
+    let again = asked(&mut n);
+    assert_eq!(again.len(), 1, "tried again after the retry: {again:?}");
+    // The caller gives up while the claim is in flight; the grant comes late and
+    // is given back at once, and the agent was never offered the call.
+    n.wire.clear(CALLER);
+    n.send(CALLER, &cancel_of(&text));
+    n.expect_response(CALLER, 200);
+    n.expect_response(CALLER, 487);
+    let agent = again[0].1.clone();
+    answer_claim(&mut n, call, &agent, ClaimResult::Granted);
+    assert_eq!(asked(&mut n), [(None, agent.clone())]);
+    assert!(n.b.claims_held().is_empty());
+    assert!(n.quiet(ALICE) && n.quiet(BOB));
+    // The agent is free here again: a new call claims it.
+    n.send(CALLER, &invite("1000", "k4", &sdp(4002)));
+    assert_eq!(asked(&mut n).len(), 1);
+}
+
+#[test]
+fn a_single_node_never_asks_for_claims() {
+    let mut n = Net::new(CONFIG);
+    n.send(CALLER, &invite("1000", "k5", &sdp(4000)));
+    n.expect_request(ALICE, Method::Invite);
+    assert!(asked(&mut n).is_empty());
+}
+
+#[test]
+fn a_refused_claim_is_tried_again_after_the_recheck() {
+    let mut n = clustered();
+    let t0 = n.now;
+    n.b.claim_elsewhere(n.now, "1002");
+    n.send(CALLER, &invite("1000", "k6", &sdp(4000)));
+    let a = asked(&mut n);
+    let call = a[0].0.unwrap();
+    assert_eq!(a[0].1, "1001");
+    // The holder of 1001 died and its claim has not lapsed in the bucket yet.
+    answer_claim(&mut n, call, "1001", ClaimResult::Taken);
+    n.advance(t0 + CLAIM_RECHECK - n.now - Duration::from_millis(10));
+    assert!(asked(&mut n).is_empty());
+    n.advance(Duration::from_millis(20));
+    assert_eq!(asked(&mut n), [(Some(call), "1001".to_string())]);
+    answer_claim(&mut n, call, "1001", ClaimResult::Granted);
+    n.expect_request(ALICE, Method::Invite);
+}
