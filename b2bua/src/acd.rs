@@ -291,6 +291,26 @@ impl Acd {
         })
     }
 
+    /// What the agent chose.
+    pub fn choice(&self, id: &str) -> Option<&Choice> {
+        self.agents.get(id).map(|s| &s.choice)
+    }
+
+    /// Since when the agent is idle (the queue's order among ready agents).
+    pub fn idle_since(&self, id: &str) -> Option<Instant> {
+        self.agents.get(id).map(|s| s.idle_since)
+    }
+
+    /// Take an idle time learnt elsewhere (another node of the cluster ended the
+    /// agent's call), unless a call or wrap-up of it here decides it.
+    pub fn adopt_idle_since(&mut self, id: &str, t: Instant) {
+        if let Some(s) = self.agents.get_mut(id) {
+            if !s.busy && s.wrap_until.is_none() {
+                s.idle_since = t;
+            }
+        }
+    }
+
     /// The agent as last reported.
     pub fn view(&self, id: &str) -> Option<AgentView> {
         let s = self.agents.get(id)?;

@@ -146,6 +146,7 @@ impl B2bua {
         if self.acd.missed(agent, rang_out, max) {
             self.stats.no_answer_not_ready += 1;
             warn!(%agent, %queue, max_no_answer = max, "agent let {max} offers in a row ring out: put not_ready (no_answer)");
+            self.share_agent(now, agent);
         }
         self.agent_changed(now, agent);
     }
@@ -167,6 +168,9 @@ impl B2bua {
             self.acd.call_done(agent, now, wrap);
         } else {
             self.acd.missed(agent, false, 0);
+        }
+        if answered {
+            self.share_agent(now, agent);
         }
         self.agent_changed(now, agent);
     }
@@ -194,6 +198,7 @@ impl B2bua {
             return Err(AgentError::NoAgent);
         }
         info!(agent = %id, choice = ?choice, "agent state chosen");
+        self.share_agent(now, id);
         self.agent_changed(now, id);
         self.dispatch_queues(now);
         self.agent_info(now, id).ok_or(AgentError::NoAgent)
@@ -213,6 +218,12 @@ impl B2bua {
         let since_wall = wall
             .checked_sub(now.saturating_duration_since(since))
             .unwrap_or(wall);
+        // Ready here but held by another node of the cluster: on a call there.
+        let presence = if presence == Presence::Ready && !self.claimable(now, id) {
+            Presence::Busy
+        } else {
+            presence
+        };
         Some(AgentInfo {
             id: id.to_string(),
             name: a.name.clone(),

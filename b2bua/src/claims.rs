@@ -16,7 +16,7 @@
 //!
 //! Without [`B2bua::enable_claims`] (a single node) none of this runs.
 
-use crate::acd::Presence;
+use crate::acd::{Choice, Presence};
 use crate::call::{CallState, Route};
 use crate::timers::Timer;
 use crate::{B2bua, CallId, Output};
@@ -245,5 +245,63 @@ impl B2bua {
             .filter(|t| **t > now)
             .min()
             .copied()
+    }
+}
+
+/// Wall-clock ms of `t` on a B2BUA whose clock reads `wall` at `now`.
+fn wall_ms(now: Instant, wall: std::time::SystemTime, t: Instant) -> u64 {
+    let w = if t >= now {
+        wall + (t - now)
+    } else {
+        wall.checked_sub(now - t).unwrap_or(std::time::UNIX_EPOCH)
+    };
+    w.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl B2bua {
+    /// Cluster mode: tell every node what `agent` chose and since when it is idle.
+    pub(crate) fn share_agent(&mut self, now: Instant, agent: &str) {
+        if self.claims.is_none() {
+            return;
+        }
+        let (Some(choice), Some(idle)) =
+            (self.acd.choice(agent).cloned(), self.acd.idle_since(agent))
+        else {
+            return;
+        };
+        let idle_since_ms = wall_ms(now, self.wall(now), idle);
+        self.outputs.push_back(Output::AgentShared {
+            agent: agent.to_string(),
+            choice,
+            idle_since_ms,
+        });
+    }
+
+    /// Another node says what `agent` chose and since when it is idle: the agent
+    /// is one person in the whole cluster. A different choice applies as the
+    /// agent's own would here (it ends a wrap-up); the idle time is taken unless a
+    /// call or wrap-up of the agent here decides it.
+    pub fn agent_shared(&mut self, now: Instant, agent: &str, choice: Choice, idle_since_ms: u64) {
+        if self.claims.is_none() || self.snap.agent(agent).is_none() {
+            return;
+        }
+        if self.acd.choice(agent) != Some(&choice) {
+            info!(%agent, choice = ?choice, "agent state chosen on another node");
+            self.acd.choose(agent, choice, now);
+        }
+        let wall = self.wall(now);
+        let now_ms = wall_ms(now, wall, now);
+        let idle = if idle_since_ms >= now_ms {
+            now + Duration::from_millis(idle_since_ms - now_ms)
+        } else {
+            now.checked_sub(Duration::from_millis(now_ms - idle_since_ms))
+                .unwrap_or(now)
+        };
+        self.acd.adopt_idle_since(agent, idle);
+        self.agent_changed(now, agent);
+        self.dispatch_queues(now);
+        self.process(now);
     }
 }

@@ -158,3 +158,101 @@ fn a_refused_claim_is_tried_again_after_the_recheck() {
     answer_claim(&mut n, call, "1001", ClaimResult::Granted);
     n.expect_request(ALICE, Method::Invite);
 }
+
+fn shared(n: &mut Net) -> Vec<(String, crate::acd::Choice, u64)> {
+    let mut out = Vec::new();
+    n.outputs.retain(|o| match o {
+        Output::AgentShared {
+            agent,
+            choice,
+            idle_since_ms,
+        } => {
+            out.push((agent.clone(), choice.clone(), *idle_since_ms));
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+fn unix_ms_ago(secs: u64) -> u64 {
+    (std::time::SystemTime::now() - Duration::from_secs(secs))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn an_agents_choice_and_idle_time_are_shared_with_the_other_nodes() {
+    use crate::acd::Choice;
+    let mut n = clustered();
+    // Chosen here: told to the cluster.
+    n.b.set_agent_state(n.now, "1002", Choice::NotReady("lunch".into()))
+        .unwrap();
+    n.pump();
+    let s = shared(&mut n);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        (s[0].0.as_str(), &s[0].1),
+        ("1002", &Choice::NotReady("lunch".into()))
+    );
+    // Chosen on another node: applied here, and not echoed back.
+    n.b.agent_shared(
+        n.now,
+        "1001",
+        Choice::NotReady("training".into()),
+        unix_ms_ago(0),
+    );
+    n.pump();
+    assert!(shared(&mut n).is_empty(), "no echo");
+    let a = n.b.agents(n.now);
+    assert_eq!(a[0].state, "not_ready");
+    assert_eq!(a[0].reason.as_deref(), Some("training"));
+    // Nobody ready: a call waits; 1001 made ready elsewhere gets it.
+    n.send(CALLER, &invite("1000", "k7", &sdp(4000)));
+    assert!(asked(&mut n).is_empty());
+    n.b.agent_shared(n.now, "1001", Choice::Ready, unix_ms_ago(0));
+    n.pump();
+    let a = asked(&mut n);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].1, "1001");
+    // A single node shares nothing.
+    let mut single = Net::new(CONFIG);
+    single
+        .b
+        .set_agent_state(single.now, "1002", Choice::NotReady("lunch".into()))
+        .unwrap();
+    single.pump();
+    assert!(shared(&mut single).is_empty());
+}
+
+#[test]
+fn the_longest_idle_agent_is_chosen_across_the_cluster() {
+    use crate::acd::Choice;
+    let mut n = clustered();
+    // Here both are idle since start, 1001 first in line. Another node ended a
+    // call of 1001 a minute ago, and 1002 has been idle for an hour.
+    n.b.agent_shared(n.now, "1001", Choice::Ready, unix_ms_ago(60));
+    n.b.agent_shared(n.now, "1002", Choice::Ready, unix_ms_ago(3600));
+    n.pump();
+    n.send(CALLER, &invite("1000", "k8", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    let a = asked(&mut n);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].1, "1002", "idle the longest in the cluster");
+    // The call ends after the agent answered: its new idle time is shared.
+    let call = a[0].0.unwrap();
+    answer_claim(&mut n, call, "1002", ClaimResult::Granted);
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7000)), BOB));
+    n.expect_request(BOB, Method::Ack);
+    let (ok, _) = n.expect_response(CALLER, 200);
+    shared(&mut n);
+    n.send(CALLER, &caller_bye(&ok, "k8"));
+    let (bye, _) = n.expect_request(BOB, Method::Bye);
+    n.send(BOB, &answer(&bye, 200, "bob", None, BOB));
+    let s = shared(&mut n);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(s[0].2 >= unix_ms_ago(5), "idle from the call's end: {s:?}");
+}

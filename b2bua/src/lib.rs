@@ -145,6 +145,14 @@ pub enum Output {
     ClaimAgent { call: CallId, agent: String },
     /// Cluster mode: this node no longer holds `agent`.
     ReleaseAgent { agent: String },
+    /// Cluster mode: what the agent chose and since when it is idle (wall clock,
+    /// ms since the Unix epoch), for every node. The driver writes it when it
+    /// differs from what the cluster already has.
+    AgentShared {
+        agent: String,
+        choice: Choice,
+        idle_since_ms: u64,
+    },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,

@@ -380,17 +380,94 @@ impl Drop for SharedPhone {
     }
 }
 
+/// One queue (7000) with one agent (7001) whose phone every node can ring (a
+/// static contact).
+fn shared_queue(phone_port: u16) -> String {
+    format!(
+        "[[queues]]\nname = \"shared\"\nnumbers = [\"7000\"]\nagents = [\"7001\"]\nmax_wait = \"60s\"\n\
+         [[agents]]\nid = \"7001\"\ncontact = \"sip:7001@127.0.0.1:{phone_port}\"\n"
+    )
+}
+
+fn agent_7001(e: &Edge) -> Value {
+    let (status, v) = get(e, "/api/v1/agents");
+    assert_eq!(status, 200, "{v}");
+    v["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "7001")
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let nats = NatsCluster::start(3);
+    let phone = SharedPhone::spawn();
+    let shared = shared_queue(phone.port);
+    let a = node(&nats, "edge-a", &shared);
+    let b = node(&nats, "edge-b", &shared);
+    assert!(wait_until(15, || a.metric("edge_cluster_nodes") == 2.0));
+    let set = |e: &Edge, body: &str| {
+        let r = http::request_body(
+            e.http,
+            "PUT",
+            "/api/v1/agents/7001/state",
+            Some(ADMIN_TOKEN),
+            body,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    // Lunch, chosen through A: B sees it, and B's queue does not offer it a call.
+    set(&a, r#"{"state":"not_ready","reason":"lunch"}"#);
+    assert!(
+        wait_until(10, || {
+            let v = agent_7001(&b);
+            v["state"] == "not_ready" && v["reason"] == "lunch"
+        }),
+        "B did not learn the agent's choice: {}\n{}",
+        agent_7001(&b),
+        b.log_text()
+    );
+    let caller = std::thread::spawn({
+        let to = b.sip;
+        move || {
+            let mut c = Uac::new(to);
+            c.answer_wait = Duration::from_secs(30);
+            let code = c.call("7000");
+            (code, c)
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(phone.answered.load(Relaxed), 0, "offered while at lunch");
+    // Back, through B: the waiting call is offered at once; A shows it busy (B
+    // holds the agent's claim).
+    set(&b, r#"{"state":"ready"}"#);
+    let (code, mut c) = caller.join().unwrap();
+    assert_eq!(code, 200, "{}", b.log_text());
+    assert_eq!(phone.answered.load(Relaxed), 1);
+    assert!(
+        wait_until(10, || agent_7001(&a)["state"] == "busy"),
+        "A: {}",
+        agent_7001(&a)
+    );
+    assert_eq!(c.bye(), 200);
+    assert!(
+        wait_until(10, || agent_7001(&a)["state"] == "ready"),
+        "A: {}",
+        agent_7001(&a)
+    );
+}
+
 #[test]
 fn two_nodes_never_offer_one_agent_at_once() {
     use std::sync::atomic::Ordering::Relaxed;
     let nats = NatsCluster::start(3);
     let phone = SharedPhone::spawn();
-    // One agent whose phone both nodes can ring (a static contact), one queue.
-    let shared = format!(
-        "[[queues]]\nname = \"shared\"\nnumbers = [\"7000\"]\nagents = [\"7001\"]\nmax_wait = \"60s\"\n\
-         [[agents]]\nid = \"7001\"\ncontact = \"sip:7001@127.0.0.1:{}\"\n",
-        phone.port
-    );
+    let shared = shared_queue(phone.port);
     let mut a = node(&nats, "edge-a", &shared);
     let b = node(&nats, "edge-b", &shared);
     assert!(

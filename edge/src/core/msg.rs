@@ -67,6 +67,12 @@ pub enum CoreMsg {
     ClaimGone {
         agent: String,
     },
+    /// Another node changed what an agent chose, or its idle time.
+    AgentShared {
+        agent: String,
+        choice: b2bua::Choice,
+        idle_since_ms: u64,
+    },
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// A command on a live call from the API (hangup, supervision, recording,
