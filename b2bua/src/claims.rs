@@ -38,11 +38,27 @@ pub const CLAIM_RECHECK: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimResult {
     /// This node holds the agent now.
-    Granted,
+    Granted = 0,
     /// Another node holds it.
-    Taken,
+    Taken = 1,
     /// No answer (NATS unreachable, no quorum): try again later.
-    Failed,
+    Failed = 2,
+}
+
+impl ClaimResult {
+    pub const ALL: [ClaimResult; 3] = [
+        ClaimResult::Granted,
+        ClaimResult::Taken,
+        ClaimResult::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimResult::Granted => "granted",
+            ClaimResult::Taken => "taken",
+            ClaimResult::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -160,6 +176,7 @@ impl B2bua {
             return;
         }
         c.pending.remove(&call);
+        self.stats.claims[r as usize] += 1;
         let wants = self.wants_agent(call);
         match r {
             ClaimResult::Granted => {

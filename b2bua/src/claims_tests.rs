@@ -46,6 +46,7 @@ fn an_agent_is_offered_only_once_its_claim_is_granted_and_released_when_free() {
     answer_claim(&mut n, call, "1001", ClaimResult::Granted);
     let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
     assert_eq!(n.b.claims_held(), ["1001"]);
+    assert_eq!(n.b.stats.claims, [1, 0, 0], "granted, taken, failed");
     n.send(
         ALICE,
         &answer(&to_alice, 200, "alice", Some(&sdp(7000)), ALICE),

@@ -192,6 +192,9 @@ pub struct CallStats {
     /// New INVITEs and REGISTERs refused 503 because the node is held (a cluster
     /// node that cannot reach the shared state).
     pub rejected_held: u64,
+    /// Cluster mode: claims of agents answered, by outcome (granted, taken by
+    /// another node, failed).
+    pub claims: [u64; 3],
     /// New INVITEs refused 503 because they waited over [`OVERLOAD_QUEUE_DELAY`]
     /// in the driver's queue.
     pub shed: u64,

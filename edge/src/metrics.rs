@@ -140,6 +140,20 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "counter",
         core.calls.rejected_held,
     );
+    header(
+        &mut o,
+        "edge_cluster_claims_total",
+        "Cluster mode: claims of agents before an offer, by outcome (taken: another node held the agent).",
+        "counter",
+    );
+    for r in b2bua::ClaimResult::ALL {
+        let _ = writeln!(
+            o,
+            "edge_cluster_claims_total{{outcome=\"{}\"}} {}",
+            r.as_str(),
+            core.calls.claims[r as usize]
+        );
+    }
     metric(
         &mut o,
         "edge_draining",

@@ -506,6 +506,12 @@ fn two_nodes_never_offer_one_agent_at_once() {
         a.log_text(),
         b.log_text()
     );
+    let granted = |e: &Edge| e.metric("edge_cluster_claims_total{outcome=\"granted\"}");
+    assert_eq!(
+        granted(&a) + granted(&b),
+        6.0,
+        "one granted claim per offer"
+    );
     // Both nodes offered it calls (the claim moved between them).
     let offered = |e: &Edge| e.log_text().matches("offering call to agent").count();
     assert!(
