@@ -31,7 +31,7 @@ PER_NODE=$(( CALLS / 3 ))
 CALLS=$(( PER_NODE * 3 ))
 
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 AGENT_PORT=17090
 NATS_PORTS=(17222 17223 17224)
 ROUTE_PORTS=(17232 17233 17234)
@@ -150,15 +150,20 @@ advertise_sip = \"127.0.0.1:$(( 16160 + i ))\""
     done
     echo "cluster claims:$out"
   fi
-  kill "${pids[@]}" "${nats[@]}" 2>/dev/null || true
-  for p in "${pids[@]}" "${nats[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || true; done
+  # SIGINT: stop at once (SIGTERM would drain, waiting for calls to end); the
+  # edges before NATS, so they leave the cluster cleanly. Nothing may outlive the
+  # run: the next one binds the same ports.
+  kill -INT "${pids[@]}" 2>/dev/null || true
+  for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null || true; done
+  kill "${nats[@]}" 2>/dev/null || true
+  for p in "${nats[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null || true; done
   sleep 1
 }
 
 echo "queue calls: $CALLS at $RATE/s over $STEP s, held 1 s, $AGENTS agents"
 printf "%-8s %9s %8s %7s %11s %11s %9s\n" mode answered failed nodes edge_cpu_s us/call nats_cpu_s
-run single
-run cluster
+[ "${ONLY:-}" = cluster ] || run single
+[ "${ONLY:-}" = single ] || run cluster
 s=$(cat "$WORK/single.per"); c=$(cat "$WORK/cluster.per")
 ratio=$(awk -v s="$s" -v c="$c" 'BEGIN {if (s > 0) printf "%.2f", c / s; else print "-"}')
 echo "cluster_cpu_per_call_ratio=$ratio (target <= 1.3)"

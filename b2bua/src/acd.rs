@@ -143,15 +143,26 @@ impl Acd {
     /// The `ready` agent among `candidates`, not in `exclude`, idle the longest.
     /// (Reachability is the caller's: put unreachable agents in `exclude`.)
     pub fn pick<'a>(&self, candidates: &'a [String], exclude: &HashSet<String>) -> Option<&'a str> {
+        self.pick_where(candidates, |c| !exclude.contains(c))
+    }
+
+    /// The `ready` agent among `candidates` that `allowed` accepts, idle the
+    /// longest. `allowed` is asked only about ready agents (the cheap test
+    /// first: in a busy queue most agents are not).
+    pub fn pick_where<'a>(
+        &self,
+        candidates: &'a [String],
+        allowed: impl Fn(&str) -> bool,
+    ) -> Option<&'a str> {
         candidates
             .iter()
-            .filter(|c| !exclude.contains(*c))
             .filter_map(|c| {
                 self.agents
                     .get(c)
                     .filter(|s| Self::offerable(s))
                     .map(|s| (c, s.idle_since))
             })
+            .filter(|(c, _)| allowed(c))
             .min_by_key(|(_, t)| *t)
             .map(|(c, _)| c.as_str())
     }

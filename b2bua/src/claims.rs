@@ -71,19 +71,44 @@ pub(crate) struct Claims {
     elsewhere: HashMap<String, Instant>,
     /// The queue retry set for the first lapse (one timer, not one per dispatch).
     retry_at: Option<Instant>,
+    /// This node's place among the live nodes (by name) and their number: a
+    /// node offers first the longest idle of "its" agents (those whose id hashes
+    /// to its place), then any, so that the nodes, which see the same idle order,
+    /// do not all claim its head.
+    rank: (usize, usize),
+}
+
+/// Which of `nodes` nodes offers agent `id` first (FNV-1a of the id).
+pub(crate) fn home_of(id: &str, nodes: usize) -> usize {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % nodes.max(1) as u64) as usize
 }
 
 impl Claims {
     pub(crate) fn held_elsewhere(&self, now: Instant, agent: &str) -> bool {
         self.elsewhere.get(agent).is_some_and(|t| *t > now)
     }
-
-    pub(crate) fn pending_for(&self, agent: &str) -> bool {
-        self.pending.values().any(|a| a == agent)
-    }
 }
 
 impl B2bua {
+    /// Whether this node offers agent `id` first (always on a single node).
+    pub(crate) fn home_agent(&self, id: &str) -> bool {
+        self.claims
+            .as_ref()
+            .is_none_or(|c| c.rank.1 <= 1 || home_of(id, c.rank.1) == c.rank.0)
+    }
+
+    /// Cluster mode: this node's place among `nodes` live nodes (sorted by
+    /// name). Each node offers first the agents whose id hashes to its place, so
+    /// the nodes, which share the idle order, do not all claim the same agent.
+    pub fn set_claim_rank(&mut self, rank: usize, nodes: usize) {
+        if let Some(c) = self.claims.as_mut() {
+            c.rank = (rank, nodes);
+        }
+    }
+
     /// Cluster mode: claim each agent before offering it a queue call.
     pub fn enable_claims(&mut self) {
         self.claims.get_or_insert_with(Claims::default);
@@ -122,12 +147,12 @@ impl B2bua {
         }
     }
 
-    /// Whether `agent` may be picked here now (not held by another node, no claim
-    /// of it in flight).
+    /// Whether `agent` may be picked here now: not held by another node. (An
+    /// agent with a claim in flight from here is seized, so no pick takes it.)
     pub(crate) fn claimable(&self, now: Instant, agent: &str) -> bool {
         self.claims
             .as_ref()
-            .is_none_or(|c| !c.held_elsewhere(now, agent) && !c.pending_for(agent))
+            .is_none_or(|c| !c.held_elsewhere(now, agent))
     }
 
     /// After a pick in cluster mode: ask for the claim; the call waits for the
@@ -148,8 +173,9 @@ impl B2bua {
         true
     }
 
-    /// Whether call `id` still waits for an agent (queued and not given up).
-    fn wants_agent(&self, id: CallId) -> bool {
+    /// Whether call `id` still waits for an agent: a caller waiting for its
+    /// answer, or an answered call transferred to a queue (no leg ringing for it).
+    pub(crate) fn wants_agent(&self, id: CallId) -> bool {
         self.calls.get(&id).is_some_and(|c| {
             let transferred = c
                 .transfer

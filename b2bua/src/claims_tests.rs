@@ -8,6 +8,17 @@ fn clustered() -> Net {
     n
 }
 
+/// As [`clustered`], with 1001 (Alice) the queue's only agent.
+fn clustered_alice() -> Net {
+    let mut n = Net::new(
+        &CONFIG
+            .replace("max_wait = \"30s\"", "max_wait = \"300s\"")
+            .replace("agents = [\"1001\", \"1002\"]", "agents = [\"1001\"]"),
+    );
+    n.b.enable_claims();
+    n
+}
+
 /// The claims and releases asked of the cluster since the last call.
 fn asked(n: &mut Net) -> Vec<(Option<CallId>, String)> {
     let mut out = Vec::new();
@@ -32,7 +43,7 @@ fn answer_claim(n: &mut Net, call: CallId, agent: &str, r: ClaimResult) {
 
 #[test]
 fn an_agent_is_offered_only_once_its_claim_is_granted_and_released_when_free() {
-    let mut n = clustered();
+    let mut n = clustered_alice();
     n.send(CALLER, &invite("1000", "k1", &sdp(4000)));
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 180);
@@ -41,7 +52,7 @@ fn an_agent_is_offered_only_once_its_claim_is_granted_and_released_when_free() {
     let (Some(call), agent) = a[0].clone() else {
         panic!("{a:?}")
     };
-    assert_eq!(agent, "1001", "the longest idle agent is claimed");
+    assert_eq!(agent, "1001");
     assert!(n.quiet(ALICE) && n.quiet(BOB), "no offer before the claim");
     answer_claim(&mut n, call, "1001", ClaimResult::Granted);
     let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
@@ -104,7 +115,7 @@ fn an_agent_another_node_holds_is_skipped_until_released_or_its_lease_lapses() {
 
 #[test]
 fn a_failed_claim_waits_for_the_queue_retry_and_a_late_grant_is_given_back() {
-    let mut n = clustered();
+    let mut n = clustered_alice();
     let text = invite("1000", "k3", &sdp(4000));
     n.send(CALLER, &text);
     let a = asked(&mut n);
@@ -131,6 +142,43 @@ fn a_failed_claim_waits_for_the_queue_retry_and_a_late_grant_is_given_back() {
     // The agent is free here again: a new call claims it.
     n.send(CALLER, &invite("1000", "k4", &sdp(4002)));
     assert_eq!(asked(&mut n).len(), 1);
+}
+
+#[test]
+fn each_node_offers_its_own_agents_first_then_any() {
+    use crate::claims::home_of;
+    let mut n = clustered();
+    n.b.set_claim_rank(home_of("1001", 2), 2);
+    assert_ne!(
+        home_of("1001", 2),
+        home_of("1002", 2),
+        "the two agents hash apart"
+    );
+    // 1002 idle the longest, but 1001 is this node's: offered first.
+    n.b.agent_shared(n.now, "1001", crate::acd::Choice::Ready, unix_ms_ago(60));
+    n.b.agent_shared(n.now, "1002", crate::acd::Choice::Ready, unix_ms_ago(3600));
+    n.send(CALLER, &invite("1000", "r1", &sdp(4000)));
+    assert_eq!(asked(&mut n)[0].1, "1001", "this node's agent first");
+    // With 1001 taken, the other node's agent rather than no offer.
+    n.send(CALLER, &invite("1000", "r2", &sdp(4002)));
+    assert_eq!(asked(&mut n)[0].1, "1002", "then any");
+    // Alone in the cluster: the longest idle, as on a single node.
+    let mut alone = clustered();
+    alone.b.set_claim_rank(0, 1);
+    alone.b.agent_shared(
+        alone.now,
+        "1001",
+        crate::acd::Choice::Ready,
+        unix_ms_ago(60),
+    );
+    alone.b.agent_shared(
+        alone.now,
+        "1002",
+        crate::acd::Choice::Ready,
+        unix_ms_ago(3600),
+    );
+    alone.send(CALLER, &invite("1000", "r3", &sdp(4000)));
+    assert_eq!(asked(&mut alone)[0].1, "1002");
 }
 
 #[test]
@@ -231,28 +279,38 @@ fn an_agents_choice_and_idle_time_are_shared_with_the_other_nodes() {
 fn the_longest_idle_agent_is_chosen_across_the_cluster() {
     use crate::acd::Choice;
     let mut n = clustered();
-    // Here both are idle since start, 1001 first in line. Another node ended a
-    // call of 1001 a minute ago, and 1002 has been idle for an hour.
+    // Here both are idle since start. Another node ended a call of 1001 a minute
+    // ago, and 1002 has been idle for an hour: the queue's order is the cluster's.
     n.b.agent_shared(n.now, "1001", Choice::Ready, unix_ms_ago(60));
     n.b.agent_shared(n.now, "1002", Choice::Ready, unix_ms_ago(3600));
     n.pump();
+    let idle: Vec<f64> =
+        n.b.agents(n.now)
+            .iter()
+            .map(|a| a.idle_secs.unwrap())
+            .collect();
+    assert!((59.0..62.0).contains(&idle[0]), "{idle:?}");
+    assert!((3599.0..3602.0).contains(&idle[1]), "{idle:?}");
+    // The call ends after the agent answered: its new idle time is shared.
     n.send(CALLER, &invite("1000", "k8", &sdp(4000)));
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 180);
     let a = asked(&mut n);
     assert_eq!(a.len(), 1);
-    assert_eq!(a[0].1, "1002", "idle the longest in the cluster");
-    // The call ends after the agent answered: its new idle time is shared.
-    let call = a[0].0.unwrap();
-    answer_claim(&mut n, call, "1002", ClaimResult::Granted);
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 200, "bob", Some(&sdp(7000)), BOB));
-    n.expect_request(BOB, Method::Ack);
+    let (call, agent) = (a[0].0.unwrap(), a[0].1.clone());
+    let phone = if agent == "1001" { ALICE } else { BOB };
+    answer_claim(&mut n, call, &agent, ClaimResult::Granted);
+    let (to_agent, _) = n.expect_request(phone, Method::Invite);
+    n.send(
+        phone,
+        &answer(&to_agent, 200, "ag", Some(&sdp(7000)), phone),
+    );
+    n.expect_request(phone, Method::Ack);
     let (ok, _) = n.expect_response(CALLER, 200);
     shared(&mut n);
     n.send(CALLER, &caller_bye(&ok, "k8"));
-    let (bye, _) = n.expect_request(BOB, Method::Bye);
-    n.send(BOB, &answer(&bye, 200, "bob", None, BOB));
+    let (bye, _) = n.expect_request(phone, Method::Bye);
+    n.send(phone, &answer(&bye, 200, "ag", None, phone));
     let s = shared(&mut n);
     assert_eq!(s.len(), 1, "{s:?}");
     assert!(s[0].2 >= unix_ms_ago(5), "idle from the call's end: {s:?}");

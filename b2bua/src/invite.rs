@@ -503,37 +503,47 @@ impl B2bua {
     pub(crate) fn dispatch_queues(&mut self, now: Instant) {
         let mut still_waiting = VecDeque::new();
         let mut any_round_exhausted = false;
+        let snap = self.snap.clone();
+        // Queues found with no agent free at all in this pass: their other
+        // waiting calls are passed over without looking at every agent again
+        // (with hundreds of agents and calls waiting, that was the cost).
+        let mut none_free: HashSet<&str> = HashSet::new();
         while let Some(id) = self.acd.pop_waiting() {
+            // A caller waiting for its answer, or an answered call transferred to
+            // the queue (no leg ringing for it yet).
+            if !self.wants_agent(id) {
+                continue;
+            }
             let Some(c) = self.calls.get(&id) else {
                 continue;
             };
-            // A caller waiting for its answer, or an answered call transferred to
-            // the queue (no leg ringing for it yet).
-            let transferred = c
-                .transfer
-                .as_ref()
-                .is_some_and(|t| t.queued && c.b.is_none() && c.state != CallState::Ending);
-            if !transferred && (c.state != CallState::Queued || c.a_tx.is_none()) {
-                continue;
-            }
             let Route::Queue { name } = &c.route else {
                 continue;
             };
-            let Some(q) = self.snap.queue(name) else {
+            let Some(q) = snap.queue(name) else {
                 still_waiting.push_back(id);
                 continue;
             };
-            let agents = q.agents.clone();
+            let agents = &q.agents;
             // Agents with no live registration and no static contact cannot be
-            // offered a call (they are logged out).
-            let mut exclude = c.tried.clone();
-            exclude.extend(
-                agents
-                    .iter()
-                    .filter(|a| !self.agent_reachable(now, a) || !self.claimable(now, a))
-                    .cloned(),
-            );
-            let pick = self.acd.pick(&agents, &exclude).map(str::to_string);
+            // offered a call (they are logged out); in cluster mode, nor can an
+            // agent another node holds.
+            let free = |a: &str| self.agent_reachable(now, a) && self.claimable(now, a);
+            let pick = if none_free.contains(q.name.as_str()) {
+                None
+            } else {
+                // Cluster mode: this node's own agents first (the nodes share the
+                // idle order and would all claim its head), then any.
+                let open = |a: &str| !c.tried.contains(a) && free(a);
+                self.acd
+                    .pick_where(agents, |a| self.home_agent(a) && open(a))
+                    .or_else(|| self.acd.pick_where(agents, open))
+                    .map(str::to_string)
+            };
+            if pick.is_none() && (c.tried.is_empty() || self.acd.pick_where(agents, free).is_none())
+            {
+                none_free.insert(q.name.as_str());
+            }
             match pick {
                 Some(agent_id) => {
                     if self.agent_targets(now, &agent_id).is_empty() {
@@ -549,6 +559,7 @@ impl B2bua {
                     }
                 }
                 None => {
+                    let c = &self.calls[&id];
                     if agents.iter().all(|a| c.tried.contains(a)) {
                         any_round_exhausted = true;
                     }

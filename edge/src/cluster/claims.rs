@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// The JetStream key-value bucket of agents' claims.
 pub const CLAIMS_BUCKET: &str = "edge_claims";
@@ -296,7 +296,9 @@ async fn watch(c: Arc<Cluster>, bucket: Bucket, core: CoreTx) {
                     CoreMsg::ClaimSeen { agent }
                 }
                 kv::Operation::Delete | kv::Operation::Purge => {
-                    info!(%agent, "agent released by another node");
+                    // (This node's own releases come here too: a delete marker
+                    // names no node. The B2BUA ignores agents it does not skip.)
+                    debug!(%agent, "agent released");
                     CoreMsg::ClaimGone { agent }
                 }
             };

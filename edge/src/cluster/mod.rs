@@ -205,7 +205,8 @@ impl Cluster {
                 }
             }
         }
-        let _ = self.client.flush().await;
+        // Not forever: NATS may be gone (a flush waits for a reconnection).
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
     }
 
     /// Prometheus lines of the cluster gauges and counters.
@@ -242,6 +243,11 @@ impl Cluster {
 /// The stream is made here with the key-value conventions rather than by
 /// `create_key_value`, which first reads the account's info and cannot parse
 /// nats-server 2.9's answer (it lacks the `reserved_*` fields 2.10 added).
+///
+/// Without direct gets: a direct get may be answered by a replica that has not
+/// applied the last write yet, and a claim (`create`) of an agent just released
+/// reads the key after its first attempt fails — it must see the release. Reads
+/// go to the stream's leader instead.
 pub(crate) async fn key_value(
     js: &jetstream::Context,
     bucket: &str,
@@ -259,7 +265,7 @@ pub(crate) async fn key_value(
         num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,
-        allow_direct: true,
+        allow_direct: false,
         discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
     })
@@ -281,6 +287,7 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
     let mut last_error = String::new();
     let mut server = String::new();
     let mut joined = false;
+    let mut rank = (0, 1);
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -343,6 +350,19 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
                     last_error = e;
                 }
                 gate.failed(now, why);
+            }
+        }
+        // This node's place among the live nodes: the agents it offers first.
+        let live = c.live();
+        let r = (
+            live.iter().position(|i| i.node == c.node).unwrap_or(0),
+            live.len().max(1),
+        );
+        if r != rank {
+            rank = r;
+            debug!(rank = r.0, nodes = r.1, "cluster: offer rank");
+            if core.send(CoreMsg::ClaimRank(r.0, r.1)).await.is_err() {
+                return;
             }
         }
         if let Some(held) = gate.poll(now) {

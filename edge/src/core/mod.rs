@@ -241,6 +241,7 @@ impl Core {
             }
             CoreMsg::HoldNewWork(held) => self.b2bua.hold_new_work(held),
             CoreMsg::AttachClaims(tx) => self.claims = Some(tx),
+            CoreMsg::ClaimRank(rank, nodes) => self.b2bua.set_claim_rank(rank, nodes),
             CoreMsg::ClaimResult {
                 call,
                 agent,

@@ -51,6 +51,8 @@ pub enum CoreMsg {
     Drain(oneshot::Sender<usize>),
     /// Hold (`true`) or release new work: a cluster node that cannot reach NATS.
     HoldNewWork(bool),
+    /// Cluster mode: this node's place among the live nodes, and their number.
+    ClaimRank(usize, usize),
     /// Cluster mode: where agents' claims are sent.
     AttachClaims(tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>),
     /// The cluster's answer to a claim.
