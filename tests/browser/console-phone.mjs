@@ -10,7 +10,7 @@
 // Commands on stdin (they click the page's buttons): answer, hangup, hold,
 // unhold, mute, dtmf D, listen, whisper, barge (on the first live call),
 // state STATE [REASON].
-import { phoneBrowser, stdinLines } from './phone-common.mjs';
+import { phoneBrowser, quit, stdinLines } from './phone-common.mjs';
 
 const [base, token, wav, hzList] = process.argv.slice(2);
 const say = (o) => console.log(JSON.stringify(o));
@@ -86,6 +86,7 @@ let last = 0;
 for (;;) {
   while (pending.length) {
     const line = pending.shift();
+    if (line === 'quit') await quit(browser);
     if (line) await command(line);
   }
   const st = await page.evaluate(() => ({

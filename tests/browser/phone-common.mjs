@@ -25,6 +25,13 @@ export async function phoneBrowser(wav) {
   return { browser, page: await ctx.newPage() };
 }
 
+/// The test is done (`quit` on stdin): close the browser — which removes the
+/// profile directory it made in /tmp; a killed script leaves it behind — and exit.
+export async function quit(browser) {
+  if (browser) await browser.close().catch(() => {});
+  process.exit(0);
+}
+
 /// The lines the test writes to stdin, queued as they come.
 export function stdinLines() {
   const pending = [];

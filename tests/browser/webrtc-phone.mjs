@@ -18,7 +18,7 @@
 // exit 1 on the first thing that does not happen. The page comes from a loopback
 // server of its own (Chromium blocks a page that is not local from opening a
 // WebSocket to 127.0.0.1).
-import { phoneBrowser, stdinLines } from './phone-common.mjs';
+import { phoneBrowser, quit, stdinLines } from './phone-common.mjs';
 import * as esbuild from 'esbuild';
 import http from 'node:http';
 import path from 'node:path';
@@ -157,6 +157,7 @@ const pending = stdinLines();
 for (;;) {
   while (pending.length) {
     const line = pending.shift();
+    if (line === 'quit') await quit(browser);
     if (line) await tab.evaluate((l) => window.command(l), line);
   }
   const events = await tab.evaluate(() => window.events.splice(0));

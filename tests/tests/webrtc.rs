@@ -209,6 +209,17 @@ impl Phone {
 
 impl Drop for Phone {
     fn drop(&mut self) {
+        use std::io::Write;
+        // `quit`: the script closes its browser, which removes the profile it
+        // made in /tmp (killed, it leaves one behind per phone); killed after 5 s.
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
