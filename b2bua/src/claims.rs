@@ -155,6 +155,13 @@ impl B2bua {
             .is_none_or(|c| !c.held_elsewhere(now, agent))
     }
 
+    /// Whether a ready `agent` can be offered a call from here: a phone of it
+    /// can be reached (a live registration or a static contact; without, it is
+    /// logged out) and, in cluster mode, no other node holds it.
+    pub(crate) fn can_offer(&self, now: Instant, agent: &str) -> bool {
+        self.agent_reachable(now, agent) && self.claimable(now, agent)
+    }
+
     /// After a pick in cluster mode: ask for the claim; the call waits for the
     /// answer (neither waiting nor offered). Returns false on a single node.
     pub(crate) fn ask_claim(&mut self, call: CallId, agent: &str) -> bool {
@@ -215,12 +222,8 @@ impl B2bua {
                     self.process(now);
                     return;
                 }
-                // The call went away (or the agent has no phone now): free the agent.
-                self.acd.missed(agent, false, 0);
+                // The call went away (or the agent has no phone now).
                 self.release_claim(agent);
-                if wants {
-                    self.acd.requeue([call].into());
-                }
             }
             ClaimResult::Taken => {
                 info!(%agent, "agent held by another node: skipped");
@@ -229,23 +232,21 @@ impl B2bua {
                     .expect("enabled")
                     .elsewhere
                     .insert(agent.to_string(), now + CLAIM_RECHECK);
-                self.acd.missed(agent, false, 0);
-                if wants {
-                    self.acd.requeue([call].into());
-                }
             }
             ClaimResult::Failed => {
                 warn!(%agent, "agent claim failed (cluster state unreachable): the call waits");
-                self.acd.missed(agent, false, 0);
-                if wants {
-                    self.acd.requeue([call].into());
-                }
                 self.timers.set(now + crate::QUEUE_RETRY, Timer::QueueRetry);
-                self.process(now);
-                return;
             }
         }
-        self.dispatch_queues(now);
+        // Not offered: the agent is free here again, and the call waits in line.
+        self.acd.missed(agent, false, 0);
+        if wants {
+            self.acd.requeue([call].into());
+        }
+        // Taken or given back: dispatch again now; failed: at the queue retry.
+        if r != ClaimResult::Failed {
+            self.dispatch_queues(now);
+        }
         self.process(now);
     }
 
@@ -303,6 +304,18 @@ fn wall_ms(now: Instant, wall: std::time::SystemTime, t: Instant) -> u64 {
         .as_millis() as u64
 }
 
+/// The inverse of [`wall_ms`]: the instant of wall-clock `ms` (`now` when it is
+/// before this clock's start).
+fn instant_of_ms(now: Instant, wall: std::time::SystemTime, ms: u64) -> Instant {
+    let now_ms = wall_ms(now, wall, now);
+    if ms >= now_ms {
+        now + Duration::from_millis(ms - now_ms)
+    } else {
+        now.checked_sub(Duration::from_millis(now_ms - ms))
+            .unwrap_or(now)
+    }
+}
+
 impl B2bua {
     /// Cluster mode: tell every node what `agent` chose and since when it is idle.
     pub(crate) fn share_agent(&mut self, now: Instant, agent: &str) {
@@ -334,14 +347,7 @@ impl B2bua {
             info!(%agent, choice = ?choice, "agent state chosen on another node");
             self.acd.choose(agent, choice, now);
         }
-        let wall = self.wall(now);
-        let now_ms = wall_ms(now, wall, now);
-        let idle = if idle_since_ms >= now_ms {
-            now + Duration::from_millis(idle_since_ms - now_ms)
-        } else {
-            now.checked_sub(Duration::from_millis(now_ms - idle_since_ms))
-                .unwrap_or(now)
-        };
+        let idle = instant_of_ms(now, self.wall(now), idle_since_ms);
         self.acd.adopt_idle_since(agent, idle);
         self.agent_changed(now, agent);
         self.dispatch_queues(now);

@@ -165,12 +165,7 @@ impl B2bua {
                     .queue(&q)
                     .map(|q| q.agents.clone())
                     .unwrap_or_default();
-                let exclude = agents
-                    .iter()
-                    .filter(|a| !self.agent_reachable(now, a) || !self.claimable(now, a))
-                    .cloned()
-                    .collect();
-                match self.acd.pick(&agents, &exclude) {
+                match self.acd.pick_where(&agents, |a| self.can_offer(now, a)) {
                     Some(a) => Target::Agent(a.to_string()),
                     None => {
                         return Err(CommandError::Conflict(format!(

@@ -525,25 +525,25 @@ impl B2bua {
                 continue;
             };
             let agents = &q.agents;
-            // Agents with no live registration and no static contact cannot be
-            // offered a call (they are logged out); in cluster mode, nor can an
-            // agent another node holds.
-            let free = |a: &str| self.agent_reachable(now, a) && self.claimable(now, a);
             let pick = if none_free.contains(q.name.as_str()) {
                 None
             } else {
                 // Cluster mode: this node's own agents first (the nodes share the
                 // idle order and would all claim its head), then any.
+                let free = |a: &str| self.can_offer(now, a);
                 let open = |a: &str| !c.tried.contains(a) && free(a);
-                self.acd
+                let pick = self
+                    .acd
                     .pick_where(agents, |a| self.home_agent(a) && open(a))
                     .or_else(|| self.acd.pick_where(agents, open))
-                    .map(str::to_string)
+                    .map(str::to_string);
+                if pick.is_none()
+                    && (c.tried.is_empty() || self.acd.pick_where(agents, free).is_none())
+                {
+                    none_free.insert(q.name.as_str());
+                }
+                pick
             };
-            if pick.is_none() && (c.tried.is_empty() || self.acd.pick_where(agents, free).is_none())
-            {
-                none_free.insert(q.name.as_str());
-            }
             match pick {
                 Some(agent_id) => {
                     if self.agent_targets(now, &agent_id).is_empty() {

@@ -359,7 +359,10 @@ pub struct Uas {
     pub rtp: UdpSocket,
     pub edge_rtp: Arc<std::sync::Mutex<Option<SocketAddr>>>,
     pub byes: Arc<AtomicU64>,
+    /// New INVITEs (distinct Call-IDs; a retransmission is not counted again).
     pub invites: Arc<AtomicU64>,
+    /// The most calls it had up at once (answered, not yet ended by BYE).
+    pub most_at_once: Arc<AtomicU64>,
     /// The last new INVITE's Call-ID and From tag (its dialog is that and `uas1`).
     pub dialog: Arc<std::sync::Mutex<Option<(String, String)>>>,
     stop: Arc<AtomicBool>,
@@ -373,16 +376,20 @@ impl Uas {
         let edge_rtp = Arc::new(std::sync::Mutex::new(None));
         let byes = Arc::new(AtomicU64::new(0));
         let invites = Arc::new(AtomicU64::new(0));
+        let most_at_once = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let dialog = Arc::new(std::sync::Mutex::new(None));
-        let (e, b, i, s, d) = (
+        let (e, b, i, m, s, d) = (
             edge_rtp.clone(),
             byes.clone(),
             invites.clone(),
+            most_at_once.clone(),
             stop.clone(),
             dialog.clone(),
         );
         std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut up = std::collections::HashSet::new();
             let mut buf = [0u8; 65536];
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
@@ -409,8 +416,10 @@ impl Uas {
                 };
                 match req.method {
                     rsip::Method::Invite => {
-                        if head.to_tag.is_none() {
+                        if head.to_tag.is_none() && seen.insert(head.call_id.clone()) {
                             i.fetch_add(1, Ordering::Relaxed);
+                            up.insert(head.call_id.clone());
+                            m.fetch_max(up.len() as u64, Ordering::Relaxed);
                             if let Some(tag) = head.from_tag.clone() {
                                 *d.lock().unwrap() = Some((head.call_id.clone(), tag));
                             }
@@ -423,6 +432,7 @@ impl Uas {
                     }
                     rsip::Method::Bye => {
                         b.fetch_add(1, Ordering::Relaxed);
+                        up.remove(&head.call_id);
                         reply(200, None);
                     }
                     rsip::Method::Ack => {}
@@ -436,6 +446,7 @@ impl Uas {
             edge_rtp,
             byes,
             invites,
+            most_at_once,
             dialog,
             stop,
         }

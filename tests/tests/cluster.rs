@@ -9,7 +9,7 @@
 use edge_tests::nats::NatsCluster;
 use edge_tests::ua::{Uac, Uas};
 use edge_tests::ws::Ws;
-use edge_tests::{http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
+use edge_tests::{free_port, http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -294,92 +294,6 @@ fn one_nats_server_down_stops_nothing_and_a_node_without_nats_holds_new_work() {
     assert!(started["chat"].is_string(), "{started}");
 }
 
-/// An agent's phone at a fixed address both nodes ring: answers every INVITE at
-/// once and counts its calls in progress, keeping the most it ever had.
-struct SharedPhone {
-    port: u16,
-    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    most_at_once: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl SharedPhone {
-    fn spawn() -> SharedPhone {
-        use rsip::headers::UntypedHeader;
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-        use std::sync::Arc;
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let rtp_port = rtp.local_addr().unwrap().port();
-        let answered = Arc::new(AtomicU64::new(0));
-        let most = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, m, s) = (answered.clone(), most.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let _rtp = rtp;
-            sock.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let mut up = std::collections::HashSet::new();
-            let mut buf = [0u8; 65536];
-            while !s.load(Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let Ok((rsip::SipMessage::Request(req), head)) = sip::message::parse(&buf[..n])
-                else {
-                    continue;
-                };
-                let reply = |code: u16, sdp: bool| {
-                    let mut r = sip::message::response(&req, code, Some("phone"), "phone");
-                    r.headers.push(
-                        rsip::headers::Contact::new(format!("<sip:7001@127.0.0.1:{port}>")).into(),
-                    );
-                    if sdp {
-                        let body = format!(
-                            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                             m=audio {rtp_port} RTP/AVP 0\r\na=sendrecv\r\n"
-                        );
-                        r.body = sip::message::set_body(
-                            &mut r.headers,
-                            body.as_bytes(),
-                            Some("application/sdp"),
-                        );
-                    }
-                    sock.send_to(r.to_string().as_bytes(), from).unwrap();
-                };
-                match req.method {
-                    rsip::Method::Invite if head.to_tag.is_none() => {
-                        if up.insert(head.call_id.clone()) {
-                            a.fetch_add(1, Relaxed);
-                            m.fetch_max(up.len() as u64, Relaxed);
-                        }
-                        reply(200, true);
-                    }
-                    rsip::Method::Bye => {
-                        up.remove(&head.call_id);
-                        reply(200, false);
-                    }
-                    rsip::Method::Ack => {}
-                    _ => reply(200, false),
-                }
-            }
-        });
-        SharedPhone {
-            port,
-            answered,
-            most_at_once: most,
-            stop,
-        }
-    }
-}
-
-impl Drop for SharedPhone {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// One queue (7000) with one agent (7001) whose phone every node can ring (a
 /// static contact).
 fn shared_queue(phone_port: u16) -> String {
@@ -405,8 +319,10 @@ fn agent_7001(e: &Edge) -> Value {
 fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
     use std::sync::atomic::Ordering::Relaxed;
     let nats = NatsCluster::start(3);
-    let phone = SharedPhone::spawn();
-    let shared = shared_queue(phone.port);
+    // The agent's phone, which both nodes can ring.
+    let phone_port = free_port();
+    let phone = Uas::spawn(phone_port);
+    let shared = shared_queue(phone_port);
     let a = node(&nats, "edge-a", &shared);
     let b = node(&nats, "edge-b", &shared);
     assert!(wait_until(15, || a.metric("edge_cluster_nodes") == 2.0));
@@ -442,13 +358,13 @@ fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
         }
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(phone.answered.load(Relaxed), 0, "offered while at lunch");
+    assert_eq!(phone.invites.load(Relaxed), 0, "offered while at lunch");
     // Back, through B: the waiting call is offered at once; A shows it busy (B
     // holds the agent's claim).
     set(&b, r#"{"state":"ready"}"#);
     let (code, mut c) = caller.join().unwrap();
     assert_eq!(code, 200, "{}", b.log_text());
-    assert_eq!(phone.answered.load(Relaxed), 1);
+    assert_eq!(phone.invites.load(Relaxed), 1);
     assert!(
         wait_until(10, || agent_7001(&a)["state"] == "busy"),
         "A: {}",
@@ -466,8 +382,10 @@ fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
 fn two_nodes_never_offer_one_agent_at_once() {
     use std::sync::atomic::Ordering::Relaxed;
     let nats = NatsCluster::start(3);
-    let phone = SharedPhone::spawn();
-    let shared = shared_queue(phone.port);
+    // The agent's phone, which both nodes can ring.
+    let phone_port = free_port();
+    let phone = Uas::spawn(phone_port);
+    let shared = shared_queue(phone_port);
     let mut a = node(&nats, "edge-a", &shared);
     let b = node(&nats, "edge-b", &shared);
     assert!(
@@ -498,7 +416,7 @@ fn two_nodes_never_offer_one_agent_at_once() {
         a.log_text(),
         b.log_text()
     );
-    assert_eq!(phone.answered.load(Relaxed), 6);
+    assert_eq!(phone.invites.load(Relaxed), 6);
     assert_eq!(
         phone.most_at_once.load(Relaxed),
         1,
@@ -543,6 +461,6 @@ fn two_nodes_never_offer_one_agent_at_once() {
         "B offered the agent {after:?} after A died, while A's claim stood"
     );
     eprintln!("agent offered by B {after:?} after A was killed");
-    assert_eq!(phone.answered.load(Relaxed), 8);
+    assert_eq!(phone.invites.load(Relaxed), 8);
     assert_eq!(waiting.bye(), 200);
 }

@@ -18,12 +18,20 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tracing::{debug, warn};
 
-/// Tag one of this node's items with the node's name (cluster mode only).
-pub fn tag_local(s: &AppState, mut item: Value) -> Value {
-    if let (Some(cl), Some(o)) = (&s.cluster, item.as_object_mut()) {
-        o.insert("node".into(), Value::from(cl.node.clone()));
+/// `item` (an object) with the `node` that holds it.
+fn with_node(mut item: Value, node: &str) -> Value {
+    if let Some(o) = item.as_object_mut() {
+        o.insert("node".into(), Value::from(node));
     }
     item
+}
+
+/// Tag one of this node's items with the node's name (cluster mode only).
+pub fn tag_local(s: &AppState, item: Value) -> Value {
+    match &s.cluster {
+        Some(cl) => with_node(item, &cl.node),
+        None => item,
+    }
 }
 
 /// `{key: items}` of this node, plus the other live nodes' items in cluster mode,
@@ -37,12 +45,7 @@ pub async fn merged(s: &AppState, key: &str, local: Vec<Value>) -> Response {
     let mut unreachable = g.unreachable;
     for (node, answer) in g.answers {
         match answer.get("items").and_then(Value::as_array) {
-            Some(list) => items.extend(list.iter().cloned().map(|mut i| {
-                if let Some(o) = i.as_object_mut() {
-                    o.insert("node".into(), Value::from(node.clone()));
-                }
-                i
-            })),
+            Some(list) => items.extend(list.iter().map(|i| with_node(i.clone(), &node))),
             None => unreachable.push(node),
         }
     }
@@ -56,13 +59,8 @@ pub async fn find(s: &AppState, req: Value) -> Option<Value> {
     let cl = s.cluster.as_ref()?;
     let g = cl.ask_others(&req).await;
     g.answers.into_iter().find_map(|(node, a)| {
-        matches!(a.get("status").and_then(Value::as_u64), Some(200 | 204)).then(|| {
-            let mut item = a.get("item").cloned().unwrap_or_else(|| json!({}));
-            if let Some(o) = item.as_object_mut() {
-                o.insert("node".into(), Value::from(node));
-            }
-            item
-        })
+        matches!(a.get("status").and_then(Value::as_u64), Some(200 | 204))
+            .then(|| with_node(a.get("item").cloned().unwrap_or_else(|| json!({})), &node))
     })
 }
 
