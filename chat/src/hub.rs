@@ -8,6 +8,12 @@
 //!
 //! Frames are serialized once per message (`Arc<str>`) and shared by every queue.
 //! No socket here: connections hold the receiving end of their queue.
+//!
+//! **Durable first** ([`Limits::durable_first`], cluster mode): an entry is kept
+//! with its offset at once but reaches no subscriber (the sender's own echo, which
+//! is its acknowledgement, included) until the store confirms it was written
+//! ([`Hub::confirm`]); confirmed entries go out in offset order. So no participant
+//! sees, and no sender is acknowledged, an entry that a node crash can lose.
 
 use crate::protocol::Offset;
 use crate::store::StoredMessage;
@@ -87,6 +93,28 @@ struct Room {
     client_order: VecDeque<(String, String)>,
     subs: Vec<Subscriber>,
     ended: bool,
+    /// The last offset the store confirmed (durable-first hubs); entries after it
+    /// wait in `history` unsent.
+    durable: Offset,
+}
+
+impl Room {
+    fn empty(next: Offset) -> Room {
+        Room {
+            next,
+            history: VecDeque::new(),
+            client_ids: HashMap::new(),
+            client_order: VecDeque::new(),
+            subs: Vec::new(),
+            ended: false,
+            durable: Offset(next.0 - 1),
+        }
+    }
+
+    /// Every entry is out: an ended room may close its subscribers.
+    fn settled(&self) -> bool {
+        self.durable.0 + 1 >= self.next.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +151,8 @@ pub struct Limits {
     pub queue: usize,
     /// Entries kept per room for resume.
     pub history: usize,
+    /// Deliver an entry only once the store confirmed it ([`Hub::confirm`]).
+    pub durable_first: bool,
 }
 
 impl Default for Limits {
@@ -130,6 +160,7 @@ impl Default for Limits {
         Limits {
             queue: 256,
             history: 10_000,
+            durable_first: false,
         }
     }
 }
@@ -152,14 +183,7 @@ impl Hub {
         let mut created = false;
         self.rooms.entry(id.to_string()).or_insert_with(|| {
             created = true;
-            Room {
-                next: Offset(1),
-                history: VecDeque::new(),
-                client_ids: HashMap::new(),
-                client_order: VecDeque::new(),
-                subs: Vec::new(),
-                ended: false,
-            }
+            Room::empty(Offset(1))
         });
         created
     }
@@ -170,14 +194,8 @@ impl Hub {
     /// and `client_id`; the dedup key is [`dedup_key`] of them, as the service's.
     pub fn restore(&self, id: &str, mut entries: Vec<StoredMessage>) {
         entries.sort_by_key(|e| e.offset);
-        let mut room = Room {
-            next: entries.last().map(|e| e.offset.next()).unwrap_or(Offset(1)),
-            history: VecDeque::new(),
-            client_ids: HashMap::new(),
-            client_order: VecDeque::new(),
-            subs: Vec::new(),
-            ended: false,
-        };
+        // Stored entries are durable.
+        let mut room = Room::empty(entries.last().map(|e| e.offset.next()).unwrap_or(Offset(1)));
         let skip = entries.len().saturating_sub(self.limits.history);
         for e in entries.into_iter().skip(skip) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&e.frame) {
@@ -241,8 +259,50 @@ impl Hub {
                 }
             }
         }
+        if self.limits.durable_first {
+            return Ok(Published::New { offset, evicted: 0 });
+        }
+        r.durable = offset;
         let evicted = fan_out(&mut r.subs, &frame, private);
         Ok(Published::New { offset, evicted })
+    }
+
+    /// The store wrote every entry of `room` up to `upto` (durable-first hubs):
+    /// those not yet sent go to the subscribers, in offset order. Returns how many
+    /// slow subscribers were evicted. An ended room closes its subscribers once its
+    /// last entry is out.
+    pub fn confirm(&self, room: &str, upto: Offset) -> usize {
+        let Some(mut r) = self.rooms.get_mut(room) else {
+            return 0;
+        };
+        let r = &mut *r;
+        let upto = upto.min(Offset(r.next.0 - 1));
+        if upto <= r.durable {
+            return 0;
+        }
+        let mut evicted = 0;
+        for e in r
+            .history
+            .iter()
+            .filter(|e| e.offset > r.durable && e.offset <= upto)
+        {
+            evicted += fan_out(&mut r.subs, &e.frame, e.private);
+        }
+        r.durable = upto;
+        if r.ended && r.settled() {
+            for s in r.subs.drain(..) {
+                s.close(Closed::Ended);
+            }
+        }
+        evicted
+    }
+
+    /// Entries of `room` kept but not yet confirmed by the store.
+    pub fn unconfirmed(&self, room: &str) -> u64 {
+        self.rooms
+            .get(room)
+            .map(|r| r.next.0 - 1 - r.durable.0)
+            .unwrap_or(0)
     }
 
     /// A frame that is not stored and takes no offset (typing indicators); `build`
@@ -289,10 +349,11 @@ impl Hub {
         let first = r.history.front().map(|e| e.offset).unwrap_or(r.next);
         let from = from.max(Offset(1));
         let truncated = from < first;
+        let durable = r.durable;
         let replay = r
             .history
             .iter()
-            .filter(|e| e.offset >= from && (private || !e.private))
+            .filter(|e| e.offset >= from && e.offset <= durable && (private || !e.private))
             .map(|e| e.frame.clone())
             .collect();
         let (tx, rx) = mpsc::channel(self.limits.queue);
@@ -332,8 +393,11 @@ impl Hub {
     pub fn end(&self, room: &str) {
         if let Some(mut r) = self.rooms.get_mut(room) {
             r.ended = true;
-            for s in r.subs.drain(..) {
-                s.close(Closed::Ended);
+            // Entries still waiting for the store go out first (`confirm`).
+            if r.settled() {
+                for s in r.subs.drain(..) {
+                    s.close(Closed::Ended);
+                }
             }
         }
     }

@@ -6,7 +6,11 @@ use crate::Offset;
 use std::sync::Arc;
 
 fn hub(queue: usize, history: usize) -> Arc<Hub> {
-    Arc::new(Hub::new(Limits { queue, history }))
+    Arc::new(Hub::new(Limits {
+        queue,
+        history,
+        durable_first: false,
+    }))
 }
 
 fn msg(sender: &str, n: u64) -> impl FnOnce(Offset) -> String + '_ {
@@ -249,4 +253,73 @@ fn many_rooms_across_threads_stay_separate() {
             .enumerate()
             .all(|(k, f)| f["offset"] == k as u64 + 1));
     }
+}
+
+/// A hub that delivers only what its store confirmed, with room `r`.
+fn durable_hub() -> Hub {
+    let h = Hub::new(Limits {
+        queue: 100,
+        history: 100,
+        durable_first: true,
+    });
+    h.create("r");
+    h
+}
+
+/// The `n` of each frame received.
+fn numbers(inbox: &mut Inbox) -> Vec<u64> {
+    drain(inbox)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_durable_first_room_delivers_only_what_the_store_confirmed_in_order() {
+    let h = durable_hub();
+    let mut a = h.subscribe("r", 1, Offset(0), true).unwrap();
+    for n in 1..=3 {
+        h.publish("r", None, false, msg("c", n)).unwrap();
+    }
+    // Nothing out before the store confirms: no echo (the sender's acknowledgement).
+    assert!(drain(&mut a.inbox).is_empty());
+    assert_eq!(h.unconfirmed("r"), 3);
+    // A subscriber arriving now replays only confirmed entries.
+    assert!(h
+        .subscribe("r", 2, Offset(0), true)
+        .unwrap()
+        .replay
+        .is_empty());
+    h.confirm("r", Offset(2));
+    let got = numbers(&mut a.inbox);
+    assert_eq!(got, vec![1, 2]);
+    assert_eq!(h.unconfirmed("r"), 1);
+    // A confirmation older than the last one changes nothing; one past the end is capped.
+    assert_eq!(h.confirm("r", Offset(1)), 0);
+    h.confirm("r", Offset(99));
+    let got = numbers(&mut a.inbox);
+    assert_eq!(got, vec![3]);
+    assert_eq!(
+        h.subscribe("r", 3, Offset(0), true).unwrap().replay.len(),
+        3
+    );
+}
+
+#[test]
+fn an_ended_durable_first_room_closes_only_after_its_last_entry_is_out() {
+    let h = durable_hub();
+    let mut a = h.subscribe("r", 1, Offset(0), false).unwrap();
+    h.publish("r", None, false, msg("c", 1)).unwrap();
+    h.publish("r", None, false, msg("system", 2)).unwrap();
+    h.end("r");
+    assert_eq!(
+        h.subscribers("r"),
+        1,
+        "closed before its last entries were out"
+    );
+    h.confirm("r", Offset(2));
+    let got = numbers(&mut a.inbox);
+    assert_eq!(got, vec![1, 2]);
+    assert_eq!(h.subscribers("r"), 0);
+    assert_eq!(a.inbox.reason(), Closed::Ended);
 }

@@ -89,6 +89,9 @@ pub enum Effect {
     Console { conn: u64, frame: ServerFrame },
     /// The console `conn` was replaced by a newer one of the same agent: close it.
     Replaced { conn: u64 },
+    /// The console `conn` has a chat it did not accept here (taken over from a
+    /// cluster node that died): it joins the room and shows the chat.
+    Join { conn: u64, chat: String },
 }
 
 /// A user's part in an active chat.
@@ -227,15 +230,22 @@ impl Chats {
         }
     }
 
-    /// Chats read back from the store at start (open ones only): rooms with their
-    /// history and next offset, queued chats back in line (oldest first), active
-    /// chats with their agent (whose console gets them on connect). Customers have
-    /// `abandon_after` from `now` to come back.
-    pub fn restore(&mut self, chats: Vec<(ChatRecord, Vec<StoredMessage>)>, now: Instant) -> usize {
+    /// Chats read back from a store (open ones only: at start, or taken over from a
+    /// cluster node that died): rooms with their history and next offset, queued
+    /// chats back in line (oldest first) keeping their wait time (counted from the
+    /// chat's start, `created_ms`), active chats with their agent (whose console
+    /// gets them on connect). Customers have `abandon_after` from now to come back.
+    /// A chat this service already has is left as it is. Returns how many were
+    /// taken.
+    pub fn restore(&mut self, chats: Vec<(ChatRecord, Vec<StoredMessage>)>, at: At) -> usize {
+        let now = at.now;
         let mut chats = chats;
+        chats.retain(|(r, _)| !self.chats.contains_key(&r.id));
         chats.sort_by_key(|(r, _)| r.created_ms);
         let n = chats.len();
         for (r, msgs) in chats {
+            let age = Duration::from_millis(at.unix_ms.saturating_sub(r.created_ms));
+            let since = now.checked_sub(age).unwrap_or(now);
             self.rooms.hub.restore(&r.id, msgs);
             let active = r.state == "active" && r.agent.is_some();
             self.started += 1;
@@ -247,6 +257,16 @@ impl Chats {
                     .or_default()
                     .push_back(r.id.clone());
             }
+            if active {
+                // Its agent's console is here already: it gets the chat now.
+                if let Some(a) = r.agent.as_ref().and_then(|a| self.agents.get_mut(a)) {
+                    a.chats.insert(r.id.clone());
+                    self.effects.push_back(Effect::Join {
+                        conn: a.conn,
+                        chat: r.id.clone(),
+                    });
+                }
+            }
             self.chats.insert(
                 r.id.clone(),
                 Chat {
@@ -254,8 +274,8 @@ impl Chats {
                     fields: r.fields,
                     state: if active { State::Active } else { State::Queued },
                     agent: if active { r.agent } else { None },
-                    created: now,
-                    queued_since: now,
+                    created: since,
+                    queued_since: since,
                     token_hash: r.token_hash,
                     created_ms: r.created_ms,
                     customer: None,
@@ -267,7 +287,7 @@ impl Chats {
             );
         }
         if n > 0 {
-            info!(chats = n, "chats restored from the transcript store");
+            info!(chats = n, "chats restored");
         }
         n
     }

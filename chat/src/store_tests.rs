@@ -144,3 +144,30 @@ fn a_restored_service_continues_offsets_dedup_tokens_and_assignments() {
     assert_eq!(offers[0]["type"], "offer");
     assert_eq!(offers[0]["chat"], queued.as_str());
 }
+
+#[test]
+fn a_chat_taken_over_keeps_its_wait_time_and_is_taken_once() {
+    let s = Arc::new(control::parse("t", CONFIG).unwrap());
+    let mem = Arc::new(Memory::default());
+    let c = Svc::with_store(Limits::default(), 9, mem.clone());
+    let t0 = Instant::now();
+    let f = json!({"name":"Cy"}).as_object().unwrap().clone();
+    let (queued, _) = c.start(&s, "web", f, t0).unwrap();
+    // Another service (the node taking over) reads it 90 s after the chat began.
+    let c2 = Svc::new(Limits::default(), 10);
+    let later = t0 + std::time::Duration::from_secs(90);
+    assert_eq!(c2.restore(mem.open(), later), 1);
+    assert_eq!(
+        c2.restore(mem.open(), later),
+        0,
+        "a chat already here is left alone"
+    );
+    let list = c2.list(later);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, queued);
+    assert!(
+        (89.0..91.0).contains(&list[0].wait_secs),
+        "waited {} s, not counted from the start",
+        list[0].wait_secs
+    );
+}

@@ -99,6 +99,13 @@ impl Svc {
                         r.set(true);
                     }
                 }
+                Effect::Join { conn, chat } => {
+                    self.boxes
+                        .borrow_mut()
+                        .entry(conn)
+                        .or_default()
+                        .push_back(serde_json::json!({"type": "join", "chat": chat}));
+                }
             }
         }
         r
@@ -295,7 +302,7 @@ impl Svc {
     }
 
     pub fn restore(&self, chats: Vec<(ChatRecord, Vec<StoredMessage>)>, now: Instant) -> usize {
-        self.at(now);
-        self.run(|c| c.restore(chats, now))
+        let at = self.at(now);
+        self.run(|c| c.restore(chats, at))
     }
 }

@@ -17,6 +17,8 @@ pub enum ConsoleMsg {
     Frame(Frame),
     /// A newer console of the same agent took over: close with 4009.
     Replaced,
+    /// A chat this console's agent has, taken over from a node that died: join it.
+    Join(String),
 }
 
 /// Frames queued per console before new ones are dropped (a console that stops
@@ -102,6 +104,11 @@ impl Desk {
             Effect::Replaced { conn } => {
                 if let Some(tx) = consoles.get(&conn) {
                     let _ = tx.try_send(ConsoleMsg::Replaced);
+                }
+            }
+            Effect::Join { conn, chat } => {
+                if let Some(tx) = consoles.get(&conn) {
+                    let _ = tx.try_send(ConsoleMsg::Join(chat));
                 }
             }
         }

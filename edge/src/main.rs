@@ -305,18 +305,30 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     b2bua.restore_bindings(Instant::now(), restored);
     let registrations = Arc::new(registrations);
     let transcripts = storage::transcript::Transcripts::open(&c.storage.dir)?;
-    let rooms = Arc::new(chat::Rooms::new(
-        chat::hub::Limits::default(),
-        transcripts.clone(),
-    ));
+    // In cluster mode chat entries go to JetStream too, and reach participants
+    // only once it has them; the chats come back from there (cluster::chat).
+    let (store, journal): (Arc<dyn chat::store::Store>, _) = match &c.cluster {
+        Some(_) => {
+            let (j, rx) = cluster::chat::journal(transcripts.clone());
+            (j, Some(rx))
+        }
+        None => (transcripts.clone(), None),
+    };
+    let limits = chat::hub::Limits {
+        durable_first: c.cluster.is_some(),
+        ..Default::default()
+    };
+    let rooms = Arc::new(chat::Rooms::new(limits, store));
     let chats = Arc::new(desk::Desk::new(rooms));
-    let open = transcripts
-        .open_chats()
-        .map_err(|e| EdgeError::ReadTranscripts {
-            path: transcripts.path().to_path_buf(),
-            source: Box::new(e),
-        })?;
-    chats.run(|c, at| c.restore(open, at.now));
+    if c.cluster.is_none() {
+        let open = transcripts
+            .open_chats()
+            .map_err(|e| EdgeError::ReadTranscripts {
+                path: transcripts.path().to_path_buf(),
+                source: Box::new(e),
+            })?;
+        chats.run(|c, at| c.restore(open, at));
+    }
     if c.cluster.is_some() {
         // A cluster node takes new work only once it has joined (its first
         // heartbeat reached NATS); a single node takes it at once.
@@ -376,6 +388,16 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             .await
             .map_err(|e| EdgeError::Cluster(e.to_string()))?;
         api::cluster::serve_peers(state.clone(), cl.clone());
+        if let Some(rx) = journal {
+            let log = cluster::chat::start(
+                cl.clone(),
+                cfg,
+                c.storage.retention,
+                state.chats.clone(),
+                rx,
+            );
+            let _ = cl.chat.set(log);
+        }
         state.cluster = Some(cl);
     }
     let cluster = state.cluster.clone();

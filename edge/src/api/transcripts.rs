@@ -212,9 +212,18 @@ pub async fn transcript(
     if !matches!(format, "json" | "text" | "html") {
         return error(StatusCode::BAD_REQUEST, "format must be json, text or html");
     }
+    // Cluster mode: JetStream holds the whole chat whichever nodes it lived on
+    // (this node's own store has only what happened here).
+    let shared = match s.cluster.as_ref().and_then(|c| c.chat.get()) {
+        Some(log) => from_cluster(log, &id).await,
+        None => None,
+    };
     let store = s.transcripts.clone();
     let id2 = id.clone();
-    let found = tokio::task::spawn_blocking(move || store.get(&id2, true)).await;
+    let found = match shared {
+        Some(x) => Ok(Ok(Some(x))),
+        None => tokio::task::spawn_blocking(move || store.get(&id2, true)).await,
+    };
     let (chat, mut msgs) = match found {
         Ok(Ok(Some(x))) => x,
         Ok(Ok(None)) => return error(StatusCode::NOT_FOUND, "no such chat"),
@@ -246,6 +255,41 @@ pub async fn transcript(
                 .filter_map(|m| serde_json::from_str(&m.frame).ok())
                 .collect();
             Json(json!({"chat": chat, "messages": frames})).into_response()
+        }
+    }
+}
+
+/// A chat's record and every entry from JetStream; `None` when it is not there
+/// or NATS does not answer (the local store is asked then).
+async fn from_cluster(
+    log: &crate::cluster::chat::ChatLog,
+    id: &str,
+) -> Option<(StoredChat, Vec<StoredMessage>)> {
+    let got = async {
+        let Some((r, agents)) = log.record(id).await? else {
+            return Ok(None);
+        };
+        let msgs = log.entries(id).await?;
+        Ok::<_, String>(Some((
+            StoredChat {
+                id: r.id,
+                queue: r.queue,
+                fields: r.fields,
+                state: r.state,
+                agent: r.agent,
+                agents,
+                created_ms: r.created_ms,
+                ended_ms: r.ended_ms,
+                token_hash: r.token_hash,
+            },
+            msgs,
+        )))
+    };
+    match got.await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(chat = %id, error = %e, "transcript not read from the cluster; this node's copy is used");
+            None
         }
     }
 }

@@ -23,6 +23,7 @@
 //! The decisions are sans-IO ([`gate`], [`members`]); this module only moves them
 //! over NATS and the clock.
 
+pub mod chat;
 pub mod claims;
 pub mod gate;
 #[cfg(test)]
@@ -67,6 +68,8 @@ pub struct Cluster {
     beats_failed: AtomicU64,
     /// The bucket, once created or found.
     kv: tokio::sync::OnceCell<kv::Store>,
+    /// Chat on JetStream, once started.
+    pub chat: std::sync::OnceLock<Arc<chat::ChatLog>>,
 }
 
 /// The answer of the other live nodes to one request.
@@ -107,6 +110,7 @@ impl Cluster {
             beats_ok: AtomicU64::new(0),
             beats_failed: AtomicU64::new(0),
             kv: tokio::sync::OnceCell::new(),
+            chat: std::sync::OnceLock::new(),
         });
         info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
         let claims = claims::start(cluster.clone(), cfg, core.clone());
@@ -235,6 +239,9 @@ impl Cluster {
             self.beats_ok.load(Ordering::Relaxed),
             self.beats_failed.load(Ordering::Relaxed),
         );
+        if let Some(chat) = self.chat.get() {
+            chat.render_metrics(out);
+        }
     }
 }
 
@@ -255,13 +262,33 @@ pub(crate) async fn key_value(
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, String> {
+    key_value_on(
+        js,
+        bucket,
+        description,
+        max_age,
+        replicas,
+        jetstream::stream::StorageType::Memory,
+    )
+    .await
+}
+
+/// [`key_value`] on the given storage (chat records are kept on file).
+pub(crate) async fn key_value_on(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+    storage: jetstream::stream::StorageType,
+) -> Result<kv::Store, String> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(description.into()),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_age,
-        storage: jetstream::stream::StorageType::Memory,
+        storage,
         num_replicas: replicas,
         allow_rollup: true,
         deny_delete: true,

@@ -202,6 +202,14 @@ async fn serve(
                 Some(ConsoleMsg::Frame(f)) => {
                     if sock.send(stored(&f)).await.is_err() { break; }
                 }
+                Some(ConsoleMsg::Join(chat)) => {
+                    // Shown as if accepted here; the room replays from its start.
+                    let reply = match rooms.join(&chat, Offset(0)) {
+                        Ok(()) => send_frame(&ServerFrame::Accepted { chat }),
+                        Err(e) => err_frame(Some(&chat), &e),
+                    };
+                    if sock.send(reply).await.is_err() { break; }
+                }
                 Some(ConsoleMsg::Replaced) | None => {
                     let (code, reason) = close_for(Closed::Removed);
                     close(sock, code, reason).await;

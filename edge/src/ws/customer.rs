@@ -6,6 +6,7 @@ use super::{
 };
 use crate::api::state::ask;
 use crate::api::AppState;
+use crate::cluster::chat::Adopted;
 use crate::core::CoreMsg;
 use crate::desk;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -80,6 +81,25 @@ async fn start(
     }
 }
 
+/// Cluster mode: a token this node does not know may be a chat of a node that
+/// died; it is taken over first. `Some(reason)`: the chat is on another live node
+/// (close 4010 with that reason; the customer connects there).
+async fn take_over(s: &AppState, token: &str) -> Option<String> {
+    let log = s.cluster.as_ref()?.chat.get()?;
+    if s.chats.read(|c| c.chat_of_token(token).is_some()) {
+        return None;
+    }
+    match log.adopt_token(&chat::store::token_hash(token)).await {
+        Ok(Adopted::Elsewhere(node)) => Some(format!("this chat is on node {node}")),
+        Ok(_) => None,
+        Err(e) => {
+            // Resume goes on; an unknown token gets its usual answer.
+            tracing::warn!(error = %e, "chat take-over failed");
+            None
+        }
+    }
+}
+
 /// Start or resume: returns the chat and the offset to replay from.
 async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Offset)> {
     loop {
@@ -102,6 +122,10 @@ async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Of
                 queue,
                 fields,
             } => {
+                if let Some(moved) = take_over(s, &token).await {
+                    close(sock, 4010, &moved).await;
+                    return None;
+                }
                 let snap = s.snapshot.load_full();
                 let r = s.chats.run(|c, at| {
                     c.resume(&snap, &token, queue.as_deref(), fields.as_ref(), choice, at)

@@ -5,7 +5,8 @@
 //!
 //! Close codes: 1000 chat ended, 4001 authentication failed, 4002 protocol error (bad
 //! first frame), 4008 slow consumer (resume from your last offset), 4009 replaced by
-//! a newer connection.
+//! a newer connection, 4010 (cluster mode) the chat is on another node, named in
+//! the reason.
 
 pub mod agent;
 pub mod customer;

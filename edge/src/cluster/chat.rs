@@ -1,0 +1,668 @@
+//! Chat on JetStream (cluster mode): the room log every node can read, and the
+//! take-over of a dead node's chats.
+//!
+//! - **Owner per room.** A chat lives on the node where it started (or the node
+//!   that took it over): that node's chat service assigns offsets, so a room has
+//!   one order. Its record (the chat's row, plus the owning `node` and every agent
+//!   that had it) is the key `c.<chat id>` of the key-value bucket
+//!   [`CHATS_BUCKET`]; `t.<token digest>` maps a customer's token to the chat.
+//!   The owner writes the record with a compare-and-set on the revision it wrote
+//!   last, so after a take-over the old owner's writes are refused (fenced).
+//! - **Append before acknowledgement.** Every room entry is published to the
+//!   stream [`CHAT_STREAM`] on `edge.chat.<chat id>` (message id `<chat>:<offset>`,
+//!   so a retried publish is stored once) and reaches no participant — the
+//!   sender's echo, which is its acknowledgement, included — until JetStream
+//!   acknowledged it (the hub is durable-first, [`chat::hub::Hub::confirm`]).
+//!   Entries are published in offset order and confirmed in that order; a failed
+//!   publish is retried until it is stored (the node is held meanwhile: see
+//!   `gate`), so nothing acknowledged is ever missing from the stream.
+//! - **Take-over.** Every node looks for chats whose owner is no longer live (and,
+//!   at start, its own chats from before a restart) each `node_lease`, and takes
+//!   them with the compare-and-set on the record: one node wins each chat. It
+//!   reads the chat's entries back from the stream and restores the chat: queued
+//!   chats keep their place and wait time (counted from the chat's start), active
+//!   chats wait for their agent's console, a customer resumes by offset. A
+//!   customer whose token is unknown to the node it reaches is looked up here
+//!   first, so it does not wait for the sweep.
+//! - **Transcripts** are read from the stream and the record by any node.
+//!
+//! What is not shared (see README): participants of one chat must be connected
+//! to the node that owns it (the chat service's offers and consoles are per
+//! node); a node reached by a customer of a chat owned by another live node says
+//! which node that is.
+
+use super::Cluster;
+use crate::desk::Desk;
+use async_nats::jetstream::{self, kv};
+use async_nats::HeaderMap;
+use chat::store::{ChatRecord, Store, StoredMessage};
+use chat::Offset;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// The key-value bucket of chat records and token digests.
+pub const CHATS_BUCKET: &str = "edge_chats";
+/// The stream of every room entry.
+pub const CHAT_STREAM: &str = "edge_chat";
+/// Entries published before their acknowledgements are awaited.
+const BATCH: usize = 256;
+/// How long a read of the stream or the bucket may take.
+const READ: Duration = Duration::from_secs(5);
+/// Pause before a failed write is tried again.
+const RETRY: Duration = Duration::from_millis(500);
+
+fn subject(chat: &str) -> String {
+    format!("edge.chat.{chat}")
+}
+
+/// A chat id or token digest as a key: ids are `ch-<hex>`, digests hex; anything
+/// else is refused rather than written under a key NATS would reject.
+fn valid(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 128
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+struct Entry {
+    chat: String,
+    offset: Offset,
+    private: bool,
+    ts_ms: u64,
+    frame: String,
+}
+
+/// Counters of the chat log (`edge_cluster_chat_*`).
+#[derive(Default)]
+pub struct ChatStats {
+    written: AtomicU64,
+    retried: AtomicU64,
+    backlog: AtomicI64,
+    records: AtomicU64,
+    adopted: AtomicU64,
+    fenced: AtomicU64,
+}
+
+/// The chat service's store in cluster mode: every record and entry goes to the
+/// local transcript store (as on a single node) and to JetStream.
+pub struct Journal {
+    local: Arc<dyn Store>,
+    entries: mpsc::UnboundedSender<Entry>,
+    records: mpsc::UnboundedSender<ChatRecord>,
+    stats: Arc<ChatStats>,
+}
+
+/// The receiving ends of a [`Journal`], for [`start`].
+pub struct JournalRx {
+    entries: mpsc::UnboundedReceiver<Entry>,
+    records: mpsc::UnboundedReceiver<ChatRecord>,
+    stats: Arc<ChatStats>,
+}
+
+pub fn journal(local: Arc<dyn Store>) -> (Arc<Journal>, JournalRx) {
+    let (etx, erx) = mpsc::unbounded_channel();
+    let (rtx, rrx) = mpsc::unbounded_channel();
+    let stats = Arc::new(ChatStats::default());
+    (
+        Arc::new(Journal {
+            local,
+            entries: etx,
+            records: rtx,
+            stats: stats.clone(),
+        }),
+        JournalRx {
+            entries: erx,
+            records: rrx,
+            stats,
+        },
+    )
+}
+
+impl Store for Journal {
+    fn chat(&self, c: &ChatRecord) {
+        self.local.chat(c);
+        let _ = self.records.send(c.clone());
+    }
+
+    fn message(&self, chat: &str, offset: Offset, private: bool, ts_ms: u64, frame: &str) {
+        self.local.message(chat, offset, private, ts_ms, frame);
+        self.stats.backlog.fetch_add(1, Ordering::Relaxed);
+        let _ = self.entries.send(Entry {
+            chat: chat.to_string(),
+            offset,
+            private,
+            ts_ms,
+            frame: frame.to_string(),
+        });
+    }
+}
+
+/// What taking a chat over found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Adopted {
+    /// Now on this node (taken, or it already was).
+    Here,
+    /// No such chat, or it has ended.
+    Nothing,
+    /// Owned by this other live node.
+    Elsewhere(String),
+}
+
+/// This node's view of the chats on JetStream.
+pub struct ChatLog {
+    cluster: Arc<Cluster>,
+    desk: Arc<Desk>,
+    replicas: usize,
+    retention: Duration,
+    kv: tokio::sync::OnceCell<kv::Store>,
+    stream: tokio::sync::OnceCell<()>,
+    /// Chats this node owns: the revision it wrote last and the agents so far.
+    owned: Mutex<HashMap<String, (u64, Vec<String>)>>,
+    /// Chats another node took from this one: their records are no longer written.
+    fenced: Mutex<HashSet<String>>,
+    stats: Arc<ChatStats>,
+}
+
+/// Start the chat log: the writers of entries and records, and the take-over sweep.
+pub fn start(
+    cluster: Arc<Cluster>,
+    cfg: &control::ClusterConfig,
+    retention: Duration,
+    desk: Arc<Desk>,
+    rx: JournalRx,
+) -> Arc<ChatLog> {
+    let log = Arc::new(ChatLog {
+        cluster,
+        desk,
+        replicas: cfg.replicas,
+        retention,
+        kv: tokio::sync::OnceCell::new(),
+        stream: tokio::sync::OnceCell::new(),
+        owned: Mutex::new(HashMap::new()),
+        fenced: Mutex::new(HashSet::new()),
+        stats: rx.stats,
+    });
+    tokio::spawn(write_entries(log.clone(), rx.entries));
+    tokio::spawn(write_records(log.clone(), rx.records));
+    tokio::spawn(sweep(log.clone(), cfg.node_lease));
+    log
+}
+
+impl ChatLog {
+    fn js(&self) -> jetstream::Context {
+        jetstream::new(self.cluster.client.clone())
+    }
+
+    async fn bucket(&self) -> Result<&kv::Store, String> {
+        self.kv
+            .get_or_try_init(|| async {
+                super::key_value_on(
+                    &self.js(),
+                    CHATS_BUCKET,
+                    "edge cluster: chat records (owner node, state, agents) and token digests",
+                    self.retention,
+                    self.replicas,
+                    jetstream::stream::StorageType::File,
+                )
+                .await
+            })
+            .await
+    }
+
+    async fn stream(&self) -> Result<(), String> {
+        self.stream
+            .get_or_try_init(|| async {
+                self.js()
+                    .get_or_create_stream(jetstream::stream::Config {
+                        name: CHAT_STREAM.into(),
+                        description: Some("edge cluster: every chat room entry".into()),
+                        subjects: vec!["edge.chat.>".into()],
+                        max_age: self.retention,
+                        storage: jetstream::stream::StorageType::File,
+                        num_replicas: self.replicas,
+                        duplicate_window: Duration::from_secs(120),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .copied()
+    }
+
+    /// Publish one entry and wait for JetStream's acknowledgement.
+    async fn publish(&self, e: &Entry) -> Result<(), String> {
+        let ack = self.send(e).await?;
+        tokio::time::timeout(READ, ack)
+            .await
+            .map_err(|_| "no acknowledgement".to_string())?
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send(&self, e: &Entry) -> Result<jetstream::context::PublishAckFuture, String> {
+        self.stream().await?;
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("{}:{}", e.chat, e.offset.0).as_str());
+        h.insert("Edge-Offset", e.offset.0.to_string().as_str());
+        h.insert("Edge-Ts", e.ts_ms.to_string().as_str());
+        if e.private {
+            h.insert("Edge-Private", "1");
+        }
+        self.js()
+            .publish_with_headers(subject(&e.chat), h, e.frame.clone().into())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn confirmed(&self, e: &Entry) {
+        self.stats.written.fetch_add(1, Ordering::Relaxed);
+        self.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+        self.desk.rooms.hub.confirm(&e.chat, e.offset);
+    }
+
+    /// Write a chat's record: create it, or update it at the revision this node
+    /// wrote last. `Ok(false)`: another node owns the chat now (fenced).
+    async fn put_record(&self, r: &ChatRecord) -> Result<bool, String> {
+        if !valid(&r.id) || !valid(&r.token_hash) {
+            warn!(chat = %r.id, "chat id or token digest not usable as a key; not shared");
+            return Ok(true);
+        }
+        if self.fenced.lock().contains(&r.id) {
+            return Ok(false);
+        }
+        let kv = self.bucket().await?;
+        let key = format!("c.{}", r.id);
+        let known = self.owned.lock().get(&r.id).cloned();
+        let mut agents = known.as_ref().map(|k| k.1.clone()).unwrap_or_default();
+        if let Some(a) = &r.agent {
+            if !agents.contains(a) {
+                agents.push(a.clone());
+            }
+        }
+        let value = record_json(r, &self.cluster.node, &agents);
+        let rev = match known {
+            Some((rev, _)) => match kv.update(&key, value, rev).await {
+                Ok(rev) => rev,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    return Ok(self.fence(&r.id));
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+            None => match kv.create(&key, value.clone()).await {
+                Ok(rev) => {
+                    kv.put(format!("t.{}", r.token_hash), r.id.clone().into())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    rev
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    // Written before by this node (before a restart it did not
+                    // take back yet) or taken by another.
+                    let cur = kv.entry(&key).await.map_err(|e| e.to_string())?;
+                    let mine = cur
+                        .as_ref()
+                        .and_then(|c| record_of(&c.value))
+                        .map(|(_, n, _)| n)
+                        == Some(self.cluster.node.clone());
+                    match cur {
+                        Some(c) if mine => kv
+                            .update(&key, value, c.revision)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                        _ => return Ok(self.fence(&r.id)),
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            },
+        };
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        let mut owned = self.owned.lock();
+        if r.state == "ended" {
+            owned.remove(&r.id);
+        } else {
+            owned.insert(r.id.clone(), (rev, agents));
+        }
+        Ok(true)
+    }
+
+    fn fence(&self, id: &str) -> bool {
+        warn!(chat = %id, "another node took this chat over; this node no longer writes its record");
+        self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+        self.owned.lock().remove(id);
+        self.fenced.lock().insert(id.to_string());
+        false
+    }
+
+    /// A customer's token this node does not know: the chat, taken over if its
+    /// owner is gone.
+    pub async fn adopt_token(&self, token_hash: &str) -> Result<Adopted, String> {
+        if !valid(token_hash) {
+            return Ok(Adopted::Nothing);
+        }
+        let kv = self.bucket().await?;
+        let id = timed(kv.get(format!("t.{token_hash}"))).await?;
+        match id.and_then(|b| String::from_utf8(b.to_vec()).ok()) {
+            Some(id) => self.adopt(&id).await,
+            None => Ok(Adopted::Nothing),
+        }
+    }
+
+    /// Take chat `id` over when its owner is not live (or is this node after a
+    /// restart): compare-and-set of the record, then the entries from the stream.
+    pub async fn adopt(&self, id: &str) -> Result<Adopted, String> {
+        if !valid(id) {
+            return Ok(Adopted::Nothing);
+        }
+        if self.desk.read(|c| c.exists(id)) && self.owned.lock().contains_key(id) {
+            return Ok(Adopted::Here);
+        }
+        let kv = self.bucket().await?;
+        let key = format!("c.{id}");
+        let Some(cur) = timed(kv.entry(&key)).await? else {
+            return Ok(Adopted::Nothing);
+        };
+        if cur.operation != kv::Operation::Put {
+            return Ok(Adopted::Nothing);
+        }
+        let Some((rec, node, agents)) = record_of(&cur.value) else {
+            return Ok(Adopted::Nothing);
+        };
+        if rec.state == "ended" {
+            return Ok(Adopted::Nothing);
+        }
+        let live = self.cluster.live();
+        if node != self.cluster.node && live.iter().any(|n| n.node == node) {
+            return Ok(Adopted::Elsewhere(node));
+        }
+        let value = record_json(&rec, &self.cluster.node, &agents);
+        let rev = match kv.update(&key, value, cur.revision).await {
+            Ok(rev) => rev,
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                // Another node was faster.
+                return Ok(Adopted::Nothing);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let msgs = self.entries(id).await?;
+        let n = msgs.len();
+        self.fenced.lock().remove(id);
+        self.owned.lock().insert(id.to_string(), (rev, agents));
+        let from = node.clone();
+        let state = rec.state.clone();
+        self.desk.run(|c, at| c.restore(vec![(rec, msgs)], at));
+        self.stats.adopted.fetch_add(1, Ordering::Relaxed);
+        info!(chat = %id, from = %from, state = %state, entries = n, "chat taken over");
+        Ok(Adopted::Here)
+    }
+
+    /// Every entry of chat `id` from the stream, in offset order.
+    pub async fn entries(&self, id: &str) -> Result<Vec<StoredMessage>, String> {
+        self.stream().await?;
+        let mut stream = timed(self.js().get_stream(CHAT_STREAM)).await?;
+        let last = match timed(stream.get_last_raw_message_by_subject(&subject(id))).await {
+            Ok(m) => m.sequence,
+            Err(e) if e.contains("not found") || e.contains("no message") => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let consumer = timed(
+            stream.create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject(id),
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let mut msgs = timed(consumer.messages()).await?;
+        let mut out: Vec<StoredMessage> = Vec::new();
+        loop {
+            let m = match tokio::time::timeout(READ, msgs.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) | Err(_) => return Err("the chat stream stopped before its end".into()),
+            };
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(last);
+            let h = m.headers.as_ref();
+            let get = |k: &str| h.and_then(|h| h.get(k)).map(|v| v.as_str().to_string());
+            if let Some(offset) = get("Edge-Offset").and_then(|o| o.parse().ok()) {
+                out.push(StoredMessage {
+                    offset: Offset(offset),
+                    private: get("Edge-Private").is_some(),
+                    frame: String::from_utf8_lossy(&m.payload).into_owned(),
+                });
+            }
+            if seq >= last {
+                break;
+            }
+        }
+        out.sort_by_key(|m| m.offset);
+        out.dedup_by_key(|m| m.offset);
+        let _ = stream.info().await;
+        Ok(out)
+    }
+
+    /// A chat's record and agents from the bucket (for transcripts on any node).
+    pub async fn record(&self, id: &str) -> Result<Option<(ChatRecord, Vec<String>)>, String> {
+        if !valid(id) {
+            return Ok(None);
+        }
+        let kv = self.bucket().await?;
+        Ok(timed(kv.get(format!("c.{id}")))
+            .await?
+            .and_then(|v| record_of(&v))
+            .map(|(r, _, a)| (r, a)))
+    }
+
+    /// Take over every open chat whose owner is not live (or is this node and not
+    /// here: a restart).
+    async fn adopt_orphans(&self) -> Result<usize, String> {
+        let kv = self.bucket().await?;
+        let mut keys = timed(kv.keys()).await?;
+        let mut ids = Vec::new();
+        while let Some(k) = tokio::time::timeout(READ, keys.next())
+            .await
+            .map_err(|_| "listing the chat keys timed out".to_string())?
+        {
+            let k = k.map_err(|e| e.to_string())?;
+            if let Some(id) = k.strip_prefix("c.") {
+                ids.push(id.to_string());
+            }
+        }
+        let live: HashSet<String> = self.cluster.live().into_iter().map(|n| n.node).collect();
+        let mut taken = 0;
+        for id in ids {
+            if self.desk.read(|c| c.exists(&id)) {
+                continue;
+            }
+            let Some(v) = timed(kv.get(format!("c.{id}"))).await? else {
+                continue;
+            };
+            let Some((rec, node, _)) = record_of(&v) else {
+                continue;
+            };
+            if rec.state == "ended" || (node != self.cluster.node && live.contains(&node)) {
+                continue;
+            }
+            if self.adopt(&id).await? == Adopted::Here {
+                taken += 1;
+            }
+        }
+        Ok(taken)
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let s = &self.stats;
+        let _ = write!(
+            out,
+            "# HELP edge_cluster_chat_entries_total Chat room entries written to JetStream (each before it was delivered).\n\
+             # TYPE edge_cluster_chat_entries_total counter\nedge_cluster_chat_entries_total {}\n\
+             # HELP edge_cluster_chat_retries_total Chat entry writes to JetStream that failed and were tried again.\n\
+             # TYPE edge_cluster_chat_retries_total counter\nedge_cluster_chat_retries_total {}\n\
+             # HELP edge_cluster_chat_unconfirmed Chat entries waiting for JetStream's acknowledgement.\n\
+             # TYPE edge_cluster_chat_unconfirmed gauge\nedge_cluster_chat_unconfirmed {}\n\
+             # HELP edge_cluster_chat_records_total Chat records written to JetStream.\n\
+             # TYPE edge_cluster_chat_records_total counter\nedge_cluster_chat_records_total {}\n\
+             # HELP edge_cluster_chats_taken_over_total Chats this node took over from a node that was gone.\n\
+             # TYPE edge_cluster_chats_taken_over_total counter\nedge_cluster_chats_taken_over_total {}\n\
+             # HELP edge_cluster_chats_fenced_total Chats another node took from this one (their records are no longer written here).\n\
+             # TYPE edge_cluster_chats_fenced_total counter\nedge_cluster_chats_fenced_total {}\n",
+            s.written.load(Ordering::Relaxed),
+            s.retried.load(Ordering::Relaxed),
+            s.backlog.load(Ordering::Relaxed).max(0),
+            s.records.load(Ordering::Relaxed),
+            s.adopted.load(Ordering::Relaxed),
+            s.fenced.load(Ordering::Relaxed),
+        );
+    }
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(READ, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("NATS did not answer".into()),
+    }
+}
+
+fn record_json(r: &ChatRecord, node: &str, agents: &[String]) -> bytes::Bytes {
+    let v = json!({
+        "id": r.id,
+        "queue": r.queue,
+        "fields": r.fields,
+        "token_hash": r.token_hash,
+        "state": r.state,
+        "agent": r.agent,
+        "created_ms": r.created_ms,
+        "ended_ms": r.ended_ms,
+        "node": node,
+        "agents": agents,
+    });
+    serde_json::to_vec(&v).unwrap_or_default().into()
+}
+
+/// (record, owning node, agents) from a bucket value.
+fn record_of(b: &[u8]) -> Option<(ChatRecord, String, Vec<String>)> {
+    let v: Value = serde_json::from_slice(b).ok()?;
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let rec = ChatRecord {
+        id: s("id")?,
+        queue: s("queue")?,
+        fields: v["fields"].as_object().cloned().unwrap_or_else(Map::new),
+        token_hash: s("token_hash")?,
+        state: s("state")?,
+        agent: s("agent"),
+        created_ms: v["created_ms"].as_u64()?,
+        ended_ms: v["ended_ms"].as_u64(),
+    };
+    let agents = v["agents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((rec, s("node")?, agents))
+}
+
+/// Publish entries in offset order, up to [`BATCH`] before awaiting their
+/// acknowledgements in the same order; a failed one is published again (its
+/// message id makes a second copy impossible) until it is stored.
+async fn write_entries(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<Entry>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        for e in &batch {
+            acks.push(log.send(e).await);
+        }
+        for (e, ack) in batch.iter().zip(acks) {
+            let ok = match ack {
+                Ok(f) => matches!(tokio::time::timeout(READ, f).await, Ok(Ok(_))),
+                Err(_) => false,
+            };
+            if !ok {
+                loop {
+                    log.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(RETRY).await;
+                    match log.publish(e).await {
+                        Ok(()) => break,
+                        Err(err) => {
+                            debug!(chat = %e.chat, offset = e.offset.0, error = %err, "chat entry not written yet")
+                        }
+                    }
+                }
+            }
+            log.confirmed(e);
+        }
+        batch.clear();
+    }
+}
+
+/// Write records, the newest of each chat, each until it is written or fenced.
+async fn write_records(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<ChatRecord>) {
+    let mut batch = Vec::new();
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        // Only the newest record of each chat matters.
+        let mut newest: HashMap<String, usize> = HashMap::new();
+        for (i, r) in batch.iter().enumerate() {
+            newest.insert(r.id.clone(), i);
+        }
+        for (i, r) in batch.iter().enumerate() {
+            if newest.get(&r.id) != Some(&i) {
+                continue;
+            }
+            loop {
+                match log.put_record(r).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        debug!(chat = %r.id, error = %e, "chat record not written yet");
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Each `lease`: take over the open chats of nodes that are gone.
+async fn sweep(log: Arc<ChatLog>, lease: Duration) {
+    let mut t = tokio::time::interval(lease);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        t.tick().await;
+        // Only a node taking new work takes chats over (not one starting,
+        // draining or held).
+        let me = log.cluster.node.clone();
+        let taking = log
+            .cluster
+            .live()
+            .iter()
+            .any(|n| n.node == me && !n.refusing);
+        if !taking {
+            continue;
+        }
+        match log.adopt_orphans().await {
+            Ok(0) => {}
+            Ok(n) => info!(chats = n, "chats of nodes that are gone taken over"),
+            Err(e) => debug!(error = %e, "take-over sweep failed; next round"),
+        }
+    }
+}

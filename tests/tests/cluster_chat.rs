@@ -1,0 +1,255 @@
+//! Chat in cluster mode against real NATS servers (three, JetStream): every room
+//! entry is on JetStream before anyone sees it, so a `kill -9` of the node that
+//! holds a chat loses no acknowledged message; another node takes its chats over
+//! (the customer resumes by offset there, the agent's console gets its chat back,
+//! a queued chat is offered with its original wait time) and serves the
+//! transcript. While no NATS server can be reached a message is not acknowledged;
+//! it is once NATS is back.
+
+use edge_tests::nats::NatsCluster;
+use edge_tests::ws::Ws;
+use edge_tests::{http, wait_until, Edge, AGENT_TOKEN};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const BEA: &str = "bea-token-1";
+
+fn node(nats: &NatsCluster, name: &str) -> Edge {
+    Edge::start_with(&format!(
+        "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
+         node_lease = \"3s\"\nnats_grace = \"3s\"\n\
+         [[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n\
+         [[queues]]\nname = \"later\"\nchannel = \"chat\"\nagents = [\"bea\"]\nabandon_after = \"5m\"\n\
+         [[users]]\nname = \"bea\"\nrole = \"agent\"\ntoken = \"{BEA}\"\n",
+        nats.toml_list()
+    ))
+}
+
+fn is(t: &'static str) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == t
+}
+
+fn text_is(t: String) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == "message" && v["text"] == t.as_str()
+}
+
+fn joined(e: &Edge) -> bool {
+    e.metric("edge_cluster_nodes") >= 1.0 && e.metric("edge_held") == 0.0
+}
+
+/// A customer of `queue` on `e`: (socket, chat, token).
+fn start(e: &Edge, queue: &str) -> (Ws, String, String) {
+    let mut c = Ws::connect(e.http, "/ws/chat", None);
+    c.send(json!({"type":"start","queue":queue,"fields":{"name":"Cy"}}));
+    let s = c.until("started", 10.0, is("started"));
+    (
+        c,
+        s["chat"].as_str().unwrap().to_string(),
+        s["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Resume `token` on `e` from offset 1, retrying while the chat's old node is
+/// still within its lease (close 4010 names it).
+fn resume(e: &Edge, token: &str, secs: u64) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let mut c = Ws::connect(e.http, "/ws/chat", None);
+        c.send(json!({"type":"resume","token":token,"offset":1}));
+        let deadline_frame = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline_frame && c.close.is_none() {
+            if let Some(v) = c.recv(0.2) {
+                if v["type"] == "resumed" {
+                    return c;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chat was not resumed on the other node; last: {:?}, close {:?}",
+            c.seen,
+            c.close
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_killed_nodes_chats_lose_no_acknowledged_message_and_go_on_elsewhere() {
+    let nats = NatsCluster::start(3);
+    let mut a = node(&nats, "edge-a");
+    let b = node(&nats, "edge-b");
+    assert!(
+        wait_until(20, || joined(&a)
+            && joined(&b)
+            && a.metric("edge_cluster_nodes") == 2.0),
+        "the nodes did not join; a's log:\n{}",
+        a.log_text()
+    );
+
+    // On A: ann takes a chat; the customer sends 20 messages, each acknowledged
+    // (its echo with an offset) before the next.
+    let mut ann = Ws::connect(a.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start(&a, "web");
+    ann.until("offer", 10.0, is("offer"));
+    ann.send(json!({"type":"accept","chat":chat}));
+    ann.until("accepted", 5.0, is("accepted"));
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let text = format!("message {i}");
+        cust.send(json!({"type":"message","client_id":format!("k{i}"),"text":text}));
+        let echo = cust.until("echo", 5.0, text_is(text.clone()));
+        acked.push((echo["offset"].as_u64().unwrap(), text));
+    }
+    ann.until("the last message", 5.0, text_is("message 19".into()));
+    assert!(a.metric("edge_cluster_chat_entries_total") >= 21.0);
+    assert_eq!(a.metric("edge_cluster_chat_unconfirmed"), 0.0);
+    // A chat no agent of A takes: it waits in its queue.
+    let (_waiting, queued, _) = start(&a, "later");
+    let queued_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // kill -9: no goodbye, nothing flushed.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+
+    // ann's console comes back on B at once, before B knows A is gone.
+    let mut ann = Ws::connect(b.http, "/ws/agent", Some(AGENT_TOKEN));
+    let hello = ann.until("hello", 5.0, is("hello"));
+    assert_eq!(hello["chats"], json!([]), "B cannot have the chat yet");
+    // The customer resumes on B from the start: every acknowledged message, same
+    // offsets, same order.
+    let mut cust = resume(&b, &token, 20);
+    let replay = cust.drain(1.0);
+    let seen: Vec<(u64, String)> = replay
+        .iter()
+        .filter(|v| v["type"] == "message" && v["from"] == "customer")
+        .map(|v| {
+            (
+                v["offset"].as_u64().unwrap(),
+                v["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, acked, "acknowledged messages lost or reordered");
+    assert!(b.log_text().contains("chat taken over"), "{}", b.log_text());
+    // The agent's console on B gets the chat it had, and the chat goes on.
+    let got = ann.until("the chat back", 10.0, |v| {
+        v["type"] == "accepted" && v["chat"] == chat.as_str()
+    });
+    assert_eq!(got["chat"], chat.as_str());
+    cust.send(json!({"type":"message","client_id":"after","text":"still there?"}));
+    ann.until(
+        "a message after the move",
+        5.0,
+        text_is("still there?".into()),
+    );
+    ann.send(json!({"type":"message","chat":chat,"client_id":"a1","text":"yes"}));
+    let reply = cust.until("the agent's reply", 5.0, text_is("yes".into()));
+    assert!(reply["offset"].as_u64().unwrap() > acked.last().unwrap().0);
+    // A resend of a message acknowledged on A is recognised on B.
+    cust.send(json!({"type":"message","client_id":"k3","text":"message 3"}));
+    assert!(
+        !cust
+            .drain(1.0)
+            .iter()
+            .any(|v| v["type"] == "message" && v["text"] == "message 3"),
+        "a resend was delivered twice"
+    );
+
+    // The queued chat is offered on B, with the wait it had on A.
+    let mut bea = Ws::connect(b.http, "/ws/agent", Some(BEA));
+    bea.until("hello", 5.0, is("hello"));
+    let offer = bea.until("the queued chat", 15.0, is("offer"));
+    assert_eq!(offer["chat"], queued.as_str());
+    let moved_in = killed.elapsed();
+    let r = http::get(b.http, "/api/v1/chats", Some(edge_tests::ADMIN_TOKEN)).unwrap();
+    let list = r.json();
+    let q = list["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == queued.as_str())
+        .unwrap_or_else(|| panic!("{list}"))
+        .clone();
+    let waited = queued_at.elapsed().as_secs_f64();
+    let shown = q["wait_secs"].as_f64().unwrap_or(0.0);
+    assert!(
+        q["state"] == "offered" || shown >= waited - 1.5,
+        "wait time not kept: shown {shown} s, waited {waited} s: {q}"
+    );
+    eprintln!("queued chat offered on B {moved_in:?} after the kill");
+
+    // B serves the whole transcript, from before and after the kill.
+    let r = http::get(
+        b.http,
+        &format!("/api/v1/chats/{chat}/transcript"),
+        Some(edge_tests::ADMIN_TOKEN),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    let texts: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"message 0") && texts.contains(&"yes"),
+        "{t}"
+    );
+    assert_eq!(t["chat"]["agents"], json!(["ann"]), "{t}");
+}
+
+#[test]
+fn a_message_is_not_acknowledged_until_jetstream_has_it() {
+    let mut nats = NatsCluster::start(3);
+    let a = node(&nats, "edge-a");
+    assert!(wait_until(20, || joined(&a)), "{}", a.log_text());
+    let mut ann = Ws::connect(a.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, _) = start(&a, "web");
+    ann.until("offer", 10.0, is("offer"));
+    ann.send(json!({"type":"accept","chat":chat}));
+    ann.until("accepted", 5.0, is("accepted"));
+    cust.send(json!({"type":"message","client_id":"k0","text":"before"}));
+    cust.until("echo", 5.0, text_is("before".into()));
+
+    for i in 0..3 {
+        nats.kill(i);
+    }
+    cust.send(json!({"type":"message","client_id":"k1","text":"while NATS is gone"}));
+    let early = cust.drain(2.0);
+    assert!(
+        !early.iter().any(|v| v["text"] == "while NATS is gone"),
+        "acknowledged without JetStream: {early:?}"
+    );
+    assert!(
+        !ann.drain(0.5)
+            .iter()
+            .any(|v| v["text"] == "while NATS is gone"),
+        "delivered without JetStream"
+    );
+    assert!(a.metric("edge_cluster_chat_unconfirmed") >= 1.0);
+    for i in 0..3 {
+        nats.start_server(i);
+    }
+    let echo = cust.until(
+        "the echo once NATS is back",
+        30.0,
+        text_is("while NATS is gone".into()),
+    );
+    assert!(echo["offset"].as_u64().unwrap() > 0);
+    ann.until(
+        "delivery once NATS is back",
+        5.0,
+        text_is("while NATS is gone".into()),
+    );
+    assert!(
+        wait_until(10, || a.metric("edge_cluster_chat_unconfirmed") == 0.0),
+        "entries left unconfirmed"
+    );
+}
