@@ -21,11 +21,7 @@ cd "$(dirname "$0")/.."
 STEP=${1:-20}
 RATE=${2:-300}
 AGENTS=${3:-600}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-EDGE_BIN="$TARGET_DIR/release/edge"
-LT="$TARGET_DIR/release/loadtest"
-[ -x "$EDGE_BIN" ] && [ -x "$LT" ] || cargo build --release -p edge -p loadtest
-command -v nats-server > /dev/null || bench/deps.sh
+release_bins_and_nats
 CALLS=$(( RATE * STEP ))
 PER_NODE=$(( CALLS / 3 ))
 CALLS=$(( PER_NODE * 3 ))

@@ -1,6 +1,15 @@
 # Helpers shared by the bench scripts (sourced, not run).
 
 HZ=$(getconf CLK_TCK)
+# Release builds of edge and loadtest (built if missing) in EDGE_BIN and LT, and
+# nats-server (installed if missing): release_bins_and_nats.
+release_bins_and_nats() {
+  local dir=${CARGO_TARGET_DIR:-target}
+  EDGE_BIN="$dir/release/edge"
+  LT="$dir/release/loadtest"
+  [ -x "$EDGE_BIN" ] && [ -x "$LT" ] || cargo build --release -p edge -p loadtest
+  command -v nats-server > /dev/null || bench/deps.sh
+}
 # CPU ticks (user + sys) of the given processes, summed; a gone process counts 0.
 ticks() { local s=0; for p in "$@"; do s=$(( s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $s; }
 # Resident memory of a process in KiB.

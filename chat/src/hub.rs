@@ -315,7 +315,8 @@ impl Hub {
         build: impl FnOnce(Offset) -> String,
     ) -> Result<(), HubError> {
         let mut r = self.rooms.get_mut(room).ok_or(HubError::NoRoom)?;
-        let frame: Frame = build(Offset(r.next.0 - 1)).into();
+        // The last entry the participants have (not one still waiting for the store).
+        let frame: Frame = build(r.durable).into();
         let mut evicted = Vec::new();
         for (i, s) in r.subs.iter().enumerate() {
             if s.conn == except || (private && !s.private) {

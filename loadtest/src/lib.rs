@@ -7,6 +7,7 @@ pub mod auth;
 pub mod caller;
 pub mod chat;
 pub mod collector;
+pub mod failover;
 #[cfg(test)]
 mod flow_tests;
 pub mod net;

@@ -56,6 +56,34 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         setup_concurrency: usize,
     },
+    /// Live chats across a cluster node kill: customers write on --first (each
+    /// message acknowledged before the next), resume on --then when their
+    /// connection breaks, and check that no acknowledged message is missing.
+    ChatFailover {
+        /// HOST:PORT: HTTP listener of the node the chats start on.
+        #[arg(long)]
+        first: String,
+        /// HOST:PORT: HTTP listener of the node they resume on.
+        #[arg(long)]
+        then: String,
+        #[arg(long, default_value_t = 1000)]
+        rooms: usize,
+        /// Chat queue the chats start in (they may stay queued).
+        #[arg(long, default_value = "load")]
+        queue: String,
+        /// Between one customer's messages (e.g. 1s).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+        /// How long a customer keeps trying to resume (e.g. 30s).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        resume_within: Duration,
+        /// Give up waiting for the break after this long (e.g. 120s).
+        #[arg(long, default_value = "120s", value_parser = parse_duration)]
+        max_wait: Duration,
+        /// Chats being started at once.
+        #[arg(long, default_value_t = 64)]
+        setup_concurrency: usize,
+    },
     /// Place calls at a steady rate against a SIP server and measure them.
     Call {
         /// SIP server to call, HOST:PORT.
@@ -327,6 +355,13 @@ enum ServerArg {
     Nats,
 }
 
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Chat {
@@ -357,10 +392,7 @@ fn main() -> ExitCode {
             size: (*size).max(32),
             setup_concurrency: (*setup_concurrency).max(1),
         };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = multi_thread();
         return match rt.block_on(loadtest::chat::run_chat(args.clone())) {
             Ok(rep) => {
                 rep.print(&args);
@@ -374,6 +406,36 @@ fn main() -> ExitCode {
                 eprintln!("loadtest: error: {e}");
                 ExitCode::from(2)
             }
+        };
+    }
+    if let Command::ChatFailover {
+        first,
+        then,
+        rooms,
+        queue,
+        interval,
+        resume_within,
+        max_wait,
+        setup_concurrency,
+    } = &cli.command
+    {
+        let args = loadtest::failover::FailoverArgs {
+            first: first.clone(),
+            then: then.clone(),
+            rooms: (*rooms).max(1),
+            queue: queue.clone(),
+            interval: *interval,
+            resume_within: *resume_within,
+            max_wait: *max_wait,
+            setup_concurrency: (*setup_concurrency).max(1),
+        };
+        let rt = multi_thread();
+        let rep = rt.block_on(loadtest::failover::run_failover(args));
+        rep.print();
+        return if rep.clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
         };
     }
     if let Command::Register {
@@ -434,7 +496,9 @@ fn main() -> ExitCode {
         })
         .max(1);
     let (result, report, max_failed) = match cli.command {
-        Command::Chat { .. } | Command::Register { .. } => unreachable!("handled above"),
+        Command::Chat { .. } | Command::ChatFailover { .. } | Command::Register { .. } => {
+            unreachable!("handled above")
+        }
         Command::Call {
             target,
             rate,

@@ -168,6 +168,9 @@ pub struct ChatLog {
     owned: Mutex<HashMap<String, (u64, Vec<String>)>>,
     /// Chats another node took from this one: their records are no longer written.
     fenced: Mutex<HashSet<String>>,
+    /// Chats being taken over right now (the sweep and a customer's resume may
+    /// race for one; the second waits and finds it here).
+    adopting: Mutex<HashSet<String>>,
     stats: Arc<ChatStats>,
 }
 
@@ -188,6 +191,7 @@ pub fn start(
         stream: tokio::sync::OnceCell::new(),
         owned: Mutex::new(HashMap::new()),
         fenced: Mutex::new(HashSet::new()),
+        adopting: Mutex::new(HashSet::new()),
         stats: rx.stats,
     });
     tokio::spawn(write_entries(log.clone(), rx.entries));
@@ -363,7 +367,20 @@ impl ChatLog {
         if !valid(id) {
             return Ok(Adopted::Nothing);
         }
-        if self.desk.read(|c| c.exists(id)) && self.owned.lock().contains_key(id) {
+        let deadline = tokio::time::Instant::now() + READ;
+        while !self.adopting.lock().insert(id.to_string()) {
+            if tokio::time::Instant::now() > deadline {
+                return Err("another take-over of this chat did not finish".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = self.adopt_once(id).await;
+        self.adopting.lock().remove(id);
+        r
+    }
+
+    async fn adopt_once(&self, id: &str) -> Result<Adopted, String> {
+        if self.desk.read(|c| c.exists(id)) && !self.fenced.lock().contains(id) {
             return Ok(Adopted::Here);
         }
         let kv = self.bucket().await?;
@@ -408,12 +425,23 @@ impl ChatLog {
     /// Every entry of chat `id` from the stream, in offset order.
     pub async fn entries(&self, id: &str) -> Result<Vec<StoredMessage>, String> {
         self.stream().await?;
-        let mut stream = timed(self.js().get_stream(CHAT_STREAM)).await?;
-        let last = match timed(stream.get_last_raw_message_by_subject(&subject(id))).await {
-            Ok(m) => m.sequence,
-            Err(e) if e.contains("not found") || e.contains("no message") => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
+        let stream = timed(self.js().get_stream(CHAT_STREAM)).await?;
+        let last =
+            match tokio::time::timeout(READ, stream.get_last_raw_message_by_subject(&subject(id)))
+                .await
+            {
+                Err(_) => return Err("NATS did not answer".into()),
+                Ok(Ok(m)) => m.sequence,
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    return Ok(Vec::new())
+                }
+                Ok(Err(e)) => return Err(e.to_string()),
+            };
         let consumer = timed(
             stream.create_consumer(jetstream::consumer::pull::OrderedConfig {
                 filter_subject: subject(id),
@@ -446,7 +474,6 @@ impl ChatLog {
         }
         out.sort_by_key(|m| m.offset);
         out.dedup_by_key(|m| m.offset);
-        let _ = stream.info().await;
         Ok(out)
     }
 
