@@ -328,8 +328,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
                 source: Box::new(e),
             })?;
         chats.run(|c, at| c.restore(open, at));
-    }
-    if c.cluster.is_some() {
+    } else {
         // A cluster node takes new work only once it has joined (its first
         // heartbeat reached NATS); a single node takes it at once.
         b2bua.hold_new_work(true);
@@ -585,11 +584,7 @@ async fn drain_then_stop(
     let started = tokio::time::Instant::now();
     let mut last_log = started;
     loop {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let calls = match core.send(core::CoreMsg::Drain(tx)).await {
-            Ok(()) => rx.await.unwrap_or(0),
-            Err(_) => 0,
-        };
+        let calls = core.ask(core::CoreMsg::Drain).await.unwrap_or(0);
         if calls == 0 {
             info!(
                 after_ms = started.elapsed().as_millis() as u64,

@@ -17,8 +17,8 @@
 //!   publish is retried until it is stored (the node is held meanwhile: see
 //!   `gate`), so nothing acknowledged is ever missing from the stream.
 //! - **Take-over.** Every node looks for chats whose owner is no longer live (and,
-//!   at start, its own chats from before a restart) each `node_lease`, and takes
-//!   them with the compare-and-set on the record: one node wins each chat. It
+//!   at start, its own chats from before a restart) when it joins and whenever a
+//!   node it saw live is gone (`sweep`), and takes them with the compare-and-set on the record: one node wins each chat. It
 //!   reads the chat's entries back from the stream and restores the chat: queued
 //!   chats keep their place and wait time (counted from the chat's start), active
 //!   chats wait for their agent's console, a customer resumes by offset. A
@@ -163,7 +163,7 @@ pub struct ChatLog {
     replicas: usize,
     retention: Duration,
     kv: tokio::sync::OnceCell<kv::Store>,
-    stream: tokio::sync::OnceCell<()>,
+    stream: tokio::sync::OnceCell<jetstream::stream::Stream>,
     /// Chats this node owns: the revision it wrote last and the agents so far.
     owned: Mutex<HashMap<String, (u64, Vec<String>)>>,
     /// Chats another node took from this one: their records are no longer written.
@@ -221,7 +221,7 @@ impl ChatLog {
             .await
     }
 
-    async fn stream(&self) -> Result<(), String> {
+    async fn stream(&self) -> Result<&jetstream::stream::Stream, String> {
         self.stream
             .get_or_try_init(|| async {
                 self.js()
@@ -236,21 +236,14 @@ impl ChatLog {
                         ..Default::default()
                     })
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string())
             })
             .await
-            .copied()
     }
 
     /// Publish one entry and wait for JetStream's acknowledgement.
     async fn publish(&self, e: &Entry) -> Result<(), String> {
-        let ack = self.send(e).await?;
-        tokio::time::timeout(READ, ack)
-            .await
-            .map_err(|_| "no acknowledgement".to_string())?
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        acked(self.send(e).await?).await
     }
 
     async fn send(&self, e: &Entry) -> Result<jetstream::context::PublishAckFuture, String> {
@@ -414,18 +407,16 @@ impl ChatLog {
         let n = msgs.len();
         self.fenced.lock().remove(id);
         self.owned.lock().insert(id.to_string(), (rev, agents));
-        let from = node.clone();
         let state = rec.state.clone();
         self.desk.run(|c, at| c.restore(vec![(rec, msgs)], at));
         self.stats.adopted.fetch_add(1, Ordering::Relaxed);
-        info!(chat = %id, from = %from, state = %state, entries = n, "chat taken over");
+        info!(chat = %id, from = %node, state = %state, entries = n, "chat taken over");
         Ok(Adopted::Here)
     }
 
     /// Every entry of chat `id` from the stream, in offset order.
     pub async fn entries(&self, id: &str) -> Result<Vec<StoredMessage>, String> {
-        self.stream().await?;
-        let stream = timed(self.js().get_stream(CHAT_STREAM)).await?;
+        let stream = self.stream().await?;
         let last =
             match tokio::time::timeout(READ, stream.get_last_raw_message_by_subject(&subject(id)))
                 .await
@@ -490,7 +481,7 @@ impl ChatLog {
     }
 
     /// Take over every open chat whose owner is not live (or is this node and not
-    /// here: a restart).
+    /// here: a restart); [`ChatLog::adopt`] reads and checks each record.
     async fn adopt_orphans(&self) -> Result<usize, String> {
         let kv = self.bucket().await?;
         let mut keys = timed(kv.keys()).await?;
@@ -504,19 +495,9 @@ impl ChatLog {
                 ids.push(id.to_string());
             }
         }
-        let live: HashSet<String> = self.cluster.live().into_iter().map(|n| n.node).collect();
         let mut taken = 0;
         for id in ids {
             if self.desk.read(|c| c.exists(&id)) {
-                continue;
-            }
-            let Some(v) = timed(kv.get(format!("c.{id}"))).await? else {
-                continue;
-            };
-            let Some((rec, node, _)) = record_of(&v) else {
-                continue;
-            };
-            if rec.state == "ended" || (node != self.cluster.node && live.contains(&node)) {
                 continue;
             }
             if self.adopt(&id).await? == Adopted::Here {
@@ -550,6 +531,14 @@ impl ChatLog {
             s.adopted.load(Ordering::Relaxed),
             s.fenced.load(Ordering::Relaxed),
         );
+    }
+}
+
+/// Wait for a publish's acknowledgement (at most [`READ`]).
+async fn acked(ack: jetstream::context::PublishAckFuture) -> Result<(), String> {
+    match tokio::time::timeout(READ, ack).await {
+        Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+        Err(_) => Err("no acknowledgement".into()),
     }
 }
 
@@ -618,7 +607,7 @@ async fn write_entries(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<Entry>
         }
         for (e, ack) in batch.iter().zip(acks) {
             let ok = match ack {
-                Ok(f) => matches!(tokio::time::timeout(READ, f).await, Ok(Ok(_))),
+                Ok(f) => acked(f).await.is_ok(),
                 Err(_) => false,
             };
             if !ok {
@@ -669,26 +658,41 @@ async fn write_records(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<ChatRe
     }
 }
 
-/// Each `lease`: take over the open chats of nodes that are gone.
+/// Take over the open chats of nodes that are gone: once this node takes new work
+/// (its own chats after a restart, and those of nodes that died before), then
+/// each time a node it saw live at the last sweep is gone. A sweep lists every
+/// chat record of the bucket, so it does not run while membership only grows; a
+/// failed sweep is tried again each `lease`.
 async fn sweep(log: Arc<ChatLog>, lease: Duration) {
     let mut t = tokio::time::interval(lease);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The live nodes at the last successful sweep; `None` before the first.
+    let mut swept: Option<HashSet<String>> = None;
     loop {
         t.tick().await;
+        let live = log.cluster.live();
         // Only a node taking new work takes chats over (not one starting,
         // draining or held).
-        let me = log.cluster.node.clone();
-        let taking = log
-            .cluster
-            .live()
+        if !live
             .iter()
-            .any(|n| n.node == me && !n.refusing);
-        if !taking {
+            .any(|n| n.node == log.cluster.node && !n.refusing)
+        {
             continue;
         }
+        let now: HashSet<String> = live.into_iter().map(|n| n.node).collect();
+        if let Some(before) = &swept {
+            if before.is_subset(&now) {
+                swept = Some(now);
+                continue;
+            }
+        }
         match log.adopt_orphans().await {
-            Ok(0) => {}
-            Ok(n) => info!(chats = n, "chats of nodes that are gone taken over"),
+            Ok(n) => {
+                if n > 0 {
+                    info!(chats = n, "chats of nodes that are gone taken over");
+                }
+                swept = Some(now);
+            }
             Err(e) => debug!(error = %e, "take-over sweep failed; next round"),
         }
     }

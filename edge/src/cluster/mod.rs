@@ -319,14 +319,9 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let stats = {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if core.send(CoreMsg::Stats(tx)).await.is_err() {
-                return; // the core stopped: so does the edge
-            }
-            rx.await.ok()
+        let Some(stats) = core.ask(CoreMsg::Stats).await else {
+            return; // the core stopped: so does the edge
         };
-        let Some(stats) = stats else { return };
         let info = NodeInfo {
             node: c.node.clone(),
             sip: cfg.advertise_sip.to_string(),

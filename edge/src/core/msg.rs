@@ -146,6 +146,14 @@ impl CoreTx {
         self.lane(&msg).send(msg).await.map_err(|_| NotSent)
     }
 
+    /// Ask the core a question and wait for its answer, however long it takes;
+    /// `None` when the core has stopped (or dropped the question).
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CoreMsg) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Queue `msg` if there is room; `Err` when its lane is full or the core stopped.
     pub fn try_send(&self, msg: CoreMsg) -> Result<(), NotSent> {
         self.lane(&msg).try_send(msg).map_err(|_| NotSent)
