@@ -390,7 +390,10 @@ fn accepts_the_agents_issue_file_as_written() {
         msg.contains("after_hours_announcement") && msg.contains("closed.wav"),
         "{msg}"
     );
-    let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let here = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("Cargo.toml")
+        .display()
+        .to_string();
     let text = text.replace("\"closed.wav\"", &format!("\"{here}\""));
     let s = parse("edge.toml", &text).unwrap();
     assert_eq!(s.config.sip.listen[2].transport, crate::Transport::Tls);

@@ -22,7 +22,8 @@ canned_responses = ["Thanks for waiting!"]
 
 #[test]
 fn customer_agent_and_supervisor_in_chromium() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../tests/browser");
     let module = dir.join("node_modules/playwright-core");
     if !have_tool("node") || !have_tool("chromium") {
         return;

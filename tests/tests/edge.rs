@@ -365,7 +365,7 @@ fn check_config_reports_file_line_and_field() {
 /// A message of `sip/tests/torture/` as sent on the wire (LF → CRLF, `@LEN@` → the
 /// body's length), with its Via rewritten to `via` so the answer comes back here.
 fn torture(name: &str, via: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../sip/tests/torture")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap();

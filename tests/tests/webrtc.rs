@@ -226,7 +226,7 @@ impl Drop for Phone {
 }
 
 fn browser_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../tests/browser")
 }
 
 fn browser_ready() -> bool {
