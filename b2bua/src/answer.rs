@@ -478,6 +478,7 @@ impl B2bua {
             remote: flow.remote,
             transport: flow.transport,
             local: Some(flow.local),
+            route: Vec::new(),
         };
         self.start_b(now, id, target, b.agent);
         true

@@ -33,6 +33,9 @@ pub(crate) struct LegTarget {
     pub remote: SocketAddr,
     pub transport: Transport,
     pub local: Option<SocketAddr>,
+    /// A pre-loaded route set (RFC 3261 §8.1.2): the Path of a binding registered
+    /// through a proxy (RFC 3327). The request goes to the first hop (`remote`).
+    pub route: Vec<String>,
 }
 
 impl B2bua {
@@ -241,6 +244,7 @@ impl B2bua {
                     remote: target.addr,
                     transport: target.transport,
                     local: None,
+                    route: Vec::new(),
                 };
                 self.start_b(now, id, target, None);
             }
@@ -344,6 +348,7 @@ impl B2bua {
             remote: addr,
             transport,
             local,
+            route,
         } = target;
         let flow = match local {
             Some(local) => Some(Flow {
@@ -383,6 +388,9 @@ impl B2bua {
             flow,
             contact_for(flow),
         );
+        // Through the proxy the binding's REGISTER came by (its Path): the INVITE
+        // carries those Route values; the 2xx's Record-Route replaces them.
+        dialog.route_set = route;
         // A browser (SIP over WebSocket) gets WebRTC media: ICE-lite and DTLS-SRTP
         // on the B port. One set of credentials serves an attempt's forks.
         let browser = flow.transport.is_websocket();

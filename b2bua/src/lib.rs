@@ -35,6 +35,8 @@ mod conference;
 mod consult;
 mod dtmf;
 mod hold;
+mod hop;
+pub use hop::{hop_path, is_hop};
 mod in_dialog;
 mod index;
 mod invite;
@@ -217,6 +219,9 @@ pub struct CallStats {
     pub auth_failures: u64,
     pub auth_blocks: u64,
     pub auth_blocked: u64,
+    /// Messages relayed through the node hop, and hop messages refused or dropped.
+    pub hop_relayed: u64,
+    pub hop_refused: u64,
     /// Agent state changes by the state entered.
     pub agent_changes: HashMap<&'static str, u64>,
     /// Agents put not_ready because they let `max_no_answer` offers ring out.
@@ -299,6 +304,12 @@ pub struct B2bua {
     webrtc_fingerprint: Option<String>,
     /// Keys the ICE credentials of browser legs, and how many were made.
     ice_secret: [u8; 32],
+    /// Keys the MACs of the node hop's Vias.
+    hop_secret: [u8; 32],
+    /// Cluster mode: this node's SIP address, and every live node's (name, SIP
+    /// address), for the node hop.
+    cluster_me: Option<std::net::SocketAddr>,
+    cluster_nodes: Vec<(String, std::net::SocketAddr)>,
     ice_made: u64,
     /// SIP WebSockets opened with a user's API token → that user.
     signed_in: HashMap<Flow, String>,
@@ -365,10 +376,11 @@ fn contact_for(flow: Flow) -> String {
 /// The extensions a `Require` may name: `timer` (RFC 4028) unless session timers
 /// are off.
 fn supported_options(sip: &control::SipConfig) -> &'static [&'static str] {
+    // `path`: the registrar stores and uses Path (RFC 3327).
     if sip.session_expires.is_zero() {
-        &["replaces"]
+        &["replaces", "path"]
     } else {
-        &["timer", "replaces"]
+        &["timer", "replaces", "path"]
     }
 }
 
@@ -430,6 +442,9 @@ impl B2bua {
             webrtc_fingerprint: None,
             ice_secret: sip::digest::secret_from_seed(seed ^ 0x1CE5_EC2E_7000_0001),
             ice_made: 0,
+            hop_secret: sip::digest::secret_from_seed(seed ^ 0x0407_5EC2_E700_0002),
+            cluster_me: None,
+            cluster_nodes: Vec::new(),
             signed_in: HashMap::new(),
             stats: CallStats::default(),
         }
@@ -648,6 +663,9 @@ impl B2bua {
                 }
                 return;
             }
+        }
+        if self.try_hop(now, flow, data) {
+            return self.process(now);
         }
         let policy = self.snap.config.sip.strangers;
         let strangers = &mut self.stats.strangers;

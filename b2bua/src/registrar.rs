@@ -36,7 +36,13 @@ pub struct Binding {
     pub call_id: String,
     pub cseq: u32,
     pub user_agent: Option<String>,
+    /// The REGISTER's Path (RFC 3327), in order: the proxies between the edge and
+    /// the phone. Requests to the binding carry them as Route and go to the first.
+    pub path: Vec<String>,
 }
+
+/// Most Path values one REGISTER may carry.
+pub const MAX_PATH: usize = 8;
 
 /// A binding as the API lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +53,7 @@ pub struct BindingInfo {
     pub source: String,
     pub expires_in: u64,
     pub user_agent: Option<String>,
+    pub path: Vec<String>,
 }
 
 /// Failed authentications of one source.
@@ -60,6 +67,10 @@ struct Failures {
 pub(crate) struct Registrar {
     pub(crate) verifier: Verifier,
     pub(crate) bindings: HashMap<String, Vec<Binding>>,
+    /// Cluster mode: the bindings other nodes hold (agent → node → bindings), as
+    /// they shared them. Only those with a Path are called from here: the proxy
+    /// reaches the phone from any node.
+    pub(crate) remote: HashMap<String, HashMap<String, Vec<Binding>>>,
     failures: HashMap<IpAddr, Failures>,
 }
 
@@ -68,6 +79,7 @@ impl Registrar {
         Registrar {
             verifier: Verifier::new(secret, NONCE_LIFETIME),
             bindings: HashMap::new(),
+            remote: HashMap::new(),
             failures: HashMap::new(),
         }
     }
@@ -80,6 +92,32 @@ impl Registrar {
             .map(|b| b.iter().filter(|b| b.expires > wall).collect())
             .unwrap_or_default();
         v.reverse();
+        v
+    }
+
+    /// Other nodes' live bindings of `agent` that this node can call (through
+    /// their Path: a proxy's, or the node itself while `live` says it is up),
+    /// newest first.
+    pub(crate) fn live_remote(
+        &self,
+        agent: &str,
+        wall: SystemTime,
+        live: impl Fn(&str) -> bool,
+    ) -> Vec<&Binding> {
+        let mut v: Vec<&Binding> = self
+            .remote
+            .get(agent)
+            .into_iter()
+            .flat_map(|nodes| nodes.iter())
+            .flat_map(|(node, list)| list.iter().map(move |b| (node, b)))
+            .filter(|(node, b)| {
+                b.expires > wall
+                    && path_hop(b).is_some()
+                    && (!b.path.first().is_some_and(|p| crate::hop::is_hop(p)) || live(node))
+            })
+            .map(|(_, b)| b)
+            .collect();
+        v.sort_by_key(|b| std::cmp::Reverse(b.expires));
         v
     }
 
@@ -176,6 +214,68 @@ fn wanted(req: &Request, default: u32) -> Result<Wanted, ()> {
         }
     }
     Ok(Wanted::Set(out))
+}
+
+/// The REGISTER's Path values in order (RFC 3327 §5.3), or `Err(())` when one is
+/// not a `sip:`/`sips:` URI or there are more than [`MAX_PATH`] (400).
+fn path_of(req: &Request) -> Result<Vec<String>, ()> {
+    let mut out = Vec::new();
+    for h in req.headers.iter() {
+        let Header::Other(name, value) = h else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("path") {
+            continue;
+        }
+        for v in message::split_outside(value, ',').ok_or(())? {
+            let v = v.trim();
+            let uri = message::uri_of(v).trim().to_ascii_lowercase();
+            if !uri.starts_with("sip:") && !uri.starts_with("sips:") {
+                return Err(());
+            }
+            out.push(v.to_string());
+        }
+    }
+    if out.len() > MAX_PATH {
+        return Err(());
+    }
+    Ok(out)
+}
+
+/// Whether the request lists `option` in Supported (or its compact form `k`).
+fn supports(req: &Request, option: &str) -> bool {
+    req.headers.iter().any(|h| {
+        let v = match h {
+            Header::Supported(s) => s.value(),
+            Header::Other(n, v) if n.trim().eq_ignore_ascii_case("k") => v.as_str(),
+            _ => return false,
+        };
+        v.split(',').any(|o| o.trim().eq_ignore_ascii_case(option))
+    })
+}
+
+/// The address a trusted proxy says the REGISTER came from: the `received`
+/// parameter Kamailio's `add_path_received()` puts in its Path value.
+fn path_received(path: &[String]) -> Option<IpAddr> {
+    let first = path.first()?;
+    let inner = first.split_once('<').map_or(first.as_str(), |(_, r)| r);
+    let inner = inner.split_once('>').map_or(inner, |(l, _)| l);
+    let value = inner.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("received")
+            .then_some(v.trim())
+    })?;
+    let value = value.trim_matches('"');
+    let value = value
+        .strip_prefix("sip:")
+        .or_else(|| value.strip_prefix("sips:"))
+        .unwrap_or(value);
+    let host = value.split([';', '%']).next().unwrap_or(value);
+    host.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .ok()
+        .or_else(|| host.trim_matches(['[', ']']).parse().ok())
 }
 
 fn algorithm(a: DigestAlgorithm) -> Algorithm {
@@ -282,7 +382,16 @@ impl B2bua {
         head: Head,
         flow: Flow,
     ) {
-        let ip = flow.remote.ip();
+        let Ok(path) = path_of(&req) else {
+            return self.reply(now, tx, &req, 400, None);
+        };
+        // Behind a proxy that is a trunk (trusted), failed attempts count against
+        // the phone's own address, as the proxy saw it: one guessing phone must
+        // not get every phone behind the proxy refused.
+        let ip = match path_received(&path) {
+            Some(ip) if self.snap.trunk_for(flow.remote.ip()).is_some() => ip,
+            _ => flow.remote.ip(),
+        };
         if self.auth_blocked(ip, now) {
             self.stats.auth_blocked += 1;
             return self.reply(now, tx, &req, 403, None);
@@ -414,6 +523,7 @@ impl B2bua {
                         call_id: head.call_id.clone(),
                         cseq: head.cseq,
                         user_agent: user_agent.clone(),
+                        path: path.clone(),
                     });
                     if list.len() > MAX_BINDINGS {
                         list.remove(0);
@@ -437,14 +547,22 @@ impl B2bua {
         if current.is_empty() {
             self.registrar.bindings.remove(&agent_id);
         }
-        let contacts: Vec<Header> = current
+        let mut headers: Vec<Header> = current
             .iter()
             .map(|b| {
                 let left = b.expires.duration_since(wall).unwrap_or_default().as_secs();
                 rsip::headers::Contact::new(format!("<{}>;expires={left}", b.contact)).into()
             })
             .collect();
-        self.reply_with(now, tx, &req, 200, contacts);
+        // The Path stored, back to a UA that supports it (RFC 3327 §5.3; a UA
+        // that does not say so still gets its Path stored and used, as Kamailio's
+        // registrar does in its `path_mode` 1: phones rarely list `path`).
+        if supports(&req, "path") {
+            for p in &path {
+                headers.push(Header::Other("Path".into(), p.clone()));
+            }
+        }
+        self.reply_with(now, tx, &req, 200, headers);
         self.dispatch_queues(now);
     }
 
@@ -498,6 +616,7 @@ impl B2bua {
                 source: b.flow.remote.to_string(),
                 expires_in: b.expires.duration_since(wall).unwrap_or_default().as_secs(),
                 user_agent: b.user_agent.clone(),
+                path: b.path.clone(),
             })
             .collect();
         v.sort_by(|a, b| (&a.agent, &a.contact).cmp(&(&b.agent, &b.contact)));
@@ -548,27 +667,32 @@ impl B2bua {
             .bindings
             .get(id)
             .is_some_and(|l| l.iter().any(|b| b.expires > wall))
+            || !self
+                .registrar
+                .live_remote(id, wall, |n| self.node_live(n))
+                .is_empty()
             || self.snap.agent(id).is_some_and(|a| a.contact.is_some())
     }
 
     /// Where to call agent `id`: its live bindings (newest first, all rung at
-    /// once), else its static contact; none: the agent cannot be reached.
+    /// once; in cluster mode also those other nodes hold with a Path), else its
+    /// static contact; none: the agent cannot be reached.
     pub(crate) fn agent_targets(&self, now: Instant, id: &str) -> Vec<crate::invite::LegTarget> {
-        use crate::invite::LegTarget;
         let wall = self.wall(now);
-        // A binding is reached on the flow its REGISTER came on (a WebSocket has
-        // no listen address of its own).
-        let live: Vec<_> = self
+        let mut live: Vec<_> = self
             .registrar
             .live(id, wall)
             .into_iter()
-            .map(|b| LegTarget {
-                uri: b.contact.clone(),
-                remote: b.flow.remote,
-                transport: b.flow.transport,
-                local: Some(b.flow.local),
-            })
+            .map(|b| binding_target(b, true))
             .collect();
+        // One phone once: a phone that registered again through another node
+        // (its first node died, the proxy chose another) is listed by both until
+        // the old binding expires; the newest wins.
+        for b in self.registrar.live_remote(id, wall, |n| self.node_live(n)) {
+            if !live.iter().any(|t| t.uri == b.contact) {
+                live.push(binding_target(b, false));
+            }
+        }
         if !live.is_empty() {
             return live;
         }
@@ -576,11 +700,12 @@ impl B2bua {
             .agent(id)
             .and_then(|a| a.contact.as_ref())
             .map(|c| {
-                vec![LegTarget {
+                vec![crate::invite::LegTarget {
                     uri: c.uri.clone(),
                     remote: c.addr,
                     transport: c.transport,
                     local: None,
+                    route: Vec::new(),
                 }]
             })
             .unwrap_or_default()
@@ -589,5 +714,76 @@ impl B2bua {
     /// Stats for metrics: live bindings.
     pub fn registered(&self, now: Instant) -> usize {
         self.registrar.count(self.wall(now))
+    }
+
+    /// Every agent's bindings held here (for sharing them with the cluster).
+    pub fn local_bindings(&self) -> Vec<(String, Vec<Binding>)> {
+        let mut v: Vec<(String, Vec<Binding>)> = self
+            .registrar
+            .bindings
+            .iter()
+            .map(|(a, l)| (a.clone(), l.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Cluster mode: `node` now holds exactly `bindings` of `agent` (none: it
+    /// holds none). Those with a Path are called from here too.
+    pub fn remote_bindings(
+        &mut self,
+        now: Instant,
+        node: String,
+        agent: String,
+        bindings: Vec<Binding>,
+    ) {
+        let nodes = self.registrar.remote.entry(agent.clone()).or_default();
+        let changed = if bindings.is_empty() {
+            nodes.remove(&node).is_some()
+        } else {
+            nodes.insert(node, bindings.clone()) != Some(bindings)
+        };
+        if nodes.is_empty() {
+            self.registrar.remote.remove(&agent);
+        }
+        if changed {
+            self.agent_changed(now, &agent);
+            self.dispatch_queues(now);
+        }
+    }
+}
+
+/// The first hop of `b`'s Path, when it names an IP address.
+fn path_hop(b: &Binding) -> Option<(std::net::SocketAddr, Option<sip::Transport>)> {
+    let first = b.path.first()?;
+    sip::dialog::uri_addr(message::uri_of(first))
+}
+
+/// Where a request to binding `b` goes. Through its Path when it has one (the
+/// proxy that relayed the REGISTER reaches the phone, from any node); else on the
+/// flow its REGISTER came on (`local`: this node's own binding; a WebSocket has no
+/// listen address of its own).
+fn binding_target(b: &Binding, local: bool) -> crate::invite::LegTarget {
+    use crate::invite::LegTarget;
+    match path_hop(b) {
+        Some((addr, transport)) => {
+            let transport = transport.unwrap_or(b.flow.transport);
+            // The proxy's own flow when the REGISTER came straight from it.
+            let on_flow = local && addr == b.flow.remote && transport == b.flow.transport;
+            LegTarget {
+                uri: b.contact.clone(),
+                remote: addr,
+                transport,
+                local: on_flow.then_some(b.flow.local),
+                route: b.path.clone(),
+            }
+        }
+        None => LegTarget {
+            uri: b.contact.clone(),
+            remote: b.flow.remote,
+            transport: b.flow.transport,
+            local: Some(b.flow.local),
+            route: Vec::new(),
+        },
     }
 }

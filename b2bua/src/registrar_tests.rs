@@ -3,7 +3,7 @@
 use super::*;
 use sip::digest::{response, Algorithm, Challenge};
 
-const REG_CONFIG: &str = r#"
+pub(super) const REG_CONFIG: &str = r#"
 [sip]
 listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
 digest = ["SHA-256", "MD5"]
@@ -28,7 +28,7 @@ password = "bob-sip-secret"
 digest = ["MD5"]
 "#;
 
-const PHONE: &str = "127.0.0.1:5092";
+pub(super) const PHONE: &str = "127.0.0.1:5092";
 const PHONE2: &str = "127.0.0.1:5093";
 const GUESSER: &str = "192.0.2.66:5060";
 
@@ -76,7 +76,14 @@ algorithm={}, qop=auth, nc={nc}, cnonce=\"cn0\"\r\n",
 
 /// Register `aor` from `from` with `contact_extra` (Contact/Expires lines): the
 /// challenge, then the credentials; returns the final response.
-fn sign_in(n: &mut Net, aor: &str, pass: &str, from: &str, call_id: &str, lines: &str) -> Response {
+pub(super) fn sign_in(
+    n: &mut Net,
+    aor: &str,
+    pass: &str,
+    from: &str,
+    call_id: &str,
+    lines: &str,
+) -> Response {
     n.send(from, &register(aor, from, call_id, 1, lines));
     let (r, _) = n.expect_response(from, 401);
     let c = challenges(&r).remove(0);
@@ -372,6 +379,7 @@ fn restored_bindings_are_used_and_expired_ones_skipped() {
         call_id: "old".into(),
         cseq: 1,
         user_agent: None,
+        path: Vec::new(),
     };
     n.b.restore_bindings(n.now, vec![binding("sip:1001@127.0.0.1:5092", 300)]);
     let mut gone = binding("sip:x@127.0.0.1:5099", 0);
@@ -400,6 +408,7 @@ fn websocket_bindings_go_when_their_socket_closes_and_are_not_restored() {
         call_id: "ws".into(),
         cseq: 1,
         user_agent: None,
+        path: Vec::new(),
     };
     // A restart: the WebSocket binding's socket died with the old process.
     n.b.restore_bindings(
@@ -536,4 +545,164 @@ fn a_phone_that_refuses_leaves_the_others_ringing() {
     n.send(PHONE2, &answer(&inv2, 486, "desk", None, PHONE2));
     assert_eq!(n.b.active_calls(), 1);
     assert_eq!(n.b.calls(n.now)[0].state, "queued");
+}
+
+const PROXY: &str = "127.0.0.1:5075";
+const BEHIND: &str = "<sip:127.0.0.1:5075;lr;received=sip:192.0.2.50:5062>";
+
+/// The values of header `name` in `text`.
+pub(super) fn values(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn a_binding_registered_through_a_proxy_is_called_through_its_path() {
+    let mut n = Net::new(REG_CONFIG);
+    let lines =
+        format!("Contact: <sip:1001@192.0.2.50:5062>\r\nPath: {BEHIND}\r\nSupported: path\r\n");
+    let ok = sign_in(&mut n, "1001", "alice-sip-secret", PROXY, "p1", &lines);
+    assert_eq!(ok.status_code.code(), 200);
+    // A UA that supports path gets it back (RFC 3327 §5.3).
+    assert_eq!(values(&ok.to_string(), "Path"), [BEHIND]);
+    let regs = n.b.registrations(n.now);
+    assert_eq!(regs[0].path, [BEHIND]);
+    assert_eq!(regs[0].source, PROXY);
+    // The queue call goes to the proxy with the Path as its Route; the
+    // Request-URI is the phone's contact.
+    n.send(CALLER, &invite("1000", "q1", &sdp(4000)));
+    let (inv, _) = n.expect_request(PROXY, Method::Invite);
+    assert_eq!(inv.uri.to_string(), "sip:1001@192.0.2.50:5062");
+    assert_eq!(values(&inv.to_string(), "Route"), [BEHIND]);
+    // The proxy record-routes: the dialog's later requests follow the
+    // Record-Route, not the Path.
+    let ok = answer(&inv, 200, "ph1", Some(&sdp(6000)), "192.0.2.50:5062").replacen(
+        "\r\n",
+        "\r\nRecord-Route: <sip:127.0.0.1:5075;lr;did=x1>\r\n",
+        1,
+    );
+    n.send(PROXY, &ok);
+    let (ack, _) = n.expect_request(PROXY, Method::Ack);
+    assert_eq!(
+        values(&ack.to_string(), "Route"),
+        ["<sip:127.0.0.1:5075;lr;did=x1>"]
+    );
+
+    // A UA that does not say it supports path still has its Path used, but not
+    // echoed (as Kamailio's registrar in path_mode 1).
+    let lines = format!("Contact: <sip:1001@192.0.2.50:5062>\r\nPath: {BEHIND}\r\n");
+    let ok = sign_in(&mut n, "1001", "alice-sip-secret", PROXY, "p2", &lines);
+    assert_eq!(ok.status_code.code(), 200);
+    assert!(values(&ok.to_string(), "Path").is_empty(), "{ok}");
+    assert_eq!(n.b.registrations(n.now)[0].path, [BEHIND]);
+
+    // A Path that is no SIP URI is refused, and nothing is stored.
+    let bad = "Contact: <sip:1001@192.0.2.51:5062>\r\nPath: <tel:+15550100>\r\n";
+    n.send(PROXY, &register("1001", PROXY, "p3", 1, bad));
+    n.expect_response(PROXY, 400);
+    assert_eq!(n.b.registrations(n.now).len(), 1);
+}
+
+#[test]
+fn behind_a_trusted_proxy_failed_attempts_count_per_phone() {
+    let mut n = Net::new(REG_CONFIG);
+    let via = |ip: &str| {
+        format!(
+            "Contact: <sip:1001@{ip}:5062>\r\nPath: <sip:127.0.0.1:5075;lr;received=sip:{ip}:5062>\r\n"
+        )
+    };
+    for i in 0..3 {
+        let r = sign_in(
+            &mut n,
+            "1001",
+            "guess",
+            PROXY,
+            &format!("g{i}"),
+            &via("192.0.2.77"),
+        );
+        assert_eq!(r.status_code.code(), 403);
+    }
+    assert_eq!(n.b.stats.auth_blocks, 1);
+    // The guesser is refused unchecked...
+    n.send(PROXY, &register("1001", PROXY, "g9", 1, &via("192.0.2.77")));
+    n.expect_response(PROXY, 403);
+    // ...while another phone behind the same proxy still signs in.
+    let r = sign_in(
+        &mut n,
+        "1001",
+        "alice-sip-secret",
+        PROXY,
+        "ok1",
+        &via("192.0.2.50"),
+    );
+    assert_eq!(r.status_code.code(), 200);
+    // From a source that is no trunk, a Path names nothing trusted: failures
+    // count against the source itself, whatever its Path says.
+    for i in 0..3 {
+        let lines = via(&format!("192.0.2.{}", 100 + i));
+        let r = sign_in(&mut n, "1001", "guess", GUESSER, &format!("h{i}"), &lines);
+        assert_eq!(r.status_code.code(), 403);
+    }
+    n.send(
+        GUESSER,
+        &register("1001", GUESSER, "h9", 1, &via("192.0.2.200")),
+    );
+    n.expect_response(GUESSER, 403);
+    assert_eq!(n.b.stats.auth_blocks, 2);
+}
+
+#[test]
+fn another_nodes_binding_is_called_through_its_path_and_one_without_is_not() {
+    let mut n = Net::new(REG_CONFIG);
+    let wall = n.b.wall(n.now);
+    let binding = |contact: &str, path: &[&str]| Binding {
+        agent: "1001".into(),
+        contact: contact.into(),
+        // The flow on the other node: never used from here.
+        flow: testing::flow("127.0.0.2:5060", PHONE2),
+        expires: wall + Duration::from_secs(300),
+        call_id: "elsewhere".into(),
+        cseq: 1,
+        user_agent: None,
+        path: path.iter().map(|p| p.to_string()).collect(),
+    };
+    // Only a flow on node B: this node cannot reach it; the call waits.
+    n.b.remote_bindings(
+        n.now,
+        "edge-b".into(),
+        "1001".into(),
+        vec![binding("sip:1001@192.0.2.9:5060", &[])],
+    );
+    n.pump();
+    n.send(CALLER, &invite("1000", "q1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    assert!(n.quiet(PHONE2) && n.quiet(PROXY));
+    // Registered through the proxy: offered at once, through the proxy.
+    n.b.remote_bindings(
+        n.now,
+        "edge-b".into(),
+        "1001".into(),
+        vec![binding("sip:1001@192.0.2.50:5062", &[BEHIND])],
+    );
+    n.pump();
+    let (inv, _) = n.expect_request(PROXY, Method::Invite);
+    assert_eq!(inv.uri.to_string(), "sip:1001@192.0.2.50:5062");
+    assert_eq!(values(&inv.to_string(), "Route"), [BEHIND]);
+    // The same phone listed again by a node that died (the proxy's Path still
+    // reaches it) rings once.
+    let mut older = binding("sip:1001@192.0.2.50:5062", &[BEHIND]);
+    older.expires -= Duration::from_secs(100);
+    n.b.remote_bindings(n.now, "edge-c".into(), "1001".into(), vec![older]);
+    assert_eq!(n.b.agent_targets(n.now, "1001").len(), 1);
+    // Not listed as this node's own (the cluster API lists it under node B).
+    assert!(n.b.registrations(n.now).is_empty());
+    assert!(n.b.local_bindings().is_empty());
+    // Gone from node B: no longer reachable.
+    n.b.remote_bindings(n.now, "edge-b".into(), "1001".into(), vec![]);
+    n.b.remote_bindings(n.now, "edge-c".into(), "1001".into(), vec![]);
+    assert!(!n.b.agent_reachable(n.now, "1001"));
 }

@@ -17,6 +17,8 @@ mod session_tests;
 
 #[path = "claims_tests.rs"]
 mod claims_tests;
+#[path = "hop_tests.rs"]
+mod hop_tests;
 #[path = "registrar_tests.rs"]
 mod registrar_tests;
 #[path = "transfer_tests.rs"]

@@ -310,6 +310,7 @@ impl B2bua {
                         remote: r.target.addr,
                         transport: r.target.transport,
                         local: None,
+                        route: Vec::new(),
                     }))
                 }
                 None => {}
@@ -331,6 +332,7 @@ impl B2bua {
                 remote: r.target.addr,
                 transport: r.target.transport,
                 local: None,
+                route: Vec::new(),
             })),
             None => Err(CommandError::Forbidden(format!(
                 "`{uri}` is not a destination the routes allow"
@@ -350,6 +352,7 @@ impl B2bua {
                 remote: t.addr,
                 transport: t.transport,
                 local: None,
+                route: Vec::new(),
             })),
             Some(_) => Err(CommandError::Closed(r.queue)),
         }

@@ -50,6 +50,18 @@ impl Transport {
             Transport::Wss => ";transport=wss",
         }
     }
+    /// The transport named `name` (`udp`, `TCP`, …; any case).
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Ws,
+            Transport::Wss,
+        ]
+        .into_iter()
+        .find(|t| t.as_str().eq_ignore_ascii_case(name))
+    }
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",

@@ -309,6 +309,14 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
         "counter",
         core.calls.auth_blocked,
     );
+    let _ = writeln!(
+        o,
+        "# HELP edge_cluster_sip_hops_total Cluster mode: SIP messages relayed through this node to and from phones registered on it (the node hop), and hop messages refused or dropped.\n\
+         # TYPE edge_cluster_sip_hops_total counter\n\
+         edge_cluster_sip_hops_total{{outcome=\"relayed\"}} {}\n\
+         edge_cluster_sip_hops_total{{outcome=\"refused\"}} {}",
+        core.calls.hop_relayed, core.calls.hop_refused
+    );
     metric(
         &mut o,
         "edge_calls_shed_total",

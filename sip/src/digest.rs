@@ -288,6 +288,18 @@ pub fn keyed_hex(secret: &[u8; 32], n: u64) -> String {
     hex::encode(h.finalize())
 }
 
+/// 24 hex digits of HMAC-SHA256 keyed by `secret` over `parts` (each ended by
+/// a NUL, so parts cannot be shifted into each other): a tag a node puts in a
+/// header it alone must be able to have written.
+pub fn mac_hex(secret: &[u8; 32], parts: &[&str]) -> String {
+    let mut m = HmacSha256::new_from_slice(secret).expect("any key length");
+    for p in parts {
+        m.update(p.as_bytes());
+        m.update(&[0]);
+    }
+    hex::encode(&m.finalize().into_bytes()[..12])
+}
+
 pub fn secret_from_seed(seed: u64) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"edge digest nonces");

@@ -527,6 +527,12 @@ impl Endpoint {
         }
     }
 
+    /// Put `data` on the wire as it is, outside any transaction (the B2BUA's
+    /// stateless relay between cluster nodes).
+    pub fn send_raw(&mut self, flow: Flow, data: Bytes) {
+        self.transmits.push_back(Transmit { flow, data });
+    }
+
     /// Start a client transaction. A top Via with a fresh branch is added from
     /// `flow.local`; the request must carry everything else.
     pub fn send_request(&mut self, now: Instant, mut req: Request, flow: Flow) -> TxId {

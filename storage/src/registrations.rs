@@ -23,15 +23,22 @@ pub struct Row {
     pub call_id: String,
     pub cseq: u32,
     pub user_agent: Option<String>,
+    /// The REGISTER's Path values (RFC 3327), in order.
+    pub path: Vec<String>,
 }
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bindings(
   agent TEXT NOT NULL, contact TEXT NOT NULL, transport TEXT NOT NULL,
   local TEXT NOT NULL, remote TEXT NOT NULL, expires_s INTEGER NOT NULL,
-  call_id TEXT NOT NULL, cseq INTEGER NOT NULL, user_agent TEXT,
+  call_id TEXT NOT NULL, cseq INTEGER NOT NULL, user_agent TEXT, path TEXT,
   PRIMARY KEY(agent, contact)) WITHOUT ROWID;
 ";
+
+/// Path values are kept one per line (a header value holds no line break).
+fn path_text(path: &[String]) -> Option<String> {
+    (!path.is_empty()).then(|| path.join("\n"))
+}
 
 /// Why the store cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +79,15 @@ impl Registrations {
         c.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         c.execute_batch(SCHEMA).map_err(err)?;
+        // A store written before Path was kept gains the column (no Path).
+        let has_path = c
+            .prepare("SELECT 1 FROM pragma_table_info('bindings') WHERE name = 'path'")
+            .and_then(|mut q| q.exists([]))
+            .map_err(err)?;
+        if !has_path {
+            c.execute_batch("ALTER TABLE bindings ADD COLUMN path TEXT")
+                .map_err(err)?;
+        }
         c.execute(
             "DELETE FROM bindings WHERE expires_s <= ?1",
             params![secs(now)],
@@ -80,7 +96,7 @@ impl Registrations {
         let rows = {
             let mut q = c
                 .prepare(
-                    "SELECT agent, contact, transport, local, remote, expires_s, call_id, cseq, user_agent \
+                    "SELECT agent, contact, transport, local, remote, expires_s, call_id, cseq, user_agent, path \
                      FROM bindings ORDER BY agent, expires_s",
                 )
                 .map_err(err)?;
@@ -97,6 +113,10 @@ impl Registrations {
                         call_id: r.get(6)?,
                         cseq: r.get(7)?,
                         user_agent: r.get(8)?,
+                        path: r
+                            .get::<_, Option<String>>(9)?
+                            .map(|p| p.lines().map(str::to_string).collect())
+                            .unwrap_or_default(),
                     })
                 })
                 .map_err(err)?;
@@ -148,7 +168,7 @@ fn writer(mut c: Connection, rx: mpsc::Receiver<Op>) {
                         t.execute("DELETE FROM bindings WHERE agent = ?1", params![agent])?;
                         for r in rows {
                             t.execute(
-                                "INSERT OR REPLACE INTO bindings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                "INSERT OR REPLACE INTO bindings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                                 params![
                                     r.agent,
                                     r.contact,
@@ -158,7 +178,8 @@ fn writer(mut c: Connection, rx: mpsc::Receiver<Op>) {
                                     secs(r.expires),
                                     r.call_id,
                                     r.cseq,
-                                    r.user_agent
+                                    r.user_agent,
+                                    path_text(&r.path)
                                 ],
                             )?;
                         }

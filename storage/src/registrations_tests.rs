@@ -11,6 +11,7 @@ fn row(agent: &str, contact: &str, expires: SystemTime) -> Row {
         call_id: "reg-1".into(),
         cseq: 3,
         user_agent: Some("phone".into()),
+        path: Vec::new(),
     }
 }
 
@@ -44,4 +45,40 @@ fn a_store_that_cannot_be_created_says_where() {
     std::fs::write(&file, b"x").unwrap();
     let e = Registrations::open(&file, SystemTime::now()).err().unwrap();
     assert!(e.to_string().contains("not-a-dir"), "{e}");
+}
+
+#[test]
+fn a_path_is_kept_and_a_store_without_the_column_gains_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let later = t0 + Duration::from_secs(3600);
+    // A store as written before Path was kept: no `path` column.
+    {
+        let c = Connection::open(dir.path().join("registrations.sqlite")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE bindings(agent TEXT NOT NULL, contact TEXT NOT NULL, transport TEXT NOT NULL, \
+             local TEXT NOT NULL, remote TEXT NOT NULL, expires_s INTEGER NOT NULL, \
+             call_id TEXT NOT NULL, cseq INTEGER NOT NULL, user_agent TEXT, \
+             PRIMARY KEY(agent, contact)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO bindings VALUES ('1001', 'sip:a@192.0.2.7', 'udp', '127.0.0.1:5060', \
+             '192.0.2.7:40000', ?1, 'reg-1', 3, 'phone')",
+            params![secs(later)],
+        )
+        .unwrap();
+    }
+    let (store, rows) = Registrations::open(dir.path(), t0).unwrap();
+    assert_eq!(rows, vec![row("1001", "sip:a@192.0.2.7", later)]);
+    let mut through = row("1002", "sip:b@192.0.2.8", later);
+    through.path = vec![
+        "<sip:192.0.2.1:5060;lr;received=sip:192.0.2.8:5062>".into(),
+        "<sip:192.0.2.2;lr>".into(),
+    ];
+    store.set("1002", vec![through.clone()]);
+    store.flush();
+    drop(store);
+    let (_, rows) = Registrations::open(dir.path(), t0).unwrap();
+    assert_eq!(rows[1], through, "the Path comes back in order");
 }

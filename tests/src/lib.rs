@@ -153,6 +153,21 @@ name = "Wendy"
 password = "wendy-sip-secret"
 "#;
 
+/// A queue (number 2000) whose only agent, 2001 "Carol", signs in from a phone
+/// with a password (no static contact): baresip's account.
+pub const PHONE_AGENT: &str = r#"
+[[queues]]
+name = "phones"
+numbers = ["2000"]
+agents = ["2001"]
+max_wait = "20s"
+
+[[agents]]
+id = "2001"
+name = "Carol"
+password = "carol-sip-secret"
+"#;
+
 pub mod tempdir {
     use std::path::{Path, PathBuf};
     /// A temporary directory removed on drop.

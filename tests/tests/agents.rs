@@ -10,18 +10,7 @@ use edge_tests::ua::Uac;
 use edge_tests::{free_port, have_tool, scenario, wait_until, Edge, Sipp};
 
 /// A queue whose only agent signs in from a phone (no static contact).
-const AGENT: &str = r#"
-[[queues]]
-name = "phones"
-numbers = ["2000"]
-agents = ["2001"]
-max_wait = "20s"
-
-[[agents]]
-id = "2001"
-name = "Carol"
-password = "carol-sip-secret"
-"#;
+const AGENT: &str = edge_tests::PHONE_AGENT;
 
 #[test]
 fn baresip_signs_in_with_digest_and_answers_a_queue_call_with_audio_both_ways() {

@@ -23,6 +23,7 @@ pub(crate) async fn local(s: &AppState) -> Result<Vec<serde_json::Value>, Respon
                 "source": b.source,
                 "expires_in": b.expires_in,
                 "user_agent": b.user_agent,
+                "path": b.path,
             })
         })
         .collect())

@@ -254,11 +254,13 @@ async fn serve(
     }
 }
 
-/// A watch of every key of `bucket`, retried until NATS gives one.
+/// A watch of every key of `bucket` that first delivers each key's current value
+/// (`watch_all` would deliver only changes made after it), retried until NATS
+/// gives one.
 async fn open_watch(c: &Cluster, bucket: &Bucket) -> kv::Watch {
     loop {
         let w = match bucket.store(c).await {
-            Ok(kv) => kv.watch_all().await.map_err(|e| e.to_string()),
+            Ok(kv) => kv.watch_with_history(">").await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         match w {

@@ -31,6 +31,7 @@ mod gate_tests;
 pub mod members;
 #[cfg(test)]
 mod members_tests;
+pub mod regs;
 
 use crate::core::{CoreMsg, CoreTx};
 use async_nats::jetstream::{self, kv};
@@ -115,6 +116,13 @@ impl Cluster {
         info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
         let claims = claims::start(cluster.clone(), cfg, core.clone());
         if core.send(CoreMsg::AttachClaims(claims)).await.is_err() {
+            return Err(async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::Io,
+                std::io::Error::other("the SIP core stopped"),
+            ));
+        }
+        let regs = regs::start(cluster.clone(), cfg, core.clone());
+        if core.send(CoreMsg::AttachRegs(regs)).await.is_err() {
             return Err(async_nats::ConnectError::with_source(
                 async_nats::ConnectErrorKind::Io,
                 std::io::Error::other("the SIP core stopped"),
@@ -315,6 +323,7 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
     let mut server = String::new();
     let mut joined = false;
     let mut rank = (0, 1);
+    let mut nodes: Vec<(String, std::net::SocketAddr)> = Vec::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -384,6 +393,21 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
             rank = r;
             debug!(rank = r.0, nodes = r.1, "cluster: offer rank");
             if core.send(CoreMsg::ClaimRank(r.0, r.1)).await.is_err() {
+                return;
+            }
+        }
+        // The live nodes' SIP addresses, for the node hop.
+        let addrs: Vec<(String, std::net::SocketAddr)> = live
+            .iter()
+            .filter_map(|i| Some((i.node.clone(), i.sip.parse().ok()?)))
+            .collect();
+        if addrs != nodes {
+            nodes = addrs.clone();
+            let msg = CoreMsg::ClusterNodes {
+                me: cfg.advertise_sip,
+                nodes: addrs,
+            };
+            if core.send(msg).await.is_err() {
                 return;
             }
         }

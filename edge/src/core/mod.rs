@@ -65,6 +65,8 @@ pub struct Core {
     desk: Arc<crate::desk::Desk>,
     /// Cluster mode: the claims driver (`cluster::claims`).
     claims: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>>,
+    /// Cluster mode: where this node's bindings are shared.
+    regs: Option<tokio::sync::mpsc::UnboundedSender<crate::cluster::regs::Update>>,
 }
 
 impl Core {
@@ -103,6 +105,7 @@ impl Core {
             registrations,
             desk,
             claims: None,
+            regs: None,
         }
     }
 
@@ -241,6 +244,17 @@ impl Core {
             }
             CoreMsg::HoldNewWork(held) => self.b2bua.hold_new_work(held),
             CoreMsg::AttachClaims(tx) => self.claims = Some(tx),
+            CoreMsg::ClusterNodes { me, nodes } => self.b2bua.set_cluster_nodes(now, me, nodes),
+            CoreMsg::AttachRegs(tx) => {
+                let all = self.b2bua.local_bindings();
+                let _ = tx.send(crate::cluster::regs::Update::All(all));
+                self.regs = Some(tx);
+            }
+            CoreMsg::RemoteBindings {
+                node,
+                agent,
+                bindings,
+            } => self.b2bua.remote_bindings(now, node, agent, bindings),
             CoreMsg::ClaimRank(rank, nodes) => self.b2bua.set_claim_rank(rank, nodes),
             CoreMsg::ClaimResult {
                 call,
@@ -290,6 +304,9 @@ impl Core {
                 Output::Bindings { agent, bindings } => {
                     let rows = bindings.iter().map(binding_row).collect();
                     self.registrations.set(&agent, rows);
+                    if let Some(tx) = &self.regs {
+                        let _ = tx.send(crate::cluster::regs::Update::Set(agent, bindings));
+                    }
                 }
                 Output::RecordStart { call, meta } => {
                     let Some(r) = self.relays.get(&call) else {
@@ -594,7 +611,7 @@ async fn flow_failed(core: CoreTx, flow: Flow) {
 }
 
 /// A binding as stored.
-fn binding_row(b: &b2bua::Binding) -> storage::registrations::Row {
+pub(crate) fn binding_row(b: &b2bua::Binding) -> storage::registrations::Row {
     storage::registrations::Row {
         agent: b.agent.clone(),
         contact: b.contact.clone(),
@@ -605,19 +622,13 @@ fn binding_row(b: &b2bua::Binding) -> storage::registrations::Row {
         call_id: b.call_id.clone(),
         cseq: b.cseq,
         user_agent: b.user_agent.clone(),
+        path: b.path.clone(),
     }
 }
 
 /// A stored binding back (`None`: a row this version cannot read).
 pub fn binding_from_row(r: storage::registrations::Row) -> Option<b2bua::Binding> {
-    let transport = match r.transport.as_str() {
-        "udp" => Transport::Udp,
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        "ws" => Transport::Ws,
-        "wss" => Transport::Wss,
-        _ => return None,
-    };
+    let transport = Transport::from_name(&r.transport)?;
     Some(b2bua::Binding {
         agent: r.agent,
         contact: r.contact,
@@ -630,5 +641,6 @@ pub fn binding_from_row(r: storage::registrations::Row) -> Option<b2bua::Binding
         call_id: r.call_id,
         cseq: r.cseq,
         user_agent: r.user_agent,
+        path: r.path,
     })
 }

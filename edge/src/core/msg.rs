@@ -55,6 +55,19 @@ pub enum CoreMsg {
     ClaimRank(usize, usize),
     /// Cluster mode: where agents' claims are sent.
     AttachClaims(tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>),
+    /// Cluster mode: this node's SIP address and the live nodes' (for the hop).
+    ClusterNodes {
+        me: std::net::SocketAddr,
+        nodes: Vec<(String, std::net::SocketAddr)>,
+    },
+    /// Cluster mode: where this node's bindings are shared.
+    AttachRegs(tokio::sync::mpsc::UnboundedSender<crate::cluster::regs::Update>),
+    /// Another node's bindings of an agent (none: it holds none now).
+    RemoteBindings {
+        node: String,
+        agent: String,
+        bindings: Vec<b2bua::Binding>,
+    },
     /// The cluster's answer to a claim.
     ClaimResult {
         call: b2bua::CallId,
