@@ -73,20 +73,13 @@ TOML
 run() {
   local mode=$1 pids=() nats=() callers=()
   if [ "$mode" = cluster ]; then
-    local urls routes
-    urls=$(printf '"nats://127.0.0.1:%s", ' "${NATS_PORTS[@]}"); urls="[${urls%, }]"
-    routes=$(printf 'nats://127.0.0.1:%s,' "${ROUTE_PORTS[@]}"); routes=${routes%,}
-    for i in 0 1 2; do
-      nats-server -a 127.0.0.1 -p "${NATS_PORTS[$i]}" -n "nats-$i" -js -sd "$WORK/js-$i" \
-        --cluster_name bench --cluster "nats://127.0.0.1:${ROUTE_PORTS[$i]}" --routes "$routes" \
-        -l "$WORK/nats-$i.log" &
-      nats+=($!)
-    done
+    start_nats
+    nats=("${NATS_PIDS[@]}")
     for i in 0 1 2; do
       edge_config "edge-$i" $(( 16160 + i )) $(( 18180 + i )) $(( 20000 + i * 10000 )) \
         "[cluster]
 node = \"edge-$i\"
-nats = $urls
+nats = $NATS_URLS
 advertise_sip = \"127.0.0.1:$(( 16160 + i ))\""
     done
   else

@@ -33,25 +33,10 @@ NATS_PORTS=(17322 17323 17324)
 ROUTE_PORTS=(17332 17333 17334)
 NATS_PIDS=()
 
-start_nats() {
-  local routes
-  routes=$(printf 'nats://127.0.0.1:%s,' "${ROUTE_PORTS[@]}"); routes=${routes%,}
-  rm -rf "$WORK"/js-*
-  NATS_PIDS=()
-  for i in 0 1 2; do
-    nats-server -a 127.0.0.1 -p "${NATS_PORTS[$i]}" -n "nats-$i" -js -sd "$WORK/js-$i" \
-      --cluster_name bench --cluster "nats://127.0.0.1:${ROUTE_PORTS[$i]}" --routes "$routes" \
-      -l "$WORK/nats-$i.log" &
-    NATS_PIDS+=($!)
-  done
-}
-
 stop() { for p in "$@"; do kill -INT "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
 
 # edge_config NAME SIP_PORT HTTP_PORT RTP_FIRST CLUSTER(0|1) AGENTS
 edge_config() {
-  local urls
-  urls=$(printf '"nats://127.0.0.1:%s", ' "${NATS_PORTS[@]}"); urls="[${urls%, }]"
   {
     cat <<TOML
 [sip]
@@ -66,7 +51,7 @@ max_connections = 100000
 dir = "$WORK/$1-data"
 TOML
     if [ "$5" = 1 ]; then
-      printf '[cluster]\nnode = "%s"\nnats = %s\nadvertise_sip = "127.0.0.1:%s"\n' "$1" "$urls" "$2"
+      printf '[cluster]\nnode = "%s"\nnats = %s\nadvertise_sip = "127.0.0.1:%s"\n' "$1" "$NATS_URLS" "$2"
     fi
     printf '[[queues]]\nname = "load"\nchannel = "chat"\nagents = ['
     for ((i = 0; i < $6; i++)); do printf '"lt-agent-%d",' "$i"; done

@@ -10,6 +10,22 @@ release_bins_and_nats() {
   [ -x "$EDGE_BIN" ] && [ -x "$LT" ] || cargo build --release -p edge -p loadtest
   command -v nats-server > /dev/null || bench/deps.sh
 }
+# Three nats-servers with JetStream in one cluster, client ports NATS_PORTS[0..2],
+# route ports ROUTE_PORTS[0..2], data and logs under $WORK (data wiped first):
+# start_nats. Sets NATS_PIDS, and NATS_URLS (a TOML array for `[cluster] nats`).
+start_nats() {
+  local routes i
+  routes=$(printf 'nats://127.0.0.1:%s,' "${ROUTE_PORTS[@]}"); routes=${routes%,}
+  NATS_URLS=$(printf '"nats://127.0.0.1:%s", ' "${NATS_PORTS[@]}"); NATS_URLS="[${NATS_URLS%, }]"
+  rm -rf "$WORK"/js-*
+  NATS_PIDS=()
+  for i in 0 1 2; do
+    nats-server -a 127.0.0.1 -p "${NATS_PORTS[$i]}" -n "nats-$i" -js -sd "$WORK/js-$i" \
+      --cluster_name bench --cluster "nats://127.0.0.1:${ROUTE_PORTS[$i]}" --routes "$routes" \
+      -l "$WORK/nats-$i.log" &
+    NATS_PIDS+=($!)
+  done
+}
 # CPU ticks (user + sys) of the given processes, summed; a gone process counts 0.
 ticks() { local s=0; for p in "$@"; do s=$(( s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $s; }
 # Resident memory of a process in KiB.

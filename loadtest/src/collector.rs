@@ -18,7 +18,19 @@ pub struct Bucket {
     pub rtp_lost: u64,
     pub jitter_ms_sum: f64,
     pub jitter_n: u64,
+    /// Of the calls that *started* in this second: answered, failed, answered
+    /// after more than [`SLOW_SETUP`], the longest setup (µs), and answered calls
+    /// whose BYE got no 200 (their server went away).
+    pub started_answered: u64,
+    pub started_failed: u64,
+    pub slow: u64,
+    pub setup_max_us: u64,
+    pub bye_failed: u64,
 }
+
+/// A setup slower than this counts as slow in the per-second figures (a proxy
+/// that waited for a dead node before trying the next).
+pub const SLOW_SETUP: Duration = Duration::from_secs(1);
 
 /// The final figures of one RTP stream as received by one end.
 #[derive(Debug, Clone, Default)]
@@ -129,6 +141,34 @@ impl Collector {
         }
     }
 
+    /// A finished call, counted in the second it started (see [`Bucket`]).
+    pub fn call_outcome(
+        &self,
+        started: Instant,
+        status: u16,
+        setup: Option<Duration>,
+        bye_status: Option<u16>,
+        ended_by_callee: bool,
+    ) {
+        let s = self.second(started);
+        let mut g = self.inner.lock();
+        let b = Self::with_bucket(&mut g, s);
+        if status != 200 {
+            b.started_failed += 1;
+            return;
+        }
+        b.started_answered += 1;
+        if let Some(d) = setup {
+            if d > SLOW_SETUP {
+                b.slow += 1;
+            }
+            b.setup_max_us = b.setup_max_us.max(d.as_micros() as u64);
+        }
+        if !ended_by_callee && bye_status != Some(200) {
+            b.bye_failed += 1;
+        }
+    }
+
     pub fn concurrency(&self, at: Instant, concurrent: u64) {
         let s = self.second(at);
         let mut g = self.inner.lock();
@@ -163,5 +203,59 @@ impl Collector {
             g.mos.push(mos);
         }
         g.streams.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_count_in_the_second_the_call_started() {
+        let t0 = Instant::now();
+        let c = Collector::new(t0);
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        for s in [0.2, 2.1, 2.5, 2.7] {
+            c.call_started(at(s), 1);
+        }
+        c.call_outcome(
+            at(0.2),
+            200,
+            Some(Duration::from_millis(30)),
+            Some(200),
+            false,
+        );
+        // Started in second 2, answered 2.1 s later (after the dead node's
+        // timeout), its BYE unanswered.
+        c.call_outcome(at(2.1), 200, Some(Duration::from_millis(2100)), None, false);
+        c.call_outcome(at(2.5), 408, None, None, false);
+        c.call_outcome(at(2.7), 200, Some(Duration::from_millis(40)), None, true);
+        let v = crate::summary::build(
+            "call",
+            "t",
+            serde_json::json!({}),
+            &c,
+            Duration::from_secs(3),
+        );
+        let per = v["per_second"].as_array().unwrap();
+        assert_eq!(per[0]["answered"], 1);
+        assert_eq!(per[0]["slow"], 0);
+        assert_eq!(per[2]["started"], 3);
+        assert_eq!(per[2]["answered"], 2);
+        assert_eq!(per[2]["failed"], 1);
+        assert_eq!(per[2]["slow"], 1);
+        assert_eq!(per[2]["setup_max_ms"], 2100.0);
+        assert_eq!(
+            per[2]["bye_failed"], 1,
+            "the callee's own hang-up is no failure"
+        );
+        let v = crate::summary::build(
+            "answer",
+            "t",
+            serde_json::json!({}),
+            &c,
+            Duration::from_secs(3),
+        );
+        assert_eq!(v["per_second"], serde_json::json!([]));
     }
 }

@@ -264,6 +264,13 @@ pub async fn run_call(a: CallArgs) -> Result<(Value, Arc<Collector>), RunError> 
                         engine.stop_stream(r.call);
                     }
                     collector.call_finished(now, r.status, r.timed_out, r.setup, r.pdd);
+                    collector.call_outcome(
+                        r.started,
+                        r.status,
+                        r.setup,
+                        r.bye_status,
+                        r.ended_by_callee,
+                    );
                 }
             }
         }

@@ -62,6 +62,24 @@ pub fn build(mode: &str, target: &str, config: Value, c: &Collector, elapsed: Du
         })
     };
     let secs = elapsed.as_secs_f64().max(1e-9);
+    // By the second calls started (callers only: an answerer has no such figures).
+    let per_second: Vec<Value> = if mode == "call" {
+        g.buckets
+            .iter()
+            .map(|b| {
+                json!({
+                    "started": b.started,
+                    "answered": b.started_answered,
+                    "failed": b.started_failed,
+                    "slow": b.slow,
+                    "setup_max_ms": round(b.setup_max_us as f64 / 1000.0, 1),
+                    "bye_failed": b.bye_failed,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     json!({
         "tool": "loadtest",
         "version": env!("CARGO_PKG_VERSION"),
@@ -95,5 +113,6 @@ pub fn build(mode: &str, target: &str, config: Value, c: &Collector, elapsed: Du
             "mos": mos_v,
         },
         "dtmf": { "digits_sent": dtmf_sent, "digits_received": dtmf_received },
+        "per_second": per_second,
     })
 }
