@@ -153,6 +153,7 @@ echo "queue calls: $CALLS at $RATE/s over $STEP s, held 1 s, $AGENTS agents"
 printf "%-8s %9s %8s %7s %11s %11s %9s\n" mode answered failed nodes edge_cpu_s us/call nats_cpu_s
 [ "${ONLY:-}" = cluster ] || run single
 [ "${ONLY:-}" = single ] || run cluster
+[ -z "${ONLY:-}" ] || exit 0
 s=$(cat "$WORK/single.per"); c=$(cat "$WORK/cluster.per")
 ratio=$(awk -v s="$s" -v c="$c" 'BEGIN {if (s > 0) printf "%.2f", c / s; else print "-"}')
 echo "cluster_cpu_per_call_ratio=$ratio (target <= 1.3)"

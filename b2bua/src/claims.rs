@@ -76,7 +76,16 @@ pub(crate) struct Claims {
     /// to its place), then any, so that the nodes, which see the same idle order,
     /// do not all claim its head.
     rank: (usize, usize),
+    /// A dispatch is set for [`DISPATCH_BATCH`] from the first of a burst of
+    /// other nodes' releases and state changes.
+    dispatch_soon: bool,
 }
+
+/// Other nodes' releases and state changes arrive hundreds a second on a busy
+/// cluster, each a reason to look at the waiting calls again; they are looked at
+/// once per this long, not once per change (each look scans the queues' agents
+/// for every waiting call).
+pub const DISPATCH_BATCH: Duration = Duration::from_millis(5);
 
 /// Which of `nodes` nodes offers agent `id` first (FNV-1a of the id).
 pub(crate) fn home_of(id: &str, nodes: usize) -> usize {
@@ -142,9 +151,27 @@ impl B2bua {
             return;
         };
         if c.elsewhere.remove(agent).is_some() {
-            self.dispatch_queues(now);
-            self.process(now);
+            self.dispatch_soon(now);
         }
+    }
+
+    /// Dispatch the waiting calls [`DISPATCH_BATCH`] from now (once for a burst).
+    pub(crate) fn dispatch_soon(&mut self, now: Instant) {
+        let Some(c) = self.claims.as_mut() else {
+            return self.dispatch_queues(now);
+        };
+        if !c.dispatch_soon {
+            c.dispatch_soon = true;
+            self.timers.set(now + DISPATCH_BATCH, Timer::Dispatch);
+        }
+    }
+
+    /// The batched dispatch is due.
+    pub(crate) fn dispatch_due(&mut self, now: Instant) {
+        if let Some(c) = self.claims.as_mut() {
+            c.dispatch_soon = false;
+        }
+        self.dispatch_queues(now);
     }
 
     /// Whether `agent` may be picked here now: not held by another node. (An
@@ -350,7 +377,7 @@ impl B2bua {
         let idle = instant_of_ms(now, self.wall(now), idle_since_ms);
         self.acd.adopt_idle_since(agent, idle);
         self.agent_changed(now, agent);
-        self.dispatch_queues(now);
+        self.dispatch_soon(now);
         self.process(now);
     }
 }

@@ -93,6 +93,8 @@ fn an_agent_another_node_holds_is_skipped_until_released_or_its_lease_lapses() {
     // That node releases 1001: claimed again at once, and offered when granted.
     n.b.claim_released_elsewhere(n.now, "1001");
     n.pump();
+    // (Looked at once per burst of other nodes' changes, a few ms later.)
+    n.advance(crate::claims::DISPATCH_BATCH);
     assert_eq!(asked(&mut n), [(Some(call), "1001".to_string())]);
     answer_claim(&mut n, call, "1001", ClaimResult::Granted);
     let (to_alice, _) = n.expect_request(ALICE, Method::Invite);
@@ -262,6 +264,8 @@ fn an_agents_choice_and_idle_time_are_shared_with_the_other_nodes() {
     assert!(asked(&mut n).is_empty());
     n.b.agent_shared(n.now, "1001", Choice::Ready, unix_ms_ago(0));
     n.pump();
+    assert!(asked(&mut n).is_empty(), "not before the batch");
+    n.advance(crate::claims::DISPATCH_BATCH);
     let a = asked(&mut n);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].1, "1001");

@@ -19,6 +19,8 @@ pub(crate) enum Timer {
     NoAnswer(CallId, u32),
     /// Re-offer waiting queue calls.
     QueueRetry,
+    /// Cluster mode: the batched dispatch after other nodes' changes.
+    Dispatch,
     /// The announcement of call `.0` should have ended by now.
     Announcement(CallId),
     /// Call `.0` reached `[sip] max_call_duration`.
@@ -134,6 +136,7 @@ impl B2bua {
                 self.timers
                     .set(now + crate::REGISTRATION_SWEEP, Timer::RegistrationSweep);
             }
+            Timer::Dispatch => self.dispatch_due(now),
             Timer::QueueRetry => {
                 let snap = self.snap.clone();
                 for id in self.acd.waiting().collect::<Vec<_>>() {

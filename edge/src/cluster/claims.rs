@@ -19,19 +19,22 @@
 //!   the bucket has, and every other node applies it (`agent_shared`), so an agent
 //!   is one person in the cluster and "longest idle" is the cluster's.
 //!
-//! Requests are carried out one at a time, in the order the core sent them, so a
-//! release and a new claim of the same agent cannot cross.
+//! Requests of one agent are carried out one at a time, in the order the core
+//! sent them, so a release and a new claim of the same agent cannot cross; those
+//! of different agents at once.
 
+use super::ledger::{Ledger, Verdict};
 use super::Cluster;
 use crate::core::{CoreMsg, CoreTx};
 use async_nats::jetstream::kv;
 use b2bua::{CallId, ClaimResult, CLAIM_LEASE};
 use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// The JetStream key-value bucket of agents' claims.
 pub const CLAIMS_BUCKET: &str = "edge_claims";
@@ -40,6 +43,11 @@ pub const AGENTS_BUCKET: &str = "edge_agents";
 
 /// How long a claim, refresh or release may take before it counts as failed.
 const ASK: Duration = Duration::from_secs(2);
+
+/// How long a create that went through may wait for the watch's verdict. The
+/// watch can lag behind a busy core (it hands every other node's claim to the
+/// core first); giving up early only makes the agent unusable until its lease.
+const CONFIRM: Duration = Duration::from_secs(10);
 
 /// What the SIP core asks of the cluster.
 #[derive(Debug)]
@@ -73,6 +81,12 @@ fn state_of(v: &serde_json::Value) -> Option<(b2bua::Choice, u64)> {
     Some((choice, v["idle_since_ms"].as_u64()?))
 }
 
+/// The claims bucket's holders as this node's watch saw them (see [`Ledger`]).
+type Shared = Arc<parking_lot::Mutex<Ledger>>;
+
+/// The watch's verdict on a write of this node: (agent, revision, valid).
+type Verdicts = mpsc::UnboundedReceiver<(String, u64, bool)>;
+
 /// What this node last wrote or read per agent (so it writes only changes).
 type Known = Arc<parking_lot::Mutex<HashMap<String, serde_json::Value>>>;
 
@@ -94,15 +108,21 @@ pub fn start(
     let claims = Bucket::new(CLAIMS_BUCKET, cfg.replicas);
     let agents = Bucket::new(AGENTS_BUCKET, cfg.replicas);
     let known = Known::default();
+    let ledger = Shared::new(parking_lot::Mutex::new(Ledger::new(&c.node, CLAIM_LEASE)));
+    let (verdict_tx, verdicts) = mpsc::unbounded_channel();
     tokio::spawn(serve(
         c.clone(),
-        claims.clone(),
-        agents.clone(),
+        Buckets {
+            claims: claims.clone(),
+            agents: agents.clone(),
+        },
         known.clone(),
+        ledger.clone(),
         core.clone(),
         rx,
+        verdicts,
     ));
-    tokio::spawn(watch(c.clone(), claims, core.clone()));
+    tokio::spawn(watch(c.clone(), claims, ledger, verdict_tx, core.clone()));
     tokio::spawn(watch_states(c, agents, known, core));
     tx
 }
@@ -137,119 +157,478 @@ impl Bucket {
                         Duration::ZERO,
                     )
                 };
-                super::key_value(&js, self.name, what, max_age, self.replicas).await
+                // A JetStream still forming (the nodes and NATS servers
+                // starting together) may leave the first request unanswered for
+                // its whole 10 s timeout; every claim would wait behind it.
+                let make = super::key_value(&js, self.name, what, max_age, self.replicas);
+                tokio::time::timeout(ASK, make)
+                    .await
+                    .map_err(|_| "bucket not made in time".to_string())?
             })
             .await
             .cloned()
     }
 }
 
+/// One request carried out, with what the serving loop needs to act on it.
+enum Done {
+    /// A create went through at `rev` (`None`: it did not, `result` says why);
+    /// granted only once the watch finds it valid.
+    Claim {
+        call: CallId,
+        agent: String,
+        result: ClaimResult,
+        rev: Option<u64>,
+    },
+    /// The watch said nothing about this node's create at `rev` in time.
+    Unconfirmed {
+        agent: String,
+        rev: u64,
+    },
+    Release {
+        agent: String,
+    },
+    Share {
+        agent: String,
+        shared: bool,
+    },
+    Refresh {
+        agent: String,
+        outcome: Result<u64, bool>,
+    },
+}
+
+impl Done {
+    fn agent(&self) -> &str {
+        match self {
+            Done::Claim { agent, .. }
+            | Done::Unconfirmed { agent, .. }
+            | Done::Release { agent }
+            | Done::Share { agent, .. }
+            | Done::Refresh { agent, .. } => agent,
+        }
+    }
+}
+
+type Op = futures_util::future::BoxFuture<'static, Done>;
+
+struct Buckets {
+    claims: Bucket,
+    agents: Bucket,
+}
+
+/// A create that went through, waiting for the watch's verdict.
+struct Confirming {
+    call: CallId,
+    rev: u64,
+}
+
+/// The serving loop's state.
+struct Driver {
+    c: Arc<Cluster>,
+    b: Buckets,
+    known: Known,
+    ledger: Shared,
+    value: bytes::Bytes,
+    /// Agent → the revision this node wrote last.
+    held: HashMap<String, u64>,
+    /// Agents with a request in flight → their requests not started yet.
+    busy: HashMap<String, std::collections::VecDeque<ClaimReq>>,
+    inflight: futures_util::stream::FuturesUnordered<Op>,
+    /// Agent → this node's create waiting for the watch's verdict.
+    confirming: HashMap<String, Confirming>,
+    /// Verdicts on this node's latest write per agent that came before the create's
+    /// own answer (the watch can be quicker than the reply).
+    early: HashMap<String, (u64, bool)>,
+}
+
+impl Driver {
+    /// Start `req` unless the agent has one in flight (then it waits its turn).
+    fn submit(&mut self, req: ClaimReq) {
+        let agent = match &req {
+            ClaimReq::Claim { agent, .. }
+            | ClaimReq::Release { agent }
+            | ClaimReq::Share { agent, .. } => agent.clone(),
+        };
+        if let Some(waiting) = self.busy.get_mut(&agent) {
+            waiting.push_back(req);
+        } else if let Some(op) = self.start(req) {
+            self.busy.insert(agent, Default::default());
+            self.inflight.push(op);
+        }
+    }
+
+    /// The agent's next request, if any (one that needs nothing is skipped).
+    fn advance(&mut self, agent: &str) {
+        loop {
+            let Some(next) = self.busy.get_mut(agent).and_then(|q| q.pop_front()) else {
+                self.busy.remove(agent);
+                return;
+            };
+            if let Some(op) = self.start(next) {
+                self.inflight.push(op);
+                return;
+            }
+        }
+    }
+
+    fn start(&mut self, req: ClaimReq) -> Option<Op> {
+        let c = self.c.clone();
+        match req {
+            ClaimReq::Claim { call, agent } => {
+                let (bucket, value) = (self.b.claims.clone(), self.value.clone());
+                Some(Box::pin(async move {
+                    let attempt = async {
+                        let kv = bucket.store(&c).await.map_err(|e| (false, e))?;
+                        kv.create(key(&agent), value).await.map_err(|e| {
+                            (
+                                e.kind() == kv::CreateErrorKind::AlreadyExists,
+                                e.to_string(),
+                            )
+                        })
+                    };
+                    let (result, rev) = match tokio::time::timeout(ASK, attempt).await {
+                        Ok(Ok(rev)) => (ClaimResult::Granted, Some(rev)),
+                        Ok(Err((true, _))) => (ClaimResult::Taken, None),
+                        Ok(Err((false, e))) => {
+                            warn!(%agent, error = %e, "agent claim failed");
+                            (ClaimResult::Failed, None)
+                        }
+                        Err(_) => {
+                            warn!(%agent, "agent claim not answered in time");
+                            (ClaimResult::Failed, None)
+                        }
+                    };
+                    Done::Claim {
+                        call,
+                        agent,
+                        result,
+                        rev,
+                    }
+                }))
+            }
+            ClaimReq::Release { agent } => {
+                let rev = self.held.remove(&agent)?;
+                let (bucket, ledger) = (self.b.claims.clone(), self.ledger.clone());
+                Some(Box::pin(async move {
+                    let release = async {
+                        let kv = bucket.store(&c).await?;
+                        match kv.delete_expect_revision(key(&agent), Some(rev)).await {
+                            // A void create of another node came after this node's
+                            // last write: the key is still this node's, at a later
+                            // revision (once the watch has seen it).
+                            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                match ledger.lock().mine_at(&agent) {
+                                    Some(last) if last != rev => Ok(last),
+                                    _ => Err(e.to_string()),
+                                }
+                                .map(Some)
+                            }
+                            r => r.map(|()| None).map_err(|e| e.to_string()),
+                        }
+                        .map(|again| (kv, again))
+                    };
+                    let outcome = match tokio::time::timeout(ASK, release).await {
+                        Ok(Ok((kv, Some(last)))) => {
+                            match tokio::time::timeout(
+                                ASK,
+                                kv.delete_expect_revision(key(&agent), Some(last)),
+                            )
+                            .await
+                            {
+                                Ok(Ok(())) => Ok(()),
+                                Ok(Err(e)) => Err(e.to_string()),
+                                Err(_) => Err("not answered in time".to_string()),
+                            }
+                        }
+                        Ok(Ok((_, None))) => Ok(()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err("not answered in time".to_string()),
+                    };
+                    match outcome {
+                        Ok(()) => debug!(%agent, "agent released"),
+                        Err(e) => {
+                            warn!(%agent, error = %e, "agent release failed: it lapses after the lease")
+                        }
+                    }
+                    Done::Release { agent }
+                }))
+            }
+            ClaimReq::Share {
+                agent,
+                choice,
+                idle_since_ms,
+            } => {
+                let v = state_json(&choice, idle_since_ms);
+                if self.known.lock().get(&agent) == Some(&v) {
+                    return None;
+                }
+                self.known.lock().insert(agent.clone(), v.clone());
+                let mut body = v;
+                body["node"] = serde_json::Value::from(c.node.clone());
+                let agents = self.b.agents.clone();
+                Some(Box::pin(async move {
+                    let write = async {
+                        let kv = agents.store(&c).await?;
+                        kv.put(
+                            key(&agent),
+                            serde_json::to_vec(&body).unwrap_or_default().into(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                    };
+                    let shared = match tokio::time::timeout(ASK, write).await {
+                        Ok(Ok(_)) => {
+                            debug!(%agent, "agent state shared");
+                            true
+                        }
+                        Ok(Err(e)) => {
+                            warn!(%agent, error = %e, "agent state not shared");
+                            false
+                        }
+                        Err(_) => {
+                            warn!(%agent, "agent state not shared in time");
+                            false
+                        }
+                    };
+                    Done::Share { agent, shared }
+                }))
+            }
+        }
+    }
+
+    /// Refresh every claim held and not busy (a release is about to delete the
+    /// key, or a claim is being made).
+    fn refresh(&mut self, kv: kv::Store) {
+        let due: Vec<(String, u64)> = self
+            .held
+            .iter()
+            .filter(|(a, _)| !self.busy.contains_key(*a))
+            .map(|(a, r)| (a.clone(), *r))
+            .collect();
+        for (agent, rev) in due {
+            let (kv, value, ledger) = (kv.clone(), self.value.clone(), self.ledger.clone());
+            self.busy.insert(agent.clone(), Default::default());
+            self.inflight.push(Box::pin(async move {
+                let update = async {
+                    match kv.update(key(&agent), value.clone(), rev).await {
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                            // Still this node's after a void create of another?
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let last = ledger.lock().mine_at(&agent);
+                            match last {
+                                Some(last) if last != rev => {
+                                    kv.update(key(&agent), value, last).await.map_err(|e| {
+                                        e.kind() == kv::UpdateErrorKind::WrongLastRevision
+                                    })
+                                }
+                                _ => Err(true),
+                            }
+                        }
+                        r => r.map_err(|e| {
+                            warn!(%agent, error = %e, "claim refresh failed");
+                            false
+                        }),
+                    }
+                };
+                let outcome = match tokio::time::timeout(ASK, update).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        warn!(%agent, "claim refresh not answered in time");
+                        Err(false)
+                    }
+                };
+                Done::Refresh { agent, outcome }
+            }));
+        }
+    }
+
+    /// The watch's verdict on this node's write `rev` of `agent`: a create
+    /// waiting for it is granted or, void, taken.
+    async fn verdict(&mut self, core: &CoreTx, agent: String, rev: u64, valid: bool) -> bool {
+        if self.confirming.get(&agent).is_some_and(|w| w.rev == rev) {
+            let w = self.confirming.remove(&agent).expect("present");
+            let ok = self.conclude(core, agent.clone(), w.call, rev, valid).await;
+            self.advance(&agent);
+            return ok;
+        }
+        if self.early.get(&agent).is_none_or(|(r, _)| *r < rev) {
+            self.early.insert(agent, (rev, valid));
+        }
+        true
+    }
+
+    async fn conclude(
+        &mut self,
+        core: &CoreTx,
+        agent: String,
+        call: CallId,
+        rev: u64,
+        valid: bool,
+    ) -> bool {
+        let result = if valid {
+            self.held.insert(agent.clone(), rev);
+            debug!(%agent, rev, "agent claimed");
+            ClaimResult::Granted
+        } else {
+            self.c.claims_voided.fetch_add(1, Ordering::Relaxed);
+            info!(%agent, rev, "agent claim void: another node's create came first (server-side race)");
+            ClaimResult::Taken
+        };
+        core.send(CoreMsg::ClaimResult {
+            call,
+            agent,
+            result,
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Act on `done`; false when the core is gone.
+    async fn finish(&mut self, core: &CoreTx, done: Done) -> bool {
+        let agent = done.agent().to_string();
+        match done {
+            Done::Claim {
+                call,
+                agent,
+                result,
+                rev,
+            } => match rev {
+                Some(rev) => {
+                    if let Some((r, valid)) = self.early.remove(&agent).filter(|(r, _)| *r == rev) {
+                        if !self.conclude(core, agent.clone(), call, r, valid).await {
+                            return false;
+                        }
+                    } else {
+                        self.confirming
+                            .insert(agent.clone(), Confirming { call, rev });
+                        self.inflight.push(Box::pin(async move {
+                            tokio::time::sleep(CONFIRM).await;
+                            Done::Unconfirmed { agent, rev }
+                        }));
+                        return true; // the agent stays busy until the verdict
+                    }
+                }
+                None => {
+                    if core
+                        .send(CoreMsg::ClaimResult {
+                            call,
+                            agent,
+                            result,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            },
+            Done::Unconfirmed { agent, rev } => {
+                if self.confirming.get(&agent).is_none_or(|w| w.rev != rev) {
+                    return true; // decided meanwhile
+                }
+                let w = self.confirming.remove(&agent).expect("present");
+                warn!(%agent, rev, "agent claim not confirmed by the watch in time: released");
+                // Written but not known valid: give it back, the call waits.
+                self.held.insert(agent.clone(), rev);
+                self.busy
+                    .entry(agent.clone())
+                    .or_default()
+                    .push_front(ClaimReq::Release {
+                        agent: agent.clone(),
+                    });
+                let result = ClaimResult::Failed;
+                if core
+                    .send(CoreMsg::ClaimResult {
+                        call: w.call,
+                        agent: agent.clone(),
+                        result,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            Done::Release { .. } => {}
+            Done::Share { agent, shared } => {
+                if !shared {
+                    self.known.lock().remove(&agent);
+                }
+            }
+            Done::Refresh { agent, outcome } => match outcome {
+                Ok(new) => {
+                    self.held.insert(agent, new);
+                }
+                Err(true) => {
+                    warn!(%agent, "claim lost: another node holds the agent now");
+                    self.held.remove(&agent);
+                    let _ = core.send(CoreMsg::ClaimSeen { agent }).await;
+                }
+                Err(false) => {}
+            },
+        }
+        self.advance(&agent);
+        true
+    }
+}
+
+/// Carries out the core's requests: those of one agent one at a time, in the
+/// order the core sent them (a release and a new claim of the agent cannot
+/// cross), those of different agents at once — each is a JetStream round trip
+/// (an R3 write: milliseconds), so one at a time for all agents capped a node
+/// at a few hundred a second and let claims queue up behind each other. A create
+/// that went through is granted only when the watch finds it valid (see
+/// [`Ledger`]).
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     c: Arc<Cluster>,
-    bucket: Bucket,
-    agents: Bucket,
+    b: Buckets,
     known: Known,
+    ledger: Shared,
     core: CoreTx,
     mut rx: mpsc::UnboundedReceiver<ClaimReq>,
+    mut verdicts: Verdicts,
 ) {
-    // Agent → the revision this node wrote last.
-    let mut held: HashMap<String, u64> = HashMap::new();
     let value: bytes::Bytes = serde_json::to_vec(&serde_json::json!({ "node": c.node }))
         .unwrap_or_default()
         .into();
     let mut refresh = tokio::time::interval(CLAIM_LEASE / 3);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut d = Driver {
+        c,
+        b,
+        known,
+        ledger,
+        value,
+        held: HashMap::new(),
+        busy: HashMap::new(),
+        inflight: Default::default(),
+        confirming: HashMap::new(),
+        early: HashMap::new(),
+    };
     loop {
-        tokio::select! {
-            req = rx.recv() => match req {
-                None => return,
-                Some(ClaimReq::Claim { call, agent }) => {
-                    let attempt = async {
-                        let kv = bucket.store(&c).await.map_err(|e| (false, e))?;
-                        kv.create(key(&agent), value.clone()).await.map_err(|e| {
-                            (e.kind() == kv::CreateErrorKind::AlreadyExists, e.to_string())
-                        })
-                    };
-                    let result = match tokio::time::timeout(ASK, attempt).await {
-                        Ok(Ok(rev)) => {
-                            held.insert(agent.clone(), rev);
-                            debug!(%agent, rev, "agent claimed");
-                            ClaimResult::Granted
-                        }
-                        Ok(Err((true, _))) => ClaimResult::Taken,
-                        Ok(Err((false, e))) => {
-                            warn!(%agent, error = %e, "agent claim failed");
-                            ClaimResult::Failed
-                        }
-                        Err(_) => {
-                            warn!(%agent, "agent claim not answered in time");
-                            ClaimResult::Failed
-                        }
-                    };
-                    if core.send(CoreMsg::ClaimResult { call, agent, result }).await.is_err() {
-                        return;
-                    }
-                }
-                Some(ClaimReq::Release { agent }) => {
-                    let Some(rev) = held.remove(&agent) else { continue };
-                    let release = async {
-                        let kv = bucket.store(&c).await?;
-                        kv.delete_expect_revision(key(&agent), Some(rev))
-                            .await
-                            .map_err(|e| e.to_string())
-                    };
-                    match tokio::time::timeout(ASK, release).await {
-                        Ok(Ok(())) => debug!(%agent, "agent released"),
-                        Ok(Err(e)) => warn!(%agent, error = %e, "agent release failed: it lapses after the lease"),
-                        Err(_) => warn!(%agent, "agent release not answered: it lapses after the lease"),
-                    }
-                }
-                Some(ClaimReq::Share { agent, choice, idle_since_ms }) => {
-                    let v = state_json(&choice, idle_since_ms);
-                    if known.lock().get(&agent) == Some(&v) {
-                        continue;
-                    }
-                    known.lock().insert(agent.clone(), v.clone());
-                    let mut body = v;
-                    body["node"] = serde_json::Value::from(c.node.clone());
-                    let write = async {
-                        let kv = agents.store(&c).await?;
-                        kv.put(key(&agent), serde_json::to_vec(&body).unwrap_or_default().into())
-                            .await
-                            .map_err(|e| e.to_string())
-                    };
-                    match tokio::time::timeout(ASK, write).await {
-                        Ok(Ok(_)) => debug!(%agent, "agent state shared"),
-                        Ok(Err(e)) => {
-                            known.lock().remove(&agent);
-                            warn!(%agent, error = %e, "agent state not shared");
-                        }
-                        Err(_) => {
-                            known.lock().remove(&agent);
-                            warn!(%agent, "agent state not shared in time");
-                        }
-                    }
-                }
-            },
-            _ = refresh.tick() => {
-                let Ok(kv) = bucket.store(&c).await else { continue };
-                let agents: Vec<(String, u64)> = held.iter().map(|(a, r)| (a.clone(), *r)).collect();
-                for (agent, rev) in agents {
-                    let update = kv.update(key(&agent), value.clone(), rev);
-                    match tokio::time::timeout(ASK, update).await {
-                        Ok(Ok(new)) => {
-                            held.insert(agent, new);
-                        }
-                        Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            warn!(%agent, "claim lost: another node holds the agent now");
-                            held.remove(&agent);
-                            let _ = core.send(CoreMsg::ClaimSeen { agent }).await;
-                        }
-                        Ok(Err(e)) => warn!(%agent, error = %e, "claim refresh failed"),
-                        Err(_) => warn!(%agent, "claim refresh not answered in time"),
-                    }
-                }
+        let alive = tokio::select! {
+            req = rx.recv() => {
+                let Some(req) = req else { return };
+                d.submit(req);
+                true
             }
+            Some((agent, rev, valid)) = verdicts.recv() => d.verdict(&core, agent, rev, valid).await,
+            Some(done) = d.inflight.next(), if !d.inflight.is_empty() => d.finish(&core, done).await,
+            _ = refresh.tick() => {
+                // Never wait here for the bucket (at start JetStream may take
+                // seconds to answer, and every claim would wait behind it): a
+                // claim held means the bucket was there.
+                if let Some(kv) = d.b.claims.cell.get().filter(|_| !d.held.is_empty()) {
+                    d.refresh(kv.clone());
+                }
+                true
+            }
+        };
+        if !alive {
+            return;
         }
     }
 }
@@ -273,12 +652,23 @@ async fn open_watch(c: &Cluster, bucket: &Bucket) -> kv::Watch {
     }
 }
 
-/// Follow the other nodes' claims. A watch with no event for a third of the lease
-/// is made again: after a NATS server change it may be stale, and a fresh one
-/// delivers the current claims again (harmless: they only extend the skips).
-async fn watch(c: Arc<Cluster>, bucket: Bucket, core: CoreTx) {
+/// Follow the claims bucket in the stream's order: every entry goes through the
+/// [`Ledger`]; another node's valid claims and all releases reach the B2BUA
+/// (`claim_elsewhere`, `claim_released_elsewhere`), verdicts on this node's own
+/// writes reach the serving loop (which grants a create only when it is valid).
+/// A watch with no event for a third of the lease is made again: after a NATS
+/// server change it may be stale, and a fresh one delivers the current claims
+/// again (harmless: they only extend the skips).
+async fn watch(
+    c: Arc<Cluster>,
+    bucket: Bucket,
+    ledger: Shared,
+    verdicts: mpsc::UnboundedSender<(String, u64, bool)>,
+    core: CoreTx,
+) {
     loop {
         let mut w = open_watch(&c, &bucket).await;
+        ledger.lock().reset();
         loop {
             let e = match tokio::time::timeout(CLAIM_LEASE / 3, w.next()).await {
                 Ok(Some(Ok(e))) => e,
@@ -287,17 +677,29 @@ async fn watch(c: Arc<Cluster>, bucket: Bucket, core: CoreTx) {
             let Some(agent) = agent_of(&e.key) else {
                 continue;
             };
-            let msg = match e.operation {
-                kv::Operation::Put => {
-                    let node = serde_json::from_slice::<serde_json::Value>(&e.value)
-                        .ok()
-                        .and_then(|v| v["node"].as_str().map(str::to_string));
-                    if node.as_deref() == Some(c.node.as_str()) {
-                        continue;
+            let node = match e.operation {
+                kv::Operation::Put => serde_json::from_slice::<serde_json::Value>(&e.value)
+                    .ok()
+                    .and_then(|v| v["node"].as_str().map(str::to_string))
+                    .or_else(|| Some(String::new())),
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            let at = e.created.unix_timestamp_nanos();
+            let verdict = ledger.lock().apply(&agent, e.revision, node.as_deref(), at);
+            let msg = match verdict {
+                Verdict::Held { mine: false } => CoreMsg::ClaimSeen { agent },
+                Verdict::Held { mine: true } | Verdict::Void { mine: true } => {
+                    let valid = verdict == (Verdict::Held { mine: true });
+                    if verdicts.send((agent, e.revision, valid)).is_err() {
+                        return;
                     }
-                    CoreMsg::ClaimSeen { agent }
+                    continue;
                 }
-                kv::Operation::Delete | kv::Operation::Purge => {
+                Verdict::Void { mine: false } => {
+                    debug!(%agent, rev = e.revision, node = ?node, "void claim of another node: ignored");
+                    continue;
+                }
+                Verdict::Released => {
                     // (This node's own releases come here too: a delete marker
                     // names no node. The B2BUA ignores agents it does not skip.)
                     debug!(%agent, "agent released");

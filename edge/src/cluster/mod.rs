@@ -28,6 +28,7 @@ pub mod claims;
 pub mod gate;
 #[cfg(test)]
 mod gate_tests;
+pub mod ledger;
 pub mod members;
 #[cfg(test)]
 mod members_tests;
@@ -67,6 +68,9 @@ pub struct Cluster {
     /// Heartbeats written / failed since start.
     beats_ok: AtomicU64,
     beats_failed: AtomicU64,
+    /// Claims this node wrote that the claims ledger found void (a create that
+    /// went through although another node's came first).
+    pub claims_voided: AtomicU64,
     /// The bucket, once created or found.
     kv: tokio::sync::OnceCell<kv::Store>,
     /// Chat on JetStream, once started.
@@ -110,6 +114,7 @@ impl Cluster {
             members: Mutex::new(Members::new(cfg.node_lease)),
             beats_ok: AtomicU64::new(0),
             beats_failed: AtomicU64::new(0),
+            claims_voided: AtomicU64::new(0),
             kv: tokio::sync::OnceCell::new(),
             chat: std::sync::OnceLock::new(),
         });
@@ -239,13 +244,16 @@ impl Cluster {
              # HELP edge_cluster_heartbeats_total Heartbeats this node wrote, by outcome.\n\
              # TYPE edge_cluster_heartbeats_total counter\n\
              edge_cluster_heartbeats_total{{outcome=\"ok\"}} {}\n\
-             edge_cluster_heartbeats_total{{outcome=\"failed\"}} {}\n",
+             edge_cluster_heartbeats_total{{outcome=\"failed\"}} {}\n\
+             # HELP edge_cluster_claims_voided_total Agent claims this node wrote that came second in a server-side race (treated as taken).\n\
+             # TYPE edge_cluster_claims_voided_total counter\nedge_cluster_claims_voided_total {}\n",
             live.len(),
             refusing,
             live.iter().map(|i| i.calls).sum::<usize>(),
             self.connected() as u8,
             self.beats_ok.load(Ordering::Relaxed),
             self.beats_failed.load(Ordering::Relaxed),
+            self.claims_voided.load(Ordering::Relaxed),
         );
         if let Some(chat) = self.chat.get() {
             chat.render_metrics(out);
