@@ -89,6 +89,8 @@ pub struct ChatStats {
     records: AtomicU64,
     adopted: AtomicU64,
     fenced: AtomicU64,
+    /// Entries refused because another node had written their offset.
+    conflicts: AtomicU64,
 }
 
 /// The chat service's store in cluster mode: every record and entry goes to the
@@ -242,8 +244,28 @@ impl ChatLog {
     }
 
     /// Publish one entry and wait for JetStream's acknowledgement.
-    async fn publish(&self, e: &Entry) -> Result<(), String> {
-        acked(self.send(e).await?).await
+    async fn publish(&self, e: &Entry) -> Result<bool, String> {
+        let ack = acked(self.send(e).await?).await?;
+        self.stored(e, &ack).await
+    }
+
+    /// Whether the acknowledged `e` is in the stream. An acknowledgement marked
+    /// duplicate means an entry with the same id (chat and offset) was stored
+    /// before: this node's own earlier attempt — or another node's entry at that
+    /// offset, when two nodes both think they own the chat (a take-over that
+    /// raced; nats-server 2.9 can let two compare-and-sets through). Then `e` was
+    /// not stored and must not be acknowledged to its sender: `Ok(false)`.
+    async fn stored(
+        &self,
+        e: &Entry,
+        ack: &jetstream::publish::PublishAck,
+    ) -> Result<bool, String> {
+        if !ack.duplicate {
+            return Ok(true);
+        }
+        let stream = self.stream().await?;
+        let m = timed(stream.get_raw_message(ack.sequence)).await?;
+        Ok(m.payload == e.frame.as_bytes())
     }
 
     async fn send(&self, e: &Entry) -> Result<jetstream::context::PublishAckFuture, String> {
@@ -403,6 +425,21 @@ impl ChatLog {
             }
             Err(e) => return Err(e.to_string()),
         };
+        // nats-server 2.9 can let two nodes' compare-and-sets of one key through
+        // when they are in flight at once (all live nodes race to take a dead
+        // node's chats): the record's last value decides. Read it once both
+        // writes are surely applied.
+        tokio::time::sleep(SETTLE).await;
+        match timed(kv.entry(&key)).await? {
+            Some(now) if now.revision != rev => {
+                let owner = record_of(&now.value).map(|(_, n, _)| n);
+                if owner.as_deref() != Some(self.cluster.node.as_str()) {
+                    info!(chat = %id, owner = ?owner, "take-over raced with another node's: theirs stands");
+                    return Ok(Adopted::Nothing);
+                }
+            }
+            _ => {}
+        }
         let msgs = self.entries(id).await?;
         let n = msgs.len();
         self.fenced.lock().remove(id);
@@ -495,16 +532,27 @@ impl ChatLog {
                 ids.push(id.to_string());
             }
         }
+        // Many at once: each take-over waits [`SETTLE`] before it reads its
+        // record back.
+        ids.retain(|id| !self.desk.read(|c| c.exists(id)));
+        let results: Vec<Result<Adopted, String>> = futures_util::stream::iter(ids)
+            .map(|id| async move { self.adopt(&id).await })
+            .buffer_unordered(ADOPT_AT_ONCE)
+            .collect()
+            .await;
         let mut taken = 0;
-        for id in ids {
-            if self.desk.read(|c| c.exists(&id)) {
-                continue;
-            }
-            if self.adopt(&id).await? == Adopted::Here {
-                taken += 1;
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(Adopted::Here) => taken += 1,
+                Ok(_) => {}
+                Err(e) => failed = Some(e),
             }
         }
-        Ok(taken)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
     }
 
     pub fn render_metrics(&self, out: &mut String) {
@@ -523,21 +571,33 @@ impl ChatLog {
              # HELP edge_cluster_chats_taken_over_total Chats this node took over from a node that was gone.\n\
              # TYPE edge_cluster_chats_taken_over_total counter\nedge_cluster_chats_taken_over_total {}\n\
              # HELP edge_cluster_chats_fenced_total Chats another node took from this one (their records are no longer written here).\n\
-             # TYPE edge_cluster_chats_fenced_total counter\nedge_cluster_chats_fenced_total {}\n",
+             # TYPE edge_cluster_chats_fenced_total counter\nedge_cluster_chats_fenced_total {}\n\
+             # HELP edge_cluster_chat_conflicts_total Chat entries not acknowledged because another node had written their offset.\n\
+             # TYPE edge_cluster_chat_conflicts_total counter\nedge_cluster_chat_conflicts_total {}\n",
             s.written.load(Ordering::Relaxed),
             s.retried.load(Ordering::Relaxed),
             s.backlog.load(Ordering::Relaxed).max(0),
             s.records.load(Ordering::Relaxed),
             s.adopted.load(Ordering::Relaxed),
             s.fenced.load(Ordering::Relaxed),
+            s.conflicts.load(Ordering::Relaxed),
         );
     }
 }
 
+/// Take-overs in flight at once when a node is gone.
+const ADOPT_AT_ONCE: usize = 128;
+
+/// How long a take-over waits before reading its record back (a racing write of
+/// another node is applied by then: one Raft round on a healthy NATS cluster).
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// Wait for a publish's acknowledgement (at most [`READ`]).
-async fn acked(ack: jetstream::context::PublishAckFuture) -> Result<(), String> {
+async fn acked(
+    ack: jetstream::context::PublishAckFuture,
+) -> Result<jetstream::publish::PublishAck, String> {
     match tokio::time::timeout(READ, ack).await {
-        Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+        Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("no acknowledgement".into()),
     }
 }
@@ -606,23 +666,33 @@ async fn write_entries(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<Entry>
             acks.push(log.send(e).await);
         }
         for (e, ack) in batch.iter().zip(acks) {
-            let ok = match ack {
-                Ok(f) => acked(f).await.is_ok(),
-                Err(_) => false,
+            let mut stored = match ack {
+                Ok(f) => match acked(f).await {
+                    Ok(a) => log.stored(e, &a).await.ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
             };
-            if !ok {
-                loop {
-                    log.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(RETRY).await;
-                    match log.publish(e).await {
-                        Ok(()) => break,
-                        Err(err) => {
-                            debug!(chat = %e.chat, offset = e.offset.0, error = %err, "chat entry not written yet")
-                        }
+            while stored.is_none() {
+                log.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(RETRY).await;
+                match log.publish(e).await {
+                    Ok(s) => stored = Some(s),
+                    Err(err) => {
+                        debug!(chat = %e.chat, offset = e.offset.0, error = %err, "chat entry not written yet")
                     }
                 }
             }
-            log.confirmed(e);
+            if stored == Some(true) {
+                log.confirmed(e);
+            } else {
+                // Another node wrote this offset: it owns the chat. The entry
+                // is never acknowledged here; its sender resends it there.
+                warn!(chat = %e.chat, offset = e.offset.0, "chat entry refused: another node wrote this offset (two owners after a take-over race)");
+                log.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+                log.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                log.fence(&e.chat);
+            }
         }
         batch.clear();
     }
