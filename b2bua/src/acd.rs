@@ -167,6 +167,26 @@ impl Acd {
             .map(|(c, _)| c.as_str())
     }
 
+    /// The `ready` agent among `candidates` that `allowed` accepts, idle the
+    /// shortest (see [`Acd::pick_where`]).
+    pub fn pick_newest_where<'a>(
+        &self,
+        candidates: &'a [String],
+        allowed: impl Fn(&str) -> bool,
+    ) -> Option<&'a str> {
+        candidates
+            .iter()
+            .filter_map(|c| {
+                self.agents
+                    .get(c)
+                    .filter(|s| Self::offerable(s))
+                    .map(|s| (c, s.idle_since))
+            })
+            .filter(|(c, _)| allowed(c))
+            .max_by_key(|(_, t)| *t)
+            .map(|(c, _)| c.as_str())
+    }
+
     pub fn is_free(&self, id: &str) -> bool {
         self.agents.get(id).is_some_and(Self::offerable)
     }

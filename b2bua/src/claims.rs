@@ -102,6 +102,11 @@ impl Claims {
 }
 
 impl B2bua {
+    /// Cluster mode with other live nodes (agents are split among the nodes).
+    pub(crate) fn clustered(&self) -> bool {
+        self.claims.as_ref().is_some_and(|c| c.rank.1 > 1)
+    }
+
     /// Whether this node offers agent `id` first (always on a single node).
     pub(crate) fn home_agent(&self, id: &str) -> bool {
         self.claims

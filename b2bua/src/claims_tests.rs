@@ -184,6 +184,23 @@ fn each_node_offers_its_own_agents_first_then_any() {
 }
 
 #[test]
+fn another_nodes_agents_are_taken_most_recently_idle_first() {
+    // Three nodes; this one is home to neither agent. Their own nodes offer
+    // their longest idle first: from here, the most recently idle is the one
+    // least likely to be claimed there at the same moment.
+    use crate::claims::home_of;
+    let mut n = clustered();
+    let rank = (0..3)
+        .find(|r| *r != home_of("1001", 3) && *r != home_of("1002", 3))
+        .expect("a rank home to neither");
+    n.b.set_claim_rank(rank, 3);
+    n.b.agent_shared(n.now, "1001", crate::acd::Choice::Ready, unix_ms_ago(60));
+    n.b.agent_shared(n.now, "1002", crate::acd::Choice::Ready, unix_ms_ago(3600));
+    n.send(CALLER, &invite("1000", "n1", &sdp(4000)));
+    assert_eq!(asked(&mut n)[0].1, "1001", "the most recently idle");
+}
+
+#[test]
 fn a_single_node_never_asks_for_claims() {
     let mut n = Net::new(CONFIG);
     n.send(CALLER, &invite("1000", "k5", &sdp(4000)));

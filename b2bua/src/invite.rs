@@ -536,14 +536,25 @@ impl B2bua {
             let pick = if none_free.contains(q.name.as_str()) {
                 None
             } else {
-                // Cluster mode: this node's own agents first (the nodes share the
-                // idle order and would all claim its head), then any.
+                // Cluster mode: this node's own agents first, the longest idle
+                // (the nodes share the idle order and would all claim its head);
+                // then another node's, the most recently idle — the one its own
+                // node, which offers its longest idle first, is least likely to
+                // be claiming at this moment (taking the longest idle there
+                // collided nearly every time, and each collision is a JetStream
+                // round trip and another dispatch).
                 let free = |a: &str| self.can_offer(now, a);
                 let open = |a: &str| !c.tried.contains(a) && free(a);
                 let pick = self
                     .acd
                     .pick_where(agents, |a| self.home_agent(a) && open(a))
-                    .or_else(|| self.acd.pick_where(agents, open))
+                    .or_else(|| {
+                        if self.clustered() {
+                            self.acd.pick_newest_where(agents, open)
+                        } else {
+                            self.acd.pick_where(agents, open)
+                        }
+                    })
                     .map(str::to_string);
                 if pick.is_none()
                     && (c.tried.is_empty() || self.acd.pick_where(agents, free).is_none())
