@@ -154,17 +154,9 @@ impl Acd {
         candidates: &'a [String],
         allowed: impl Fn(&str) -> bool,
     ) -> Option<&'a str> {
-        candidates
-            .iter()
-            .filter_map(|c| {
-                self.agents
-                    .get(c)
-                    .filter(|s| Self::offerable(s))
-                    .map(|s| (c, s.idle_since))
-            })
-            .filter(|(c, _)| allowed(c))
+        self.offerable_among(candidates, allowed)
             .min_by_key(|(_, t)| *t)
-            .map(|(c, _)| c.as_str())
+            .map(|(c, _)| c)
     }
 
     /// The `ready` agent among `candidates` that `allowed` accepts, idle the
@@ -174,17 +166,30 @@ impl Acd {
         candidates: &'a [String],
         allowed: impl Fn(&str) -> bool,
     ) -> Option<&'a str> {
+        self.offerable_among(candidates, allowed)
+            .max_by_key(|(_, t)| *t)
+            .map(|(c, _)| c)
+    }
+
+    /// The offerable agents among `candidates` that `allowed` accepts, with the
+    /// instant each is idle since.
+    fn offerable_among<'a, 's>(
+        &'s self,
+        candidates: &'a [String],
+        allowed: impl Fn(&str) -> bool + 's,
+    ) -> impl Iterator<Item = (&'a str, Instant)> + 's
+    where
+        'a: 's,
+    {
         candidates
             .iter()
             .filter_map(|c| {
                 self.agents
                     .get(c)
                     .filter(|s| Self::offerable(s))
-                    .map(|s| (c, s.idle_since))
+                    .map(|s| (c.as_str(), s.idle_since))
             })
-            .filter(|(c, _)| allowed(c))
-            .max_by_key(|(_, t)| *t)
-            .map(|(c, _)| c.as_str())
+            .filter(move |(c, _)| allowed(c))
     }
 
     pub fn is_free(&self, id: &str) -> bool {
