@@ -624,9 +624,18 @@ impl Drop for Sipp {
 }
 
 /// Path of a scenario file in `tests/sipp/`.
+///
+/// Found from the directory cargo runs the test in (the `edge` package, or this
+/// one), not from where this crate was compiled: a target directory shared by
+/// clones at different paths reuses the compiled crate with the other clone's
+/// path baked in.
 pub fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sipp")
+    let run = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let run = Path::new(&run);
+    [run.join("sipp"), run.join("../tests/sipp")]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp"))
         .join(name)
         .display()
         .to_string()
