@@ -668,6 +668,7 @@ async fn watch(
 ) {
     loop {
         let mut w = open_watch(&c, &bucket).await;
+        c.claims_ready.store(true, Ordering::Relaxed);
         ledger.lock().reset();
         loop {
             let e = match tokio::time::timeout(CLAIM_LEASE / 3, w.next()).await {

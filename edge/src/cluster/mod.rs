@@ -71,6 +71,10 @@ pub struct Cluster {
     /// Claims this node wrote that the claims ledger found void (a create that
     /// went through although another node's came first).
     pub claims_voided: AtomicU64,
+    /// The agents' claims bucket answered (its watch is open): until then the
+    /// node does not join — every queue call would wait for a claim that cannot
+    /// be made (a fresh NATS cluster takes seconds before JetStream answers).
+    pub claims_ready: std::sync::atomic::AtomicBool,
     /// The bucket, once created or found.
     kv: tokio::sync::OnceCell<kv::Store>,
     /// Chat on JetStream, once started.
@@ -115,6 +119,7 @@ impl Cluster {
             beats_ok: AtomicU64::new(0),
             beats_failed: AtomicU64::new(0),
             claims_voided: AtomicU64::new(0),
+            claims_ready: std::sync::atomic::AtomicBool::new(false),
             kv: tokio::sync::OnceCell::new(),
             chat: std::sync::OnceLock::new(),
         });
@@ -379,7 +384,9 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
         match outcome {
             Ok(()) => {
                 c.beats_ok.fetch_add(1, Ordering::Relaxed);
-                gate.ok(now);
+                if joined || c.claims_ready.load(Ordering::Relaxed) {
+                    gate.ok(now);
+                }
                 last_error.clear();
             }
             Err((why, e)) => {
@@ -421,7 +428,7 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
         }
         if let Some(held) = gate.poll(now) {
             if held && !joined {
-                info!(node = %c.node, "cluster: new work refused until this node's first heartbeat reaches NATS");
+                info!(node = %c.node, "cluster: new work refused until this node's first heartbeat reaches NATS and its claims bucket answers");
             } else if held {
                 warn!(node = %c.node, error = %last_error, "cluster: NATS unreachable, holding new work (OPTIONS 503)");
             } else {
