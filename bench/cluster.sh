@@ -142,10 +142,8 @@ advertise_sip = \"127.0.0.1:$(( 16160 + i ))\""
   # SIGINT: stop at once (SIGTERM would drain, waiting for calls to end); the
   # edges before NATS, so they leave the cluster cleanly. Nothing may outlive the
   # run: the next one binds the same ports.
-  kill -INT "${pids[@]}" 2>/dev/null || true
-  for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null || true; done
-  kill "${nats[@]}" 2>/dev/null || true
-  for p in "${nats[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null || true; done
+  stop_pids INT "${pids[@]}"
+  [ ${#nats[@]} -eq 0 ] || stop_pids TERM "${nats[@]}"
   sleep 1
 }
 

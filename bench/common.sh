@@ -26,6 +26,13 @@ start_nats() {
     NATS_PIDS+=($!)
   done
 }
+# Stop processes with signal SIG and wait for them (at most 10 s each, then
+# SIGKILL): stop_pids SIG PID...
+stop_pids() {
+  local sig=$1 p; shift
+  kill "-$sig" "$@" 2>/dev/null || true
+  for p in "$@"; do timeout 10 tail --pid="$p" -f /dev/null || kill -9 "$p" 2>/dev/null || true; done
+}
 # CPU ticks (user + sys) of the given processes, summed; a gone process counts 0.
 ticks() { local s=0; for p in "$@"; do s=$(( s + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $s; }
 # Resident memory of a process in KiB.

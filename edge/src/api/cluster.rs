@@ -43,13 +43,62 @@ pub async fn merged(s: &AppState, key: &str, local: Vec<Value>) -> Response {
     let mut items: Vec<Value> = local.into_iter().map(|i| tag_local(s, i)).collect();
     let g = cl.ask_others(&json!({ "op": key })).await;
     let mut unreachable = g.unreachable;
-    for (node, answer) in g.answers {
-        match answer.get("items").and_then(Value::as_array) {
-            Some(list) => items.extend(list.iter().map(|i| with_node(i.clone(), &node))),
-            None => unreachable.push(node),
+    // A node's list comes in pages (a NATS message is at most 1 MB by default):
+    // the rest of each node's list is asked for, the nodes at once.
+    let rest = futures_util::future::join_all(g.answers.into_iter().map(|(node, first)| {
+        let cl = cl.clone();
+        async move {
+            let mut got = Vec::new();
+            let mut answer = Some(first);
+            while let Some(a) = answer.take() {
+                let Some(list) = a.get("items").and_then(Value::as_array) else {
+                    return (node, Err(()));
+                };
+                got.extend(list.iter().map(|i| with_node(i.clone(), &node)));
+                if let Some(from) = a.get("next").and_then(Value::as_u64) {
+                    match cl.ask(&node, &json!({ "op": key, "from": from })).await {
+                        Some(next) => answer = Some(next),
+                        None => return (node, Err(())),
+                    }
+                }
+            }
+            (node, Ok(got))
+        }
+    }))
+    .await;
+    for (node, got) in rest {
+        match got {
+            Ok(list) => items.extend(list),
+            Err(()) => unreachable.push(node),
         }
     }
     Json(json!({ key: items, "unreachable": unreachable })).into_response()
+}
+
+/// The most of a list one answer to another node carries (serialised items);
+/// the rest follows on request (`next`). Well under NATS's default 1 MB payload.
+const PAGE_BYTES: usize = 256 * 1024;
+
+/// The page of `items` that starts at `from`: `{"items": [...], "next": index}`
+/// (`next` only when items are left). A list that changes between pages can
+/// repeat or miss an item.
+fn page(items: Vec<Value>, from: usize) -> Value {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut next = None;
+    for (i, item) in items.into_iter().enumerate().skip(from) {
+        let len = serde_json::to_vec(&item).map(|v| v.len()).unwrap_or(0);
+        if !out.is_empty() && bytes + len > PAGE_BYTES {
+            next = Some(i);
+            break;
+        }
+        bytes += len;
+        out.push(item);
+    }
+    match next {
+        Some(n) => json!({ "items": out, "next": n }),
+        None => json!({ "items": out }),
+    }
 }
 
 /// Send `req` (a lookup or a command for one call or chat) to the other live
@@ -67,17 +116,18 @@ pub async fn find(s: &AppState, req: Value) -> Option<Value> {
 /// What this node answers to another node's request.
 async fn answer(s: &AppState, req: &Value) -> Value {
     let id = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let from = req.get("from").and_then(Value::as_u64).unwrap_or(0) as usize;
     let failed = |r: Response| json!({ "status": r.status().as_u16() });
     match req.get("op").and_then(Value::as_str).unwrap_or("") {
         "calls" => match super::calls::local_calls(s).await {
-            Ok(items) => json!({ "items": items }),
+            Ok(items) => page(items, from),
             Err(r) => failed(r),
         },
         "registrations" => match super::registrations::local(s).await {
-            Ok(items) => json!({ "items": items }),
+            Ok(items) => page(items, from),
             Err(r) => failed(r),
         },
-        "chats" => json!({ "items": super::chats::local(s) }),
+        "chats" => page(super::chats::local(s), from),
         "call" => match super::calls::local_call(s, &id("call")).await {
             Ok(Some(item)) => json!({ "status": 200, "item": item }),
             Ok(None) => json!({ "status": 404 }),
@@ -134,4 +184,33 @@ pub fn serve_peers(s: AppState, cl: Arc<Cluster>) {
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_list_goes_in_pages_that_fit_a_nats_message_and_lose_nothing() {
+        let items: Vec<Value> = (0..20_000)
+            .map(|i| json!({ "agent": format!("{}", 1_000_000 + i), "contact": "sip:random@random.invalid;transport=ws" }))
+            .collect();
+        let mut from = 0;
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = page(items.clone(), from);
+            assert!(serde_json::to_vec(&p).unwrap().len() < 1024 * 1024);
+            seen.extend(p["items"].as_array().unwrap().iter().cloned());
+            pages += 1;
+            match p.get("next").and_then(Value::as_u64) {
+                Some(n) => from = n as usize,
+                None => break,
+            }
+        }
+        assert!(pages > 1, "{pages}");
+        assert_eq!(seen, items);
+        // A short list: one page, no `next`.
+        assert!(page(items[..3].to_vec(), 0).get("next").is_none());
+    }
 }
