@@ -245,7 +245,17 @@ impl ChatLog {
 
     /// Publish one entry and wait for JetStream's acknowledgement.
     async fn publish(&self, e: &Entry) -> Result<bool, String> {
-        let ack = acked(self.send(e).await?).await?;
+        self.settle(e, self.send(e).await?).await
+    }
+
+    /// Wait for the acknowledgement of `e`'s publish; whether `e` is stored (see
+    /// [`ChatLog::stored`]).
+    async fn settle(
+        &self,
+        e: &Entry,
+        ack: jetstream::context::PublishAckFuture,
+    ) -> Result<bool, String> {
+        let ack = acked(ack).await?;
         self.stored(e, &ack).await
     }
 
@@ -667,10 +677,7 @@ async fn write_entries(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<Entry>
         }
         for (e, ack) in batch.iter().zip(acks) {
             let mut stored = match ack {
-                Ok(f) => match acked(f).await {
-                    Ok(a) => log.stored(e, &a).await.ok(),
-                    Err(_) => None,
-                },
+                Ok(f) => log.settle(e, f).await.ok(),
                 Err(_) => None,
             };
             while stored.is_none() {

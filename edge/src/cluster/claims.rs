@@ -170,6 +170,27 @@ impl Bucket {
     }
 }
 
+/// After a write expecting `rev` was refused for a wrong revision: the key's last
+/// revision if this node still holds `agent` there — a void create of another
+/// node came after this node's own last write (asked once the watch has had a
+/// moment to see it).
+async fn still_mine_at(ledger: &Shared, agent: &str, rev: u64) -> Option<u64> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ledger.lock().mine_at(agent).filter(|last| *last != rev)
+}
+
+/// Tell the core how the claim of `agent` for `call` ended; false when the core
+/// is gone.
+async fn report(core: &CoreTx, call: CallId, agent: String, result: ClaimResult) -> bool {
+    core.send(CoreMsg::ClaimResult {
+        call,
+        agent,
+        result,
+    })
+    .await
+    .is_ok()
+}
+
 /// One request carried out, with what the serving loop needs to act on it.
 enum Done {
     /// A create went through at `rev` (`None`: it did not, `result` says why);
@@ -314,16 +335,11 @@ impl Driver {
                     let release = async {
                         let kv = bucket.store(&c).await?;
                         match kv.delete_expect_revision(key(&agent), Some(rev)).await {
-                            // A void create of another node came after this node's
-                            // last write: the key is still this node's, at a later
-                            // revision (once the watch has seen it).
                             Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                match ledger.lock().mine_at(&agent) {
-                                    Some(last) if last != rev => Ok(last),
-                                    _ => Err(e.to_string()),
+                                match still_mine_at(&ledger, &agent, rev).await {
+                                    Some(last) => Ok(Some(last)),
+                                    None => Err(e.to_string()),
                                 }
-                                .map(Some)
                             }
                             r => r.map(|()| None).map_err(|e| e.to_string()),
                         }
@@ -414,16 +430,13 @@ impl Driver {
                 let update = async {
                     match kv.update(key(&agent), value.clone(), rev).await {
                         Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            // Still this node's after a void create of another?
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            let last = ledger.lock().mine_at(&agent);
-                            match last {
-                                Some(last) if last != rev => {
+                            match still_mine_at(&ledger, &agent, rev).await {
+                                Some(last) => {
                                     kv.update(key(&agent), value, last).await.map_err(|e| {
                                         e.kind() == kv::UpdateErrorKind::WrongLastRevision
                                     })
                                 }
-                                _ => Err(true),
+                                None => Err(true),
                             }
                         }
                         r => r.map_err(|e| {
@@ -476,13 +489,7 @@ impl Driver {
             info!(%agent, rev, "agent claim void: another node's create came first (server-side race)");
             ClaimResult::Taken
         };
-        core.send(CoreMsg::ClaimResult {
-            call,
-            agent,
-            result,
-        })
-        .await
-        .is_ok()
+        report(core, call, agent, result).await
     }
 
     /// Act on `done`; false when the core is gone.
@@ -511,15 +518,7 @@ impl Driver {
                     }
                 }
                 None => {
-                    if core
-                        .send(CoreMsg::ClaimResult {
-                            call,
-                            agent,
-                            result,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if !report(core, call, agent, result).await {
                         return false;
                     }
                 }
@@ -538,16 +537,7 @@ impl Driver {
                     .push_front(ClaimReq::Release {
                         agent: agent.clone(),
                     });
-                let result = ClaimResult::Failed;
-                if core
-                    .send(CoreMsg::ClaimResult {
-                        call: w.call,
-                        agent: agent.clone(),
-                        result,
-                    })
-                    .await
-                    .is_err()
-                {
+                if !report(core, w.call, agent.clone(), ClaimResult::Failed).await {
                     return false;
                 }
             }
@@ -581,7 +571,6 @@ impl Driver {
 /// at a few hundred a second and let claims queue up behind each other. A create
 /// that went through is granted only when the watch finds it valid (see
 /// [`Ledger`]).
-#[allow(clippy::too_many_arguments)]
 async fn serve(
     c: Arc<Cluster>,
     b: Buckets,
