@@ -268,12 +268,17 @@ pub struct Verifier {
     lifetime: Duration,
     serial: std::sync::atomic::AtomicU64,
     /// Highest nonce-count seen per nonce that authenticated something, and when
-    /// that nonce expires (entries are dropped then).
-    used: HashMap<String, (u32, u64)>,
+    /// that nonce expires (entries are dropped then). A nonce is known by the
+    /// first 64 bits of its tag (an HMAC of its stamp: distinct nonces differ
+    /// there but by a 2^-64 chance, whose cost is one more challenge), not by its
+    /// text: every registered phone's nonce is tracked for its lifetime (5 min),
+    /// and two copies of a 50-byte string each were a third of what a registered
+    /// agent cost.
+    used: HashMap<u64, (u32, u64)>,
     /// The entries of `used` in the order they were added, with their expiry:
     /// expired ones are dropped from the front (nonces are used soon after they
     /// are minted, so the order is nearly by expiry).
-    expiry: std::collections::VecDeque<(u64, String)>,
+    expiry: std::collections::VecDeque<(u64, u64)>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -341,13 +346,14 @@ impl Verifier {
         format!("{stamp}.{}", self.mac(&stamp))
     }
 
-    /// When `nonce` was minted, if it is ours.
-    fn minted(&self, nonce: &str) -> Option<u64> {
+    /// When `nonce` was minted, and the key it is tracked by, if it is ours.
+    fn minted(&self, nonce: &str) -> Option<(u64, u64)> {
         let (stamp, tag) = nonce.split_once('.')?;
         if !same(tag, &self.mac(stamp)) {
             return None;
         }
-        u64::from_str_radix(stamp.split('-').next()?, 16).ok()
+        let key = u64::from_str_radix(tag.get(..16)?, 16).ok()?;
+        Some((u64::from_str_radix(stamp.split('-').next()?, 16).ok()?, key))
     }
 
     /// Check `c` for a request `method` against `password` in `realm`.
@@ -366,12 +372,12 @@ impl Verifier {
             if *until > secs {
                 break;
             }
-            let (_, nonce) = self.expiry.pop_front().expect("front exists");
-            if self.used.get(&nonce).is_some_and(|(_, u)| *u <= secs) {
-                self.used.remove(&nonce);
+            let (_, key) = self.expiry.pop_front().expect("front exists");
+            if self.used.get(&key).is_some_and(|(_, u)| *u <= secs) {
+                self.used.remove(&key);
             }
         }
-        let Some(minted) = self.minted(&c.nonce) else {
+        let Some((minted, key)) = self.minted(&c.nonce) else {
             return Verdict::UnknownNonce;
         };
         if c.realm != realm {
@@ -412,15 +418,15 @@ impl Verifier {
         } else {
             1
         };
-        match self.used.get_mut(&c.nonce) {
+        match self.used.get_mut(&key) {
             Some((last, _)) if nc <= *last => Verdict::Replayed,
             Some((last, _)) => {
                 *last = nc;
                 Verdict::Ok
             }
             None => {
-                self.used.insert(c.nonce.clone(), (nc, until));
-                self.expiry.push_back((until, c.nonce.clone()));
+                self.used.insert(key, (nc, until));
+                self.expiry.push_back((until, key));
                 Verdict::Ok
             }
         }

@@ -149,6 +149,26 @@ struct ServerKey {
     method: usize,
 }
 
+/// A transaction with the key it is found by, to unindex it when it ends.
+#[derive(Debug)]
+struct Slot {
+    tx: Transaction,
+    key: Result<ServerKey, ClientKey>,
+}
+
+impl std::ops::Deref for Slot {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Slot {
+    fn deref_mut(&mut self) -> &mut Transaction {
+        &mut self.tx
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     branch: String,
@@ -198,11 +218,12 @@ pub struct Endpoint {
     /// Option tags a `Require` may name (lower case).
     supported: Vec<String>,
     next_tx: u64,
-    transactions: HashMap<TxId, Transaction>,
+    /// Boxed: a UDP registration's two transactions linger 32 s (Timer J), so at
+    /// a few thousand a second the table holds 100 000s of them, and a table of
+    /// inline transactions keeps up to twice their size in empty buckets.
+    transactions: HashMap<TxId, Box<Slot>>,
     server_keys: HashMap<ServerKey, TxId>,
     client_keys: HashMap<ClientKey, TxId>,
-    /// Keys by transaction, to unindex on termination.
-    keys_of: HashMap<TxId, Result<ServerKey, ClientKey>>,
     /// Client INVITE requests, to build ACK (non-2xx) and CANCEL.
     invites: HashMap<TxId, Request>,
     pending: HashMap<u64, Pending2xx>,
@@ -225,7 +246,6 @@ impl Endpoint {
             transactions: HashMap::new(),
             server_keys: HashMap::new(),
             client_keys: HashMap::new(),
-            keys_of: HashMap::new(),
             invites: HashMap::new(),
             pending: HashMap::new(),
             pending_by_dialog: HashMap::new(),
@@ -305,7 +325,6 @@ impl Endpoint {
             self.transactions.capacity(),
             self.server_keys.capacity(),
             self.client_keys.capacity(),
-            self.keys_of.capacity(),
         ]
         .into_iter()
         .max()
@@ -437,9 +456,14 @@ impl Endpoint {
             Kind::ServerNonInvite
         };
         let tx = Transaction::server(id, kind, reply_flow);
-        self.transactions.insert(id, tx);
         self.server_keys.insert(key.clone(), id);
-        self.keys_of.insert(id, Ok(key.clone()));
+        self.transactions.insert(
+            id,
+            Box::new(Slot {
+                tx,
+                key: Ok(key.clone()),
+            }),
+        );
 
         if method == Method::Cancel {
             let invite_key = ServerKey {
@@ -566,9 +590,9 @@ impl Endpoint {
             self.invites.insert(id, req);
         }
         let tx = Transaction::client(id, kind, flow, bytes, now, &mut self.outputs);
-        self.transactions.insert(id, tx);
         self.client_keys.insert(key.clone(), id);
-        self.keys_of.insert(id, Err(key));
+        self.transactions
+            .insert(id, Box::new(Slot { tx, key: Err(key) }));
         self.rearm(id);
         self.flush(now);
         id
@@ -753,7 +777,6 @@ impl Endpoint {
             self.transactions,
             self.server_keys,
             self.client_keys,
-            self.keys_of,
             self.invites,
             self.pending,
             self.pending_by_dialog,
@@ -769,9 +792,8 @@ impl Endpoint {
             return;
         };
         if t.is_terminated() {
-            self.transactions.remove(&id);
             self.invites.remove(&id);
-            match self.keys_of.remove(&id) {
+            match self.transactions.remove(&id).map(|slot| slot.key) {
                 Some(Ok(k)) => {
                     self.server_keys.remove(&k);
                 }
@@ -830,7 +852,7 @@ pub fn shrink_target(len: usize, capacity: usize) -> Option<usize> {
 }
 
 fn message_bytes<M: std::fmt::Display>(m: &M) -> Bytes {
-    Bytes::from(m.to_string())
+    crate::message::display_bytes(m)
 }
 
 /// Where responses to a request go (§18.2.2 with RFC 3581): reliable → the same

@@ -880,7 +880,19 @@ pub fn set_body(headers: &mut rsip::Headers, body: &[u8], content_type: Option<&
 
 /// Serialise a message for the wire.
 pub fn to_bytes(msg: &SipMessage) -> Bytes {
-    Bytes::from(msg.to_string())
+    display_bytes(msg)
+}
+
+/// Serialise anything displayable into a buffer of exactly its length. A UDP
+/// server transaction keeps its last response for Timer J (32 s) to answer
+/// retransmissions: grown by `to_string`'s doubling, a 450-byte 401 would hold
+/// 512 or 1024 bytes for that time, and start from 8 bytes with seven copies on
+/// the way. One buffer big enough for most messages, then trimmed to size.
+pub fn display_bytes<M: std::fmt::Display + ?Sized>(m: &M) -> Bytes {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(1024);
+    write!(s, "{m}").expect("a Display implementation returned an error");
+    Bytes::from(s.into_bytes().into_boxed_slice())
 }
 
 /// Build a 400 (or 501 for an unknown method) from the raw text of a request that
