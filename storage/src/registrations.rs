@@ -3,6 +3,7 @@
 //! them into transactions; at start the live ones are read back.
 
 use rusqlite::{params, Connection};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -149,42 +150,59 @@ impl Registrations {
     }
 }
 
+/// How long the writer gathers changes after the first before it writes them.
+/// Phones re-register at thousands a second in a big centre: one transaction
+/// (and one wake-up of this thread) per change cost more CPU than the change.
+const GATHER: Duration = Duration::from_millis(20);
+
 fn writer(mut c: Connection, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
-        // Everything queued goes in one transaction.
-        let mut batch = vec![first];
+        // A flush asked for alone is answered at once; otherwise wait a moment
+        // for the changes right behind the first.
+        if !matches!(first, Op::Flush(_)) {
+            std::thread::sleep(GATHER);
+        }
+        // Everything queued goes in one transaction, an agent's last rows only.
+        let mut latest: HashMap<String, Vec<Row>> = HashMap::new();
+        let mut flushed = Vec::new();
+        let mut take = |op| match op {
+            Op::Set(agent, rows) => {
+                latest.insert(agent, rows);
+            }
+            Op::Flush(done) => flushed.push(done),
+        };
+        take(first);
+        let mut n = 1;
         while let Ok(op) = rx.try_recv() {
-            batch.push(op);
-            if batch.len() >= 4096 {
+            take(op);
+            n += 1;
+            if n >= 16384 {
                 break;
             }
         }
-        let mut flushed = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
             let t = c.transaction()?;
-            for op in batch {
-                match op {
-                    Op::Set(agent, rows) => {
-                        t.execute("DELETE FROM bindings WHERE agent = ?1", params![agent])?;
-                        for r in rows {
-                            t.execute(
-                                "INSERT OR REPLACE INTO bindings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                                params![
-                                    r.agent,
-                                    r.contact,
-                                    r.transport,
-                                    r.local,
-                                    r.remote,
-                                    secs(r.expires),
-                                    r.call_id,
-                                    r.cseq,
-                                    r.user_agent,
-                                    path_text(&r.path)
-                                ],
-                            )?;
-                        }
+            {
+                let mut delete = t.prepare_cached("DELETE FROM bindings WHERE agent = ?1")?;
+                let mut insert = t.prepare_cached(
+                    "INSERT OR REPLACE INTO bindings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for (agent, rows) in latest {
+                    delete.execute(params![agent])?;
+                    for r in rows {
+                        insert.execute(params![
+                            r.agent,
+                            r.contact,
+                            r.transport,
+                            r.local,
+                            r.remote,
+                            secs(r.expires),
+                            r.call_id,
+                            r.cseq,
+                            r.user_agent,
+                            path_text(&r.path)
+                        ])?;
                     }
-                    Op::Flush(done) => flushed.push(done),
                 }
             }
             t.commit()
