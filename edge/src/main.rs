@@ -26,6 +26,15 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, info, warn};
 
+/// jemalloc instead of glibc's malloc. A burst of short-lived SIP transactions
+/// (each UDP REGISTER's two linger 32 s for Timer J) left glibc's arenas full of
+/// freed memory they kept mapped between the long-lived bindings: with 100 000
+/// phones registered the edge used 132 MB and held 316 MB. jemalloc's background
+/// thread gives freed pages back to the system ~10 s after they fall idle (see
+/// `return_freed_memory`), even while the edge is idle.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "edge",
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
         None => {}
     }
     init_logging(&cli.log);
+    return_freed_memory();
     let snap = match &cli.config {
         Some(path) => match control::load(path) {
             Ok(s) => s,
@@ -127,6 +137,15 @@ fn main() -> ExitCode {
             eprintln!("edge: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Start jemalloc's background thread, which purges freed pages on a timer
+/// (its decay, 10 s) rather than only when the thread that freed them allocates
+/// again: a thread that goes quiet after a burst would otherwise keep them.
+fn return_freed_memory() {
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(error = %e, "cannot start the allocator's background thread: freed memory is returned only as threads allocate");
     }
 }
 
