@@ -222,9 +222,6 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         _ => None,
     };
     let (core_tx, core_rx) = core::inbox(65_536, 4_096);
-    for (addr, s) in &udp {
-        core::spawn_udp_reader(*addr, s.clone(), core_tx.clone(), metrics.clone());
-    }
     let rtp_ports = u64::from(c.media.rtp_ports.last - c.media.rtp_ports.first) + 1;
     let tcp_limits = Arc::new(core::TcpLimits::new(&c.sip, fd_limit, rtp_ports));
     let tls = match &c.tls {

@@ -52,7 +52,7 @@ impl StreamEnd {
 }
 
 /// Room for socket bursts: thousands of calls' messages arrive together.
-pub fn tune_udp(sock: &UdpSocket, buffer: usize) {
+pub fn tune_udp<S: std::os::fd::AsFd>(sock: &S, buffer: usize) {
     let s = socket2::SockRef::from(sock);
     let _ = s.set_recv_buffer_size(buffer);
     let _ = s.set_send_buffer_size(buffer);

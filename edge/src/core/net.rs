@@ -84,7 +84,9 @@ pub struct StreamListener {
     pub transport: Transport,
 }
 
-pub type Listeners = (Vec<(SocketAddr, Arc<UdpSocket>)>, Vec<StreamListener>);
+/// UDP sockets come unregistered (std, non-blocking): the SIP core thread
+/// reads them on its own runtime (see [`Core::run`](super::Core::run)).
+pub type Listeners = (Vec<(SocketAddr, std::net::UdpSocket)>, Vec<StreamListener>);
 
 /// Bind every listen address; errors name the address.
 /// A SIP listen address that cannot be bound.
@@ -102,13 +104,15 @@ pub async fn bind_all(snap: &Snapshot) -> Result<Listeners, BindError> {
     for l in &snap.config.sip.listen {
         match l.transport {
             Transport::Udp => {
-                let s = UdpSocket::bind(l.addr).await.map_err(|source| BindError {
-                    what: "sip udp",
-                    addr: l.addr,
-                    source,
-                })?;
+                let s = std::net::UdpSocket::bind(l.addr)
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .map_err(|source| BindError {
+                        what: "sip udp",
+                        addr: l.addr,
+                        source,
+                    })?;
                 sip_io::tune_udp(&s, 4 * 1024 * 1024);
-                udp.push((l.addr, Arc::new(s)));
+                udp.push((l.addr, s));
             }
             Transport::Tcp | Transport::Tls => {
                 let s = TcpListener::bind(l.addr)
