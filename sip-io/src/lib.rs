@@ -74,6 +74,86 @@ impl<'a> DatagramReader<'a> {
         }
     }
 
+    /// A reader whose socket has the kernel stamp each datagram as it arrives
+    /// (`SO_TIMESTAMPNS`), for [`DatagramReader::next_arrived`]. Asked for when
+    /// the socket is set up: Linux turns stamping on a moment later (deferred
+    /// work), and datagrams before that carry the time they are read.
+    pub fn with_arrival_stamps(sock: &'a UdpSocket, local: SocketAddr) -> Self {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let _ = setsockopt(sock, sockopt::ReceiveTimestampns, &true);
+        Self::new(sock, local)
+    }
+
+    /// As [`DatagramReader::next`], with when the kernel received the datagram
+    /// (made [`DatagramReader::with_arrival_stamps`]; otherwise, or where the
+    /// system gives no timestamp, when it was read). A reader that
+    /// shares its thread with the work it feeds leaves the backlog in the socket
+    /// buffer: the time spent there is what overload shedding must see.
+    pub async fn next_arrived(&mut self) -> (Inbound, std::time::Instant) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+        use std::os::fd::AsRawFd;
+        let fd = self.sock.as_raw_fd();
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        loop {
+            if self.sock.readable().await.is_err() {
+                continue;
+            }
+            let buf = &mut self.buf;
+            let got = self.sock.try_io(tokio::io::Interest::READABLE, || {
+                let mut iov = [io::IoSliceMut::new(&mut buf[..])];
+                let msg =
+                    recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+                        .map_err(io::Error::from)?;
+                let mut stamp = None;
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmTimestampns(t) = c {
+                            stamp = Some(t);
+                        }
+                    }
+                }
+                let from = msg.address.and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|a| SocketAddr::V4((*a).into()))
+                        .or_else(|| a.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())))
+                });
+                Ok((msg.bytes, from, stamp))
+            });
+            match got {
+                Ok((n, Some(remote), stamp)) => {
+                    let d = &self.buf[..n];
+                    if n == 0 || d.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                        continue;
+                    }
+                    let now = std::time::Instant::now();
+                    let arrived = stamp
+                        .and_then(|t| {
+                            let at = std::time::UNIX_EPOCH
+                                + Duration::new(
+                                    u64::try_from(t.tv_sec()).ok()?,
+                                    u32::try_from(t.tv_nsec()).ok()?,
+                                );
+                            let age = std::time::SystemTime::now().duration_since(at).ok()?;
+                            now.checked_sub(age)
+                        })
+                        .unwrap_or(now);
+                    let flow = Flow {
+                        transport: Transport::Udp,
+                        local: self.local,
+                        remote,
+                    };
+                    return (Inbound::Message(flow, Bytes::copy_from_slice(d)), arrived);
+                }
+                Ok((_, None, _)) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return (Inbound::Refused(self.local), std::time::Instant::now())
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
     /// The next datagram, or `Refused` for an ICMP port unreachable. Empty and
     /// CRLF-only datagrams (keep-alives) are skipped; other errors are passed over
     /// (they surface on some systems and mean nothing for the socket).

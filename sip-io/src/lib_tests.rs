@@ -128,3 +128,54 @@ async fn an_idle_stream_and_a_stalled_message_end_at_their_timeouts() {
         assert!(matches!(reader.next().await, Ok(Inbound::Message(..))));
     }
 }
+
+#[tokio::test]
+async fn a_datagram_carries_the_time_it_reached_the_socket_not_the_time_it_was_read() {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut reader = DatagramReader::with_arrival_stamps(&sock, local);
+    let wait = std::time::Duration::from_millis(100);
+    // Linux turns stamping on through deferred work: until it has, a datagram
+    // carries the time it is read. Wait for the first stamped one (at most 5 s).
+    let mut stamped = false;
+    for _ in 0..50 {
+        peer.send_to(OPTIONS.as_bytes(), local).unwrap();
+        std::thread::sleep(wait);
+        let (ev, arrived) = reader.next_arrived().await;
+        assert!(matches!(ev, Inbound::Message(..)), "{ev:?}");
+        if arrived.elapsed() >= wait {
+            stamped = true;
+            break;
+        }
+    }
+    assert!(stamped, "no datagram carried its arrival time");
+    // Keep-alives are skipped; the next message waits 200 ms in the socket buffer.
+    peer.send_to(b"\r\n\r\n", local).unwrap();
+    peer.send_to(OPTIONS.as_bytes(), local).unwrap();
+    let sent = std::time::Instant::now();
+    std::thread::sleep(2 * wait);
+    let (ev, arrived) = reader.next_arrived().await;
+    let Inbound::Message(flow, data) = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(flow.remote, peer.local_addr().unwrap());
+    assert_eq!(flow.local, local);
+    assert_eq!(&data[..], OPTIONS.as_bytes());
+    // Loopback delivers within send_to: the stamp is from before `sent` (up to
+    // the error of converting the kernel's wall-clock stamp), 200 ms before the read.
+    assert!(
+        arrived <= sent + std::time::Duration::from_millis(20),
+        "{:?} after the send returned",
+        arrived.saturating_duration_since(sent)
+    );
+    assert!(arrived.elapsed() >= 2 * wait);
+    // A reader made without stamps gives the time of the read.
+    let plain_sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let plain_local = plain_sock.local_addr().unwrap();
+    let mut plain = DatagramReader::new(&plain_sock, plain_local);
+    peer.send_to(OPTIONS.as_bytes(), plain_local).unwrap();
+    std::thread::sleep(wait);
+    let (_, read_at) = plain.next_arrived().await;
+    assert!(read_at.elapsed() < wait);
+}

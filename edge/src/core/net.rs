@@ -147,17 +147,13 @@ pub fn spawn_udp_reader(
     metrics: Arc<Metrics>,
 ) {
     tokio::spawn(async move {
-        let mut reader = sip_io::DatagramReader::new(&sock, local);
+        let mut reader = sip_io::DatagramReader::with_arrival_stamps(&sock, local);
         loop {
-            if let sip_io::Inbound::Message(flow, data) = reader.next().await {
-                if core
-                    .try_send(CoreMsg::Inbound {
-                        flow,
-                        data,
-                        at: Instant::now(),
-                    })
-                    .is_err()
-                {
+            // Stamped with the kernel's arrival time: this reader runs on the core's
+            // thread, so a backlog waits in the socket buffer, and shedding by
+            // queue delay must count that wait.
+            if let (sip_io::Inbound::Message(flow, data), at) = reader.next_arrived().await {
+                if core.try_send(CoreMsg::Inbound { flow, data, at }).is_err() {
                     metrics.sip_inbound_dropped.fetch_add(1, Relaxed);
                 }
             }
