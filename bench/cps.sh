@@ -52,7 +52,10 @@ start_sut() {
   sleep 1
 }
 stop_sut() {
-  if [ "$1" = kamailio ]; then pkill -f "kamailio -f bench/kamailio.cfg" || true; else kill "$(cat "$WORK/sut.pid")" 2>/dev/null || true; fi
+  # SIGINT: the edge stops at once (SIGTERM would drain: after a failing step it
+  # kept the port while its calls ended, and Kamailio then could not bind it).
+  if [ "$1" = kamailio ]; then pkill -f "kamailio -f bench/kamailio.cfg" || true; else kill -INT "$(cat "$WORK/sut.pid")" 2>/dev/null || true; fi
+  for _ in $(seq 50); do kill -0 "$(cat "$WORK/sut.pid")" 2>/dev/null || break; sleep 0.2; done
   sleep 1
 }
 
