@@ -63,6 +63,8 @@ pub struct DatagramReader<'a> {
     sock: &'a UdpSocket,
     local: SocketAddr,
     buf: Vec<u8>,
+    /// Room for the receive timestamp's control message.
+    cmsg: Vec<u8>,
 }
 
 impl<'a> DatagramReader<'a> {
@@ -71,6 +73,7 @@ impl<'a> DatagramReader<'a> {
             sock,
             local,
             buf: vec![0u8; MAX_MESSAGE_SIZE + 1],
+            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec),
         }
     }
 
@@ -84,26 +87,31 @@ impl<'a> DatagramReader<'a> {
         Self::new(sock, local)
     }
 
-    /// As [`DatagramReader::next`], with when the kernel received the datagram
-    /// (made [`DatagramReader::with_arrival_stamps`]; otherwise, or where the
-    /// system gives no timestamp, when it was read). A reader that
-    /// shares its thread with the work it feeds leaves the backlog in the socket
-    /// buffer: the time spent there is what overload shedding must see.
+    /// The next datagram, or `Refused` for an ICMP port unreachable, with when
+    /// the kernel received it (made [`DatagramReader::with_arrival_stamps`];
+    /// otherwise, or where the system gives no timestamp, when it was read). A
+    /// reader that shares its thread with the work it feeds leaves the backlog in
+    /// the socket buffer: the time spent there is what overload shedding must see.
+    /// Empty and CRLF-only datagrams (keep-alives) are skipped; other errors are
+    /// passed over (they surface on some systems and mean nothing for the socket).
     pub async fn next_arrived(&mut self) -> (Inbound, std::time::Instant) {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
         use std::os::fd::AsRawFd;
         let fd = self.sock.as_raw_fd();
-        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
         loop {
             if self.sock.readable().await.is_err() {
                 continue;
             }
-            let buf = &mut self.buf;
+            let (buf, cmsg) = (&mut self.buf, &mut self.cmsg);
             let got = self.sock.try_io(tokio::io::Interest::READABLE, || {
                 let mut iov = [io::IoSliceMut::new(&mut buf[..])];
-                let msg =
-                    recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
-                        .map_err(io::Error::from)?;
+                let msg = recvmsg::<SockaddrStorage>(
+                    fd,
+                    &mut iov,
+                    Some(&mut cmsg[..]),
+                    MsgFlags::empty(),
+                )
+                .map_err(io::Error::from)?;
                 let mut stamp = None;
                 if let Ok(cmsgs) = msg.cmsgs() {
                     for c in cmsgs {
@@ -154,30 +162,9 @@ impl<'a> DatagramReader<'a> {
         }
     }
 
-    /// The next datagram, or `Refused` for an ICMP port unreachable. Empty and
-    /// CRLF-only datagrams (keep-alives) are skipped; other errors are passed over
-    /// (they surface on some systems and mean nothing for the socket).
+    /// As [`DatagramReader::next_arrived`], without the time.
     pub async fn next(&mut self) -> Inbound {
-        loop {
-            match self.sock.recv_from(&mut self.buf).await {
-                Ok((n, remote)) => {
-                    let d = &self.buf[..n];
-                    if n == 0 || d.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                        continue;
-                    }
-                    let flow = Flow {
-                        transport: Transport::Udp,
-                        local: self.local,
-                        remote,
-                    };
-                    return Inbound::Message(flow, Bytes::copy_from_slice(d));
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Inbound::Refused(self.local)
-                }
-                Err(_) => continue,
-            }
-        }
+        self.next_arrived().await.0
     }
 }
 
