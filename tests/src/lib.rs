@@ -27,11 +27,45 @@ use std::time::{Duration, Instant};
 // user binds it again ("Address already in use", seen once on a fresh clone). Every
 // planned port lies below the kernel's ephemeral range (32768+ here), where no `:0`
 // socket is ever placed, and each is handed out once per test process:
-//   10000-29999  RTP blocks for edges (`rtp_block`), 4 partitions by process id
-//   30000-32767  SIP/HTTP/peer ports (`free_port`), 4 partitions by process id
+//   10000-29999  RTP blocks for edges (`rtp_block`), 4 partitions
+//   30000-32767  SIP/HTTP/peer ports (`free_port`), 4 partitions
 // Cargo runs test binaries one at a time; the partitions keep two concurrent runs
-// (e.g. two clones) apart too. A planned port that some other program holds is
-// skipped.
+// (e.g. two clones, or CI while a developer runs the tests) apart too: a process
+// claims its partition with an exclusive lock on a file in the temp directory
+// (`partition`), so two live test processes never share one. Choosing it by
+// process id alone let two runs share a partition one time in four, and one's
+// planned port was bound by the other between the check and the use ("Address
+// already in use" in CI). A planned port that some other program holds (e.g. an
+// edge a killed run left behind) is skipped.
+
+/// This test process's port partition (0..4), held by a lock for its lifetime.
+/// When all four are held by other runs, waits for the one its process id picks.
+fn partition() -> u16 {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::sync::OnceLock;
+    static HELD: OnceLock<(u16, Flock<std::fs::File>)> = OnceLock::new();
+    let open = |k: u16| {
+        let path = std::env::temp_dir().join(format!("edge-tests-ports-{k}.lock"));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    };
+    HELD.get_or_init(|| {
+        let first = (std::process::id() % 4) as u16;
+        for k in (0..4).map(|i| (first + i) % 4) {
+            if let Ok(lock) = Flock::lock(open(k), FlockArg::LockExclusiveNonblock) {
+                return (k, lock);
+            }
+        }
+        let lock = Flock::lock(open(first), FlockArg::LockExclusive)
+            .unwrap_or_else(|(_, e)| panic!("lock the port partition file: {e}"));
+        (first, lock)
+    })
+    .0
+}
 
 /// The lowest port the kernel hands out for `:0`; planned ports stay below it.
 const EPHEMERAL_FLOOR: u16 = 32768;
@@ -47,7 +81,7 @@ pub fn free_port() -> u16 {
 pub fn free_ports(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     const SPAN: u16 = (EPHEMERAL_FLOOR - 30_000) / 4;
-    let base = 30_000 + (std::process::id() % 4) as u16 * SPAN;
+    let base = 30_000 + partition() * SPAN;
     loop {
         let i = NEXT.fetch_add(n, Ordering::Relaxed);
         assert!(
@@ -81,13 +115,13 @@ pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 /// A block of `n` RTP ports not shared with other tests of this process.
 pub fn rtp_block(n: u16) -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    // 25 blocks of up to 200 ports per process, processes spread by pid.
+    // 25 blocks of up to 200 ports per process, in its partition.
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
     assert!(
         slot < 25,
         "this test process used all 25 planned RTP blocks"
     );
-    let base = 10_000 + (std::process::id() % 4) as u16 * 5_000;
+    let base = 10_000 + partition() * 5_000;
     let first = base + slot * 200;
     (first, first + n.min(200) - 1)
 }
@@ -709,4 +743,22 @@ pub fn tone_wav(path: &Path, hz: f64, secs: f64) {
     let mut w = media::wav::StereoWav::new(std::io::Cursor::new(Vec::new()), 8000).unwrap();
     w.write(&samples, &samples).unwrap();
     std::fs::write(path, w.finish().unwrap().into_inner()).unwrap();
+}
+
+#[cfg(test)]
+mod partition_tests {
+    use nix::fcntl::{Flock, FlockArg};
+
+    #[test]
+    fn a_test_process_holds_its_port_partition_against_other_runs() {
+        let k = super::partition();
+        assert!(k < 4);
+        // Another run trying this partition's lock is refused while we live.
+        let path = std::env::temp_dir().join(format!("edge-tests-ports-{k}.lock"));
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
+        assert_eq!(super::partition(), k, "the partition is chosen once");
+        let (first, _) = super::rtp_block(10);
+        assert_eq!((first - 10_000) / 5_000, k);
+    }
 }
