@@ -415,6 +415,10 @@ impl B2bua {
             self.offer_answered(now, &a);
             self.agent_call(id, &a, "connected");
         }
+        // The moved party answered plain RTP (a browser is never moved): a B port
+        // that ran ICE/DTLS-SRTP for a browser agent is plain again, or the
+        // media would drop the new party's RTP and protect what goes to it.
+        self.plain_rtp(id, Side::B);
         self.set_remote(id, Side::B, addr);
         // The new party starts with no flags of the one it replaces.
         let c = self.calls.get_mut(&id).expect("present");

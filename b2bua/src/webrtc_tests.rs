@@ -434,3 +434,62 @@ Max-Forwards: 70\r\nContact: <sip:{from}@{phone}>\r\nContent-Length: 0\r\n\r\n"
     n.send(phone, &udp("stranger"));
     n.expect_response(phone, 403);
 }
+
+#[test]
+fn a_browser_agent_hands_a_consulted_call_to_a_plain_phone_and_the_b_port_turns_plain() {
+    let mut n = Net::new(CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    sign_in_over_ws(&mut n);
+    n.send(CALLER, &invite("1000", "wr-consult", &sdp(4000)));
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    send_ws(
+        &mut n,
+        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
+    );
+    n.expect_request(BROWSER, Method::Ack);
+    n.expect_response(CALLER, 100);
+    n.expect_response(CALLER, 180);
+    n.expect_response(CALLER, 200);
+    let call = n.b.calls(n.now)[0].id.clone();
+    let by_agent = Some("1001".to_string());
+    let cmd = CallCommand::Consult {
+        call: call.clone(),
+        to: "service".into(),
+        by_agent: by_agent.clone(),
+    };
+    assert_eq!(n.b.handle_command(n.now, cmd), Ok(Reply::Done));
+    n.pump();
+    let (to_service, _) = n.expect_request(SERVICE, Method::Invite);
+    n.send(
+        SERVICE,
+        &answer(&to_service, 200, "svc", Some(&sdp(6000)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    n.outputs.clear();
+    let cmd = CallCommand::ConsultComplete { call, by_agent };
+    assert_eq!(n.b.handle_command(n.now, cmd), Ok(Reply::Done));
+    n.pump();
+    let (reinvite, _) = n.expect_request(SERVICE, Method::Invite);
+    let offer = String::from_utf8_lossy(&reinvite.body).into_owned();
+    assert!(
+        offer.contains("RTP/AVP") && !offer.contains("SAVPF"),
+        "{offer}"
+    );
+    n.send(
+        SERVICE,
+        &answer(&reinvite, 200, "svc", Some(&sdp(6002)), SERVICE),
+    );
+    n.expect_request(SERVICE, Method::Ack);
+    n.expect_request(BROWSER, Method::Bye);
+    // Without this the media kept ICE/DTLS-SRTP on the B port: the plain
+    // phone's RTP was dropped and what went to it was SRTP.
+    assert_eq!(
+        webrtc_commands(&n.outputs),
+        vec![Command::WebRtc {
+            side: Side::B,
+            local: None
+        }]
+    );
+    let calls = n.b.calls(n.now);
+    assert_eq!(calls[0].transfers[0].outcome, "completed");
+}
