@@ -9,7 +9,9 @@
 // usage: node console-phone.mjs http://127.0.0.1:PORT TOKEN WAV HZ[,HZ...]
 // Commands on stdin (they click the page's buttons): answer, hangup, hold,
 // unhold, mute, dtmf D, listen, whisper, barge (on the first live call),
-// state STATE [REASON].
+// state STATE [REASON], dial NUMBER, cancel (an outgoing call not yet
+// answered), transfer TARGET, consult TARGET, complete, back (end the
+// consultation), conference TARGET.
 import { phoneBrowser, quit, stdinLines } from './phone-common.mjs';
 
 const [base, token, wav, hzList] = process.argv.slice(2);
@@ -74,6 +76,15 @@ async function command(line) {
   else if (verb === 'mute') await click('#mute');
   else if (verb === 'dtmf') await click(`#keypad button[data-digit="${args[0]}"]`);
   else if (['listen', 'whisper', 'barge'].includes(verb)) await click(`#live-calls tr button.${verb}`);
+  else if (verb === 'dial') {
+    await page.fill('#dial-to', args[0]);
+    await click('#dial');
+  } else if (verb === 'cancel') await click('#cancel-call');
+  else if (['transfer', 'consult', 'conference'].includes(verb)) {
+    await page.fill('#move-to', args[0]);
+    await click(`#${verb}`);
+  } else if (verb === 'complete') await click('#consult-complete');
+  else if (verb === 'back') await click('#consult-cancel');
   else if (verb === 'state') {
     if (args[1]) await page.fill('#state-reason', args.slice(1).join(' '));
     await page.selectOption('#agent-state', args[0]);
@@ -81,7 +92,7 @@ async function command(line) {
   say({ event: 'done', command: line });
 }
 
-const seen = { registered: false, incoming: false, inCall: false, data: '' };
+const seen = { registered: false, incoming: false, inCall: false, data: '', status: '' };
 let last = 0;
 for (;;) {
   while (pending.length) {
@@ -97,6 +108,7 @@ for (;;) {
     inCall: !document.getElementById('in-call').classList.contains('hidden'),
     levels: window.levels,
     status: document.getElementById('status').textContent,
+    callEntry: (document.getElementById('call-tab') || {}).textContent || '',
   }));
   if (!seen.registered && st.phone.startsWith('registered')) { seen.registered = true; say({ event: 'registered' }); }
   if (st.incoming && !seen.incoming) say({ event: 'incoming', who: st.who, data: st.data });
@@ -104,10 +116,11 @@ for (;;) {
   // The reserved data: first from the INVITE's X-Edge-* headers, then exactly as
   // the console's own socket names it (each change is reported).
   if (st.incoming && st.data && st.data !== seen.data) { seen.data = st.data; say({ event: 'data', data: st.data }); }
-  if (st.inCall && !seen.inCall) say({ event: 'confirmed' });
+  if (st.inCall && !seen.inCall) say({ event: 'confirmed', entry: st.callEntry });
   if (!st.inCall && seen.inCall) say({ event: 'ended', phone: st.phone });
   seen.inCall = st.inCall;
   if (st.inCall && st.levels && Date.now() - last >= 250) { last = Date.now(); say({ event: 'levels', levels: st.levels }); }
-  if (st.status && /error|failed|not registered/i.test(st.status)) say({ event: 'status', text: st.status });
+  // The page's status line, at each change (errors of commands included).
+  if (st.status !== seen.status) { seen.status = st.status; if (st.status) say({ event: 'status', text: st.status }); }
   await new Promise((ok) => setTimeout(ok, 100));
 }

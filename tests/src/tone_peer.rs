@@ -141,6 +141,27 @@ impl TonePeer {
         detect(&g.samples[g.samples.len() - n..], hz, 8000)
     }
 
+    /// Whether the last `ms` of received audio carries `hz` beside a louder tone
+    /// `louder` that is there too: `hz`'s Goertzel power is at least 0.1 % of
+    /// `louder`'s (30 dB under it; a tone that is absent measures ~1e-7 of it:
+    /// leakage and G.711 noise), where [`TonePeer::hears`] wants 10 % of all the
+    /// signal's power. For a browser's tone in a mix: Chromium's automatic gain
+    /// control turns its fake microphone down from full scale to ~-30 dBFS peak
+    /// within seconds, 20 dB under the tone peers.
+    pub fn hears_beside(&self, hz: f64, louder: f64, ms: usize) -> bool {
+        let g = self.received.lock().unwrap();
+        let n = ms * 8;
+        if g.samples.len() < n {
+            return false;
+        }
+        let tail = &g.samples[g.samples.len() - n..];
+        let (p, q) = (
+            media::tone::goertzel(tail, hz, 8000),
+            media::tone::goertzel(tail, louder, 8000),
+        );
+        media::tone::detect(tail, louder, 8000) && p > 1000.0 && p > 0.001 * q
+    }
+
     /// Whether any `ms` window (stepping by half of it) of everything received since
     /// the last `clear` carries `hz`: for short sounds such as a beep.
     pub fn heard_anywhere(&self, hz: f64, ms: usize) -> bool {

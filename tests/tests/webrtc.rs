@@ -14,6 +14,7 @@ use edge_tests::{have_tool, tempdir, tone_wav, wait_until, Edge, ADMIN_TOKEN};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tg::client::IntoClientRequest;
@@ -753,5 +754,173 @@ fn a_browser_agent_hears_the_queue_announcement_before_the_customer() {
     assert!(
         wait_until(10, || c.hears(1100.0, 500)),
         "the customer does not hear the agent"
+    );
+}
+
+#[test]
+fn the_console_dials_out_and_its_buttons_consult_and_transfer_a_queue_call() {
+    // Wendy's console (agent 5001, 1100 Hz) dials the route `service`, whose phone
+    // (700 Hz) answers on plain RTP; then it takes two queue calls from customers
+    // (440 Hz): one it consults `service` about and hands over, one it transfers
+    // blind — all from the page's buttons.
+    let extra = |_: &Path| {
+        format!(
+            "{}\n[[users]]\nname = \"wendy\"\nrole = \"agent\"\ntoken = \"{WENDY}\"\n",
+            EXTRA.replace(
+                "password = \"wendy-sip-secret\"",
+                "password = \"wendy-sip-secret\"\nuser = \"wendy\""
+            )
+        )
+    };
+    let Some((edge, tmp, _ws)) = start(extra, "webrtc-console-moves") else {
+        return;
+    };
+    let service = Uas::spawn(edge.route_port);
+    let base = format!("http://{}", edge.http);
+    let mut agent = Phone::console(
+        "agent-console",
+        &base,
+        WENDY,
+        tmp.path(),
+        1100.0,
+        &[440, 700],
+    );
+    agent.expect("registered", 30, &edge);
+    // The service's phone sends 700 Hz to where the edge wants its RTP, once it
+    // got its `n`th new call and the edge's address is no longer `old` (a
+    // re-INVITE moving it is no new call).
+    let service_tone = |n: u64, old: Option<std::net::SocketAddr>| {
+        assert!(
+            wait_until(10, || service.invites.load(Ordering::Relaxed) >= n
+                && *service.edge_rtp.lock().unwrap() != old
+                && service.edge_rtp.lock().unwrap().is_some()),
+            "the service's phone got no INVITE {n}\nedge log:\n{}",
+            edge.log_text()
+        );
+        let at = service.edge_rtp.lock().unwrap().unwrap();
+        (
+            TonePeer::start(service.rtp.try_clone().unwrap(), at, 700.0, 0x5E + n as u32),
+            at,
+        )
+    };
+
+    // 1. Dialling out: the browser is the offerer; both ends hear each other.
+    agent.command("dial service", &edge);
+    let confirmed = agent.expect("confirmed", 20, &edge);
+    assert!(
+        confirmed["entry"].as_str().unwrap().contains("service"),
+        "the call is an entry of the conversation list: {confirmed}"
+    );
+    let (s, dialled) = service_tone(1, None);
+    agent.assert_hears(700, true, &edge);
+    assert!(
+        wait_until(15, || s.hears(1100.0, 500)),
+        "the service does not hear the console ({} packets)\nedge log:\n{}",
+        s.packets(),
+        edge.log_text()
+    );
+    assert!(edge.log_text().contains("agent dials out"));
+    agent.command("hangup", &edge);
+    assert!(wait_until(10, || service.byes.load(Ordering::Relaxed) == 1));
+    agent.expect("ended", 10, &edge);
+    drop(s);
+    edge.wait_idle(10);
+
+    // 2. A queue call, a consultation with `service` (the customer hears neither),
+    //    then the customer handed over to it.
+    let answer_customer = |agent: &mut Phone| {
+        let caller = Uac::call_in_background(edge.sip, "5000");
+        agent.expect("incoming", 15, &edge);
+        agent.command("answer", &edge);
+        agent.expect("confirmed", 15, &edge);
+        let (cust, code) = caller.join().unwrap();
+        assert_eq!(code, 200);
+        let c = customer_tone(&cust);
+        agent.assert_hears(440, true, &edge);
+        (cust, c)
+    };
+    // Wrap-up after the dialled call: the queue offers the next call once Wendy
+    // is ready again.
+    agent.command("state ready", &edge);
+    let (mut cust, c) = answer_customer(&mut agent);
+    agent.command("consult service", &edge);
+    let (s, consult_port) = service_tone(2, Some(dialled));
+    agent.assert_hears(700, true, &edge);
+    assert!(
+        wait_until(10, || s.hears(1100.0, 500) && !s.hears(440.0, 500)),
+        "the consulted party hears the agent, not the customer"
+    );
+    c.clear();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        c.packets() > 20 && !c.hears(700.0, 500) && !c.hears(1100.0, 500),
+        "the customer hears the consultation"
+    );
+    agent.command("complete", &edge);
+    agent.expect("ended", 10, &edge);
+    drop(s);
+    let (s, handed) = service_tone(2, Some(consult_port));
+    assert!(
+        wait_until(10, || c.hears(700.0, 500)),
+        "the customer does not hear the service after the hand-over\nedge log:\n{}",
+        edge.log_text()
+    );
+    assert!(wait_until(10, || s.hears(440.0, 500)));
+    assert_eq!(cust.bye(), 200);
+    drop((s, c));
+    edge.wait_idle(10);
+
+    // 3. A queue call transferred blind from the page.
+    agent.command("state ready", &edge);
+    let (mut cust, c) = answer_customer(&mut agent);
+    agent.command("transfer service", &edge);
+    agent.expect("ended", 10, &edge);
+    let (s, transferred) = service_tone(3, Some(handed));
+    assert!(
+        wait_until(10, || c.hears(700.0, 500)),
+        "the customer does not hear the transfer target\nedge log:\n{}",
+        edge.log_text()
+    );
+    assert_eq!(cust.bye(), 200);
+    drop((s, c));
+    edge.wait_idle(10);
+
+    // 4. A queue call becomes a conference: `service` is added from the page and
+    //    all three hear each other.
+    agent.command("state ready", &edge);
+    let (mut cust, c) = answer_customer(&mut agent);
+    assert!(
+        wait_until(10, || c.hears(1100.0, 500)),
+        "the customer does not hear the agent"
+    );
+    agent.command("conference service", &edge);
+    let (s, _) = service_tone(4, Some(transferred));
+    agent.assert_hears(700, true, &edge);
+    agent.assert_hears(440, true, &edge);
+    // The browser's tone is ~20 dB under the tone peers' by now (Chromium's gain
+    // control): heard beside one.
+    assert!(
+        wait_until(10, || s.hears_beside(1100.0, 440.0, 500)),
+        "the added party does not hear both the customer and the agent"
+    );
+    assert!(
+        wait_until(10, || c.hears_beside(1100.0, 700.0, 500)),
+        "the customer does not hear both the agent and the added party\nedge log:\n{}",
+        edge.log_text()
+    );
+    // The customer leaves: the conference goes on (agent and service); the
+    // agent hangs up from the page: nobody is left to talk to, the call ends.
+    assert_eq!(cust.bye(), 200);
+    agent.command("hangup", &edge);
+    agent.expect("ended", 10, &edge);
+    drop((s, c));
+    edge.wait_idle(10);
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"consult\",outcome=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(
+        edge.metric("edge_call_transfers_total{kind=\"blind\",outcome=\"completed\"}"),
+        1.0
     );
 }
