@@ -70,9 +70,24 @@ struct AgentState {
     /// Calls answered on `day` (days since the Unix epoch, UTC).
     calls_today: u32,
     day: u64,
+    /// Cluster mode: the end of a wrap-up on another node (that node holds the
+    /// agent meanwhile; shown as `wrap_up` here).
+    wrap_elsewhere: Option<Instant>,
     /// The presence and reason last reported, and since when.
     shown: (Presence, Option<String>),
     since: Instant,
+}
+
+/// An agent's counters, shared by the nodes of a cluster so that the agent is
+/// counted as one person: the node that holds the agent (one at a time, by its
+/// claim) writes them, the others take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Calls answered on `day` (days since the Unix epoch, UTC).
+    pub calls_today: u32,
+    pub day: u64,
+    /// Offers in a row that rang out (towards `max_no_answer`).
+    pub no_answer: u32,
 }
 
 /// A state change to report (log, metrics, consoles, chat offers).
@@ -112,6 +127,7 @@ fn fresh(now: Instant) -> AgentState {
         no_answer: 0,
         calls_today: 0,
         day: 0,
+        wrap_elsewhere: None,
         shown: (Presence::Ready, None),
         since: now,
     }
@@ -335,6 +351,38 @@ impl Acd {
     /// Since when the agent is idle (the queue's order among ready agents).
     pub fn idle_since(&self, id: &str) -> Option<Instant> {
         self.agents.get(id).map(|s| s.idle_since)
+    }
+
+    /// The agent's counters (to share with the other nodes).
+    pub fn tally(&self, id: &str) -> Option<Tally> {
+        self.agents.get(id).map(|s| Tally {
+            calls_today: s.calls_today,
+            day: s.day,
+            no_answer: s.no_answer,
+        })
+    }
+
+    /// When the agent's wrap-up here ends, if it is in one.
+    pub fn wrap_until(&self, id: &str) -> Option<Instant> {
+        self.agents.get(id).and_then(|s| s.wrap_until)
+    }
+
+    /// Take the counters and the wrap-up end learnt from the node that held the
+    /// agent last, unless a call or wrap-up of it here decides them.
+    pub fn adopt_tally(&mut self, id: &str, t: Tally, wrap_elsewhere: Option<Instant>) {
+        if let Some(s) = self.agents.get_mut(id) {
+            if !s.busy && s.wrap_until.is_none() {
+                s.calls_today = t.calls_today;
+                s.day = t.day;
+                s.no_answer = t.no_answer;
+                s.wrap_elsewhere = wrap_elsewhere;
+            }
+        }
+    }
+
+    /// The end of the agent's wrap-up on another node, as last shared.
+    pub fn wrap_elsewhere(&self, id: &str) -> Option<Instant> {
+        self.agents.get(id).and_then(|s| s.wrap_elsewhere)
     }
 
     /// Take an idle time learnt elsewhere (another node of the cluster ended the

@@ -146,6 +146,9 @@ impl B2bua {
         if self.acd.missed(agent, rang_out, max) {
             self.stats.no_answer_not_ready += 1;
             warn!(%agent, %queue, max_no_answer = max, "agent let {max} offers in a row ring out: put not_ready (no_answer)");
+        }
+        if rang_out {
+            // The count in a row is the cluster's (another node may offer next).
             self.share_agent(now, agent);
         }
         self.agent_changed(now, agent);
@@ -218,9 +221,14 @@ impl B2bua {
         let since_wall = wall
             .checked_sub(now.saturating_duration_since(since))
             .unwrap_or(wall);
-        // Ready here but held by another node of the cluster: on a call there.
+        // Ready here but held by another node of the cluster: on a call there, or
+        // in the wrap-up that node shared.
         let presence = if presence == Presence::Ready && !self.claimable(now, id) {
-            Presence::Busy
+            if self.acd.wrap_elsewhere(id).is_some_and(|t| t > now) {
+                Presence::WrapUp
+            } else {
+                Presence::Busy
+            }
         } else {
             presence
         };

@@ -133,14 +133,7 @@ fn not_ready_chosen_during_a_call_applies_after_its_wrap_up_and_ready_ends_wrap_
     )
     .unwrap();
     assert_eq!(state_of(&n, "1001").0, "busy", "the call goes on");
-    n.wire.clear(CALLER);
-    n.send(
-        ALICE,
-        &in_dialog(Method::Bye, &inv, true, "alice", 1, "ab", ALICE, ""),
-    );
-    n.expect_response(ALICE, 200);
-    let (bye, _) = n.expect_request(CALLER, Method::Bye);
-    n.send(CALLER, &answer(&bye, 200, "x", None, CALLER));
+    alice_hangs_up(&mut n, &inv);
     assert_eq!(state_of(&n, "1001").0, "wrap_up");
     n.advance(Duration::from_secs(30));
     assert_eq!(state_of(&n, "1001"), ("not_ready", Some("break".into())));
@@ -153,17 +146,6 @@ fn not_ready_chosen_during_a_call_applies_after_its_wrap_up_and_ready_ends_wrap_
     n.b.set_agent_state(n.now, "1001", Choice::Ready).unwrap();
     n.pump();
     n.expect_request(ALICE, Method::Invite);
-}
-
-/// The offer to Alice rings until the ring timeout (10 s) and is cancelled.
-fn ring_out(n: &mut Net) {
-    let (inv, _) = n.expect_request(ALICE, Method::Invite);
-    n.send(ALICE, &answer(&inv, 180, "alice", None, ALICE));
-    n.advance(Duration::from_secs(10));
-    let (cancel, _) = n.expect_request(ALICE, Method::Cancel);
-    n.send(ALICE, &answer(&cancel, 200, "alice", None, ALICE));
-    n.send(ALICE, &answer(&inv, 487, "alice", None, ALICE));
-    n.expect_request(ALICE, Method::Ack);
 }
 
 #[test]

@@ -16,7 +16,7 @@
 //!
 //! Without [`B2bua::enable_claims`] (a single node) none of this runs.
 
-use crate::acd::{Choice, Presence};
+use crate::acd::{Choice, Presence, Tally};
 use crate::call::{CallState, Route};
 use crate::timers::Timer;
 use crate::{B2bua, CallId, Output};
@@ -33,6 +33,19 @@ pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// live holder's next refresh (seen through the watch) extends the skip to a
 /// whole lease anyway.
 pub const CLAIM_RECHECK: Duration = Duration::from_secs(5);
+
+/// What a node tells the others of an agent (cluster mode): its choice, since
+/// when it is idle (wall clock, ms since the Unix epoch), and — from the node
+/// that held it last — its counters and the end of its wrap-up there (`None`
+/// from a node that wrote before these were shared: they are then left as they
+/// are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentShare {
+    pub choice: Choice,
+    pub idle_since_ms: u64,
+    pub tally: Option<Tally>,
+    pub wrap_until_ms: Option<u64>,
+}
 
 /// The cluster's answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,38 +362,65 @@ fn instant_of_ms(now: Instant, wall: std::time::SystemTime, ms: u64) -> Instant 
 }
 
 impl B2bua {
-    /// Cluster mode: tell every node what `agent` chose and since when it is idle.
+    /// Cluster mode: tell every node what `agent` chose, since when it is idle,
+    /// its counters (calls today, offers missed in a row) and its wrap-up.
     pub(crate) fn share_agent(&mut self, now: Instant, agent: &str) {
         if self.claims.is_none() {
             return;
         }
-        let (Some(choice), Some(idle)) =
-            (self.acd.choice(agent).cloned(), self.acd.idle_since(agent))
-        else {
+        let (Some(choice), Some(idle), Some(tally)) = (
+            self.acd.choice(agent).cloned(),
+            self.acd.idle_since(agent),
+            self.acd.tally(agent),
+        ) else {
             return;
         };
-        let idle_since_ms = wall_ms(now, self.wall(now), idle);
+        let wall = self.wall(now);
+        let share = AgentShare {
+            choice,
+            idle_since_ms: wall_ms(now, wall, idle),
+            tally: Some(tally),
+            wrap_until_ms: self.acd.wrap_until(agent).map(|t| wall_ms(now, wall, t)),
+        };
         self.outputs.push_back(Output::AgentShared {
             agent: agent.to_string(),
-            choice,
-            idle_since_ms,
+            share,
         });
     }
 
-    /// Another node says what `agent` chose and since when it is idle: the agent
-    /// is one person in the whole cluster. A different choice applies as the
-    /// agent's own would here (it ends a wrap-up); the idle time is taken unless a
-    /// call or wrap-up of the agent here decides it.
+    /// Another node says what `agent` chose and since when it is idle (see
+    /// [`B2bua::agent_shared_with`]).
     pub fn agent_shared(&mut self, now: Instant, agent: &str, choice: Choice, idle_since_ms: u64) {
+        let share = AgentShare {
+            choice,
+            idle_since_ms,
+            tally: None,
+            wrap_until_ms: None,
+        };
+        self.agent_shared_with(now, agent, &share);
+    }
+
+    /// Another node says what `agent` chose, since when it is idle, its counters
+    /// and its wrap-up: the agent is one person in the whole cluster. A different
+    /// choice applies as the agent's own would here (it ends a wrap-up); the idle
+    /// time, the counters (calls today, offers missed in a row: `max_no_answer`
+    /// counts the cluster's offers) and the wrap-up shown are taken unless a call
+    /// or wrap-up of the agent here decides them.
+    pub fn agent_shared_with(&mut self, now: Instant, agent: &str, share: &AgentShare) {
         if self.claims.is_none() || self.snap.agent(agent).is_none() {
             return;
         }
-        if self.acd.choice(agent) != Some(&choice) {
-            info!(%agent, choice = ?choice, "agent state chosen on another node");
-            self.acd.choose(agent, choice, now);
+        if self.acd.choice(agent) != Some(&share.choice) {
+            info!(%agent, choice = ?share.choice, "agent state chosen on another node");
+            self.acd.choose(agent, share.choice.clone(), now);
         }
-        let idle = instant_of_ms(now, self.wall(now), idle_since_ms);
+        let wall = self.wall(now);
+        let idle = instant_of_ms(now, wall, share.idle_since_ms);
         self.acd.adopt_idle_since(agent, idle);
+        if let Some(t) = share.tally {
+            let wrap = share.wrap_until_ms.map(|ms| instant_of_ms(now, wall, ms));
+            self.acd.adopt_tally(agent, t, wrap);
+        }
         self.agent_changed(now, agent);
         self.dispatch_soon(now);
         self.process(now);

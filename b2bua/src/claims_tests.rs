@@ -227,20 +227,23 @@ fn a_refused_claim_is_tried_again_after_the_recheck() {
     n.expect_request(ALICE, Method::Invite);
 }
 
-fn shared(n: &mut Net) -> Vec<(String, crate::acd::Choice, u64)> {
+fn shares(n: &mut Net) -> Vec<(String, AgentShare)> {
     let mut out = Vec::new();
     n.outputs.retain(|o| match o {
-        Output::AgentShared {
-            agent,
-            choice,
-            idle_since_ms,
-        } => {
-            out.push((agent.clone(), choice.clone(), *idle_since_ms));
+        Output::AgentShared { agent, share } => {
+            out.push((agent.clone(), share.clone()));
             false
         }
         _ => true,
     });
     out
+}
+
+fn shared(n: &mut Net) -> Vec<(String, crate::acd::Choice, u64)> {
+    shares(n)
+        .into_iter()
+        .map(|(a, s)| (a, s.choice, s.idle_since_ms))
+        .collect()
 }
 
 fn unix_ms_ago(secs: u64) -> u64 {
@@ -335,4 +338,97 @@ fn the_longest_idle_agent_is_chosen_across_the_cluster() {
     let s = shared(&mut n);
     assert_eq!(s.len(), 1, "{s:?}");
     assert!(s[0].2 >= unix_ms_ago(5), "idle from the call's end: {s:?}");
+}
+
+#[test]
+fn calls_today_missed_offers_and_a_wrap_up_are_the_clusters() {
+    use crate::acd::{Choice, Tally};
+    let mut n = Net::new(
+        &CONFIG
+            .replace("max_wait = \"30s\"", "max_wait = \"300s\"")
+            .replace(
+                "agents = [\"1001\", \"1002\"]",
+                "agents = [\"1001\"]\nmax_no_answer = 3",
+            ),
+    );
+    n.b.enable_claims();
+    let today = unix_ms_ago(0) / 86_400_000;
+    let agent = |n: &Net| {
+        n.b.agents(n.now)
+            .into_iter()
+            .find(|a| a.id == "1001")
+            .unwrap()
+    };
+    // Another node held Alice: 7 calls today, two offers missed in a row, in a
+    // wrap-up there for 30 s more, and it still holds her claim.
+    let there = AgentShare {
+        choice: Choice::Ready,
+        idle_since_ms: unix_ms_ago(0) + 30_000,
+        tally: Some(Tally {
+            calls_today: 7,
+            day: today,
+            no_answer: 2,
+        }),
+        wrap_until_ms: Some(unix_ms_ago(0) + 30_000),
+    };
+    n.b.agent_shared_with(n.now, "1001", &there);
+    n.b.claim_elsewhere(n.now, "1001");
+    n.pump();
+    let a = agent(&n);
+    assert_eq!(
+        (a.state, a.calls_today, a.missed_in_a_row),
+        ("wrap_up", 7, 2),
+        "as the node holding her says"
+    );
+    assert!(shares(&mut n).is_empty(), "no echo");
+    // Released there: ready here, offered here; she lets it ring out. The third
+    // offer in a row (two there, one here) puts her not_ready, and every node
+    // learns the count.
+    n.b.claim_released_elsewhere(n.now, "1001");
+    n.pump();
+    assert_eq!(agent(&n).state, "ready");
+    n.send(CALLER, &invite("1000", "t1", &sdp(4000)));
+    let a = asked(&mut n);
+    let Some((Some(call), _)) = a.first().cloned() else {
+        panic!("{a:?}")
+    };
+    answer_claim(&mut n, call, "1001", ClaimResult::Granted);
+    ring_out(&mut n);
+    let a = agent(&n);
+    assert_eq!(
+        (a.state, a.reason.as_deref(), a.missed_in_a_row),
+        ("not_ready", Some("no_answer"), 3)
+    );
+    let s = shares(&mut n);
+    let last = &s.last().expect("shared").1;
+    assert_eq!(last.choice, Choice::NotReady("no_answer".into()));
+    assert_eq!(last.tally.map(|t| t.no_answer), Some(3));
+    // Ready again (cleared count), a call answered here and ended: the 8th call
+    // today, shared with the cluster.
+    n.b.set_agent_state(n.now, "1001", Choice::Ready).unwrap();
+    n.pump();
+    n.advance(Duration::from_secs(1));
+    let call = asked(&mut n).into_iter().find_map(|(c, _)| c);
+    answer_claim(
+        &mut n,
+        call.expect("the call is offered again"),
+        "1001",
+        ClaimResult::Granted,
+    );
+    let (inv, _) = n.expect_request(ALICE, Method::Invite);
+    n.send(ALICE, &answer(&inv, 200, "alice", Some(&sdp(7000)), ALICE));
+    n.expect_request(ALICE, Method::Ack);
+    shares(&mut n);
+    alice_hangs_up(&mut n, &inv);
+    let s = shares(&mut n);
+    let last = &s.last().expect("shared at the call's end").1;
+    assert_eq!(
+        last.tally,
+        Some(Tally {
+            calls_today: 8,
+            day: today,
+            no_answer: 0
+        })
+    );
+    assert_eq!(agent(&n).calls_today, 8);
 }

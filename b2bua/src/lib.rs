@@ -54,10 +54,10 @@ mod timers;
 mod transfer;
 use timers::TimerTable;
 
-pub use acd::{Choice, Presence};
+pub use acd::{Choice, Presence, Tally};
 pub use agents::{parse_choice, AgentError, AgentInfo};
 pub use call::{Call, CallState, Route, Side};
-pub use claims::{ClaimResult, CLAIM_LEASE, CLAIM_RECHECK};
+pub use claims::{AgentShare, ClaimResult, CLAIM_LEASE, CLAIM_RECHECK};
 pub use command::{CallCommand, Reply};
 use monitor::Monitor;
 pub use monitor::{
@@ -147,14 +147,10 @@ pub enum Output {
     ClaimAgent { call: CallId, agent: String },
     /// Cluster mode: this node no longer holds `agent`.
     ReleaseAgent { agent: String },
-    /// Cluster mode: what the agent chose and since when it is idle (wall clock,
-    /// ms since the Unix epoch), for every node. The driver writes it when it
+    /// Cluster mode: what the agent chose, since when it is idle, its counters
+    /// and the end of its wrap-up, for every node. The driver writes it when it
     /// differs from what the cluster already has.
-    AgentShared {
-        agent: String,
-        choice: Choice,
-        idle_since_ms: u64,
-    },
+    AgentShared { agent: String, share: AgentShare },
     /// A call ended (for logs and metrics).
     CallEnded {
         call: CallId,

@@ -127,6 +127,30 @@ impl Net {
     }
 }
 
+/// The offer to Alice rings until the ring timeout (10 s) and is cancelled.
+fn ring_out(n: &mut Net) {
+    let (inv, _) = n.expect_request(ALICE, Method::Invite);
+    n.send(ALICE, &answer(&inv, 180, "alice", None, ALICE));
+    n.advance(Duration::from_secs(10));
+    let (cancel, _) = n.expect_request(ALICE, Method::Cancel);
+    n.send(ALICE, &answer(&cancel, 200, "alice", None, ALICE));
+    n.send(ALICE, &answer(&inv, 487, "alice", None, ALICE));
+    n.expect_request(ALICE, Method::Ack);
+}
+
+/// Alice (her leg made by `inv`, her tag `alice`) hangs up: the caller gets BYE
+/// and answers it (what the caller had been sent before is dropped).
+fn alice_hangs_up(n: &mut Net, inv: &Request) {
+    n.wire.clear(CALLER);
+    n.send(
+        ALICE,
+        &in_dialog(Method::Bye, inv, true, "alice", 1, "ab", ALICE, ""),
+    );
+    n.expect_response(ALICE, 200);
+    let (bye, _) = n.expect_request(CALLER, Method::Bye);
+    n.send(CALLER, &answer(&bye, 200, "x", None, CALLER));
+}
+
 /// Outputs first, then transmits onto the wire (the driver's order).
 fn drain(b: &mut B2bua, wire: &mut Wire, outputs: &mut Vec<Output>) {
     while let Some(o) = b.poll_output() {

@@ -322,7 +322,9 @@ fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
     // The agent's phone, which both nodes can ring.
     let phone_port = free_port();
     let phone = Uas::spawn(phone_port);
-    let shared = shared_queue(phone_port);
+    // Three seconds of wrap-up after each call.
+    let shared =
+        shared_queue(phone_port).replace("id = \"7001\"\n", "id = \"7001\"\nwrap_up = \"3s\"\n");
     let a = node(&nats, "edge-a", &shared);
     let b = node(&nats, "edge-b", &shared);
     assert!(wait_until(15, || a.metric("edge_cluster_nodes") == 2.0));
@@ -371,11 +373,23 @@ fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
         agent_7001(&a)
     );
     assert_eq!(c.bye(), 200);
+    // The call ended on B: A shows the wrap-up B shares and the call B counted,
+    // then ready once B's wrap-up is over.
+    assert!(
+        wait_until(10, || {
+            let v = agent_7001(&a);
+            v["state"] == "wrap_up" && v["calls_today"] == 1
+        }),
+        "A: {}",
+        agent_7001(&a)
+    );
+    assert_eq!(agent_7001(&b)["calls_today"], 1);
     assert!(
         wait_until(10, || agent_7001(&a)["state"] == "ready"),
         "A: {}",
         agent_7001(&a)
     );
+    assert_eq!(agent_7001(&a)["calls_today"], 1);
 }
 
 #[test]

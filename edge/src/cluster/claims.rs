@@ -14,10 +14,12 @@
 //!   (`claim_elsewhere`, `claim_released_elsewhere`).
 //!
 //! - **shared states**: what each agent chose (ready, not ready with its reason,
-//!   signed out) and since when it is idle live in the bucket [`AGENTS_BUCKET`]
-//!   (key: the agent's id in hex); a node writes a value that differs from what
-//!   the bucket has, and every other node applies it (`agent_shared`), so an agent
-//!   is one person in the cluster and "longest idle" is the cluster's.
+//!   signed out), since when it is idle, its calls today, its offers missed in a
+//!   row and the end of its wrap-up live in the bucket [`AGENTS_BUCKET`] (key: the
+//!   agent's id in hex); a node writes a value that differs from what the bucket
+//!   has, and every other node applies it (`agent_shared_with`), so an agent is
+//!   one person in the cluster: "longest idle", calls today and `max_no_answer`
+//!   are the cluster's.
 //!
 //! Requests of one agent are carried out one at a time, in the order the core
 //! sent them, so a release and a new claim of the same agent cannot cross; those
@@ -61,24 +63,46 @@ pub enum ClaimReq {
     },
     Share {
         agent: String,
-        choice: b2bua::Choice,
-        idle_since_ms: u64,
+        share: b2bua::AgentShare,
     },
 }
 
 /// An agent's shared state as JSON (without the writing node).
-fn state_json(choice: &b2bua::Choice, idle_since_ms: u64) -> serde_json::Value {
-    let (state, reason) = match choice {
+fn state_json(s: &b2bua::AgentShare) -> serde_json::Value {
+    let (state, reason) = match &s.choice {
         b2bua::Choice::Ready => ("ready", None),
         b2bua::Choice::NotReady(r) => ("not_ready", Some(r.as_str())),
         b2bua::Choice::SignedOut => ("logged_out", None),
     };
-    serde_json::json!({ "state": state, "reason": reason, "idle_since_ms": idle_since_ms })
+    let mut v = serde_json::json!({
+        "state": state, "reason": reason, "idle_since_ms": s.idle_since_ms,
+    });
+    if let Some(t) = s.tally {
+        v["calls_today"] = t.calls_today.into();
+        v["day"] = t.day.into();
+        v["missed_in_a_row"] = t.no_answer.into();
+        v["wrap_until_ms"] = s.wrap_until_ms.into();
+    }
+    v
 }
 
-fn state_of(v: &serde_json::Value) -> Option<(b2bua::Choice, u64)> {
+/// The inverse of [`state_json`]; the counters are `None` in a value written
+/// before they were shared.
+fn state_of(v: &serde_json::Value) -> Option<b2bua::AgentShare> {
     let choice = b2bua::parse_choice(v["state"].as_str()?, v["reason"].as_str()).ok()?;
-    Some((choice, v["idle_since_ms"].as_u64()?))
+    let tally = (|| {
+        Some(b2bua::Tally {
+            calls_today: u32::try_from(v["calls_today"].as_u64()?).ok()?,
+            day: v["day"].as_u64()?,
+            no_answer: u32::try_from(v["missed_in_a_row"].as_u64()?).ok()?,
+        })
+    })();
+    Some(b2bua::AgentShare {
+        choice,
+        idle_since_ms: v["idle_since_ms"].as_u64()?,
+        tally,
+        wrap_until_ms: tally.and(v["wrap_until_ms"].as_u64()),
+    })
 }
 
 /// The claims bucket's holders as this node's watch saw them (see [`Ledger`]).
@@ -371,12 +395,8 @@ impl Driver {
                     Done::Release { agent }
                 }))
             }
-            ClaimReq::Share {
-                agent,
-                choice,
-                idle_since_ms,
-            } => {
-                let v = state_json(&choice, idle_since_ms);
+            ClaimReq::Share { agent, share } => {
+                let v = state_json(&share);
                 if self.known.lock().get(&agent) == Some(&v) {
                     return None;
                 }
@@ -737,18 +757,18 @@ async fn watch_states(c: Arc<Cluster>, bucket: Bucket, known: Known, core: CoreT
             if node.as_deref() == Some(c.node.as_str()) {
                 continue;
             }
-            let Some((choice, idle_since_ms)) = state_of(&v) else {
+            let Some(share) = state_of(&v) else {
                 warn!(%agent, "unreadable shared agent state ignored");
                 continue;
             };
-            let msg = CoreMsg::AgentShared {
-                agent,
-                choice,
-                idle_since_ms,
-            };
+            let msg = CoreMsg::AgentShared { agent, share };
             if core.send(msg).await.is_err() {
                 return;
             }
         }
     }
 }
+
+#[cfg(test)]
+#[path = "claims_tests.rs"]
+mod tests;

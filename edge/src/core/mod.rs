@@ -290,11 +290,9 @@ impl Core {
             } => self.b2bua.claim_result(now, call, &agent, result),
             CoreMsg::ClaimSeen { agent } => self.b2bua.claim_elsewhere(now, &agent),
             CoreMsg::ClaimGone { agent } => self.b2bua.claim_released_elsewhere(now, &agent),
-            CoreMsg::AgentShared {
-                agent,
-                choice,
-                idle_since_ms,
-            } => self.b2bua.agent_shared(now, &agent, choice, idle_since_ms),
+            CoreMsg::AgentShared { agent, share } => {
+                self.b2bua.agent_shared_with(now, &agent, &share)
+            }
             CoreMsg::Reload(snap, audio) => {
                 self.b2bua.reload(snap, now);
                 self.audio = audio;
@@ -403,17 +401,9 @@ impl Core {
                         let _ = tx.send(crate::cluster::claims::ClaimReq::Release { agent });
                     }
                 }
-                Output::AgentShared {
-                    agent,
-                    choice,
-                    idle_since_ms,
-                } => {
+                Output::AgentShared { agent, share } => {
                     if let Some(tx) = &self.claims {
-                        let _ = tx.send(crate::cluster::claims::ClaimReq::Share {
-                            agent,
-                            choice,
-                            idle_since_ms,
-                        });
+                        let _ = tx.send(crate::cluster::claims::ClaimReq::Share { agent, share });
                     }
                 }
                 Output::CallEnded { .. } => {}

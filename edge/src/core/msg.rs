@@ -82,11 +82,11 @@ pub enum CoreMsg {
     ClaimGone {
         agent: String,
     },
-    /// Another node changed what an agent chose, or its idle time.
+    /// Another node changed what an agent chose, its idle time, its counters or
+    /// its wrap-up.
     AgentShared {
         agent: String,
-        choice: b2bua::Choice,
-        idle_since_ms: u64,
+        share: b2bua::AgentShare,
     },
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
