@@ -82,6 +82,10 @@ pub(crate) struct Claims {
     held: HashSet<String>,
     /// Agents other nodes hold, skipped until then.
     elsewhere: HashMap<String, Instant>,
+    /// Agents seized here outside a queue offer (a transfer, consultation or
+    /// conference target, an agent dialling out) whose claim is asked for, and
+    /// the call it was asked with: the leg is not held back for the answer.
+    seized: HashMap<String, CallId>,
     /// The queue retry set for the first lapse (one timer, not one per dispatch).
     retry_at: Option<Instant>,
     /// This node's place among the live nodes (by name) and their number: a
@@ -225,6 +229,83 @@ impl B2bua {
         true
     }
 
+    /// `agent` was seized here for call `call` outside a queue offer (a transfer,
+    /// consultation or conference target, an agent dialling out): in cluster mode
+    /// its claim is asked for so that no other node offers it a call meanwhile.
+    /// The leg goes ahead without waiting (a caller or an agent is on the line);
+    /// the pick already skipped agents other nodes hold, so a refusal means two
+    /// nodes took the agent within the claim's round trip: the leg still ringing
+    /// for it here is ended.
+    pub(crate) fn claim_seized(&mut self, call: CallId, agent: &str) {
+        let Some(c) = self.claims.as_mut() else {
+            return;
+        };
+        if c.held.contains(agent)
+            || c.seized.contains_key(agent)
+            || c.pending.values().any(|a| a == agent)
+        {
+            return;
+        }
+        c.seized.insert(agent.to_string(), call);
+        self.outputs.push_back(Output::ClaimAgent {
+            call,
+            agent: agent.to_string(),
+        });
+    }
+
+    /// The cluster's answer to a [`B2bua::claim_seized`] claim.
+    fn seized_claim_result(&mut self, now: Instant, agent: &str, r: ClaimResult) {
+        self.stats.claims[r as usize] += 1;
+        let still = !self.acd.is_free(agent);
+        let c = self.claims.as_mut().expect("enabled");
+        match r {
+            ClaimResult::Granted if still => {
+                c.held.insert(agent.to_string());
+            }
+            ClaimResult::Granted => {
+                // Free again already (a short consultation): give it back.
+                self.outputs.push_back(Output::ReleaseAgent {
+                    agent: agent.to_string(),
+                });
+            }
+            ClaimResult::Taken => {
+                c.elsewhere.insert(agent.to_string(), now + CLAIM_RECHECK);
+                warn!(%agent, "agent seized here was claimed by another node at the same time: its leg here ends if it is still ringing");
+                self.end_unanswered_legs_of(now, agent);
+            }
+            ClaimResult::Failed => {
+                warn!(%agent, "claim of an agent seized here failed (cluster state unreachable): other nodes may offer it calls");
+            }
+        }
+    }
+
+    /// End what still rings for `agent` here outside a queue offer: a
+    /// consultation or conference leg not yet answered (CANCEL), a blind
+    /// transfer to it (failed as busy: the call goes back as after a 486).
+    fn end_unanswered_legs_of(&mut self, now: Instant, agent: &str) {
+        let ringing: Vec<_> = self
+            .monitors
+            .values()
+            .filter(|m| {
+                m.agent.as_deref() == Some(agent)
+                    && m.state == crate::monitor::MonitorState::Calling
+            })
+            .map(|m| m.id)
+            .collect();
+        for mid in ringing {
+            self.end_monitor(now, mid, true, "the agent was claimed by another node");
+        }
+        let transfers: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.transfer.as_ref().and_then(|t| t.target_agent.as_deref()) == Some(agent))
+            .map(|c| c.id)
+            .collect();
+        for id in transfers {
+            self.transfer_failed(now, id, 486);
+        }
+    }
+
     /// Whether call `id` still waits for an agent: a caller waiting for its
     /// answer, or an answered call transferred to a queue (no leg ringing for it).
     pub(crate) fn wants_agent(&self, id: CallId) -> bool {
@@ -243,6 +324,12 @@ impl B2bua {
         let Some(c) = self.claims.as_mut() else {
             return;
         };
+        if c.seized.get(agent) == Some(&call) {
+            c.seized.remove(agent);
+            self.seized_claim_result(now, agent, r);
+            self.process(now);
+            return;
+        }
         if c.pending.get(&call).map(String::as_str) != Some(agent) {
             debug!(%agent, "claim answer for nothing pending: ignored");
             if r == ClaimResult::Granted && !c.held.contains(agent) {

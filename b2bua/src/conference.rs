@@ -188,6 +188,7 @@ impl B2bua {
         )?;
         if let Some(a) = &agent {
             self.acd.seize(a);
+            self.claim_seized(id, a);
             self.agent_changed(now, a);
         }
         if let Some(m) = self.monitors.get_mut(&mid) {

@@ -61,6 +61,7 @@ impl B2bua {
         let (mid, _) = self.place_monitor(now, id, uri, flow, label, MonitorMode::Whisper, true)?;
         if let Some(a) = &agent {
             self.acd.seize(a);
+            self.claim_seized(id, a);
             self.agent_changed(now, a);
             self.agent_call(id, a, "ringing");
         }
@@ -103,7 +104,11 @@ impl B2bua {
     ) -> Result<(String, sip::Flow, Option<String>), CommandError> {
         Ok(match target {
             Target::Agent(a) => {
-                if !self.agent_reachable(now, &a) || !self.acd.is_free(&a) {
+                // In cluster mode an agent another node holds is on a call there.
+                if !self.agent_reachable(now, &a)
+                    || !self.acd.is_free(&a)
+                    || !self.claimable(now, &a)
+                {
                     return Err(CommandError::Conflict(format!("agent {a} is not ready")));
                 }
                 let t = self

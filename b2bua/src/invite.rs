@@ -216,8 +216,10 @@ impl B2bua {
             .and_then(|s| s.audio_target().ok().flatten());
         self.calls.insert(call);
         if let Some(agent) = &dialler {
-            // An agent on its own call is offered nothing else until it ends.
+            // An agent on its own call is offered nothing else until it ends, by
+            // any node of a cluster.
             self.acd.seize(agent);
+            self.claim_seized(id, agent);
             self.agent_changed(now, agent);
         }
         self.outputs

@@ -601,6 +601,7 @@ impl B2bua {
         }
         if let Some(a) = &agent {
             self.acd.seize(a);
+            self.claim_seized(id, a);
             self.offer_answered(now, a);
             self.agent_changed(now, a);
             self.agent_call(id, a, "connected");
@@ -787,11 +788,13 @@ impl B2bua {
                 if !self.agent_reachable(now, &agent) {
                     return self.transfer_failed(now, id, 480);
                 }
-                if !self.acd.is_free(&agent) {
+                // Busy here, or (cluster mode) on a call at another node.
+                if !self.acd.is_free(&agent) || !self.claimable(now, &agent) {
                     return self.transfer_failed(now, id, 486);
                 }
                 let targets = self.agent_targets(now, &agent);
                 self.acd.seize(&agent);
+                self.claim_seized(id, &agent);
                 if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
                     t.target_agent = Some(agent.clone());
                 }

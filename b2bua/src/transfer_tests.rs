@@ -1068,3 +1068,83 @@ fn remotes_a_none(n: &Net) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The claims and releases asked of the cluster since the last look, and the
+/// call the last claim was asked with (the cluster's answer names it).
+fn claims_asked(n: &mut Net) -> (Vec<String>, Option<CallId>) {
+    let (mut out, mut call) = (Vec::new(), None);
+    n.outputs.retain(|o| match o {
+        Output::ClaimAgent { agent, call: c } => {
+            out.push(format!("claim {agent}"));
+            call = Some(*c);
+            false
+        }
+        Output::ReleaseAgent { agent } => {
+            out.push(format!("release {agent}"));
+            false
+        }
+        _ => true,
+    });
+    (out, call)
+}
+
+#[test]
+fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
+    let mut n = Net::new(CONFIG);
+    let (to_alice, _) = call_at_alice(&mut n, "cl1");
+    // The cluster is switched on with the call up (its own claim is not played).
+    n.b.enable_claims();
+    let call = n.b.calls(n.now)[0].id.clone();
+    n.outputs.clear();
+    // Bob held by another node: on a call there; neither consulted nor taken.
+    n.b.claim_elsewhere(n.now, "1002");
+    assert!(matches!(
+        consult_cmd(&mut n, "start", "1002"),
+        Err(CommandError::Conflict(m)) if m.contains("not ready")
+    ));
+    n.b.handle_command(
+        n.now,
+        CallCommand::Transfer {
+            call: call.clone(),
+            to: "1002".into(),
+            by_agent: None,
+        },
+    )
+    .unwrap();
+    n.pump();
+    assert!(n.quiet(BOB), "no INVITE to an agent another node holds");
+    n.advance(Duration::from_secs(1));
+    assert!(n.quiet(BOB));
+    assert_eq!(n.b.calls(n.now)[0].agent.as_deref(), Some("1001"));
+    // Released there: the consultation calls him at once and claims him, so no
+    // other node offers him a call meanwhile; granted, this node holds him until
+    // the consultation ends.
+    n.b.claim_released_elsewhere(n.now, "1002");
+    n.outputs.clear();
+    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    let (asked, with) = claims_asked(&mut n);
+    assert_eq!(asked, ["claim 1002"]);
+    n.b.claim_result(n.now, with.unwrap(), "1002", ClaimResult::Granted);
+    n.pump();
+    assert_eq!(n.b.claims_held(), ["1002"]);
+    assert_eq!(consult_cmd(&mut n, "cancel", ""), Ok(Reply::Done));
+    let (cancel, _) = n.expect_request(BOB, Method::Cancel);
+    n.send(BOB, &answer(&cancel, 200, "bob", None, BOB));
+    n.send(BOB, &answer(&to_bob, 487, "bob", None, BOB));
+    assert_eq!(claims_asked(&mut n).0, ["release 1002"]);
+    assert!(n.b.claims_held().is_empty());
+    // Claimed by another node in the same instant: the leg still ringing here
+    // is cancelled.
+    n.wire.clear(BOB);
+    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    let (asked, with) = claims_asked(&mut n);
+    assert_eq!(asked, ["claim 1002"]);
+    n.b.claim_result(n.now, with.unwrap(), "1002", ClaimResult::Taken);
+    n.pump();
+    n.expect_request(BOB, Method::Cancel);
+    drop(to_alice);
+}
