@@ -437,6 +437,75 @@ struct Ctx {
     webrtc_timeout: Duration,
 }
 
+/// A party's RTP (plain, or a browser's decrypted) on socket `on` from `src`:
+/// relayed to the other party, or taken by the call's session; its digit reported.
+fn party_datagram(
+    call: &mut Call,
+    on: Socket,
+    src: SocketAddr,
+    pkt: &mut [u8],
+    c: &mut Counters,
+    ctx: &Ctx,
+    now_us: u64,
+) {
+    let (verdict, digit) = call.media.on_party(on, src, pkt, now_us);
+    if let Some(d) = digit {
+        let _ = ctx.events.try_send(MediaEvent::Digit {
+            call: call.call,
+            from: DigitFrom::Party(on.side),
+            digit: d,
+        });
+    }
+    match verdict {
+        Party::Forward(dst) => {
+            let to = on.peer();
+            match call.media.outbound(to, pkt, dst) {
+                Some((out, dst)) => match call.sockets[to.index()].send_to(&out, dst) {
+                    Ok(_) => {
+                        c.packets += 1;
+                        c.bytes += out.len() as u64;
+                    }
+                    Err(_) => c.dropped += 1,
+                },
+                None => c.dropped += 1,
+            }
+        }
+        Party::Refused => c.dropped += 1,
+        Party::Consumed => {}
+    }
+}
+
+/// The SRTP a browser leg on `side` held during its handshake, once the leg is
+/// connected: decrypted and handled as if it came now, in the order it came.
+fn held_srtp(
+    call: &mut Call,
+    side: Side,
+    buf: &mut [u8],
+    c: &mut Counters,
+    ctx: &Ctx,
+    now_us: u64,
+) {
+    let on = Socket { side, rtcp: false };
+    loop {
+        let Some(leg) = call.media.webrtc(side) else {
+            return;
+        };
+        let peer = leg.peer();
+        let plain = match leg.poll_early() {
+            None => return,
+            Some(Inbound::Rtp(p)) => p,
+            // The browser's own reports are not relayed (see `on_readable`).
+            Some(_) => continue,
+        };
+        let (Some(src), true) = (peer, plain.len() <= buf.len()) else {
+            c.dropped += 1;
+            continue;
+        };
+        buf[..plain.len()].copy_from_slice(&plain);
+        party_datagram(call, on, src, &mut buf[..plain.len()], c, ctx, now_us);
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     packets: u64,
@@ -537,6 +606,8 @@ impl Handler for RelayWorker {
                             addr: peer,
                         });
                     }
+                    // The handshake may have just ended: SRTP held meanwhile goes on.
+                    held_srtp(call, on.side, buf, c, ctx, now_us);
                     return;
                 }
                 Inbound::Rtp(_) | Inbound::Dropped => {
@@ -545,32 +616,7 @@ impl Handler for RelayWorker {
                 }
             }
         }
-        let pkt = &mut buf[..len];
-        let (verdict, digit) = call.media.on_party(on, src, pkt, now_us);
-        if let Some(d) = digit {
-            let _ = ctx.events.try_send(MediaEvent::Digit {
-                call: call.call,
-                from: DigitFrom::Party(on.side),
-                digit: d,
-            });
-        }
-        match verdict {
-            Party::Forward(dst) => {
-                let to = on.peer();
-                match call.media.outbound(to, pkt, dst) {
-                    Some((out, dst)) => match call.sockets[to.index()].send_to(&out, dst) {
-                        Ok(_) => {
-                            c.packets += 1;
-                            c.bytes += out.len() as u64;
-                        }
-                        Err(_) => c.dropped += 1,
-                    },
-                    None => c.dropped += 1,
-                }
-            }
-            Party::Refused => c.dropped += 1,
-            Party::Consumed => {}
-        }
+        party_datagram(call, on, src, &mut buf[..len], c, ctx, now_us);
     }
 
     fn on_command(&mut self, poller: &Poller, cmd: Cmd, now: Instant) -> Flow {
@@ -679,6 +725,10 @@ impl RelayWorker {
                     leg.set_remote(now, remote);
                     let i = Socket { side, rtcp: false }.index();
                     send_transmits(leg, Some(&call.sockets[i]));
+                    // Connected now that the fingerprint is known: SRTP the
+                    // browser sent after its handshake goes on.
+                    let now_us = now.duration_since(self.epoch).as_micros() as u64;
+                    held_srtp(call, side, &mut self.buf, &mut self.c, &self.ctx, now_us);
                 } else {
                     tracing::debug!(call = %call.call, ?side, "browser parameters for a plain leg: ignored");
                 }

@@ -242,6 +242,12 @@ pub struct Leg {
     deadline: Option<Instant>,
     limit: Duration,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// SRTP from a validated address that came during the handshake — the peer
+    /// finished its side first, or its SDP (with the fingerprint the leg must
+    /// check) has not reached the edge yet: held (at most [`EARLY_MAX`], the
+    /// latest kept) and decrypted once the leg is connected ([`Leg::poll_early`]),
+    /// never before the certificate is checked.
+    early: VecDeque<Vec<u8>>,
     /// The controlling side's connectivity check in progress (see
     /// [`Leg::controlling`]).
     checking: Option<Check>,
@@ -255,6 +261,9 @@ struct Check {
     tx: [u8; 12],
     next: Instant,
 }
+
+/// SRTP packets held during the handshake, at most (320 ms of 20 ms audio).
+pub const EARLY_MAX: usize = 16;
 
 /// How often an unanswered check is sent again (RFC 8445 §14.3 Ta is 50 ms; one
 /// pair only, so no pacing across pairs is needed).
@@ -313,6 +322,7 @@ impl Leg {
             deadline: None,
             limit,
             transmits: VecDeque::new(),
+            early: VecDeque::new(),
             checking: None,
             stats: LegStats::default(),
         }
@@ -559,6 +569,8 @@ impl Leg {
         }
         self.state = DtlsState::Failed;
         self.srtp = None;
+        self.stats.not_ready += self.early.len() as u64;
+        self.early.clear();
     }
 
     fn on_dtls(&mut self, now: Instant, src: SocketAddr, pkt: &[u8]) -> Inbound {
@@ -666,6 +678,14 @@ impl Leg {
     }
 
     fn on_srtp(&mut self, src: SocketAddr, pkt: &[u8]) -> Inbound {
+        if self.state == DtlsState::Handshaking && self.validated.contains(&src) {
+            if self.early.len() == EARLY_MAX {
+                self.early.pop_front();
+                self.stats.not_ready += 1;
+            }
+            self.early.push_back(pkt.to_vec());
+            return Inbound::Consumed;
+        }
         if self.state != DtlsState::Connected || !self.validated.contains(&src) {
             self.stats.not_ready += 1;
             return Inbound::Dropped;
@@ -680,6 +700,29 @@ impl Leg {
             self.stats.srtp_refused += 1;
             Inbound::Dropped
         })
+    }
+
+    /// The SRTP held during the handshake, decrypted one by one in the order it
+    /// came, once the leg is connected (the driver asks after each datagram and
+    /// after the remote parameters; nothing before). A held packet that fails
+    /// authentication is counted and skipped.
+    pub fn poll_early(&mut self) -> Option<Inbound> {
+        if self.state != DtlsState::Connected {
+            return None;
+        }
+        while let Some(pkt) = self.early.pop_front() {
+            let (_, inbound) = &mut **self.srtp.as_mut()?;
+            let result = if is_rtcp(&pkt) {
+                inbound.decrypt_rtcp(&pkt).map(Inbound::Rtcp)
+            } else {
+                inbound.decrypt_rtp(&pkt).map(Inbound::Rtp)
+            };
+            match result {
+                Ok(i) => return Some(i),
+                Err(_) => self.stats.srtp_refused += 1,
+            }
+        }
+        None
     }
 
     /// Encrypt an outbound RTP packet for the browser; `None` (counted) until the leg

@@ -287,6 +287,65 @@ fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
 }
 
 #[test]
+fn srtp_sent_before_the_leg_knows_the_fingerprint_is_held_then_delivered_in_order() {
+    let now = Instant::now();
+    let mut leg = new_leg();
+    let mut b = Browser::new(true);
+    leg.on_datagram(
+        now,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    leg.poll_transmit();
+    assert!(pump(&mut leg, &mut b, now), "the browser is done");
+    b.keys();
+    // The browser sends at once; the edge has not had its SDP (fingerprint).
+    let (b_out, _) = b.srtp.as_mut().unwrap();
+    let sealed: Vec<_> = (1..=20)
+        .map(|seq| b_out.encrypt_rtp(&rtp(seq)).unwrap())
+        .collect();
+    for p in &sealed {
+        assert_eq!(leg.on_datagram(now, browser_addr(), p), Inbound::Consumed);
+    }
+    // Nothing leaves before the certificate is checked.
+    assert_eq!(leg.poll_early(), None);
+    // From an address no check validated: refused, not held.
+    let stranger: SocketAddr = "127.0.0.9:50000".parse().unwrap();
+    let extra = b_out.encrypt_rtp(&rtp(99)).unwrap();
+    assert_eq!(leg.on_datagram(now, stranger, &extra), Inbound::Dropped);
+    leg.set_remote(now, b.remote(Setup::Active));
+    assert_eq!(leg.state(), DtlsState::Connected);
+    // The latest EARLY_MAX, in order; the four before them were dropped.
+    let mut seqs = Vec::new();
+    while let Some(i) = leg.poll_early() {
+        let Inbound::Rtp(p) = i else { panic!("{i:?}") };
+        seqs.push(u16::from_be_bytes([p[2], p[3]]));
+    }
+    let want: Vec<u16> = (21 - EARLY_MAX as u16..=20).collect();
+    assert_eq!(seqs, want);
+    assert_eq!(leg.stats.not_ready, 4 + 1);
+    // A wrong fingerprint would have failed the leg: held media dropped with it.
+    let mut leg2 = new_leg();
+    let mut b2 = Browser::new(true);
+    leg2.on_datagram(
+        now,
+        browser_addr(),
+        &b2.check("edgeufrag:brow", &local().pwd, true),
+    );
+    leg2.poll_transmit();
+    pump(&mut leg2, &mut b2, now);
+    b2.keys();
+    let p = b2.srtp.as_mut().unwrap().0.encrypt_rtp(&rtp(1)).unwrap();
+    assert_eq!(leg2.on_datagram(now, browser_addr(), &p), Inbound::Consumed);
+    let mut wrong = b2.remote(Setup::Active);
+    wrong.fingerprint = b.fingerprint.to_lowercase();
+    leg2.set_remote(now, wrong);
+    assert_eq!(leg2.state(), DtlsState::Failed);
+    assert_eq!(leg2.poll_early(), None);
+    assert_eq!(leg2.stats.not_ready, 1);
+}
+
+#[test]
 fn bad_checks_are_refused_without_an_answer() {
     let now = Instant::now();
     let mut leg = new_leg();
