@@ -267,27 +267,9 @@ fn wrong_fingerprint_fails_and_passes_no_media() {
     assert_eq!(leg.protect(&rtp(1)), None);
 }
 
-#[test]
-fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
-    let now = Instant::now();
-    let mut leg = new_leg();
-    let mut b = Browser::new(true);
-    leg.on_datagram(
-        now,
-        browser_addr(),
-        &b.check("edgeufrag:brow", &local().pwd, true),
-    );
-    leg.poll_transmit();
-    pump(&mut leg, &mut b, now);
-    // Keys are ready but the SDP has not said whose certificate to expect.
-    assert_eq!(leg.state(), DtlsState::Handshaking);
-    assert_eq!(leg.protect(&rtp(1)), None);
-    leg.set_remote(now, b.remote(Setup::Active));
-    assert_eq!(leg.state(), DtlsState::Connected);
-}
-
-#[test]
-fn srtp_sent_before_the_leg_knows_the_fingerprint_is_held_then_delivered_in_order() {
+/// A browser (DTLS client) that checked and finished its handshake with the
+/// leg, with its keys, before the leg had its SDP.
+fn handshaken_before_the_sdp() -> (Leg, Browser, Instant) {
     let now = Instant::now();
     let mut leg = new_leg();
     let mut b = Browser::new(true);
@@ -299,6 +281,22 @@ fn srtp_sent_before_the_leg_knows_the_fingerprint_is_held_then_delivered_in_orde
     leg.poll_transmit();
     assert!(pump(&mut leg, &mut b, now), "the browser is done");
     b.keys();
+    (leg, b, now)
+}
+
+#[test]
+fn fingerprint_checked_when_sdp_comes_after_the_handshake() {
+    let (mut leg, b, now) = handshaken_before_the_sdp();
+    // Keys are ready but the SDP has not said whose certificate to expect.
+    assert_eq!(leg.state(), DtlsState::Handshaking);
+    assert_eq!(leg.protect(&rtp(1)), None);
+    leg.set_remote(now, b.remote(Setup::Active));
+    assert_eq!(leg.state(), DtlsState::Connected);
+}
+
+#[test]
+fn srtp_sent_before_the_leg_knows_the_fingerprint_is_held_then_delivered_in_order() {
+    let (mut leg, mut b, now) = handshaken_before_the_sdp();
     // The browser sends at once; the edge has not had its SDP (fingerprint).
     let (b_out, _) = b.srtp.as_mut().unwrap();
     let sealed: Vec<_> = (1..=20)
@@ -325,16 +323,7 @@ fn srtp_sent_before_the_leg_knows_the_fingerprint_is_held_then_delivered_in_orde
     assert_eq!(seqs, want);
     assert_eq!(leg.stats.not_ready, 4 + 1);
     // A wrong fingerprint would have failed the leg: held media dropped with it.
-    let mut leg2 = new_leg();
-    let mut b2 = Browser::new(true);
-    leg2.on_datagram(
-        now,
-        browser_addr(),
-        &b2.check("edgeufrag:brow", &local().pwd, true),
-    );
-    leg2.poll_transmit();
-    pump(&mut leg2, &mut b2, now);
-    b2.keys();
+    let (mut leg2, mut b2, _) = handshaken_before_the_sdp();
     let p = b2.srtp.as_mut().unwrap().0.encrypt_rtp(&rtp(1)).unwrap();
     assert_eq!(leg2.on_datagram(now, browser_addr(), &p), Inbound::Consumed);
     let mut wrong = b2.remote(Setup::Active);
