@@ -473,12 +473,15 @@ impl B2bua {
             .remove_dialog(&b.dialog.call_id, &b.dialog.local_tag);
         info!(call = %c.public_id, min_se = min, "callee wants a longer session interval (422): calling again");
         let flow = b.dialog.flow;
+        // The same way again: its pre-loaded route (a Path), and WebRTC for a
+        // browser (one behind another cluster node too).
         let target = crate::invite::LegTarget {
             uri: b.dialog.remote_target,
             remote: flow.remote,
             transport: flow.transport,
             local: Some(flow.local),
-            route: Vec::new(),
+            route: b.dialog.route_set,
+            browser: c.webrtc[Side::B as usize].is_some(),
         };
         self.start_b(now, id, target, b.agent);
         true

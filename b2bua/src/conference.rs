@@ -176,16 +176,9 @@ impl B2bua {
             }
             t => t,
         };
-        let (uri, flow, agent) = self.third_party(now, target)?;
-        let (mid, pid) = self.place_monitor(
-            now,
-            id,
-            uri,
-            flow,
-            to.to_string(),
-            MonitorMode::Member,
-            false,
-        )?;
+        let (party, agent) = self.third_party(now, target)?;
+        let (mid, pid) =
+            self.place_monitor(now, id, party, to.to_string(), MonitorMode::Member, false)?;
         if let Some(a) = &agent {
             self.acd.seize(a);
             self.claim_seized(id, a);

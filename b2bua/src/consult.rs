@@ -56,9 +56,9 @@ impl B2bua {
                 "a consultation is under way on this call".into(),
             ));
         }
-        let (uri, flow, agent) = self.third_party(now, target)?;
+        let (party, agent) = self.third_party(now, target)?;
         let label = format!("consult:{to}");
-        let (mid, _) = self.place_monitor(now, id, uri, flow, label, MonitorMode::Whisper, true)?;
+        let (mid, _) = self.place_monitor(now, id, party, label, MonitorMode::Whisper, true)?;
         if let Some(a) = &agent {
             self.acd.seize(a);
             self.claim_seized(id, a);
@@ -101,7 +101,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         target: Target,
-    ) -> Result<(String, sip::Flow, Option<String>), CommandError> {
+    ) -> Result<(crate::monitor::ThirdParty, Option<String>), CommandError> {
         Ok(match target {
             Target::Agent(a) => {
                 // In cluster mode an agent another node holds is on a call there.
@@ -126,13 +126,25 @@ impl B2bua {
                         .local_flow(t.transport, t.remote)
                         .ok_or(CommandError::Unreachable(t.remote))?,
                 };
-                (t.uri, flow, Some(a))
+                let party = crate::monitor::ThirdParty {
+                    uri: t.uri,
+                    flow,
+                    route: t.route,
+                    browser: t.browser,
+                };
+                (party, Some(a))
             }
             Target::Leg(t) => {
                 let flow = self
                     .local_flow(t.transport, t.remote)
                     .ok_or(CommandError::Unreachable(t.remote))?;
-                (t.uri, flow, None)
+                let party = crate::monitor::ThirdParty {
+                    uri: t.uri,
+                    flow,
+                    route: t.route,
+                    browser: t.browser,
+                };
+                (party, None)
             }
             Target::Queue(q) => {
                 return Err(CommandError::Conflict(format!(

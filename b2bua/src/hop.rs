@@ -296,11 +296,19 @@ impl B2bua {
                     )
                 {
                     // Later requests of the dialog come this way, from both sides.
-                    let rr = format!(
-                        "<sip:{};lr;{HOP_PARAM}={token}{}>",
-                        target.local,
-                        target.transport.uri_param()
-                    );
+                    // A browser sends everything on its WebSocket whatever the
+                    // URI, and the calling node must reach this node by its SIP
+                    // address: for a WebSocket flow that is the one named.
+                    let rr = if target.transport.is_websocket() {
+                        let me = self.cluster_me.unwrap_or(target.local);
+                        format!("<sip:{me};lr;{HOP_PARAM}={token}>")
+                    } else {
+                        format!(
+                            "<sip:{};lr;{HOP_PARAM}={token}{}>",
+                            target.local,
+                            target.transport.uri_param()
+                        )
+                    };
                     let mut headers: Vec<Header> = vec![rsip::headers::RecordRoute::new(rr).into()];
                     headers.extend(req.headers.iter().cloned());
                     req.headers = headers.into();

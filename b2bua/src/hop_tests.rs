@@ -191,3 +191,89 @@ fn a_binding_another_node_shares_through_its_hop_is_called_only_while_that_node_
     assert_eq!(values(&inv.to_string(), "Route"), b.path);
     assert_eq!(inv.uri.to_string(), "sip:1001@192.0.2.50:5062");
 }
+
+/// A browser's binding on its own WebSocket to this node (B).
+fn browser_binding(n: &Net) -> Binding {
+    let ws = sip::Flow {
+        transport: control::Transport::Ws,
+        local: "127.0.0.1:8080".parse().unwrap(),
+        remote: BROWSER.parse().unwrap(),
+    };
+    Binding {
+        agent: "1001".into(),
+        contact: "sip:r4nd0m@r4nd0m.invalid;transport=ws".into(),
+        flow: ws,
+        expires: n.b.wall(n.now) + Duration::from_secs(300),
+        call_id: "ws-reg".into(),
+        cseq: 1,
+        user_agent: Some("JsSIP".into()),
+        path: Vec::new(),
+    }
+}
+
+const BROWSER: &str = "127.0.0.1:40777";
+
+#[test]
+fn a_browser_on_this_node_is_reached_through_the_hop_and_its_requests_go_back() {
+    let mut n = Net::new(REG_CONFIG);
+    cluster(&mut n, true);
+    let b = browser_binding(&n);
+    n.b.registrar
+        .bindings
+        .insert("1001".into(), vec![b.clone()]);
+    let path = crate::hop_path(ME.parse().unwrap(), "1001", b.flow);
+    n.send(NODE_A, &invite_from_a(&path, "z9hG4bK-a-ws"));
+    // Down the WebSocket; the dialog is record-routed by this node's SIP address
+    // (what A reaches and what `is_me` knows), with no `transport=ws`.
+    let (inv, _) = n.wire.recv(BROWSER);
+    let inv = text(&inv);
+    let rr = values(&inv, "Record-Route");
+    assert_eq!(rr.len(), 1, "{inv}");
+    assert!(
+        rr[0].starts_with(&format!("<sip:{ME};lr;edge-hop=")),
+        "{inv}"
+    );
+    assert!(!rr[0].contains("transport"), "{inv}");
+    assert!(values(&inv, "Via")[0].starts_with("SIP/2.0/WS "), "{inv}");
+    // The browser hangs up: its BYE (on its WebSocket, Route = that value) goes
+    // on to A's contact.
+    let bye = format!(
+        "BYE sip:edge@{NODE_A} SIP/2.0\r\nVia: SIP/2.0/WS r4nd0m.invalid;branch=z9hG4bK-ws-bye\r\nRoute: {}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=js\r\nTo: <sip:caller@127.0.0.9>;tag=a1\r\nCall-ID: hop-1@edge\r\n\
+CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        rr[0]
+    );
+    n.b.handle_datagram(n.now, b.flow, bye.as_bytes());
+    n.pump();
+    let (fwd, _) = n.wire.recv(NODE_A);
+    assert!(text(&fwd).starts_with(&format!("BYE sip:edge@{NODE_A}")));
+    assert_eq!(n.b.stats.hop_refused, 0);
+}
+
+#[test]
+fn a_browser_another_node_shares_is_offered_webrtc_through_that_nodes_hop() {
+    let mut n = Net::new(REG_CONFIG);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    cluster(&mut n, true);
+    // Node A's browser binding, as A shares it.
+    let mut b = browser_binding(&n);
+    b.flow.local = "127.0.0.9:8080".parse().unwrap();
+    b.path = vec![crate::hop_path(NODE_A.parse().unwrap(), "1001", b.flow)];
+    n.b.remote_bindings(n.now, "edge-a".into(), "1001".into(), vec![b.clone()]);
+    assert!(n.b.agent_reachable(n.now, "1001"));
+    n.send(CALLER, &invite("1000", "wq1", &sdp(4000)));
+    // To A over UDP (not a WebSocket of ours), through its hop, with WebRTC
+    // media of this node's own.
+    let (inv, _) = n.expect_request(NODE_A, Method::Invite);
+    assert_eq!(values(&inv.to_string(), "Route"), b.path);
+    assert!(inv.uri.to_string().eq_ignore_ascii_case(&b.contact));
+    assert!(values(&inv.to_string(), "Via")[0].starts_with("SIP/2.0/UDP "));
+    let offer = String::from_utf8_lossy(&inv.body).into_owned();
+    for want in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=ice-lite",
+        "a=fingerprint:sha-256 AA:BB:CC",
+    ] {
+        assert!(offer.contains(want), "{want} not in {offer}");
+    }
+}

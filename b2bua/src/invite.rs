@@ -36,6 +36,9 @@ pub(crate) struct LegTarget {
     /// A pre-loaded route set (RFC 3261 §8.1.2): the Path of a binding registered
     /// through a proxy (RFC 3327). The request goes to the first hop (`remote`).
     pub route: Vec<String>,
+    /// A browser (its binding is a SIP WebSocket, here or at the cluster node
+    /// the request goes through): the leg gets WebRTC media.
+    pub browser: bool,
 }
 
 impl B2bua {
@@ -247,6 +250,7 @@ impl B2bua {
                     transport: target.transport,
                     local: None,
                     route: Vec::new(),
+                    browser: false,
                 };
                 self.start_b(now, id, target, None);
             }
@@ -351,6 +355,7 @@ impl B2bua {
             transport,
             local,
             route,
+            browser,
         } = target;
         let flow = match local {
             Some(local) => Some(Flow {
@@ -395,7 +400,7 @@ impl B2bua {
         dialog.route_set = route;
         // A browser (SIP over WebSocket) gets WebRTC media: ICE-lite and DTLS-SRTP
         // on the B port. One set of credentials serves an attempt's forks.
-        let browser = flow.transport.is_websocket();
+        let browser = browser || flow.transport.is_websocket();
         let transferring = c.transfer.is_some();
         if let Some(t) = c.transfer.as_mut() {
             // A transfer's target: the transferor keeps side B's media until the

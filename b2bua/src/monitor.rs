@@ -232,6 +232,17 @@ fn bye_monitor(
     m.open += 1;
 }
 
+/// Where a third party of a call (a supervisor, a consultation's target, a
+/// conference member) is called: its URI over `flow`, with a pre-loaded route
+/// set (a binding's Path: a proxy's, or the hop through another cluster node)
+/// and whether it is a browser (WebRTC media; one behind another node too).
+pub(crate) struct ThirdParty {
+    pub uri: String,
+    pub flow: sip::Flow,
+    pub route: Vec<String>,
+    pub browser: bool,
+}
+
 impl B2bua {
     /// Call `user`'s phone to monitor the answered call `call_public` in `mode`.
     /// Returns the monitor's id; the monitor is `calling` until the phone answers.
@@ -256,27 +267,37 @@ impl B2bua {
             (None, Some(b)) => (b.contact.clone(), b.flow),
             (None, None) => return Err(CommandError::NoContact(user.to_string())),
         };
-        let (_, public_id) =
-            self.place_monitor(now, id, uri, flow, user.to_string(), mode, false)?;
+        let party = ThirdParty {
+            uri,
+            flow,
+            route: Vec::new(),
+            browser: flow.transport.is_websocket(),
+        };
+        let (_, public_id) = self.place_monitor(now, id, party, user.to_string(), mode, false)?;
         info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
         Ok(public_id)
     }
 
-    /// Call `uri` over `flow` as a third party of call `id` on a port of its own,
-    /// mixed in `mode` (a supervisor; `consult`: a consultation's target).
-    #[allow(clippy::too_many_arguments)]
+    /// Call `party` as a third party of call `id` on a port of its own, mixed in
+    /// `mode` (a supervisor; `consult`: a consultation's target).
     pub(crate) fn place_monitor(
         &mut self,
         now: Instant,
         id: CallId,
-        uri: String,
-        flow: sip::Flow,
+        party: ThirdParty,
         user: String,
         mode: MonitorMode,
         consult: bool,
     ) -> Result<(MonitorId, String), CommandError> {
-        let webrtc = (flow.transport.is_websocket() && self.webrtc_fingerprint.is_some())
-            .then(|| self.new_ice_credentials());
+        let ThirdParty {
+            uri,
+            flow,
+            route,
+            browser,
+        } = party;
+        let webrtc = ((browser || flow.transport.is_websocket())
+            && self.webrtc_fingerprint.is_some())
+        .then(|| self.new_ice_credentials());
         let port = self.allocate_port().ok_or(CommandError::NoPorts)?;
         let mid = MonitorId(self.calls.next_id());
         let public_id = format!("m{mid}");
@@ -294,6 +315,8 @@ impl B2bua {
             flow,
             contact_for(flow),
         );
+        // A binding's Path (a proxy's, another node's hop) goes first.
+        dialog.route_set = route;
         let fingerprint = self.webrtc_fingerprint.as_deref();
         let offer = monitor_sdp(
             media_addr,

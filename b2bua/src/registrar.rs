@@ -706,6 +706,7 @@ impl B2bua {
                     transport: c.transport,
                     local: None,
                     route: Vec::new(),
+                    browser: false,
                 }]
             })
             .unwrap_or_default()
@@ -767,7 +768,14 @@ fn binding_target(b: &Binding, local: bool) -> crate::invite::LegTarget {
     use crate::invite::LegTarget;
     match path_hop(b) {
         Some((addr, transport)) => {
-            let transport = transport.unwrap_or(b.flow.transport);
+            // A browser's binding on another node is reached through that node's
+            // SIP address (UDP unless its Path says otherwise), not a WebSocket.
+            let browser = b.flow.transport.is_websocket();
+            let transport = transport.unwrap_or(if browser {
+                control::Transport::Udp
+            } else {
+                b.flow.transport
+            });
             // The proxy's own flow when the REGISTER came straight from it.
             let on_flow = local && addr == b.flow.remote && transport == b.flow.transport;
             LegTarget {
@@ -776,6 +784,7 @@ fn binding_target(b: &Binding, local: bool) -> crate::invite::LegTarget {
                 transport,
                 local: on_flow.then_some(b.flow.local),
                 route: b.path.clone(),
+                browser,
             }
         }
         None => LegTarget {
@@ -784,6 +793,7 @@ fn binding_target(b: &Binding, local: bool) -> crate::invite::LegTarget {
             transport: b.flow.transport,
             local: Some(b.flow.local),
             route: Vec::new(),
+            browser: b.flow.transport.is_websocket(),
         },
     }
 }

@@ -311,6 +311,7 @@ impl B2bua {
                         transport: r.target.transport,
                         local: None,
                         route: Vec::new(),
+                        browser: false,
                     }))
                 }
                 None => {}
@@ -333,6 +334,7 @@ impl B2bua {
                 transport: r.target.transport,
                 local: None,
                 route: Vec::new(),
+                browser: false,
             })),
             None => Err(CommandError::Forbidden(format!(
                 "`{uri}` is not a destination the routes allow"
@@ -353,6 +355,7 @@ impl B2bua {
                 transport: t.transport,
                 local: None,
                 route: Vec::new(),
+                browser: false,
             })),
             Some(_) => Err(CommandError::Closed(r.queue)),
         }

@@ -478,3 +478,82 @@ fn two_nodes_never_offer_one_agent_at_once() {
     assert_eq!(phone.invites.load(Relaxed), 8);
     assert_eq!(waiting.bye(), 200);
 }
+
+#[test]
+fn a_browser_agent_signed_in_at_one_node_takes_calls_from_another() {
+    // Three agents in "browsers" (`loadtest answer-webrtc`: a SIP WebSocket with
+    // digest REGISTER, ICE, DTLS-SRTP and a tone) sign in at node B; three
+    // trunk calls come to node A's queue. A offers each agent WebRTC media of its
+    // own through B's WebSocket (the node hop carries the signalling only).
+    use std::process::{Command, Stdio};
+    let nats = NatsCluster::start(3);
+    let agents: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[agents]]\nid = \"{}\"\npassword = \"secret-{}\"\n",
+                7100 + i,
+                7100 + i
+            )
+        })
+        .collect();
+    let shared = format!(
+        "[[queues]]\nname = \"web\"\nnumbers = [\"7177\"]\nagents = [\"7100\", \"7101\", \"7102\"]\n\
+         max_wait = \"20s\"\n{agents}"
+    );
+    let a = node(&nats, "edge-a", &shared);
+    let b = node(&nats, "edge-b", &shared);
+    assert!(wait_until(15, || a.metric("edge_cluster_nodes") == 2.0));
+    let browsers = Command::new(edge_tests::loadtest_binary())
+        .args(["answer-webrtc", "--ws", &format!("ws://{}/ws/sip", b.http)])
+        .args(["--count", "3", "--first", "7100", "--calls", "3", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadtest answer-webrtc");
+    // A learns the browsers' bindings: the agents, who have no static contact,
+    // are ready there (logged out without a phone it can reach).
+    let ready_on_a = || {
+        let (_, v) = get(&a, "/api/v1/agents");
+        v["agents"].as_array().is_some_and(|l| {
+            l.iter()
+                .filter(|x| x["id"].as_str().is_some_and(|i| i.starts_with("71")))
+                .filter(|x| x["state"] == "ready")
+                .count()
+                == 3
+        })
+    };
+    assert!(
+        wait_until(20, ready_on_a),
+        "A: {}\nB: {}",
+        get(&a, "/api/v1/agents").1,
+        b.log_text()
+    );
+    let mut cmd = Command::new(edge_tests::loadtest_binary());
+    cmd.args(["call", "--target", &a.sip.to_string(), "--quiet"])
+        .args(["--to", "7177", "--rate", "10", "--calls", "3"])
+        .args(["--duration", "3s", "--rtp"]);
+    let (code, out, err) = edge_tests::run_with_timeout(&mut cmd, 60);
+    let c: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    assert_eq!(code, 0, "{err}\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    let out = browsers.wait_with_output().unwrap();
+    let ag: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(c["calls"]["answered"], 3, "{c}");
+    for (who, v) in [("trunk", &c), ("browsers", &ag)] {
+        assert_eq!(v["rtp"]["streams"], 3, "{who}: {v}");
+        assert!(
+            v["rtp"]["packets_received"].as_f64().unwrap_or(0.0) > 300.0,
+            "{who}: {v}"
+        );
+        assert_eq!(v["rtp"]["lost"], 0, "{who}: {v}");
+    }
+    // The media was A's; B carried the signalling and had no call.
+    assert_eq!(a.metric("edge_webrtc_legs_connected_total"), 3.0);
+    assert_eq!(b.metric("edge_webrtc_legs_connected_total"), 0.0);
+    assert_eq!(
+        b.metric("edge_calls_started_total"),
+        0.0,
+        "{}",
+        b.log_text()
+    );
+    assert!(b.metric("edge_cluster_sip_hops_total{outcome=\"relayed\"}") >= 9.0);
+}

@@ -59,12 +59,12 @@ fn millis(t: SystemTime) -> u64 {
 
 /// A node's bindings of one agent as stored. A binding on this node's own flow
 /// (no Path) gets one naming this node (`advertise`): other nodes call the phone
-/// through it (the node hop). Browsers are not shared: only their node gives
-/// their leg WebRTC media.
+/// through it (the node hop). A browser's (a SIP WebSocket) too: the calling
+/// node offers it WebRTC media of its own, and only the signalling goes through
+/// this node.
 pub fn encode(node: &str, advertise: SocketAddr, bindings: &[b2bua::Binding]) -> serde_json::Value {
     let list: Vec<serde_json::Value> = bindings
         .iter()
-        .filter(|b| !b.flow.transport.is_websocket())
         .map(|b| {
             let mut r = binding_row(b);
             if r.path.is_empty() {
@@ -394,16 +394,19 @@ mod tests {
         assert_eq!(v["node"], "edge-a");
         assert_eq!(decode("2001", &v), vec![b.clone()]);
         // A binding on this node's own flow is shared with a Path naming this
-        // node and the flow; a browser's is not shared.
+        // node and the flow; a browser's too, as a WebSocket binding.
         let mut own = b.clone();
         own.path.clear();
         let mut browser = own.clone();
         browser.flow.transport = Transport::Ws;
         let v = encode("edge-a", me, &[own.clone(), browser]);
         let got = decode("2001", &v);
-        assert_eq!(got.len(), 1, "{v}");
-        assert!(b2bua::is_hop(&got[0].path[0]), "{:?}", got[0].path);
-        assert!(got[0].path[0].starts_with("<sip:127.0.0.2:5060;lr;edge-hop="));
+        assert_eq!(got.len(), 2, "{v}");
+        for g in &got {
+            assert!(b2bua::is_hop(&g.path[0]), "{:?}", g.path);
+            assert!(g.path[0].starts_with("<sip:127.0.0.2:5060;lr;edge-hop="));
+        }
+        assert_eq!(got[1].flow.transport, Transport::Ws);
         let v = encode("edge-a", me, &[]);
         assert_eq!(v["bindings"], serde_json::json!([]));
         // A binding this version cannot read is skipped, not guessed.
