@@ -116,36 +116,9 @@ impl B2bua {
                     .into_iter()
                     .next()
                     .ok_or_else(|| CommandError::Conflict(format!("agent {a} has no phone")))?;
-                let flow = match t.local {
-                    Some(local) => sip::Flow {
-                        transport: t.transport,
-                        local,
-                        remote: t.remote,
-                    },
-                    None => self
-                        .local_flow(t.transport, t.remote)
-                        .ok_or(CommandError::Unreachable(t.remote))?,
-                };
-                let party = crate::monitor::ThirdParty {
-                    uri: t.uri,
-                    flow,
-                    route: t.route,
-                    browser: t.browser,
-                };
-                (party, Some(a))
+                (self.third_party_at(t)?, Some(a))
             }
-            Target::Leg(t) => {
-                let flow = self
-                    .local_flow(t.transport, t.remote)
-                    .ok_or(CommandError::Unreachable(t.remote))?;
-                let party = crate::monitor::ThirdParty {
-                    uri: t.uri,
-                    flow,
-                    route: t.route,
-                    browser: t.browser,
-                };
-                (party, None)
-            }
+            Target::Leg(t) => (self.third_party_at(t)?, None),
             Target::Queue(q) => {
                 return Err(CommandError::Conflict(format!(
                     "consult an agent, a number or a URI (queue `{q}`: transfer to it instead)"

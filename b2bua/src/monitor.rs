@@ -256,26 +256,53 @@ impl B2bua {
         let id = self.answered_call(call_public)?;
         let u = self.snap.user(user).ok_or(CommandError::NoUser)?;
         // The user's phone: its static contact, else where it registered last (a
-        // browser signed in over /ws/sip, a softphone).
-        let wall = self.wall(now);
-        let (uri, flow) = match (&u.contact, self.registrar.live(user, wall).first()) {
-            (Some(t), _) => (
-                t.uri.clone(),
-                self.local_flow(t.transport, t.addr)
+        // browser signed in over /ws/sip, a softphone) — in cluster mode also at
+        // another node (through that node's hop, or the proxy's Path).
+        let party = match &u.contact {
+            Some(t) => ThirdParty {
+                uri: t.uri.clone(),
+                flow: self
+                    .local_flow(t.transport, t.addr)
                     .ok_or(CommandError::Unreachable(t.addr))?,
-            ),
-            (None, Some(b)) => (b.contact.clone(), b.flow),
-            (None, None) => return Err(CommandError::NoContact(user.to_string())),
-        };
-        let party = ThirdParty {
-            uri,
-            flow,
-            route: Vec::new(),
-            browser: flow.transport.is_websocket(),
+                route: Vec::new(),
+                browser: false,
+            },
+            None => {
+                let t = self
+                    .agent_targets(now, user)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| CommandError::NoContact(user.to_string()))?;
+                self.third_party_at(t)?
+            }
         };
         let (_, public_id) = self.place_monitor(now, id, party, user.to_string(), mode, false)?;
         info!(call = %call_public, monitor = %public_id, %user, mode = mode_str(mode), "calling supervisor");
         Ok(public_id)
+    }
+
+    /// How to call `t` as a third party: over the flow its registration came on,
+    /// else from a listen address of its transport.
+    pub(crate) fn third_party_at(
+        &self,
+        t: crate::invite::LegTarget,
+    ) -> Result<ThirdParty, CommandError> {
+        let flow = match t.local {
+            Some(local) => sip::Flow {
+                transport: t.transport,
+                local,
+                remote: t.remote,
+            },
+            None => self
+                .local_flow(t.transport, t.remote)
+                .ok_or(CommandError::Unreachable(t.remote))?,
+        };
+        Ok(ThirdParty {
+            uri: t.uri,
+            flow,
+            route: t.route,
+            browser: t.browser,
+        })
     }
 
     /// Call `party` as a third party of call `id` on a port of its own, mixed in

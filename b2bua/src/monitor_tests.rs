@@ -358,3 +358,59 @@ fn beep_on_monitor_beeps_when_the_supervisor_answers_only_if_configured() {
         );
     }
 }
+
+#[test]
+fn a_supervisor_signed_in_at_another_node_is_called_through_its_hop() {
+    const NODE_A: &str = "127.0.0.9:5060";
+    let cfg =
+        config() + "[[users]]\nname = \"zoe\"\nrole = \"supervisor\"\ntoken = \"zoe-token-1\"\n";
+    let mut n = Net::new(&cfg);
+    n.b.set_webrtc_fingerprint("AA:BB:CC".into());
+    connect(&mut n, "m-zoe");
+    let call = n.b.calls(n.now)[0].id.clone();
+    assert!(matches!(
+        n.b.add_monitor(n.now, &call, "zoe", MonitorMode::Listen),
+        Err(CommandError::NoContact(_))
+    ));
+    // Zoe's console is signed in at node A (a WebSocket there), as A shares it.
+    let me: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    n.b.set_cluster_nodes(
+        n.now,
+        me,
+        vec![
+            ("edge-b".into(), me),
+            ("edge-a".into(), NODE_A.parse().unwrap()),
+        ],
+    );
+    let ws = sip::Flow {
+        transport: control::Transport::Ws,
+        local: "127.0.0.9:8080".parse().unwrap(),
+        remote: "127.0.0.1:40999".parse().unwrap(),
+    };
+    let b = crate::Binding {
+        agent: "zoe".into(),
+        contact: "sip:z0e@z0e.invalid;transport=ws".into(),
+        flow: ws,
+        expires: n.b.wall(n.now) + Duration::from_secs(300),
+        call_id: "zoe-reg".into(),
+        cseq: 1,
+        user_agent: None,
+        path: vec![crate::hop_path(NODE_A.parse().unwrap(), "zoe", ws)],
+    };
+    n.b.remote_bindings(n.now, "edge-a".into(), "zoe".into(), vec![b.clone()]);
+    n.b.add_monitor(n.now, &call, "zoe", MonitorMode::Listen)
+        .unwrap();
+    n.pump();
+    let (inv, _) = n.expect_request(NODE_A, Method::Invite);
+    let text = inv.to_string();
+    let routes: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Route: "))
+        .collect();
+    assert_eq!(routes, [b.path[0].as_str()], "{text}");
+    let offer = String::from_utf8_lossy(&inv.body).into_owned();
+    assert!(
+        offer.contains("UDP/TLS/RTP/SAVPF") && offer.contains("a=ice-lite"),
+        "{offer}"
+    );
+}
