@@ -88,7 +88,9 @@ impl B2bua {
     }
 
     /// The parties of call `c`, for the API.
-    pub(crate) fn participants(&self, c: &Call) -> Vec<ParticipantInfo> {
+    /// The call's parties: customer, agent, and the conference members among
+    /// its third parties `of` (each monitor leg of the call, in any order).
+    pub(crate) fn participants(c: &Call, of: &[&crate::monitor::Monitor]) -> Vec<ParticipantInfo> {
         let mut v = Vec::new();
         v.extend((!c.a_gone).then(|| ParticipantInfo {
             id: "customer".into(),
@@ -114,7 +116,7 @@ impl B2bua {
                 held: c.held[1],
             });
         }
-        let mut members: Vec<_> = self.members(c.id).collect();
+        let mut members: Vec<_> = of.iter().filter(|m| live_member(m)).collect();
         members.sort_by_key(|m| m.id);
         v.extend(members.into_iter().map(|m| ParticipantInfo {
             id: m.public_id.clone(),

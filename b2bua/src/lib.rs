@@ -705,10 +705,18 @@ impl B2bua {
 
     /// The calls, for the API.
     pub fn calls(&self, now: Instant) -> Vec<CallInfo> {
+        // Monitor legs by call in one pass (not one pass per call: a supervisor's
+        // console asks every second, on the SIP core's thread).
+        let mut third: HashMap<CallId, Vec<&monitor::Monitor>> = HashMap::new();
+        for m in self.monitors.values() {
+            third.entry(m.call).or_default().push(m);
+        }
+        let none = Vec::new();
         let mut v: Vec<CallInfo> = self
             .calls
             .values()
-            .map(|c| CallInfo {
+            .map(|c| (c, third.get(&c.id).unwrap_or(&none)))
+            .map(|(c, of)| CallInfo {
                 id: c.public_id.clone(),
                 state: c.state.as_str(),
                 caller: c.caller.clone(),
@@ -723,14 +731,14 @@ impl B2bua {
                 },
                 agent: c.agent.clone(),
                 age_secs: now.saturating_duration_since(c.started).as_secs_f64(),
-                monitors: self.monitor_infos(c.id),
+                monitors: Self::monitor_infos(of),
                 recording_paused: c.recording,
                 digits: c.digits.clone(),
                 held: c.held,
                 reserved: c.reserved.clone(),
                 after_hours: c.deflected,
                 transfers: c.transfers.clone(),
-                participants: self.participants(c),
+                participants: Self::participants(c, of),
                 participant_events: c.participant_events.clone(),
             })
             .collect();

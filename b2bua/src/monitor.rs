@@ -700,15 +700,13 @@ impl B2bua {
     }
 
     /// The monitors of call `id`, for the API.
-    pub(super) fn monitor_infos(&self, id: CallId) -> Vec<MonitorInfo> {
-        let mut v: Vec<(MonitorId, MonitorInfo)> = self
-            .monitors
-            .values()
+    /// The supervisors on a call, of its third parties `of` (each monitor leg of
+    /// the call, in any order).
+    pub(super) fn monitor_infos(of: &[&Monitor]) -> Vec<MonitorInfo> {
+        let mut v: Vec<(MonitorId, MonitorInfo)> = of
+            .iter()
             .filter(|m| {
-                m.call == id
-                    && m.state != MonitorState::Ending
-                    && !m.consult
-                    && m.mode != MonitorMode::Member
+                m.state != MonitorState::Ending && !m.consult && m.mode != MonitorMode::Member
             })
             .map(|m| {
                 (
