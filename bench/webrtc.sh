@@ -86,7 +86,7 @@ for sys in $SYSTEMS; do
     r1=$(metric edge_webrtc_srtp_refused_total); n1=$(metric edge_webrtc_not_ready_total); d1=$(metric edge_rtp_dropped_packets_total)
     delta() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN{print a-b}'; }
     echo "$sys concurrent=$n answered=$(json "$WORK/call.json" "['calls']['answered']") failed=$(json "$WORK/call.json" "['calls']['failed']")" \
-      "setup_rate_per_s=$(json "$WORK/call.json" "['calls']['rate_per_s']") setup_p50_ms=$(json "$WORK/call.json" "['setup_ms']['p50']") setup_p99_ms=$(json "$WORK/call.json" "['setup_ms']['p99']") setup_max_ms=$(json "$WORK/call.json" "['setup_ms']['max']")" \
+      "offered_rate_per_s=$RATE setup_p50_ms=$(json "$WORK/call.json" "['setup_ms']['p50']") setup_p99_ms=$(json "$WORK/call.json" "['setup_ms']['p99']") setup_max_ms=$(json "$WORK/call.json" "['setup_ms']['max']")" \
       "loss_to_trunk_pct=$(json "$WORK/call.json" "['rtp']['loss_pct']") loss_to_agent_pct=$(json "$WORK/ans.json" "['rtp']['loss_pct']")" \
       "agent_streams=$(json "$WORK/ans.json" "['rtp']['streams']") webrtc_connected=$(awk -v a="${c1:-0}" -v b="${c0:-0}" 'BEGIN{print a-b}')" \
       "webrtc_failed=$(delta "$f1" "$f0") srtp_refused=$(delta "$r1" "$r0") not_ready=$(delta "$n1" "$n0") edge_dropped=$(delta "$d1" "$d0")" \
