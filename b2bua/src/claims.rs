@@ -229,14 +229,15 @@ impl B2bua {
         true
     }
 
-    /// `agent` was seized here for call `call` outside a queue offer (a transfer,
-    /// consultation or conference target, an agent dialling out): in cluster mode
-    /// its claim is asked for so that no other node offers it a call meanwhile.
-    /// The leg goes ahead without waiting (a caller or an agent is on the line);
-    /// the pick already skipped agents other nodes hold, so a refusal means two
-    /// nodes took the agent within the claim's round trip: the leg still ringing
-    /// for it here is ended.
-    pub(crate) fn claim_seized(&mut self, call: CallId, agent: &str) {
+    /// Seize `agent` for call `call` outside a queue offer (a transfer,
+    /// consultation or conference target, an agent dialling out, a phone taking
+    /// a call with Replaces); in cluster mode also ask for its claim, so that no
+    /// other node offers it a call meanwhile. The leg goes ahead without waiting
+    /// (a caller or an agent is on the line); the pick already skipped agents
+    /// other nodes hold, so a refusal means two nodes took the agent within the
+    /// claim's round trip: the leg still ringing for it here is ended.
+    pub(crate) fn seize_and_claim(&mut self, call: CallId, agent: &str) {
+        self.acd.seize(agent);
         let Some(c) = self.claims.as_mut() else {
             return;
         };
@@ -253,7 +254,7 @@ impl B2bua {
         });
     }
 
-    /// The cluster's answer to a [`B2bua::claim_seized`] claim.
+    /// The cluster's answer to a [`B2bua::seize_and_claim`] claim.
     fn seized_claim_result(&mut self, now: Instant, agent: &str, r: ClaimResult) {
         self.stats.claims[r as usize] += 1;
         let still = !self.acd.is_free(agent);

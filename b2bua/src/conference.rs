@@ -87,9 +87,9 @@ impl B2bua {
         by.into_iter().collect()
     }
 
-    /// The parties of call `c`, for the API.
-    /// The call's parties: customer, agent, and the conference members among
-    /// its third parties `of` (each monitor leg of the call, in any order).
+    /// The parties of call `c`, for the API: customer, agent, and the conference
+    /// members among its third parties `of` (each monitor leg of the call, in any
+    /// order).
     pub(crate) fn participants(c: &Call, of: &[&crate::monitor::Monitor]) -> Vec<ParticipantInfo> {
         let mut v = Vec::new();
         v.extend((!c.a_gone).then(|| ParticipantInfo {
@@ -182,8 +182,7 @@ impl B2bua {
         let (mid, pid) =
             self.place_monitor(now, id, party, to.to_string(), MonitorMode::Member, false)?;
         if let Some(a) = &agent {
-            self.acd.seize(a);
-            self.claim_seized(id, a);
+            self.seize_and_claim(id, a);
             self.agent_changed(now, a);
         }
         if let Some(m) = self.monitors.get_mut(&mid) {

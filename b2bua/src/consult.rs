@@ -60,8 +60,7 @@ impl B2bua {
         let label = format!("consult:{to}");
         let (mid, _) = self.place_monitor(now, id, party, label, MonitorMode::Whisper, true)?;
         if let Some(a) = &agent {
-            self.acd.seize(a);
-            self.claim_seized(id, a);
+            self.seize_and_claim(id, a);
             self.agent_changed(now, a);
             self.agent_call(id, a, "ringing");
         }

@@ -221,8 +221,7 @@ impl B2bua {
         if let Some(agent) = &dialler {
             // An agent on its own call is offered nothing else until it ends, by
             // any node of a cluster.
-            self.acd.seize(agent);
-            self.claim_seized(id, agent);
+            self.seize_and_claim(id, agent);
             self.agent_changed(now, agent);
         }
         self.outputs

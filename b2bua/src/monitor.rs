@@ -699,9 +699,8 @@ impl B2bua {
         }
     }
 
-    /// The monitors of call `id`, for the API.
-    /// The supervisors on a call, of its third parties `of` (each monitor leg of
-    /// the call, in any order).
+    /// The supervisors on a call, for the API, of its third parties `of` (each
+    /// monitor leg of the call, in any order).
     pub(super) fn monitor_infos(of: &[&Monitor]) -> Vec<MonitorInfo> {
         let mut v: Vec<(MonitorId, MonitorInfo)> = of
             .iter()

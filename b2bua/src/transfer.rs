@@ -603,8 +603,7 @@ impl B2bua {
             self.agent_released(now, &a, true);
         }
         if let Some(a) = &agent {
-            self.acd.seize(a);
-            self.claim_seized(id, a);
+            self.seize_and_claim(id, a);
             self.offer_answered(now, a);
             self.agent_changed(now, a);
             self.agent_call(id, a, "connected");
@@ -796,8 +795,7 @@ impl B2bua {
                     return self.transfer_failed(now, id, 486);
                 }
                 let targets = self.agent_targets(now, &agent);
-                self.acd.seize(&agent);
-                self.claim_seized(id, &agent);
+                self.seize_and_claim(id, &agent);
                 if let Some(t) = self.calls.get_mut(&id).and_then(|c| c.transfer.as_mut()) {
                     t.target_agent = Some(agent.clone());
                 }
