@@ -104,6 +104,12 @@ pub(crate) struct Claims {
 /// for every waiting call).
 pub const DISPATCH_BATCH: Duration = Duration::from_millis(5);
 
+/// Whether an agent in `presence` keeps the claim this node holds: on a call or
+/// in its wrap-up here.
+fn keeps_claim(presence: Presence) -> bool {
+    matches!(presence, Presence::Busy | Presence::WrapUp)
+}
+
 /// Which of `nodes` nodes offers agent `id` first (FNV-1a of the id).
 pub(crate) fn home_of(id: &str, nodes: usize) -> usize {
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -257,7 +263,13 @@ impl B2bua {
     /// The cluster's answer to a [`B2bua::seize_and_claim`] claim.
     fn seized_claim_result(&mut self, now: Instant, agent: &str, r: ClaimResult) {
         self.stats.claims[r as usize] += 1;
-        let still = !self.acd.is_free(agent);
+        // Held while it is on a call or in its wrap-up here, as `claim_follow` has
+        // it (not "not free": an agent gone not ready after a short consultation
+        // would keep the claim until its next change of state).
+        let still = self
+            .acd
+            .presence(agent, true)
+            .is_some_and(|(p, _)| keeps_claim(p));
         let c = self.claims.as_mut().expect("enabled");
         match r {
             ClaimResult::Granted if still => {
@@ -396,7 +408,7 @@ impl B2bua {
     /// An agent's presence changed: a claim held here ends when the agent is
     /// neither busy nor in wrap-up.
     pub(crate) fn claim_follow(&mut self, agent: &str, presence: Presence) {
-        if !matches!(presence, Presence::Busy | Presence::WrapUp) {
+        if !keeps_claim(presence) {
             self.release_claim(agent);
         }
     }

@@ -1135,6 +1135,28 @@ fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
     n.send(BOB, &answer(&to_bob, 487, "bob", None, BOB));
     assert_eq!(claims_asked(&mut n).0, ["release 1002"]);
     assert!(n.b.claims_held().is_empty());
+    // Granted only after the consultation ended and Bob went not ready: given
+    // back at once (he is on no call here).
+    n.wire.clear(BOB);
+    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    let (_, with) = claims_asked(&mut n);
+    assert_eq!(consult_cmd(&mut n, "cancel", ""), Ok(Reply::Done));
+    let (cancel, _) = n.expect_request(BOB, Method::Cancel);
+    n.send(BOB, &answer(&cancel, 200, "bob", None, BOB));
+    n.send(BOB, &answer(&to_bob, 487, "bob", None, BOB));
+    n.b.set_agent_state(n.now, "1002", crate::acd::Choice::NotReady("notes".into()))
+        .unwrap();
+    n.pump();
+    claims_asked(&mut n);
+    n.b.claim_result(n.now, with.unwrap(), "1002", ClaimResult::Granted);
+    n.pump();
+    assert_eq!(claims_asked(&mut n).0, ["release 1002"]);
+    assert!(n.b.claims_held().is_empty());
+    n.b.set_agent_state(n.now, "1002", crate::acd::Choice::Ready)
+        .unwrap();
+    n.pump();
     // Claimed by another node in the same instant: the leg still ringing here
     // is cancelled.
     n.wire.clear(BOB);
