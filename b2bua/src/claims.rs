@@ -489,8 +489,16 @@ impl B2bua {
     }
 
     /// Another node says what `agent` chose and since when it is idle (see
-    /// [`B2bua::agent_shared_with`]).
-    pub fn agent_shared(&mut self, now: Instant, agent: &str, choice: Choice, idle_since_ms: u64) {
+    /// [`B2bua::agent_shared_with`]); what an older node shares, and what the
+    /// tests say briefly.
+    #[cfg(test)]
+    pub(crate) fn agent_shared(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        choice: Choice,
+        idle_since_ms: u64,
+    ) {
         let share = AgentShare {
             choice,
             idle_since_ms,

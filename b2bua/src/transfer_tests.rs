@@ -1088,6 +1088,14 @@ fn claims_asked(n: &mut Net) -> (Vec<String>, Option<CallId>) {
     (out, call)
 }
 
+/// Alice consults Bob: his phone rings (180), not answered yet.
+fn consult_bob_ringing(n: &mut Net) -> Request {
+    assert_eq!(consult_cmd(n, "start", "1002"), Ok(Reply::Done));
+    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
+    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    to_bob
+}
+
 #[test]
 fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
     let mut n = Net::new(CONFIG);
@@ -1121,9 +1129,7 @@ fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
     // the consultation ends.
     n.b.claim_released_elsewhere(n.now, "1002");
     n.outputs.clear();
-    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    let to_bob = consult_bob_ringing(&mut n);
     let (asked, with) = claims_asked(&mut n);
     assert_eq!(asked, ["claim 1002"]);
     n.b.claim_result(n.now, with.unwrap(), "1002", ClaimResult::Granted);
@@ -1138,9 +1144,7 @@ fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
     // Granted only after the consultation ended and Bob went not ready: given
     // back at once (he is on no call here).
     n.wire.clear(BOB);
-    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    let to_bob = consult_bob_ringing(&mut n);
     let (_, with) = claims_asked(&mut n);
     assert_eq!(consult_cmd(&mut n, "cancel", ""), Ok(Reply::Done));
     let (cancel, _) = n.expect_request(BOB, Method::Cancel);
@@ -1160,9 +1164,7 @@ fn in_a_cluster_an_agent_taken_by_a_consultation_or_transfer_is_claimed() {
     // Claimed by another node in the same instant: the leg still ringing here
     // is cancelled.
     n.wire.clear(BOB);
-    assert_eq!(consult_cmd(&mut n, "start", "1002"), Ok(Reply::Done));
-    let (to_bob, _) = n.expect_request(BOB, Method::Invite);
-    n.send(BOB, &answer(&to_bob, 180, "bob", None, BOB));
+    consult_bob_ringing(&mut n);
     let (asked, with) = claims_asked(&mut n);
     assert_eq!(asked, ["claim 1002"]);
     n.b.claim_result(n.now, with.unwrap(), "1002", ClaimResult::Taken);

@@ -105,6 +105,19 @@ a=ssrc:99 cname:x\r\n"
         .to_string()
 }
 
+/// The browser agent signs in over its WebSocket and answers a queue call
+/// (`call_id`) with Chromium's answer.
+fn browser_takes_a_call(n: &mut Net, call_id: &str) {
+    sign_in_over_ws(n);
+    n.send(CALLER, &invite("1000", call_id, &sdp(4000)));
+    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
+    send_ws(
+        n,
+        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
+    );
+    n.expect_request(BROWSER, Method::Ack);
+}
+
 fn webrtc_commands(outputs: &[Output]) -> Vec<Command> {
     outputs
         .iter()
@@ -253,15 +266,7 @@ fn a_supervisor_signed_in_by_token_registers_without_digest_and_is_monitored_ove
     send_ws_at(&mut n, SUPERVISOR, &register_as("sam", 3, ""));
     n.expect_response(SUPERVISOR, 200);
 
-    // A browser agent takes a call.
-    sign_in_over_ws(&mut n);
-    n.send(CALLER, &invite("1000", "wr5", &sdp(4000)));
-    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
-    send_ws(
-        &mut n,
-        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
-    );
-    n.expect_request(BROWSER, Method::Ack);
+    browser_takes_a_call(&mut n, "wr5");
     let call = n.b.calls(n.now)[0].id.clone();
     n.outputs.clear();
 
@@ -439,14 +444,7 @@ Max-Forwards: 70\r\nContact: <sip:{from}@{phone}>\r\nContent-Length: 0\r\n\r\n"
 fn a_browser_agent_hands_a_consulted_call_to_a_plain_phone_and_the_b_port_turns_plain() {
     let mut n = Net::new(CONFIG);
     n.b.set_webrtc_fingerprint("AA:BB:CC".into());
-    sign_in_over_ws(&mut n);
-    n.send(CALLER, &invite("1000", "wr-consult", &sdp(4000)));
-    let (inv, _) = n.expect_request(BROWSER, Method::Invite);
-    send_ws(
-        &mut n,
-        &answer(&inv, 200, "js", Some(&browser_answer()), BROWSER),
-    );
-    n.expect_request(BROWSER, Method::Ack);
+    browser_takes_a_call(&mut n, "wr-consult");
     n.expect_response(CALLER, 100);
     n.expect_response(CALLER, 180);
     n.expect_response(CALLER, 200);

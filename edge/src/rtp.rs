@@ -477,32 +477,24 @@ fn party_datagram(
 
 /// The SRTP a browser leg on `side` held during its handshake, once the leg is
 /// connected: decrypted and handled as if it came now, in the order it came.
-fn held_srtp(
-    call: &mut Call,
-    side: Side,
-    buf: &mut [u8],
-    c: &mut Counters,
-    ctx: &Ctx,
-    now_us: u64,
-) {
+fn held_srtp(call: &mut Call, side: Side, c: &mut Counters, ctx: &Ctx, now_us: u64) {
     let on = Socket { side, rtcp: false };
     loop {
         let Some(leg) = call.media.webrtc(side) else {
             return;
         };
         let peer = leg.peer();
-        let plain = match leg.poll_early() {
+        let mut plain = match leg.poll_early() {
             None => return,
             Some(Inbound::Rtp(p)) => p,
             // The browser's own reports are not relayed (see `on_readable`).
             Some(_) => continue,
         };
-        let (Some(src), true) = (peer, plain.len() <= buf.len()) else {
+        let Some(src) = peer else {
             c.dropped += 1;
             continue;
         };
-        buf[..plain.len()].copy_from_slice(&plain);
-        party_datagram(call, on, src, &mut buf[..plain.len()], c, ctx, now_us);
+        party_datagram(call, on, src, &mut plain, c, ctx, now_us);
     }
 }
 
@@ -607,7 +599,7 @@ impl Handler for RelayWorker {
                         });
                     }
                     // The handshake may have just ended: SRTP held meanwhile goes on.
-                    held_srtp(call, on.side, buf, c, ctx, now_us);
+                    held_srtp(call, on.side, c, ctx, now_us);
                     return;
                 }
                 Inbound::Rtp(_) | Inbound::Dropped => {
@@ -728,7 +720,7 @@ impl RelayWorker {
                     // Connected now that the fingerprint is known: SRTP the
                     // browser sent after its handshake goes on.
                     let now_us = now.duration_since(self.epoch).as_micros() as u64;
-                    held_srtp(call, side, &mut self.buf, &mut self.c, &self.ctx, now_us);
+                    held_srtp(call, side, &mut self.c, &self.ctx, now_us);
                 } else {
                     tracing::debug!(call = %call.call, ?side, "browser parameters for a plain leg: ignored");
                 }

@@ -690,6 +690,12 @@ impl Leg {
             self.stats.not_ready += 1;
             return Inbound::Dropped;
         }
+        self.decrypt(pkt)
+    }
+
+    /// SRTP or SRTCP from the peer, decrypted (the leg is connected); one that
+    /// fails authentication or replay checks is dropped and counted.
+    fn decrypt(&mut self, pkt: &[u8]) -> Inbound {
         let (_, inbound) = &mut **self.srtp.as_mut().expect("connected");
         let result = if is_rtcp(pkt) {
             inbound.decrypt_rtcp(pkt).map(Inbound::Rtcp)
@@ -711,15 +717,9 @@ impl Leg {
             return None;
         }
         while let Some(pkt) = self.early.pop_front() {
-            let (_, inbound) = &mut **self.srtp.as_mut()?;
-            let result = if is_rtcp(&pkt) {
-                inbound.decrypt_rtcp(&pkt).map(Inbound::Rtcp)
-            } else {
-                inbound.decrypt_rtp(&pkt).map(Inbound::Rtp)
-            };
-            match result {
-                Ok(i) => return Some(i),
-                Err(_) => self.stats.srtp_refused += 1,
+            match self.decrypt(&pkt) {
+                Inbound::Dropped => {}
+                i => return Some(i),
             }
         }
         None
