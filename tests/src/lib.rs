@@ -45,7 +45,7 @@ fn partition() -> u16 {
     use std::sync::OnceLock;
     static HELD: OnceLock<(u16, Flock<std::fs::File>)> = OnceLock::new();
     let open = |k: u16| {
-        let path = std::env::temp_dir().join(format!("edge-tests-ports-{k}.lock"));
+        let path = partition_lock(k);
         std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -65,6 +65,11 @@ fn partition() -> u16 {
         (first, lock)
     })
     .0
+}
+
+/// The lock file of port partition `k`.
+fn partition_lock(k: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("edge-tests-ports-{k}.lock"))
 }
 
 /// The lowest port the kernel hands out for `:0`; planned ports stay below it.
@@ -754,8 +759,7 @@ mod partition_tests {
         let k = super::partition();
         assert!(k < 4);
         // Another run trying this partition's lock is refused while we live.
-        let path = std::env::temp_dir().join(format!("edge-tests-ports-{k}.lock"));
-        let other = std::fs::File::open(&path).unwrap();
+        let other = std::fs::File::open(super::partition_lock(k)).unwrap();
         assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
         assert_eq!(super::partition(), k, "the partition is chosen once");
         let (first, _) = super::rtp_block(10);

@@ -134,11 +134,7 @@ impl TonePeer {
     /// Whether the last `ms` of received audio carries `hz`.
     pub fn hears(&self, hz: f64, ms: usize) -> bool {
         let g = self.received.lock().unwrap();
-        let n = ms * 8;
-        if g.samples.len() < n {
-            return false;
-        }
-        detect(&g.samples[g.samples.len() - n..], hz, 8000)
+        last(&g.samples, ms).is_some_and(|tail| detect(tail, hz, 8000))
     }
 
     /// Whether the last `ms` of received audio carries `hz` beside a louder tone
@@ -150,11 +146,9 @@ impl TonePeer {
     /// within seconds, 20 dB under the tone peers.
     pub fn hears_beside(&self, hz: f64, louder: f64, ms: usize) -> bool {
         let g = self.received.lock().unwrap();
-        let n = ms * 8;
-        if g.samples.len() < n {
+        let Some(tail) = last(&g.samples, ms) else {
             return false;
-        }
-        let tail = &g.samples[g.samples.len() - n..];
+        };
         let (p, q) = (
             media::tone::goertzel(tail, hz, 8000),
             media::tone::goertzel(tail, louder, 8000),
@@ -185,6 +179,14 @@ impl TonePeer {
     pub fn packets(&self) -> usize {
         self.received.lock().unwrap().headers.len()
     }
+}
+
+/// The last `ms` of `samples` (8 kHz), if that much came.
+fn last(samples: &[i16], ms: usize) -> Option<&[i16]> {
+    samples
+        .len()
+        .checked_sub(ms * 8)
+        .map(|from| &samples[from..])
 }
 
 impl Drop for TonePeer {
