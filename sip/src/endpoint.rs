@@ -440,7 +440,7 @@ impl Endpoint {
                 self.stats.responses_out[class_index(code)] += 1;
                 self.transmits.push_back(Transmit {
                     flow: reply_flow,
-                    data: message_bytes(&resp),
+                    data: message::display_bytes(&resp),
                 });
                 return;
             }
@@ -536,7 +536,7 @@ impl Endpoint {
                 let inv = invites
                     .get(&id)
                     .expect("client INVITE kept while its transaction lives");
-                message_bytes(&ack_for_failure(inv, &resp, server_name))
+                message::display_bytes(&ack_for_failure(inv, &resp, server_name))
             },
             &mut self.outputs,
         );
@@ -585,7 +585,7 @@ impl Endpoint {
             branch,
             method: method_index(req.method),
         };
-        let bytes = message_bytes(&req);
+        let bytes = message::display_bytes(&req);
         if kind == Kind::ClientInvite {
             self.invites.insert(id, req);
         }
@@ -647,7 +647,7 @@ impl Endpoint {
             let ids = &mut self.ids;
             message::ensure_to_tag(&mut resp, &mut t.to_tag, || ids.token());
         }
-        let bytes = message_bytes(&resp);
+        let bytes = message::display_bytes(&resp);
         let is_invite = t.kind == Kind::ServerInvite;
         let flow = t.flow;
         if !t.send_response(code, bytes.clone(), now, &mut self.outputs) {
@@ -683,7 +683,7 @@ impl Endpoint {
         self.stats.requests_out[0] += 1;
         self.transmits.push_back(Transmit {
             flow,
-            data: message_bytes(req),
+            data: message::display_bytes(req),
         });
     }
 
@@ -849,10 +849,6 @@ fn class_index(code: u16) -> usize {
 /// four times emptier than its `capacity` (and over 1024): twice its length.
 pub fn shrink_target(len: usize, capacity: usize) -> Option<usize> {
     (capacity > 1024 && len * 4 < capacity).then_some(len * 2)
-}
-
-fn message_bytes<M: std::fmt::Display>(m: &M) -> Bytes {
-    crate::message::display_bytes(m)
 }
 
 /// Where responses to a request go (§18.2.2 with RFC 3581): reliable → the same
