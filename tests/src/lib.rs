@@ -105,6 +105,28 @@ pub fn free_ports(n: u16) -> u16 {
     }
 }
 
+/// Bind a loopback UDP socket on `port` (0: one the kernel picks). A planned port
+/// found taken panics with the sockets on it and their processes (`ss`), so a
+/// collision names its holder.
+pub fn bind_udp(port: u16) -> UdpSocket {
+    UdpSocket::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
+        let held = Command::new("ss")
+            .args(["-uatnp", &format!("sport = :{port}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(ss: {e})"));
+        let all = Command::new("ps")
+            .args(["-eo", "pid,ppid,etimes,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "bind UDP 127.0.0.1:{port} (partition {}): {e}\n{held}\nprocesses:\n{all}",
+            partition()
+        )
+    })
+}
+
 /// Poll `f` every 20 ms for up to `secs`; whether it became true.
 pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -365,12 +365,16 @@ pub struct Uas {
     pub most_at_once: Arc<AtomicU64>,
     /// The last new INVITE's Call-ID and From tag (its dialog is that and `uas1`).
     pub dialog: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// The port its SIP socket is bound to.
+    pub port: u16,
     stop: Arc<AtomicBool>,
 }
 
 impl Uas {
+    /// A callee on `port` (0: a port the kernel picks; see [`Uas::port`]).
     pub fn spawn(port: u16) -> Uas {
-        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let sock = crate::bind_udp(port);
+        let port = sock.local_addr().unwrap().port();
         let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let rtp_port = rtp.local_addr().unwrap().port();
         let edge_rtp = Arc::new(std::sync::Mutex::new(None));
@@ -448,6 +452,7 @@ impl Uas {
             invites,
             most_at_once,
             dialog,
+            port,
             stop,
         }
     }

@@ -9,7 +9,7 @@
 use edge_tests::nats::NatsCluster;
 use edge_tests::ua::{Uac, Uas};
 use edge_tests::ws::Ws;
-use edge_tests::{free_port, http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
+use edge_tests::{http, sipmsg, wait_until, Edge, ADMIN_TOKEN};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -320,8 +320,8 @@ fn an_agents_state_chosen_on_one_node_holds_on_every_node() {
     use std::sync::atomic::Ordering::Relaxed;
     let nats = NatsCluster::start(3);
     // The agent's phone, which both nodes can ring.
-    let phone_port = free_port();
-    let phone = Uas::spawn(phone_port);
+    let phone = Uas::spawn(0);
+    let phone_port = phone.port;
     // Three seconds of wrap-up after each call.
     let shared =
         shared_queue(phone_port).replace("id = \"7001\"\n", "id = \"7001\"\nwrap_up = \"3s\"\n");
@@ -397,8 +397,8 @@ fn two_nodes_never_offer_one_agent_at_once() {
     use std::sync::atomic::Ordering::Relaxed;
     let nats = NatsCluster::start(3);
     // The agent's phone, which both nodes can ring.
-    let phone_port = free_port();
-    let phone = Uas::spawn(phone_port);
+    let phone = Uas::spawn(0);
+    let phone_port = phone.port;
     let shared = shared_queue(phone_port);
     let mut a = node(&nats, "edge-a", &shared);
     let b = node(&nats, "edge-b", &shared);

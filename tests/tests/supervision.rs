@@ -105,10 +105,9 @@ fn has(s: &[i16], hz: f64) -> bool {
 
 #[test]
 fn listen_whisper_barge_dtmf_and_the_recording_by_tone() {
-    let (sam_port, kim_port) = (free_port(), free_port());
-    let edge = Edge::start_with(&users(sam_port, kim_port));
+    let sam = Uas::spawn(0);
+    let edge = Edge::start_with(&users(sam.port, free_port()));
     let agent = Uas::spawn(edge.route_port);
-    let sam = Uas::spawn(sam_port);
     let mut cust = Uac::new(edge.sip);
     assert_eq!(cust.call("rec"), 200);
     let t0 = Instant::now();
@@ -376,10 +375,9 @@ fn listen_whisper_barge_dtmf_and_the_recording_by_tone() {
 
 #[test]
 fn two_supervisors_and_the_call_ending_while_monitored() {
-    let (sam_port, kim_port) = (free_port(), free_port());
-    let edge = Edge::start_with(&users(sam_port, kim_port));
+    let (sam, kim) = (Uas::spawn(0), Uas::spawn(0));
+    let edge = Edge::start_with(&users(sam.port, kim.port));
     let agent = Uas::spawn(edge.route_port);
-    let (sam, kim) = (Uas::spawn(sam_port), Uas::spawn(kim_port));
     let mut cust = Uac::new(edge.sip);
     assert_eq!(cust.call("service"), 200, "an unrecorded route: relay only");
     let c = TonePeer::start(
@@ -484,8 +482,8 @@ fn announcement_to_the_agent_only_api_hold_with_hold_audio_and_the_monitor_beep(
     let (ann, hold) = (dir.join("sales.wav"), dir.join("hold.wav"));
     tone_wav(&ann, 2300.0, 1.5);
     tone_wav(&hold, 700.0, 0.5);
-    let sam_port = free_port();
-    let extra = users(sam_port, free_port())
+    let sam = Uas::spawn(0);
+    let extra = users(sam.port, free_port())
         + &format!(
             r#"
 [[routes]]
@@ -501,7 +499,6 @@ beep_on_monitor = true
         );
     let edge = Edge::start_with(&extra);
     let agent = Uas::spawn(edge.route_port);
-    let sam = Uas::spawn(sam_port);
     // The customer's INVITE is answered only after the announcement: call in a thread.
     let sip = edge.sip;
     let caller = std::thread::spawn(move || {
