@@ -125,6 +125,13 @@ pub enum ClientFrame {
     Unwatch {
         chat: String,
     },
+    /// Cluster mode, sent by the node a console is connected to over its relay to
+    /// another node: how many chats the agent has on the other nodes (they count
+    /// against its `max_chats` there).
+    Elsewhere {
+        #[serde(default)]
+        chats: u32,
+    },
 }
 
 fn yes() -> bool {
@@ -155,9 +162,10 @@ impl ClientFrame {
     /// The chat a frame names, if any (for error replies).
     pub fn chat(&self) -> Option<&str> {
         match self {
-            ClientFrame::Start { .. } | ClientFrame::Resume { .. } | ClientFrame::Auth { .. } => {
-                None
-            }
+            ClientFrame::Start { .. }
+            | ClientFrame::Resume { .. }
+            | ClientFrame::Auth { .. }
+            | ClientFrame::Elsewhere { .. } => None,
             ClientFrame::Message { chat, .. }
             | ClientFrame::Typing { chat, .. }
             | ClientFrame::End { chat }
@@ -187,6 +195,7 @@ impl ClientFrame {
             ClientFrame::ConsultEnd { .. } => "consult_end",
             ClientFrame::Watch { .. } => "watch",
             ClientFrame::Unwatch { .. } => "unwatch",
+            ClientFrame::Elsewhere { .. } => "elsewhere",
         }
     }
 }

@@ -145,6 +145,15 @@ struct AgentConn {
     conn: u64,
     chats: HashSet<String>,
     max: u32,
+    /// The agent's chats on other nodes (cluster mode: its console's node tells
+    /// every node), counted against `max`.
+    elsewhere: u32,
+}
+
+impl AgentConn {
+    fn has_room(&self) -> bool {
+        (self.chats.len() as u32).saturating_add(self.elsewhere) < self.max
+    }
 }
 
 /// A chat as listed for supervisors.
@@ -486,6 +495,7 @@ impl Chats {
                 conn,
                 chats: mine,
                 max,
+                elsewhere: 0,
             },
         );
         if let Some(old) = old.filter(|o| o.conn != conn) {
@@ -538,6 +548,27 @@ impl Chats {
             self.record(&id, at.unix_ms);
         }
         self.dispatch(snap, at.now);
+    }
+
+    /// Cluster mode: agent `user` (console `conn`) has `n` chats on other nodes;
+    /// they count against its `max_chats` here. Fewer than before: waiting chats
+    /// may be offered to it now.
+    pub fn agent_elsewhere(
+        &mut self,
+        snap: &Snapshot,
+        user: &str,
+        conn: u64,
+        n: u32,
+        now: Instant,
+    ) {
+        let Some(a) = self.agents.get_mut(user).filter(|a| a.conn == conn) else {
+            return;
+        };
+        let fewer = n < a.elsewhere;
+        a.elsewhere = n;
+        if fewer {
+            self.dispatch(snap, now);
+        }
     }
 
     /// A frame for `user`'s console, if connected (the SIP core's call frames).
@@ -684,7 +715,7 @@ impl Chats {
                 let free = self
                     .agents
                     .get(a)
-                    .is_some_and(|x| a != user && (x.chats.len() as u32) < x.max)
+                    .is_some_and(|x| a != user && x.has_room())
                     && !self.held.contains_key(a.as_str());
                 if !free {
                     return Err(ChatError::AgentUnavailable);
@@ -1012,8 +1043,8 @@ impl Chats {
                     .filter(|a| !declined.contains(*a) && !offered_to.contains(a.as_str()))
                     .filter(|a| !self.held.contains_key(a.as_str()))
                     .filter_map(|a| self.agents.get(a).map(|c| (a, c)))
-                    .filter(|(_, c)| (c.chats.len() as u32) < c.max)
-                    .min_by_key(|(_, c)| c.chats.len())
+                    .filter(|(_, c)| c.has_room())
+                    .min_by_key(|(_, c)| c.chats.len() + c.elsewhere as usize)
                     .map(|(a, _)| a.clone());
                 let Some(agent) = pick else { break };
                 if let Some(w) = self.waiting.get_mut(&qname) {

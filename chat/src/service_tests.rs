@@ -533,3 +533,35 @@ fn a_console_that_takes_no_chats_still_hears_of_its_calls() {
     c.notify("wendy", frame("c2"));
     assert!(c.poll_effect().is_none());
 }
+
+#[test]
+fn chats_an_agent_has_on_other_nodes_count_against_its_max_chats() {
+    let s = snap();
+    let c = Svc::new(Limits::default(), 1);
+    let t0 = Instant::now();
+    // ann (max_chats 2) has one chat here and, its console's node says, one on
+    // another node: full.
+    let mut ann = agent(&c, &s, "ann", 1, t0);
+    let (first, _) = c.start(&s, "vip", fields("Cy"), t0).unwrap();
+    assert_eq!(frames(&mut ann)[0]["type"], "offer");
+    c.accept(&s, "ann", &first, t0).unwrap();
+    frames(&mut ann);
+    c.agent_elsewhere(&s, "ann", 1, 1, t0);
+    let (second, _) = c.start(&s, "vip", fields("Di"), t0).unwrap();
+    assert!(
+        !frames(&mut ann).iter().any(|f| f["type"] == "offer"),
+        "offered beyond max_chats"
+    );
+    // Another console's count changes nothing (a replaced link's late frame).
+    c.agent_elsewhere(&s, "ann", 99, 0, t0);
+    assert!(!frames(&mut ann).iter().any(|f| f["type"] == "offer"));
+    // The chat elsewhere ends: the waiting one is offered at once.
+    let t1 = t0 + Duration::from_secs(1);
+    c.agent_elsewhere(&s, "ann", 1, 0, t1);
+    let f = frames(&mut ann);
+    assert!(
+        f.iter()
+            .any(|f| f["type"] == "offer" && f["chat"] == second.as_str()),
+        "{f:?}"
+    );
+}

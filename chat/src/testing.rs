@@ -200,6 +200,11 @@ impl Svc {
         self.run(|c| c.agent_connect(s, user, conn, max, now))
     }
 
+    pub fn agent_elsewhere(&self, s: &Snapshot, user: &str, conn: u64, n: u32, now: Instant) {
+        self.at(now);
+        self.run(|c| c.agent_elsewhere(s, user, conn, n, now))
+    }
+
     pub fn agent_disconnect(&self, s: &Snapshot, user: &str, conn: u64, now: Instant) {
         let at = self.at(now);
         self.run(|c| c.agent_disconnect(s, user, conn, at))

@@ -54,6 +54,12 @@ pub struct ClusterConfig {
     pub nats: Vec<String>,
     /// How other nodes (and the proxy) reach this node's SIP: `IP:PORT`.
     pub advertise_sip: std::net::SocketAddr,
+    /// How other nodes reach this node's plain HTTP listener (`IP:PORT`): a chat
+    /// customer or a console connected to another node is relayed here over a
+    /// WebSocket. Unset: the `[http] listen` address, its IP replaced by
+    /// `advertise_sip`'s when it is unspecified (`0.0.0.0`).
+    #[serde(default)]
+    pub advertise_http: Option<std::net::SocketAddr>,
     /// Replicas of the shared state's JetStream buckets: 3 on a three-server NATS
     /// cluster (survives one server), 1 on a single server.
     #[serde(default = "default_replicas")]

@@ -456,6 +456,7 @@ fn the_cluster_table_is_optional_and_checked() {
     assert_eq!(c.replicas, 3);
     assert_eq!(c.node_lease, std::time::Duration::from_secs(5));
     assert_eq!(c.nats_grace, std::time::Duration::from_secs(5));
+    assert_eq!(c.advertise_http, None);
     for (bad, field, why) in [
         ("node = \"edge a\"", "cluster.node", "letters, digits"),
         ("node = \"\"", "cluster.node", "letters, digits"),
@@ -473,6 +474,11 @@ fn the_cluster_table_is_optional_and_checked() {
         (
             "advertise_sip = \"0.0.0.0:5060\"",
             "cluster.advertise_sip",
+            "specific IP",
+        ),
+        (
+            "advertise_http = \"0.0.0.0:8080\"",
+            "cluster.advertise_http",
             "specific IP",
         ),
         ("replicas = 0", "cluster.replicas", "1 to 5"),

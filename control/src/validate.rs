@@ -602,6 +602,15 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
             "must be an address other nodes can reach: a specific IP and a port",
         ));
     }
+    if cl
+        .advertise_http
+        .is_some_and(|a| a.port() == 0 || a.ip().is_unspecified())
+    {
+        return Err(Issue::new(
+            at().key("advertise_http"),
+            "must be an address other nodes can reach: a specific IP and a port",
+        ));
+    }
     if !(1..=5).contains(&cl.replicas) {
         return Err(Issue::new(at().key("replicas"), "must be 1 to 5"));
     }

@@ -395,10 +395,18 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     };
     let mut state = state;
     if let Some(cfg) = &c.cluster {
-        let http_addr = http
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| c.http.listen.to_string());
+        // Where other nodes relay chat customers and consoles to (see
+        // `ws::relay`): a reachable address, never 0.0.0.0.
+        let http_addr = cfg
+            .advertise_http
+            .unwrap_or_else(|| {
+                let mut a = http.local_addr().unwrap_or(c.http.listen);
+                if a.ip().is_unspecified() {
+                    a.set_ip(cfg.advertise_sip.ip());
+                }
+                a
+            })
+            .to_string();
         let cl = cluster::Cluster::start(cfg, http_addr, core_tx.clone())
             .await
             .map_err(|e| EdgeError::Cluster(e.to_string()))?;

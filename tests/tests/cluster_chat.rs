@@ -37,6 +37,18 @@ fn joined(e: &Edge) -> bool {
     e.metric("edge_cluster_nodes") >= 1.0 && e.metric("edge_held") == 0.0
 }
 
+/// Wait until `a` and `b` both take work and see each other.
+fn both_joined(a: &Edge, b: &Edge) {
+    assert!(
+        wait_until(20, || joined(a)
+            && joined(b)
+            && a.metric("edge_cluster_nodes") == 2.0
+            && b.metric("edge_cluster_nodes") == 2.0),
+        "the nodes did not join; a's log:\n{}",
+        a.log_text()
+    );
+}
+
 /// A customer of `queue` on `e`: (socket, chat, token).
 fn start(e: &Edge, queue: &str) -> (Ws, String, String) {
     let mut c = Ws::connect(e.http, "/ws/chat", None);
@@ -79,13 +91,7 @@ fn a_killed_nodes_chats_lose_no_acknowledged_message_and_go_on_elsewhere() {
     let nats = NatsCluster::start(3);
     let mut a = node(&nats, "edge-a");
     let b = node(&nats, "edge-b");
-    assert!(
-        wait_until(20, || joined(&a)
-            && joined(&b)
-            && a.metric("edge_cluster_nodes") == 2.0),
-        "the nodes did not join; a's log:\n{}",
-        a.log_text()
-    );
+    both_joined(&a, &b);
 
     // On A: ann takes a chat; the customer sends 20 messages, each acknowledged
     // (its echo with an offset) before the next.
@@ -252,4 +258,140 @@ fn a_message_is_not_acknowledged_until_jetstream_has_it() {
         wait_until(10, || a.metric("edge_cluster_chat_unconfirmed") == 0.0),
         "entries left unconfirmed"
     );
+}
+
+const CAT: &str = "cat-token-1";
+const SUE: &str = "sue-token-1";
+
+/// A node whose queue `one` has a single agent, `cat`, who takes one chat at a
+/// time; `sue` supervises.
+fn node_one(nats: &NatsCluster, name: &str) -> Edge {
+    Edge::start_with(&format!(
+        "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
+         node_lease = \"3s\"\n\
+         [[queues]]\nname = \"one\"\nchannel = \"chat\"\nagents = [\"cat\"]\n\
+         [[users]]\nname = \"cat\"\nrole = \"agent\"\ntoken = \"{CAT}\"\nmax_chats = 1\n\
+         [[users]]\nname = \"sue\"\nrole = \"supervisor\"\ntoken = \"{SUE}\"\n",
+        nats.toml_list()
+    ))
+}
+
+fn chat_is(t: &'static str, chat: String) -> impl Fn(&Value) -> bool {
+    move |v| v["type"] == t && v["chat"] == chat.as_str()
+}
+
+/// Room messages seen by a client: (offset, text).
+fn messages(frames: &[Value]) -> Vec<(u64, String)> {
+    frames
+        .iter()
+        .filter(|v| v["type"] == "message")
+        .map(|v| {
+            (
+                v["offset"].as_u64().unwrap_or(0),
+                v["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_customer_an_agent_and_a_supervisor_on_different_nodes_share_one_chat() {
+    let nats = NatsCluster::start(3);
+    let a = node_one(&nats, "edge-a");
+    let b = node_one(&nats, "edge-b");
+    both_joined(&a, &b);
+    // cat's console is on B; the customer's chat starts on A: A offers it to cat
+    // through the console's link.
+    let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
+    cat.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start(&a, "one");
+    cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
+    cat.send(json!({"type":"accept","chat":chat}));
+    cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    cust.send(json!({"type":"message","client_id":"c1","text":"from the customer on A"}));
+    cat.until(
+        "the customer's message",
+        5.0,
+        text_is("from the customer on A".into()),
+    );
+    cat.send(json!({"type":"message","chat":chat,"client_id":"k1","text":"from cat on B"}));
+    cust.until("cat's message", 5.0, text_is("from cat on B".into()));
+
+    // sue, on B too, watches A's chat: everything so far, at A's offsets.
+    let mut sue = Ws::connect(b.http, "/ws/agent", Some(SUE));
+    sue.until("hello", 5.0, is("hello"));
+    // (A fresh NATS cluster can be slow to answer the lookup of the chat's node:
+    // sue is told to try again.)
+    let watching = (0..10).any(|_| {
+        sue.send(json!({"type":"watch","chat":chat,"offset":1}));
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            match sue.recv(0.5) {
+                Some(v) if v["type"] == "watching" => return true,
+                Some(v) if v["type"] == "error" => {
+                    let e = v["error"].as_str().unwrap_or("");
+                    assert!(e.contains("try again"), "{v}");
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        false
+    });
+    assert!(
+        watching,
+        "sue could not watch A's chat from B: {:?}",
+        sue.seen
+    );
+
+    sue.until("the replay", 5.0, text_is("from cat on B".into()));
+
+    // The customer comes back through B: relayed to A, it resumes by offset.
+    drop(cust);
+    let mut cust = Ws::connect(b.http, "/ws/chat", None);
+    cust.send(json!({"type":"resume","token":token,"offset":1}));
+    cust.until("resumed through B", 10.0, is("resumed"));
+    cust.until("the replay", 5.0, text_is("from cat on B".into()));
+    cust.send(json!({"type":"message","client_id":"c2","text":"again, through B"}));
+    cust.until("its echo", 5.0, text_is("again, through B".into()));
+    cat.until("the message", 5.0, text_is("again, through B".into()));
+    sue.until("the message", 5.0, text_is("again, through B".into()));
+    // One order for all three.
+    let whole = |ws: &mut Ws| {
+        let mut m = messages(&ws.seen);
+        m.sort();
+        m.dedup();
+        m.into_iter()
+            .filter(|(_, t)| t != "from the customer on A")
+            .collect::<Vec<_>>()
+    };
+    let (for_cat, for_sue, for_cust) = (whole(&mut cat), whole(&mut sue), whole(&mut cust));
+    assert!(for_cat.len() >= 2, "{for_cat:?}");
+    assert_eq!(for_cat, for_sue, "cat and sue saw different orders");
+    assert_eq!(
+        for_cust
+            .iter()
+            .filter(|(o, _)| *o >= for_cat[0].0)
+            .cloned()
+            .collect::<Vec<_>>(),
+        for_cat,
+        "the customer saw another order"
+    );
+
+    // cat takes one chat at a time, counted over the nodes: a chat on B waits
+    // while cat has A's.
+    let (_other, second, _) = start(&b, "one");
+    let early = cat.drain(2.0);
+    assert!(
+        !early
+            .iter()
+            .any(|v| v["type"] == "offer" && v["chat"] == second.as_str()),
+        "offered beyond max_chats: {early:?}"
+    );
+    // cat ends A's chat (the frame goes to A): B offers the waiting one.
+    cat.send(json!({"type":"end","chat":chat}));
+    cust.until("the end", 5.0, |v| v["type"] == "ended");
+    cat.until("B's offer", 10.0, chat_is("offer", second.clone()));
+    assert!(b.metric("edge_cluster_chat_routed_frames_total") >= 3.0);
+    assert!(b.metric("edge_cluster_chat_relays_total") >= 1.0);
 }

@@ -379,8 +379,9 @@ impl ChatLog {
             return Ok(Adopted::Nothing);
         }
         let kv = self.bucket().await?;
-        let id = timed(kv.get(format!("t.{token_hash}"))).await?;
-        match id.and_then(|b| String::from_utf8(b.to_vec()).ok()) {
+        let id = read_entry(kv, &format!("t.{token_hash}")).await?;
+        let id = id.filter(|e| e.operation == kv::Operation::Put);
+        match id.and_then(|e| String::from_utf8(e.value.to_vec()).ok()) {
             Some(id) => self.adopt(&id).await,
             None => Ok(Adopted::Nothing),
         }
@@ -410,7 +411,7 @@ impl ChatLog {
         }
         let kv = self.bucket().await?;
         let key = format!("c.{id}");
-        let Some(cur) = timed(kv.entry(&key)).await? else {
+        let Some(cur) = read_entry(kv, &key).await? else {
             return Ok(Adopted::Nothing);
         };
         if cur.operation != kv::Operation::Put {
@@ -440,7 +441,7 @@ impl ChatLog {
         // node's chats): the record's last value decides. Read it once both
         // writes are surely applied.
         tokio::time::sleep(SETTLE).await;
-        match timed(kv.entry(&key)).await? {
+        match read_entry(kv, &key).await? {
             Some(now) if now.revision != rev => {
                 let owner = record_of(&now.value).map(|(_, n, _)| n);
                 if owner.as_deref() != Some(self.cluster.node.as_str()) {
@@ -521,9 +522,10 @@ impl ChatLog {
             return Ok(None);
         }
         let kv = self.bucket().await?;
-        Ok(timed(kv.get(format!("c.{id}")))
+        Ok(read_entry(kv, &format!("c.{id}"))
             .await?
-            .and_then(|v| record_of(&v))
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| record_of(&e.value))
             .map(|(r, _, a)| (r, a)))
     }
 
@@ -610,6 +612,20 @@ async fn acked(
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("no acknowledgement".into()),
     }
+}
+
+/// A key's entry, asked again when NATS does not answer within a short while: a
+/// node's first read of the bucket sometimes gets no answer at all (seen with
+/// nats-server 2.9 right after the bucket was made by another node: 5 s of
+/// silence, then the next request answered in 2 ms).
+async fn read_entry(kv: &kv::Store, key: &str) -> Result<Option<kv::Entry>, String> {
+    const TRIES: u32 = 3;
+    for _ in 1..TRIES {
+        if let Ok(r) = tokio::time::timeout(READ / TRIES, kv.entry(key)).await {
+            return r.map_err(|e| e.to_string());
+        }
+    }
+    timed(kv.entry(key)).await
 }
 
 async fn timed<T, E: std::fmt::Display>(

@@ -262,6 +262,7 @@ impl Cluster {
         );
         if let Some(chat) = self.chat.get() {
             chat.render_metrics(out);
+            crate::ws::relay::render_metrics(out);
         }
     }
 }

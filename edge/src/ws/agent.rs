@@ -1,13 +1,14 @@
 //! `/ws/agent`: an agent's console (offers, accept, release, messages, transfer,
 //! consult) or a supervisor watching chats read-only.
 
+use super::relay::{Down, Links};
 use super::{
     close, close_for, err_frame, initial_frames, limits, next_conn, next_frame, send_frame, stored,
     Refusal, FIRST_FRAME,
 };
 use crate::api::AppState;
 use crate::desk::{self, ConsoleMsg};
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -26,8 +27,10 @@ pub async fn ws_agent(
 ) -> Response {
     // A bearer header (non-browser clients) or, from a browser, a first `auth` frame.
     let user = crate::api::authorize_user(&s, &headers, Role::Agent).ok();
+    // A link from another node's console (see `relay`): it opens no links itself.
+    let relayed = headers.contains_key(super::relay::RELAY_HEADER);
     limits(ws).on_upgrade(move |sock| {
-        agent(sock, s, user).instrument(tracing::debug_span!(
+        agent(sock, s, user, relayed).instrument(tracing::debug_span!(
             "console",
             user = tracing::field::Empty
         ))
@@ -115,7 +118,7 @@ impl Rooms<'_> {
     }
 }
 
-async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
+async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>, relayed: bool) {
     let user = match user {
         Some(u) => u,
         None => match authenticate(&mut sock, &s).await {
@@ -168,6 +171,12 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
         subs: HashMap::new(),
         fwd: fwd_tx,
     };
+    // Cluster mode: signed in at every other node too, for their chats.
+    let mut links = (s.cluster.is_some() && !relayed).then(|| {
+        let mut l = Links::new(&user, takes_chats);
+        l.refresh(&s);
+        l
+    });
     if sock.send(send_frame(&hello)).await.is_ok() {
         serve(
             &mut sock,
@@ -176,9 +185,11 @@ async fn agent(mut sock: WebSocket, s: AppState, user: Option<control::User>) {
             supervisor,
             &mut ctl_rx,
             &mut fwd_rx,
+            &mut links,
         )
         .await;
     }
+    drop(links);
     rooms.leave_all();
     s.chats.close_console(conn);
     let snap = s.snapshot.load();
@@ -195,9 +206,39 @@ async fn serve(
     supervisor: bool,
     ctl_rx: &mut mpsc::Receiver<ConsoleMsg>,
     fwd_rx: &mut mpsc::Receiver<Fwd>,
+    links: &mut Option<Links>,
 ) {
+    // New nodes are linked as they join.
+    let mut relink = tokio::time::interval(std::time::Duration::from_secs(2));
+    relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if let Some(l) = links.as_mut() {
+            let s = rooms.s;
+            let conn = rooms.conn;
+            let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
+            l.tell_counts(local, |n| {
+                let snap = s.snapshot.load();
+                s.chats
+                    .run(|c, at| c.agent_elsewhere(&snap, &user.name, conn, n, at.now));
+            });
+        }
         tokio::select! {
+            _ = relink.tick(), if links.is_some() => {
+                if let Some(l) = links.as_mut() { l.refresh(rooms.s); }
+            }
+            d = down(links) => {
+                let (Some((node, d)), Some(l)) = (d, links.as_mut()) else { continue };
+                let replaced = matches!(d, Down::Closed(Some(4009)));
+                if let Some(t) = l.on_down(&node, d) {
+                    if sock.send(Message::Text(t.into())).await.is_err() { break; }
+                }
+                if replaced {
+                    // The agent's console was opened again elsewhere.
+                    let (code, reason) = close_for(Closed::Removed);
+                    close(sock, code, reason).await;
+                    break;
+                }
+            }
             m = ctl_rx.recv() => match m {
                 Some(ConsoleMsg::Frame(f)) => {
                     if sock.send(stored(&f)).await.is_err() { break; }
@@ -235,6 +276,14 @@ async fn serve(
                 Some(Err(e)) => { let _ = sock.send(err_frame(None, &e)).await; }
                 Some(Ok(f)) => {
                     let chat = f.chat().unwrap_or("").to_string();
+                    if let Some(l) = links.as_mut() {
+                        if let Some(reply) = route(rooms.s, l, user, &f, &chat).await {
+                            if let Some(reply) = reply {
+                                let _ = sock.send(reply).await;
+                            }
+                            continue;
+                        }
+                    }
                     let handled = {
                         let _span = tracing::debug_span!("chat", chat = %chat).entered();
                         agent_frame(rooms, user, supervisor, f)
@@ -248,6 +297,51 @@ async fn serve(
             }
         }
     }
+}
+
+/// The next report of the console's links (never, without links).
+async fn down(links: &mut Option<Links>) -> Option<(String, Down)> {
+    match links {
+        Some(l) => l.down.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Cluster mode: a console frame about a chat another node owns goes there.
+/// `None`: handled here. `Some(reply)`: routed (or refused, with the reply).
+async fn route(
+    s: &AppState,
+    links: &mut Links,
+    user: &control::User,
+    f: &ClientFrame,
+    chat: &str,
+) -> Option<Option<Message>> {
+    if let ClientFrame::Accept { .. } = f {
+        // max_chats counts the agent's chats on every node.
+        let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
+        let remote = links.remote_active();
+        if remote > 0 && local + remote >= user.max_chats {
+            let e = format!(
+                "you have {} chats, {remote} of them on other nodes (max_chats {})",
+                local + remote,
+                user.max_chats
+            );
+            return Some(Some(err_frame(Some(chat), &e)));
+        }
+    }
+    let node = match links.owner_of(s, chat).await {
+        Ok(node) => node?,
+        Err(e) => {
+            let e = format!("cannot find the chat's node now ({e}): try again");
+            return Some(Some(err_frame(Some(chat), &e)));
+        }
+    };
+    let text = serde_json::to_string(f).unwrap_or_default();
+    if links.send(s, &node, text) {
+        return Some(None);
+    }
+    let e = format!("the chat is on node {node}, which cannot be reached now");
+    Some(Some(err_frame(Some(chat), &e)))
 }
 
 fn agent_frame(
@@ -350,6 +444,12 @@ fn agent_frame(
         }
         ClientFrame::Unwatch { chat } => {
             rooms.leave(&chat, true);
+            Ok(None)
+        }
+        // From another node's link: the agent's chats on the other nodes.
+        ClientFrame::Elsewhere { chats } => {
+            s.chats
+                .run(|c, at| c.agent_elsewhere(&snap, me, rooms.conn, chats, at.now));
             Ok(None)
         }
         other => Err(Refusal::NotForAgents(other.kind())),

@@ -19,8 +19,14 @@ use serde_json::Map;
 use std::sync::atomic::Ordering;
 use tracing::Instrument;
 
-pub async fn ws_customer(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    limits(ws).on_upgrade(move |sock| customer(sock, s))
+pub async fn ws_customer(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Already relayed here by another node: never relayed on (no loops).
+    let relayed = headers.contains_key(super::relay::RELAY_HEADER);
+    limits(ws).on_upgrade(move |sock| customer(sock, s, relayed))
 }
 
 /// Start a chat in `queue`; tells the socket. `previous_ended`: a resume found the
@@ -82,15 +88,15 @@ async fn start(
 }
 
 /// Cluster mode: a token this node does not know may be a chat of a node that
-/// died; it is taken over first. `Some(reason)`: the chat is on another live node
-/// (close 4010 with that reason; the customer connects there).
+/// died; it is taken over first. `Some(node)`: the chat is on that other live node
+/// (the customer is relayed there).
 async fn take_over(s: &AppState, token: &str) -> Option<String> {
     let log = s.cluster.as_ref()?.chat.get()?;
     if s.chats.read(|c| c.chat_of_token(token).is_some()) {
         return None;
     }
     match log.adopt_token(&chat::store::token_hash(token)).await {
-        Ok(Adopted::Elsewhere(node)) => Some(format!("this chat is on node {node}")),
+        Ok(Adopted::Elsewhere(node)) => Some(node),
         Ok(_) => None,
         Err(e) => {
             // Resume goes on; an unknown token gets its usual answer.
@@ -101,7 +107,13 @@ async fn take_over(s: &AppState, token: &str) -> Option<String> {
 }
 
 /// Start or resume: returns the chat and the offset to replay from.
-async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Offset)> {
+/// `relayed`: another node relayed this customer here (a chat owned elsewhere is
+/// not relayed again).
+async fn customer_open(
+    sock: &mut WebSocket,
+    s: &AppState,
+    relayed: bool,
+) -> Option<(String, Offset)> {
     loop {
         let first = match tokio::time::timeout(FIRST_FRAME, next_frame(sock)).await {
             Ok(Some(Ok(f))) => f,
@@ -122,8 +134,25 @@ async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Of
                 queue,
                 fields,
             } => {
-                if let Some(moved) = take_over(s, &token).await {
-                    close(sock, 4010, &moved).await;
+                if let Some(node) = take_over(s, &token).await {
+                    // The owner assigns the offsets: the customer is relayed there.
+                    let first = ClientFrame::Resume {
+                        token,
+                        offset,
+                        choice,
+                        queue,
+                        fields,
+                    };
+                    let first = serde_json::to_string(&first).unwrap_or_default();
+                    let relay = if relayed {
+                        Err("relayed here already".to_string())
+                    } else {
+                        super::relay::customer(sock, s, &node, first).await
+                    };
+                    if let Err(e) = relay {
+                        tracing::warn!(node = %node, error = %e, "cannot relay a customer to its chat's node");
+                        close(sock, 4010, &format!("this chat is on node {node}")).await;
+                    }
                     return None;
                 }
                 let snap = s.snapshot.load_full();
@@ -167,8 +196,8 @@ async fn customer_open(sock: &mut WebSocket, s: &AppState) -> Option<(String, Of
     }
 }
 
-async fn customer(mut sock: WebSocket, s: AppState) {
-    let Some((id, offset)) = customer_open(&mut sock, &s).await else {
+async fn customer(mut sock: WebSocket, s: AppState, relayed: bool) {
+    let Some((id, offset)) = customer_open(&mut sock, &s, relayed).await else {
         return;
     };
     // Every log line of this chat's customer connection carries the chat id.

@@ -5,11 +5,13 @@
 //!
 //! Close codes: 1000 chat ended, 4001 authentication failed, 4002 protocol error (bad
 //! first frame), 4008 slow consumer (resume from your last offset), 4009 replaced by
-//! a newer connection, 4010 (cluster mode) the chat is on another node, named in
-//! the reason.
+//! a newer connection, 4010 (cluster mode) the chat is on another node that could
+//! not be reached, named in the reason (a reachable one is relayed to: [`relay`]),
+//! 1012 the relayed chat's node went away (resume).
 
 pub mod agent;
 pub mod customer;
+pub mod relay;
 pub mod sip;
 
 /// `/ws/chat` (customers), `/ws/agent` (agents, supervisors) and `/ws/sip` (SIP
