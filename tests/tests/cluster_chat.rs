@@ -295,11 +295,18 @@ fn messages(frames: &[Value]) -> Vec<(u64, String)> {
 }
 
 #[test]
-fn a_customer_an_agent_and_a_supervisor_on_different_nodes_share_one_chat() {
+fn a_customer_an_agent_and_a_supervisor_on_three_nodes_share_one_chat() {
     let nats = NatsCluster::start(3);
     let a = node_one(&nats, "edge-a");
     let b = node_one(&nats, "edge-b");
-    both_joined(&a, &b);
+    let c = node_one(&nats, "edge-c");
+    assert!(
+        wait_until(20, || [&a, &b, &c]
+            .iter()
+            .all(|e| joined(e) && e.metric("edge_cluster_nodes") == 3.0)),
+        "the nodes did not join; a's log:\n{}",
+        a.log_text()
+    );
     // cat's console is on B; the customer's chat starts on A: A offers it to cat
     // through the console's link.
     let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
@@ -317,8 +324,8 @@ fn a_customer_an_agent_and_a_supervisor_on_different_nodes_share_one_chat() {
     cat.send(json!({"type":"message","chat":chat,"client_id":"k1","text":"from cat on B"}));
     cust.until("cat's message", 5.0, text_is("from cat on B".into()));
 
-    // sue, on B too, watches A's chat: everything so far, at A's offsets.
-    let mut sue = Ws::connect(b.http, "/ws/agent", Some(SUE));
+    // sue, on C, watches A's chat: everything so far, at A's offsets.
+    let mut sue = Ws::connect(c.http, "/ws/agent", Some(SUE));
     sue.until("hello", 5.0, is("hello"));
     // (A fresh NATS cluster can be slow to answer the lookup of the chat's node:
     // sue is told to try again.)
@@ -340,7 +347,7 @@ fn a_customer_an_agent_and_a_supervisor_on_different_nodes_share_one_chat() {
     });
     assert!(
         watching,
-        "sue could not watch A's chat from B: {:?}",
+        "sue could not watch A's chat from C: {:?}",
         sue.seen
     );
 
