@@ -402,3 +402,58 @@ fn a_customer_an_agent_and_a_supervisor_on_three_nodes_share_one_chat() {
     assert!(b.metric("edge_cluster_chat_routed_frames_total") >= 3.0);
     assert!(b.metric("edge_cluster_chat_relays_total") >= 1.0);
 }
+
+#[test]
+fn a_relayed_chat_goes_on_when_its_node_is_killed() {
+    let nats = NatsCluster::start(3);
+    let mut a = node_one(&nats, "edge-a");
+    let b = node_one(&nats, "edge-b");
+    let c = node_one(&nats, "edge-c");
+    assert!(
+        wait_until(20, || [&a, &b, &c]
+            .iter()
+            .all(|e| joined(e) && e.metric("edge_cluster_nodes") == 3.0)),
+        "the nodes did not join; a's log:\n{}",
+        a.log_text()
+    );
+    // cat on B takes a chat of A's; five acknowledged messages.
+    let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
+    cat.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, token) = start(&a, "one");
+    cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
+    cat.send(json!({"type":"accept","chat":chat}));
+    cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let text = format!("before {i}");
+        cust.send(json!({"type":"message","client_id":format!("k{i}"),"text":text}));
+        let echo = cust.until("echo", 5.0, text_is(text.clone()));
+        acked.push((echo["offset"].as_u64().unwrap(), text));
+    }
+    cat.until("the last message", 5.0, text_is("before 4".into()));
+
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    // The customer comes back through C; B or C takes the chat over, and cat's
+    // console on B gets it back either way (from B itself or over its link to C).
+    let mut cust = resume(&c, &token, 30);
+    cat.until("the chat back", 20.0, chat_is("accepted", chat.clone()));
+    let seen: Vec<(u64, String)> = messages(&cust.drain(1.0))
+        .into_iter()
+        .filter(|(_, t)| t.starts_with("before"))
+        .collect();
+    assert_eq!(seen, acked, "acknowledged messages lost or reordered");
+    cust.send(json!({"type":"message","client_id":"k9","text":"after the kill"}));
+    cat.until(
+        "a message after the kill",
+        10.0,
+        text_is("after the kill".into()),
+    );
+    cat.send(json!({"type":"message","chat":chat,"client_id":"r1","text":"still here"}));
+    cust.until("cat's reply", 10.0, text_is("still here".into()));
+    let took = [&b, &c]
+        .iter()
+        .filter(|e| e.log_text().contains("chat taken over"))
+        .count();
+    assert_eq!(took, 1, "one node takes the chat over");
+}
