@@ -446,7 +446,15 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         .unwrap_or_else(|| "-".into());
     info!(sip = ?listen, http = %c.http.listen, https = %https_addr, media = %c.media.address, rtp_ports = %format!("{}-{}", c.media.rtp_ports.first, c.media.rtp_ports.last), "edge ready");
     let http_metrics = state.metrics.clone();
-    let app = api::routes().merge(ws::routes()).with_state(state);
+    // Cluster mode: commands about another node's calls go there.
+    let app = api::routes()
+        .merge(ws::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::cluster::forward_calls,
+        ))
+        .with_state(state);
+    api::cluster::set_app(app.clone());
     let limits = api::serve::HttpLimits {
         header_timeout: c.http.header_timeout,
         max_connections: u64::from(c.http.max_connections),

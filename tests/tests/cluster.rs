@@ -127,6 +127,42 @@ fn any_node_answers_for_the_cluster_and_a_dead_node_falls_out() {
         );
     }
 
+    // A command for C's call sent to A is carried out by C, with C's answer.
+    let hold = |e: &Edge, call: &str, token: &str| {
+        http::request_body(
+            e.http,
+            "POST",
+            &format!("/api/v1/calls/{call}/hold"),
+            Some(token),
+            r#"{"party":"customer","held":true}"#,
+        )
+        .unwrap()
+    };
+    let r = hold(&a, &id_c, ADMIN_TOKEN);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["held"], true, "{}", r.body);
+    assert!(
+        wait_until(5, || c.log_text().contains("hold")
+            && a.log_text()
+                .contains("call command carried out by another node")),
+        "A:\n{}\nC:\n{}",
+        a.log_text(),
+        c.log_text()
+    );
+    // C checks the role: an agent not on the call may not transfer it.
+    let r = http::request_body(
+        a.http,
+        "POST",
+        &format!("/api/v1/calls/{id_c}/transfer"),
+        Some(edge_tests::AGENT_TOKEN),
+        r#"{"to":"service"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Nobody has the call: the usual 404; no token: 401, nothing forwarded.
+    assert_eq!(hold(&a, "no-such-call", ADMIN_TOKEN).status, 404);
+    assert_eq!(hold(&a, &id_c, "bad-token").status, 401);
+
     // A hangs up C's call: C ends it, its caller gets the BYE.
     let r = http::request(
         a.http,

@@ -141,6 +141,7 @@ async fn answer(s: &AppState, req: &Value) -> Value {
             Ok(false) => json!({ "status": 404 }),
             Err(r) => failed(r),
         },
+        "http" => forwarded(s, req).await,
         "end_chat" => {
             if super::chats::local_end(s, &id("chat")) {
                 tracing::info!(chat = %id("chat"), "chat ended at another node's request");
@@ -186,6 +187,160 @@ pub fn serve_peers(s: AppState, cl: Arc<Cluster>) {
     });
 }
 
+/// The whole HTTP app, for the commands other nodes forward here ([`forwarded`]).
+static APP: std::sync::OnceLock<axum::Router> = std::sync::OnceLock::new();
+
+/// Main hands over the app once it is built.
+pub fn set_app(app: axum::Router) {
+    let _ = APP.set(app);
+}
+
+/// Largest request body forwarded to another node, and response body sent back.
+const FORWARD_BODY: usize = 256 * 1024;
+
+/// The call a `/api/v1/calls/{id}/…` command names (not the list, nor the call
+/// itself: `GET` and `DELETE /calls/{id}` answer for the cluster on their own).
+fn command_call(path: &str) -> Option<&str> {
+    let (id, rest) = path.strip_prefix("/api/v1/calls/")?.split_once('/')?;
+    (!id.is_empty() && !rest.is_empty()).then_some(id)
+}
+
+/// Cluster mode: a command about a call another node holds — monitor, whisper,
+/// barge, hold, DTMF, recording, transfer, consult, conference participants — is
+/// carried out by that node. The user is authenticated here (no token, nothing
+/// forwarded); the holding node checks the user's role itself, as for a request
+/// of its own, and its answer (status and body) is this request's, with
+/// `x-edge-node` naming it.
+pub async fn forward_calls(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{header, StatusCode};
+    let forwarded_here = req.headers().contains_key(crate::ws::relay::RELAY_HEADER);
+    let Some(id) = command_call(req.uri().path()).map(str::to_string) else {
+        return next.run(req).await;
+    };
+    if s.cluster.is_none() || forwarded_here {
+        return next.run(req).await;
+    }
+    let user = match super::authorize_user(&s, req.headers(), control::Role::Agent) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    match super::calls::local_call(&s, &id).await {
+        Ok(Some(_)) => return next.run(req).await,
+        Ok(None) => {}
+        Err(e) => return e,
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, FORWARD_BODY).await else {
+        return super::error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let Ok(body) = String::from_utf8(body.to_vec()) else {
+        return super::error(StatusCode::BAD_REQUEST, "request body is not UTF-8");
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(parts.uri.path());
+    let cmd = json!({
+        "op": "http",
+        "call": id,
+        "method": parts.method.as_str(),
+        "path": path,
+        "content_type": content_type,
+        "body": body,
+        "user": user.name,
+    });
+    let Some(answer) = find(&s, cmd).await else {
+        // Nobody holds it: this node's own handler gives the usual answer.
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
+        return next.run(req).await;
+    };
+    let node = answer["node"].as_str().unwrap_or("").to_string();
+    tracing::info!(call = %id, user = %user.name, node = %node, method = %parts.method, path = %parts.uri.path(), "call command carried out by another node");
+    let code = answer["code"]
+        .as_u64()
+        .and_then(|c| StatusCode::from_u16(c as u16).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut r = (code, answer["body"].as_str().unwrap_or("").to_string()).into_response();
+    let h = r.headers_mut();
+    if let Some(ct) = answer["content_type"].as_str().and_then(|v| v.parse().ok()) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    if let Ok(n) = node.parse() {
+        h.insert("x-edge-node", n);
+    }
+    r
+}
+
+/// Carry out a call command another node forwarded ([`forward_calls`]), as the
+/// user it names, when the call is here.
+async fn forwarded(s: &AppState, req: &Value) -> Value {
+    use axum::http::header;
+    use tower::ServiceExt;
+    let call = req["call"].as_str().unwrap_or("");
+    match super::calls::local_call(s, call).await {
+        Ok(Some(_)) => {}
+        _ => return json!({ "status": 404 }),
+    }
+    let path = req["path"].as_str().unwrap_or("");
+    if command_call(path.split('?').next().unwrap_or("")) != Some(call) {
+        return json!({ "status": 400, "error": "not a command of that call" });
+    }
+    let Some(app) = APP.get().cloned() else {
+        return json!({ "status": 503 });
+    };
+    // The user's own token, from this node's configuration: the handler checks
+    // the role as for any request (no token travels between the nodes).
+    let Some(token) = s
+        .snapshot
+        .load()
+        .user(req["user"].as_str().unwrap_or(""))
+        .map(|u| u.token.clone())
+    else {
+        return json!({ "status": 200, "item": { "code": 401, "body": "{\"error\":\"unknown user on the call's node\"}", "content_type": "application/json" } });
+    };
+    let me = s
+        .cluster
+        .as_ref()
+        .map(|c| c.node.clone())
+        .unwrap_or_default();
+    let mut b = axum::http::Request::builder()
+        .method(req["method"].as_str().unwrap_or("GET"))
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(crate::ws::relay::RELAY_HEADER, me);
+    let ct = req["content_type"].as_str().unwrap_or("");
+    if !ct.is_empty() {
+        b = b.header(header::CONTENT_TYPE, ct);
+    }
+    let body = req["body"].as_str().unwrap_or("").to_string();
+    let Ok(request) = b.body(axum::body::Body::from(body)) else {
+        return json!({ "status": 400, "error": "bad forwarded request" });
+    };
+    let Ok(resp) = app.oneshot(request).await;
+    let code = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = axum::body::to_bytes(resp.into_body(), FORWARD_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    json!({ "status": 200, "item": { "code": code, "body": body, "content_type": content_type } })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +367,22 @@ mod tests {
         assert_eq!(seen, items);
         // A short list: one page, no `next`.
         assert!(page(items[..3].to_vec(), 0).get("next").is_none());
+    }
+
+    #[test]
+    fn only_commands_about_one_call_are_forwarded() {
+        assert_eq!(command_call("/api/v1/calls/c-1/hold"), Some("c-1"));
+        assert_eq!(command_call("/api/v1/calls/c-1/monitors/m-2"), Some("c-1"));
+        // The list and the call itself answer for the cluster on their own.
+        for p in [
+            "/api/v1/calls",
+            "/api/v1/calls/",
+            "/api/v1/calls/c-1",
+            "/api/v1/calls/c-1/",
+            "/api/v1/calls//hold",
+            "/api/v1/chats/c-1/end",
+        ] {
+            assert_eq!(command_call(p), None, "{p}");
+        }
     }
 }
