@@ -213,14 +213,7 @@ async fn serve(
     relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if let Some(l) = links.as_mut() {
-            let s = rooms.s;
-            let conn = rooms.conn;
-            let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
-            l.tell_counts(local, |n| {
-                let snap = s.snapshot.load();
-                s.chats
-                    .run(|c, at| c.agent_elsewhere(&snap, &user.name, conn, n, at.now));
-            });
+            tell_counts(rooms, l, user);
         }
         tokio::select! {
             _ = relink.tick(), if links.is_some() => {
@@ -229,7 +222,11 @@ async fn serve(
             d = down(links) => {
                 let (Some((node, d)), Some(l)) = (d, links.as_mut()) else { continue };
                 let replaced = matches!(d, Down::Closed(Some(4009)));
-                if let Some(t) = l.on_down(&node, d) {
+                let passed = l.on_down(&node, d);
+                // Every node knows where the agent's chats are before the console
+                // hears of a change.
+                tell_counts(rooms, l, user);
+                if let Some(t) = passed {
                     if sock.send(Message::Text(t.into())).await.is_err() { break; }
                 }
                 if replaced {
@@ -297,6 +294,17 @@ async fn serve(
             }
         }
     }
+}
+
+/// Tell this node and the linked ones the agent's chats on the other nodes.
+fn tell_counts(rooms: &Rooms<'_>, links: &mut Links, user: &control::User) {
+    let (s, conn) = (rooms.s, rooms.conn);
+    let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
+    links.tell_counts(local, |n| {
+        let snap = s.snapshot.load();
+        s.chats
+            .run(|c, at| c.agent_elsewhere(&snap, &user.name, conn, n, at.now));
+    });
 }
 
 /// The next report of the console's links (never, without links).
