@@ -518,6 +518,7 @@ impl B2bua {
                     c.state = CallState::Queued;
                 }
                 c.agent = None;
+                c.queued_at.get_or_insert(now);
                 self.acd.enqueue(id);
                 // 480 (the ring timeout, or the phone's own) and 408: it rang out.
                 self.offer_missed(now, &agent, &queue, matches!(code, 408 | 480));

@@ -122,6 +122,10 @@ pub struct Call {
     pub tried: HashSet<String>,
     pub attempts: u32,
     pub wait_deadline: Option<Instant>,
+    /// When it started waiting in its queue (kept when an agent's miss sends it
+    /// back; a transfer into a queue starts it again): the cluster serves the
+    /// oldest first.
+    pub queued_at: Option<Instant>,
     /// In-dialog transactions (BYE, CANCEL) still open while ending.
     pub open_ending: u32,
     /// Final status reported to A (or 200 when answered).

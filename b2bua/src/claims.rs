@@ -96,7 +96,22 @@ pub(crate) struct Claims {
     /// A dispatch is set for [`DISPATCH_BATCH`] from the first of a burst of
     /// other nodes' releases and state changes.
     dispatch_soon: bool,
+    /// Per queue, the oldest call waiting on another live node (its id) and when
+    /// it started to wait (from the nodes' heartbeats).
+    remote_heads: HashMap<String, (String, Instant)>,
+    /// Per queue, since when this node holds back an agent for another node's
+    /// older call ([`FIFO_DEFER_MAX`] at most).
+    fifo_defer: HashMap<String, Instant>,
 }
+
+/// Another node's call must have waited this much longer than this node's
+/// oldest for this node to hold back (closer calls race, as before).
+pub const FIFO_MARGIN: Duration = Duration::from_millis(500);
+
+/// The longest this node holds back a free agent for another node's older
+/// call: that node may be unable to take the agent (it rang out there, or its
+/// claim failed), and the heads it shares are up to a heartbeat old.
+pub const FIFO_DEFER_MAX: Duration = Duration::from_secs(2);
 
 /// Other nodes' releases and state changes arrive hundreds a second on a busy
 /// cluster, each a reason to look at the waiting calls again; they are looked at
@@ -181,6 +196,95 @@ impl B2bua {
         if c.elsewhere.remove(agent).is_some() {
             self.dispatch_soon(now);
         }
+    }
+
+    /// This node's oldest waiting call per queue: (queue, call id, how long it
+    /// has waited), shared with the other nodes in the heartbeat.
+    pub fn queue_heads(&self, now: Instant) -> Vec<(String, String, Duration)> {
+        let mut heads: HashMap<&str, (Instant, &str)> = HashMap::new();
+        for id in self.acd.waiting() {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            let (Route::Queue { name }, Some(t)) = (&c.route, c.queued_at) else {
+                continue;
+            };
+            if !self.wants_agent(id) {
+                continue;
+            }
+            let e = heads.entry(name.as_str()).or_insert((t, &c.public_id));
+            if t < e.0 {
+                *e = (t, &c.public_id);
+            }
+        }
+        let mut v: Vec<(String, String, Duration)> = heads
+            .into_iter()
+            .map(|(q, (t, id))| {
+                (
+                    q.to_string(),
+                    id.to_string(),
+                    now.saturating_duration_since(t),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Cluster mode: per queue, the oldest call waiting on the other live nodes
+    /// (its id) and when it started to wait. A queue whose head is another call
+    /// now gets a fresh hold-back window; the waiting calls are looked at again.
+    pub fn set_remote_heads(&mut self, now: Instant, heads: HashMap<String, (String, Instant)>) {
+        let Some(c) = self.claims.as_mut() else {
+            return;
+        };
+        if c.remote_heads == heads {
+            return;
+        }
+        let same = |q: &String| match (heads.get(q), c.remote_heads.get(q)) {
+            (Some(a), Some(b)) => a.0 == b.0,
+            _ => false,
+        };
+        let keep: HashSet<String> = c.fifo_defer.keys().filter(|q| same(q)).cloned().collect();
+        c.fifo_defer.retain(|q, _| keep.contains(q));
+        c.remote_heads = heads;
+        self.dispatch_soon(now);
+    }
+
+    /// Whether this node holds a free agent back from its call of `queue`
+    /// waiting since `queued_at`: another live node's call of the queue has
+    /// waited [`FIFO_MARGIN`] longer, and this node has not held back for it for
+    /// [`FIFO_DEFER_MAX`] yet. The oldest call of the cluster is served first.
+    pub(crate) fn defers_to_older(
+        &mut self,
+        now: Instant,
+        queue: &str,
+        queued_at: Option<Instant>,
+    ) -> bool {
+        let Some(c) = self.claims.as_mut() else {
+            return false;
+        };
+        let Some(t) = queued_at else { return false };
+        let older = c
+            .remote_heads
+            .get(queue)
+            .is_some_and(|(_, r)| *r + FIFO_MARGIN < t);
+        if !older {
+            c.fifo_defer.remove(queue);
+            return false;
+        }
+        let since = match c.fifo_defer.get(queue) {
+            Some(s) => *s,
+            None => {
+                c.fifo_defer.insert(queue.to_string(), now);
+                self.stats.fifo_holdbacks += 1;
+                // Look again when the hold-back is over.
+                self.timers.set(now + FIFO_DEFER_MAX, Timer::Dispatch);
+                debug!(queue, "an older call waits on another node: holding back");
+                now
+            }
+        };
+        now < since + FIFO_DEFER_MAX
     }
 
     /// Dispatch the waiting calls [`DISPATCH_BATCH`] from now (once for a burst).

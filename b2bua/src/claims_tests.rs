@@ -432,3 +432,57 @@ fn calls_today_missed_offers_and_a_wrap_up_are_the_clusters() {
     );
     assert_eq!(agent(&n).calls_today, 8);
 }
+
+#[test]
+fn another_nodes_older_call_goes_first_for_a_while() {
+    use crate::claims::{FIFO_DEFER_MAX, FIFO_MARGIN};
+    use std::collections::HashMap;
+    let mut n = clustered_alice();
+    let heads =
+        |id: &str, since: Instant| HashMap::from([("sales".to_string(), (id.to_string(), since))]);
+    // Another node's call has waited since t0; ours comes 5 s later and Alice
+    // is free: this node holds her back, so the other node's call gets her.
+    let t0 = n.now;
+    n.b.set_remote_heads(n.now, heads("there-1", t0));
+    n.advance(Duration::from_secs(5));
+    n.send(CALLER, &invite("1000", "f1", &sdp(4000)));
+    n.expect_response(CALLER, 100);
+    assert!(asked(&mut n).is_empty(), "held back for the older call");
+    assert_eq!(n.b.stats.fifo_holdbacks, 1);
+    assert_eq!(n.b.queue_heads(n.now).len(), 1);
+    assert_eq!(n.b.queue_heads(n.now)[0].0, "sales");
+    n.advance(FIFO_DEFER_MAX - Duration::from_millis(10));
+    assert!(asked(&mut n).is_empty());
+    // That node did not take her (it may not reach her, or its claim failed):
+    // after the hold-back this node claims her after all.
+    n.advance(Duration::from_millis(20));
+    assert_eq!(asked(&mut n).len(), 1, "not held back for ever");
+    // No claim answer yet (nothing to assert on Alice's side); the call is
+    // seized. A second call: the other node's head is now another, older call:
+    // a fresh hold-back.
+    let mut m = clustered_alice();
+    let t0 = m.now;
+    m.b.set_remote_heads(m.now, heads("there-1", t0));
+    m.advance(Duration::from_secs(5));
+    m.send(CALLER, &invite("1000", "f2", &sdp(4000)));
+    assert!(asked(&mut m).is_empty());
+    m.advance(FIFO_DEFER_MAX / 2);
+    m.b.set_remote_heads(m.now, heads("there-2", t0 + Duration::from_secs(1)));
+    m.advance(FIFO_DEFER_MAX / 2 + Duration::from_millis(100));
+    assert!(
+        asked(&mut m).is_empty(),
+        "a new older head: held back again"
+    );
+    // The other node has no older call any more: claimed at once.
+    m.b.set_remote_heads(m.now, HashMap::new());
+    m.advance(crate::claims::DISPATCH_BATCH);
+    assert_eq!(asked(&mut m).len(), 1);
+    // A call of the other node that waited less (or within the margin) does
+    // not hold this node's call back.
+    let mut y = clustered_alice();
+    y.advance(Duration::from_secs(5));
+    let close = y.now - FIFO_MARGIN / 2;
+    y.b.set_remote_heads(y.now, heads("there-3", close));
+    y.send(CALLER, &invite("1000", "f3", &sdp(4000)));
+    assert_eq!(asked(&mut y).len(), 1, "within the margin: no hold-back");
+}

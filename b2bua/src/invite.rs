@@ -177,6 +177,7 @@ impl B2bua {
             tried: HashSet::new(),
             attempts: 0,
             wait_deadline: None,
+            queued_at: None,
             open_ending: 0,
             outcome: None,
             end_reason: "",
@@ -261,6 +262,7 @@ impl B2bua {
                     .unwrap_or(Duration::from_secs(60));
                 let c = self.calls.get_mut(&id).expect("just inserted");
                 c.wait_deadline = Some(now + max_wait);
+                c.queued_at = Some(now);
                 self.timers.set(now + max_wait, Timer::MaxWait(id));
                 // Ringback while the caller waits.
                 self.send_a_provisional(now, id, 180, None);
@@ -539,6 +541,7 @@ impl B2bua {
                 continue;
             };
             let agents = &q.agents;
+            let queued_at = c.queued_at;
             let pick = if none_free.contains(q.name.as_str()) {
                 None
             } else {
@@ -572,6 +575,11 @@ impl B2bua {
             match pick {
                 Some(agent_id) => {
                     if self.agent_targets(now, &agent_id).is_empty() {
+                        still_waiting.push_back(id);
+                        continue;
+                    }
+                    // Cluster mode: another node's older call goes first.
+                    if self.defers_to_older(now, &q.name, queued_at) {
                         still_waiting.push_back(id);
                         continue;
                     }

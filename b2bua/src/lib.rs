@@ -193,6 +193,9 @@ pub struct CallStats {
     /// Cluster mode: claims of agents answered, by outcome (granted, taken by
     /// another node, failed).
     pub claims: [u64; 3],
+    /// Cluster mode: times this node held a free agent back because another
+    /// node's call of the queue had waited longer.
+    pub fifo_holdbacks: u64,
     /// New INVITEs refused 503 because they waited over [`OVERLOAD_QUEUE_DELAY`]
     /// in the driver's queue.
     pub shed: u64,

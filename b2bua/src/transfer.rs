@@ -845,6 +845,7 @@ impl B2bua {
         c.tried.extend(exclude);
         c.route = Route::Queue { name: name.clone() };
         c.wait_deadline = Some(now + max_wait);
+        c.queued_at = Some(now);
         if let Some(e) = c.transfers.last_mut() {
             e.outcome = outcome;
         }

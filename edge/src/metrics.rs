@@ -156,6 +156,13 @@ pub fn render(m: &Metrics, core: &CoreStats) -> String {
     }
     metric(
         &mut o,
+        "edge_cluster_fifo_holdbacks_total",
+        "Times this node held a free agent back for another node's call of the queue that had waited longer (cluster mode).",
+        "counter",
+        core.calls.fifo_holdbacks,
+    );
+    metric(
+        &mut o,
         "edge_draining",
         "1 while the edge drains (OPTIONS 503, no new calls), else 0.",
         "gauge",

@@ -593,3 +593,61 @@ fn a_browser_agent_signed_in_at_one_node_takes_calls_from_another() {
     );
     assert!(b.metric("edge_cluster_sip_hops_total{outcome=\"relayed\"}") >= 9.0);
 }
+
+/// Which of `nodes` live nodes (by name) offers agent `id` first: FNV-1a of the
+/// id, as the edge's claims do.
+fn home_of(id: &str, nodes: u64) -> usize {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h % nodes) as usize
+}
+
+#[test]
+fn the_clusters_oldest_waiting_call_gets_the_next_free_agent() {
+    let nats = NatsCluster::start(3);
+    let phone = Uas::spawn(0);
+    let shared = shared_queue(phone.port);
+    let a = node(&nats, "edge-a", &shared);
+    let b = node(&nats, "edge-b", &shared);
+    assert!(
+        wait_until(15, || a.metric("edge_cluster_nodes") == 2.0
+            && b.metric("edge_cluster_nodes") == 2.0),
+        "{}",
+        a.log_text()
+    );
+    // The agent's own node, which offers it first, gets the younger call: only
+    // the heads the nodes share let the older call, on the other node, go first.
+    let nodes = [&a, &b];
+    let home = home_of("7001", 2);
+    let (own, other) = (nodes[home], nodes[1 - home]);
+    // The agent is busy with a first call.
+    let mut first = Uac::new(own.sip);
+    assert_eq!(first.call("7000"), 200, "{}", own.log_text());
+    let caller = |to: std::net::SocketAddr| {
+        std::thread::spawn(move || {
+            let mut c = Uac::new(to);
+            c.answer_wait = Duration::from_secs(40);
+            let code = c.call("7000");
+            (code, Instant::now(), c)
+        })
+    };
+    let older = caller(other.sip);
+    std::thread::sleep(Duration::from_secs(3));
+    let younger = caller(own.sip);
+    // A few heartbeats (every 750 ms here) carry both nodes' oldest calls.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(first.bye(), 200);
+    let (code, older_at, mut o) = older.join().unwrap();
+    assert_eq!(code, 200, "the older call\n{}", other.log_text());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(o.bye(), 200);
+    let (code, younger_at, mut y) = younger.join().unwrap();
+    assert_eq!(code, 200, "the younger call\n{}", own.log_text());
+    assert!(younger_at > older_at);
+    assert_eq!(y.bye(), 200);
+    assert!(
+        own.metric("edge_cluster_fifo_holdbacks_total") >= 1.0,
+        "the agent's own node did not hold it back"
+    );
+}

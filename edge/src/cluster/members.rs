@@ -5,7 +5,7 @@
 //! clock from when the heartbeat was read, so nodes' clocks need not agree.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// What a node publishes about itself in each heartbeat.
@@ -14,12 +14,17 @@ pub struct NodeInfo {
     pub node: String,
     /// How other nodes and the proxy reach its SIP.
     pub sip: String,
-    /// Its HTTP listener (for operators; the API between nodes goes over NATS).
+    /// Its plain HTTP listener as other nodes reach it (chat relays; the API
+    /// between nodes goes over NATS).
     pub http: String,
     /// Calls up on it at the heartbeat.
     pub calls: usize,
     /// Draining or held: it takes no new work.
     pub refusing: bool,
+    /// Its oldest waiting call per queue: queue → (call id, ms waited at the
+    /// heartbeat). Absent from an older node's heartbeat.
+    #[serde(default)]
+    pub heads: BTreeMap<String, (String, u64)>,
 }
 
 #[derive(Debug)]
@@ -44,6 +49,38 @@ impl Members {
     /// The node left the cluster (it deleted its key when it stopped).
     pub fn left(&mut self, node: &str) {
         self.nodes.remove(node);
+    }
+
+    /// The other live nodes' oldest waiting call per queue (the oldest over the
+    /// nodes): its id and when it started to wait, on this node's clock (the
+    /// time waited subtracted from when its heartbeat was read). `last`: the
+    /// previous answer — a call already known keeps its start, so the answer
+    /// changes only when a head does.
+    pub fn heads(
+        &mut self,
+        now: Instant,
+        me: &str,
+        last: &HashMap<String, (String, Instant)>,
+    ) -> HashMap<String, (String, Instant)> {
+        let mut out: HashMap<String, (String, Instant)> = HashMap::new();
+        for info in self.live(now).into_iter().filter(|i| i.node != me) {
+            let read = self.nodes.get(&info.node).map(|(at, _)| *at).unwrap_or(now);
+            for (queue, (call, waited_ms)) in info.heads {
+                let since = match last.get(&queue) {
+                    Some((id, t)) if *id == call => *t,
+                    _ => read
+                        .checked_sub(Duration::from_millis(waited_ms))
+                        .unwrap_or(read),
+                };
+                match out.get(&queue) {
+                    Some((_, t)) if *t <= since => {}
+                    _ => {
+                        out.insert(queue, (call, since));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Nodes heard from within the lease, by name; forgets the others.

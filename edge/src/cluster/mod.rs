@@ -337,6 +337,7 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
     let mut server = String::new();
     let mut joined = false;
     let mut rank = (0, 1);
+    let mut remote_heads = std::collections::HashMap::new();
     let mut nodes: Vec<(String, std::net::SocketAddr)> = Vec::new();
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -345,12 +346,19 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
         let Some(stats) = core.ask(CoreMsg::Stats).await else {
             return; // the core stopped: so does the edge
         };
+        let Some(local_heads) = core.ask(CoreMsg::QueueHeads).await else {
+            return;
+        };
         let info = NodeInfo {
             node: c.node.clone(),
             sip: cfg.advertise_sip.to_string(),
             http: http.clone(),
             calls: stats.active_calls,
             refusing: stats.draining || stats.held,
+            heads: local_heads
+                .into_iter()
+                .map(|(q, call, waited)| (q, (call, waited.as_millis() as u64)))
+                .collect(),
         };
         let body = serde_json::to_vec(&info).unwrap_or_default();
         let outcome = if !c.connected() {
@@ -397,6 +405,15 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
                     last_error = e;
                 }
                 gate.failed(now, why);
+            }
+        }
+        // The other nodes' oldest waiting calls: this node's younger ones let
+        // them go first.
+        let heads = c.members.lock().heads(now, &c.node, &remote_heads);
+        if heads != remote_heads {
+            remote_heads = heads.clone();
+            if core.send(CoreMsg::RemoteHeads(heads)).await.is_err() {
+                return;
             }
         }
         // This node's place among the live nodes: the agents it offers first.

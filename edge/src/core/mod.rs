@@ -283,6 +283,10 @@ impl Core {
                 bindings,
             } => self.b2bua.remote_bindings(now, node, agent, bindings),
             CoreMsg::ClaimRank(rank, nodes) => self.b2bua.set_claim_rank(rank, nodes),
+            CoreMsg::QueueHeads(reply) => {
+                let _ = reply.send(self.b2bua.queue_heads(now));
+            }
+            CoreMsg::RemoteHeads(heads) => self.b2bua.set_remote_heads(now, heads),
             CoreMsg::ClaimResult {
                 call,
                 agent,

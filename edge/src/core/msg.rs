@@ -53,6 +53,12 @@ pub enum CoreMsg {
     HoldNewWork(bool),
     /// Cluster mode: this node's place among the live nodes, and their number.
     ClaimRank(usize, usize),
+    /// Cluster mode: this node's oldest waiting call per queue (queue, call id,
+    /// waited), for the heartbeat.
+    QueueHeads(oneshot::Sender<Vec<(String, String, std::time::Duration)>>),
+    /// Cluster mode: the other live nodes' oldest waiting call per queue (call
+    /// id, when it started to wait here on this node's clock).
+    RemoteHeads(std::collections::HashMap<String, (String, std::time::Instant)>),
     /// Cluster mode: where agents' claims are sent.
     AttachClaims(tokio::sync::mpsc::UnboundedSender<crate::cluster::claims::ClaimReq>),
     /// Cluster mode: this node's SIP address and the live nodes' (for the hop).
