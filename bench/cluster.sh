@@ -137,7 +137,12 @@ advertise_sip = \"127.0.0.1:$(( 16160 + i ))\""
       done
       out="$out $o=$sum"
     done
-    echo "cluster claims:$out"
+    local holdbacks=0
+    for i in 0 1 2; do
+      v=$(curl -s "http://127.0.0.1:$(( 18180 + i ))/metrics" | awk '$1=="edge_cluster_fifo_holdbacks_total" {print $2}')
+      holdbacks=$(( holdbacks + ${v:-0} ))
+    done
+    echo "cluster claims:$out fifo_holdbacks=$holdbacks"
   fi
   # SIGINT: stop at once (SIGTERM would drain, waiting for calls to end); the
   # edges before NATS, so they leave the cluster cleanly. Nothing may outlive the
