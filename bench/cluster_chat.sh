@@ -15,6 +15,9 @@
 #
 #   bench/cluster_chat.sh [ROOMS] [RATE] [SECONDS] [FAILOVER_ROOMS]
 #                                    (default 500 rooms, 5000 msg/s, 20 s, 1000)
+# RELAYED=1 adds a third cost mode: two nodes in cluster mode, customers on the
+# first, agents and supervisors on the second (their consoles linked to the first:
+# every staff frame crosses the nodes; both edges' CPU counted).
 # ONLY=cost|failover runs one part. Needs release builds of edge and loadtest
 # (built if missing) and nats-server.
 set -euo pipefail
@@ -67,19 +70,32 @@ TOML
 wait_up() { for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$1/healthz" > /dev/null && return 0; sleep 0.2; done; echo "node on $1 did not come up"; return 1; }
 
 cost() {
-  local mode=$1 cl=0
-  [ "$mode" = cluster ] && { cl=1; start_nats; }
+  local mode=$1 cl=0 staff=()
+  [ "$mode" != single ] && { cl=1; start_nats; }
   edge_config "$mode" 16260 18290 30000 "$cl" "$ROOMS"
   "$EDGE_BIN" --config "$WORK/$mode.toml" --log warn > "$WORK/$mode-edge.log" 2>&1 &
-  local epid=$!
+  local epids=($!)
   wait_up 18290
+  if [ "$mode" = relayed ]; then
+    # The agents and supervisors sign in at a second node: their consoles are
+    # linked to the first, where the customers start the chats.
+    edge_config "$mode-b" 16261 18291 31000 1 "$ROOMS"
+    "$EDGE_BIN" --config "$WORK/$mode-b.toml" --log warn > "$WORK/$mode-b-edge.log" 2>&1 &
+    epids+=($!)
+    wait_up 18291
+    for _ in $(seq 1 100); do
+      [ "$(curl -s http://127.0.0.1:18291/metrics | awk '$1=="edge_cluster_nodes" {print $2}')" = 2 ] && break
+      sleep 0.1
+    done
+    staff=(--staff-target 127.0.0.1:18291)
+  fi
   local e0 n0 e1 n1
-  e0=$(ticks "$epid"); n0=$(ticks "${NATS_PIDS[@]}")
-  "$LT" chat --target 127.0.0.1:18290 --server edge --rooms "$ROOMS" --rate "$RATE" \
+  e0=$(ticks "${epids[@]}"); n0=$(ticks "${NATS_PIDS[@]}")
+  "$LT" chat --target 127.0.0.1:18290 "${staff[@]}" --server edge --rooms "$ROOMS" --rate "$RATE" \
     --duration "${SECS}s" > "$WORK/$mode-chat.txt" 2>&1 || true
-  e1=$(ticks "$epid"); n1=$(ticks "${NATS_PIDS[@]}")
-  stop "$epid"
-  [ "$mode" = cluster ] && stop "${NATS_PIDS[@]}"
+  e1=$(ticks "${epids[@]}"); n1=$(ticks "${NATS_PIDS[@]}")
+  stop "${epids[@]}"
+  [ "$mode" != single ] && stop "${NATS_PIDS[@]}"
   NATS_PIDS=()
   local del lost ecpu ncpu per
   del=$(awk '/^deliveries:/ {print $2}' "$WORK/$mode-chat.txt")
@@ -121,6 +137,10 @@ if [ "${ONLY:-cost}" != failover ]; then
   cost single
   cost cluster
   awk -v s="$(cat "$WORK/single.per")" -v c="$(cat "$WORK/cluster.per")" 'BEGIN {if (s > 0) printf "cluster / single CPU per delivery (edge + NATS): %.2fx\n", c / s}'
+  if [ -n "${RELAYED:-}" ]; then
+    cost relayed
+    awk -v s="$(cat "$WORK/single.per")" -v c="$(cat "$WORK/relayed.per")" 'BEGIN {if (s > 0) printf "relayed / single CPU per delivery (edges + NATS): %.2fx\n", c / s}'
+  fi
 fi
 if [ "${ONLY:-failover}" != cost ]; then
   failover

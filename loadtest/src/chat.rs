@@ -41,6 +41,10 @@ pub enum Server {
 pub struct ChatArgs {
     /// HOST:PORT of the edge's HTTP listener or nats-server's WebSocket listener.
     pub target: String,
+    /// Edge only: HOST:PORT where the agents and supervisors connect (another
+    /// cluster node: their frames are relayed to the chats' node); `None`: the
+    /// target.
+    pub staff_target: Option<String>,
     pub server: Server,
     pub rooms: usize,
     /// Messages per second, all rooms together (half from customers, half agents).
@@ -212,8 +216,9 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
     // Agents first: each takes exactly one chat (max_chats = 1).
     let mut agents = Vec::with_capacity(a.rooms);
     let mut set = tokio::task::JoinSet::new();
+    let staff = a.staff_target.clone().unwrap_or_else(|| a.target.clone());
     for i in 0..a.rooms {
-        let (t, sem) = (a.target.clone(), sem.clone());
+        let (t, sem) = (staff.clone(), sem.clone());
         set.spawn(async move {
             let _p = sem.acquire().await;
             let tok = format!("lt-agent-token-{i}");
@@ -284,7 +289,7 @@ async fn setup_edge(a: &ChatArgs) -> Result<Vec<Room>, String> {
     // Two supervisors per room, each watching it.
     let mut rooms = tokio::task::JoinSet::new();
     for (chat, mut cust, agent) in pairs {
-        let (t, tok, sem) = (a.target.clone(), a.supervisor_token.clone(), sem.clone());
+        let (t, tok, sem) = (staff.clone(), a.supervisor_token.clone(), sem.clone());
         rooms.spawn(async move {
             let _p = sem.acquire().await;
             // The customer has seen the join message before the load starts.

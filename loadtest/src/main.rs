@@ -29,6 +29,10 @@ enum Command {
         /// HOST:PORT: the edge's HTTP listener or nats-server's websocket port.
         #[arg(long)]
         target: String,
+        /// HOST:PORT: another cluster node's HTTP listener, where the agents and
+        /// supervisors connect (edge; default: the target).
+        #[arg(long)]
+        staff_target: Option<String>,
         #[arg(long, value_enum, default_value = "edge")]
         server: ServerArg,
         /// Rooms (four connections each).
@@ -366,6 +370,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Chat {
         target,
+        staff_target,
         server,
         rooms,
         rate,
@@ -379,6 +384,7 @@ fn main() -> ExitCode {
     {
         let args = loadtest::chat::ChatArgs {
             target: target.clone(),
+            staff_target: staff_target.clone(),
             server: match server {
                 ServerArg::Edge => loadtest::chat::Server::Edge,
                 ServerArg::Nats => loadtest::chat::Server::Nats,
