@@ -593,6 +593,17 @@ impl Chats {
             .count()
     }
 
+    /// Active chats per agent (user) on this node.
+    pub fn active_chats_by_agent(&self) -> HashMap<String, usize> {
+        let mut out: HashMap<String, usize> = HashMap::new();
+        for c in self.chats.values().filter(|c| c.state == State::Active) {
+            if let Some(a) = &c.agent {
+                *out.entry(a.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
     /// The console went away: offers go to others; its chats stay assigned (the agent
     /// may reconnect) until the agent ends or releases them.
     pub fn agent_disconnect(&mut self, snap: &Snapshot, user: &str, conn: u64, at: At) {

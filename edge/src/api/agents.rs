@@ -15,6 +15,7 @@ use b2bua::{AgentError, AgentInfo};
 use control::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 fn unix_ms(t: std::time::SystemTime) -> u64 {
     storage::unix_ms(t)
@@ -47,10 +48,27 @@ fn may_act_for(s: &AppState, user: &control::User, agent: &str) -> bool {
             .is_some_and(|a| a.user.as_deref() == Some(user.name.as_str()))
 }
 
-fn chats_now(s: &AppState, a: &AgentInfo) -> usize {
-    a.user
-        .as_deref()
-        .map_or(0, |u| s.chats.read(|c| c.active_chats_of(u)))
+/// The agent's active chats: this node's, plus (cluster mode) the other live
+/// nodes' in `elsewhere`.
+fn chats_now(s: &AppState, a: &AgentInfo, elsewhere: &HashMap<String, usize>) -> usize {
+    a.user.as_deref().map_or(0, |u| {
+        s.chats.read(|c| c.active_chats_of(u)) + elsewhere.get(u).copied().unwrap_or(0)
+    })
+}
+
+/// Cluster mode: each agent's active chats on the other live nodes (an agent
+/// takes chats from every node's queues through its console's links).
+async fn chats_elsewhere(s: &AppState) -> HashMap<String, usize> {
+    let mut out: HashMap<String, usize> = HashMap::new();
+    let Some(cl) = &s.cluster else {
+        return out;
+    };
+    for (_, a) in cl.ask_others(&json!({ "op": "agent_chats" })).await.answers {
+        for (user, n) in a["chats"].as_object().into_iter().flatten() {
+            *out.entry(user.clone()).or_default() += n.as_u64().unwrap_or(0) as usize;
+        }
+    }
+    out
 }
 
 pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
@@ -60,10 +78,11 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
     };
     match ask(&s.core, CoreMsg::ListAgents).await {
         Ok(list) => {
+            let elsewhere = chats_elsewhere(&s).await;
             let items: Vec<Value> = list
                 .iter()
                 .filter(|a| may_act_for(&s, &me, &a.id))
-                .map(|a| agent_json(a, chats_now(&s, a)))
+                .map(|a| agent_json(a, chats_now(&s, a, &elsewhere)))
                 .collect();
             Json(json!({ "agents": items })).into_response()
         }
@@ -110,7 +129,8 @@ pub async fn set_state(
     {
         Ok(Ok(info)) => {
             tracing::info!(%agent, by = %me.name, state = %req.state, "agent state set");
-            Json(agent_json(&info, chats_now(&s, &info))).into_response()
+            let elsewhere = chats_elsewhere(&s).await;
+            Json(agent_json(&info, chats_now(&s, &info, &elsewhere))).into_response()
         }
         Ok(Err(AgentError::NoAgent)) => error(StatusCode::NOT_FOUND, "no such agent"),
         Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),

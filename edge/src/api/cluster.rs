@@ -142,6 +142,9 @@ async fn answer(s: &AppState, req: &Value) -> Value {
             Err(r) => failed(r),
         },
         "http" => forwarded(s, req).await,
+        "agent_chats" => {
+            json!({ "status": 200, "chats": s.chats.read(|c| c.active_chats_by_agent()) })
+        }
         "end_chat" => {
             if super::chats::local_end(s, &id("chat")) {
                 tracing::info!(chat = %id("chat"), "chat ended at another node's request");
