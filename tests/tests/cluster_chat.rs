@@ -271,6 +271,7 @@ fn node_one(nats: &NatsCluster, name: &str) -> Edge {
          node_lease = \"3s\"\n\
          [[queues]]\nname = \"one\"\nchannel = \"chat\"\nagents = [\"cat\"]\n\
          [[users]]\nname = \"cat\"\nrole = \"agent\"\ntoken = \"{CAT}\"\nmax_chats = 1\n\
+         [[agents]]\nid = \"7100\"\nuser = \"cat\"\ncontact = \"sip:7100@127.0.0.1:9\"\n\
          [[users]]\nname = \"sue\"\nrole = \"supervisor\"\ntoken = \"{SUE}\"\n",
         nats.toml_list()
     ))
@@ -315,6 +316,19 @@ fn a_customer_an_agent_and_a_supervisor_on_three_nodes_share_one_chat() {
     cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
     cat.send(json!({"type":"accept","chat":chat}));
     cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    // Every node counts cat's chat, whichever node has it.
+    for e in [&a, &b, &c] {
+        let r = http::get(e.http, "/api/v1/agents", Some(edge_tests::ADMIN_TOKEN)).unwrap();
+        let v = r.json();
+        let cat_agent = v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["user"] == "cat")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(cat_agent["chats_now"], 1, "{cat_agent}");
+    }
     cust.send(json!({"type":"message","client_id":"c1","text":"from the customer on A"}));
     cat.until(
         "the customer's message",
@@ -436,7 +450,11 @@ fn a_relayed_chat_goes_on_when_its_node_is_killed() {
     let _ = a.child.wait();
     // The customer comes back through C; B or C takes the chat over, and cat's
     // console on B gets it back either way (from B itself or over its link to C).
-    let mut cust = resume(&c, &token, 30);
+    let mut cust =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| resume(&c, &token, 30))) {
+            Ok(w) => w,
+            Err(_) => panic!("not resumed; B:\n{}\nC:\n{}", b.log_text(), c.log_text()),
+        };
     cat.until("the chat back", 20.0, chat_is("accepted", chat.clone()));
     let seen: Vec<(u64, String)> = messages(&cust.drain(1.0))
         .into_iter()

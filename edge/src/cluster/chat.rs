@@ -173,8 +173,21 @@ pub struct ChatLog {
     /// Chats being taken over right now (the sweep and a customer's resume may
     /// race for one; the second waits and finds it here).
     adopting: Mutex<HashSet<String>>,
+    /// Chats whose record is in the bucket (written once at least): their
+    /// entries may be confirmed (a chat another node cannot find is lost to a
+    /// take-over, whatever entries of it are stored).
+    recorded: Mutex<HashSet<String>>,
     stats: Arc<ChatStats>,
 }
+
+/// The longest an entry waits for its chat's first record before it is
+/// confirmed anyway (logged): JetStream not answering holds the node anyway.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+/// How long making (or finding) the stream or the bucket may take before it is
+/// asked again.
+const SETUP: Duration = Duration::from_millis(1500);
+/// Chat ids remembered as recorded before the set is pruned to open chats.
+const RECORDED_MAX: usize = 100_000;
 
 /// Start the chat log: the writers of entries and records, and the take-over sweep.
 pub fn start(
@@ -194,7 +207,20 @@ pub fn start(
         owned: Mutex::new(HashMap::new()),
         fenced: Mutex::new(HashSet::new()),
         adopting: Mutex::new(HashSet::new()),
+        recorded: Mutex::new(HashSet::new()),
         stats: rx.stats,
+    });
+    // The stream and the bucket are made (or found) at once, not at the first
+    // chat: a fresh stream answers nothing until its replicas elected a leader,
+    // and a chat's first record must not wait for that.
+    tokio::spawn({
+        let log = log.clone();
+        async move {
+            while log.bucket().await.is_err() || log.stream().await.is_err() {
+                tokio::time::sleep(RETRY).await;
+            }
+            debug!("chat stream and records bucket ready");
+        }
     });
     tokio::spawn(write_entries(log.clone(), rx.entries));
     tokio::spawn(write_records(log.clone(), rx.records));
@@ -210,15 +236,20 @@ impl ChatLog {
     async fn bucket(&self) -> Result<&kv::Store, String> {
         self.kv
             .get_or_try_init(|| async {
-                super::key_value_on(
-                    &self.js(),
+                let js = self.js();
+                let make = super::key_value_on(
+                    &js,
                     CHATS_BUCKET,
                     "edge cluster: chat records (owner node, state, agents) and token digests",
                     self.retention,
                     self.replicas,
                     jetstream::stream::StorageType::File,
-                )
-                .await
+                );
+                // Asked again soon rather than waiting out the client's timeout:
+                // a request NATS drops (seen right after a start) costs 1.5 s.
+                tokio::time::timeout(SETUP, make)
+                    .await
+                    .map_err(|_| "NATS did not answer (records bucket)".to_string())?
             })
             .await
     }
@@ -226,18 +257,20 @@ impl ChatLog {
     async fn stream(&self) -> Result<&jetstream::stream::Stream, String> {
         self.stream
             .get_or_try_init(|| async {
-                self.js()
-                    .get_or_create_stream(jetstream::stream::Config {
-                        name: CHAT_STREAM.into(),
-                        description: Some("edge cluster: every chat room entry".into()),
-                        subjects: vec!["edge.chat.>".into()],
-                        max_age: self.retention,
-                        storage: jetstream::stream::StorageType::File,
-                        num_replicas: self.replicas,
-                        duplicate_window: Duration::from_secs(120),
-                        ..Default::default()
-                    })
+                let js = self.js();
+                let make = js.get_or_create_stream(jetstream::stream::Config {
+                    name: CHAT_STREAM.into(),
+                    description: Some("edge cluster: every chat room entry".into()),
+                    subjects: vec!["edge.chat.>".into()],
+                    max_age: self.retention,
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: self.replicas,
+                    duplicate_window: Duration::from_secs(120),
+                    ..Default::default()
+                });
+                tokio::time::timeout(SETUP, make)
                     .await
+                    .map_err(|_| "NATS did not answer (chat stream)".to_string())?
                     .map_err(|e| e.to_string())
             })
             .await
@@ -293,6 +326,21 @@ impl ChatLog {
             .map_err(|e| e.to_string())
     }
 
+    /// Wait (at most [`RECORD_WAIT`]) until chat `id`'s record is in the bucket.
+    async fn await_record(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        loop {
+            if self.recorded.lock().contains(id) || self.fenced.lock().contains(id) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(chat = %id, "chat record not written yet; its entries are confirmed anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn confirmed(&self, e: &Entry) {
         self.stats.written.fetch_add(1, Ordering::Relaxed);
         self.stats.backlog.fetch_sub(1, Ordering::Relaxed);
@@ -304,6 +352,7 @@ impl ChatLog {
     async fn put_record(&self, r: &ChatRecord) -> Result<bool, String> {
         if !valid(&r.id) || !valid(&r.token_hash) {
             warn!(chat = %r.id, "chat id or token digest not usable as a key; not shared");
+            self.recorded.lock().insert(r.id.clone());
             return Ok(true);
         }
         if self.fenced.lock().contains(&r.id) {
@@ -355,6 +404,14 @@ impl ChatLog {
             },
         };
         self.stats.records.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut recorded = self.recorded.lock();
+            if recorded.len() >= RECORDED_MAX {
+                let open = self.owned.lock();
+                recorded.retain(|c| open.contains_key(c));
+            }
+            recorded.insert(r.id.clone());
+        }
         let mut owned = self.owned.lock();
         if r.state == "ended" {
             owned.remove(&r.id);
@@ -455,6 +512,7 @@ impl ChatLog {
         let n = msgs.len();
         self.fenced.lock().remove(id);
         self.owned.lock().insert(id.to_string(), (rev, agents));
+        self.recorded.lock().insert(id.to_string());
         let state = rec.state.clone();
         self.desk.run(|c, at| c.restore(vec![(rec, msgs)], at));
         self.stats.adopted.fetch_add(1, Ordering::Relaxed);
@@ -707,6 +765,9 @@ async fn write_entries(log: Arc<ChatLog>, mut rx: mpsc::UnboundedReceiver<Entry>
                 }
             }
             if stored == Some(true) {
+                // Nothing of a chat is acknowledged before another node can
+                // find the chat to take it over.
+                log.await_record(&e.chat).await;
                 log.confirmed(e);
             } else {
                 // Another node wrote this offset: it owns the chat. The entry
@@ -786,7 +847,7 @@ async fn sweep(log: Arc<ChatLog>, lease: Duration) {
                 }
                 swept = Some(now);
             }
-            Err(e) => debug!(error = %e, "take-over sweep failed; next round"),
+            Err(e) => warn!(error = %e, "chat take-over sweep failed; next round"),
         }
     }
 }
