@@ -593,6 +593,12 @@ impl Chats {
             .count()
     }
 
+    /// The chats of `user`'s connected console here: what its `max_chats` is
+    /// checked against (no scan of the chats: a console's loop asks it often).
+    pub fn console_chats(&self, user: &str) -> usize {
+        self.agents.get(user).map_or(0, |a| a.chats.len())
+    }
+
     /// Active chats per agent (user) on this node.
     pub fn active_chats_by_agent(&self) -> HashMap<String, usize> {
         let mut out: HashMap<String, usize> = HashMap::new();

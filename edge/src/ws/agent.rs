@@ -298,8 +298,11 @@ async fn serve(
 
 /// Tell this node and the linked ones the agent's chats on the other nodes.
 fn tell_counts(rooms: &Rooms<'_>, links: &mut Links, user: &control::User) {
+    if !links.counts() {
+        return;
+    }
     let (s, conn) = (rooms.s, rooms.conn);
-    let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
+    let local = s.chats.read(|c| c.console_chats(&user.name)) as u32;
     links.tell_counts(local, |n| {
         let snap = s.snapshot.load();
         s.chats
@@ -326,7 +329,7 @@ async fn route(
 ) -> Option<Option<Message>> {
     if let ClientFrame::Accept { .. } = f {
         // max_chats counts the agent's chats on every node.
-        let local = s.chats.read(|c| c.active_chats_of(&user.name)) as u32;
+        let local = s.chats.read(|c| c.console_chats(&user.name)) as u32;
         let remote = links.remote_active();
         if remote > 0 && local + remote >= user.max_chats {
             let e = format!(

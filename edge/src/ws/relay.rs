@@ -210,6 +210,22 @@ pub struct Links {
     active: HashMap<String, String>,
     /// The `elsewhere` count last told to each node ("" is this node).
     told: HashMap<String, u32>,
+    /// Bumped when `active` or the links change; with the local count, what
+    /// every node was last told for (nothing to work out while it stands).
+    changes: u64,
+    told_for: Option<(u32, u64)>,
+}
+
+/// What [`Links::on_down`] reads of a link's frame: its type and chat (and a
+/// `hello`'s chats), not the whole frame.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    chat: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    chats: Vec<std::borrow::Cow<'a, str>>,
 }
 
 impl Links {
@@ -226,7 +242,14 @@ impl Links {
             owner: HashMap::new(),
             active: HashMap::new(),
             told: HashMap::new(),
+            changes: 0,
+            told_for: None,
         }
+    }
+
+    /// Whether the agent's chats elsewhere are counted and told (it takes chats).
+    pub fn counts(&self) -> bool {
+        self.counts
     }
 
     /// Link to every live node not linked yet (called at start and periodically).
@@ -261,6 +284,7 @@ impl Links {
                 }
                 self.up.insert(node.to_string(), tx);
                 self.told.remove(node);
+                self.changes += 1;
                 None
             }
             Down::Closed(_) => {
@@ -270,36 +294,42 @@ impl Links {
                 self.told.remove(node);
                 self.owner.retain(|_, n| n != node);
                 self.active.retain(|_, n| n != node);
+                self.changes += 1;
                 None
             }
             Down::Text(t) => {
-                let v: serde_json::Value = serde_json::from_str(&t).ok()?;
-                let kind = v["type"].as_str().unwrap_or("");
-                if kind == "hello" {
-                    // The agent's chats there (after a console reconnect).
-                    for c in v["chats"].as_array().into_iter().flatten() {
-                        if let Some(c) = c.as_str() {
+                let h: Head = serde_json::from_str(&t).ok()?;
+                match (h.kind.as_ref(), h.chat) {
+                    ("hello", _) => {
+                        // The agent's chats there (after a console reconnect).
+                        for c in h.chats {
                             self.owner.insert(c.to_string(), node.to_string());
-                            self.active.insert(c.to_string(), node.to_string());
+                            self.active.insert(c.into_owned(), node.to_string());
+                        }
+                        self.changes += 1;
+                        return None;
+                    }
+                    // Its own node tells the console of the agent's state.
+                    ("agent_state", _) => return None,
+                    // Room frames pass by the thousand: the map is written only
+                    // when a chat is new to it.
+                    (kind, Some(chat)) => {
+                        if !self.owner.contains_key(chat.as_ref()) {
+                            self.owner.insert(chat.to_string(), node.to_string());
+                        }
+                        match kind {
+                            "accepted" => {
+                                self.active.insert(chat.into_owned(), node.to_string());
+                                self.changes += 1;
+                            }
+                            "released" | "transferred" | "chat_ended" => {
+                                self.active.remove(chat.as_ref());
+                                self.changes += 1;
+                            }
+                            _ => {}
                         }
                     }
-                    return None;
-                }
-                // Its own node tells the console of the agent's state.
-                if kind == "agent_state" {
-                    return None;
-                }
-                if let Some(chat) = v["chat"].as_str() {
-                    self.owner.insert(chat.to_string(), node.to_string());
-                    match kind {
-                        "accepted" => {
-                            self.active.insert(chat.to_string(), node.to_string());
-                        }
-                        "released" | "transferred" | "chat_ended" => {
-                            self.active.remove(chat);
-                        }
-                        _ => {}
-                    }
+                    _ => {}
                 }
                 Some(t)
             }
@@ -360,9 +390,10 @@ impl Links {
     /// Tell every node (this one through `here`) how many chats the agent has on
     /// the others, when that changed. `local`: its active chats on this node.
     pub fn tell_counts(&mut self, local: u32, mut here: impl FnMut(u32)) {
-        if !self.counts {
+        if !self.counts || self.told_for == Some((local, self.changes)) {
             return;
         }
+        let mut all_told = true;
         let mut per: HashMap<&str, u32> = HashMap::new();
         for n in self.active.values() {
             *per.entry(n.as_str()).or_default() += 1;
@@ -385,7 +416,12 @@ impl Links {
                 .is_some_and(|tx| tx.try_send(frame).is_ok())
             {
                 self.told.insert(node, n);
+            } else {
+                all_told = false;
             }
+        }
+        if all_told {
+            self.told_for = Some((local, self.changes));
         }
     }
 }
