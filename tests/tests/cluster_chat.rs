@@ -37,15 +37,15 @@ fn joined(e: &Edge) -> bool {
     e.metric("edge_cluster_nodes") >= 1.0 && e.metric("edge_held") == 0.0
 }
 
-/// Wait until `a` and `b` both take work and see each other.
-fn both_joined(a: &Edge, b: &Edge) {
+/// Wait until every node of `nodes` takes work and sees all the others.
+fn all_joined(nodes: &[&Edge]) {
+    let n = nodes.len() as f64;
     assert!(
-        wait_until(20, || joined(a)
-            && joined(b)
-            && a.metric("edge_cluster_nodes") == 2.0
-            && b.metric("edge_cluster_nodes") == 2.0),
-        "the nodes did not join; a's log:\n{}",
-        a.log_text()
+        wait_until(20, || nodes
+            .iter()
+            .all(|e| joined(e) && e.metric("edge_cluster_nodes") == n)),
+        "the nodes did not join; the first one's log:\n{}",
+        nodes[0].log_text()
     );
 }
 
@@ -91,7 +91,7 @@ fn a_killed_nodes_chats_lose_no_acknowledged_message_and_go_on_elsewhere() {
     let nats = NatsCluster::start(3);
     let mut a = node(&nats, "edge-a");
     let b = node(&nats, "edge-b");
-    both_joined(&a, &b);
+    all_joined(&[&a, &b]);
 
     // On A: ann takes a chat; the customer sends 20 messages, each acknowledged
     // (its echo with an offset) before the next.
@@ -277,6 +277,18 @@ fn node_one(nats: &NatsCluster, name: &str) -> Edge {
     ))
 }
 
+/// cat's console on `b` gets the offer of a chat a customer starts on `a` (over
+/// the console's link to `a`) and accepts it: (cat, customer, chat, token).
+fn cat_on_b_takes_a_chat_of_a(a: &Edge, b: &Edge) -> (Ws, Ws, String, String) {
+    let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
+    cat.until("hello", 5.0, is("hello"));
+    let (cust, chat, token) = start(a, "one");
+    cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
+    cat.send(json!({"type":"accept","chat":chat}));
+    cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    (cat, cust, chat, token)
+}
+
 fn chat_is(t: &'static str, chat: String) -> impl Fn(&Value) -> bool {
     move |v| v["type"] == t && v["chat"] == chat.as_str()
 }
@@ -301,21 +313,10 @@ fn a_customer_an_agent_and_a_supervisor_on_three_nodes_share_one_chat() {
     let a = node_one(&nats, "edge-a");
     let b = node_one(&nats, "edge-b");
     let c = node_one(&nats, "edge-c");
-    assert!(
-        wait_until(20, || [&a, &b, &c]
-            .iter()
-            .all(|e| joined(e) && e.metric("edge_cluster_nodes") == 3.0)),
-        "the nodes did not join; a's log:\n{}",
-        a.log_text()
-    );
+    all_joined(&[&a, &b, &c]);
     // cat's console is on B; the customer's chat starts on A: A offers it to cat
     // through the console's link.
-    let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
-    cat.until("hello", 5.0, is("hello"));
-    let (mut cust, chat, token) = start(&a, "one");
-    cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
-    cat.send(json!({"type":"accept","chat":chat}));
-    cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    let (mut cat, mut cust, chat, token) = cat_on_b_takes_a_chat_of_a(&a, &b);
     // Every node counts cat's chat, whichever node has it.
     for e in [&a, &b, &c] {
         let r = http::get(e.http, "/api/v1/agents", Some(edge_tests::ADMIN_TOKEN)).unwrap();
@@ -423,20 +424,9 @@ fn a_relayed_chat_goes_on_when_its_node_is_killed() {
     let mut a = node_one(&nats, "edge-a");
     let b = node_one(&nats, "edge-b");
     let c = node_one(&nats, "edge-c");
-    assert!(
-        wait_until(20, || [&a, &b, &c]
-            .iter()
-            .all(|e| joined(e) && e.metric("edge_cluster_nodes") == 3.0)),
-        "the nodes did not join; a's log:\n{}",
-        a.log_text()
-    );
+    all_joined(&[&a, &b, &c]);
     // cat on B takes a chat of A's; five acknowledged messages.
-    let mut cat = Ws::connect(b.http, "/ws/agent", Some(CAT));
-    cat.until("hello", 5.0, is("hello"));
-    let (mut cust, chat, token) = start(&a, "one");
-    cat.until("A's offer", 10.0, chat_is("offer", chat.clone()));
-    cat.send(json!({"type":"accept","chat":chat}));
-    cat.until("accepted", 5.0, chat_is("accepted", chat.clone()));
+    let (mut cat, mut cust, chat, token) = cat_on_b_takes_a_chat_of_a(&a, &b);
     let mut acked = Vec::new();
     for i in 0..5 {
         let text = format!("before {i}");
