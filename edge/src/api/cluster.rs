@@ -142,6 +142,13 @@ async fn answer(s: &AppState, req: &Value) -> Value {
             Err(r) => failed(r),
         },
         "http" => forwarded(s, req).await,
+        "has_chat" => {
+            if s.chats.read(|c| c.exists(&id("chat"))) {
+                json!({ "status": 200 })
+            } else {
+                json!({ "status": 404 })
+            }
+        }
         "agent_chats" => {
             json!({ "status": 200, "chats": s.chats.read(|c| c.active_chats_by_agent()) })
         }

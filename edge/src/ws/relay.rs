@@ -349,13 +349,24 @@ impl Links {
             return Ok(None);
         };
         // A chat of a node that is gone is taken over here (then it is local).
-        match log.adopt(chat).await? {
-            crate::cluster::chat::Adopted::Elsewhere(n) => {
-                self.owner.insert(chat.to_string(), n.clone());
-                Ok(Some(n))
+        let node = match log.adopt(chat).await? {
+            crate::cluster::chat::Adopted::Elsewhere(n) => n,
+            crate::cluster::chat::Adopted::Here => return Ok(None),
+            // No record yet: a chat started an instant ago (its record is on
+            // its way to the bucket). The node that has it says so.
+            crate::cluster::chat::Adopted::Nothing => {
+                let ask = serde_json::json!({ "op": "has_chat", "chat": chat });
+                match crate::api::cluster::find(s, ask).await {
+                    Some(found) => match found["node"].as_str() {
+                        Some(n) => n.to_string(),
+                        None => return Ok(None),
+                    },
+                    None => return Ok(None),
+                }
             }
-            _ => Ok(None),
-        }
+        };
+        self.owner.insert(chat.to_string(), node.clone());
+        Ok(Some(node))
     }
 
     /// Send a console frame to `node`'s link (held until a link being opened is
