@@ -60,6 +60,14 @@ pub struct ClusterConfig {
     /// `advertise_sip`'s when it is unspecified (`0.0.0.0`).
     #[serde(default)]
     pub advertise_http: Option<std::net::SocketAddr>,
+    /// How other nodes reach this node's HTTPS listener (`IP:PORT`). Unset: the
+    /// `[http] tls_listen` address (its IP replaced by `advertise_sip`'s when it
+    /// is unspecified); no `tls_listen`: none. A node with an HTTPS address is
+    /// relayed to over `wss:` only — never its plain HTTP — and its certificate
+    /// must chain to the relaying node's `[tls] ca` (or, unset, the system's
+    /// trust store) and name this IP address.
+    #[serde(default)]
+    pub advertise_https: Option<std::net::SocketAddr>,
     /// Replicas of the shared state's JetStream buckets: 3 on a three-server NATS
     /// cluster (survives one server), 1 on a single server.
     #[serde(default = "default_replicas")]

@@ -457,6 +457,7 @@ fn the_cluster_table_is_optional_and_checked() {
     assert_eq!(c.node_lease, std::time::Duration::from_secs(5));
     assert_eq!(c.nats_grace, std::time::Duration::from_secs(5));
     assert_eq!(c.advertise_http, None);
+    assert_eq!(c.advertise_https, None);
     for (bad, field, why) in [
         ("node = \"edge a\"", "cluster.node", "letters, digits"),
         ("node = \"\"", "cluster.node", "letters, digits"),
@@ -480,6 +481,16 @@ fn the_cluster_table_is_optional_and_checked() {
             "advertise_http = \"0.0.0.0:8080\"",
             "cluster.advertise_http",
             "specific IP",
+        ),
+        (
+            "advertise_https = \"127.0.0.2:0\"",
+            "cluster.advertise_https",
+            "specific IP",
+        ),
+        (
+            "advertise_https = \"127.0.0.2:8443\"",
+            "cluster.advertise_https",
+            "needs [http] tls_listen",
         ),
         ("replicas = 0", "cluster.replicas", "1 to 5"),
         ("node_lease = \"1s\"", "cluster.node_lease", "at least 2s"),

@@ -35,6 +35,12 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
     check_target_transports(c)?;
     if let Some(cl) = &c.cluster {
         check_cluster(cl)?;
+        if cl.advertise_https.is_some() && c.http.tls_listen.is_none() {
+            return Err(Issue::new(
+                root().key("cluster").key("advertise_https"),
+                "needs [http] tls_listen: the HTTPS listener it names",
+            ));
+        }
     }
     if c.sip.max_calls == 0 {
         return Err(Issue::new(
@@ -608,6 +614,15 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
     {
         return Err(Issue::new(
             at().key("advertise_http"),
+            "must be an address other nodes can reach: a specific IP and a port",
+        ));
+    }
+    if cl
+        .advertise_https
+        .is_some_and(|a| a.port() == 0 || a.ip().is_unspecified())
+    {
+        return Err(Issue::new(
+            at().key("advertise_https"),
             "must be an address other nodes can reach: a specific IP and a port",
         ));
     }

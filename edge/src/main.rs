@@ -234,14 +234,7 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     // system trust store only leaves outbound TLS unavailable (said once here, and
     // per refused send).
     let tls_client = match &c.tls {
-        Some(t) if tls.is_some() => match tls::client_config(t) {
-            Ok(cfg) => Some(tokio_rustls::TlsConnector::from(cfg)),
-            Err(e @ tls::TlsError::NoRoots { .. }) => {
-                warn!(error = %e, "the edge cannot open TLS connections");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        },
+        Some(t) if tls.is_some() => tls::connector(t, "the edge cannot open TLS connections")?,
         _ => None,
     };
     for l in tcp {
@@ -396,18 +389,39 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     let mut state = state;
     if let Some(cfg) = &c.cluster {
         // Where other nodes relay chat customers and consoles to (see
-        // `ws::relay`): a reachable address, never 0.0.0.0.
-        let http_addr = cfg
-            .advertise_http
-            .unwrap_or_else(|| {
-                let mut a = http.local_addr().unwrap_or(c.http.listen);
-                if a.ip().is_unspecified() {
-                    a.set_ip(cfg.advertise_sip.ip());
-                }
-                a
-            })
-            .to_string();
-        let cl = cluster::Cluster::start(cfg, http_addr, core_tx.clone())
+        // `ws::relay`): reachable addresses, never 0.0.0.0. With HTTPS, only
+        // there (tokens cross the network in those connections).
+        let reachable = |mut a: std::net::SocketAddr| {
+            if a.ip().is_unspecified() {
+                a.set_ip(cfg.advertise_sip.ip());
+            }
+            a.to_string()
+        };
+        let advertised = cluster::Advertised {
+            http: cfg
+                .advertise_http
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| reachable(http.local_addr().unwrap_or(c.http.listen))),
+            https: cfg.advertise_https.map(|a| a.to_string()).or_else(|| {
+                https
+                    .as_ref()
+                    .and_then(|(l, _)| l.local_addr().ok())
+                    .map(reachable)
+            }),
+        };
+        if advertised.https.is_none() {
+            warn!(
+                "cluster mode without [http] tls_listen: chat relays between nodes use plain \
+                 HTTP and carry the users' tokens; keep the nodes on a private network"
+            );
+        }
+        // Nodes serving HTTPS are checked against `[tls] ca` (or the system's
+        // trust store); a bad `ca` file stops the edge, as for `sips:` targets.
+        let relay_tls = match &c.tls {
+            Some(t) => tls::connector(t, "chat relays to nodes serving HTTPS cannot be opened")?,
+            None => None,
+        };
+        let cl = cluster::Cluster::start(cfg, advertised, relay_tls, core_tx.clone())
             .await
             .map_err(|e| EdgeError::Cluster(e.to_string()))?;
         api::cluster::serve_peers(state.clone(), cl.clone());

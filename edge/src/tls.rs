@@ -124,6 +124,23 @@ pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>
     Ok(Arc::new(config))
 }
 
+/// [`client_config`] as a connector. An empty system trust store only leaves
+/// these connections unavailable (`None`, warned once with `unavailable`); any
+/// other error (a bad `[tls] ca`) is returned: it stops the edge.
+pub fn connector(
+    c: &control::TlsConfig,
+    unavailable: &str,
+) -> Result<Option<tokio_rustls::TlsConnector>, TlsError> {
+    match client_config(c) {
+        Ok(cfg) => Ok(Some(tokio_rustls::TlsConnector::from(cfg))),
+        Err(e @ TlsError::NoRoots { .. }) => {
+            tracing::warn!(error = %e, "{unavailable}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 #[path = "tls_tests.rs"]
 mod tests;

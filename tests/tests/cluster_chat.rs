@@ -266,7 +266,12 @@ const SUE: &str = "sue-token-1";
 /// A node whose queue `one` has a single agent, `cat`, who takes one chat at a
 /// time; `sue` supervises.
 fn node_one(nats: &NatsCluster, name: &str) -> Edge {
-    Edge::start_with(&format!(
+    Edge::start_with(&one_config(nats, name))
+}
+
+/// `node_one`'s configuration (after the standard one).
+fn one_config(nats: &NatsCluster, name: &str) -> String {
+    format!(
         "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
          node_lease = \"3s\"\n\
          [[queues]]\nname = \"one\"\nchannel = \"chat\"\nagents = [\"cat\"]\n\
@@ -274,7 +279,7 @@ fn node_one(nats: &NatsCluster, name: &str) -> Edge {
          [[agents]]\nid = \"7100\"\nuser = \"cat\"\ncontact = \"sip:7100@127.0.0.1:9\"\n\
          [[users]]\nname = \"sue\"\nrole = \"supervisor\"\ntoken = \"{SUE}\"\n",
         nats.toml_list()
-    ))
+    )
 }
 
 /// cat's console on `b` gets the offer of a chat a customer starts on `a` (over
@@ -464,4 +469,77 @@ fn a_relayed_chat_goes_on_when_its_node_is_killed() {
         .filter(|e| e.log_text().contains("chat taken over"))
         .count();
     assert_eq!(took, 1, "one node takes the chat over");
+}
+
+/// A certificate for 127.0.0.1 (self-signed: it is its own CA) written into `dir`
+/// as `NAME.pem` / `NAME-key.pem`.
+fn certificate(dir: &edge_tests::tempdir::Dir, name: &str) {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(dir.path().join(format!("{name}.pem")), c.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join(format!("{name}-key.pem")),
+        c.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+/// `node_one` serving HTTPS with certificate `cert` of `dir`, trusting only it.
+fn node_tls(nats: &NatsCluster, name: &str, dir: &edge_tests::tempdir::Dir, cert: &str) -> Edge {
+    let d = dir.path().display();
+    Edge::start_http(
+        "tls_listen = \"127.0.0.1:0\"",
+        &format!(
+            "[tls]\ncert = \"{d}/{cert}.pem\"\nkey = \"{d}/{cert}-key.pem\"\nca = \"{d}/{cert}.pem\"\n{}",
+            one_config(nats, name)
+        ),
+    )
+}
+
+/// Nodes serving HTTPS are relayed to over `wss:` only, their certificate
+/// checked: A and B trust each other's certificate, C's is not trusted by them
+/// (nor theirs by C), and B's link to C fails on the certificate — no plain
+/// HTTP instead.
+#[test]
+fn relays_to_nodes_serving_https_go_over_tls_and_check_the_certificate() {
+    let dir = edge_tests::tempdir::Dir::new("relay-tls");
+    certificate(&dir, "ab");
+    certificate(&dir, "c");
+    let nats = NatsCluster::start(3);
+    let a = node_tls(&nats, "edge-a", &dir, "ab");
+    let b = node_tls(&nats, "edge-b", &dir, "ab");
+    let c = node_tls(&nats, "edge-c", &dir, "c");
+    all_joined(&[&a, &b, &c]);
+    // cat's console on B takes A's chat over its link to A (wss).
+    let (mut cat, mut cust, chat, token) = cat_on_b_takes_a_chat_of_a(&a, &b);
+    cust.send(json!({"type":"message","text":"over tls?"}));
+    cat.until("the customer's message", 5.0, text_is("over tls?".into()));
+    cat.send(json!({"type":"message","chat":chat,"text":"yes"}));
+    cust.until("cat's answer", 5.0, text_is("yes".into()));
+    // The customer comes back through B: piped to A over wss.
+    drop(cust);
+    let mut again = resume(&b, &token, 10);
+    again.drain(1.0);
+    let texts: Vec<String> = messages(&again.seen).into_iter().map(|(_, t)| t).collect();
+    assert!(
+        texts.contains(&"over tls?".to_string()) && texts.contains(&"yes".to_string()),
+        "the resumed customer got {texts:?}"
+    );
+    assert!(
+        b.metric("edge_cluster_chat_relays_tls_total") >= 2.0,
+        "B's link to A and the customer's relay went over TLS:\n{}",
+        b.log_text()
+    );
+    // B's link to C: C's certificate is not trusted; refused, never plain.
+    assert!(
+        wait_until(10, || b.metric("edge_cluster_chat_link_failures_total")
+            >= 1.0),
+        "B's link to C did not fail:\n{}",
+        b.log_text()
+    );
+    let log = b.log_text();
+    assert!(
+        log.contains("TLS handshake with node edge-c") && log.contains("certificate"),
+        "B says why the link to C failed:\n{log}"
+    );
+    assert!(!log.contains(CAT), "a token in B's log");
 }

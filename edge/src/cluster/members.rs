@@ -17,6 +17,10 @@ pub struct NodeInfo {
     /// Its plain HTTP listener as other nodes reach it (chat relays; the API
     /// between nodes goes over NATS).
     pub http: String,
+    /// Its HTTPS listener as other nodes reach it, when it has one: chat relays
+    /// then go there over `wss:`, never to `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<String>,
     /// Calls up on it at the heartbeat.
     pub calls: usize,
     /// Draining or held: it takes no new work.

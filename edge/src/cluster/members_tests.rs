@@ -6,6 +6,7 @@ fn info(node: &str, calls: usize) -> NodeInfo {
         node: node.into(),
         sip: "127.0.0.2:5060".into(),
         http: "127.0.0.2:8080".into(),
+        https: None,
         calls,
         refusing: false,
         heads: Default::default(),

@@ -79,6 +79,16 @@ pub struct Cluster {
     kv: tokio::sync::OnceCell<kv::Store>,
     /// Chat on JetStream, once started.
     pub chat: std::sync::OnceLock<Arc<chat::ChatLog>>,
+    /// Checks the certificates of nodes that serve chat relays over HTTPS
+    /// (`[tls] ca`, else the system's trust store); `None` without `[tls]`.
+    pub relay_tls: Option<tokio_rustls::TlsConnector>,
+}
+
+/// How other nodes reach this node's HTTP listeners (see [`NodeInfo`]).
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub http: String,
+    pub https: Option<String>,
 }
 
 /// The answer of the other live nodes to one request.
@@ -94,7 +104,8 @@ impl Cluster {
     /// starting; it starts held) and start the heartbeat and the membership watch.
     pub async fn start(
         cfg: &control::ClusterConfig,
-        http: String,
+        http: Advertised,
+        relay_tls: Option<tokio_rustls::TlsConnector>,
         core: CoreTx,
     ) -> Result<Arc<Cluster>, async_nats::ConnectError> {
         let client = async_nats::ConnectOptions::new()
@@ -122,6 +133,7 @@ impl Cluster {
             claims_ready: std::sync::atomic::AtomicBool::new(false),
             kv: tokio::sync::OnceCell::new(),
             chat: std::sync::OnceLock::new(),
+            relay_tls,
         });
         info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
         let claims = claims::start(cluster.clone(), cfg, core.clone());
@@ -325,7 +337,7 @@ pub(crate) async fn key_value_on(
 
 /// Write this node's heartbeat every `tick`, feed the gate, and hold or release
 /// the SIP core when the gate says so.
-async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, core: CoreTx) {
+async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: Advertised, core: CoreTx) {
     let tick = (cfg.node_lease / 4)
         .min(cfg.nats_grace / 2)
         .max(Duration::from_millis(100));
@@ -352,7 +364,8 @@ async fn heartbeat(c: Arc<Cluster>, cfg: control::ClusterConfig, http: String, c
         let info = NodeInfo {
             node: c.node.clone(),
             sip: cfg.advertise_sip.to_string(),
-            http: http.clone(),
+            http: http.http.clone(),
+            https: http.https.clone(),
             calls: stats.active_calls,
             refusing: stats.draining || stats.held,
             heads: local_heads

@@ -1,7 +1,10 @@
 //! Cluster mode: chat clients on a node that does not own their chat. A room lives
 //! on one node (its owner assigns the offsets, so everyone sees one order); a
 //! client that reached another node is relayed to the owner over a WebSocket
-//! between the nodes, to the owner's `advertise_http` (plain HTTP):
+//! between the nodes, to the owner's `advertise_https` over `wss:` when it serves
+//! HTTPS (its certificate checked against `[tls] ca`; never falling back to its
+//! plain HTTP), else to its `advertise_http` (plain HTTP: keep the nodes on a
+//! private network):
 //!
 //! - a **customer** resuming a chat owned by another live node: its socket is
 //!   piped to the owner's `/ws/chat` (the resume frame first), frames and close
@@ -40,13 +43,18 @@ const CONNECT: Duration = Duration::from_secs(3);
 /// Most console frames held for a link being opened.
 const PENDING: usize = 64;
 
-type UpSocket = WebSocketStream<tokio::net::TcpStream>;
+/// A connection to another node: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+type UpSocket = WebSocketStream<Box<dyn Io>>;
 
 /// Relays counted for `edge_cluster_chat_relays_*`.
 pub static CUSTOMERS: AtomicU64 = AtomicU64::new(0);
 pub static LINKS: AtomicU64 = AtomicU64::new(0);
 pub static LINK_FAILURES: AtomicU64 = AtomicU64::new(0);
 pub static ROUTED: AtomicU64 = AtomicU64::new(0);
+/// Relays (of either kind) opened over TLS.
+pub static OVER_TLS: AtomicU64 = AtomicU64::new(0);
 
 pub fn render_metrics(out: &mut String) {
     use std::fmt::Write;
@@ -61,11 +69,15 @@ pub fn render_metrics(out: &mut String) {
          edge_cluster_chat_link_failures_total {}\n\
          # HELP edge_cluster_chat_routed_frames_total Console frames sent to the node owning their chat.\n\
          # TYPE edge_cluster_chat_routed_frames_total counter\n\
-         edge_cluster_chat_routed_frames_total {}",
+         edge_cluster_chat_routed_frames_total {}\n\
+         # HELP edge_cluster_chat_relays_tls_total Relays to another node opened over TLS (wss:, to a node serving HTTPS).\n\
+         # TYPE edge_cluster_chat_relays_tls_total counter\n\
+         edge_cluster_chat_relays_tls_total {}",
         CUSTOMERS.load(Ordering::Relaxed),
         LINKS.load(Ordering::Relaxed),
         LINK_FAILURES.load(Ordering::Relaxed),
         ROUTED.load(Ordering::Relaxed),
+        OVER_TLS.load(Ordering::Relaxed),
     );
 }
 
@@ -77,13 +89,25 @@ async fn dial(
     bearer: Option<&str>,
 ) -> Result<UpSocket, String> {
     let cl = s.cluster.as_ref().ok_or("not in cluster mode")?;
-    let addr = cl
+    let info = cl
         .live()
         .into_iter()
         .find(|n| n.node == node)
-        .map(|n| n.http)
         .ok_or_else(|| format!("node {node} is not live"))?;
-    let mut req = format!("ws://{addr}{path}")
+    // A node serving HTTPS is reached there only: the connection carries tokens.
+    let (scheme, addr, tls) = match info.https {
+        Some(a) => {
+            let tls = cl.relay_tls.clone().ok_or_else(|| {
+                format!(
+                    "node {node} serves relays over HTTPS only and this node cannot check \
+                     its certificate (no [tls], or no trusted roots)"
+                )
+            })?;
+            ("wss", a, Some(tls))
+        }
+        None => ("ws", info.http, None),
+    };
+    let mut req = format!("{scheme}://{addr}{path}")
         .into_client_request()
         .map_err(|e| format!("node {node}'s address {addr}: {e}"))?;
     let h = req.headers_mut();
@@ -103,16 +127,36 @@ async fn dial(
         .map_err(|_| format!("connecting to node {node} at {addr} timed out"))?
         .map_err(|e| format!("connecting to node {node} at {addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);
+    let over_tls = tls.is_some();
+    let io: Box<dyn Io> = match tls {
+        None => Box::new(tcp),
+        Some(tls) => {
+            // The certificate must name the address the node advertises.
+            let ip = addr
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("node {node}'s HTTPS address {addr}: {e}"))?
+                .ip();
+            let name = rustls::pki_types::ServerName::IpAddress(ip.into());
+            let s = tokio::time::timeout(CONNECT, tls.connect(name, tcp))
+                .await
+                .map_err(|_| format!("the TLS handshake with node {node} at {addr} timed out"))?
+                .map_err(|e| format!("the TLS handshake with node {node} at {addr}: {e}"))?;
+            Box::new(s)
+        }
+    };
     let mut cfg = WebSocketConfig::default();
     cfg.max_message_size = Some(4 * super::MAX_FRAME);
     cfg.max_frame_size = Some(4 * super::MAX_FRAME);
     let (ws, _) = tokio::time::timeout(
         CONNECT,
-        tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)),
+        tokio_tungstenite::client_async_with_config(req, io, Some(cfg)),
     )
     .await
     .map_err(|_| format!("the WebSocket handshake with node {node} timed out"))?
     .map_err(|e| format!("the WebSocket handshake with node {node}: {e}"))?;
+    if over_tls {
+        OVER_TLS.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(ws)
 }
 
