@@ -50,6 +50,52 @@ const ASK: Duration = Duration::from_secs(2);
 /// watch can lag behind a busy core (it hands every other node's claim to the
 /// core first); giving up early only makes the agent unusable until its lease.
 const CONFIRM: Duration = Duration::from_secs(10);
+/// The watches pass other nodes' changes to the SIP core at most once per this
+/// (the first after a quiet spell at once): each message woke the core thread
+/// — a context switch each way — and at 300 calls/s a node follows ~900 other
+/// nodes' writes a second.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Other nodes' changes on their way to the core, sent together (see [`GATHER`]).
+struct Gathered {
+    msgs: Vec<CoreMsg>,
+    sent: tokio::time::Instant,
+}
+
+impl Gathered {
+    fn new() -> Gathered {
+        Gathered {
+            msgs: Vec::new(),
+            sent: tokio::time::Instant::now() - GATHER,
+        }
+    }
+
+    /// How long the watch may wait for its next entry: until the gathered
+    /// messages are due, else `idle`.
+    fn wait(&self, idle: Duration) -> Duration {
+        if self.msgs.is_empty() {
+            idle
+        } else {
+            (self.sent + GATHER).saturating_duration_since(tokio::time::Instant::now())
+        }
+    }
+
+    /// Send what was gathered if it is due (`now`: whatever the time). `Err`:
+    /// the core stopped.
+    async fn flush(&mut self, core: &CoreTx, now: bool) -> Result<(), ()> {
+        let at = tokio::time::Instant::now();
+        if self.msgs.is_empty() || (!now && at < self.sent + GATHER) {
+            return Ok(());
+        }
+        let msg = if self.msgs.len() == 1 {
+            self.msgs.pop().expect("one message")
+        } else {
+            CoreMsg::Batch(std::mem::take(&mut self.msgs))
+        };
+        self.sent = at;
+        core.send(msg).await.map_err(|_| ())
+    }
+}
 
 /// What the SIP core asks of the cluster.
 #[derive(Debug)]
@@ -675,13 +721,20 @@ async fn watch(
     verdicts: mpsc::UnboundedSender<(String, u64, bool)>,
     core: CoreTx,
 ) {
+    let mut out = Gathered::new();
     loop {
         let mut w = open_watch(&c, &bucket).await;
         c.claims_ready.store(true, Ordering::Relaxed);
         ledger.lock().reset();
         loop {
-            let e = match tokio::time::timeout(CLAIM_LEASE / 3, w.next()).await {
+            let e = match tokio::time::timeout(out.wait(CLAIM_LEASE / 3), w.next()).await {
                 Ok(Some(Ok(e))) => e,
+                Err(_) if !out.msgs.is_empty() => {
+                    if out.flush(&core, true).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 _ => break,
             };
             let Some(agent) = agent_of(&e.key) else {
@@ -699,6 +752,13 @@ async fn watch(
             let msg = match verdict {
                 Verdict::Held { mine: false } => CoreMsg::ClaimSeen { agent },
                 Verdict::Held { mine: true } | Verdict::Void { mine: true } => {
+                    // What came before this node's own claim in the bucket
+                    // reaches the core before the claim's verdict does (a claim
+                    // seen of another node, then released, must not come after
+                    // this node was granted the agent).
+                    if out.flush(&core, true).await.is_err() {
+                        return;
+                    }
                     let valid = verdict == (Verdict::Held { mine: true });
                     if verdicts.send((agent, e.revision, valid)).is_err() {
                         return;
@@ -716,9 +776,14 @@ async fn watch(
                     CoreMsg::ClaimGone { agent }
                 }
             };
-            if core.send(msg).await.is_err() {
+            out.msgs.push(msg);
+            if out.flush(&core, false).await.is_err() {
                 return;
             }
+        }
+        // The watch is opened again: what it had gathered goes first.
+        if out.flush(&core, true).await.is_err() {
+            return;
         }
     }
 }
@@ -727,11 +792,18 @@ async fn watch(
 /// fresh watch (at start, after a reconnect) delivers every agent's current state,
 /// so a node that starts late learns them.
 async fn watch_states(c: Arc<Cluster>, bucket: Bucket, known: Known, core: CoreTx) {
+    let mut out = Gathered::new();
     loop {
         let mut w = open_watch(&c, &bucket).await;
         loop {
-            let e = match tokio::time::timeout(CLAIM_LEASE, w.next()).await {
+            let e = match tokio::time::timeout(out.wait(CLAIM_LEASE), w.next()).await {
                 Ok(Some(Ok(e))) => e,
+                Err(_) if !out.msgs.is_empty() => {
+                    if out.flush(&core, true).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 _ => break,
             };
             if e.operation != kv::Operation::Put {
@@ -761,10 +833,13 @@ async fn watch_states(c: Arc<Cluster>, bucket: Bucket, known: Known, core: CoreT
                 warn!(%agent, "unreadable shared agent state ignored");
                 continue;
             };
-            let msg = CoreMsg::AgentShared { agent, share };
-            if core.send(msg).await.is_err() {
+            out.msgs.push(CoreMsg::AgentShared { agent, share });
+            if out.flush(&core, false).await.is_err() {
                 return;
             }
+        }
+        if out.flush(&core, true).await.is_err() {
+            return;
         }
     }
 }

@@ -38,3 +38,48 @@ fn a_value_written_before_the_counters_were_shared_still_reads() {
     // Unreadable: no state, not a guess.
     assert_eq!(state_of(&serde_json::json!({ "state": "asleep" })), None);
 }
+
+fn seen(agent: &str) -> CoreMsg {
+    CoreMsg::ClaimSeen {
+        agent: agent.into(),
+    }
+}
+
+/// The agents a message from the watches names, in order (a batch unpacked).
+fn agents(m: CoreMsg) -> Vec<String> {
+    match m {
+        CoreMsg::ClaimSeen { agent } | CoreMsg::ClaimGone { agent } => vec![agent],
+        CoreMsg::Batch(v) => v.into_iter().flat_map(agents).collect(),
+        _ => panic!("not a watch's message"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_nodes_changes_reach_the_core_at_once_after_a_quiet_spell_then_gathered() {
+    let (tx, mut rx) = crate::core::inbox(16, 16);
+    let mut out = Gathered::new();
+    let idle = Duration::from_secs(10);
+    assert_eq!(out.wait(idle), idle, "nothing gathered: wait for entries");
+    // Quiet until now: the first change goes at once, alone.
+    out.msgs.push(seen("a1"));
+    out.flush(&tx, false).await.unwrap();
+    assert_eq!(agents(rx.try_next().expect("sent at once")), ["a1"]);
+    // Within GATHER of it: kept, and the watch waits no longer than GATHER.
+    tokio::time::advance(Duration::from_millis(5)).await;
+    out.msgs.push(seen("a2"));
+    out.flush(&tx, false).await.unwrap();
+    out.msgs.push(CoreMsg::ClaimGone { agent: "a2".into() });
+    out.flush(&tx, false).await.unwrap();
+    assert!(rx.try_next().is_none(), "gathered, not sent yet");
+    assert_eq!(out.wait(idle), GATHER - Duration::from_millis(5));
+    // Due: one message for both, in order.
+    tokio::time::advance(GATHER).await;
+    out.msgs.push(seen("a3"));
+    out.flush(&tx, false).await.unwrap();
+    assert_eq!(agents(rx.try_next().expect("due")), ["a2", "a2", "a3"]);
+    assert!(rx.try_next().is_none());
+    // Before this node's own verdict: sent whatever the time.
+    out.msgs.push(seen("a4"));
+    out.flush(&tx, true).await.unwrap();
+    assert_eq!(agents(rx.try_next().expect("forced")), ["a4"]);
+}

@@ -292,6 +292,11 @@ impl Core {
                 agent,
                 result,
             } => self.b2bua.claim_result(now, call, &agent, result),
+            CoreMsg::Batch(msgs) => {
+                for m in msgs {
+                    self.handle(m);
+                }
+            }
             CoreMsg::ClaimSeen { agent } => self.b2bua.claim_elsewhere(now, &agent),
             CoreMsg::ClaimGone { agent } => self.b2bua.claim_released_elsewhere(now, &agent),
             CoreMsg::AgentShared { agent, share } => {

@@ -94,6 +94,9 @@ pub enum CoreMsg {
         agent: String,
         share: b2bua::AgentShare,
     },
+    /// Several messages the cluster's watches gathered (one wake of the core
+    /// for all of them), handled in order.
+    Batch(Vec<CoreMsg>),
     /// A new configuration with its decoded audio files.
     Reload(Arc<Snapshot>, Arc<AudioCache>),
     /// A command on a live call from the API (hangup, supervision, recording,
@@ -137,6 +140,14 @@ pub fn inbox(sip: usize, control: usize) -> (CoreTx, CoreRx) {
             control: control_rx,
         },
     )
+}
+
+#[cfg(test)]
+impl CoreRx {
+    /// A message waiting in either lane, control first.
+    pub fn try_next(&mut self) -> Option<CoreMsg> {
+        self.control.try_recv().ok().or_else(|| self.sip.try_recv().ok())
+    }
 }
 
 impl CoreMsg {
