@@ -492,6 +492,11 @@ fn the_cluster_table_is_optional_and_checked() {
             "cluster.advertise_https",
             "needs [http] tls_listen",
         ),
+        (
+            "nats = [\"nats://a:one@127.0.0.1:4222\", \"nats://a:two@127.0.0.1:4223\"]",
+            "cluster.nats[1]",
+            "other credentials",
+        ),
         ("replicas = 0", "cluster.replicas", "1 to 5"),
         ("node_lease = \"1s\"", "cluster.node_lease", "at least 2s"),
     ] {

@@ -602,6 +602,24 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
             ));
         }
     }
+    // The client signs in once, with the credentials of the URLs
+    // (`user:password@` or `token@`): every URL carrying some must carry the same.
+    let creds = |u: &str| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.rsplit_once('@').map(|(c, _)| c.to_string())
+    };
+    let mut seen: Option<String> = None;
+    for (i, u) in cl.nats.iter().enumerate() {
+        if let Some(c) = creds(u) {
+            if seen.as_ref().is_some_and(|s| *s != c) {
+                return Err(Issue::new(
+                    at().key("nats").index(i),
+                    "carries other credentials than an earlier URL: the edge signs in to NATS with one",
+                ));
+            }
+            seen = Some(c);
+        }
+    }
     if cl.advertise_sip.port() == 0 || cl.advertise_sip.ip().is_unspecified() {
         return Err(Issue::new(
             at().key("advertise_sip"),

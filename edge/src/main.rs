@@ -234,7 +234,10 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
     // system trust store only leaves outbound TLS unavailable (said once here, and
     // per refused send).
     let tls_client = match &c.tls {
-        Some(t) if tls.is_some() => tls::connector(t, "the edge cannot open TLS connections")?,
+        Some(t) if tls.is_some() => {
+            tls::client_config_or_warn(t, "the edge cannot open TLS connections")?
+                .map(tokio_rustls::TlsConnector::from)
+        }
         _ => None,
     };
     for l in tcp {
@@ -415,13 +418,23 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
                  HTTP and carry the users' tokens; keep the nodes on a private network"
             );
         }
-        // Nodes serving HTTPS are checked against `[tls] ca` (or the system's
-        // trust store); a bad `ca` file stops the edge, as for `sips:` targets.
-        let relay_tls = match &c.tls {
-            Some(t) => tls::connector(t, "chat relays to nodes serving HTTPS cannot be opened")?,
+        // Nodes serving HTTPS and `tls://` NATS servers are checked against
+        // `[tls] ca` (or the system's trust store); a bad `ca` file stops the
+        // edge, as for `sips:` targets.
+        let cluster_tls = match &c.tls {
+            Some(t) => match tls::client_config_or_warn(
+                t,
+                "chat relays to nodes serving HTTPS and tls:// NATS servers cannot be checked against [tls]",
+            )? {
+                Some(relays) => Some(cluster::ClusterTls {
+                    relays,
+                    nats: tls::client_config_reporting(t, "NATS server")?,
+                }),
+                None => None,
+            },
             None => None,
         };
-        let cl = cluster::Cluster::start(cfg, advertised, relay_tls, core_tx.clone())
+        let cl = cluster::Cluster::start(cfg, advertised, cluster_tls, core_tx.clone())
             .await
             .map_err(|e| EdgeError::Cluster(e.to_string()))?;
         api::cluster::serve_peers(state.clone(), cl.clone());

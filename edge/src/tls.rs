@@ -87,6 +87,107 @@ pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>
 /// system's trust store) and name the target's IP address (targets are IP
 /// addresses; no DNS). No client certificate is presented.
 pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let roots = roots(c)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::NoRoots {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// [`client_config`] whose refusals of a server's certificate are logged: a
+/// warning naming `what`, the server and rustls's reason (each distinct one
+/// once a minute). For clients that report a refused certificate only as an
+/// "IO error" (the NATS client).
+pub fn client_config_reporting(
+    c: &control::TlsConfig,
+    what: &'static str,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(c)?),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsError::NoRoots {
+        reason: e.to_string(),
+    })?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::NoRoots {
+            reason: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Reporting {
+            inner,
+            what,
+            said: parking_lot::Mutex::new((String::new(), std::time::Instant::now())),
+        }))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The standard verifier, saying why it refused a certificate.
+#[derive(Debug)]
+struct Reporting {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    what: &'static str,
+    said: parking_lot::Mutex<(String, std::time::Instant)>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Reporting {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let r = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        if let Err(e) = &r {
+            let text = format!("{} {}: {e}", self.what, server_name.to_str());
+            let mut said = self.said.lock();
+            let at = std::time::Instant::now();
+            if said.0 != text || at.duration_since(said.1) >= std::time::Duration::from_secs(60) {
+                tracing::warn!(server = %server_name.to_str(), error = %e, "{}: certificate refused", self.what);
+                *said = (text, at);
+            }
+        }
+        r
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The trust anchors: `[tls] ca`, else the system's trust store.
+fn roots(c: &control::TlsConfig) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match &c.ca {
         Some(path) => {
@@ -113,26 +214,18 @@ pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::NoRoots {
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }
 
-/// [`client_config`] as a connector. An empty system trust store only leaves
-/// these connections unavailable (`None`, warned once with `unavailable`); any
-/// other error (a bad `[tls] ca`) is returned: it stops the edge.
-pub fn connector(
+/// [`client_config`], where an empty system trust store only leaves these
+/// connections unavailable (`None`, warned once with `unavailable`); any other
+/// error (a bad `[tls] ca`) is returned: it stops the edge.
+pub fn client_config_or_warn(
     c: &control::TlsConfig,
     unavailable: &str,
-) -> Result<Option<tokio_rustls::TlsConnector>, TlsError> {
+) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
     match client_config(c) {
-        Ok(cfg) => Ok(Some(tokio_rustls::TlsConnector::from(cfg))),
+        Ok(cfg) => Ok(Some(cfg)),
         Err(e @ TlsError::NoRoots { .. }) => {
             tracing::warn!(error = %e, "{unavailable}");
             Ok(None)

@@ -387,11 +387,38 @@ token = "{AGENT_TOKEN}"
     /// As [`Edge::start_listening`], in a directory the caller prepared (files the
     /// config names, like certificates, are already there).
     pub fn start_in(dir: tempdir::Dir, listen: &str, extra: &str) -> Edge {
-        Edge::start_dir(dir, "", ["", "", ""], listen, extra, "info")
+        let e = Edge::start_dir(dir, "", ["", "", ""], listen, extra, "info");
+        e.wait_healthy();
+        e
+    }
+
+    /// As [`Edge::start_with`], returning once the edge answers `/healthz`
+    /// (200, or 503 `held`: a cluster node that cannot reach NATS).
+    pub fn start_held(extra: &str) -> Edge {
+        let e = Edge::start_dir(
+            tempdir::Dir::new("edge"),
+            "",
+            ["", "", ""],
+            "",
+            extra,
+            "info",
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = http::get(e.http, "/healthz", None) {
+                if r.status == 200 || (r.status == 503 && r.body.contains("held")) {
+                    return e;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("edge did not answer /healthz; log:\n{}", e.log_text());
     }
 
     fn start_configured(storage: &str, tables: [&str; 3], extra: &str, level: &str) -> Edge {
-        Edge::start_dir(tempdir::Dir::new("edge"), storage, tables, "", extra, level)
+        let e = Edge::start_dir(tempdir::Dir::new("edge"), storage, tables, "", extra, level);
+        e.wait_healthy();
+        e
     }
 
     fn start_dir(
@@ -444,7 +471,7 @@ token = "{AGENT_TOKEN}"
         std::fs::write(&config_path, config).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let child = spawn_edge(&config_path, &log, level);
-        let edge = Edge {
+        Edge {
             child,
             sip: SocketAddr::from(([127, 0, 0, 1], sip)),
             http: SocketAddr::from(([127, 0, 0, 1], http)),
@@ -455,9 +482,7 @@ token = "{AGENT_TOKEN}"
             agent_ports: agents,
             log_level: level.to_string(),
             rtp,
-        };
-        edge.wait_healthy();
-        edge
+        }
     }
 
     fn wait_healthy(&self) {

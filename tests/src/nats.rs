@@ -7,16 +7,33 @@ use crate::{free_port, have_tool, tempdir::Dir};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+/// The credentials of [`NatsCluster::start_tls`]'s servers.
+pub const NATS_USER: &str = "edge-node";
+pub const NATS_PASSWORD: &str = "nats-s3cret-pass";
+
 pub struct NatsCluster {
     dir: Dir,
     /// (client port, route port) per server.
     ports: Vec<(u16, u16)>,
     children: Vec<Option<Child>>,
+    /// TLS for clients (certificate, key): the URLs are `tls://`.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsCluster {
     /// Start `n` servers (1: a single server, no routes).
     pub fn start(n: usize) -> NatsCluster {
+        NatsCluster::start_with(n, None)
+    }
+
+    /// Start `n` servers whose clients must use TLS, with this certificate and
+    /// key (PEM files), and sign in as [`NATS_USER`] with [`NATS_PASSWORD`]
+    /// (in the URLs).
+    pub fn start_tls(n: usize, cert: PathBuf, key: PathBuf) -> NatsCluster {
+        NatsCluster::start_with(n, Some((cert, key)))
+    }
+
+    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf)>) -> NatsCluster {
         assert!(
             have_tool("nats-server"),
             "nats-server is required (apt-get install nats-server; .ci/run installs it)"
@@ -26,6 +43,7 @@ impl NatsCluster {
             dir: Dir::new("nats"),
             ports,
             children: (0..n).map(|_| None).collect(),
+            tls,
         };
         for i in 0..n {
             c.start_server(i);
@@ -37,7 +55,13 @@ impl NatsCluster {
     pub fn urls(&self) -> Vec<String> {
         self.ports
             .iter()
-            .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
+            .map(|(p, _)| {
+                if self.tls.is_some() {
+                    format!("tls://{NATS_USER}:{NATS_PASSWORD}@127.0.0.1:{p}")
+                } else {
+                    format!("nats://127.0.0.1:{p}")
+                }
+            })
             .collect()
     }
 
@@ -63,6 +87,14 @@ impl NatsCluster {
             .arg(self.log_path(i))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key)
+                .args(["--user", NATS_USER, "--pass", NATS_PASSWORD]);
+        }
         if self.ports.len() > 1 {
             let routes: Vec<String> = self
                 .ports

@@ -61,6 +61,20 @@ fn start(e: &Edge, queue: &str) -> (Ws, String, String) {
     )
 }
 
+/// Agent ann on `e` takes a customer's chat of queue `web`, and the customer's
+/// first message `text` is echoed (stored, in cluster mode): (ann, customer).
+fn ann_takes_a_web_chat(e: &Edge, text: &str) -> (Ws, Ws) {
+    let mut ann = Ws::connect(e.http, "/ws/agent", Some(AGENT_TOKEN));
+    ann.until("hello", 5.0, is("hello"));
+    let (mut cust, chat, _) = start(e, "web");
+    ann.until("offer", 10.0, is("offer"));
+    ann.send(json!({"type":"accept","chat":chat}));
+    ann.until("accepted", 5.0, is("accepted"));
+    cust.send(json!({"type":"message","client_id":"k0","text":text}));
+    cust.until("echo", 10.0, text_is(text.into()));
+    (ann, cust)
+}
+
 /// Resume `token` on `e` from offset 1, retrying while the chat's old node is
 /// still within its lease (close 4010 names it).
 fn resume(e: &Edge, token: &str, secs: u64) -> Ws {
@@ -215,14 +229,7 @@ fn a_message_is_not_acknowledged_until_jetstream_has_it() {
     let mut nats = NatsCluster::start(3);
     let a = node(&nats, "edge-a");
     assert!(wait_until(20, || joined(&a)), "{}", a.log_text());
-    let mut ann = Ws::connect(a.http, "/ws/agent", Some(AGENT_TOKEN));
-    ann.until("hello", 5.0, is("hello"));
-    let (mut cust, chat, _) = start(&a, "web");
-    ann.until("offer", 10.0, is("offer"));
-    ann.send(json!({"type":"accept","chat":chat}));
-    ann.until("accepted", 5.0, is("accepted"));
-    cust.send(json!({"type":"message","client_id":"k0","text":"before"}));
-    cust.until("echo", 5.0, text_is("before".into()));
+    let (mut ann, mut cust) = ann_takes_a_web_chat(&a, "before");
 
     for i in 0..3 {
         nats.kill(i);
@@ -542,4 +549,70 @@ fn relays_to_nodes_serving_https_go_over_tls_and_check_the_certificate() {
         "B says why the link to C failed:\n{log}"
     );
     assert!(!log.contains(CAT), "a token in B's log");
+}
+
+/// A node on one `tls://` NATS server (with credentials), trusting certificate
+/// `ca` of `dir` (its own HTTPS certificate too).
+fn node_on_tls_nats(
+    nats: &NatsCluster,
+    name: &str,
+    dir: &edge_tests::tempdir::Dir,
+    ca: &str,
+) -> Edge {
+    let d = dir.path().display();
+    Edge::start_held(&format!(
+        "[tls]\ncert = \"{d}/{ca}.pem\"\nkey = \"{d}/{ca}-key.pem\"\nca = \"{d}/{ca}.pem\"\n\
+         [cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
+         replicas = 1\nnats_grace = \"2s\"\n\
+         [[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n",
+        nats.toml_list()
+    ))
+}
+
+/// NATS over TLS: the server's certificate is checked against `[tls] ca`. A
+/// node trusting it joins and its chat entries are stored (the echo waits for
+/// JetStream); a node trusting another certificate never joins, stays held and
+/// says why. The credentials in the URLs never reach the log.
+#[test]
+fn nats_over_tls_is_checked_against_the_configured_ca() {
+    use edge_tests::nats::NATS_PASSWORD;
+    let dir = edge_tests::tempdir::Dir::new("nats-tls");
+    certificate(&dir, "nats");
+    certificate(&dir, "other");
+    let nats = NatsCluster::start_tls(
+        1,
+        dir.path().join("nats.pem"),
+        dir.path().join("nats-key.pem"),
+    );
+    let a = node_on_tls_nats(&nats, "edge-a", &dir, "nats");
+    let b = node_on_tls_nats(&nats, "edge-b", &dir, "other");
+    assert!(
+        wait_until(20, || joined(&a)),
+        "A did not join over TLS:\n{}\n{}",
+        a.log_text(),
+        nats.logs()
+    );
+    ann_takes_a_web_chat(&a, "stored over tls");
+    assert!(a.metric("edge_cluster_chat_entries_total") >= 1.0);
+    // B does not trust the server's certificate: held, and it says why.
+    assert!(
+        wait_until(10, || b
+            .log_text()
+            .contains("NATS server: certificate refused")),
+        "B does not say why it cannot reach NATS:\n{}",
+        b.log_text()
+    );
+    assert_eq!(b.metric("edge_held"), 1.0, "B takes work without NATS");
+    assert_eq!(b.metric("edge_cluster_nodes"), 0.0);
+    for e in [&a, &b] {
+        let log = e.log_text();
+        assert!(
+            log.contains("\"tls://127.0.0.1:"),
+            "the servers are named:\n{log}"
+        );
+        assert!(
+            !log.contains(NATS_PASSWORD),
+            "NATS password in the log:\n{log}"
+        );
+    }
 }

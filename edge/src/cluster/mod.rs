@@ -61,6 +61,64 @@ pub fn api_subject(node: &str) -> String {
     format!("edge.api.{node}")
 }
 
+/// How the edge signs in to NATS, from the servers' URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    /// `nats://user:password@host:port`.
+    UserPassword(String, String),
+    /// `nats://token@host:port`.
+    Token(String),
+}
+
+/// A NATS server URL split into the URL without its credentials (what the
+/// client connects to, and what may be logged) and the credentials
+/// (percent-decoded). The NATS client ignores credentials in URLs; they are
+/// given to it as its sign-in instead.
+pub fn split_credentials(url: &str) -> (String, NatsAuth) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return (url.to_string(), NatsAuth::None);
+    };
+    let bare = if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    };
+    let auth = match userinfo.split_once(':') {
+        Some((u, p)) => NatsAuth::UserPassword(percent_decoded(u), percent_decoded(p)),
+        None => NatsAuth::Token(percent_decoded(userinfo)),
+    };
+    (bare, auth)
+}
+
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A NATS connection error that repeats is logged again after this long.
+const NATS_ERROR_EVERY: Duration = Duration::from_secs(60);
+
 pub struct Cluster {
     pub node: String,
     pub client: async_nats::Client,
@@ -84,6 +142,15 @@ pub struct Cluster {
     pub relay_tls: Option<tokio_rustls::TlsConnector>,
 }
 
+/// The TLS client settings of cluster mode (from `[tls]`).
+pub struct ClusterTls {
+    /// For chat relays to nodes serving HTTPS.
+    pub relays: Arc<rustls::ClientConfig>,
+    /// For `tls://` NATS servers (a refused certificate is logged: the NATS
+    /// client only says "IO error").
+    pub nats: Arc<rustls::ClientConfig>,
+}
+
 /// How other nodes reach this node's HTTP listeners (see [`NodeInfo`]).
 #[derive(Debug, Clone)]
 pub struct Advertised {
@@ -105,23 +172,64 @@ impl Cluster {
     pub async fn start(
         cfg: &control::ClusterConfig,
         http: Advertised,
-        relay_tls: Option<tokio_rustls::TlsConnector>,
+        tls: Option<ClusterTls>,
         core: CoreTx,
     ) -> Result<Arc<Cluster>, async_nats::ConnectError> {
-        let client = async_nats::ConnectOptions::new()
+        // Credentials leave the URLs (the client would ignore them, and logs
+        // server addresses at debug level); the configuration checked that all
+        // URLs carry the same.
+        let mut servers = Vec::new();
+        let mut auth = NatsAuth::None;
+        for u in &cfg.nats {
+            let (bare, a) = split_credentials(u);
+            servers.push(bare);
+            if a != NatsAuth::None {
+                auth = a;
+            }
+        }
+        let mut options = match auth {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::UserPassword(u, p) => {
+                async_nats::ConnectOptions::with_user_and_password(u, p)
+            }
+            NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(t),
+        };
+        if let Some(t) = &tls {
+            // `tls://` servers: their certificates are checked against `[tls] ca`
+            // (plain `nats://` servers that do not ask for TLS are unaffected).
+            options = options.tls_client_config(t.nats.as_ref().clone());
+        }
+        let said = Arc::new(Mutex::new((String::new(), Instant::now())));
+        let client = options
             .name(format!("edge {}", cfg.node))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .ping_interval(Duration::from_secs(2))
             .max_reconnects(None)
-            .event_callback(|e| async move {
-                match e {
-                    async_nats::Event::Connected => info!("NATS connected"),
-                    async_nats::Event::Disconnected => warn!("NATS disconnected"),
-                    other => debug!(event = %other, "NATS event"),
+            .event_callback(move |e| {
+                let said = said.clone();
+                async move {
+                    match e {
+                        async_nats::Event::Connected => info!("NATS connected"),
+                        async_nats::Event::Disconnected => warn!("NATS disconnected"),
+                        // Why a connection attempt failed (refused, TLS, auth): the
+                        // operator's only clue while the node is held. Each attempt
+                        // reports it; said once a minute unless it changes.
+                        e @ (async_nats::Event::ClientError(_)
+                        | async_nats::Event::ServerError(_)) => {
+                            let text = e.to_string();
+                            let mut last = said.lock();
+                            let now = Instant::now();
+                            if last.0 != text || now.duration_since(last.1) >= NATS_ERROR_EVERY {
+                                warn!(error = %text, "NATS connection");
+                                *last = (text, now);
+                            }
+                        }
+                        other => debug!(event = %other, "NATS event"),
+                    }
                 }
             })
-            .connect(cfg.nats.clone())
+            .connect(servers.clone())
             .await?;
         let cluster = Arc::new(Cluster {
             node: cfg.node.clone(),
@@ -133,9 +241,9 @@ impl Cluster {
             claims_ready: std::sync::atomic::AtomicBool::new(false),
             kv: tokio::sync::OnceCell::new(),
             chat: std::sync::OnceLock::new(),
-            relay_tls,
+            relay_tls: tls.map(|t| tokio_rustls::TlsConnector::from(t.relays)),
         });
-        info!(node = %cfg.node, nats = ?cfg.nats, "cluster mode: joining");
+        info!(node = %cfg.node, nats = ?servers, "cluster mode: joining");
         let claims = claims::start(cluster.clone(), cfg, core.clone());
         if core.send(CoreMsg::AttachClaims(claims)).await.is_err() {
             return Err(async_nats::ConnectError::with_source(
@@ -489,3 +597,7 @@ async fn follow_members(c: Arc<Cluster>, mut sub: async_nats::Subscriber) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;

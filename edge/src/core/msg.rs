@@ -146,7 +146,10 @@ pub fn inbox(sip: usize, control: usize) -> (CoreTx, CoreRx) {
 impl CoreRx {
     /// A message waiting in either lane, control first.
     pub fn try_next(&mut self) -> Option<CoreMsg> {
-        self.control.try_recv().ok().or_else(|| self.sip.try_recv().ok())
+        self.control
+            .try_recv()
+            .ok()
+            .or_else(|| self.sip.try_recv().ok())
     }
 }
 
