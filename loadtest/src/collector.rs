@@ -46,6 +46,11 @@ pub struct StreamResult {
     pub delay_ms: Option<f64>,
     pub dtmf_sent: String,
     pub dtmf_received: String,
+    /// From the stream's start (the call answered) to its first packet
+    /// received, and from its last packet received to its end: audio missing
+    /// at either end is not counted as loss (no sequence gap shows it).
+    pub first_rx_us: Option<u64>,
+    pub quiet_at_end_us: Option<u64>,
 }
 
 pub struct Inner {
@@ -54,6 +59,8 @@ pub struct Inner {
     pub pdd_us: Histogram<u64>,
     pub delay_us: Histogram<u64>,
     pub jitter_us: Histogram<u64>,
+    pub first_rx_us: Histogram<u64>,
+    pub quiet_at_end_us: Histogram<u64>,
     pub statuses: BTreeMap<u16, u64>,
     pub timeouts: u64,
     pub attempted: u64,
@@ -81,6 +88,8 @@ impl Collector {
                 pdd_us: hist(),
                 delay_us: hist(),
                 jitter_us: hist(),
+                first_rx_us: hist(),
+                quiet_at_end_us: hist(),
                 statuses: BTreeMap::new(),
                 timeouts: 0,
                 attempted: 0,
@@ -199,6 +208,12 @@ impl Collector {
         let mut g = self.inner.lock();
         let _ = g.delay_us.add(delays_us);
         let _ = g.jitter_us.record(((r.jitter_ms * 1000.0) as u64).max(1));
+        if let Some(us) = r.first_rx_us {
+            let _ = g.first_rx_us.record(us.max(1));
+        }
+        if let Some(us) = r.quiet_at_end_us {
+            let _ = g.quiet_at_end_us.record(us.max(1));
+        }
         if r.expected > 0 {
             g.mos.push(mos);
         }

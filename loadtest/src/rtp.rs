@@ -111,6 +111,9 @@ struct Stream {
     sec_expected: u64,
     sec_lost: u64,
     next_second: Instant,
+    /// When the first and the last media packet came.
+    first_rx: Option<Instant>,
+    last_rx: Option<Instant>,
 }
 
 impl Stream {
@@ -150,6 +153,8 @@ impl Stream {
             sec_expected: 0,
             sec_lost: 0,
             next_second: now + Duration::from_secs(1),
+            first_rx: None,
+            last_rx: None,
         }
     }
 
@@ -254,6 +259,8 @@ impl Stream {
             return;
         };
         let arrival = now.duration_since(self.started).as_micros() as u64;
+        self.first_rx.get_or_insert(now);
+        self.last_rx = Some(now);
         if p.header.payload_type == DTMF_PT {
             self.stats.on_event_packet(p.header.sequence);
             if let Some(c) = self.dtmf_rx.on_payload(
@@ -310,6 +317,12 @@ impl Stream {
                 .then(|| self.delay_sum as f64 / self.delay_n as f64 / 1000.0),
             dtmf_sent: self.dtmf_sent,
             dtmf_received: self.dtmf_received,
+            first_rx_us: self
+                .first_rx
+                .map(|t| t.saturating_duration_since(self.started).as_micros() as u64),
+            quiet_at_end_us: self
+                .last_rx
+                .map(|t| now.saturating_duration_since(t).as_micros() as u64),
         };
         collector.stream_finished(result, &self.delays);
     }

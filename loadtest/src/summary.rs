@@ -110,6 +110,8 @@ pub fn build(mode: &str, target: &str, config: Value, c: &Collector, elapsed: Du
             "reordered": reord,
             "jitter_ms": pct_ms(&g.jitter_us),
             "delay_ms": pct_ms(&g.delay_us),
+            "first_packet_ms": pct_ms(&g.first_rx_us),
+            "quiet_at_end_ms": pct_ms(&g.quiet_at_end_us),
             "mos": mos_v,
         },
         "dtmf": { "digits_sent": dtmf_sent, "digits_received": dtmf_received },

@@ -87,6 +87,16 @@ fn clean_path_counts_are_consistent_with_zero_loss_and_dtmf_through() {
     );
     assert_eq!(s["rtp"]["packets_received"], s["rtp"]["packets_expected"]);
     assert_eq!(a["rtp"]["packets_received"], a["rtp"]["packets_expected"]);
+    // When each stream's first packet came and how long it was quiet at its
+    // end (audio missing there shows no sequence gap): every stream has both,
+    // within its 2 s.
+    for side in [&s, &a] {
+        for k in ["first_packet_ms", "quiet_at_end_ms"] {
+            let h = &side["rtp"][k];
+            assert_eq!(h["count"], 10, "{k}: {h}");
+            assert!(f(&h["max"]) <= 2000.0, "{k}: {h}");
+        }
+    }
     // DTMF: 3 digits in each of 10 calls, all recognised at the answerer.
     assert_eq!(s["dtmf"]["digits_sent"], 30);
     assert_eq!(a["dtmf"]["digits_received"], 30);
