@@ -68,6 +68,13 @@ pub struct ClusterConfig {
     /// trust store) and name this IP address.
     #[serde(default)]
     pub advertise_https: Option<std::net::SocketAddr>,
+    /// A client certificate chain and its key (PEM) the edge presents to
+    /// `tls://` NATS servers that verify clients (`verify: true`). Both or
+    /// neither; they need `[tls]` (whose `ca` checks the servers). Read at start.
+    #[serde(default)]
+    pub nats_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub nats_key: Option<std::path::PathBuf>,
     /// Replicas of the shared state's JetStream buckets: 3 on a three-server NATS
     /// cluster (survives one server), 1 on a single server.
     #[serde(default = "default_replicas")]

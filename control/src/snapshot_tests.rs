@@ -493,6 +493,16 @@ fn the_cluster_table_is_optional_and_checked() {
             "needs [http] tls_listen",
         ),
         (
+            "nats_cert = \"edge-nats.pem\"",
+            "cluster.nats_key",
+            "go together",
+        ),
+        (
+            "nats_key = \"edge-nats-key.pem\"",
+            "cluster.nats_cert",
+            "go together",
+        ),
+        (
             "nats = [\"nats://a:one@127.0.0.1:4222\", \"nats://a:two@127.0.0.1:4223\"]",
             "cluster.nats[1]",
             "other credentials",

@@ -35,6 +35,22 @@ pub(crate) fn validate(c: &Config) -> Result<(), Issue> {
     check_target_transports(c)?;
     if let Some(cl) = &c.cluster {
         check_cluster(cl)?;
+        if cl.nats_cert.is_some() != cl.nats_key.is_some() {
+            return Err(Issue::new(
+                root().key("cluster").key(if cl.nats_cert.is_some() {
+                    "nats_key"
+                } else {
+                    "nats_cert"
+                }),
+                "nats_cert and nats_key go together",
+            ));
+        }
+        if cl.nats_cert.is_some() && c.tls.is_none() {
+            return Err(Issue::new(
+                root().key("cluster").key("nats_cert"),
+                "needs [tls]: its ca checks the NATS servers",
+            ));
+        }
         if cl.advertise_https.is_some() && c.http.tls_listen.is_none() {
             return Err(Issue::new(
                 root().key("cluster").key("advertise_https"),

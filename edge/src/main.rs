@@ -428,7 +428,11 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             )? {
                 Some(relays) => Some(cluster::ClusterTls {
                     relays,
-                    nats: tls::client_config_reporting(t, "NATS server")?,
+                    nats: tls::client_config_reporting(
+                        t,
+                        "NATS server",
+                        cfg.nats_cert.as_deref().zip(cfg.nats_key.as_deref()),
+                    )?,
                 }),
                 None => None,
             },

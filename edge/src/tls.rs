@@ -16,6 +16,12 @@ pub enum TlsError {
     Key { path: PathBuf, reason: String },
     #[error("[tls] ca {}: {reason}", path.display())]
     Ca { path: PathBuf, reason: String },
+    #[error("[cluster] nats_cert {} / nats_key {}: {reason}", cert.display(), key.display())]
+    NatsIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        reason: String,
+    },
     #[error("[tls] the system's trust store holds no usable certificate ({reason}); set [tls] ca")]
     NoRoots { reason: String },
     #[error("[tls] cert {} with key {}: {reason}", cert.display(), key.display())]
@@ -106,6 +112,7 @@ pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>
 pub fn client_config_reporting(
     c: &control::TlsConfig,
     what: &'static str,
+    identity: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -116,7 +123,7 @@ pub fn client_config_reporting(
     .map_err(|e| TlsError::NoRoots {
         reason: e.to_string(),
     })?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::NoRoots {
             reason: e.to_string(),
@@ -126,8 +133,23 @@ pub fn client_config_reporting(
             inner,
             what,
             said: parking_lot::Mutex::new((String::new(), std::time::Instant::now())),
-        }))
-        .with_no_client_auth();
+        }));
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key_path)) => {
+            let bad = |reason: String| TlsError::NatsIdentity {
+                cert: cert.to_path_buf(),
+                key: key_path.to_path_buf(),
+                reason,
+            };
+            let chain = certs(cert, bad)?;
+            // The key's own errors name its file and never its contents.
+            let key = key(key_path)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(e.to_string()))?
+        }
+    };
     Ok(Arc::new(config))
 }
 

@@ -16,8 +16,9 @@ pub struct NatsCluster {
     /// (client port, route port) per server.
     ports: Vec<(u16, u16)>,
     children: Vec<Option<Child>>,
-    /// TLS for clients (certificate, key): the URLs are `tls://`.
-    tls: Option<(PathBuf, PathBuf)>,
+    /// TLS for clients (certificate, key, the CA of client certificates when
+    /// clients must present one): the URLs are `tls://`.
+    tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
 }
 
 impl NatsCluster {
@@ -28,12 +29,18 @@ impl NatsCluster {
 
     /// Start `n` servers whose clients must use TLS, with this certificate and
     /// key (PEM files), and sign in as [`NATS_USER`] with [`NATS_PASSWORD`]
-    /// (in the URLs).
-    pub fn start_tls(n: usize, cert: PathBuf, key: PathBuf) -> NatsCluster {
-        NatsCluster::start_with(n, Some((cert, key)))
+    /// (in the URLs); with `clients_ca`, clients must also present a
+    /// certificate it signed.
+    pub fn start_tls(
+        n: usize,
+        cert: PathBuf,
+        key: PathBuf,
+        clients_ca: Option<PathBuf>,
+    ) -> NatsCluster {
+        NatsCluster::start_with(n, Some((cert, key, clients_ca)))
     }
 
-    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf)>) -> NatsCluster {
+    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>) -> NatsCluster {
         assert!(
             have_tool("nats-server"),
             "nats-server is required (apt-get install nats-server; .ci/run installs it)"
@@ -87,13 +94,16 @@ impl NatsCluster {
             .arg(self.log_path(i))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some((cert, key)) = &self.tls {
+        if let Some((cert, key, clients_ca)) = &self.tls {
             cmd.arg("--tls")
                 .arg("--tlscert")
                 .arg(cert)
                 .arg("--tlskey")
                 .arg(key)
                 .args(["--user", NATS_USER, "--pass", NATS_PASSWORD]);
+            if let Some(ca) = clients_ca {
+                cmd.arg("--tlsverify").arg("--tlscacert").arg(ca);
+            }
         }
         if self.ports.len() > 1 {
             let routes: Vec<String> = self

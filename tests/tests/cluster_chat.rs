@@ -552,40 +552,51 @@ fn relays_to_nodes_serving_https_go_over_tls_and_check_the_certificate() {
 }
 
 /// A node on one `tls://` NATS server (with credentials), trusting certificate
-/// `ca` of `dir` (its own HTTPS certificate too).
+/// `ca` of `dir` (its own HTTPS certificate too), presenting certificate
+/// `client` of `dir` to the server if given.
 fn node_on_tls_nats(
     nats: &NatsCluster,
     name: &str,
     dir: &edge_tests::tempdir::Dir,
     ca: &str,
+    client: Option<&str>,
 ) -> Edge {
     let d = dir.path().display();
+    let identity = client
+        .map(|c| format!("nats_cert = \"{d}/{c}.pem\"\nnats_key = \"{d}/{c}-key.pem\"\n"))
+        .unwrap_or_default();
     Edge::start_held(&format!(
         "[tls]\ncert = \"{d}/{ca}.pem\"\nkey = \"{d}/{ca}-key.pem\"\nca = \"{d}/{ca}.pem\"\n\
          [cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
-         replicas = 1\nnats_grace = \"2s\"\n\
+         replicas = 1\nnats_grace = \"2s\"\n{identity}\
          [[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n",
         nats.toml_list()
     ))
 }
 
-/// NATS over TLS: the server's certificate is checked against `[tls] ca`. A
-/// node trusting it joins and its chat entries are stored (the echo waits for
-/// JetStream); a node trusting another certificate never joins, stays held and
-/// says why. The credentials in the URLs never reach the log.
+/// NATS over TLS, clients verified: the server's certificate is checked
+/// against `[tls] ca` and the node presents `[cluster] nats_cert`. A node
+/// trusting the server and presenting the client certificate joins and its
+/// chat entries are stored (the echo waits for JetStream); a node trusting
+/// another certificate, and one presenting none, never join, stay held and say
+/// why. The credentials in the URLs are the sign-in (the server asks for them)
+/// and never reach the log.
 #[test]
-fn nats_over_tls_is_checked_against_the_configured_ca() {
+fn nats_over_tls_is_checked_both_ways() {
     use edge_tests::nats::NATS_PASSWORD;
     let dir = edge_tests::tempdir::Dir::new("nats-tls");
     certificate(&dir, "nats");
     certificate(&dir, "other");
+    certificate(&dir, "client");
     let nats = NatsCluster::start_tls(
         1,
         dir.path().join("nats.pem"),
         dir.path().join("nats-key.pem"),
+        Some(dir.path().join("client.pem")),
     );
-    let a = node_on_tls_nats(&nats, "edge-a", &dir, "nats");
-    let b = node_on_tls_nats(&nats, "edge-b", &dir, "other");
+    let a = node_on_tls_nats(&nats, "edge-a", &dir, "nats", Some("client"));
+    let b = node_on_tls_nats(&nats, "edge-b", &dir, "other", Some("client"));
+    let c = node_on_tls_nats(&nats, "edge-c", &dir, "nats", None);
     assert!(
         wait_until(20, || joined(&a)),
         "A did not join over TLS:\n{}\n{}",
@@ -602,9 +613,17 @@ fn nats_over_tls_is_checked_against_the_configured_ca() {
         "B does not say why it cannot reach NATS:\n{}",
         b.log_text()
     );
-    assert_eq!(b.metric("edge_held"), 1.0, "B takes work without NATS");
-    assert_eq!(b.metric("edge_cluster_nodes"), 0.0);
-    for e in [&a, &b] {
+    // C presents no certificate: the server refuses it.
+    assert!(
+        wait_until(10, || c.log_text().contains("NATS connection")),
+        "C does not say it cannot reach NATS:\n{}",
+        c.log_text()
+    );
+    for e in [&b, &c] {
+        assert_eq!(e.metric("edge_held"), 1.0, "takes work without NATS");
+        assert_eq!(e.metric("edge_cluster_nodes"), 0.0);
+    }
+    for e in [&a, &b, &c] {
         let log = e.log_text();
         assert!(
             log.contains("\"tls://127.0.0.1:"),
