@@ -172,23 +172,6 @@ pub(crate) struct Replaces {
     pub from_tag: String,
 }
 
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// BYE `leg`, which leaves call `c` while the call goes on: its dialog is
 /// unindexed and the BYE is one of the call's ending transactions.
 pub(crate) fn bye_leg(
@@ -223,7 +206,7 @@ pub(crate) fn replaces_of(headers: &str) -> Option<Replaces> {
         let (k, v) = h.split_once('=')?;
         k.eq_ignore_ascii_case("Replaces").then_some(v)
     })?;
-    parse_replaces(&percent_decode(value)?)
+    parse_replaces(&sip::message::percent_decode(value)?)
 }
 
 /// A `Replaces` value: `call-id;to-tag=…;from-tag=…` (RFC 3891 §6.1).

@@ -601,33 +601,27 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
     if cl.nats.is_empty() {
         return Err(Issue::new(at().key("nats"), "at least one NATS server URL"));
     }
+    // The client signs in once, with the credentials of the URLs
+    // (`user:password@` or `token@`): every URL carrying some must carry the same.
+    let mut seen: Option<&str> = None;
     for (i, u) in cl.nats.iter().enumerate() {
-        let rest = u
+        let (bare, creds) = crate::values::nats_url_parts(u);
+        let ok = bare
             .strip_prefix("nats://")
-            .or_else(|| u.strip_prefix("tls://"));
-        let ok = rest.is_some_and(|r| {
-            let hostport = r.rsplit('@').next().unwrap_or(r);
-            hostport
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
-        });
+            .or_else(|| bare.strip_prefix("tls://"))
+            .is_some_and(|hostport| {
+                hostport
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+            });
         if !ok {
             return Err(Issue::new(
                 at().key("nats").index(i),
                 "must be nats://HOST:PORT (or tls://HOST:PORT)",
             ));
         }
-    }
-    // The client signs in once, with the credentials of the URLs
-    // (`user:password@` or `token@`): every URL carrying some must carry the same.
-    let creds = |u: &str| {
-        let rest = u.split_once("://").map_or(u, |(_, r)| r);
-        rest.rsplit_once('@').map(|(c, _)| c.to_string())
-    };
-    let mut seen: Option<String> = None;
-    for (i, u) in cl.nats.iter().enumerate() {
-        if let Some(c) = creds(u) {
-            if seen.as_ref().is_some_and(|s| *s != c) {
+        if let Some(c) = creds {
+            if seen.is_some_and(|s| s != c) {
                 return Err(Issue::new(
                     at().key("nats").index(i),
                     "carries other credentials than an earlier URL: the edge signs in to NATS with one",
@@ -642,23 +636,16 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
             "must be an address other nodes can reach: a specific IP and a port",
         ));
     }
-    if cl
-        .advertise_http
-        .is_some_and(|a| a.port() == 0 || a.ip().is_unspecified())
-    {
-        return Err(Issue::new(
-            at().key("advertise_http"),
-            "must be an address other nodes can reach: a specific IP and a port",
-        ));
-    }
-    if cl
-        .advertise_https
-        .is_some_and(|a| a.port() == 0 || a.ip().is_unspecified())
-    {
-        return Err(Issue::new(
-            at().key("advertise_https"),
-            "must be an address other nodes can reach: a specific IP and a port",
-        ));
+    for (key, addr) in [
+        ("advertise_http", cl.advertise_http),
+        ("advertise_https", cl.advertise_https),
+    ] {
+        if addr.is_some_and(|a| a.port() == 0 || a.ip().is_unspecified()) {
+            return Err(Issue::new(
+                at().key(key),
+                "must be an address other nodes can reach: a specific IP and a port",
+            ));
+        }
     }
     if !(1..=5).contains(&cl.replicas) {
         return Err(Issue::new(at().key("replicas"), "must be 1 to 5"));

@@ -12,6 +12,7 @@ mod metrics;
 mod recorder;
 mod recordings;
 mod rtp;
+mod throttle;
 mod tls;
 mod ws;
 

@@ -78,7 +78,7 @@ pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>
         key: c.key.clone(),
         reason,
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| pair(e.to_string()))?
@@ -93,28 +93,38 @@ pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>
 /// system's trust store) and name the target's IP address (targets are IP
 /// addresses; no DNS). No client certificate is presented.
 pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let roots = roots(c)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::NoRoots {
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
+    let config = client_builder(provider())?
+        .with_root_certificates(roots(c)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A client configuration on `provider` with the safe default TLS versions,
+/// its verifier still to choose.
+fn client_builder(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, TlsError> {
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::NoRoots {
+            reason: e.to_string(),
+        })
+}
+
 /// [`client_config`] whose refusals of a server's certificate are logged: a
 /// warning naming `what`, the server and rustls's reason (each distinct one
-/// once a minute). For clients that report a refused certificate only as an
+/// once a minute, [`crate::throttle`]). For clients that report a refused certificate only as an
 /// "IO error" (the NATS client).
 pub fn client_config_reporting(
     c: &control::TlsConfig,
     what: &'static str,
     identity: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = provider();
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots(c)?),
         provider.clone(),
@@ -123,17 +133,9 @@ pub fn client_config_reporting(
     .map_err(|e| TlsError::NoRoots {
         reason: e.to_string(),
     })?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::NoRoots {
-            reason: e.to_string(),
-        })?
+    let builder = client_builder(provider)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Reporting {
-            inner,
-            what,
-            said: parking_lot::Mutex::new((String::new(), std::time::Instant::now())),
-        }));
+        .with_custom_certificate_verifier(Arc::new(Reporting { inner, what }));
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key_path)) => {
@@ -158,7 +160,6 @@ pub fn client_config_reporting(
 struct Reporting {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     what: &'static str,
-    said: parking_lot::Mutex<(String, std::time::Instant)>,
 }
 
 impl rustls::client::danger::ServerCertVerifier for Reporting {
@@ -174,12 +175,9 @@ impl rustls::client::danger::ServerCertVerifier for Reporting {
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
         if let Err(e) = &r {
-            let text = format!("{} {}: {e}", self.what, server_name.to_str());
-            let mut said = self.said.lock();
-            let at = std::time::Instant::now();
-            if said.0 != text || at.duration_since(said.1) >= std::time::Duration::from_secs(60) {
+            let key = format!("{} {}: {e}", self.what, server_name.to_str());
+            if crate::throttle::warn_now(&key) {
                 tracing::warn!(server = %server_name.to_str(), error = %e, "{}: certificate refused", self.what);
-                *said = (text, at);
             }
         }
         r

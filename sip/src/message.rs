@@ -167,6 +167,26 @@ pub fn uri_of(value: &str) -> &str {
     }
 }
 
+/// `s` with its `%XX` escapes decoded (RFC 3986 §2.1): a URI's user part,
+/// password or header value. `None`: a `%` not followed by two hex digits, or
+/// the result is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The user part of the URI of a From/To/Contact value (`""` when it has none):
 /// an address of record's user, an agent id.
 pub fn user_of(value: &str) -> &str {

@@ -404,3 +404,16 @@ fn addresses_real_peers_send_stay_valid() {
     assert!(valid_rfc1123_date("Sat, 15 Oct 2005 04:44:56 GMT"));
     assert!(!valid_rfc1123_date("Fri, 01 Jan 2010 16:00:00 EST"));
 }
+
+#[test]
+fn percent_escapes_decode_and_malformed_ones_are_refused() {
+    assert_eq!(
+        percent_decode("abc%40h%3Bto-tag%3D1").as_deref(),
+        Some("abc@h;to-tag=1")
+    );
+    assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+    assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("caf\u{e9}"));
+    for bad in ["100%", "%4", "%zz", "%FF"] {
+        assert_eq!(percent_decode(bad), None, "{bad}");
+    }
+}

@@ -403,16 +403,11 @@ token = "{AGENT_TOKEN}"
             extra,
             "info",
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(r) = http::get(e.http, "/healthz", None) {
-                if r.status == 200 || (r.status == 503 && r.body.contains("held")) {
-                    return e;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("edge did not answer /healthz; log:\n{}", e.log_text());
+        e.wait_health(
+            |r| r.status == 200 || (r.status == 503 && r.body.contains("held")),
+            "answer /healthz",
+        );
+        e
     }
 
     fn start_configured(storage: &str, tables: [&str; 3], extra: &str, level: &str) -> Edge {
@@ -486,16 +481,20 @@ token = "{AGENT_TOKEN}"
     }
 
     fn wait_healthy(&self) {
+        self.wait_health(|r| r.status == 200, "become healthy");
+    }
+
+    /// Wait (20 s at most) until `/healthz` answers as `ok` says; panics saying
+    /// the edge did not `what`.
+    fn wait_health(&self, ok: impl Fn(&http::Reply) -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = http::get(self.http, "/healthz", None) {
-                if r.status == 200 {
-                    return;
-                }
+            if http::get(self.http, "/healthz", None).is_ok_and(|r| ok(&r)) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("edge did not become healthy; log:\n{}", self.log_text());
+        panic!("edge did not {what}; log:\n{}", self.log_text());
     }
 
     /// `kill -9` the edge (no chance to clean up), then start it again on the same

@@ -80,6 +80,24 @@ impl Gathered {
         }
     }
 
+    /// The watch's next entry, sending what was gathered when it falls due
+    /// meanwhile. `Ok(None)`: the watch ended, failed or stayed quiet for
+    /// `idle` (it is opened again); `Err`: the core stopped.
+    async fn next_entry(
+        &mut self,
+        w: &mut kv::Watch,
+        idle: Duration,
+        core: &CoreTx,
+    ) -> Result<Option<kv::Entry>, ()> {
+        loop {
+            match tokio::time::timeout(self.wait(idle), w.next()).await {
+                Ok(Some(Ok(e))) => return Ok(Some(e)),
+                Err(_) if !self.msgs.is_empty() => self.flush(core, true).await?,
+                _ => return Ok(None),
+            }
+        }
+    }
+
     /// Send what was gathered if it is due (`now`: whatever the time). `Err`:
     /// the core stopped.
     async fn flush(&mut self, core: &CoreTx, now: bool) -> Result<(), ()> {
@@ -727,15 +745,10 @@ async fn watch(
         c.claims_ready.store(true, Ordering::Relaxed);
         ledger.lock().reset();
         loop {
-            let e = match tokio::time::timeout(out.wait(CLAIM_LEASE / 3), w.next()).await {
-                Ok(Some(Ok(e))) => e,
-                Err(_) if !out.msgs.is_empty() => {
-                    if out.flush(&core, true).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                _ => break,
+            let e = match out.next_entry(&mut w, CLAIM_LEASE / 3, &core).await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(()) => return,
             };
             let Some(agent) = agent_of(&e.key) else {
                 continue;
@@ -796,15 +809,10 @@ async fn watch_states(c: Arc<Cluster>, bucket: Bucket, known: Known, core: CoreT
     loop {
         let mut w = open_watch(&c, &bucket).await;
         loop {
-            let e = match tokio::time::timeout(out.wait(CLAIM_LEASE), w.next()).await {
-                Ok(Some(Ok(e))) => e,
-                Err(_) if !out.msgs.is_empty() => {
-                    if out.flush(&core, true).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                _ => break,
+            let e = match out.next_entry(&mut w, CLAIM_LEASE, &core).await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(()) => return,
             };
             if e.operation != kv::Operation::Put {
                 continue;

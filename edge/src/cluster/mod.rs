@@ -76,48 +76,17 @@ pub enum NatsAuth {
 /// (percent-decoded). The NATS client ignores credentials in URLs; they are
 /// given to it as its sign-in instead.
 pub fn split_credentials(url: &str) -> (String, NatsAuth) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+    let (bare, Some(userinfo)) = control::values::nats_url_parts(url) else {
         return (url.to_string(), NatsAuth::None);
     };
-    let bare = if scheme.is_empty() {
-        host.to_string()
-    } else {
-        format!("{scheme}://{host}")
-    };
+    // Text that is not valid percent-encoding was not encoded: taken as written.
+    let decoded = |s: &str| sip::message::percent_decode(s).unwrap_or_else(|| s.to_string());
     let auth = match userinfo.split_once(':') {
-        Some((u, p)) => NatsAuth::UserPassword(percent_decoded(u), percent_decoded(p)),
-        None => NatsAuth::Token(percent_decoded(userinfo)),
+        Some((u, p)) => NatsAuth::UserPassword(decoded(u), decoded(p)),
+        None => NatsAuth::Token(decoded(userinfo)),
     };
     (bare, auth)
 }
-
-fn percent_decoded(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A NATS connection error that repeats is logged again after this long.
-const NATS_ERROR_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Cluster {
     pub node: String,
@@ -199,34 +168,26 @@ impl Cluster {
             // (plain `nats://` servers that do not ask for TLS are unaffected).
             options = options.tls_client_config(t.nats.as_ref().clone());
         }
-        let said = Arc::new(Mutex::new((String::new(), Instant::now())));
         let client = options
             .name(format!("edge {}", cfg.node))
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .ping_interval(Duration::from_secs(2))
             .max_reconnects(None)
-            .event_callback(move |e| {
-                let said = said.clone();
-                async move {
-                    match e {
-                        async_nats::Event::Connected => info!("NATS connected"),
-                        async_nats::Event::Disconnected => warn!("NATS disconnected"),
-                        // Why a connection attempt failed (refused, TLS, auth): the
-                        // operator's only clue while the node is held. Each attempt
-                        // reports it; said once a minute unless it changes.
-                        e @ (async_nats::Event::ClientError(_)
-                        | async_nats::Event::ServerError(_)) => {
-                            let text = e.to_string();
-                            let mut last = said.lock();
-                            let now = Instant::now();
-                            if last.0 != text || now.duration_since(last.1) >= NATS_ERROR_EVERY {
-                                warn!(error = %text, "NATS connection");
-                                *last = (text, now);
-                            }
+            .event_callback(|e| async move {
+                match e {
+                    async_nats::Event::Connected => info!("NATS connected"),
+                    async_nats::Event::Disconnected => warn!("NATS disconnected"),
+                    // Why a connection attempt failed (refused, TLS, auth): the
+                    // operator's only clue while the node is held. Each attempt
+                    // reports it; each distinct one is said once a minute.
+                    e @ (async_nats::Event::ClientError(_) | async_nats::Event::ServerError(_)) => {
+                        let text = e.to_string();
+                        if crate::throttle::warn_now(&format!("NATS connection: {text}")) {
+                            warn!(error = %text, "NATS connection");
                         }
-                        other => debug!(event = %other, "NATS event"),
                     }
+                    other => debug!(event = %other, "NATS event"),
                 }
             })
             .connect(servers.clone())

@@ -150,7 +150,7 @@ async fn customer_open(
                         super::relay::customer(sock, s, &node, first).await
                     };
                     if let Err(e) = relay {
-                        if super::relay::warn_now(&format!("customers to {node}")) {
+                        if crate::throttle::warn_now(&format!("customers to {node}")) {
                             tracing::warn!(node = %node, error = %e, "cannot relay customers to their chat's node (closed 4010; next warning in a minute)");
                         } else {
                             tracing::debug!(node = %node, error = %e, "cannot relay a customer to its chat's node");

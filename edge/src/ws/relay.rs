@@ -481,22 +481,6 @@ impl Links {
     }
 }
 
-/// Whether a relay failure of kind `what` (per node) is warned about now: once a
-/// minute, not once per client and retry.
-pub fn warn_now(what: &str) -> bool {
-    static LAST: std::sync::OnceLock<parking_lot::Mutex<HashMap<String, std::time::Instant>>> =
-        std::sync::OnceLock::new();
-    let mut last = LAST.get_or_init(Default::default).lock();
-    let now = std::time::Instant::now();
-    match last.get(what) {
-        Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
-        _ => {
-            last.insert(what.to_string(), now);
-            true
-        }
-    }
-}
-
 /// One link: the console signed in at `node` as its user, frames both ways.
 async fn link(s: AppState, node: String, token: String, down: mpsc::Sender<(String, Down)>) {
     let mut ws = match dial(&s, &node, "/ws/agent", Some(&token)).await {
@@ -505,7 +489,7 @@ async fn link(s: AppState, node: String, token: String, down: mpsc::Sender<(Stri
             LINK_FAILURES.fetch_add(1, Ordering::Relaxed);
             // Every console tries every node: one warning per node a minute,
             // not one per console and retry.
-            if warn_now(&format!("links to {node}")) {
+            if crate::throttle::warn_now(&format!("links to {node}")) {
                 tracing::warn!(node = %node, error = %e, "cannot link consoles to another node (counted in edge_cluster_chat_link_failures_total; next warning in a minute)");
             } else {
                 tracing::debug!(node = %node, error = %e, "cannot link a console to another node");

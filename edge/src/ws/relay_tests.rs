@@ -97,13 +97,3 @@ fn each_node_is_told_the_chats_the_agent_has_on_the_others() {
     assert_eq!(l.remote_active(), 0);
     assert!(l.owner.is_empty());
 }
-
-#[test]
-fn a_relay_failure_is_warned_about_once_a_minute_per_kind() {
-    assert!(warn_now("links to edge-test-x"));
-    assert!(
-        !warn_now("links to edge-test-x"),
-        "the second within a minute"
-    );
-    assert!(warn_now("customers to edge-test-x"), "another kind");
-}
