@@ -86,6 +86,21 @@ fn rtp(c: &mut Criterion) {
     g.bench_function("relay_decision", |b| {
         b.iter(|| relay.on_datagram(on, black_box(src), black_box(&pkt)))
     });
+    // The whole per-packet decision of a plain call (relay, digits, continuity).
+    let mut call = media::CallMedia::new(1, 0);
+    for (side, port) in [(Side::A, 4000), (Side::B, 6000)] {
+        call.apply(&media::Command::Remote {
+            side,
+            addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        });
+    }
+    let mut now = 0u64;
+    g.bench_function("call_media_on_party", |b| {
+        b.iter(|| {
+            now += 20_000;
+            call.on_party(on, black_box(src), black_box(&mut pkt), now)
+        })
+    });
     let mut stats = media::stats::RecvStats::new(8000);
     let mut seq = 0u16;
     g.bench_function("receiver_stats", |b| {

@@ -53,6 +53,10 @@ pub struct CallMedia {
     webrtc: [Option<Box<crate::webrtc::Leg>>; 2],
     /// When the last datagram from a party arrived (or the silence clock was reset).
     last_heard_us: u64,
+    /// The last RTP packet relayed towards each party before the session existed
+    /// (its header's bytes 2..12: sequence, timestamp, SSRC; and when): the
+    /// session's stream to it goes on from there, whoever sends next.
+    relayed: [Option<([u8; 10], u64)>; 2],
 }
 
 impl CallMedia {
@@ -67,6 +71,7 @@ impl CallMedia {
             seed,
             webrtc: [None, None],
             last_heard_us: now_us,
+            relayed: [None, None],
         }
     }
 
@@ -159,9 +164,19 @@ impl CallMedia {
     }
 
     fn session(&mut self) -> &mut Session {
-        let seed = self.seed;
-        self.session
-            .get_or_insert_with(|| Box::new(Session::new(seed)))
+        let (seed, relayed) = (self.seed, self.relayed);
+        self.session.get_or_insert_with(|| {
+            let mut s = Box::new(Session::new(seed));
+            for (to, last) in [Side::A, Side::B].into_iter().zip(relayed) {
+                if let Some((h, at_us)) = last {
+                    let seq = u16::from_be_bytes([h[0], h[1]]);
+                    let ts = u32::from_be_bytes([h[2], h[3], h[4], h[5]]);
+                    let ssrc = u32::from_be_bytes([h[6], h[7], h[8], h[9]]);
+                    s.continue_stream(to, ssrc, seq, ts, at_us);
+                }
+            }
+            s
+        })
     }
 
     /// A datagram from a party arrived on `on` from `src`. `pkt` may be rewritten in
@@ -192,6 +207,11 @@ impl CallMedia {
                 if s.on_party_rtp(on.side, pkt, now_us) == Verdict::Drop {
                     return (Party::Consumed, digit);
                 }
+            } else if dst.is_some() && pkt.len() >= 12 {
+                // Sequence, timestamp and SSRC as they are (read if a session starts).
+                let mut h = [0u8; 10];
+                h.copy_from_slice(&pkt[2..12]);
+                self.relayed[on.side.other() as usize] = Some((h, now_us));
             }
         }
         match dst {

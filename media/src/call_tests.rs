@@ -283,3 +283,66 @@ fn a_caller_with_no_other_side_still_reaches_the_session_and_its_digits_are_repo
         (Party::Refused, None)
     );
 }
+
+#[test]
+fn a_stream_relayed_before_the_session_existed_goes_on_whoever_sends_next() {
+    // A transfer: Alice's audio is relayed to the customer (A) without a session;
+    // the customer is put on ringback (the session starts), and the new agent's
+    // first packet arrives before another of Alice's.
+    let mut m = connected();
+    let mut to_customer: Vec<RtpHeader> = Vec::new();
+    let mut now = 0;
+    for seq in 100..110u16 {
+        let mut p = packet(0, seq, seq as u32 * 160, 0xA1, &[0xFF; FRAME]);
+        let (verdict, _) = m.on_party(B_RTP, addr("10.0.0.2:5000"), &mut p, now);
+        assert_eq!(verdict, Party::Forward(addr("10.0.0.1:4000")));
+        to_customer.push(rtp::parse(&p).unwrap().header);
+        now += 20_000;
+    }
+    assert_eq!(to_customer[0].ssrc, 0xA1, "relayed as it is");
+    assert!(m.hold(Side::A, true, Some(Arc::from(vec![100i16; 8000]))));
+    m.apply(&Command::Remote {
+        side: Side::B,
+        addr: Some(addr("10.0.0.3:6000")),
+    });
+    let mut bob_seq = 7000u16;
+    let mut bob = |m: &mut CallMedia, now: u64, to: &mut Vec<RtpHeader>| {
+        let mut p = packet(0, bob_seq, bob_seq as u32 * 160 + 5, 0xB0B, &[0xFF; FRAME]);
+        bob_seq += 1;
+        if let (Party::Forward(_), _) = m.on_party(B_RTP, addr("10.0.0.3:6000"), &mut p, now) {
+            to.push(rtp::parse(&p).unwrap().header);
+        }
+    };
+    for _ in 0..10 {
+        bob(&mut m, now + 1_000, &mut to_customer);
+        m.tick(
+            now,
+            |out, _, pkt| {
+                if out == Out::Party(A_RTP) {
+                    to_customer.push(rtp::parse(pkt).unwrap().header);
+                }
+            },
+            |_, _| {},
+        );
+        now += 20_000;
+    }
+    assert!(!m.hold(Side::A, false, None));
+    for _ in 0..10 {
+        bob(&mut m, now, &mut to_customer);
+        now += 20_000;
+    }
+    assert_eq!(to_customer.len(), 30, "relayed, ringback, relayed");
+    assert!(
+        to_customer.iter().all(|h| h.ssrc == 0xA1),
+        "one SSRC: {to_customer:?}"
+    );
+    for w in to_customer.windows(2) {
+        assert_eq!(
+            w[1].sequence,
+            w[0].sequence.wrapping_add(1),
+            "{to_customer:?}"
+        );
+        let step = w[1].timestamp.wrapping_sub(w[0].timestamp);
+        assert!((160..=320).contains(&step), "{to_customer:?}");
+    }
+}

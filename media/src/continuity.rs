@@ -44,6 +44,21 @@ impl OutStream {
         }
     }
 
+    /// A stream that goes on from a packet already sent (`ssrc`, `seq`, `ts` at
+    /// `at_us`): the next packet, whoever produces it, is `seq + 1` with this SSRC,
+    /// its timestamp moved on by the time elapsed.
+    pub fn continuing(ssrc: u32, seq: u16, ts: u32, at_us: u64) -> Self {
+        OutStream {
+            ssrc,
+            last_seq: seq,
+            last_ts: ts,
+            last_at_us: at_us,
+            started: true,
+            source: Source::None,
+            event: None,
+        }
+    }
+
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
@@ -69,6 +84,15 @@ impl OutStream {
                 seq_off,
                 ts_off,
             } if ssrc == h.ssrc => (seq_off, ts_off),
+            Source::None if h.ssrc == self.ssrc => {
+                // The stream it was relayed on goes on (`continuing`): unchanged.
+                self.source = Source::Relay {
+                    ssrc: h.ssrc,
+                    seq_off: 0,
+                    ts_off: 0,
+                };
+                (0, 0)
+            }
             _ => {
                 // A new input (or back from mixing): continue where the stream is.
                 let seq_off = self.last_seq.wrapping_add(1).wrapping_sub(h.sequence);

@@ -86,3 +86,25 @@ fn a_new_input_stream_continues_the_output_too() {
     assert_eq!(hb.timestamp, ha.timestamp.wrapping_add(3 * 160));
     assert_eq!(hb.ssrc, 7);
 }
+
+#[test]
+fn a_continuing_stream_passes_its_own_source_unchanged_and_continues_others() {
+    // Relayed as it was (SSRC 9, sequence 500) before the stream object existed.
+    let mut out = OutStream::continuing(9, 500, 80_000, 0);
+    let mut same = packet(501, 80_160, 9);
+    assert!(out.relay(&mut same, 31_000));
+    let h = crate::rtp::parse(&same).unwrap().header;
+    assert_eq!(
+        (h.sequence, h.timestamp, h.ssrc),
+        (501, 80_160, 9),
+        "untouched"
+    );
+    // Another source (a transfer's new party) continues the stream.
+    let mut other = packet(12, 3, 0xB0B);
+    assert!(out.relay(&mut other, 51_000));
+    let h = crate::rtp::parse(&other).unwrap().header;
+    assert_eq!((h.sequence, h.timestamp, h.ssrc), (502, 80_320, 9));
+    // A generated frame goes on from there too.
+    let g = out.generate(0, 71_000);
+    assert_eq!((g.sequence, g.timestamp, g.ssrc), (503, 80_480, 9));
+}

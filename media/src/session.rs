@@ -187,6 +187,17 @@ impl Session {
         }
     }
 
+    /// The stream towards `to` goes on from the last packet relayed to it before
+    /// the session existed (`ssrc`, `seq`, `ts`, sent at `at_us`), so that whichever
+    /// packet comes next (another source's, a generated frame) continues it rather
+    /// than starting a stream of its own.
+    pub fn continue_stream(&mut self, to: Side, ssrc: u32, seq: u16, ts: u32, at_us: u64) {
+        let out = &mut self.out[to as usize];
+        if out.is_none() {
+            *out = Some(OutStream::continuing(ssrc, seq, ts, at_us));
+        }
+    }
+
     /// Whether the session ticks at all (a supervisor, a recording, an announcement,
     /// hold, a beep or digits to send).
     pub fn active(&self) -> bool {

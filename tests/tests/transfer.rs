@@ -124,9 +124,18 @@ fn assert_one_stream(c: &TonePeer) {
     let g = c.received.lock().unwrap();
     let h = &g.headers;
     assert!(h.len() > 30, "{} packets", h.len());
+    let changes: Vec<(usize, u32, u16, u32)> = h
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1].0 != w[0].0)
+        .map(|(i, w)| (i + 1, w[1].0, w[1].1, w[1].2))
+        .collect();
     assert!(
-        h.iter().all(|x| x.0 == h[0].0),
-        "one SSRC towards the customer"
+        changes.is_empty(),
+        "one SSRC towards the customer: first {:?}, changes (index, ssrc, seq, ts) {:?} of {}",
+        h[0],
+        changes,
+        h.len()
     );
     let gaps = h
         .windows(2)
