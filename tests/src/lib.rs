@@ -534,6 +534,15 @@ token = "{AGENT_TOKEN}"
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Whether a line containing `needle` reaches the log within `secs`. The edge
+    /// writes a line before what it logs becomes visible (a response sent), but
+    /// the thread reading its stderr may lag: assert on log lines through this.
+    pub fn logged(&self, secs: u64, needle: &str) -> bool {
+        wait_until(secs, || {
+            self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        })
+    }
+
     /// A Prometheus sample value (first line that starts with `name`).
     pub fn metric(&self, name: &str) -> f64 {
         let r = http::get(self.http, "/metrics", None).unwrap();

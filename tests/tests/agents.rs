@@ -77,7 +77,7 @@ fn two_phones_of_one_agent_ring_together_and_the_one_left_ringing_gets_cancel() 
         desk.log(),
         edge.log_text()
     );
-    assert!(edge.log_text().contains("answered"), "{}", edge.log_text());
+    assert!(edge.logged(5, "answered"), "{}", edge.log_text());
     assert_eq!(uac.bye(), 200);
 }
 
@@ -207,11 +207,7 @@ fn baresip_transfers_a_queue_call_blind_with_its_refer() {
         edge.metric("edge_call_transfers_started_total{by=\"refer\"}"),
         1.0
     );
-    assert!(
-        edge.log_text().contains("transfer completed"),
-        "{}",
-        edge.log_text()
-    );
+    assert!(edge.logged(5, "transfer completed"), "{}", edge.log_text());
     // The customer is still on the call, now with the route's phone.
     let calls = edge_tests::http::get(edge.http, "/api/v1/calls", Some(edge_tests::ADMIN_TOKEN))
         .unwrap()

@@ -482,6 +482,8 @@ fn two_nodes_never_offer_one_agent_at_once() {
     );
     // Both nodes offered it calls (the claim moved between them).
     let offered = |e: &Edge| e.log_text().matches("offering call to agent").count();
+    // (Logged before each offer went out; the log readers may lag.)
+    wait_until(5, || offered(&a) + offered(&b) >= 6);
     assert!(
         offered(&a) >= 1 && offered(&b) >= 1 && offered(&a) + offered(&b) == 6,
         "offers a {} b {}",

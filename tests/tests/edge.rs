@@ -64,7 +64,7 @@ fn call_through_the_edge_relays_rtp_both_ways() {
     assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
     assert_eq!(edge.metric("edge_calls_answered_total"), 1.0);
     assert!(
-        edge.log_text().contains("call ended"),
+        edge.logged(5, "call ended"),
         "structured log line with the call id"
     );
 }
@@ -274,11 +274,7 @@ fn sighup_reload_swaps_valid_config_and_keeps_old_on_error() {
     // Invalid file: rejected, old config stays.
     std::fs::write(&edge.config_path, "[sip]\nlisten = 5\n").unwrap();
     edge.signal("HUP");
-    assert!(
-        wait_until(5, || edge.log_text().contains("reload rejected")),
-        "{}",
-        edge.log_text()
-    );
+    assert!(edge.logged(5, "reload rejected"), "{}", edge.log_text());
     let mut a = Uac::new(edge.sip);
     assert_eq!(a.call("service"), 200, "old config still routes");
     // Valid file with a new number for the same target: swapped in, call not dropped.
@@ -299,7 +295,7 @@ fn sighup_reload_swaps_valid_config_and_keeps_old_on_error() {
     std::fs::write(&edge.config_path, text).unwrap();
     edge.signal("HUP");
     assert!(
-        wait_until(5, || edge.log_text().contains("configuration reloaded")),
+        edge.logged(5, "configuration reloaded"),
         "{}",
         edge.log_text()
     );

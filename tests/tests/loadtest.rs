@@ -408,5 +408,5 @@ fn call_webrtc_plays_browsers_dialling_out_through_the_edge_with_no_loss() {
         assert_eq!(f(&v["rtp"]["lost"]), 0.0, "{who}: {v}");
     }
     assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 3.0);
-    assert!(edge.log_text().contains("agent dials out"));
+    assert!(edge.logged(5, "agent dials out"));
 }

@@ -3,7 +3,7 @@
 
 use edge_tests::crm::{Crm, Faults};
 use edge_tests::sha2::{Digest, Sha256};
-use edge_tests::{http, Edge, ADMIN_TOKEN, AGENT_TOKEN};
+use edge_tests::{http, wait_until, Edge, ADMIN_TOKEN, AGENT_TOKEN};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "crm-secret-token";
@@ -176,7 +176,7 @@ fn uploads_resume_after_kill_9_without_resending_acknowledged_chunks() {
     let acked_before = crm.received.lock().unwrap().acks.len();
     edge.crash_and_restart();
     assert!(
-        edge.log_text().contains("resuming spooled uploads"),
+        edge.logged(5, "resuming spooled uploads"),
         "{}",
         edge.log_text()
     );
@@ -436,11 +436,13 @@ fn s3_multipart_upload_resumes_the_same_upload_after_kill_9() {
         || recordings(&edge).is_empty(),
         &edge,
     );
+    let id = format!("upload_id={upload_id}");
+    let completed = |l: &str| l.contains("s3 multipart upload completed") && l.contains(&id);
+    // (Logged before the upload left the spool; the log reader may lag.)
+    wait_until(5, || edge.log_text().lines().any(completed));
     let log = edge.log_text();
     assert!(
-        log.lines()
-            .any(|l| l.contains("s3 multipart upload completed")
-                && l.contains(&format!("upload_id={upload_id}"))),
+        log.lines().any(completed),
         "the upload started before the kill is the one completed:\n{log}"
     );
     assert_eq!(

@@ -232,11 +232,7 @@ fn kamailio_spreads_calls_over_two_edges_and_a_draining_edge_finishes_its_calls_
         "A exited {status}; log:\n{}",
         a.log_text()
     );
-    assert!(
-        wait_until(5, || a.log_text().contains("drained: no call left")),
-        "{}",
-        a.log_text()
-    );
+    assert!(a.logged(5, "drained: no call left"), "{}", a.log_text());
     // B goes on serving.
     let mut c = Uac::new(proxy);
     assert_eq!(c.call("service"), 200);

@@ -243,7 +243,7 @@ To: <sip:{0}>\r\nFrom: <sip:5001@{0}>;tag=o1\r\nCall-ID: ws-opt-1\r\nCSeq: 1 OPT
     assert!(matches!(code, Some(1009 | 1006)), "{code:?}");
     assert!(wait_until(5, || edge.registrations().is_empty()));
     assert!(
-        edge.log_text().contains("SIP WebSocket closed"),
+        edge.logged(5, "SIP WebSocket closed"),
         "{}",
         edge.log_text()
     );
@@ -405,5 +405,5 @@ fn a_browser_that_never_completes_ice_and_dtls_ends_its_call_and_returns_the_por
     assert_eq!(edge.metric("edge_rtp_ports_in_use"), 0.0);
     assert_eq!(edge.metric("edge_webrtc_legs_failed_total"), 1.0);
     assert_eq!(edge.metric("edge_webrtc_legs_connected_total"), 0.0);
-    assert!(edge.log_text().contains("WebRTC media failed"));
+    assert!(edge.logged(5, "WebRTC media failed"));
 }

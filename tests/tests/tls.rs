@@ -345,7 +345,7 @@ fn a_trunk_whose_certificate_is_not_trusted_gets_no_invite_and_the_caller_a_fail
         edge.log_text()
     );
     assert!(
-        edge.log_text().contains("SIP TLS handshake failed"),
+        edge.logged(5, "SIP TLS handshake failed"),
         "{}",
         edge.log_text()
     );
