@@ -75,6 +75,17 @@ pub struct ClusterConfig {
     pub nats_cert: Option<std::path::PathBuf>,
     #[serde(default)]
     pub nats_key: Option<std::path::PathBuf>,
+    /// Sign in to NATS with an NKey: a file holding the user's seed (`SU…`, as
+    /// `nk -gen user` writes it); the servers list the public key (`U…`) under
+    /// `authorization { users }`. Read at start; never logged.
+    #[serde(default)]
+    pub nats_nkey: Option<std::path::PathBuf>,
+    /// Sign in to NATS servers in operator (JWT) mode: a credentials file
+    /// (`.creds`: the user's JWT and NKey seed, as `nsc` writes it). Read at
+    /// start; never logged. One way of signing in: URL credentials, `nats_nkey`
+    /// or `nats_creds`.
+    #[serde(default)]
+    pub nats_creds: Option<std::path::PathBuf>,
     /// Replicas of the shared state's JetStream buckets: 3 on a three-server NATS
     /// cluster (survives one server), 1 on a single server.
     #[serde(default = "default_replicas")]

@@ -507,6 +507,16 @@ fn the_cluster_table_is_optional_and_checked() {
             "cluster.nats[1]",
             "other credentials",
         ),
+        (
+            "nats = [\"nats://a:one@127.0.0.1:4222\"]\nnats_nkey = \"edge.nk\"",
+            "cluster.nats_nkey",
+            "one way of signing in",
+        ),
+        (
+            "nats_nkey = \"edge.nk\"\nnats_creds = \"edge.creds\"",
+            "cluster.nats_creds",
+            "one way of signing in",
+        ),
         ("replicas = 0", "cluster.replicas", "1 to 5"),
         ("node_lease = \"1s\"", "cluster.node_lease", "at least 2s"),
     ] {

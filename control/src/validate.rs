@@ -630,6 +630,17 @@ fn check_cluster(cl: &crate::model::ClusterConfig) -> Result<(), Issue> {
             seen = Some(c);
         }
     }
+    let ways = [
+        ("nats", seen.is_some()),
+        ("nats_nkey", cl.nats_nkey.is_some()),
+        ("nats_creds", cl.nats_creds.is_some()),
+    ];
+    if let [_, (second, _), ..] = ways.iter().filter(|(_, on)| *on).collect::<Vec<_>>()[..] {
+        return Err(Issue::new(
+            at().key(second),
+            "one way of signing in to NATS: credentials in the URLs, nats_nkey or nats_creds",
+        ));
+    }
     if cl.advertise_sip.port() == 0 || cl.advertise_sip.ip().is_unspecified() {
         return Err(Issue::new(
             at().key("advertise_sip"),

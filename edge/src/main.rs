@@ -439,7 +439,8 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
             },
             None => None,
         };
-        let cl = cluster::Cluster::start(cfg, advertised, cluster_tls, core_tx.clone())
+        let sign_in = cluster::sign_in(cfg).map_err(EdgeError::Cluster)?;
+        let cl = cluster::Cluster::start(cfg, sign_in, advertised, cluster_tls, core_tx.clone())
             .await
             .map_err(|e| EdgeError::Cluster(e.to_string()))?;
         api::cluster::serve_peers(state.clone(), cl.clone());

@@ -19,12 +19,14 @@ pub struct NatsCluster {
     /// TLS for clients (certificate, key, the CA of client certificates when
     /// clients must present one): the URLs are `tls://`.
     tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// The one user the servers admit, by its NKey public key (`U…`).
+    nkey_user: Option<String>,
 }
 
 impl NatsCluster {
     /// Start `n` servers (1: a single server, no routes).
     pub fn start(n: usize) -> NatsCluster {
-        NatsCluster::start_with(n, None)
+        NatsCluster::start_with(n, None, None)
     }
 
     /// Start `n` servers whose clients must use TLS, with this certificate and
@@ -37,10 +39,20 @@ impl NatsCluster {
         key: PathBuf,
         clients_ca: Option<PathBuf>,
     ) -> NatsCluster {
-        NatsCluster::start_with(n, Some((cert, key, clients_ca)))
+        NatsCluster::start_with(n, Some((cert, key, clients_ca)), None)
     }
 
-    fn start_with(n: usize, tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>) -> NatsCluster {
+    /// Start `n` servers that admit one user only: the NKey whose public key
+    /// (`U…`) is `user` (clients sign the server's nonce with its seed).
+    pub fn start_nkey(n: usize, user: &str) -> NatsCluster {
+        NatsCluster::start_with(n, None, Some(user.to_string()))
+    }
+
+    fn start_with(
+        n: usize,
+        tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+        nkey_user: Option<String>,
+    ) -> NatsCluster {
         assert!(
             have_tool("nats-server"),
             "nats-server is required (apt-get install nats-server; .ci/run installs it)"
@@ -51,6 +63,7 @@ impl NatsCluster {
             ports,
             children: (0..n).map(|_| None).collect(),
             tls,
+            nkey_user,
         };
         for i in 0..n {
             c.start_server(i);
@@ -104,6 +117,12 @@ impl NatsCluster {
             if let Some(ca) = clients_ca {
                 cmd.arg("--tlsverify").arg("--tlscacert").arg(ca);
             }
+        }
+        if let Some(user) = &self.nkey_user {
+            let conf = self.dir.path().join("nkey-users.conf");
+            let text = format!("authorization {{\n  users = [ {{ nkey: \"{user}\" }} ]\n}}\n");
+            std::fs::write(&conf, text).expect("write the NATS server's users");
+            cmd.arg("-c").arg(conf);
         }
         if self.ports.len() > 1 {
             let routes: Vec<String> = self

@@ -575,6 +575,19 @@ fn node_on_tls_nats(
     ))
 }
 
+/// Node `e` joins the cluster (signed in to NATS `how`) and its chat entries
+/// are stored: the echo of a message waits for JetStream.
+fn joins_and_stores_chat(e: &Edge, nats: &NatsCluster, how: &str) {
+    assert!(
+        wait_until(20, || joined(e)),
+        "the node did not join {how}:\n{}\n{}",
+        e.log_text(),
+        nats.logs()
+    );
+    ann_takes_a_web_chat(e, &format!("stored {how}"));
+    assert!(e.metric("edge_cluster_chat_entries_total") >= 1.0);
+}
+
 /// NATS over TLS, clients verified: the server's certificate is checked
 /// against `[tls] ca` and the node presents `[cluster] nats_cert`. A node
 /// trusting the server and presenting the client certificate joins and its
@@ -598,14 +611,7 @@ fn nats_over_tls_is_checked_both_ways() {
     let a = node_on_tls_nats(&nats, "edge-a", &dir, "nats", Some("client"));
     let b = node_on_tls_nats(&nats, "edge-b", &dir, "other", Some("client"));
     let c = node_on_tls_nats(&nats, "edge-c", &dir, "nats", None);
-    assert!(
-        wait_until(20, || joined(&a)),
-        "A did not join over TLS:\n{}\n{}",
-        a.log_text(),
-        nats.logs()
-    );
-    ann_takes_a_web_chat(&a, "stored over tls");
-    assert!(a.metric("edge_cluster_chat_entries_total") >= 1.0);
+    joins_and_stores_chat(&a, &nats, "over TLS");
     // B does not trust the server's certificate: held, and it says why.
     assert!(
         wait_until(10, || b
@@ -634,5 +640,52 @@ fn nats_over_tls_is_checked_both_ways() {
             !log.contains(NATS_PASSWORD),
             "NATS password in the log:\n{log}"
         );
+    }
+}
+
+/// A node on NATS servers that admit one NKey user, signing in with the seed in
+/// file `seed` of `dir`.
+fn node_with_nkey(
+    nats: &NatsCluster,
+    name: &str,
+    dir: &edge_tests::tempdir::Dir,
+    seed: &str,
+) -> Edge {
+    Edge::start_held(&format!(
+        "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
+         replicas = 1\nnats_grace = \"2s\"\nnats_nkey = \"{}\"\n\
+         [[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n",
+        nats.toml_list(),
+        dir.path().join(seed).display()
+    ))
+}
+
+/// `[cluster] nats_nkey`: a `nats-server` admitting one NKey user. The node
+/// with that user's seed signs in (the server's nonce signed) and its chat
+/// entries are stored; the node with another user's seed is refused, stays
+/// held and says so. No seed reaches a log.
+#[test]
+fn a_node_signs_in_to_nats_with_an_nkey_seed() {
+    let dir = edge_tests::tempdir::Dir::new("nats-nkey");
+    let (user, stranger) = (nkeys::KeyPair::new_user(), nkeys::KeyPair::new_user());
+    let seeds = [user.seed().unwrap(), stranger.seed().unwrap()];
+    std::fs::write(dir.path().join("edge.nk"), format!("{}\n", seeds[0])).unwrap();
+    std::fs::write(dir.path().join("stranger.nk"), &seeds[1]).unwrap();
+    let nats = NatsCluster::start_nkey(1, &user.public_key());
+    let a = node_with_nkey(&nats, "edge-a", &dir, "edge.nk");
+    let b = node_with_nkey(&nats, "edge-b", &dir, "stranger.nk");
+    joins_and_stores_chat(&a, &nats, "with an NKey");
+    assert!(
+        b.logged(10, "NATS connection"),
+        "B does not say NATS refused it:\n{}",
+        b.log_text()
+    );
+    assert_eq!(b.metric("edge_held"), 1.0, "B takes work without NATS");
+    assert_eq!(b.metric("edge_cluster_nodes"), 0.0);
+    for e in [&a, &b] {
+        let log = e.log_text();
+        for seed in &seeds {
+            assert!(!log.contains(seed.as_str()), "a seed in the log:\n{log}");
+        }
     }
 }

@@ -88,6 +88,65 @@ pub fn split_credentials(url: &str) -> (String, NatsAuth) {
     (bare, auth)
 }
 
+/// How the node signs in to NATS, and the servers' URLs without credentials.
+pub struct SignIn {
+    options: async_nats::ConnectOptions,
+    servers: Vec<String>,
+}
+
+/// How the node signs in to NATS ([`SignIn`]): the credentials of the URLs,
+/// or the NKey seed or credentials file the configuration names (read now).
+/// The error names the file and what is wrong, never its contents.
+pub fn sign_in(cfg: &control::ClusterConfig) -> Result<SignIn, String> {
+    // Credentials leave the URLs (the client would ignore them, and logs server
+    // addresses at debug level); the configuration checked that all URLs carry
+    // the same, and that there is one way of signing in.
+    let mut servers = Vec::new();
+    let mut auth = NatsAuth::None;
+    for u in &cfg.nats {
+        let (bare, a) = split_credentials(u);
+        servers.push(bare);
+        if a != NatsAuth::None {
+            auth = a;
+        }
+    }
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("[cluster] {key} {}: {e}", path.display()))
+    };
+    let options = match auth {
+        NatsAuth::UserPassword(u, p) => async_nats::ConnectOptions::with_user_and_password(u, p),
+        NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(t),
+        NatsAuth::None => match (&cfg.nats_nkey, &cfg.nats_creds) {
+            (Some(path), _) => {
+                let seed = read("nats_nkey", path)?;
+                let seed = seed.trim();
+                let user = nkeys::KeyPair::from_seed(seed)
+                    .ok()
+                    .filter(|k| k.public_key().starts_with('U'));
+                if user.is_none() {
+                    return Err(format!(
+                        "[cluster] nats_nkey {}: not an NKey user seed (one line, SU…)",
+                        path.display()
+                    ));
+                }
+                async_nats::ConnectOptions::with_nkey(seed.to_string())
+            }
+            (None, Some(path)) => {
+                let creds = read("nats_creds", path)?;
+                async_nats::ConnectOptions::with_credentials(&creds).map_err(|_| {
+                    format!(
+                        "[cluster] nats_creds {}: not a NATS credentials file (a user JWT and its NKey seed, as nsc writes them)",
+                        path.display()
+                    )
+                })?
+            }
+            (None, None) => async_nats::ConnectOptions::new(),
+        },
+    };
+    Ok(SignIn { options, servers })
+}
+
 pub struct Cluster {
     pub node: String,
     pub client: async_nats::Client,
@@ -140,29 +199,15 @@ impl Cluster {
     /// starting; it starts held) and start the heartbeat and the membership watch.
     pub async fn start(
         cfg: &control::ClusterConfig,
+        sign_in: SignIn,
         http: Advertised,
         tls: Option<ClusterTls>,
         core: CoreTx,
     ) -> Result<Arc<Cluster>, async_nats::ConnectError> {
-        // Credentials leave the URLs (the client would ignore them, and logs
-        // server addresses at debug level); the configuration checked that all
-        // URLs carry the same.
-        let mut servers = Vec::new();
-        let mut auth = NatsAuth::None;
-        for u in &cfg.nats {
-            let (bare, a) = split_credentials(u);
-            servers.push(bare);
-            if a != NatsAuth::None {
-                auth = a;
-            }
-        }
-        let mut options = match auth {
-            NatsAuth::None => async_nats::ConnectOptions::new(),
-            NatsAuth::UserPassword(u, p) => {
-                async_nats::ConnectOptions::with_user_and_password(u, p)
-            }
-            NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(t),
-        };
+        let SignIn {
+            mut options,
+            servers,
+        } = sign_in;
         if let Some(t) = &tls {
             // `tls://` servers: their certificates are checked against `[tls] ca`
             // (plain `nats://` servers that do not ask for TLS are unaffected).
