@@ -4,6 +4,7 @@
 //! and started again on the same ports and store.
 
 use crate::{free_port, have_tool, tempdir::Dir};
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -19,8 +20,8 @@ pub struct NatsCluster {
     /// TLS for clients (certificate, key, the CA of client certificates when
     /// clients must present one): the URLs are `tls://`.
     tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
-    /// The one user the servers admit, by its NKey public key (`U…`).
-    nkey_user: Option<String>,
+    /// The servers' sign-in configuration (a config file's text), if any.
+    auth: Option<String>,
 }
 
 impl NatsCluster {
@@ -45,13 +46,73 @@ impl NatsCluster {
     /// Start `n` servers that admit one user only: the NKey whose public key
     /// (`U…`) is `user` (clients sign the server's nonce with its seed).
     pub fn start_nkey(n: usize, user: &str) -> NatsCluster {
-        NatsCluster::start_with(n, None, Some(user.to_string()))
+        let auth = format!("authorization {{\n  users = [ {{ nkey: \"{user}\" }} ]\n}}\n");
+        NatsCluster::start_with(n, None, Some(auth))
+    }
+
+    /// Start `n` servers in operator (JWT) mode: an operator trusting one
+    /// account with JetStream, whose one user signs in with the returned
+    /// credentials file's text (its JWT and NKey seed, as `nsc` writes it).
+    pub fn start_operator(n: usize) -> (NatsCluster, String) {
+        let (operator, account, user) = (
+            nkeys::KeyPair::new_operator(),
+            nkeys::KeyPair::new_account(),
+            nkeys::KeyPair::new_user(),
+        );
+        let op = &operator.public_key();
+        let operator_jwt = jwt(
+            &operator,
+            op,
+            "edge-test-operator",
+            json!({"type": "operator", "version": 2}),
+        );
+        let unlimited = json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+        });
+        let account_jwt = jwt(
+            &operator,
+            &account.public_key(),
+            "edge",
+            json!({"limits": unlimited, "type": "account", "version": 2}),
+        );
+        // JetStream needs the server's system account.
+        let system = nkeys::KeyPair::new_account();
+        let system_jwt = jwt(
+            &operator,
+            &system.public_key(),
+            "SYS",
+            json!({"type": "account", "version": 2}),
+        );
+        let user_jwt = jwt(
+            &account,
+            &user.public_key(),
+            "edge-node",
+            json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2}),
+        );
+        let auth = format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n",
+            account.public_key(),
+            sys = system.public_key(),
+        );
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\
+             NKEYs are sensitive and should be treated as secrets.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+             *************************************************************\n",
+            user.seed().expect("a user seed")
+        );
+        (NatsCluster::start_with(n, None, Some(auth)), creds)
     }
 
     fn start_with(
         n: usize,
         tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
-        nkey_user: Option<String>,
+        auth: Option<String>,
     ) -> NatsCluster {
         assert!(
             have_tool("nats-server"),
@@ -63,7 +124,7 @@ impl NatsCluster {
             ports,
             children: (0..n).map(|_| None).collect(),
             tls,
-            nkey_user,
+            auth,
         };
         for i in 0..n {
             c.start_server(i);
@@ -118,10 +179,9 @@ impl NatsCluster {
                 cmd.arg("--tlsverify").arg("--tlscacert").arg(ca);
             }
         }
-        if let Some(user) = &self.nkey_user {
-            let conf = self.dir.path().join("nkey-users.conf");
-            let text = format!("authorization {{\n  users = [ {{ nkey: \"{user}\" }} ]\n}}\n");
-            std::fs::write(&conf, text).expect("write the NATS server's users");
+        if let Some(text) = &self.auth {
+            let conf = self.dir.path().join("auth.conf");
+            std::fs::write(&conf, text).expect("write the NATS server's sign-in configuration");
             cmd.arg("-c").arg(conf);
         }
         if self.ports.len() > 1 {
@@ -165,4 +225,31 @@ impl Drop for NatsCluster {
             self.kill(i);
         }
     }
+}
+
+/// A NATS JWT (v2) of `subject` with claims `nats`, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let mut claims = json!({
+        "iat": iat, "iss": issuer.public_key(), "name": name, "sub": subject, "nats": nats,
+    });
+    // The token's id: a hash of its claims.
+    let id = <sha2::Sha256 as sha2::Digest>::digest(claims.to_string().as_bytes());
+    claims["jti"] = hex_upper(&id[..16]).into();
+    let signed = format!(
+        "{}.{}",
+        b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        b64.encode(claims.to_string())
+    );
+    let sig = issuer.sign(signed.as_bytes()).expect("sign a JWT");
+    format!("{signed}.{}", b64.encode(sig))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
 }

@@ -588,6 +588,46 @@ fn joins_and_stores_chat(e: &Edge, nats: &NatsCluster, how: &str) {
     assert!(e.metric("edge_cluster_chat_entries_total") >= 1.0);
 }
 
+/// Node A signs in with file `files[0]` (`[cluster] key`), joins and stores
+/// chat entries; node B, with `files[1]`, is refused. No seed in their logs.
+fn signs_in_and_is_refused(
+    nats: &NatsCluster,
+    key: &str,
+    dir: &edge_tests::tempdir::Dir,
+    files: [&str; 2],
+    seeds: &[String],
+) {
+    let a = node_signing_in(nats, "edge-a", key, dir, files[0]);
+    let b = node_signing_in(nats, "edge-b", key, dir, files[1]);
+    joins_and_stores_chat(&a, nats, &format!("with {key}"));
+    refused_sign_in(&b, "edge-b", nats);
+    for e in [&a, &b] {
+        let log = e.log_text();
+        for seed in seeds {
+            assert!(!log.contains(seed.as_str()), "a seed in the log:\n{log}");
+        }
+    }
+}
+
+/// The server refused node `e` (named `name`) signing in: the node says so and
+/// stays held.
+fn refused_sign_in(e: &Edge, name: &str, nats: &NatsCluster) {
+    assert!(
+        e.logged(10, "NATS connection"),
+        "{name} does not say NATS refused it:\n{}",
+        e.log_text()
+    );
+    assert!(
+        wait_until(5, || nats
+            .logs()
+            .contains(&format!("edge {name}\" - authentication error"))),
+        "the server did not refuse {name}'s sign-in:\n{}",
+        nats.logs()
+    );
+    assert_eq!(e.metric("edge_held"), 1.0, "{name} takes work without NATS");
+    assert_eq!(e.metric("edge_cluster_nodes"), 0.0);
+}
+
 /// NATS over TLS, clients verified: the server's certificate is checked
 /// against `[tls] ca` and the node presents `[cluster] nats_cert`. A node
 /// trusting the server and presenting the client certificate joins and its
@@ -643,20 +683,21 @@ fn nats_over_tls_is_checked_both_ways() {
     }
 }
 
-/// A node on NATS servers that admit one NKey user, signing in with the seed in
-/// file `seed` of `dir`.
-fn node_with_nkey(
+/// A node on NATS servers that admit NKey users (`key` = "nats_nkey") or run
+/// in operator mode (`key` = "nats_creds"), signing in with file `file` of `dir`.
+fn node_signing_in(
     nats: &NatsCluster,
     name: &str,
+    key: &str,
     dir: &edge_tests::tempdir::Dir,
-    seed: &str,
+    file: &str,
 ) -> Edge {
     Edge::start_held(&format!(
         "[cluster]\nnode = \"{name}\"\nnats = {}\nadvertise_sip = \"127.0.0.1:{{sip_port}}\"\n\
-         replicas = 1\nnats_grace = \"2s\"\nnats_nkey = \"{}\"\n\
+         replicas = 1\nnats_grace = \"2s\"\n{key} = \"{}\"\n\
          [[queues]]\nname = \"web\"\nchannel = \"chat\"\nagents = [\"ann\"]\n",
         nats.toml_list(),
-        dir.path().join(seed).display()
+        dir.path().join(file).display()
     ))
 }
 
@@ -672,20 +713,34 @@ fn a_node_signs_in_to_nats_with_an_nkey_seed() {
     std::fs::write(dir.path().join("edge.nk"), format!("{}\n", seeds[0])).unwrap();
     std::fs::write(dir.path().join("stranger.nk"), &seeds[1]).unwrap();
     let nats = NatsCluster::start_nkey(1, &user.public_key());
-    let a = node_with_nkey(&nats, "edge-a", &dir, "edge.nk");
-    let b = node_with_nkey(&nats, "edge-b", &dir, "stranger.nk");
-    joins_and_stores_chat(&a, &nats, "with an NKey");
-    assert!(
-        b.logged(10, "NATS connection"),
-        "B does not say NATS refused it:\n{}",
-        b.log_text()
+    signs_in_and_is_refused(&nats, "nats_nkey", &dir, ["edge.nk", "stranger.nk"], &seeds);
+}
+
+/// `[cluster] nats_creds`: a `nats-server` in operator (JWT) mode trusting one
+/// account with JetStream. The node with its user's credentials file signs in
+/// (JWT presented, nonce signed) and stores chat entries; the node whose file
+/// holds the same JWT with another seed is refused and held. No seed in a log.
+#[test]
+fn a_node_signs_in_to_nats_in_operator_mode_with_a_credentials_file() {
+    let dir = edge_tests::tempdir::Dir::new("nats-creds");
+    let (nats, creds) = NatsCluster::start_operator(1);
+    std::fs::write(dir.path().join("edge.creds"), &creds).unwrap();
+    let seed = creds
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a seed in the credentials")
+        .to_string();
+    let other = nkeys::KeyPair::new_user().seed().unwrap();
+    std::fs::write(
+        dir.path().join("forged.creds"),
+        creds.replace(&seed, &other),
+    )
+    .unwrap();
+    signs_in_and_is_refused(
+        &nats,
+        "nats_creds",
+        &dir,
+        ["edge.creds", "forged.creds"],
+        &[seed, other],
     );
-    assert_eq!(b.metric("edge_held"), 1.0, "B takes work without NATS");
-    assert_eq!(b.metric("edge_cluster_nodes"), 0.0);
-    for e in [&a, &b] {
-        let log = e.log_text();
-        for seed in &seeds {
-            assert!(!log.contains(seed.as_str()), "a seed in the log:\n{log}");
-        }
-    }
 }
