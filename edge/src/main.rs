@@ -791,9 +791,15 @@ fn init_logging(filter: &str) {
             })
     })
     .with_max_level_hint(hint);
+    // The NATS client logs each failed connection attempt (every few seconds
+    // while a server refuses the node); the edge says why once a minute.
+    let repeats = throttle::LibraryRepeats {
+        targets: &["async_nats"],
+    };
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
+                .with_filter(repeats)
                 .with_filter(env)
                 .with_filter(quiet),
         )

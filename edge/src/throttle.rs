@@ -24,6 +24,56 @@ pub fn warn_now(key: &str) -> bool {
     }
 }
 
+/// A log filter for libraries that log each retry themselves (the NATS client
+/// logs every failed connection attempt, every few seconds while a server
+/// refuses the node): their events at INFO and above pass once per [`EVERY`]
+/// per call site; more verbose ones, and every other target's, pass as they
+/// are. The edge's own warning for the same trouble is throttled alike.
+pub struct LibraryRepeats {
+    /// The libraries' targets (a module path prefix).
+    pub targets: &'static [&'static str],
+}
+
+impl LibraryRepeats {
+    fn covers(&self, target: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|t| target == *t || target.strip_prefix(t).is_some_and(|r| r.starts_with("::")))
+    }
+}
+
+impl LibraryRepeats {
+    /// Whether events of this call site are throttled.
+    fn throttles(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.is_event() && *m.level() <= tracing::Level::INFO && self.covers(m.target())
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for LibraryRepeats {
+    /// Asked once per event of a throttled call site (see `callsite_enabled`).
+    /// (Not `event_enabled`: tracing-subscriber 0.3.23 leaves its per-layer
+    /// filter state dirty when that says no.)
+    fn enabled(
+        &self,
+        m: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        // The call site's name holds its file and line.
+        !self.throttles(m) || warn_now(&format!("log {}: {}", m.target(), m.name()))
+    }
+
+    fn callsite_enabled(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if self.throttles(m) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "throttle_tests.rs"]
 mod tests;

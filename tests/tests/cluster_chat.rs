@@ -626,6 +626,18 @@ fn refused_sign_in(e: &Edge, name: &str, nats: &NatsCluster) {
     );
     assert_eq!(e.metric("edge_held"), 1.0, "{name} takes work without NATS");
     assert_eq!(e.metric("edge_cluster_nodes"), 0.0);
+    // The NATS client logs each attempt itself; its lines are said once.
+    let log = e.log_text();
+    let library: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" async_nats"))
+        .map(|l| l.split_once("Z ").map_or(l, |(_, rest)| rest))
+        .collect();
+    let distinct: std::collections::HashSet<&&str> = library.iter().collect();
+    assert!(
+        !library.is_empty() && distinct.len() == library.len(),
+        "{name}: the NATS client's lines repeat (or are missing):\n{log}"
+    );
 }
 
 /// NATS over TLS, clients verified: the server's certificate is checked
