@@ -422,15 +422,16 @@ async fn run(snap: control::Snapshot, config_path: Option<PathBuf>) -> Result<()
         // Nodes serving HTTPS and `tls://` NATS servers are checked against
         // `[tls] ca` (or the system's trust store); a bad `ca` file stops the
         // edge, as for `sips:` targets.
+        // The trust anchors are read once for both.
         let cluster_tls = match &c.tls {
-            Some(t) => match tls::client_config_or_warn(
+            Some(t) => match tls::roots_or_warn(
                 t,
                 "chat relays to nodes serving HTTPS and tls:// NATS servers cannot be checked against [tls]",
             )? {
-                Some(relays) => Some(cluster::ClusterTls {
-                    relays,
+                Some(roots) => Some(cluster::ClusterTls {
+                    relays: tls::client_config_with(roots.clone())?,
                     nats: tls::client_config_reporting(
-                        t,
+                        roots,
                         "NATS server",
                         cfg.nats_cert.as_deref().zip(cfg.nats_key.as_deref()),
                     )?,

@@ -89,12 +89,15 @@ pub fn server_config(c: &control::TlsConfig) -> Result<Arc<rustls::ServerConfig>
 }
 
 /// The client side, for connections the edge opens to `sips:` / `;transport=tls`
-/// targets: the peer's certificate must chain to `[tls] ca` (or, unset, to the
-/// system's trust store) and name the target's IP address (targets are IP
-/// addresses; no DNS). No client certificate is presented.
-pub fn client_config(c: &control::TlsConfig) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// targets (and chat relays to other nodes): the peer's certificate must chain
+/// to the trust anchors ([`roots_or_warn`]: `[tls] ca` or, unset, the system's
+/// trust store) and name the target's IP address (targets are IP addresses; no
+/// DNS). No client certificate is presented.
+pub fn client_config_with(
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let config = client_builder(provider())?
-        .with_root_certificates(roots(c)?)
+        .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -115,24 +118,22 @@ fn client_builder(
         })
 }
 
-/// [`client_config`] whose refusals of a server's certificate are logged: a
-/// warning naming `what`, the server and rustls's reason (each distinct one
+/// [`client_config_with`] whose refusals of a server's certificate are logged:
+/// a warning naming `what`, the server and rustls's reason (each distinct one
 /// once a minute, [`crate::throttle`]). For clients that report a refused certificate only as an
 /// "IO error" (the NATS client).
 pub fn client_config_reporting(
-    c: &control::TlsConfig,
+    roots: Arc<rustls::RootCertStore>,
     what: &'static str,
     identity: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(c)?),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| TlsError::NoRoots {
-        reason: e.to_string(),
-    })?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| TlsError::NoRoots {
+                reason: e.to_string(),
+            })?;
     let builder = client_builder(provider)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Reporting { inner, what }));
@@ -237,15 +238,27 @@ fn roots(c: &control::TlsConfig) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// [`client_config`], where an empty system trust store only leaves these
-/// connections unavailable (`None`, warned once with `unavailable`); any other
+/// [`client_config_with`] on `[tls]`'s trust anchors, where an empty system
+/// trust store only leaves these connections unavailable (`None`, warned once with `unavailable`); any other
 /// error (a bad `[tls] ca`) is returned: it stops the edge.
 pub fn client_config_or_warn(
     c: &control::TlsConfig,
     unavailable: &str,
 ) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
-    match client_config(c) {
-        Ok(cfg) => Ok(Some(cfg)),
+    roots_or_warn(c, unavailable)?
+        .map(client_config_with)
+        .transpose()
+}
+
+/// The trust anchors ([`roots`]), read once for several client configurations;
+/// an empty system trust store is `None` (warned once with `unavailable`), a
+/// bad `[tls] ca` an error: it stops the edge.
+pub fn roots_or_warn(
+    c: &control::TlsConfig,
+    unavailable: &str,
+) -> Result<Option<Arc<rustls::RootCertStore>>, TlsError> {
+    match roots(c) {
+        Ok(r) => Ok(Some(Arc::new(r))),
         Err(e @ TlsError::NoRoots { .. }) => {
             tracing::warn!(error = %e, "{unavailable}");
             Ok(None)
