@@ -203,7 +203,6 @@ impl FromStr for SipTarget {
     }
 }
 
-/// Parse a duration such as `60s`, `500ms`, `2m`, `7d`.
 /// A `[cluster] nats` URL split at its credentials: the URL without them, and
 /// what came before its last `@` (`user:password` or a token, still
 /// percent-encoded), if anything.
@@ -216,6 +215,7 @@ pub fn nats_url_parts(url: &str) -> (String, Option<&str>) {
     }
 }
 
+/// Parse a duration such as `60s`, `500ms`, `2m`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration like 500ms, 20s, 2m, 7d: {e}"))

@@ -783,13 +783,7 @@ fn init_logging(filter: &str) {
         .max_level_hint()
         .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
     let quiet = filter_fn(|m| {
-        *m.level() <= tracing::Level::INFO
-            || !WIRE_DUMPERS.iter().any(|t| {
-                m.target() == *t
-                    || m.target()
-                        .strip_prefix(t)
-                        .is_some_and(|r| r.starts_with("::"))
-            })
+        *m.level() <= tracing::Level::INFO || !throttle::target_in(m.target(), WIRE_DUMPERS)
     })
     .with_max_level_hint(hint);
     // The NATS client logs each failed connection attempt (every few seconds

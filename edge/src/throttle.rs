@@ -34,18 +34,17 @@ pub struct LibraryRepeats {
     pub targets: &'static [&'static str],
 }
 
-impl LibraryRepeats {
-    fn covers(&self, target: &str) -> bool {
-        self.targets
-            .iter()
-            .any(|t| target == *t || target.strip_prefix(t).is_some_and(|r| r.starts_with("::")))
-    }
+/// Whether a log `target` is one of `modules` or inside one of them.
+pub fn target_in(target: &str, modules: &[&str]) -> bool {
+    modules
+        .iter()
+        .any(|t| target == *t || target.strip_prefix(t).is_some_and(|r| r.starts_with("::")))
 }
 
 impl LibraryRepeats {
     /// Whether events of this call site are throttled.
     fn throttles(&self, m: &tracing::Metadata<'_>) -> bool {
-        m.is_event() && *m.level() <= tracing::Level::INFO && self.covers(m.target())
+        m.is_event() && *m.level() <= tracing::Level::INFO && target_in(m.target(), self.targets)
     }
 }
 

@@ -216,9 +216,7 @@ fn any_node_answers_for_the_cluster_and_a_dead_node_falls_out() {
     b.wait_idle(5);
     b.signal("TERM");
     assert!(
-        wait_until(10, || a
-            .log_text()
-            .contains("cluster: node left node=edge-b")),
+        a.logged(10, "cluster: node left node=edge-b"),
         "A did not see B leave; a's log:\n{}\nb's log:\n{}",
         a.log_text(),
         b.log_text()

@@ -666,9 +666,7 @@ fn nats_over_tls_is_checked_both_ways() {
     joins_and_stores_chat(&a, &nats, "over TLS");
     // B does not trust the server's certificate: held, and it says why.
     assert!(
-        wait_until(10, || b
-            .log_text()
-            .contains("NATS server: certificate refused")),
+        b.logged(10, "NATS server: certificate refused"),
         "B does not say why it cannot reach NATS:\n{}",
         b.log_text()
     );
