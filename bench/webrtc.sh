@@ -90,7 +90,10 @@ for sys in $SYSTEMS; do
       "loss_to_trunk_pct=$(json "$WORK/call.json" "['rtp']['loss_pct']") loss_to_agent_pct=$(json "$WORK/ans.json" "['rtp']['loss_pct']")" \
       "agent_streams=$(json "$WORK/ans.json" "['rtp']['streams']") webrtc_connected=$(awk -v a="${c1:-0}" -v b="${c0:-0}" 'BEGIN{print a-b}')" \
       "webrtc_failed=$(delta "$f1" "$f0") srtp_refused=$(delta "$r1" "$r0") not_ready=$(delta "$n1" "$n0") edge_dropped=$(delta "$d1" "$d0")" \
-      "agent_sent=$(json "$WORK/ans.json" "['rtp']['packets_sent']") trunk_received=$(json "$WORK/call.json" "['rtp']['packets_received']") edge_cores=$cores edge_cpu_per_call_ppm_core=$per_call rss_kb_per_call=$rss"
+      "agent_sent=$(json "$WORK/ans.json" "['rtp']['packets_sent']") trunk_received=$(json "$WORK/call.json" "['rtp']['packets_received']")" \
+      "trunk_sent=$(json "$WORK/call.json" "['rtp']['packets_sent']") agent_received=$(json "$WORK/ans.json" "['rtp']['packets_received']")" \
+      "agent_first_packet_p50_ms=$(json "$WORK/ans.json" "['rtp']['first_packet_ms']['p50']") agent_first_packet_p90_ms=$(json "$WORK/ans.json" "['rtp']['first_packet_ms']['p90']")" \
+      "edge_cores=$cores edge_cpu_per_call_ppm_core=$per_call rss_kb_per_call=$rss"
     sleep 3
   done
 done

@@ -460,14 +460,13 @@ fn party_datagram(
         Party::Forward(dst) => {
             let to = on.peer();
             match call.media.outbound(to, pkt, dst) {
-                Some((out, dst)) => match call.sockets[to.index()].send_to(&out, dst) {
-                    Ok(_) => {
-                        c.packets += 1;
-                        c.bytes += out.len() as u64;
-                    }
-                    Err(_) => c.dropped += 1,
-                },
+                Some((out, dst)) => send_counted(&call.sockets[to.index()], &out, dst, c),
+                // Held for a browser leg not ready yet: sent below once it is.
+                None if call.media.holds_out(to) => {}
                 None => c.dropped += 1,
+            }
+            while let Some((out, dst)) = call.media.held_out(to) {
+                send_counted(&call.sockets[to.index()], &out, dst, c);
             }
         }
         Party::Refused => c.dropped += 1,
@@ -475,10 +474,25 @@ fn party_datagram(
     }
 }
 
+/// Send a datagram of a party's, counted.
+fn send_counted(sock: &UdpSocket, pkt: &[u8], dst: SocketAddr, c: &mut Counters) {
+    match sock.send_to(pkt, dst) {
+        Ok(_) => {
+            c.packets += 1;
+            c.bytes += pkt.len() as u64;
+        }
+        Err(_) => c.dropped += 1,
+    }
+}
+
 /// The SRTP a browser leg on `side` held during its handshake, once the leg is
-/// connected: decrypted and handled as if it came now, in the order it came.
+/// connected: decrypted and handled as if it came now, in the order it came; and
+/// the RTP held for it meanwhile, sent.
 fn held_srtp(call: &mut Call, side: Side, c: &mut Counters, ctx: &Ctx, now_us: u64) {
     let on = Socket { side, rtcp: false };
+    while let Some((out, dst)) = call.media.held_out(on) {
+        send_counted(&call.sockets[on.index()], &out, dst, c);
+    }
     loop {
         let Some(leg) = call.media.webrtc(side) else {
             return;

@@ -172,10 +172,12 @@ impl Stream {
     }
 
     /// Send `pkt` to the peer: as it is, or protected for a WebRTC peer once its
-    /// keys are ready (before that nothing is sent, nor counted).
+    /// keys are ready (before that nothing is sent, nor counted, as a browser
+    /// sends no media before its handshake; the leg would hold it).
     fn send(&mut self, pkt: &[u8], peer: SocketAddr) {
         let sent = match self.webrtc.as_deref_mut() {
             None => self.sock.send_to(pkt, peer).is_ok(),
+            Some(leg) if !leg.ready() => false,
             Some(leg) => match (leg.protect(pkt), leg.peer()) {
                 (Some(sealed), Some(to)) => self.sock.send_to(&sealed, to).is_ok(),
                 _ => false,

@@ -8,6 +8,7 @@ use crate::mixer::{Frame, MonitorMode};
 use crate::relay::{Relay, Side, Socket};
 use crate::session::{Dest, Session, Verdict};
 use crate::{dtmf, rtp, Command, MonitorId};
+use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,6 +30,26 @@ pub enum Out {
     Party(Socket),
     /// A supervisor's RTP socket.
     Monitor(MonitorId),
+}
+
+/// A generated packet for a browser (a party or a supervisor): SRTP to the
+/// address its checks came from, after what the leg held before it was ready;
+/// held itself while the leg is not; nowhere (counted by the driver) when the leg
+/// failed.
+fn to_browser(
+    leg: &mut crate::webrtc::Leg,
+    out: Out,
+    pkt: &[u8],
+    send: &mut impl FnMut(Out, Option<SocketAddr>, &[u8]),
+) {
+    match (leg.protect(pkt), leg.peer()) {
+        (Some(sealed), Some(peer)) => send(out, Some(peer), &sealed),
+        _ if leg.holds_out() => {}
+        _ => send(out, None, pkt),
+    }
+    while let Some((sealed, peer)) = leg.poll_held_out() {
+        send(out, Some(peer), &sealed);
+    }
 }
 
 #[derive(Debug)]
@@ -98,8 +119,10 @@ impl CallMedia {
 
     /// What to send towards `to` for a relayed datagram `pkt` bound for `dst`: the
     /// datagram itself, or for a browser its SRTP at the address ICE validated.
-    /// `None`: nothing may go (RTCP is not passed to a browser, which reports on
-    /// its own; its leg is not ready yet).
+    /// `None`: nothing may go now (RTCP is not passed to a browser, which reports
+    /// on its own; its leg is not ready yet, and the packet is held — see
+    /// [`CallMedia::holds_out`] — or failed). After it, send what
+    /// [`CallMedia::held_out`] gives.
     pub fn outbound<'p>(
         &mut self,
         to: Socket,
@@ -114,6 +137,24 @@ impl CallMedia {
                 Some((std::borrow::Cow::Owned(sealed.into()), leg.peer()?))
             }
         }
+    }
+
+    /// A browser leg towards `to` holds RTP that came before it was ready.
+    pub fn holds_out(&self, to: Socket) -> bool {
+        self.webrtc[to.side as usize]
+            .as_deref()
+            .is_some_and(|l| l.holds_out())
+    }
+
+    /// The next packet a browser leg towards `to` held before it was ready, now
+    /// protected, with where it goes (see [`crate::webrtc::Leg::poll_held_out`]).
+    pub fn held_out(&mut self, to: Socket) -> Option<(BytesMut, SocketAddr)> {
+        if to.rtcp {
+            return None;
+        }
+        self.webrtc[to.side as usize]
+            .as_deref_mut()?
+            .poll_held_out()
     }
 
     /// Where the relay sends `to`'s datagrams now (latched, else announced).
@@ -265,24 +306,14 @@ impl CallMedia {
                 Dest::Party(side) => {
                     let sock = Socket { side, rtcp: false };
                     match webrtc[side as usize].as_deref_mut() {
-                        // A browser: SRTP to the address its checks came from
-                        // (nowhere, counted by the driver, until the leg is ready).
-                        Some(leg) => match (leg.protect(pkt), leg.peer()) {
-                            (Some(sealed), Some(peer)) => {
-                                send(Out::Party(sock), Some(peer), &sealed)
-                            }
-                            _ => send(Out::Party(sock), None, pkt),
-                        },
+                        Some(leg) => to_browser(leg, Out::Party(sock), pkt, &mut send),
                         None => send(Out::Party(sock), relay.destination(sock), pkt),
                     }
                 }
                 Dest::Monitor(id) => match monitors.iter_mut().find(|m| m.id == id) {
                     Some(MonitorLeg {
                         webrtc: Some(leg), ..
-                    }) => match (leg.protect(pkt), leg.peer()) {
-                        (Some(sealed), Some(peer)) => send(Out::Monitor(id), Some(peer), &sealed),
-                        _ => send(Out::Monitor(id), None, pkt),
-                    },
+                    }) => to_browser(leg, Out::Monitor(id), pkt, &mut send),
                     m => {
                         let to = m.and_then(|m| m.latched.or(m.announced));
                         send(Out::Monitor(id), to, pkt)

@@ -248,6 +248,11 @@ pub struct Leg {
     /// latest kept) and decrypted once the leg is connected ([`Leg::poll_early`]),
     /// never before the certificate is checked.
     early: VecDeque<Vec<u8>>,
+    /// RTP for the browser that came before the leg was ready (the caller's first
+    /// words while ICE and DTLS finish): held the same way (at most
+    /// [`EARLY_MAX`], the latest kept) and protected once it is
+    /// ([`Leg::poll_held_out`]), so the agent hears them late rather than never.
+    early_out: VecDeque<Vec<u8>>,
     /// The controlling side's connectivity check in progress (see
     /// [`Leg::controlling`]).
     checking: Option<Check>,
@@ -323,6 +328,7 @@ impl Leg {
             limit,
             transmits: VecDeque::new(),
             early: VecDeque::new(),
+            early_out: VecDeque::new(),
             checking: None,
             stats: LegStats::default(),
         }
@@ -569,8 +575,9 @@ impl Leg {
         }
         self.state = DtlsState::Failed;
         self.srtp = None;
-        self.stats.not_ready += self.early.len() as u64;
+        self.stats.not_ready += (self.early.len() + self.early_out.len()) as u64;
         self.early.clear();
+        self.early_out.clear();
     }
 
     fn on_dtls(&mut self, now: Instant, src: SocketAddr, pkt: &[u8]) -> Inbound {
@@ -725,13 +732,49 @@ impl Leg {
         None
     }
 
-    /// Encrypt an outbound RTP packet for the browser; `None` (counted) until the leg
-    /// is [`ready`](Leg::ready) or when the packet cannot be protected.
+    /// Encrypt an outbound RTP packet for the browser. `None` when the packet
+    /// cannot be protected (counted), or is held: while the leg is not ready yet
+    /// (ICE or DTLS in progress; a failed leg drops it, counted), and behind
+    /// packets still held — ask [`Leg::poll_held_out`] after every call, which
+    /// gives them in the order they came.
     pub fn protect(&mut self, rtp: &[u8]) -> Option<BytesMut> {
-        if !self.ready() {
-            self.stats.not_ready += 1;
+        if !self.ready() || !self.early_out.is_empty() {
+            if self.state == DtlsState::Failed {
+                self.stats.not_ready += 1;
+                return None;
+            }
+            if self.early_out.len() == EARLY_MAX {
+                self.early_out.pop_front();
+                self.stats.not_ready += 1;
+            }
+            self.early_out.push_back(rtp.to_vec());
             return None;
         }
+        self.seal(rtp)
+    }
+
+    /// Whether RTP for the browser is held (see [`Leg::protect`]).
+    pub fn holds_out(&self) -> bool {
+        !self.early_out.is_empty()
+    }
+
+    /// The RTP held for the browser before the leg was ready, protected, with
+    /// where it goes, one by one in the order it came; `None` while the leg is
+    /// not ready or nothing is held.
+    pub fn poll_held_out(&mut self) -> Option<(BytesMut, SocketAddr)> {
+        if !self.ready() {
+            return None;
+        }
+        let peer = self.peer?;
+        while let Some(rtp) = self.early_out.pop_front() {
+            if let Some(sealed) = self.seal(&rtp) {
+                return Some((sealed, peer));
+            }
+        }
+        None
+    }
+
+    fn seal(&mut self, rtp: &[u8]) -> Option<BytesMut> {
         let (outbound, _) = &mut **self.srtp.as_mut().expect("connected");
         match outbound.encrypt_rtp(rtp) {
             Ok(p) => Some(p),

@@ -143,6 +143,25 @@ fn pump(leg: &mut Leg, b: &mut Browser, now: Instant) -> bool {
     done
 }
 
+/// A leg and a browser (DTLS client) whose first check it answered.
+fn checked(now: Instant) -> (Leg, Browser) {
+    let mut leg = new_leg();
+    let b = Browser::new(true);
+    leg.on_datagram(
+        now,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    (leg, b)
+}
+
+/// The browser's parameters with another certificate's fingerprint.
+fn naming_another_certificate(b: &Browser) -> RemoteParams {
+    let mut remote = b.remote(Setup::Active);
+    remote.fingerprint = Identity::generate().unwrap().fingerprint().to_string();
+    remote
+}
+
 fn rtp(seq: u16) -> Vec<u8> {
     let mut p = vec![
         0x80,
@@ -254,13 +273,8 @@ fn tampered_and_replayed_srtp_is_dropped_and_counted() {
 #[test]
 fn wrong_fingerprint_fails_and_passes_no_media() {
     let now = Instant::now();
-    let mut leg = new_leg();
-    let mut b = Browser::new(true);
-    let check = b.check("edgeufrag:brow", &local().pwd, true);
-    leg.on_datagram(now, browser_addr(), &check);
-    let mut remote = b.remote(Setup::Active);
-    remote.fingerprint = Identity::generate().unwrap().fingerprint().to_string();
-    leg.set_remote(now, remote);
+    let (mut leg, mut b) = checked(now);
+    leg.set_remote(now, naming_another_certificate(&b));
     pump(&mut leg, &mut b, now);
     assert_eq!(leg.state(), DtlsState::Failed);
     assert!(!leg.ready());
@@ -271,13 +285,7 @@ fn wrong_fingerprint_fails_and_passes_no_media() {
 /// leg, with its keys, before the leg had its SDP.
 fn handshaken_before_the_sdp() -> (Leg, Browser, Instant) {
     let now = Instant::now();
-    let mut leg = new_leg();
-    let mut b = Browser::new(true);
-    leg.on_datagram(
-        now,
-        browser_addr(),
-        &b.check("edgeufrag:brow", &local().pwd, true),
-    );
+    let (mut leg, mut b) = checked(now);
     leg.poll_transmit();
     assert!(pump(&mut leg, &mut b, now), "the browser is done");
     b.keys();
@@ -388,13 +396,7 @@ fn nomination_moves_the_peer_and_later_plain_checks_do_not() {
 #[test]
 fn a_handshake_that_never_completes_fails_by_timeout() {
     let start = Instant::now();
-    let mut leg = new_leg();
-    let mut b = Browser::new(true);
-    leg.on_datagram(
-        start,
-        browser_addr(),
-        &b.check("edgeufrag:brow", &local().pwd, true),
-    );
+    let (mut leg, mut b) = checked(start);
     leg.set_remote(start, b.remote(Setup::Active));
     // Only the ClientHello arrives; the browser then goes silent.
     let hello = b.ep.poll_transmit().unwrap();
@@ -501,4 +503,69 @@ fn a_controlling_leg_connects_to_a_lite_leg_and_media_flows_both_ways() {
     ));
     // Nothing was refused on the way.
     assert_eq!(ctl.stats.stun_refused, 0);
+}
+
+#[test]
+fn rtp_for_the_browser_before_the_leg_is_ready_is_held_then_sent_in_order() {
+    let now = Instant::now();
+    let mut leg = new_leg();
+    let mut b = Browser::new(true);
+    // The caller speaks while ICE has not started: held, nothing counted lost.
+    for seq in 1..=3 {
+        assert_eq!(leg.protect(&rtp(seq)), None);
+    }
+    assert!(leg.holds_out());
+    assert_eq!(
+        leg.poll_held_out(),
+        None,
+        "nothing leaves before the leg is ready"
+    );
+    leg.on_datagram(
+        now,
+        browser_addr(),
+        &b.check("edgeufrag:brow", &local().pwd, true),
+    );
+    leg.poll_transmit();
+    leg.set_remote(now, b.remote(Setup::Active));
+    // During the handshake too; only the latest EARLY_MAX are kept.
+    for seq in 4..=20 {
+        assert_eq!(leg.protect(&rtp(seq)), None);
+    }
+    assert_eq!(leg.stats.not_ready, 20 - EARLY_MAX as u64);
+    assert!(pump(&mut leg, &mut b, now));
+    b.keys();
+    assert!(leg.ready());
+    // A packet after the handshake waits behind those held, so the order holds.
+    assert_eq!(leg.protect(&rtp(21)), None);
+    let (_, b_in) = b.srtp.as_mut().unwrap();
+    let mut seqs = Vec::new();
+    while let Some((sealed, to)) = leg.poll_held_out() {
+        assert_eq!(to, browser_addr());
+        let plain = b_in.decrypt_rtp(&sealed).unwrap();
+        seqs.push(u16::from_be_bytes([plain[2], plain[3]]));
+    }
+    let want: Vec<u16> = (22 - EARLY_MAX as u16..=21).collect();
+    assert_eq!(seqs, want);
+    assert!(!leg.holds_out());
+    // Then straight through.
+    let out = leg.protect(&rtp(22)).unwrap();
+    assert_eq!(&b_in.decrypt_rtp(&out).unwrap()[..], &rtp(22)[..]);
+    assert_eq!(leg.stats.srtp_refused, 0);
+}
+
+#[test]
+fn rtp_held_for_a_leg_that_fails_is_dropped_and_counted() {
+    let now = Instant::now();
+    let (mut leg, mut b) = checked(now);
+    leg.set_remote(now, naming_another_certificate(&b));
+    for seq in 1..=5 {
+        assert_eq!(leg.protect(&rtp(seq)), None);
+    }
+    pump(&mut leg, &mut b, now);
+    assert_eq!(leg.state(), DtlsState::Failed);
+    assert!(!leg.holds_out());
+    assert_eq!(leg.poll_held_out(), None);
+    assert_eq!(leg.protect(&rtp(6)), None);
+    assert!(!leg.holds_out());
+    assert_eq!(leg.stats.not_ready, 6);
 }
