@@ -139,11 +139,13 @@ impl CallMedia {
         }
     }
 
-    /// A browser leg towards `to` holds RTP that came before it was ready.
+    /// A browser leg towards `to` holds RTP that came before it was ready (RTCP
+    /// is never held: it does not go to a browser).
     pub fn holds_out(&self, to: Socket) -> bool {
-        self.webrtc[to.side as usize]
-            .as_deref()
-            .is_some_and(|l| l.holds_out())
+        !to.rtcp
+            && self.webrtc[to.side as usize]
+                .as_deref()
+                .is_some_and(|l| l.holds_out())
     }
 
     /// The next packet a browser leg towards `to` held before it was ready, now

@@ -346,3 +346,35 @@ fn a_stream_relayed_before_the_session_existed_goes_on_whoever_sends_next() {
         assert!((160..=320).contains(&step), "{to_customer:?}");
     }
 }
+
+#[test]
+fn rtp_for_a_browser_leg_not_ready_is_held_not_counted_lost_and_rtcp_is_not() {
+    let mut m = CallMedia::new(1, 0);
+    let leg = crate::webrtc::Leg::new(
+        Arc::new(crate::webrtc::Identity::generate().unwrap()),
+        crate::webrtc::IceCredentials {
+            ufrag: "edgeufrag".into(),
+            pwd: "edgepassword0123456789ab".into(),
+        },
+        crate::webrtc::HANDSHAKE_LIMIT,
+    );
+    m.set_webrtc(Side::B, Some(Box::new(leg)));
+    let dst = addr("127.0.0.1:50000");
+    // The browser has not checked yet: the packet waits in its leg.
+    assert!(m.outbound(B_RTP, &voice(1), dst).is_none());
+    assert!(m.holds_out(B_RTP));
+    assert!(
+        m.held_out(B_RTP).is_none(),
+        "nothing leaves before the leg is ready"
+    );
+    // RTCP never goes to a browser, and is not held either.
+    let b_rtcp = Socket {
+        side: Side::B,
+        rtcp: true,
+    };
+    assert!(m.outbound(b_rtcp, &[0x80, 200, 0, 6], dst).is_none());
+    assert!(!m.holds_out(b_rtcp));
+    assert!(m.held_out(b_rtcp).is_none());
+    // A plain side holds nothing.
+    assert!(!m.holds_out(A_RTP));
+}
