@@ -111,7 +111,9 @@ pub struct AgentView {
 
 #[derive(Debug, Default)]
 pub struct Acd {
-    agents: HashMap<String, AgentState>,
+    /// By id (from the configuration, so a fast hasher: the pick reads every
+    /// agent of the queue for each call).
+    agents: HashMap<String, AgentState, foldhash::fast::RandomState>,
     /// Wrap-ups by end time (an entry whose agent's `wrap_until` differs is stale).
     wrap_ups: BinaryHeap<Reverse<(Instant, String)>>,
     /// Queue calls waiting for an agent, oldest first.

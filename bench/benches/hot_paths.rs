@@ -235,5 +235,26 @@ fn mixer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sip, sdp, rtp, mixer);
+/// The queue's pick: the ready agent idle the longest among a queue's 600, half
+/// of them busy, as `dispatch_queues` asks for every call (`allowed` passes all).
+fn acd(c: &mut Criterion) {
+    use b2bua::acd::Acd;
+    let now = std::time::Instant::now();
+    let ids: Vec<String> = (1..=600).map(|i| format!("agent-{i}")).collect();
+    let mut acd = Acd::new();
+    acd.sync(ids.iter().map(String::as_str), now);
+    for (i, id) in ids.iter().enumerate() {
+        if i % 2 == 0 {
+            acd.seize(id);
+        } else {
+            acd.adopt_idle_since(id, now + std::time::Duration::from_millis(600 - i as u64));
+        }
+    }
+    assert_eq!(acd.pick_where(&ids, |_| true), Some("agent-600"));
+    c.bench_function("acd/pick_of_600", |b| {
+        b.iter(|| black_box(acd.pick_where(black_box(&ids), |_| true)))
+    });
+}
+
+criterion_group!(benches, sip, sdp, rtp, mixer, acd);
 criterion_main!(benches);
