@@ -212,10 +212,31 @@ Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
             cid = self.call_id
         );
         self.sock.send_to(inv.as_bytes(), self.edge).unwrap();
+        // Timer A (RFC 3261 §17.1.1.2): the INVITE again, 500 ms then doubling,
+        // until the edge answers anything — one datagram lost on a loaded
+        // machine must not lose the call.
+        let mut interval = Duration::from_millis(500);
+        let mut resend = Some(Instant::now() + interval);
+        let mut deadline = Instant::now() + self.answer_wait;
         loop {
-            let Some((m, text)) = recv_msg(&self.sock, self.answer_wait) else {
+            let now = Instant::now();
+            if now >= deadline {
                 return 0;
+            }
+            let until = resend.map_or(deadline, |t| t.min(deadline));
+            let wait = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            let Some((m, text)) = recv_msg(&self.sock, wait) else {
+                if resend.is_some_and(|t| Instant::now() >= t) {
+                    self.sock.send_to(inv.as_bytes(), self.edge).unwrap();
+                    interval = (interval * 2).min(Duration::from_secs(4));
+                    resend = Some(Instant::now() + interval);
+                }
+                continue;
             };
+            resend = None;
+            deadline = Instant::now() + self.answer_wait;
             let SipMessage::Response(r) = m else { continue };
             let code = r.status_code.code();
             if code < 200 {
@@ -266,8 +287,8 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r
 
     /// Wait up to `secs` for the edge's BYE and answer it 200; whether one came.
     pub fn answer_bye(&mut self, secs: u64) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
             let Some((m, _)) = recv_msg(&self.sock, Duration::from_millis(200)) else {
                 continue;
             };
@@ -288,8 +309,8 @@ Call-ID: {cid}\r\nCSeq: 1 ACK\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r
     /// phone's SDP (`recvonly` to a `sendonly` offer: being held); the offer's
     /// direction, or `None` when none came.
     pub fn answer_reinvite(&mut self, secs: u64) -> Option<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-        while std::time::Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
             let Some((SipMessage::Request(req), _)) =
                 recv_msg(&self.sock, Duration::from_millis(200))
             else {
